@@ -1,0 +1,100 @@
+// Package ledger is Custos's key-operation log: an append-only RFC 6962
+// Merkle tree of canonical JSON entries, stored in bbolt, with checkpoints
+// signed by a node's ECDSA P-256 (HSM) key and ML-DSA-65 key. The node
+// writes it; the offline audit tool verifies it with the pure functions
+// here, without bbolt.
+//
+// # Writing
+//
+// The state machine appends inside its own bbolt write transaction, so log
+// and state commit together:
+//
+//	first, err := ledger.AppendEntries(tx, entries...) // or ledger.Append(tx, canonicalBytes...)
+//
+// Appending is deterministic (no clock, randomness or I/O beyond tx): the
+// same entries give the same stored keys and values and the same root,
+// whether appended one per transaction or all in one. The leader assigns
+// entry times before proposing; indexes follow the log's size.
+//
+// # Storage
+//
+// Everything lives under the top-level bucket [BucketName] ("ledger"):
+//
+//	ledger/entries  8-byte big-endian index -> canonical entry bytes
+//	ledger/hashes   8-byte big-endian tlog stored-hash index -> 32-byte hash
+//	ledger/meta     "size" -> 8-byte big-endian entry count
+//
+// The hashes are exactly those of tlog.StoredHashes, so roots and proofs
+// come from tlog.TreeHash, ProveRecord and ProveTree reading bbolt through
+// a tlog.HashReader; nothing is cached in memory, so memory stays flat as
+// the log grows (about 2 stored hashes per entry on disk). Reads
+// ([Size], [ReadEntry], [ReadEntries], [LeafHash], [Root], [TreeHead],
+// [ProveInclusion], [ProveConsistency]) take any *bbolt.Tx and see its
+// snapshot; take root and proof in one read transaction.
+//
+// # Entries
+//
+// [Entry.Marshal] is the only encoder and [ParseEntry] the only decoder.
+// The canonical encoding is one compact JSON object (no whitespace) with
+// fields in this fixed order, optional ones omitted when empty or zero:
+//
+//	index        decimal, required (0 allowed), at most 2^63-2
+//	time         "YYYY-MM-DDThh:mm:ss.nnnnnnnnnZ": UTC, always 9 fractional digits; required
+//	type         [a-z][a-z0-9._-]{0,63}; required
+//	actor        {identity (required), role, region, cert_fingerprint}
+//	node, kek_id, kek_version (>= 1; needs kek_id), request_id
+//	outcome      "ok" | "denied" | "error"; required
+//	reason
+//	details      object, keys [a-z0-9._-]{1,64} sorted bytewise, at most 64
+//
+// Strings are valid UTF-8 of at most 1024 bytes, written raw except: '"'
+// and '\' are backslash-escaped, newline, CR and tab are \n \r \t, other
+// bytes below 0x20 are \u00xx with lowercase hex. Nothing is HTML-escaped.
+// An entry is at most 64 KiB. ParseEntry accepts bytes only if re-encoding
+// them reproduces them exactly, so each entry has one encoding and its leaf
+// hash, tlog.RecordHash(bytes), is well defined. Entries hold no secrets:
+// Details carries hashes and identifiers, never key material or plaintext.
+//
+// Serving entries inside a JSON response: json.Marshal rewrites '<', '>' and
+// '&' even inside a json.RawMessage, which would change the bytes an auditor
+// hashes. Send them base64-encoded, or encode with json.Encoder and
+// SetEscapeHTML(false).
+//
+// # Checkpoints
+//
+// A [Checkpoint] body is the c2sp.org/tlog-checkpoint text (origin line,
+// decimal size, base64 root hash, each newline-terminated; no extension
+// lines). [SignCheckpoint] makes it a c2sp.org/signed-note with two
+// signature lines under one key name, and [VerifyCheckpoint] accepts it only
+// if one trusted node's two signatures both verify:
+//
+//   - ECDSA P-256, signature type 0x02 as signed-note assigns it (the
+//     transparency-dev/witness and Rekor form): ASN.1 DER signature over
+//     SHA-256 of the note text; key data 0x02 || DER SubjectPublicKeyInfo;
+//     key ID = SHA-256(SubjectPublicKeyInfo)[:4]. The private key stays in
+//     the HSM: the signer is any crypto.Signer.
+//   - ML-DSA-65 (FIPS 204, hedged, context string "custos.eu/signed-note"),
+//     which signed-note assigns no byte: it uses the reserved 0xff followed
+//     by the identifier "custos.eu/ml-dsa-65"; key data is
+//     0xff || "custos.eu/ml-dsa-65" || 1952-byte public key, and key ID =
+//     SHA-256(name || "\n" || key data)[:4], as signed-note recommends.
+//
+// A verifier key is one text line, name+hash+base64(key data), hash being
+// the key ID as 8 lowercase hex digits (like sumdb/note verifier keys).
+// [NodeKey.MarshalText] writes a node's two lines; [ParseNodeKeys] reads a
+// file of them, so an auditor can keep trusted node keys in a file.
+//
+// # Verifying
+//
+// [VerifyInclusion] and [VerifyConsistency] check proofs against
+// checkpoints with no storage at all. [InclusionProof] and
+// [ConsistencyProof] are the proofs' JSON shapes (base64 hashes).
+//
+// # Errors
+//
+// Parsers return *[ParseError]; VerifyCheckpoint returns *[CheckpointError]
+// wrapping one of ErrMalformedCheckpoint, ErrCheckpointSignature,
+// ErrCheckpointUntrusted, ErrCheckpointOrigin; proof checks wrap
+// [ErrInvalidProof]; storage reads return [ErrIndexOutOfRange] or
+// [ErrCorrupt], and Append [ErrIndexMismatch] for a misnumbered entry.
+package ledger
