@@ -1,0 +1,5 @@
+//go:build cgo
+
+package hsmtest
+
+const cgoEnabled = true
