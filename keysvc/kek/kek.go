@@ -1,0 +1,187 @@
+// Package kek keeps one KEK version in custody across node HSMs.
+//
+// A KEK version is a 32-byte X-Wing seed that is never stored whole. [Deal] draws a
+// fresh secret, splits it t-of-n with Pedersen VSS (package threshold), derives the
+// seed from it and returns only the public record ([Version]: X-Wing public key and
+// share commitments) and the n shares; the secret and seed are zeroised before it
+// returns. Each node seals its share with [SealShare] under an AES-256 key generated
+// inside its own HSM, labelled by [Label] ("custos:kek:<id>:<version>"). To unwrap,
+// t nodes open their shares with [OpenShare] and [Reconstitute] rebuilds the key,
+// checking every share against the commitments and the result against the public key.
+//
+// Destroying the sealing key on a node ([Destroy]) makes every copy of that node's
+// sealed share useless; destroying it on every node crypto-shreds the version.
+//
+// Functions here are safe for concurrent use when the hsm.Token given is.
+package kek
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cloudflare/circl/group"
+
+	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
+	"github.com/custos-eu/custos/threshold"
+)
+
+// Errors callers branch on.
+var (
+	// ErrShareUnavailable: the node cannot open its sealed share, because the
+	// version's sealing key is gone from its HSM (destroyed) or never existed there.
+	ErrShareUnavailable = errors.New("kek: share unavailable on this node: its sealing key is not in the HSM (destroyed or never created)")
+	// ErrShareCorrupt: the sealed share does not open or does not match the commitments.
+	ErrShareCorrupt = errors.New("kek: sealed share is corrupt or belongs to another kek version")
+	// ErrNotEnoughShares: fewer valid shares than the version's threshold.
+	ErrNotEnoughShares = errors.New("kek: not enough valid shares to reconstitute the key")
+	// ErrKeyMismatch: the reconstituted seed does not give the recorded public key.
+	ErrKeyMismatch = errors.New("kek: reconstituted key does not match the recorded public key")
+)
+
+// Label is the HSM label of the AES key that seals a node's share of one KEK version.
+func Label(id string, version uint32) string {
+	return fmt.Sprintf("custos:kek:%s:%d", id, version)
+}
+
+// Version is the public record of one KEK version: safe to replicate and publish.
+type Version struct {
+	ID          string
+	Version     uint32
+	Threshold   int // t: shares needed
+	Shares      int // n: shares dealt, one per node
+	PublicKey   []byte
+	Commitments threshold.Commitments
+}
+
+// Deal creates KEK id version `version`, split t-of-n. The caller hands Shares[i]
+// to node i+1 and must Zeroize each share once it is sealed.
+func Deal(rnd io.Reader, id string, version uint32, t, n int) (*Version, []threshold.Share, error) {
+	if err := wrapkey.ValidateKEKID(id); err != nil {
+		return nil, nil, err
+	}
+	if version == 0 {
+		return nil, nil, fmt.Errorf("kek %q: version must be at least 1", id)
+	}
+	secret, d, err := threshold.Deal(rnd, t, n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deal kek %q v%d: %w", id, version, err)
+	}
+	seed, err := threshold.DeriveSeed(secret)
+	zeroScalar(secret)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deal kek %q v%d: %w", id, version, err)
+	}
+	defer clear(seed[:])
+	pub, err := wrapkey.PublicKey(seed[:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("deal kek %q v%d: %w", id, version, err)
+	}
+	v := &Version{ID: id, Version: version, Threshold: t, Shares: n, PublicKey: pub, Commitments: d.Commitments}
+	return v, d.Shares, nil
+}
+
+// shareAAD binds a sealed share to its KEK version and share index.
+func shareAAD(v *Version, index uint16) []byte {
+	var b bytes.Buffer
+	b.WriteString("custos/v1/sealed-share\x00")
+	b.WriteString(Label(v.ID, v.Version))
+	b.WriteByte(0)
+	_ = binary.Write(&b, binary.BigEndian, index)
+	return b.Bytes()
+}
+
+// SealShare generates this version's sealing key inside tok and seals sh under it.
+// The share is checked against the commitments first, so a node never seals a
+// share it could not later use. hsm.ErrKeyExists if the node already holds a
+// sealing key for this version.
+func SealShare(tok hsm.Token, v *Version, sh *threshold.Share) ([]byte, error) {
+	if err := threshold.Verify(v.Commitments, sh); err != nil {
+		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
+	}
+	plain, err := sh.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
+	}
+	defer clear(plain)
+	label := Label(v.ID, v.Version)
+	if err := tok.GenerateAESKey(label); err != nil {
+		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
+	}
+	sealed, err := tok.Seal(label, plain, shareAAD(v, sh.Index))
+	if err != nil {
+		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
+	}
+	return sealed, nil
+}
+
+// OpenShare opens the sealed share with the given index inside tok and verifies it
+// against the commitments. ErrShareUnavailable when the sealing key is gone,
+// ErrShareCorrupt when the sealed bytes do not open or verify.
+func OpenShare(tok hsm.Token, v *Version, index uint16, sealed []byte) (*threshold.Share, error) {
+	plain, err := tok.Open(Label(v.ID, v.Version), sealed, shareAAD(v, index))
+	switch {
+	case errors.Is(err, hsm.ErrKeyNotFound):
+		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, ErrShareUnavailable)
+	case errors.Is(err, hsm.ErrOpen):
+		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, ErrShareCorrupt)
+	case err != nil:
+		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, err)
+	}
+	defer clear(plain)
+	sh := new(threshold.Share)
+	if err := sh.UnmarshalBinary(plain); err != nil || sh.Index != index || threshold.Verify(v.Commitments, sh) != nil {
+		sh.Zeroize()
+		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, ErrShareCorrupt)
+	}
+	return sh, nil
+}
+
+// Destroy removes this version's sealing key from tok: the node's sealed share of
+// the version can never be opened again.
+func Destroy(tok hsm.Token, id string, version uint32) error {
+	if err := tok.Destroy(Label(id, version)); err != nil {
+		return fmt.Errorf("destroy kek %q v%d: %w", id, version, err)
+	}
+	return nil
+}
+
+// Reconstitute rebuilds the KEK version from at least t shares and returns it as a
+// ready-to-use key; the caller must Destroy it when done. Every share is verified
+// against the commitments, and the rebuilt key must give the recorded public key.
+func Reconstitute(v *Version, shares []threshold.Share) (*wrapkey.Key, error) {
+	if len(shares) < v.Threshold {
+		return nil, fmt.Errorf("reconstitute kek %q v%d: have %d of %d shares: %w", v.ID, v.Version, len(shares), v.Threshold, ErrNotEnoughShares)
+	}
+	secret, err := threshold.Recover(v.Commitments, shares)
+	if err != nil {
+		return nil, fmt.Errorf("reconstitute kek %q v%d: %w", v.ID, v.Version, err)
+	}
+	seed, err := threshold.DeriveSeed(secret)
+	zeroScalar(secret)
+	if err != nil {
+		return nil, fmt.Errorf("reconstitute kek %q v%d: %w", v.ID, v.Version, err)
+	}
+	k, err := wrapkey.NewKey(seed[:], v.ID, v.Version)
+	clear(seed[:])
+	if err != nil {
+		return nil, fmt.Errorf("reconstitute kek %q v%d: %w", v.ID, v.Version, err)
+	}
+	if subtle.ConstantTimeCompare(k.PublicKey(), v.PublicKey) != 1 {
+		k.Destroy()
+		return nil, fmt.Errorf("reconstitute kek %q v%d: %w", v.ID, v.Version, ErrKeyMismatch)
+	}
+	return k, nil
+}
+
+// Wrap wraps dek to this version's public key; it needs no HSM and no shares.
+func (v *Version) Wrap(rnd io.Reader, ctx wrapkey.Context, dek []byte) ([]byte, error) {
+	return wrapkey.Wrap(rnd, v.PublicKey, v.ID, v.Version, ctx, dek)
+}
+
+// zeroScalar overwrites a secret scalar.
+func zeroScalar(s group.Scalar) { s.SetUint64(0) }

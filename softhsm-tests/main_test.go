@@ -1,0 +1,9 @@
+package softhsmtests
+
+import (
+	"testing"
+
+	"github.com/custos-eu/custos/hsm/hsmtest"
+)
+
+func TestMain(m *testing.M) { hsmtest.Main(m) }
