@@ -1,0 +1,60 @@
+// Command custos is the Custos command-line tool: demo today; officer, audit,
+// backup and admin commands as they land.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one `custos` subcommand.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, stdout io.Writer, args []string) error
+}
+
+var commands = []command{
+	{"demo", "walk through threshold custody on three SoftHSM tokens", runDemoCmd},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: custos <command> [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Stdout, os.Stderr, os.Args[1:]))
+}
+
+// run dispatches to a subcommand and returns the process exit code.
+func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stderr)
+		return 2
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			if err := c.run(ctx, stdout, args[1:]); err != nil {
+				if err == flag.ErrHelp {
+					return 2
+				}
+				fmt.Fprintf(stderr, "custos %s: %v\n", c.name, err)
+				return 1
+			}
+			return 0
+		}
+	}
+	fmt.Fprintf(stderr, "custos: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
