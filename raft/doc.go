@@ -1,0 +1,47 @@
+// Package raft replicates opaque commands across the Custos cluster. It wraps
+// hashicorp/raft and knows nothing of keys: the caller supplies a StateMachine, proposes
+// commands on the leader with Node.Apply, and every node applies the committed commands
+// in the same order.
+//
+//	n, err := raft.Open(cfg, sm)               // storage in cfg.DataDir, mutual TLS on cfg.Addr
+//	err = n.Bootstrap(servers)                 // once, on a fresh node, to form the cluster
+//	res, err := n.Apply(ctx, cmd)              // leader only; returns after a quorum committed cmd
+//	err = n.AddVoter(ctx, "node-4", "n4:7000") // membership changes, leader only
+//	err = n.Shutdown()
+//
+// # Results and errors
+//
+// Apply returns the state machine's result only after the command is committed by a
+// quorum and applied on the leader; it never reports success otherwise. Failures say
+// what the caller can do: *NotLeaderError (errors.Is ErrNotLeader) names the leader to
+// forward to and nothing was proposed; ErrNoQuorum (deadline passed) and
+// ErrLeadershipLost mean the outcome is unknown, so the command must be treated as not
+// done and retried only if it is idempotent; *CommandError wraps the state machine's own
+// rejection of a command that did commit.
+//
+// # Determinism
+//
+// StateMachine.Apply runs on every node, for every committed command, and again after a
+// restart for the entries that follow the latest snapshot. It must be deterministic: no
+// clock reads, no randomness, no HSM calls, no network, no I/O but the state machine's own
+// store. The proposer decides time, random values and anything else that varies, and puts
+// them in the command. Snapshot captures a point-in-time handle cheaply; the expensive
+// streaming happens in Snapshot.WriteTo, concurrently with later Applies.
+//
+// # Storage and transport
+//
+// The log and stable store are a bbolt file (raft.db, fsync on every write) in
+// Config.DataDir, with file snapshots beside it (the latest two kept). Peers talk raft
+// over TCP inside mutual TLS 1.3 with the hybrid X25519MLKEM768 key exchange only and
+// the ALPN protocol "custos-raft/1": each side presents its node certificate and requires
+// the other's to chain to the cluster CA pool (Config.CAs), then runs the optional
+// Config.VerifyPeer. A dialled peer's certificate must also name the host it was dialled
+// at, so node certificates carry their cluster address as a DNS or IP name and allow both
+// serverAuth and clientAuth. Connections that fail the handshake never reach raft; they
+// are logged and counted in Stats.TLSRejected.
+//
+// # Tests
+//
+// Config.Memory runs nodes on an in-process MemNetwork, with in-memory storage that
+// survives a node restart; package rafttest builds clusters on it.
+package raft
