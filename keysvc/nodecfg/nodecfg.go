@@ -1,0 +1,195 @@
+// Package nodecfg is the custosd configuration file: a TOML document naming one
+// node, its addresses, data directory, HSM token and TLS material. custosd reads
+// it; `custos dev up` writes it. Secrets are never in it: the HSM PIN comes from
+// a file or an environment variable it names.
+package nodecfg
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is one node's configuration file.
+type Config struct {
+	NodeID  string `toml:"node_id"` // unique in the cluster; [a-z0-9._-]
+	Region  string `toml:"region"`  // EU/EEA ISO 3166-1 alpha-2 code of the node's site
+	Cluster string `toml:"cluster"` // cluster name; the key-op log origin is "custos/<cluster>"
+	DataDir string `toml:"data_dir"`
+
+	// Bootstrap forms a new single-node cluster when DataDir holds no state.
+	// Exactly one node of a new cluster sets it.
+	Bootstrap bool `toml:"bootstrap"`
+	// AllowedRegions are the regions nodes may be in; fixed when the cluster is
+	// bootstrapped (genesis), ignored afterwards.
+	AllowedRegions []string `toml:"allowed_regions"`
+	// Join lists API base URLs of existing members this node asks to join
+	// through, when DataDir holds no state and Bootstrap is false.
+	Join []string `toml:"join"`
+
+	API         Listener    `toml:"api"`
+	Raft        Listener    `toml:"raft"`
+	HSM         HSM         `toml:"hsm"`
+	TLS         TLS         `toml:"tls"`
+	Log         Log         `toml:"log"`
+	GroupCommit GroupCommit `toml:"group_commit"`
+}
+
+// Listener is where a node listens and the address peers reach it at.
+type Listener struct {
+	Listen    string `toml:"listen"`    // host:port to bind
+	Advertise string `toml:"advertise"` // host:port others dial; defaults to Listen
+}
+
+// HSM names the node's PKCS#11 token. The PIN is read from PINFile or PINEnv.
+type HSM struct {
+	Module     string `toml:"module"`
+	TokenLabel string `toml:"token_label"`
+	PINFile    string `toml:"pin_file"`
+	PINEnv     string `toml:"pin_env"`
+	// SoftHSMConf, for development with SoftHSM only: the SOFTHSM2_CONF file the
+	// daemon sets in its environment before loading the module.
+	SoftHSMConf string `toml:"softhsm_conf"`
+}
+
+// TLS is the node's certificate and key, and the cluster CA, as PEM files.
+type TLS struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+	CA   string `toml:"ca"`
+}
+
+// Log configures log/slog output on stderr.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info (default), warn, error
+	Format string `toml:"format"` // json (default) or text
+}
+
+// GroupCommit bounds how the leader batches key-op log entries into one raft command.
+type GroupCommit struct {
+	MaxEntries int      `toml:"max_entries"` // default 256
+	MaxBytes   int      `toml:"max_bytes"`   // default 1 MiB
+	MaxDelay   Duration `toml:"max_delay"`   // default 2ms
+}
+
+// Duration is a time.Duration written as a Go duration string ("2ms").
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Load reads and validates a configuration file, filling defaults. Unknown keys
+// are an error, so a typo never silently falls back to a default.
+func Load(path string) (*Config, error) {
+	var c Config
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("config %s: unknown key %q", path, und[0].String())
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Write writes c to path (0600).
+func (c *Config) Write(path string) error {
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o600)
+}
+
+func (c *Config) setDefaults() {
+	if c.API.Advertise == "" {
+		c.API.Advertise = c.API.Listen
+	}
+	if c.Raft.Advertise == "" {
+		c.Raft.Advertise = c.Raft.Listen
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.GroupCommit.MaxEntries == 0 {
+		c.GroupCommit.MaxEntries = 256
+	}
+	if c.GroupCommit.MaxBytes == 0 {
+		c.GroupCommit.MaxBytes = 1 << 20
+	}
+	if c.GroupCommit.MaxDelay.Duration == 0 {
+		c.GroupCommit.MaxDelay.Duration = 2 * time.Millisecond
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	need := func(v, name string) {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	need(c.NodeID, "node_id")
+	need(c.Region, "region")
+	need(c.Cluster, "cluster")
+	need(c.DataDir, "data_dir")
+	need(c.API.Listen, "api.listen")
+	need(c.Raft.Listen, "raft.listen")
+	need(c.HSM.Module, "hsm.module")
+	need(c.HSM.TokenLabel, "hsm.token_label")
+	need(c.TLS.Cert, "tls.cert")
+	need(c.TLS.Key, "tls.key")
+	need(c.TLS.CA, "tls.ca")
+	if c.HSM.PINFile == "" && c.HSM.PINEnv == "" {
+		errs = append(errs, errors.New("hsm.pin_file or hsm.pin_env is required (the PIN is never written in the config)"))
+	}
+	if c.Bootstrap && len(c.Join) > 0 {
+		errs = append(errs, errors.New("bootstrap and join are exclusive: one node bootstraps, the others join it"))
+	}
+	if c.Bootstrap && len(c.AllowedRegions) == 0 {
+		errs = append(errs, errors.New("allowed_regions is required to bootstrap a cluster"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q: want json or text", c.Log.Format))
+	}
+	if c.GroupCommit.MaxEntries < 1 || c.GroupCommit.MaxBytes < 1 || c.GroupCommit.MaxDelay.Duration < 0 {
+		errs = append(errs, errors.New("group_commit bounds must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue is safe to log: the config holds no secrets, only where they are.
+func (c *Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("node_id", c.NodeID), slog.String("region", c.Region), slog.String("cluster", c.Cluster),
+		slog.String("data_dir", c.DataDir), slog.String("api", c.API.Advertise), slog.String("raft", c.Raft.Advertise),
+		slog.String("hsm_token", c.HSM.TokenLabel), slog.Bool("bootstrap", c.Bootstrap))
+}

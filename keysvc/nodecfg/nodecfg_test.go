@@ -1,0 +1,59 @@
+package nodecfg
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func valid() *Config {
+	return &Config{
+		NodeID: "node-1", Region: "FR", Cluster: "dev", DataDir: "/d", Bootstrap: true,
+		AllowedRegions: []string{"FR", "DE"},
+		API:            Listener{Listen: "127.0.0.1:8201"}, Raft: Listener{Listen: "127.0.0.1:8301"},
+		HSM: HSM{Module: "/lib.so", TokenLabel: "node-1", PINFile: "/pin"},
+		TLS: TLS{Cert: "c", Key: "k", CA: "ca"},
+	}
+}
+
+func TestWriteLoadRoundTrip(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "node.toml")
+	c := valid()
+	c.GroupCommit.MaxDelay.Duration = 5 * time.Millisecond
+	if err := c.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NodeID != "node-1" || got.API.Advertise != "127.0.0.1:8201" || got.GroupCommit.MaxDelay.Duration != 5*time.Millisecond || got.GroupCommit.MaxEntries != 256 {
+		t.Fatalf("loaded %+v", got)
+	}
+}
+
+func TestUnknownKeyRejected(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "node.toml")
+	if err := valid().Write(p); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, append([]byte("nodeid = \"typo\"\n"), b...), 0o600)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), `unknown key "nodeid"`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestValidateNamesEveryProblem(t *testing.T) {
+	c := valid()
+	c.NodeID, c.HSM.PINFile, c.Log.Level, c.Log.Format = "", "", "loud", "json"
+	c.Join = []string{"https://x"}
+	err := c.Validate()
+	for _, want := range []string{"node_id is required", "pin_file or hsm.pin_env", "exclusive", `log.level "loud"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
