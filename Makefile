@@ -10,7 +10,7 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/wrapkey:FuzzParse ./keysvc/wrapkey:FuzzUnwrap \
              ./keysvc/ledger:FuzzParseEntry ./keysvc/ledger:FuzzMarshalEntry \
              ./keysvc/ledger:FuzzParseCheckpoint ./keysvc/ledger:FuzzVerifyCheckpoint \
-             ./keysvc/ledger:FuzzParseProof
+             ./keysvc/ledger:FuzzParseProof ./keysvc/identity:FuzzParseURI
 
 export CGO_ENABLED := 1
 
