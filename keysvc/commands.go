@@ -1,0 +1,148 @@
+// Raft commands: a versioned JSON envelope, proposed by the leader and
+// applied by every node's state machine, and the result Apply returns.
+
+package keysvc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc/ledger"
+)
+
+// commandVersion is the envelope version this code writes and accepts.
+const commandVersion = 1
+
+// Command types. Unknown types are rejected (deterministically).
+const (
+	cmdLedgerAppend = "ledger.append"   // entries: canonical entries with index 0; Apply numbers them
+	cmdGenesis      = "cluster.genesis" // cluster, allowed_regions, node, actor, time
+	cmdNodeAdd      = "node.add"        // node, actor, time
+	cmdNodeRemove   = "node.remove"     // node_id, actor, time
+)
+
+// timeFormat is how commands carry the leader's time: the entry time format.
+const timeFormat = "2006-01-02T15:04:05.000000000Z"
+
+// command is the envelope of every raft command. Encoding: one compact JSON
+// object, fields in this order, empty ones omitted, nothing HTML-escaped;
+// entries are embedded as their exact canonical bytes. Decoding is strict:
+// unknown fields, trailing data and other versions are rejected.
+type command struct {
+	V              int               `json:"v"`
+	Type           string            `json:"type"`
+	Time           string            `json:"time,omitempty"`      // leader's clock, timeFormat
+	ServedBy       string            `json:"served_by,omitempty"` // node that proposed it: the entries' "node"
+	Actor          *actorJSON        `json:"actor,omitempty"`
+	Cluster        string            `json:"cluster,omitempty"`
+	AllowedRegions []string          `json:"allowed_regions,omitempty"`
+	Node           *NodeInfo         `json:"node,omitempty"`
+	NodeID         string            `json:"node_id,omitempty"`
+	Entries        []json.RawMessage `json:"entries,omitempty"`
+}
+
+type actorJSON struct {
+	Identity        string `json:"identity"`
+	Role            string `json:"role,omitempty"`
+	Region          string `json:"region,omitempty"`
+	CertFingerprint string `json:"cert_fingerprint,omitempty"`
+}
+
+func toActorJSON(a ledger.Actor) *actorJSON {
+	return &actorJSON{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
+}
+
+func (a *actorJSON) actor() ledger.Actor {
+	if a == nil {
+		return ledger.Actor{}
+	}
+	return ledger.Actor{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
+}
+
+func encodeCommand(c *command) ([]byte, error) {
+	c.V = commandVersion
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("keysvc: encode %s command: %w", c.Type, err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// decodeCommand parses an envelope. Its errors are *CommandError.
+func decodeCommand(data []byte) (*command, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c command
+	if err := dec.Decode(&c); err != nil {
+		return nil, cmdErr("", "malformed command: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, cmdErr(c.Type, "malformed command: data after the object")
+	}
+	if c.V != commandVersion {
+		return nil, cmdErr(c.Type, "command version %d, want %d", c.V, commandVersion)
+	}
+	switch c.Type {
+	case cmdLedgerAppend, cmdGenesis, cmdNodeAdd, cmdNodeRemove:
+	default:
+		return nil, cmdErr(c.Type, "unknown command type")
+	}
+	return &c, nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeFormat, s)
+	if err != nil || formatTime(t) != s {
+		return time.Time{}, fmt.Errorf("time %q is not %s", s, timeFormat)
+	}
+	return t, nil
+}
+
+// result is what Apply returns to the proposer: where the command's log
+// entries went, and whether the request was carried out or denied (a denied
+// request is logged and committed like any other; it is not a CommandError).
+type result struct {
+	First   uint64 `json:"first"` // index of the first entry appended
+	Count   uint64 `json:"count"` // entries appended
+	Outcome string `json:"outcome"`
+	Code    string `json:"code,omitempty"` // why denied: one of the denial codes
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Denial codes and the errors they stand for.
+var denials = map[string]error{
+	"region_not_allowed": ErrRegionNotAllowed,
+	"node_conflict":      ErrNodeConflict,
+	"unknown_node":       ErrUnknownNode,
+	"last_node":          ErrLastNode,
+	"invalid_node":       ErrInvalidNode,
+}
+
+func decodeResult(data []byte) (result, error) {
+	var r result
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("keysvc: unexpected state machine result: %w", err)
+	}
+	return r, nil
+}
+
+// err returns nil for an ok result, the denial's sentinel wrapped with the
+// reason otherwise.
+func (r result) err() error {
+	if r.Outcome == string(ledger.OutcomeOK) {
+		return nil
+	}
+	sentinel := denials[r.Code]
+	if sentinel == nil {
+		sentinel = errors.New("keysvc: request denied")
+	}
+	return fmt.Errorf("%w: %s (logged as entry %d)", sentinel, r.Reason, r.First)
+}

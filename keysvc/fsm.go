@@ -1,0 +1,745 @@
+// The replicated state machine: raft commands applied to a bbolt database
+// (DataDir/state.db) holding the cluster meta, the node table and the key-op
+// log, all changed together in one transaction per command.
+
+package keysvc
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/raft"
+)
+
+// State database layout (top-level buckets):
+//
+//	meta    "applied"          8-byte BE raft index of the last command applied
+//	        "cluster"          cluster name (set at genesis)
+//	        "allowed_regions"  JSON array of region codes, sorted (set at genesis)
+//	        "genesis"          8-byte BE raft index of the genesis command
+//	        "last_time"        8-byte BE Unix nanoseconds of the latest entry time
+//	nodes   node id -> JSON nodeRecord
+//	ledger  the ledger package's own bucket (entries, hashes, size)
+var (
+	bucketMeta  = []byte("meta")
+	bucketNodes = []byte("nodes")
+
+	keyApplied  = []byte("applied")
+	keyCluster  = []byte("cluster")
+	keyRegions  = []byte("allowed_regions")
+	keyGenesis  = []byte("genesis")
+	keyLastTime = []byte("last_time")
+)
+
+const stateFile = "state.db"
+
+// stateDB implements raft.StateMachine on bbolt.
+//
+// Apply is deterministic: it reads only the command and the database (no
+// clock, HSM, randomness or network); whatever varies (entry times) comes in
+// the command. It is idempotent by raft index: the index of the last applied
+// command is stored in the same transaction as its effects, and a command at
+// or below it is skipped, so the entries raft replays after a restart (those
+// after its latest snapshot) change nothing that is already on disk.
+//
+// A command the state machine rejects (malformed, unknown type, invalid in
+// the current state) leaves the state unchanged but for the applied index,
+// and returns a *CommandError. A storage failure is not a verdict: the state
+// machine then stops (every later Apply and Snapshot fails with
+// ErrStateBroken, without touching the database) so the node cannot diverge
+// or snapshot a state that lacks commands; a restart replays from the last
+// good state.
+type stateDB struct {
+	path   string
+	noSync bool
+	log    *slog.Logger
+	m      *counters
+
+	mu     sync.RWMutex // held for writing only while Restore swaps db
+	db     *bbolt.DB
+	broken error // guarded by mu
+}
+
+func openStateDB(dir string, noSync bool, log *slog.Logger, m *counters) (*stateDB, error) {
+	s := &stateDB{path: filepath.Join(dir, stateFile), noSync: noSync, log: log, m: m}
+	db, err := s.openDB(s.path)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	return s, nil
+}
+
+func (s *stateDB) openDB(path string) (*bbolt.DB, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         time.Second, // fail, not hang, if another process holds it
+		NoSync:          s.noSync,
+		FreelistType:    bbolt.FreelistMapType,
+		InitialMmapSize: 1 << 30, // address space only; spares remaps (which wait for snapshot readers)
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("keysvc: open %s: locked by another process (is another node using this DataDir?): %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keysvc: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketNodes} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("keysvc: init %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func (s *stateDB) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// view runs fn in a read transaction of the current database.
+func (s *stateDB) view(fn func(tx *bbolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+func (s *stateDB) brokenErr() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.broken
+}
+
+func (s *stateDB) setBroken(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil {
+		s.broken = fmt.Errorf("%w: %w", ErrStateBroken, err)
+		s.log.Error("keysvc: state database failed; applying stopped until restart", "err", err)
+	}
+	return s.broken
+}
+
+// errSkip rolls back the transaction of a command already applied.
+var errSkip = errors.New("already applied")
+
+// Apply implements raft.StateMachine.
+func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
+	s.mu.RLock()
+	db, broken := s.db, s.broken
+	s.mu.RUnlock()
+	if broken != nil {
+		return nil, broken
+	}
+	if db == nil {
+		return nil, ErrClosed
+	}
+	cmd, decodeErr := decodeCommand(data)
+	var (
+		res    []byte
+		reject *CommandError
+	)
+	err := db.Update(func(tx *bbolt.Tx) error {
+		if index <= getU64(tx.Bucket(bucketMeta), keyApplied) {
+			return errSkip
+		}
+		var err error
+		if decodeErr != nil {
+			err = decodeErr
+		} else {
+			res, err = applyCommand(tx, index, cmd)
+		}
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
+	})
+	switch {
+	case err == nil:
+		s.m.applied.Add(1)
+		return res, nil
+	case errors.Is(err, errSkip):
+		return nil, nil
+	case errors.As(err, &reject):
+		// Deterministic rejection: record only that the index was applied.
+		if err := db.Update(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
+		}); err != nil {
+			return nil, s.setBroken(fmt.Errorf("apply %d: %w", index, err))
+		}
+		s.m.applied.Add(1)
+		s.m.rejected.Add(1)
+		return nil, reject
+	default:
+		return nil, s.setBroken(fmt.Errorf("apply %d: %w", index, err))
+	}
+}
+
+// applyCommand changes the state for cmd inside tx. It returns a
+// *CommandError to reject cmd, any other error for a storage failure.
+func applyCommand(tx *bbolt.Tx, index uint64, cmd *command) ([]byte, error) {
+	var (
+		r   result
+		err error
+	)
+	switch cmd.Type {
+	case cmdLedgerAppend:
+		r, err = applyAppend(tx, cmd)
+	case cmdGenesis:
+		r, err = applyGenesis(tx, index, cmd)
+	case cmdNodeAdd:
+		r, err = applyNodeAdd(tx, cmd)
+	case cmdNodeRemove:
+		r, err = applyNodeRemove(tx, cmd)
+	default:
+		return nil, cmdErr(cmd.Type, "unknown command type")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}
+
+// appendLogged appends entries with times not before the latest logged one
+// (a new leader's clock may lag the old one's), and records the latest time.
+// A *ParseError (an entry that breaks the rules) is a *CommandError.
+func appendLogged(tx *bbolt.Tx, typ string, entries ...ledger.Entry) (first uint64, err error) {
+	meta := tx.Bucket(bucketMeta)
+	last := int64(getU64(meta, keyLastTime))
+	for i := range entries {
+		t := entries[i].Time.UnixNano()
+		if t < last {
+			entries[i].Time = time.Unix(0, last).UTC()
+		} else {
+			last = t
+		}
+	}
+	first, err = ledger.AppendEntries(tx, entries...)
+	var pe *ledger.ParseError
+	if errors.As(err, &pe) {
+		return 0, &CommandError{Type: typ, Err: err}
+	}
+	if err != nil {
+		return 0, err
+	}
+	return first, meta.Put(keyLastTime, u64(uint64(last)))
+}
+
+func genesisDone(tx *bbolt.Tx) bool { return tx.Bucket(bucketMeta).Get(keyGenesis) != nil }
+
+func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
+	typ := cmd.Type
+	if !genesisDone(tx) {
+		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
+	}
+	if cmd.Time != "" || cmd.ServedBy != "" || cmd.Actor != nil || cmd.Cluster != "" || cmd.AllowedRegions != nil || cmd.Node != nil || cmd.NodeID != "" {
+		return result{}, cmdErr(typ, "unexpected fields")
+	}
+	if len(cmd.Entries) == 0 || len(cmd.Entries) > MaxAppendBatch {
+		return result{}, cmdErr(typ, "%d entries, want 1..%d", len(cmd.Entries), MaxAppendBatch)
+	}
+	meta := tx.Bucket(bucketMeta)
+	first, err := ledger.Size(tx)
+	if err != nil {
+		return result{}, err
+	}
+	last := int64(getU64(meta, keyLastTime))
+	entries := make([][]byte, len(cmd.Entries))
+	for i, raw := range cmd.Entries {
+		if entries[i], last, err = stamp(raw, first+uint64(i), last); err != nil {
+			return result{}, cmdErr(typ, "entry %d: %v", i, err)
+		}
+	}
+	// Append checks every entry strictly (canonical form, index) before writing.
+	if _, err := ledger.Append(tx, entries...); err != nil {
+		var pe *ledger.ParseError
+		if errors.As(err, &pe) || errors.Is(err, ledger.ErrIndexMismatch) {
+			return result{}, &CommandError{Type: typ, Err: err}
+		}
+		return result{}, err
+	}
+	if err := meta.Put(keyLastTime, u64(uint64(last))); err != nil {
+		return result{}, err
+	}
+	return result{First: first, Count: uint64(len(entries)), Outcome: string(ledger.OutcomeOK)}, nil
+}
+
+// entryHead is how every proposed entry starts: canonical form with index 0,
+// then the 30-byte time (timeFormat) and its closing quote.
+const entryHead = `{"index":0,"time":"`
+
+// stamp returns raw (a proposed entry) numbered index, with its time raised
+// to last if earlier, and the entry's time. It rewrites bytes without parsing
+// the entry: ledger.Append checks the result strictly.
+func stamp(raw []byte, index uint64, last int64) ([]byte, int64, error) {
+	end := len(entryHead) + len(timeFormat)
+	if !bytes.HasPrefix(raw, []byte(entryHead)) || len(raw) <= end || raw[end] != '"' {
+		return nil, 0, errors.New(`does not start with {"index":0,"time":"…"`)
+	}
+	ts := raw[len(entryHead):end]
+	t, err := parseTime(string(ts))
+	if err != nil {
+		return nil, 0, err
+	}
+	if ns := t.UnixNano(); ns < last {
+		ts = []byte(formatTime(time.Unix(0, last)))
+	} else {
+		last = ns
+	}
+	out := make([]byte, 0, len(raw)+20)
+	out = append(out, `{"index":`...)
+	out = strconv.AppendUint(out, index, 10)
+	out = append(out, `,"time":"`...)
+	out = append(out, ts...)
+	out = append(out, raw[end:]...)
+	return out, last, nil
+}
+
+// opContext is what every membership command carries: time and actor.
+func opContext(cmd *command) (time.Time, ledger.Actor, error) {
+	t, err := parseTime(cmd.Time)
+	if err != nil {
+		return time.Time{}, ledger.Actor{}, cmdErr(cmd.Type, "%v", err)
+	}
+	a := cmd.Actor.actor()
+	if a.Identity == "" {
+		return time.Time{}, ledger.Actor{}, cmdErr(cmd.Type, "actor identity is required")
+	}
+	return t, a, nil
+}
+
+func nodeDetails(info NodeInfo) map[string]string {
+	d := map[string]string{"node.id": info.ID, "node.region": info.Region}
+	if info.RaftAddr != "" {
+		d["node.raft_addr"] = info.RaftAddr
+	}
+	if info.APIAddr != "" {
+		d["node.api_addr"] = info.APIAddr
+	}
+	if info.Keys != "" {
+		sum := sha256.Sum256([]byte(info.Keys))
+		d["node.keys_sha256"] = hex.EncodeToString(sum[:])
+	}
+	return d
+}
+
+func applyGenesis(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
+	typ := cmd.Type
+	if genesisDone(tx) {
+		return result{}, &CommandError{Type: typ, Err: ErrAlreadyBootstrapped}
+	}
+	t, actor, err := opContext(cmd)
+	if err != nil {
+		return result{}, err
+	}
+	if cmd.Node == nil {
+		return result{}, cmdErr(typ, "node is required")
+	}
+	info := *cmd.Node
+	if err := info.validate(cmd.Cluster); err != nil {
+		return result{}, &CommandError{Type: typ, Err: err}
+	}
+	regions := cmd.AllowedRegions
+	if len(regions) == 0 || !slices.IsSorted(regions) || len(slices.Compact(slices.Clone(regions))) != len(regions) {
+		return result{}, cmdErr(typ, "allowed regions must be non-empty, sorted and distinct")
+	}
+	for _, r := range regions {
+		if !identity.IsEUEEA(r) {
+			return result{}, cmdErr(typ, "allowed region %q is not an EU/EEA code", r)
+		}
+	}
+	if !slices.Contains(regions, info.Region) {
+		return result{}, &CommandError{Type: typ, Err: fmt.Errorf("%w: genesis node region %s", ErrRegionNotAllowed, info.Region)}
+	}
+	if n, err := ledger.Size(tx); err != nil {
+		return result{}, err
+	} else if n != 0 {
+		return result{}, cmdErr(typ, "log already holds %d entries", n)
+	}
+	meta := tx.Bucket(bucketMeta)
+	regionsJSON, err := json.Marshal(regions)
+	if err != nil {
+		return result{}, err
+	}
+	for _, kv := range [][2][]byte{{keyCluster, []byte(cmd.Cluster)}, {keyRegions, regionsJSON}, {keyGenesis, u64(index)}} {
+		if err := meta.Put(kv[0], kv[1]); err != nil {
+			return result{}, err
+		}
+	}
+	first, err := appendLogged(tx, typ,
+		ledger.Entry{Time: t, Type: cmdGenesis, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK,
+			Details: map[string]string{"cluster": cmd.Cluster, "allowed_regions": strings.Join(regions, ","), "origin": Origin(cmd.Cluster)}},
+		ledger.Entry{Time: t, Type: cmdNodeAdd, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK, Details: nodeDetails(info)})
+	if err != nil {
+		return result{}, err
+	}
+	if err := putNode(tx, nodeRecord{NodeInfo: info, Added: first + 1}); err != nil {
+		return result{}, err
+	}
+	return result{First: first, Count: 2, Outcome: string(ledger.OutcomeOK)}, nil
+}
+
+// logOne appends one membership entry and returns its result.
+func logOne(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, outcome ledger.Outcome, code, reason string, details map[string]string) (result, error) {
+	first, err := appendLogged(tx, cmd.Type, ledger.Entry{
+		Time: t, Type: cmd.Type, Actor: actor, Node: cmd.ServedBy, Outcome: outcome, Reason: reason, Details: details,
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return result{First: first, Count: 1, Outcome: string(outcome), Code: code, Reason: reason}, nil
+}
+
+func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
+	typ := cmd.Type
+	if !genesisDone(tx) {
+		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
+	}
+	t, actor, err := opContext(cmd)
+	if err != nil {
+		return result{}, err
+	}
+	if cmd.Node == nil {
+		return result{}, cmdErr(typ, "node is required")
+	}
+	info := *cmd.Node
+	meta := tx.Bucket(bucketMeta)
+	cluster := string(meta.Get(keyCluster))
+	deny := func(code, reason string) (result, error) {
+		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, code, reason, nodeDetails(info))
+	}
+	if err := info.validate(cluster); err != nil {
+		return deny("invalid_node", err.Error())
+	}
+	regions, err := allowedRegions(meta)
+	if err != nil {
+		return result{}, err
+	}
+	if !slices.Contains(regions, info.Region) {
+		return deny("region_not_allowed", fmt.Sprintf("region %s is not among the allowed regions %s", info.Region, strings.Join(regions, ",")))
+	}
+	old, found, err := getNode(tx, info.ID)
+	if err != nil {
+		return result{}, err
+	}
+	switch {
+	case found && !old.Removed && old.NodeInfo == info:
+		return logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "already registered", nodeDetails(info))
+	case found && !old.Removed:
+		return deny("node_conflict", fmt.Sprintf("node %s is registered with other details", info.ID))
+	case found && old.Keys != info.Keys:
+		return deny("node_conflict", fmt.Sprintf("node %s was registered with other keys", info.ID))
+	}
+	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", nodeDetails(info))
+	if err != nil {
+		return result{}, err
+	}
+	return r, putNode(tx, nodeRecord{NodeInfo: info, Added: r.First})
+}
+
+func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
+	typ := cmd.Type
+	if !genesisDone(tx) {
+		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
+	}
+	t, actor, err := opContext(cmd)
+	if err != nil {
+		return result{}, err
+	}
+	if !printable(cmd.NodeID) || len(cmd.NodeID) > 64 {
+		return result{}, cmdErr(typ, "node id %q", cmd.NodeID)
+	}
+	details := map[string]string{"node.id": cmd.NodeID}
+	rec, found, err := getNode(tx, cmd.NodeID)
+	if err != nil {
+		return result{}, err
+	}
+	switch {
+	case !found:
+		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "unknown_node", fmt.Sprintf("node %s is not registered", cmd.NodeID), details)
+	case rec.Removed:
+		return logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "already removed", details)
+	}
+	active := 0
+	if err := forNodes(tx, func(r nodeRecord) error {
+		if !r.Removed {
+			active++
+		}
+		return nil
+	}); err != nil {
+		return result{}, err
+	}
+	if active <= 1 {
+		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "last_node", fmt.Sprintf("node %s is the last member", cmd.NodeID), details)
+	}
+	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", details)
+	if err != nil {
+		return result{}, err
+	}
+	rec.Removed = true
+	return r, putNode(tx, rec)
+}
+
+// Snapshot implements raft.StateMachine: a read transaction, streamed by
+// WriteTo (bbolt's consistent copy of the whole file) and ended by Release.
+func (s *stateDB) Snapshot() (raft.Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.broken != nil {
+		return nil, s.broken
+	}
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("keysvc: snapshot: %w", err)
+	}
+	return &dbSnapshot{tx: tx}, nil
+}
+
+type dbSnapshot struct {
+	once sync.Once
+	tx   *bbolt.Tx
+}
+
+func (d *dbSnapshot) WriteTo(w io.Writer) (int64, error) { return d.tx.WriteTo(w) }
+func (d *dbSnapshot) Release()                           { d.once.Do(func() { d.tx.Rollback() }) }
+
+// stateHead is what Restore compares between the database and a snapshot.
+type stateHead struct {
+	applied uint64
+	cluster string
+	size    uint64
+}
+
+func readHead(tx *bbolt.Tx) (stateHead, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return stateHead{}, fmt.Errorf("no meta bucket")
+	}
+	size, err := ledger.Size(tx)
+	if err != nil {
+		return stateHead{}, err
+	}
+	return stateHead{applied: getU64(meta, keyApplied), cluster: string(meta.Get(keyCluster)), size: size}, nil
+}
+
+// Restore implements raft.StateMachine. The stream (a bbolt file written by
+// Snapshot) goes to a temporary file beside state.db and is checked. Then:
+//
+//   - if the current database already contains the snapshot's state — it
+//     applied at least as far, for the same cluster, and its log extends the
+//     snapshot's log (same root at the snapshot's size) — it is kept. This is
+//     the restart case: raft restores its latest snapshot at start, and the
+//     database on disk is usually newer; raft then replays the commands after
+//     the snapshot, which Apply skips up to the database's applied index.
+//   - otherwise (a lagging or new node installing the leader's snapshot, or
+//     a database behind or unlike it) the snapshot replaces state.db: rename
+//     over it, sync the directory, reopen.
+//
+// Committed state at a raft index is the same on every node, so keeping a
+// database that is ahead is as correct as restoring and replaying, and does
+// not move the node's visible state backwards.
+func (s *stateDB) Restore(r io.Reader) error {
+	tmp := s.path + ".restore"
+	if err := writeStream(tmp, r); err != nil {
+		return fmt.Errorf("keysvc: restore: %w", err)
+	}
+	defer os.Remove(tmp) // no-op once renamed
+	snapHead, snapRoot, err := inspectSnapshot(tmp)
+	if err != nil {
+		return fmt.Errorf("keysvc: restore: snapshot: %w", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil && s.broken == nil {
+		keep := false
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			cur, err := readHead(tx)
+			if err != nil {
+				return err
+			}
+			if cur.applied < snapHead.applied || cur.cluster != snapHead.cluster || cur.size < snapHead.size {
+				return nil
+			}
+			root, err := ledger.Root(tx, snapHead.size)
+			if err != nil {
+				return err
+			}
+			keep = root == snapRoot
+			if !keep {
+				s.log.Warn("keysvc: state database diverges from the snapshot's log; replacing it",
+					"snapshot_size", snapHead.size, "db_size", cur.size)
+			}
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("keysvc: cannot compare state database with snapshot; replacing it", "err", err)
+		}
+		if keep {
+			s.log.Info("keysvc: state database is at or past the snapshot; kept",
+				"snapshot_applied", snapHead.applied, "snapshot_log_size", snapHead.size)
+			return nil
+		}
+	}
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			s.log.Warn("keysvc: restore: close state database", "err", err)
+		}
+		s.db = nil
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return s.restoreFailed(err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return s.restoreFailed(err)
+	}
+	db, err := s.openDB(s.path)
+	if err != nil {
+		return s.restoreFailed(err)
+	}
+	s.db = db
+	s.broken = nil
+	s.m.restores.Add(1)
+	s.log.Info("keysvc: state restored from snapshot", "applied", snapHead.applied, "log_size", snapHead.size)
+	return nil
+}
+
+// restoreFailed marks the state broken after a failed swap; called with mu held.
+func (s *stateDB) restoreFailed(err error) error {
+	s.broken = fmt.Errorf("%w: restore: %w", ErrStateBroken, err)
+	s.log.Error("keysvc: restore failed", "err", err)
+	return s.broken
+}
+
+func writeStream(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// inspectSnapshot opens a snapshot file read-only and returns its head and
+// log root, checking it is a state database.
+func inspectSnapshot(path string) (stateHead, tlog.Hash, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return stateHead{}, tlog.Hash{}, err
+	}
+	defer db.Close()
+	var (
+		h    stateHead
+		root tlog.Hash
+	)
+	err = db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketNodes) == nil {
+			return errors.New("no nodes bucket")
+		}
+		if h, err = readHead(tx); err != nil {
+			return err
+		}
+		root, err = ledger.Root(tx, h.size)
+		return err
+	})
+	return h, root, err
+}
+
+// Reads shared by Node.
+
+func allowedRegions(meta *bbolt.Bucket) ([]string, error) {
+	v := meta.Get(keyRegions)
+	if v == nil {
+		return nil, nil
+	}
+	var r []string
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("keysvc: allowed regions record: %w", err)
+	}
+	return r, nil
+}
+
+func getNode(tx *bbolt.Tx, id string) (nodeRecord, bool, error) {
+	v := tx.Bucket(bucketNodes).Get([]byte(id))
+	if v == nil {
+		return nodeRecord{}, false, nil
+	}
+	var r nodeRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nodeRecord{}, false, fmt.Errorf("keysvc: node record %q: %w", id, err)
+	}
+	return r, true, nil
+}
+
+func putNode(tx *bbolt.Tx, r nodeRecord) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketNodes).Put([]byte(r.ID), v)
+}
+
+// forNodes calls fn for every node record, in id order.
+func forNodes(tx *bbolt.Tx, fn func(nodeRecord) error) error {
+	return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+		var r nodeRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("keysvc: node record %q: %w", k, err)
+		}
+		return fn(r)
+	})
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func getU64(b *bbolt.Bucket, key []byte) uint64 {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}

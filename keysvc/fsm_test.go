@@ -1,0 +1,390 @@
+package keysvc
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/keysvc/ledger"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestState(t *testing.T) *stateDB {
+	t.Helper()
+	s, err := openStateDB(t.TempDir(), true, discard(), newCounters())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.close() })
+	return s
+}
+
+// testInfo returns a valid NodeInfo for node id of cluster "test", with real keys.
+func testInfo(t *testing.T, id, region string) NodeInfo {
+	t.Helper()
+	k, err := loadNodeKeys(hsmtest.NewFake(), t.TempDir(), "test", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.zero()
+	return NodeInfo{ID: id, Region: region, RaftAddr: id + ":7000", APIAddr: "https://" + id + ".test:8201", Keys: k.text}
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func mustEncode(t *testing.T, c *command) []byte {
+	t.Helper()
+	b, err := encodeCommand(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func appendCmd(t *testing.T, at time.Time, ids ...string) []byte {
+	t.Helper()
+	var raws []json.RawMessage
+	for _, id := range ids {
+		raw, err := ledger.Entry{Time: at, Type: "kek.unwrap", Actor: ledger.Actor{Identity: "agent-1", Role: "agent"},
+			Node: "n1", KEKID: "k1", KEKVersion: 1, RequestID: id, Outcome: ledger.OutcomeOK,
+			Details: map[string]string{"dek.sha256": "ab<&>\u2028"}}.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	return mustEncode(t, &command{Type: cmdLedgerAppend, Entries: raws})
+}
+
+var operator = ledger.Actor{Identity: "custos://test/operator/ops?region=DE", Role: "operator", Region: "DE"}
+
+// script is a command sequence exercising every command type, denials and
+// rejections, at raft indexes 1, 2, ….
+func script(t *testing.T) [][]byte {
+	n1, n2, n3 := testInfo(t, "n1", "DE"), testInfo(t, "n2", "FR"), testInfo(t, "n3", "NL")
+	at := func(s int) string { return formatTime(t0.Add(time.Duration(s) * time.Second)) }
+	outside := testInfo(t, "n9", "AT")
+	conflict := n2
+	conflict.APIAddr = "https://elsewhere.test"
+	return [][]byte{
+		appendCmd(t, t0, "before-genesis"), // rejected: no genesis
+		mustEncode(t, &command{Type: cmdGenesis, Time: at(0), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE", "FR", "NL"}, Node: &n1}),
+		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(1), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),
+		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(2), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n3}),
+		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(3), ServedBy: "n1", Actor: toActorJSON(operator), Node: &outside}),  // denied: region
+		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(4), ServedBy: "n1", Actor: toActorJSON(operator), Node: &conflict}), // denied: conflict
+		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(5), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),       // ok, already registered
+		appendCmd(t, t0.Add(6*time.Second), "r1", "r2", "r3"),
+		appendCmd(t, t0.Add(5*time.Second), "r4"), // clock went back: time kept non-decreasing
+		[]byte(`{"v":1,"type":"kek.create"}`),     // rejected: unknown type
+		[]byte(`{"v":2,"type":"ledger.append"}`),  // rejected: version
+		[]byte(`{"v":1,"type":"ledger.append","entries":[]} x`),
+		mustEncode(t, &command{Type: cmdGenesis, Time: at(7), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE"}, Node: &n1}), // rejected: twice
+		mustEncode(t, &command{Type: cmdNodeRemove, Time: at(8), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "n3"}),
+		mustEncode(t, &command{Type: cmdNodeRemove, Time: at(9), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "nx"}), // denied: unknown
+		appendCmd(t, t0.Add(10*time.Second), "r5", "r6"),
+	}
+}
+
+type applied struct {
+	res []byte
+	err string
+}
+
+func run(t *testing.T, s *stateDB, cmds [][]byte, from uint64) []applied {
+	t.Helper()
+	var out []applied
+	for i, c := range cmds {
+		res, err := s.Apply(from+uint64(i), c)
+		a := applied{res: res}
+		if err != nil {
+			var ce *CommandError
+			if !errors.As(err, &ce) {
+				t.Fatalf("apply %d: %v is not a *CommandError", i, err)
+			}
+			a.err = err.Error()
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func digest(t *testing.T, s *stateDB) [32]byte {
+	t.Helper()
+	var d [32]byte
+	if err := s.view(func(tx *bbolt.Tx) (err error) { d, err = stateDigest(tx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func entries(t *testing.T, s *stateDB) [][]byte {
+	t.Helper()
+	var out [][]byte
+	if err := s.view(func(tx *bbolt.Tx) (err error) { out, err = ledger.ReadEntries(tx, 0, 1000); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestDeterminism(t *testing.T) {
+	cmds := script(t)
+	a, b := newTestState(t), newTestState(t)
+	ra, rb := run(t, a, cmds, 1), run(t, b, cmds, 1)
+	if fmt.Sprint(ra) != fmt.Sprint(rb) {
+		t.Fatalf("results differ:\n%v\n%v", ra, rb)
+	}
+	if digest(t, a) != digest(t, b) {
+		t.Fatal("state digests differ")
+	}
+	ea, eb := entries(t, a), entries(t, b)
+	if len(ea) != len(eb) {
+		t.Fatalf("%d vs %d entries", len(ea), len(eb))
+	}
+	for i := range ea {
+		if !bytes.Equal(ea[i], eb[i]) {
+			t.Fatalf("entry %d differs:\n%s\n%s", i, ea[i], eb[i])
+		}
+	}
+
+	// What the script must have done.
+	wantRejected := map[int]bool{0: true, 9: true, 10: true, 11: true, 12: true}
+	for i, r := range ra {
+		if (r.err != "") != wantRejected[i] {
+			t.Errorf("command %d: err %q, want rejected=%v", i, r.err, wantRejected[i])
+		}
+	}
+	// genesis (2 entries), 3 adds of which 2 denied, already registered, 3+1 appended, remove, denied remove, 2 appended
+	if len(ea) != 15 {
+		t.Fatalf("log has %d entries, want 15", len(ea))
+	}
+	var last time.Time
+	outcomes := ""
+	for i, raw := range ea {
+		e, err := ledger.ParseEntry(raw)
+		if err != nil || e.Index != uint64(i) {
+			t.Fatalf("entry %d: %v (index %d)", i, err, e.Index)
+		}
+		if e.Time.Before(last) {
+			t.Errorf("entry %d time %v before %v", i, e.Time, last)
+		}
+		last = e.Time
+		outcomes += string(e.Outcome[0])
+	}
+	if outcomes != "ooooddoooooodoo" {
+		t.Errorf("outcomes %s", outcomes)
+	}
+	var denied result
+	if err := json.Unmarshal(ra[4].res, &denied); err != nil || !errors.Is(denied.err(), ErrRegionNotAllowed) {
+		t.Errorf("region denial result %s: %v", ra[4].res, denied.err())
+	}
+	if err := json.Unmarshal(ra[5].res, &denied); err != nil || !errors.Is(denied.err(), ErrNodeConflict) {
+		t.Errorf("conflict denial result %s: %v", ra[5].res, denied.err())
+	}
+	var removed nodeRecord
+	a.view(func(tx *bbolt.Tx) error { removed, _, _ = getNode(tx, "n3"); return nil })
+	if !removed.Removed {
+		t.Error("n3 not marked removed")
+	}
+	if !bytes.Contains(ea[8], []byte(`"dek.sha256":"ab<&>`+"\u2028"+`"`)) {
+		t.Errorf("entry bytes changed in transit: %s", ea[8])
+	}
+}
+
+func TestIdempotentReplay(t *testing.T) {
+	cmds := script(t)
+	s := newTestState(t)
+	run(t, s, cmds, 1)
+	want, wantEntries := digest(t, s), entries(t, s)
+	applied := s.m.applied.Load()
+	// Raft replays after a restart from the latest snapshot: every index again.
+	for i, c := range cmds {
+		res, err := s.Apply(uint64(i+1), c)
+		if res != nil || err != nil {
+			t.Fatalf("replay of %d: %s, %v; want nothing", i+1, res, err)
+		}
+	}
+	if digest(t, s) != want || len(entries(t, s)) != len(wantEntries) {
+		t.Fatal("replay changed the state")
+	}
+	if s.m.applied.Load() != applied {
+		t.Fatal("replay counted as applied")
+	}
+	// And the next new index applies.
+	if _, err := s.Apply(uint64(len(cmds)+1), appendCmd(t, t0.Add(time.Hour), "r7")); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(entries(t, s)); got != len(wantEntries)+1 {
+		t.Fatalf("%d entries after a new append, want %d", got, len(wantEntries)+1)
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	cmds := script(t)
+	src := newTestState(t)
+	run(t, src, cmds[:8], 1)
+	snapOld := snapshotBytes(t, src)
+	run(t, src, cmds[8:], 9)
+	snapNew := snapshotBytes(t, src)
+
+	// A new node installs the snapshot.
+	dst := newTestState(t)
+	if err := dst.Restore(bytes.NewReader(snapNew)); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, dst) != digest(t, src) || dst.m.restores.Load() != 1 {
+		t.Fatal("restored state differs from the source")
+	}
+
+	// A restart: raft restores an older snapshot over a newer database, which is kept.
+	if err := dst.Restore(bytes.NewReader(snapOld)); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, dst) != digest(t, src) || dst.m.restores.Load() != 1 {
+		t.Fatal("newer state was replaced by an older snapshot")
+	}
+	// Replaying the commands after the old snapshot changes nothing.
+	run(t, dst, cmds[8:], 9)
+	if digest(t, dst) != digest(t, src) {
+		t.Fatal("replay after keeping the database changed it")
+	}
+
+	// A lagging node is brought forward.
+	lag := newTestState(t)
+	run(t, lag, cmds[:8], 1)
+	if err := lag.Restore(bytes.NewReader(snapNew)); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, lag) != digest(t, src) || lag.m.restores.Load() != 1 {
+		t.Fatal("lagging node not restored")
+	}
+
+	// A database whose log diverges from the snapshot's is replaced, even if ahead.
+	odd := newTestState(t)
+	run(t, odd, cmds[1:3], 1) // genesis and one add, at other indexes
+	run(t, odd, [][]byte{appendCmd(t, t0, "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15")}, 100)
+	if err := odd.Restore(bytes.NewReader(snapNew)); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, odd) != digest(t, src) {
+		t.Fatal("divergent database was kept")
+	}
+
+	// Garbage is refused and the state untouched.
+	before := digest(t, odd)
+	if err := odd.Restore(bytes.NewReader([]byte("not a database"))); err == nil {
+		t.Fatal("garbage snapshot accepted")
+	}
+	if digest(t, odd) != before || odd.brokenErr() != nil {
+		t.Fatal("refused snapshot changed the state")
+	}
+}
+
+func snapshotBytes(t *testing.T, s *stateDB) []byte {
+	t.Helper()
+	snap, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	var b bytes.Buffer
+	if _, err := snap.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestStorageFailureStopsApplying(t *testing.T) {
+	cmds := script(t)
+	s := newTestState(t)
+	run(t, s, cmds[:3], 1)
+	s.db.Close() // the disk goes away under the state machine
+	if _, err := s.Apply(4, cmds[3]); !errors.Is(err, ErrStateBroken) {
+		t.Fatalf("apply on a failed database: %v, want ErrStateBroken", err)
+	}
+	if _, err := s.Apply(5, cmds[4]); !errors.Is(err, ErrStateBroken) {
+		t.Fatalf("later apply: %v, want ErrStateBroken", err)
+	}
+	if _, err := s.Snapshot(); !errors.Is(err, ErrStateBroken) {
+		t.Fatalf("snapshot of a broken state: %v, want ErrStateBroken", err)
+	}
+}
+
+func TestDecodeCommandStrict(t *testing.T) {
+	for _, in := range []string{
+		``, `{}`, `{"v":1}`, `{"v":1,"type":"ledger.append","extra":1}`, `{"v":1,"type":"x"}`,
+		`{"v":1,"type":"ledger.append"}{}`, `[]`, `{"v":"1","type":"ledger.append"}`,
+	} {
+		_, err := decodeCommand([]byte(in))
+		var ce *CommandError
+		if !errors.As(err, &ce) {
+			t.Errorf("decode %q: %v, want *CommandError", in, err)
+		}
+	}
+}
+
+func TestNodeInfoValidate(t *testing.T) {
+	good := testInfo(t, "n1", "DE")
+	if err := good.validate("test"); err != nil {
+		t.Fatal(err)
+	}
+	other := testInfo(t, "n2", "DE")
+	for name, mut := range map[string]func(*NodeInfo){
+		"id":          func(i *NodeInfo) { i.ID = "N1" },
+		"region":      func(i *NodeInfo) { i.Region = "de" },
+		"non-eu":      func(i *NodeInfo) { i.Region = "US" },
+		"raft":        func(i *NodeInfo) { i.RaftAddr = "" },
+		"api":         func(i *NodeInfo) { i.APIAddr = "http://n1:8201" },
+		"keys":        func(i *NodeInfo) { i.Keys = "garbage" },
+		"others keys": func(i *NodeInfo) { i.Keys = other.Keys },
+	} {
+		i := good
+		mut(&i)
+		if err := i.validate("test"); !errors.Is(err, ErrInvalidNode) {
+			t.Errorf("%s: %v, want ErrInvalidNode", name, err)
+		}
+	}
+	if err := good.validate("prod"); !errors.Is(err, ErrInvalidNode) {
+		t.Errorf("keys of another cluster accepted: %v", err)
+	}
+}
+
+// stateDigest hashes the node table and meta (but applied) and the log root:
+// equal digests mean equal replicated state. For tests and diagnostics.
+func stateDigest(tx *bbolt.Tx) ([32]byte, error) {
+	h := sha256.New()
+	for _, name := range [][]byte{bucketMeta, bucketNodes} {
+		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+			if bytes.Equal(name, bucketMeta) && bytes.Equal(k, keyApplied) {
+				return nil // the content, not how far raft got
+			}
+			fmt.Fprintf(h, "%s/%x=%x\n", name, k, v)
+			return nil
+		})
+		if err != nil {
+			return [32]byte{}, err
+		}
+	}
+	size, err := ledger.Size(tx)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	root, err := ledger.Root(tx, size)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	fmt.Fprintf(h, "ledger/%d/%x\n", size, root)
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out, nil
+}

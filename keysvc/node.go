@@ -1,0 +1,815 @@
+// Node: one Custos cluster member — its keys, replicated state, raft, the
+// group-commit batcher — and the API the HTTP layer and custosd use.
+
+package keysvc
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/raft"
+)
+
+// readyLag is how many committed raft entries a node may have left to apply
+// and still call itself ready.
+const readyLag = 1024
+
+// Forwarder sends a follower's batch of entries to the leader, whose API is
+// at leaderAPI, and returns the index of the first entry once the leader
+// reports them committed. The HTTP layer implements it over mutual TLS
+// (node certificates only) and calls AppendBatch on the leader. It must
+// return an error unless the leader confirmed the commit.
+type Forwarder interface {
+	ForwardAppend(ctx context.Context, leaderAPI string, entries []ledger.Entry) (first uint64, err error)
+}
+
+// Node is a running cluster member. Its methods are safe for concurrent use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	keys  *nodeKeys
+	state *stateDB
+	raft  *raft.Node
+	b     *batcher
+	m     *counters
+	fwd   atomic.Pointer[Forwarder]
+	actor ledger.Actor // this node, as the actor of what it does itself
+
+	leaderGen atomic.Uint64 // changes at every change of leader or raft state
+
+	cpMu         sync.Mutex
+	cpBarrierGen uint64 // leaderGen at the last Barrier before signing
+	cpHead       ledger.Checkpoint
+	cpNote       []byte
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	stopWatch chan struct{}
+	watchDone chan struct{}
+}
+
+// Open opens the node: its HSM keys (creating the identity key and the sealed
+// ML-DSA seed on first start), its state database and raft. A node with state
+// rejoins its cluster; a new one waits for Bootstrap or for a leader to add
+// it (AddNode). If raft has a snapshot, it is restored before Open returns
+// (see the state machine's Restore for how a newer database is kept).
+func Open(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("keysvc: data dir: %w", err)
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.NodeID),
+		m:         newCounters(),
+		stopWatch: make(chan struct{}),
+		watchDone: make(chan struct{}),
+	}
+	n.actor = ledger.Actor{
+		Identity: identity.Identity{Cluster: cfg.Cluster, Name: cfg.NodeID, Role: identity.RoleNode, Region: cfg.Region}.String(),
+		Role:     string(identity.RoleNode),
+		Region:   cfg.Region,
+	}
+	if leaf, err := leafOf(cfg.Certificate); err == nil {
+		n.actor.CertFingerprint = "sha256:" + identity.Fingerprint(leaf)
+	}
+	var err error
+	if n.keys, err = loadNodeKeys(cfg.Token, cfg.DataDir, cfg.Cluster, cfg.NodeID); err != nil {
+		return nil, err
+	}
+	if n.state, err = openStateDB(cfg.DataDir, cfg.Raft.Memory != nil, n.log, n.m); err != nil {
+		n.keys.zero()
+		return nil, err
+	}
+	fail := func(err error) (*Node, error) {
+		n.state.close()
+		n.keys.zero()
+		return nil, err
+	}
+	var cluster string
+	if err := n.state.view(func(tx *bbolt.Tx) error {
+		cluster = string(tx.Bucket(bucketMeta).Get(keyCluster))
+		return nil
+	}); err != nil {
+		return fail(err)
+	}
+	if cluster != "" && cluster != cfg.Cluster {
+		return fail(fmt.Errorf("keysvc: %s holds the state of cluster %q, not %q", cfg.DataDir, cluster, cfg.Cluster))
+	}
+	if n.raft, err = raft.Open(cfg.raftConfig(), n.state); err != nil {
+		return fail(err)
+	}
+	n.b = newBatcher(cfg.GroupCommit, cfg.AppendTimeout, n.m, n.commitBatch)
+	go n.watch()
+	n.log.Info("keysvc: node open", "config", cfg, "raft_addr", n.raft.Addr())
+	return n, nil
+}
+
+func raftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
+
+// watch counts changes of leader or raft state, and logs them.
+func (n *Node) watch() {
+	defer close(n.watchDone)
+	for {
+		ch := n.raft.LeaderChanged()
+		n.leaderGen.Add(1)
+		id, _ := n.raft.Leader()
+		n.log.Info("keysvc: leader", "leader", id, "self", n.raft.IsLeader())
+		select {
+		case <-ch:
+		case <-n.stopWatch:
+			return
+		}
+	}
+}
+
+// Actor returns the actor to log for a request made with a certificate
+// holding id (leaf may be nil): identity URI, role, region and
+// "sha256:<hex>" certificate fingerprint.
+func Actor(id identity.Identity, leaf *x509.Certificate) ledger.Actor {
+	a := ledger.Actor{Identity: id.String(), Role: string(id.Role), Region: id.Region}
+	if leaf != nil {
+		a.CertFingerprint = "sha256:" + identity.Fingerprint(leaf)
+	}
+	return a
+}
+
+// bound gives ctx the default deadline if it has none.
+func (n *Node) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, n.cfg.AppendTimeout)
+}
+
+// Bootstrap forms a new cluster with this node as its only voter, then
+// commits the genesis command: the cluster name, its allowed regions
+// (Config.AllowedRegions, which must include this node's region) and this
+// node's registration, logged as a "cluster.genesis" and a "node.add" entry
+// with this node as actor. It returns ErrAlreadyBootstrapped if the node has
+// cluster state or belongs to a raft configuration with other members; a
+// bootstrap interrupted between the two steps is completed by calling it again.
+func (n *Node) Bootstrap(ctx context.Context) error {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	if err := n.checkOpen(); err != nil {
+		return err
+	}
+	regions := slices.Clone(n.cfg.AllowedRegions)
+	slices.Sort(regions)
+	regions = slices.Compact(regions)
+	if len(regions) == 0 {
+		return errors.New("keysvc: bootstrap: AllowedRegions is empty")
+	}
+	if !slices.Contains(regions, n.cfg.Region) {
+		return fmt.Errorf("keysvc: bootstrap: this node's region %s: %w", n.cfg.Region, ErrRegionNotAllowed)
+	}
+	if done, err := n.genesisDone(); err != nil {
+		return err
+	} else if done {
+		return ErrAlreadyBootstrapped
+	}
+	if err := n.raft.Bootstrap(nil); errors.Is(err, raft.ErrBootstrapped) {
+		servers, err := n.raft.Servers()
+		if err != nil {
+			return n.mapRaftErr("bootstrap", err)
+		}
+		if len(servers) != 1 || servers[0].ID != n.cfg.NodeID {
+			return ErrAlreadyBootstrapped
+		}
+		n.log.Info("keysvc: raft already bootstrapped alone; completing genesis")
+	} else if err != nil {
+		return n.mapRaftErr("bootstrap", err)
+	}
+	info := n.Info()
+	_, err := n.propose(ctx, &command{
+		Type:           cmdGenesis,
+		Time:           formatTime(n.cfg.Now()),
+		ServedBy:       n.cfg.NodeID,
+		Actor:          toActorJSON(n.actor),
+		Cluster:        n.cfg.Cluster,
+		AllowedRegions: regions,
+		Node:           &info,
+	})
+	if errors.Is(err, ErrAlreadyBootstrapped) {
+		return ErrAlreadyBootstrapped
+	}
+	if err != nil {
+		return fmt.Errorf("keysvc: bootstrap: %w", err)
+	}
+	n.log.Info("keysvc: cluster bootstrapped", "cluster", n.cfg.Cluster, "allowed_regions", regions)
+	return nil
+}
+
+func (n *Node) genesisDone() (done bool, err error) {
+	err = n.state.view(func(tx *bbolt.Tx) error {
+		done = genesisDone(tx)
+		return nil
+	})
+	return done, err
+}
+
+// Info describes this node for the node table: what a joining node sends to
+// the leader, which passes it to AddNode.
+func (n *Node) Info() NodeInfo {
+	return NodeInfo{
+		ID:       n.cfg.NodeID,
+		Region:   n.cfg.Region,
+		RaftAddr: n.raft.Addr(),
+		APIAddr:  n.cfg.APIAdvertise,
+		Keys:     n.keys.text,
+	}
+}
+
+// AddNode registers a node and makes it a voter. Leader only. The state
+// machine checks the node (its region must be among the cluster's allowed
+// regions, else ErrRegionNotAllowed; an ID registered with other details is
+// ErrNodeConflict; a malformed info ErrInvalidNode) and logs a "node.add"
+// entry with actor, ok or denied, in the same command that registers it.
+// Only then is it added to the raft configuration. Calling it again with the
+// same info is harmless, and completes an addition whose raft step failed.
+//
+// The caller must have checked who the node is (its certificate) and that
+// adding it is authorised; a voter that cannot be reached still counts
+// towards the quorum.
+func (n *Node) AddNode(ctx context.Context, info NodeInfo, actor ledger.Actor) error {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	if err := n.leaderOnly(); err != nil {
+		return err
+	}
+	if actor.Identity == "" {
+		return errors.New("keysvc: add node: actor identity is required")
+	}
+	res, err := n.propose(ctx, &command{
+		Type:     cmdNodeAdd,
+		Time:     formatTime(n.cfg.Now()),
+		ServedBy: n.cfg.NodeID,
+		Actor:    toActorJSON(actor),
+		Node:     &info,
+	})
+	if err != nil {
+		return fmt.Errorf("keysvc: add node %q: %w", info.ID, err)
+	}
+	if err := res.err(); err != nil {
+		return fmt.Errorf("keysvc: add node %q: %w", info.ID, err)
+	}
+	if err := n.raft.AddVoter(ctx, info.ID, info.RaftAddr); err != nil {
+		return fmt.Errorf("keysvc: add node %q: registered (entry %d), but not yet a voter: %w", info.ID, res.First, n.mapRaftErr("add voter", err))
+	}
+	n.log.Info("keysvc: node added", "id", info.ID, "region", info.Region, "raft_addr", info.RaftAddr, "entry", res.First)
+	return nil
+}
+
+// RemoveNode marks node id removed in the node table (logging a
+// "node.remove" entry with actor; ErrUnknownNode or ErrLastNode when denied)
+// and then removes it from the raft configuration. Leader only. A removed
+// node's keys stay in NodeKeys, as they signed earlier checkpoints. Removing
+// the leader itself makes it step down once the change commits.
+func (n *Node) RemoveNode(ctx context.Context, id string, actor ledger.Actor) error {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	if err := n.leaderOnly(); err != nil {
+		return err
+	}
+	if actor.Identity == "" {
+		return errors.New("keysvc: remove node: actor identity is required")
+	}
+	res, err := n.propose(ctx, &command{
+		Type:     cmdNodeRemove,
+		Time:     formatTime(n.cfg.Now()),
+		ServedBy: n.cfg.NodeID,
+		Actor:    toActorJSON(actor),
+		NodeID:   id,
+	})
+	if err != nil {
+		return fmt.Errorf("keysvc: remove node %q: %w", id, err)
+	}
+	if err := res.err(); err != nil {
+		return fmt.Errorf("keysvc: remove node %q: %w", id, err)
+	}
+	if err := n.raft.RemoveServer(ctx, id); err != nil {
+		return fmt.Errorf("keysvc: remove node %q: marked removed (entry %d), but still in the raft configuration: %w", id, res.First, n.mapRaftErr("remove server", err))
+	}
+	n.log.Info("keysvc: node removed", "id", id, "entry", res.First)
+	return nil
+}
+
+// propose encodes cmd, commits it through raft and decodes the result.
+func (n *Node) propose(ctx context.Context, cmd *command) (result, error) {
+	data, err := encodeCommand(cmd)
+	if err != nil {
+		return result{}, err
+	}
+	out, err := n.raft.Apply(ctx, data)
+	if err != nil {
+		return result{}, n.mapRaftErr(cmd.Type, err)
+	}
+	return decodeResult(out)
+}
+
+// mapRaftErr turns the raft package's errors into this package's, keeping
+// the cause matchable.
+func (n *Node) mapRaftErr(op string, err error) error {
+	var nl *raft.NotLeaderError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nl):
+		return n.notLeader(nl.LeaderID)
+	case errors.Is(err, raft.ErrNoQuorum), errors.Is(err, raft.ErrLeadershipLost):
+		return noQuorum(op, err)
+	case errors.Is(err, raft.ErrShutdown):
+		return fmt.Errorf("%w: %s: %w", ErrClosed, op, err)
+	}
+	return err
+}
+
+// notLeader builds the *NotLeaderError for leader id ("" if unknown).
+func (n *Node) notLeader(id string) *NotLeaderError {
+	if id == n.cfg.NodeID {
+		id = ""
+	}
+	return &NotLeaderError{LeaderID: id, LeaderAPI: n.apiAddrOf(id)}
+}
+
+func (n *Node) apiAddrOf(id string) string {
+	if id == "" {
+		return ""
+	}
+	var api string
+	_ = n.state.view(func(tx *bbolt.Tx) error {
+		rec, found, err := getNode(tx, id)
+		if found && err == nil {
+			api = rec.APIAddr
+		}
+		return err
+	})
+	return api
+}
+
+func (n *Node) checkOpen() error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// leaderOnly returns a *NotLeaderError unless this node leads.
+func (n *Node) leaderOnly() error {
+	if err := n.checkOpen(); err != nil {
+		return err
+	}
+	if n.raft.IsLeader() {
+		return nil
+	}
+	id, _ := n.raft.Leader()
+	return n.notLeader(id)
+}
+
+// IsLeader reports whether this node is the raft leader.
+func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
+
+// Leader returns the leader as this node knows it.
+func (n *Node) Leader() Leader {
+	id, _ := n.raft.Leader()
+	return Leader{ID: id, APIAddr: n.apiAddrOf(id)}
+}
+
+// SetForwarder sets (or, with nil, removes) how a follower's Append reaches
+// the leader. Without one, Append on a follower returns *NotLeaderError.
+func (n *Node) SetForwarder(f Forwarder) {
+	if f == nil {
+		n.fwd.Store(nil)
+		return
+	}
+	n.fwd.Store(&f)
+}
+
+func (n *Node) forwarder() Forwarder {
+	if p := n.fwd.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Append logs e and returns its index once a raft quorum has committed it.
+// The node stamps e.Time (the proposing leader's clock, kept non-decreasing
+// along the log) and e.Index; e.Node defaults to this node. Entries are
+// batched with concurrent Appends into one raft command (group commit).
+//
+// On a follower, Append forwards the entry (batched too) to the leader
+// through the Forwarder, or returns *NotLeaderError without one. If ctx has
+// no deadline, Config.AppendTimeout applies. Errors: *ledger.ParseError for
+// an entry breaking the entry rules (nothing queued); ErrNoQuorum when the
+// commit was not confirmed in time (the outcome is unknown, never a success);
+// *NotLeaderError; ErrClosed. The types "cluster.genesis", "node.add" and
+// "node.remove" are the state machine's own and are refused.
+func (n *Node) Append(ctx context.Context, e ledger.Entry) (uint64, error) {
+	return n.submit(ctx, []ledger.Entry{e}, false)
+}
+
+// AppendBatch is Append for several entries, which get consecutive indexes
+// from first on. It is what a leader's API calls for a follower's forwarded
+// batch: it never forwards, and on a follower returns *NotLeaderError. At
+// most MaxAppendBatch entries and MaxAppendBatchBytes bytes.
+func (n *Node) AppendBatch(ctx context.Context, entries []ledger.Entry) (first uint64, err error) {
+	if err := n.leaderOnly(); err != nil {
+		return 0, err
+	}
+	return n.submit(ctx, entries, true)
+}
+
+var reservedTypes = []string{cmdGenesis, cmdNodeAdd, cmdNodeRemove}
+
+func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bool) (uint64, error) {
+	if err := n.checkOpen(); err != nil {
+		return 0, err
+	}
+	if len(entries) == 0 {
+		return 0, errors.New("keysvc: append: no entries")
+	}
+	if len(entries) > MaxAppendBatch {
+		return 0, fmt.Errorf("%w: %d entries", ErrBatchTooLarge, len(entries))
+	}
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	now := n.cfg.Now()
+	req := &appendReq{
+		entries:    make([]ledger.Entry, len(entries)),
+		raws:       make([][]byte, len(entries)),
+		leaderOnly: leaderOnly,
+		enqueued:   time.Now(),
+		done:       make(chan appendRes, 1),
+	}
+	for i, e := range entries {
+		if slices.Contains(reservedTypes, e.Type) {
+			return 0, fmt.Errorf("keysvc: append entry %d: type %q is reserved for the state machine", i, e.Type)
+		}
+		e.Index = 0
+		e.Time = now
+		if e.Node == "" {
+			e.Node = n.cfg.NodeID
+		}
+		raw, err := e.Marshal()
+		if err != nil {
+			return 0, fmt.Errorf("keysvc: append entry %d: %w", i, err)
+		}
+		req.entries[i], req.raws[i] = e, raw
+		req.bytes += len(raw)
+	}
+	if req.bytes > MaxAppendBatchBytes {
+		return 0, fmt.Errorf("%w: %d bytes", ErrBatchTooLarge, req.bytes)
+	}
+	first, err := n.b.submit(ctx, req)
+	if err != nil {
+		n.m.appendFailures.Add(uint64(len(entries)))
+		return 0, err
+	}
+	n.m.appends.Add(uint64(len(entries)))
+	n.m.commitLatency.observe(time.Since(req.enqueued).Seconds())
+	return first, nil
+}
+
+// commitBatch commits reqs (one batch) and answers each: through raft on the
+// leader, through the Forwarder on a follower. AppendBatch requests are never
+// forwarded.
+func (n *Node) commitBatch(ctx context.Context, reqs []*appendReq) {
+	f := n.forwarder()
+	if f == nil || n.raft.IsLeader() {
+		first, err := n.proposeBatch(ctx, reqs)
+		var nl *NotLeaderError
+		if f == nil || !errors.As(err, &nl) {
+			deliver(reqs, first, err)
+			return
+		}
+		// This node no longer leads; nothing was proposed: forward instead.
+	}
+	var fwd, local []*appendReq
+	for _, r := range reqs {
+		if r.leaderOnly {
+			local = append(local, r)
+		} else {
+			fwd = append(fwd, r)
+		}
+	}
+	if len(local) > 0 {
+		id, _ := n.raft.Leader()
+		deliver(local, 0, n.notLeader(id))
+	}
+	if len(fwd) > 0 {
+		first, err := n.forwardBatch(ctx, f, fwd)
+		deliver(fwd, first, err)
+	}
+}
+
+// proposeBatch proposes reqs' entries as one ledger.append command.
+func (n *Node) proposeBatch(ctx context.Context, reqs []*appendReq) (uint64, error) {
+	count := 0
+	for _, r := range reqs {
+		count += len(r.raws)
+	}
+	entries := make([]json.RawMessage, 0, count)
+	for _, r := range reqs {
+		for _, raw := range r.raws {
+			entries = append(entries, raw)
+		}
+	}
+	cmd := &command{Type: cmdLedgerAppend, Entries: entries}
+	res, err := n.propose(ctx, cmd)
+	if errors.Is(err, ErrNotLeader) {
+		return 0, err // nothing proposed
+	}
+	n.m.batches.Add(1)
+	n.m.batchEntries.Add(uint64(count))
+	n.m.batchSize.observe(float64(count))
+	if err == nil && res.Count != uint64(count) {
+		err = fmt.Errorf("keysvc: append: state machine logged %d entries of %d", res.Count, count)
+	}
+	if err != nil {
+		n.m.batchFailures.Add(1)
+		return 0, err
+	}
+	return res.First, nil
+}
+
+// forwardBatch sends reqs' entries to the leader, waiting within ctx for one
+// to be known; if this node becomes the leader meanwhile, it proposes them.
+func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq) (uint64, error) {
+	for {
+		changed := n.raft.LeaderChanged()
+		if n.raft.IsLeader() {
+			return n.proposeBatch(ctx, reqs)
+		}
+		if id, _ := n.raft.Leader(); id != "" && id != n.cfg.NodeID {
+			api := n.apiAddrOf(id)
+			if api == "" {
+				return 0, n.notLeader(id)
+			}
+			var entries []ledger.Entry
+			for _, r := range reqs {
+				entries = append(entries, r.entries...)
+			}
+			n.m.forwarded.Add(uint64(len(entries)))
+			first, err := f.ForwardAppend(ctx, api, entries)
+			if err != nil {
+				return 0, fmt.Errorf("keysvc: forward %d entries to leader %q: %w", len(entries), id, err)
+			}
+			return first, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return 0, ctxDone(ctx, "no leader known to forward to")
+		}
+	}
+}
+
+// Checkpoint returns a signed checkpoint of the whole log: the c2sp
+// tlog-checkpoint body (origin "custos/<cluster>", size, root hash) signed
+// by this node's HSM ECDSA P-256 key and its ML-DSA-65 key under key name
+// "custos/<cluster>/<node-id>". Leader only (else *NotLeaderError naming the
+// leader's API). The first call after becoming leader waits until every
+// committed entry is applied, so the checkpoint covers everything
+// acknowledged so far. Signed notes are cached per tree head.
+func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	if err := n.leaderOnly(); err != nil {
+		return nil, err
+	}
+	n.cpMu.Lock()
+	defer n.cpMu.Unlock()
+	if gen := n.leaderGen.Load(); gen != n.cpBarrierGen {
+		if err := n.raft.Barrier(ctx); err != nil {
+			return nil, fmt.Errorf("keysvc: checkpoint: %w", n.mapRaftErr("barrier", err))
+		}
+		n.cpBarrierGen = gen
+	}
+	var head ledger.Checkpoint
+	err := n.state.view(func(tx *bbolt.Tx) error {
+		rec, found, err := getNode(tx, n.cfg.NodeID)
+		if err != nil {
+			return err
+		}
+		if !found || rec.Keys != n.keys.text {
+			return errKeysMismatch(n.cfg.NodeID)
+		}
+		head, err = ledger.TreeHead(tx, Origin(n.cfg.Cluster))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keysvc: checkpoint: %w", err)
+	}
+	if n.cpNote != nil && n.cpHead == head {
+		return bytes.Clone(n.cpNote), nil
+	}
+	note, err := n.keys.sign(head)
+	if err != nil {
+		return nil, fmt.Errorf("keysvc: checkpoint: %w", err)
+	}
+	n.cpHead, n.cpNote = head, note
+	n.m.checkpoints.Add(1)
+	return bytes.Clone(note), nil
+}
+
+// Entries returns up to limit committed entries (canonical bytes) from
+// start on, from this node's state, which may lag the leader's.
+func (n *Node) Entries(start uint64, limit int) ([][]byte, error) {
+	var out [][]byte
+	err := n.state.view(func(tx *bbolt.Tx) (err error) {
+		out, err = ledger.ReadEntries(tx, start, limit)
+		return err
+	})
+	return out, err
+}
+
+// TreeHead returns the unsigned tree head of this node's log (which may lag
+// the leader's): origin, size and root hash.
+func (n *Node) TreeHead() (ledger.Checkpoint, error) {
+	var head ledger.Checkpoint
+	err := n.state.view(func(tx *bbolt.Tx) (err error) {
+		head, err = ledger.TreeHead(tx, Origin(n.cfg.Cluster))
+		return err
+	})
+	return head, err
+}
+
+// Size returns the number of entries in this node's log.
+func (n *Node) Size() (uint64, error) {
+	var size uint64
+	err := n.state.view(func(tx *bbolt.Tx) (err error) {
+		size, err = ledger.Size(tx)
+		return err
+	})
+	return size, err
+}
+
+// ProveInclusion proves entry index in the tree of the first size entries.
+func (n *Node) ProveInclusion(index, size uint64) (ledger.InclusionProof, error) {
+	p := ledger.InclusionProof{Index: index, Size: size}
+	err := n.state.view(func(tx *bbolt.Tx) (err error) {
+		p.Hashes, err = ledger.ProveInclusion(tx, index, size)
+		return err
+	})
+	return p, err
+}
+
+// ProveConsistency proves that the tree of the first new entries extends
+// the tree of the first old.
+func (n *Node) ProveConsistency(old, new uint64) (ledger.ConsistencyProof, error) {
+	p := ledger.ConsistencyProof{Old: old, New: new}
+	err := n.state.view(func(tx *bbolt.Tx) (err error) {
+		p.Hashes, err = ledger.ProveConsistency(tx, old, new)
+		return err
+	})
+	return p, err
+}
+
+// NodeKeys returns the checkpoint keys of every node ever registered,
+// removed ones included (they signed earlier checkpoints), in ID order: what
+// an auditor passes to ledger.VerifyCheckpoint.
+func (n *Node) NodeKeys() ([]ledger.NodeKey, error) {
+	var keys []ledger.NodeKey
+	err := n.state.view(func(tx *bbolt.Tx) error {
+		return forNodes(tx, func(r nodeRecord) error {
+			k, err := r.NodeKey()
+			if err != nil {
+				return fmt.Errorf("keysvc: node %q keys: %w", r.ID, err)
+			}
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	return keys, err
+}
+
+// Status returns this node's view of the cluster.
+func (n *Node) Status() Status {
+	st := Status{NodeID: n.cfg.NodeID, Region: n.cfg.Region, Cluster: n.cfg.Cluster, Raft: n.raft.Stats()}
+	st.Leader.ID = st.Raft.LeaderID
+	members := map[string]*Member{}
+	_ = n.state.view(func(tx *bbolt.Tx) error {
+		st.LogSize, _ = ledger.Size(tx)
+		st.AllowedRegions, _ = allowedRegions(tx.Bucket(bucketMeta))
+		return forNodes(tx, func(r nodeRecord) error {
+			if r.ID == st.Leader.ID {
+				st.Leader.APIAddr = r.APIAddr
+			}
+			if !r.Removed {
+				members[r.ID] = &Member{ID: r.ID, Region: r.Region, RaftAddr: r.RaftAddr, APIAddr: r.APIAddr, Registered: true}
+			}
+			return nil
+		})
+	})
+	if servers, err := n.raft.Servers(); err == nil {
+		for _, s := range servers {
+			m := members[s.ID]
+			if m == nil {
+				m = &Member{ID: s.ID, RaftAddr: s.Addr}
+				members[s.ID] = m
+			}
+			m.Voter = !s.Nonvoter
+		}
+	}
+	for _, m := range members {
+		m.Leader = m.ID == st.Leader.ID
+		st.Members = append(st.Members, *m)
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
+	if err := n.ready(st.Raft); err != nil {
+		st.NotReady = err.Error()
+	}
+	return st
+}
+
+// Ready returns nil when the node can serve: open, its state database
+// healthy, a leader known, the cluster's genesis in its state, its state no
+// more than a little behind the commit index, and its keys those registered
+// for it. Otherwise an error wrapping ErrNotReady (or ErrClosed,
+// ErrStateBroken, ErrKeysMismatch) says why.
+func (n *Node) Ready() error { return n.ready(n.raft.Stats()) }
+
+func (n *Node) ready(st raft.Stats) error {
+	if err := n.checkOpen(); err != nil {
+		return err
+	}
+	if err := n.state.brokenErr(); err != nil {
+		return err
+	}
+	if st.LeaderID == "" {
+		return fmt.Errorf("%w: no leader known (raft state %s)", ErrNotReady, st.State)
+	}
+	var done, mismatch bool
+	if err := n.state.view(func(tx *bbolt.Tx) error {
+		done = genesisDone(tx)
+		rec, found, err := getNode(tx, n.cfg.NodeID)
+		mismatch = found && rec.Keys != n.keys.text
+		return err
+	}); err != nil {
+		return err
+	}
+	if !done {
+		return fmt.Errorf("%w: no cluster state yet (not bootstrapped, or not caught up)", ErrNotReady)
+	}
+	if mismatch {
+		return errKeysMismatch(n.cfg.NodeID)
+	}
+	if st.CommitIndex > st.AppliedIndex+readyLag {
+		return fmt.Errorf("%w: catching up (applied %d of %d)", ErrNotReady, st.AppliedIndex, st.CommitIndex)
+	}
+	return nil
+}
+
+// Snapshot takes a raft snapshot of the state now and compacts the raft log.
+// Raft also takes them on its own (RaftTuning.SnapshotThreshold).
+func (n *Node) Snapshot(ctx context.Context) error {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	return n.mapRaftErr("snapshot", n.raft.Snapshot(ctx))
+}
+
+// Metrics returns the node's counters.
+func (n *Node) Metrics() Metrics { return n.m.snapshot() }
+
+// Close shuts the node down: queued Appends fail with ErrClosed, raft stops
+// (proposals in flight fail, their outcome unknown), the state database
+// closes and the ML-DSA private key is wiped. The HSM token stays open (the
+// caller owns it). Idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.closed.Store(true)
+		n.b.close()
+		err := n.raft.Shutdown()
+		n.b.wait()
+		close(n.stopWatch)
+		<-n.watchDone
+		n.closeErr = errors.Join(err, n.state.close())
+		n.keys.zero()
+		n.cpMu.Lock()
+		n.cpNote = nil
+		n.cpMu.Unlock()
+		n.log.Info("keysvc: node closed")
+	})
+	return n.closeErr
+}

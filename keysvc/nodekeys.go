@@ -1,0 +1,183 @@
+// The node's checkpoint keys: an ECDSA P-256 identity key inside the HSM and
+// an ML-DSA-65 key whose seed is stored in DataDir sealed by an HSM AES key.
+
+package keysvc
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+
+	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/keysvc/ledger"
+)
+
+// HSM labels of a node's own keys. A token serves one node.
+const (
+	// LabelIdentity: the node identity key, ECDSA P-256, generated in the
+	// HSM; signs checkpoints (and, later, attestations).
+	LabelIdentity = "custos:node:identity"
+	// LabelMLDSASeal: the AES-256 key that seals the node's ML-DSA-65 seed.
+	LabelMLDSASeal = "custos:node:mldsa-seal"
+)
+
+// mldsaSeedFile, in DataDir, holds the ML-DSA-65 seed sealed under
+// LabelMLDSASeal (nonce || ciphertext || tag), the AAD binding cluster and node.
+const mldsaSeedFile = "node-mldsa.sealed"
+
+// nodeKeys holds the signing keys. The ML-DSA private key is in memory (no
+// HSM implements ML-DSA); zero wipes it.
+type nodeKeys struct {
+	name string // KeyName(cluster, id)
+	pub  ledger.NodeKey
+	text string // pub.MarshalText
+
+	mu sync.RWMutex // guards ml against zero while signing
+	ec crypto.Signer
+	ml *mldsa65.PrivateKey
+}
+
+func seedAAD(cluster, nodeID string) []byte {
+	return []byte("custos.eu/node-mldsa-seed/v1\x00" + cluster + "\x00" + nodeID)
+}
+
+// loadNodeKeys opens (creating on first start) the node's identity key and
+// ML-DSA-65 key. A sealed seed that does not open is an error, never a reason
+// to make a new key: the registered public key would stop matching.
+func loadNodeKeys(tok hsm.Token, dataDir, cluster, nodeID string) (*nodeKeys, error) {
+	ec, err := tok.Signer(LabelIdentity)
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		ec, err = tok.GenerateSigner(LabelIdentity)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keysvc: node identity key: %w", err)
+	}
+	ecPub, ok := ec.Public().(*ecdsa.PublicKey)
+	if !ok || ecPub.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("keysvc: node identity key %q is not ECDSA P-256", LabelIdentity)
+	}
+
+	seed, err := loadSeed(tok, filepath.Join(dataDir, mldsaSeedFile), seedAAD(cluster, nodeID))
+	if err != nil {
+		return nil, err
+	}
+	mlPub, ml := mldsa65.NewKeyFromSeed(seed)
+	clear(seed[:])
+
+	k := &nodeKeys{name: KeyName(cluster, nodeID), ec: ec, ml: ml}
+	k.pub = ledger.NodeKey{Name: k.name, ECDSA: ecPub, MLDSA: mlPub}
+	text, err := k.pub.MarshalText()
+	if err != nil {
+		k.zero()
+		return nil, fmt.Errorf("keysvc: node keys: %w", err)
+	}
+	k.text = string(text)
+	return k, nil
+}
+
+// loadSeed opens the sealed seed at path, or makes, seals and stores one.
+func loadSeed(tok hsm.Token, path string, aad []byte) (*[mldsa65.SeedSize]byte, error) {
+	seed := new([mldsa65.SeedSize]byte)
+	sealed, err := os.ReadFile(path)
+	if err == nil {
+		plain, err := tok.Open(LabelMLDSASeal, sealed, aad)
+		if err != nil {
+			return nil, fmt.Errorf("keysvc: open sealed ML-DSA seed %s: %w", path, err)
+		}
+		defer clear(plain)
+		if len(plain) != len(seed) {
+			return nil, fmt.Errorf("keysvc: sealed ML-DSA seed %s: %d bytes, want %d", path, len(plain), len(seed))
+		}
+		copy(seed[:], plain)
+		return seed, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("keysvc: ML-DSA seed: %w", err)
+	}
+	if err := tok.GenerateAESKey(LabelMLDSASeal); err != nil && !errors.Is(err, hsm.ErrKeyExists) {
+		return nil, fmt.Errorf("keysvc: ML-DSA seed sealing key: %w", err)
+	}
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	sealed, err = tok.Seal(LabelMLDSASeal, seed[:], aad)
+	if err != nil {
+		clear(seed[:])
+		return nil, fmt.Errorf("keysvc: seal ML-DSA seed: %w", err)
+	}
+	if err := writeFileSync(path, sealed, 0o600); err != nil {
+		clear(seed[:])
+		return nil, fmt.Errorf("keysvc: store sealed ML-DSA seed: %w", err)
+	}
+	return seed, nil
+}
+
+// sign signs c as a checkpoint note with both keys.
+func (k *nodeKeys) sign(c ledger.Checkpoint) ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.ml == nil {
+		return nil, ErrClosed
+	}
+	return ledger.SignCheckpoint(c, k.name, k.ec, k.ml)
+}
+
+// zero wipes the ML-DSA private key; signing fails afterwards.
+func (k *nodeKeys) zero() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ml != nil {
+		*k.ml = mldsa65.PrivateKey{}
+		k.ml = nil
+	}
+	k.ec = nil
+}
+
+// writeFileSync writes data to a new temporary file beside path, syncs it,
+// renames it over path and syncs the directory: path then holds either the
+// old content or all of data.
+func writeFileSync(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,216 @@
+package keysvc_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/raft/rafttest"
+)
+
+// tcpCluster runs n nodes on loopback: raft over TCP inside mutual TLS with
+// certificates from a fresh cluster CA, bbolt with fsync, fake HSMs. Forwarding
+// is in-process (the HTTP layer is not part of this package).
+type tcpCluster struct {
+	ca    *identity.CA
+	pool  *x509.CertPool
+	nodes []*keysvc.Node
+	mu    sync.Mutex
+	byAPI map[string]*keysvc.Node
+}
+
+func (c *tcpCluster) ForwardAppend(ctx context.Context, api string, entries []ledger.Entry) (uint64, error) {
+	c.mu.Lock()
+	n := c.byAPI[api]
+	c.mu.Unlock()
+	if n == nil {
+		return 0, fmt.Errorf("no node at %s", api)
+	}
+	return n.AppendBatch(ctx, entries)
+}
+
+func issue(tb testing.TB, ca *identity.CA, id identity.Identity) tls.Certificate {
+	tb.Helper()
+	var opts identity.IssueOptions
+	if id.Role == identity.RoleNode {
+		opts = identity.IssueOptions{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
+	}
+	certPEM, keyPEM, err := ca.Issue(id, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cert
+}
+
+func newTCPCluster(tb testing.TB, n int, gc keysvc.GroupCommit) *tcpCluster {
+	tb.Helper()
+	ca, err := identity.NewCA("test", 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &tcpCluster{ca: ca, pool: x509.NewCertPool(), byAPI: map[string]*keysvc.Node{}}
+	c.pool.AddCert(ca.Certificate())
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("n%d", i)
+		region := keysvctest.Region(id)
+		cfg := keysvc.Config{
+			NodeID: id, Region: region, Cluster: "test",
+			DataDir:        tb.TempDir(),
+			RaftAdvertise:  "127.0.0.1:0",
+			APIAdvertise:   keysvctest.APIAddr(id),
+			Certificate:    issue(tb, ca, identity.Identity{Cluster: "test", Name: id, Role: identity.RoleNode, Region: region}),
+			CAs:            c.pool,
+			Token:          hsmtest.NewFake(),
+			AllowedRegions: []string{"DE", "FR", "NL"},
+			GroupCommit:    gc,
+			Logger:         rafttest.Logger(),
+			Raft: keysvc.RaftTuning{
+				HeartbeatTimeout:   500 * time.Millisecond,
+				ElectionTimeout:    500 * time.Millisecond,
+				LeaderLeaseTimeout: 500 * time.Millisecond,
+				CommitTimeout:      5 * time.Millisecond,
+				MaxAppendEntries:   256,
+			},
+		}
+		node, err := keysvc.Open(cfg)
+		if err != nil {
+			tb.Fatalf("open %s: %v", id, err)
+		}
+		tb.Cleanup(func() { node.Close() })
+		node.SetForwarder(c)
+		c.mu.Lock()
+		c.byAPI[cfg.APIAdvertise] = node
+		c.mu.Unlock()
+		c.nodes = append(c.nodes, node)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.nodes[0].Bootstrap(ctx); err != nil {
+		tb.Fatalf("bootstrap: %v", err)
+	}
+	for _, node := range c.nodes[1:] {
+		if err := c.nodes[0].AddNode(ctx, node.Info(), keysvctest.Operator); err != nil {
+			tb.Fatalf("add %s: %v", node.Info().ID, err)
+		}
+	}
+	keysvctest.WaitFor(tb, "nodes ready", func() bool {
+		for _, node := range c.nodes {
+			if node.Ready() != nil {
+				return false
+			}
+		}
+		return true
+	})
+	return c
+}
+
+func TestTCPCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TCP cluster")
+	}
+	c := newTCPCluster(t, 3, keysvc.GroupCommit{})
+	leader := c.nodes[0]
+	got := appendAll(t, c.nodes, ids("tcp", 30))
+	keysvctest.WaitFor(t, "logs to converge", func() bool {
+		want, _ := leader.TreeHead()
+		for _, n := range c.nodes {
+			if h, _ := n.TreeHead(); h != want {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range c.nodes {
+		checkLogged(t, n, got)
+	}
+	note, err := leader.Checkpoint(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, _ := verifyCheckpoint(t, c.nodes[2], note); cp.Size != 4+30 {
+		t.Fatalf("checkpoint size %d", cp.Size)
+	}
+
+	// A certificate from the cluster CA that is not a node's cannot talk raft.
+	agent := issue(t, c.ca, identity.Identity{Cluster: "test", Name: "backup", Role: identity.RoleAgent, Region: "DE"})
+	before := leader.Status().Raft.TLSRejected
+	conn, err := tls.Dial("tcp", leader.Info().RaftAddr, &tls.Config{
+		Certificates: []tls.Certificate{agent}, RootCAs: c.pool, ServerName: "127.0.0.1",
+		NextProtos: []string{"custos-raft/1"}, MinVersion: tls.VersionTLS13,
+	})
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		_, err = conn.Read(make([]byte, 1)) // TLS 1.3: the server's verdict arrives after the handshake
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("agent certificate accepted on the raft port")
+	}
+	keysvctest.WaitFor(t, "the refusal to be counted", func() bool { return leader.Status().Raft.TLSRejected > before })
+
+	// Members are all voters with their TCP addresses.
+	for _, m := range leader.Status().Members {
+		if !m.Voter || !m.Registered {
+			t.Errorf("member %+v", m)
+		}
+		if _, _, err := net.SplitHostPort(m.RaftAddr); err != nil {
+			t.Errorf("member %s raft address %q", m.ID, m.RaftAddr)
+		}
+	}
+}
+
+func TestOpenChecksCertificateIdentity(t *testing.T) {
+	ca, err := identity.NewCA("test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Certificate())
+	base := keysvc.Config{
+		NodeID: "n1", Region: "DE", Cluster: "test", DataDir: t.TempDir(),
+		RaftAdvertise: "127.0.0.1:0", APIAdvertise: "https://127.0.0.1:8201",
+		CAs: pool, Token: hsmtest.NewFake(),
+	}
+	for name, id := range map[string]identity.Identity{
+		"other node":   {Cluster: "test", Name: "n2", Role: identity.RoleNode, Region: "DE"},
+		"other region": {Cluster: "test", Name: "n1", Role: identity.RoleNode, Region: "FR"},
+	} {
+		cfg := base
+		cfg.Certificate = issue(t, ca, id)
+		n, err := keysvc.Open(cfg)
+		if err == nil {
+			n.Close()
+			t.Fatalf("%s: Open accepted certificate of %s", name, id)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	cfg := base
+	cfg.Region = "de"
+	cfg.Certificate = issue(t, ca, identity.Identity{Cluster: "test", Name: "n1", Role: identity.RoleNode, Region: "DE"})
+	if _, err := keysvc.Open(cfg); err == nil {
+		t.Error("lower-case region accepted")
+	}
+	cfg.Region = "DE"
+	cfg.APIAdvertise = "http://127.0.0.1:8201"
+	if _, err := keysvc.Open(cfg); err == nil {
+		t.Error("plain-http API address accepted")
+	}
+	var zero keysvc.Config
+	if err := zero.Validate(); err == nil {
+		t.Error("zero config valid")
+	}
+}
