@@ -85,14 +85,8 @@ func Open(cfg Config) (*Node, error) {
 		stopWatch: make(chan struct{}),
 		watchDone: make(chan struct{}),
 	}
-	n.actor = ledger.Actor{
-		Identity: identity.Identity{Cluster: cfg.Cluster, Name: cfg.NodeID, Role: identity.RoleNode, Region: cfg.Region}.String(),
-		Role:     string(identity.RoleNode),
-		Region:   cfg.Region,
-	}
-	if leaf, err := leafOf(cfg.Certificate); err == nil {
-		n.actor.CertFingerprint = "sha256:" + identity.Fingerprint(leaf)
-	}
+	leaf, _ := leafOf(cfg.Certificate)
+	n.actor = Actor(identity.Identity{Cluster: cfg.Cluster, Name: cfg.NodeID, Role: identity.RoleNode, Region: cfg.Region}, leaf)
 	var err error
 	if n.keys, err = loadNodeKeys(cfg.Token, cfg.DataDir, cfg.Cluster, cfg.NodeID); err != nil {
 		return nil, err
@@ -149,7 +143,7 @@ func (n *Node) watch() {
 func Actor(id identity.Identity, leaf *x509.Certificate) ledger.Actor {
 	a := ledger.Actor{Identity: id.String(), Role: string(id.Role), Region: id.Region}
 	if leaf != nil {
-		a.CertFingerprint = "sha256:" + identity.Fingerprint(leaf)
+		a.CertFingerprint = identity.Fingerprint(leaf)
 	}
 	return a
 }

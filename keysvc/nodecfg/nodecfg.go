@@ -38,6 +38,17 @@ type Config struct {
 	TLS         TLS         `toml:"tls"`
 	Log         Log         `toml:"log"`
 	GroupCommit GroupCommit `toml:"group_commit"`
+	RaftTuning  RaftTuning  `toml:"raft_tuning"`
+}
+
+// RaftTuning adjusts replication; zero values take the defaults, which are
+// right for production. Tests lower the snapshot bounds to exercise snapshots.
+type RaftTuning struct {
+	HeartbeatTimeout  Duration `toml:"heartbeat_timeout"`
+	ElectionTimeout   Duration `toml:"election_timeout"`
+	SnapshotInterval  Duration `toml:"snapshot_interval"`
+	SnapshotThreshold uint64   `toml:"snapshot_threshold"` // log entries between snapshots
+	TrailingLogs      uint64   `toml:"trailing_logs"`      // log entries kept after a snapshot
 }
 
 // Listener is where a node listens and the address peers reach it at.

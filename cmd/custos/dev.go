@@ -1,0 +1,69 @@
+package main
+
+// `custos dev up|down`: a local cluster on 127.0.0.1 with SoftHSM tokens.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc/devcluster"
+)
+
+func runDevCmd(ctx context.Context, stdout io.Writer, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: custos dev up|down --dir DIR")
+	}
+	switch args[0] {
+	case "up":
+		return devUp(ctx, stdout, args[1:])
+	case "down":
+		return devDown(stdout, args[1:])
+	}
+	return fmt.Errorf("unknown dev command %q (want up or down)", args[0])
+}
+
+func devUp(ctx context.Context, w io.Writer, args []string) error {
+	fs := flag.NewFlagSet("dev up", flag.ContinueOnError)
+	dir := fs.String("dir", ".custos-dev", "directory for the cluster's CA, tokens, configs, data and logs")
+	nodes := fs.Int("nodes", 3, "number of nodes")
+	custosd := fs.String("custosd", "", "custosd binary (default: next to custos, then $PATH)")
+	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the cluster to form")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := devcluster.Create(devcluster.Options{Dir: *dir, Nodes: *nodes, Custosd: *custosd})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "created cluster %q in %s: dev CA, %d SoftHSM tokens, node and client certificates\n", c.Name, c.Dir, len(c.Nodes))
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	err = c.Up(ctx, func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) })
+	if err != nil {
+		return fmt.Errorf("%w\nnode logs: %s", err, filepath.Join(c.Dir, "node-*", "custosd.log"))
+	}
+	fmt.Fprintf(w, "cluster is up; for the custos CLI: source %s\n", filepath.Join(c.Dir, "env"))
+	return nil
+}
+
+func devDown(w io.Writer, args []string) error {
+	fs := flag.NewFlagSet("dev down", flag.ContinueOnError)
+	dir := fs.String("dir", ".custos-dev", "the directory `custos dev up` used")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := devcluster.Load(*dir)
+	if err != nil {
+		return err
+	}
+	if err := c.StopAll(10 * time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "stopped %d nodes of cluster %q (state kept in %s)\n", len(c.Nodes), c.Name, c.Dir)
+	return nil
+}

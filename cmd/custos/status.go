@@ -1,0 +1,312 @@
+package main
+
+// `custos status`: the cluster as an operator wants to see it — leader,
+// members, log size, latest checkpoint — and the connection flags other
+// API commands share.
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
+)
+
+// Environment variables naming the cluster and the client's TLS files, as
+// `custos dev up` exports them in DIR/env.
+const (
+	envAddr = "CUSTOS_ADDR"        // comma-separated API base URLs
+	envCert = "CUSTOS_CLIENT_CERT" // client certificate (PEM)
+	envKey  = "CUSTOS_CLIENT_KEY"  // its key
+	envCA   = "CUSTOS_CA"          // cluster CA certificate
+)
+
+// apiFlags are the flags of every command that calls the API. Each falls
+// back to the file given with --env, then to the environment variable.
+type apiFlags struct {
+	env, addr, cert, key, ca string
+	timeout                  time.Duration
+}
+
+func addAPIFlags(fs *flag.FlagSet) *apiFlags {
+	f := &apiFlags{}
+	fs.StringVar(&f.env, "env", "", "read "+envAddr+", "+envCert+", "+envKey+" and "+envCA+" from this file of shell exports (the DIR/env of `custos dev up`, or DIR)")
+	fs.StringVar(&f.addr, "addr", "", "API base URLs, comma-separated (default $"+envAddr+")")
+	fs.StringVar(&f.cert, "cert", "", "client certificate file (default $"+envCert+")")
+	fs.StringVar(&f.key, "key", "", "client key file (default $"+envKey+")")
+	fs.StringVar(&f.ca, "ca", "", "cluster CA certificate file (default $"+envCA+")")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "bound on each API request")
+	return f
+}
+
+// client builds an API client from the flags, the env file and the
+// environment, in that order of precedence.
+func (f *apiFlags) client() (*client.Client, error) {
+	vars := map[string]string{}
+	for _, k := range []string{envAddr, envCert, envKey, envCA} {
+		vars[k] = os.Getenv(k)
+	}
+	if f.env != "" {
+		path := f.env
+		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			path = filepath.Join(path, "env")
+		}
+		fileVars, err := readEnvFile(path)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range fileVars {
+			if _, ok := vars[k]; ok {
+				vars[k] = v
+			}
+		}
+	}
+	pick := func(flagVal, name string) string {
+		if flagVal != "" {
+			return flagVal
+		}
+		return vars[name]
+	}
+	addr, files := pick(f.addr, envAddr), identity.TLSFiles{Cert: pick(f.cert, envCert), Key: pick(f.key, envKey), CA: pick(f.ca, envCA)}
+	var missing []string
+	for _, m := range []struct{ val, flag, env string }{
+		{addr, "--addr", envAddr}, {files.Cert, "--cert", envCert}, {files.Key, "--key", envKey}, {files.CA, "--ca", envCA},
+	} {
+		if m.val == "" {
+			missing = append(missing, m.flag+" or $"+m.env)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("no cluster to talk to: set %s (or --env DIR/env after `custos dev up`)", strings.Join(missing, ", "))
+	}
+	var endpoints []string
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			endpoints = append(endpoints, a)
+		}
+	}
+	return client.New(client.Config{Endpoints: endpoints, TLSFiles: files, Timeout: f.timeout})
+}
+
+// readEnvFile reads KEY=VALUE lines, optionally prefixed by "export", with
+// values bare, 'single-quoted' or "double-quoted" (Go/shell escapes). Blank
+// lines and # comments are skipped.
+func readEnvFile(path string) (map[string]string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	vars := map[string]string{}
+	sc := bufio.NewScanner(fh)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimSpace(strings.TrimPrefix(line, "export "))
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s:%d: not KEY=VALUE", path, n)
+		}
+		switch {
+		case strings.HasPrefix(v, `"`):
+			if v, err = strconv.Unquote(v); err != nil {
+				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
+			}
+		case strings.HasPrefix(v, "'"):
+			if len(v) < 2 || !strings.HasSuffix(v, "'") || strings.Contains(v[1:len(v)-1], "'") {
+				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
+			}
+			v = v[1 : len(v)-1]
+		}
+		vars[k] = v
+	}
+	return vars, sc.Err()
+}
+
+func runStatusCmd(ctx context.Context, stdout io.Writer, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	af := addAPIFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return status(ctx, stdout, c)
+}
+
+// memberHealth is one member's answer to a health check.
+type memberHealth struct {
+	ok  bool
+	err error
+}
+
+// status prints the cluster's state and returns an error, after printing,
+// if the cluster cannot serve: no leader, or no verifiable checkpoint.
+func status(ctx context.Context, w io.Writer, c *client.Client) error {
+	st, err := c.Cluster(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot reach the cluster: %w", err)
+	}
+	health := checkMembers(ctx, c, st.Members)
+
+	var problems []string
+	leader := "none known (an election may be under way)"
+	if st.Leader.ID != "" {
+		leader = st.Leader.ID
+		if m := member(st, st.Leader.ID); m != nil && m.Region != "" {
+			leader += " in " + m.Region
+		}
+		if st.Leader.APIAddr != "" {
+			leader += ", at " + st.Leader.APIAddr
+		}
+	} else {
+		problems = append(problems, "no leader")
+	}
+	fmt.Fprintf(w, "Cluster %q, as node %s (%s) sees it\n", st.Cluster, st.NodeID, st.Region)
+	fmt.Fprintf(w, "Leader:  %s\n", leader)
+	voters := countVoters(st.Members)
+	fmt.Fprintf(w, "Members: %d (%d voters; %d of them must be up for the log to accept entries)\n", len(st.Members), voters, voters/2+1)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tREGION\tROLE\tAPI\tRAFT\tHEALTH")
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.ID, dash(m.Region), memberRole(m), dash(m.APIAddr), dash(m.RaftAddr), health[m.ID].String())
+	}
+	tw.Flush()
+	if len(st.AllowedRegions) > 0 {
+		fmt.Fprintf(w, "Allowed regions: %s\n", strings.Join(st.AllowedRegions, " "))
+	}
+	fmt.Fprintf(w, "\nKey-op log: %d entries on %s", st.LogSize, st.NodeID)
+	if st.NotReady != "" {
+		fmt.Fprintf(w, " (not ready: %s)", st.NotReady)
+	}
+	fmt.Fprintln(w)
+
+	if err := printCheckpoint(ctx, w, c, st); err != nil {
+		fmt.Fprintf(w, "Latest checkpoint: unavailable: %v\n", err)
+		problems = append(problems, "no verifiable checkpoint")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("cluster %q is not serving: %s", st.Cluster, strings.Join(problems, ", "))
+	}
+	return nil
+}
+
+// printCheckpoint fetches the leader's checkpoint and says who signed it,
+// verifying it against the node keys the cluster publishes.
+func printCheckpoint(ctx context.Context, w io.Writer, c *client.Client, st client.Status) error {
+	note, err := c.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	keys, err := c.NodeKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("node keys: %w", err)
+	}
+	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin(st.Cluster), keys...)
+	if err != nil {
+		return err
+	}
+	node := strings.TrimPrefix(signer, keysvc.KeyName(st.Cluster, ""))
+	fmt.Fprintf(w, "Latest checkpoint: %d entries, root hash %s\n", cp.Size, base64.StdEncoding.EncodeToString(cp.Hash[:]))
+	fmt.Fprintf(w, "  signed by node %s (key %s) with ECDSA P-256 in its HSM and ML-DSA-65;\n", node, signer)
+	fmt.Fprintf(w, "  both signatures verify against the node keys the cluster publishes (an auditor checks them against keys kept apart)\n")
+	return nil
+}
+
+// checkMembers asks every member with an API address for its health, in
+// parallel, each bounded.
+func checkMembers(ctx context.Context, c *client.Client, members []client.Member) map[string]memberHealth {
+	out := make(map[string]memberHealth, len(members))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if m.APIAddr == "" {
+			continue
+		}
+		wg.Go(func() {
+			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			_, err := c.NodeHealth(hctx, m.APIAddr)
+			mu.Lock()
+			out[m.ID] = memberHealth{ok: err == nil, err: err}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (h memberHealth) String() string {
+	var ae *client.APIError
+	switch {
+	case h.ok:
+		return "ready"
+	case h.err == nil:
+		return "unknown (no API address)"
+	case errors.As(h.err, &ae):
+		return "not ready: " + ae.Message
+	case errors.Is(h.err, context.DeadlineExceeded):
+		return "no answer"
+	}
+	return "unreachable"
+}
+
+func memberRole(m client.Member) string {
+	switch {
+	case !m.Registered:
+		return "in raft only, not registered"
+	case !m.Voter:
+		return "registered, not yet a voter"
+	case m.Leader:
+		return "leader"
+	}
+	return "follower"
+}
+
+func countVoters(ms []client.Member) int {
+	n := 0
+	for _, m := range ms {
+		if m.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+func member(st client.Status, id string) *client.Member {
+	for i := range st.Members {
+		if st.Members[i].ID == id {
+			return &st.Members[i]
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

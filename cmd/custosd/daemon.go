@@ -1,0 +1,265 @@
+// The daemon's life: open token, TLS and node; serve; bootstrap or join;
+// shut down in order.
+
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/httpapi"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/nodecfg"
+)
+
+// Bounds of the daemon's waits.
+const (
+	shutdownTimeout = 10 * time.Second // in-flight API requests at shutdown
+	joinMinBackoff  = 500 * time.Millisecond
+	joinMaxBackoff  = 15 * time.Second
+	joinAttempt     = 30 * time.Second // one join request (AddNode waits for a quorum)
+)
+
+func loadConfig(path string) (*nodecfg.Config, error) {
+	return nodecfg.Load(path)
+}
+
+// daemon runs the node described by cfg until ctx ends (a signal) or a
+// fatal error.
+func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger) (err error) {
+	attrs := []any{slog.Any("config", cfg)}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		attrs = append(attrs, slog.String("go", bi.GoVersion), slog.String("version", bi.Main.Version))
+	}
+	log.Info("custosd: starting", attrs...)
+
+	// TLS first: a wrong file is the commonest mistake and costs nothing to check.
+	files := identity.TLSFiles{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA}
+	serverTLS, err := identity.ServerConfig(files)
+	if err != nil {
+		return &configError{fmt.Errorf("tls: %w", err)}
+	}
+	clientTLS, err := identity.ClientConfig(files)
+	if err != nil {
+		return &configError{fmt.Errorf("tls (as a client of other nodes): %w", err)}
+	}
+
+	// SoftHSM reads SOFTHSM2_CONF when the module is first loaded.
+	if cfg.HSM.SoftHSMConf != "" {
+		if err := os.Setenv("SOFTHSM2_CONF", cfg.HSM.SoftHSMConf); err != nil {
+			return fmt.Errorf("set SOFTHSM2_CONF: %w", err)
+		}
+	}
+	hcfg := hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile, PINEnv: cfg.HSM.PINEnv}
+	tok, err := hsm.Open(hcfg)
+	if err != nil {
+		if errors.Is(err, hsm.ErrNoPIN) || errors.Is(err, hsm.ErrWrongPIN) || errors.Is(err, hsm.ErrTokenNotFound) || errors.Is(err, hsm.ErrModule) {
+			return &configError{fmt.Errorf("hsm %v: %w", hcfg, err)}
+		}
+		return fmt.Errorf("hsm %v: %w", hcfg, err)
+	}
+	defer func() {
+		if cerr := tok.Close(); cerr != nil {
+			log.Warn("custosd: closing the HSM token", slog.Any("err", cerr))
+		}
+	}()
+
+	kcfg := keysvc.Config{
+		NodeID: cfg.NodeID, Region: cfg.Region, Cluster: cfg.Cluster, DataDir: cfg.DataDir,
+		RaftBind: cfg.Raft.Listen, RaftAdvertise: cfg.Raft.Advertise,
+		APIAdvertise:   "https://" + cfg.API.Advertise,
+		Certificate:    serverTLS.Certificates[0],
+		CAs:            serverTLS.ClientCAs,
+		Token:          tok,
+		AllowedRegions: cfg.AllowedRegions,
+		GroupCommit: keysvc.GroupCommit{
+			MaxEntries: cfg.GroupCommit.MaxEntries, MaxBytes: cfg.GroupCommit.MaxBytes, MaxDelay: cfg.GroupCommit.MaxDelay.Duration,
+		},
+		Raft: keysvc.RaftTuning{
+			HeartbeatTimeout:  cfg.RaftTuning.HeartbeatTimeout.Duration,
+			ElectionTimeout:   cfg.RaftTuning.ElectionTimeout.Duration,
+			SnapshotInterval:  cfg.RaftTuning.SnapshotInterval.Duration,
+			SnapshotThreshold: cfg.RaftTuning.SnapshotThreshold,
+			TrailingLogs:      cfg.RaftTuning.TrailingLogs,
+		},
+		Logger: log,
+	}
+	if err := kcfg.Validate(); err != nil {
+		return &configError{err}
+	}
+	node, err := keysvc.Open(kcfg)
+	if err != nil {
+		return fmt.Errorf("open node: %w", err)
+	}
+	defer func() {
+		if cerr := node.Close(); cerr != nil {
+			log.Warn("custosd: closing the node", slog.Any("err", cerr))
+		}
+	}()
+	fwd := httpapi.NewForwarder(clientTLS)
+	defer fwd.Close()
+	node.SetForwarder(fwd)
+
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           httpapi.New(node, httpapi.Options{Logger: log}),
+		TLSConfig:         serverTLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// TLS handshake failures (a client without a valid certificate) are
+		// worth seeing, not worth an error.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelInfo),
+	}
+	fatal := make(chan error, 2)
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("api server: %w", err)
+		}
+	}()
+	log.Info("custosd: serving the API", slog.String("listen", ln.Addr().String()), slog.String("advertise", kcfg.APIAdvertise))
+
+	// Shutdown runs on every return from here: API first, then (deferred
+	// above) forwarder, node and token.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		log.Info("custosd: shutting down")
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("custosd: API requests still in flight at shutdown", slog.Any("err", err))
+			_ = srv.Close()
+		}
+	}()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, before the node closes
+	defer cancel()
+	switch {
+	case cfg.Bootstrap:
+		if err := bootstrap(runCtx, node, log); err != nil {
+			return err
+		}
+	case len(cfg.Join) > 0:
+		wg.Go(func() {
+			if err := join(runCtx, node, cfg.Join, clientTLS, log); err != nil {
+				fatal <- err
+			}
+		})
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("custosd: signal received")
+		return nil
+	case err := <-fatal:
+		return err
+	}
+}
+
+// bootstrap forms the cluster on a node with no state; a node with state
+// gets ErrAlreadyBootstrapped, which is fine. Waiting for leadership is
+// retried until ctx ends.
+func bootstrap(ctx context.Context, node *keysvc.Node, log *slog.Logger) error {
+	for attempt := 0; ; attempt++ {
+		err := node.Bootstrap(ctx)
+		switch {
+		case err == nil:
+			log.Info("custosd: cluster bootstrapped")
+			return nil
+		case errors.Is(err, keysvc.ErrAlreadyBootstrapped):
+			log.Info("custosd: cluster state present; not bootstrapping again")
+			return nil
+		case errors.Is(err, keysvc.ErrNoQuorum), errors.Is(err, keysvc.ErrNotLeader):
+			log.Warn("custosd: bootstrap not done yet; retrying", slog.Any("err", err))
+		default:
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		if !sleep(ctx, backoff(attempt)) {
+			return nil // shutting down
+		}
+	}
+}
+
+// join asks the nodes at endpoints, with backoff, to add this node until the
+// leader has, unless the node already is a registered voter. It returns nil
+// when joined or when ctx ends, and an error when the cluster refused for
+// good (wrong region, identity or conflicting registration): retrying would
+// only log more denials.
+func join(ctx context.Context, node *keysvc.Node, endpoints []string, tc *tls.Config, log *slog.Logger) error {
+	self := node.Info()
+	if isVoter(node.Status(), self.ID) {
+		log.Info("custosd: already a member of the cluster; not joining")
+		return nil
+	}
+	c, err := client.New(client.Config{Endpoints: endpoints, TLS: tc, Timeout: joinAttempt})
+	if err != nil {
+		return &configError{fmt.Errorf("join: %w", err)}
+	}
+	defer c.Close()
+	for attempt := 0; ; attempt++ {
+		res, err := c.Join(ctx, client.NodeInfo(self))
+		switch {
+		case err == nil:
+			log.Info("custosd: joined the cluster", slog.String("leader", res.Leader))
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case client.IsCode(err, client.CodeForbidden, client.CodeRegionNotAllowed, client.CodeConflict, client.CodeBadRequest):
+			return fmt.Errorf("join refused by the cluster: %w", err)
+		}
+		log.Warn("custosd: join not done yet; retrying", slog.Int("attempt", attempt+1), slog.Any("err", err))
+		if !sleep(ctx, backoff(attempt)) {
+			return nil
+		}
+		if isVoter(node.Status(), self.ID) { // added meanwhile (an answer lost on the way)
+			log.Info("custosd: joined the cluster")
+			return nil
+		}
+	}
+}
+
+// isVoter reports whether id is registered and a voter in st.
+func isVoter(st keysvc.Status, id string) bool {
+	return slices.ContainsFunc(st.Members, func(m keysvc.Member) bool { return m.ID == id && m.Registered && m.Voter })
+}
+
+// backoff is the wait before retry attempt+1: exponential from
+// joinMinBackoff, capped, with ±20% jitter.
+func backoff(attempt int) time.Duration {
+	d := joinMaxBackoff
+	if attempt < 10 {
+		d = min(joinMinBackoff<<attempt, joinMaxBackoff)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

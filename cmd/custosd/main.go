@@ -1,0 +1,86 @@
+// Command custosd is a Custos node: it opens the node's HSM token, joins or
+// forms the cluster, and serves the API over mutual TLS.
+//
+//	custosd -config /etc/custos/node.toml
+//
+// The configuration file is described in package nodecfg. On first start a
+// node with bootstrap = true forms the cluster (genesis); a node with a
+// join list asks those nodes, with backoff, until the leader has added it.
+// Either way a node with state simply rejoins its cluster. SIGTERM or
+// SIGINT shut it down gracefully: the API stops taking requests and
+// finishes the ones in flight (bounded), then raft and the state database
+// close, then the token.
+//
+// Exit status: 0 after a graceful shutdown, 2 for a usage or configuration
+// error (the message says which setting or file), 1 for any other failure,
+// including a join the cluster refused for good.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+// configError marks a failure the operator fixes in the configuration or
+// the files it names: exit status 2.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// run runs the daemon until ctx ends and returns the exit status.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("custosd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "the node's configuration file (TOML)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: custosd -config FILE")
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "custosd: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
+	err = daemon(ctx, cfg, log)
+	var ce *configError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ce):
+		log.Error("custosd: configuration error", slog.Any("err", err))
+		fmt.Fprintf(stderr, "custosd: %v\n", err)
+		return 2
+	default:
+		log.Error("custosd: failed", slog.Any("err", err))
+		return 1
+	}
+}
+
+// newLogger logs to w in format ("json" or "text") at level.
+func newLogger(format, level string, w io.Writer) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level)) // nodecfg validated it
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

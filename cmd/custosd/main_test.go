@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/nodecfg"
+)
+
+func TestMain(m *testing.M) { hsmtest.Main(m) }
+
+// syncBuffer collects a daemon's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestUsageAndConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	valid := `node_id = "n1"
+region = "DE"
+cluster = "test"
+data_dir = "` + filepath.Join(dir, "data") + `"
+bootstrap = true
+allowed_regions = ["DE"]
+[api]
+listen = "127.0.0.1:0"
+[raft]
+listen = "127.0.0.1:0"
+[hsm]
+module = "/nonexistent/libsofthsm2.so"
+token_label = "n1"
+pin_env = "CUSTOSD_TEST_PIN"
+[tls]
+cert = "` + filepath.Join(dir, "missing.pem") + `"
+key = "` + filepath.Join(dir, "missing.key") + `"
+ca = "` + filepath.Join(dir, "ca.pem") + `"
+`
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no flag", nil, "usage: custosd -config FILE"},
+		{"extra args", []string{"-config", "x", "y"}, "usage"},
+		{"missing file", []string{"-config", filepath.Join(dir, "nope.toml")}, "nope.toml"},
+		{"unknown key", []string{"-config", write("typo.toml", "bogus = 1\n"+valid)}, `unknown key "bogus"`},
+		{"invalid", []string{"-config", write("invalid.toml", strings.Replace(valid, `region = "DE"`, `region = ""`, 1))}, "region is required"},
+		{"missing TLS files", []string{"-config", write("tls.toml", valid)}, "ca.pem: no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := run(context.Background(), tc.args, &stderr); code != 2 {
+				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, stderr.String())
+			}
+		})
+	}
+}
+
+// node is one in-process custosd of a test cluster.
+type node struct {
+	id, region, cfgPath, api string
+	log                      *syncBuffer
+	cancel                   context.CancelFunc
+	done                     chan int
+	stopped                  bool
+	code                     int
+}
+
+func (n *node) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done, n.log, n.stopped = cancel, make(chan int, 1), &syncBuffer{}, false
+	go func() { n.done <- run(ctx, []string{"-config", n.cfgPath}, n.log) }()
+}
+
+// stop sends the equivalent of SIGTERM and returns the exit status.
+func (n *node) stop(t *testing.T) int {
+	t.Helper()
+	if n.stopped {
+		return n.code
+	}
+	n.cancel()
+	select {
+	case n.code = <-n.done:
+		n.stopped = true
+		return n.code
+	case <-time.After(30 * time.Second):
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("%s did not shut down in 30s; log:\n%s\ngoroutines:\n%s", n.id, n.log.String(), buf)
+		return -1
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// A three-node cluster of real daemons (SoftHSM tokens, mutual TLS, raft
+// over TCP) in this process: the first bootstraps, the others join
+// through it; a canary written through a follower commits; a graceful stop
+// exits 0; a restarted node rejoins from its state without joining again.
+func TestDaemonCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three daemons")
+	}
+	tokens := hsmtest.SoftHSM(t, "d1", "d2", "d3")
+	pki := httpapitest.NewPKI(t, "test")
+	dir := t.TempDir()
+	regions := []string{"DE", "FR", "NL"}
+	var nodes []*node
+	for i, region := range regions {
+		id := fmt.Sprintf("n%d", i+1)
+		files := pki.Issue(t, identity.RoleNode, id, region)
+		apiAddr := freeAddr(t)
+		cfg := nodecfg.Config{
+			NodeID: id, Region: region, Cluster: "test", DataDir: filepath.Join(dir, id),
+			API:  nodecfg.Listener{Listen: apiAddr},
+			Raft: nodecfg.Listener{Listen: freeAddr(t)},
+			HSM:  nodecfg.HSM{Module: tokens[i].Module, TokenLabel: tokens[i].TokenLabel, PINFile: tokens[i].PINFile},
+			TLS:  nodecfg.TLS{Cert: files.Cert, Key: files.Key, CA: files.CA},
+			Log:  nodecfg.Log{Level: "debug", Format: "json"},
+		}
+		if i == 0 {
+			cfg.Bootstrap, cfg.AllowedRegions = true, regions
+		} else {
+			cfg.Join = []string{nodes[0].api}
+		}
+		n := &node{id: id, region: region, cfgPath: filepath.Join(dir, id+".toml"), api: "https://" + apiAddr}
+		if err := cfg.Write(n.cfgPath); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		n.start(t)
+	}
+	defer func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("%s log:\n%s", n.id, n.log.String())
+			}
+		}
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}()
+
+	ops, err := client.New(client.Config{
+		Endpoints: []string{nodes[2].api, nodes[1].api, nodes[0].api},
+		TLSFiles:  pki.Issue(t, identity.RoleOperator, "ops", "DE"), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	ctx := context.Background()
+	waitFor(t, 60*time.Second, func() error {
+		for _, n := range nodes {
+			if _, err := ops.NodeHealth(ctx, n.api); err != nil {
+				return err
+			}
+		}
+		st, err := ops.Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		voters := 0
+		for _, m := range st.Members {
+			if m.Voter && m.Registered {
+				voters++
+			}
+		}
+		if voters != 3 {
+			return fmt.Errorf("%d voters", voters)
+		}
+		return nil
+	})
+
+	// A write through a follower (node 3 is first in the list).
+	idx, err := ops.Canary(ctx)
+	if err != nil {
+		t.Fatalf("canary: %v", err)
+	}
+	note, err := ops.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ops.NodeKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
+	if err != nil || cp.Size <= idx || !strings.HasPrefix(signer, "custos/test/n") {
+		t.Fatalf("checkpoint %+v by %s: %v", cp, signer, err)
+	}
+
+	// Graceful stop and restart of a joined node: it rejoins from its state.
+	if code := nodes[1].stop(t); code != 0 {
+		t.Fatalf("n2 exit %d", code)
+	}
+	if !strings.Contains(nodes[1].log.String(), "shutting down") {
+		t.Error("n2 did not log its shutdown")
+	}
+	nodes[1].start(t)
+	waitFor(t, 60*time.Second, func() error {
+		_, err := ops.NodeHealth(ctx, nodes[1].api)
+		return err
+	})
+	if !strings.Contains(nodes[1].log.String(), "already a member") {
+		t.Errorf("restarted n2 did not recognise its membership:\n%s", nodes[1].log.String())
+	}
+	if _, err := ops.Canary(ctx); err != nil {
+		t.Errorf("canary after the restart: %v", err)
+	}
+	for _, n := range nodes {
+		if code := n.stop(t); code != 0 {
+			t.Errorf("%s exit %d", n.id, code)
+		}
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %v", d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,303 @@
+// Client, its configuration, and the one request path every call takes:
+// endpoint failover, one leader redirect, error decoding.
+
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc/identity"
+)
+
+// maxResponse bounds a response body the client reads (the server pages
+// entries well below it).
+const maxResponse = 32 << 20
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are API base URLs of cluster nodes, "https://host:port";
+	// at least one. Order is the order tried.
+	Endpoints []string
+	// TLSFiles are the client's certificate and key and the cluster CA,
+	// loaded with identity.ClientConfig. Set this or TLS.
+	TLSFiles identity.TLSFiles
+	// TLS is a ready client configuration instead of TLSFiles (a node uses
+	// its own, for example). It should come from identity.ClientConfig.
+	TLS *tls.Config
+	// Timeout bounds each HTTP exchange, body included; default 30s. A
+	// context deadline applies as well.
+	Timeout time.Duration
+	// MaxIdleConnsPerHost is how many idle keep-alive connections the client
+	// keeps to each node; default 64. Raise it to the concurrency of a
+	// load generator so that no request waits for a new TLS handshake.
+	MaxIdleConnsPerHost int
+}
+
+// Client calls one cluster's API. It is safe for concurrent use.
+type Client struct {
+	endpoints []string
+	pref      atomic.Int32 // index of the endpoint that answered last
+	hc        *http.Client
+}
+
+// New checks cfg, loads the TLS material and returns a Client. It does not
+// connect.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("client: no endpoints")
+	}
+	var eps []string
+	for _, e := range cfg.Endpoints {
+		base, err := baseURL(e)
+		if err != nil {
+			return nil, fmt.Errorf("client: endpoint %q: %w", e, err)
+		}
+		eps = append(eps, base)
+	}
+	tlsFilesSet := cfg.TLSFiles != (identity.TLSFiles{})
+	var tc *tls.Config
+	switch {
+	case cfg.TLS != nil && tlsFilesSet:
+		return nil, errors.New("client: set TLS or TLSFiles, not both")
+	case cfg.TLS != nil:
+		tc = cfg.TLS.Clone()
+	case tlsFilesSet:
+		var err error
+		if tc, err = identity.ClientConfig(cfg.TLSFiles); err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+	default:
+		return nil, errors.New("client: TLS or TLSFiles is required (the API takes only mutual TLS)")
+	}
+	if cfg.Timeout < 0 || cfg.MaxIdleConnsPerHost < 0 {
+		return nil, errors.New("client: Timeout and MaxIdleConnsPerHost must not be negative")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.MaxIdleConnsPerHost == 0 {
+		cfg.MaxIdleConnsPerHost = 64
+	}
+	tr := &http.Transport{
+		Proxy:               nil, // cluster traffic never goes through a proxy
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tc,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{
+		endpoints: eps,
+		hc: &http.Client{
+			Transport: tr,
+			Timeout:   cfg.Timeout,
+			// Redirects are the leader's; do follows them itself, once.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}, nil
+}
+
+// Endpoints returns the endpoints the client was given, normalised.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+
+// Close closes idle connections. The Client stays usable.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// baseURL checks an API base URL and returns it without a trailing slash.
+func baseURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "", err
+	case u.Scheme != "https":
+		return "", errors.New("not an https URL")
+	case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return "", errors.New("want a base URL, https://host:port")
+	}
+	return "https://" + u.Host, nil
+}
+
+// response is an answer read whole.
+type response struct {
+	endpoint string
+	status   int
+	header   http.Header
+	body     []byte
+}
+
+// request is one API call.
+type request struct {
+	method string
+	path   string // starting with /v1/
+	query  url.Values
+	body   []byte // JSON, for POST
+	accept string
+	// endpoint pins the call to one node: no failover, no redirect.
+	endpoint string
+}
+
+// do sends req and returns a 2xx answer, or an *APIError, or a transport
+// error. See the package documentation for failover and redirects.
+func (c *Client) do(ctx context.Context, req request) (*response, error) {
+	if req.endpoint != "" {
+		resp, err := c.send(ctx, req.endpoint, req)
+		if err != nil {
+			return nil, err
+		}
+		return resp, resp.err()
+	}
+	n := len(c.endpoints)
+	start := int(c.pref.Load())
+	var lastErr error
+	for i := range n {
+		idx := (start + i) % n
+		resp, err := c.send(ctx, c.endpoints[idx], req)
+		if err != nil {
+			lastErr = err
+			var se *sendError
+			if ctx.Err() != nil || !errors.As(err, &se) || !se.retryable(req.method) {
+				return nil, err
+			}
+			continue
+		}
+		c.pref.Store(int32(idx))
+		if leader := resp.leader(); leader != "" {
+			if resp, err = c.send(ctx, leader, req); err != nil {
+				return nil, err
+			}
+		}
+		return resp, resp.err()
+	}
+	return nil, lastErr
+}
+
+// sendError is a failed exchange with one node.
+type sendError struct {
+	endpoint string
+	wrote    bool // the request's headers were written to a connection
+	err      error
+}
+
+func (e *sendError) Error() string { return "custos api " + e.endpoint + ": " + e.err.Error() }
+func (e *sendError) Unwrap() error { return e.err }
+
+// retryable reports whether the exchange may be tried at another node: a
+// read always, a write only if it never left (no connection, or a failed
+// handshake), since a write that reached a node may have been carried out.
+func (e *sendError) retryable(method string) bool {
+	return method == http.MethodGet || !e.wrote
+}
+
+// send makes one exchange with the node at base.
+func (c *Client) send(ctx context.Context, base string, req request) (*response, error) {
+	u := base + req.path
+	if len(req.query) > 0 {
+		u += "?" + req.query.Encode()
+	}
+	var body io.Reader
+	if req.body != nil {
+		body = bytes.NewReader(req.body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("custos api %s: %w", base, err)
+	}
+	if req.body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	accept := req.accept
+	if accept == "" {
+		accept = "application/json"
+	}
+	hr.Header.Set("Accept", accept)
+	hr.Header.Set("User-Agent", "custos-client/1")
+	var wrote atomic.Bool
+	hr = hr.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
+	resp, err := c.hc.Do(hr)
+	if err != nil {
+		return nil, &sendError{endpoint: base, wrote: wrote.Load(), err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("custos api %s: %s %s: reading the answer: %w", base, req.method, req.path, err)
+	}
+	if len(b) > maxResponse {
+		return nil, fmt.Errorf("custos api %s: %s %s: answer over %d bytes", base, req.method, req.path, maxResponse)
+	}
+	return &response{endpoint: base, status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// leader returns the leader's base URL if r is a not_leader answer naming one.
+func (r *response) leader() string {
+	if r.status != http.StatusTemporaryRedirect && r.status != http.StatusPermanentRedirect {
+		return ""
+	}
+	l := r.header.Get(HeaderLeader)
+	if l == "" {
+		return ""
+	}
+	base, err := baseURL(l)
+	if err != nil || base == r.endpoint {
+		return ""
+	}
+	return base
+}
+
+// err returns nil for a 2xx answer and an *APIError otherwise.
+func (r *response) err() error {
+	if r.status >= 200 && r.status <= 299 {
+		return nil
+	}
+	e := &APIError{Status: r.status, Endpoint: r.endpoint, RequestID: r.header.Get(HeaderRequestID), Leader: r.header.Get(HeaderLeader)}
+	var body ErrorBody
+	if json.Unmarshal(r.body, &body) == nil && body.Error.Code != "" {
+		e.Code, e.Message = body.Error.Code, body.Error.Message
+		if body.Error.RequestID != "" {
+			e.RequestID = body.Error.RequestID
+		}
+		return e
+	}
+	// Not one of ours (a proxy, a load balancer): keep a readable excerpt.
+	msg := strings.TrimSpace(string(r.body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	e.Message = msg
+	return e
+}
+
+// decode unmarshals a JSON answer into v.
+func (r *response) decode(what string, v any) error {
+	if err := json.Unmarshal(r.body, v); err != nil {
+		return fmt.Errorf("custos api %s: %s: malformed answer: %w", r.endpoint, what, err)
+	}
+	return nil
+}
+
+// IsCode reports whether err is an *APIError with one of codes.
+func IsCode(err error, codes ...string) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, c := range codes {
+		if ae.Code == c {
+			return true
+		}
+	}
+	return false
+}

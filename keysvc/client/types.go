@@ -1,0 +1,157 @@
+// The API's JSON bodies, its headers and its error codes: the contract
+// between the node's handlers and every client.
+
+package client
+
+import (
+	"fmt"
+	"time"
+)
+
+// Headers the API sets.
+const (
+	// HeaderRequestID is on every response: the random id the node gave the
+	// request, also in error bodies and in the node's logs.
+	HeaderRequestID = "Custos-Request-Id"
+	// HeaderLeader is the leader's API base URL, on a not_leader answer.
+	HeaderLeader = "Custos-Leader"
+	// HeaderLeaderID is the leader's node id, on a not_leader answer.
+	HeaderLeaderID = "Custos-Leader-Id"
+)
+
+// Error codes: the "code" of an error body. They are stable; messages are not.
+const (
+	CodeBadRequest       = "bad_request"        // 400: malformed parameters or body
+	CodeUnauthenticated  = "unauthenticated"    // 401: no verified client certificate
+	CodeForbidden        = "forbidden"          // 403: the certificate's role (or name) may not do this
+	CodeRegionNotAllowed = "region_not_allowed" // 403: a region outside the cluster's allowed regions
+	CodeNotFound         = "not_found"          // 404: no such route, node, entry or tree size (yet)
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409: contradicts the cluster state (node id taken, already bootstrapped, last node)
+	CodeTooLarge         = "too_large"          // 413: body or batch over its limit
+	CodeRejected         = "rejected"           // 422: the state machine rejected the command
+	CodeInternal         = "internal"           // 500: the node failed; the cause is in its log under the request id
+	CodeNotLeader        = "not_leader"         // 307: ask the leader (HeaderLeader); nothing was done
+	CodeNoLeader         = "no_leader"          // 503: no leader known (an election is under way); nothing was done
+	CodeNoQuorum         = "no_quorum"          // 503: not confirmed committed in time: the outcome is unknown, treat it as failed
+	CodeNotReady         = "not_ready"          // 503: the node cannot serve yet (not bootstrapped, not caught up)
+	CodeUnavailable      = "unavailable"        // 503: the node is shutting down or its state is broken; try another
+	CodeNotBootstrapped  = "not_bootstrapped"   // 503: the cluster has no genesis yet
+	CodeRequestCanceled  = "canceled"           // 503: the request was canceled before it finished
+)
+
+// ErrorBody is the body of every error response:
+//
+//	{"error": {"code": "not_leader", "message": "…", "request_id": "…"}}
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of an ErrorBody.
+type ErrorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+// APIError is a request the API answered with an error.
+type APIError struct {
+	Status    int    // HTTP status
+	Code      string // stable snake_case code, one of the Code constants
+	Message   string
+	RequestID string // quote it to the node's operator: the node logged the cause under it
+	// Leader is the leader's API base URL, when a not_leader answer named it.
+	Leader string
+	// Endpoint is the base URL of the node that answered.
+	Endpoint string
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("custos api %s: %s (HTTP %d", e.Endpoint, e.Code, e.Status)
+	if e.RequestID != "" {
+		msg += ", request " + e.RequestID
+	}
+	msg += ")"
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Health is GET /v1/sys/health of a ready node.
+type Health struct {
+	Status string `json:"status"` // "ok"
+	Node   string `json:"node"`   // the node's id
+	Leader string `json:"leader"` // the leader's id as the node knows it
+}
+
+// NodeInfo describes a node as the cluster's node table records it; the
+// body of POST /v1/sys/join.
+type NodeInfo struct {
+	ID       string `json:"id"`
+	Region   string `json:"region"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	// Keys are the node's two checkpoint verifier key lines (ECDSA P-256 and
+	// ML-DSA-65), as ledger.NodeKey.MarshalText writes them.
+	Keys string `json:"keys"`
+}
+
+// Leader names the leader as the answering node knows it.
+type Leader struct {
+	ID      string `json:"id"`       // empty when no leader is known
+	APIAddr string `json:"api_addr"` // empty when not known
+}
+
+// Member is a node of the cluster.
+type Member struct {
+	ID         string `json:"id"`
+	Region     string `json:"region"`
+	RaftAddr   string `json:"raft_addr"`
+	APIAddr    string `json:"api_addr"`
+	Voter      bool   `json:"voter"`      // a voter in the raft configuration
+	Registered bool   `json:"registered"` // in the node table
+	Leader     bool   `json:"leader"`
+}
+
+// RaftStats is the answering node's replication state.
+type RaftStats struct {
+	State             string    `json:"state"` // "Leader", "Follower", "Candidate", "Shutdown"
+	Term              uint64    `json:"term"`
+	LastLogIndex      uint64    `json:"last_log_index"`
+	CommitIndex       uint64    `json:"commit_index"`
+	AppliedIndex      uint64    `json:"applied_index"`
+	LastSnapshotIndex uint64    `json:"last_snapshot_index"`
+	LastContact       time.Time `json:"last_contact,omitzero"` // followers: when the leader was last heard
+}
+
+// Status is GET /v1/sys/cluster: one node's view of the cluster.
+type Status struct {
+	NodeID         string    `json:"node_id"` // the answering node
+	Region         string    `json:"region"`
+	Cluster        string    `json:"cluster"`
+	Leader         Leader    `json:"leader"`
+	Members        []Member  `json:"members"` // sorted by id
+	LogSize        uint64    `json:"log_size"`
+	AllowedRegions []string  `json:"allowed_regions"`
+	Raft           RaftStats `json:"raft"`
+	NotReady       string    `json:"not_ready,omitempty"` // why the node is not ready; empty when it is
+}
+
+// Entries is GET /v1/ledger/entries: entries from Start, in order, as
+// canonical bytes (base64 in JSON, so no byte an auditor hashes is changed).
+type Entries struct {
+	Start   uint64   `json:"start"`
+	Entries [][]byte `json:"entries"`
+}
+
+// LogIndex is the answer of a request that appended a log entry (a receipt).
+type LogIndex struct {
+	LogIndex uint64 `json:"log_index"`
+}
+
+// JoinResult is the answer of POST /v1/sys/join.
+type JoinResult struct {
+	Node   string `json:"node"`   // the node that joined
+	Leader string `json:"leader"` // the leader that added it
+}

@@ -1,0 +1,90 @@
+// Package httpapi is a Custos node's HTTP API: a chi router, its handlers,
+// the one mapping from errors to statuses and codes, Prometheus metrics,
+// and the Forwarder that carries a follower's log appends to the leader.
+//
+//	h := httpapi.New(node, httpapi.Options{Logger: log})
+//	srv := &http.Server{Handler: h, TLSConfig: serverTLS} // from identity.ServerConfig
+//	node.SetForwarder(httpapi.NewForwarder(clientTLS))   // from identity.ClientConfig
+//
+// The handlers depend on [Service], the few node methods they call, so
+// tests run them against a fake (package httpapitest).
+//
+// # Authentication
+//
+// The API is served only over mutual TLS with identity.ServerConfig: a
+// client without a certificate from the cluster CA, or of another cluster,
+// fails the handshake and never reaches a handler. Each request's caller is
+// the identity in its verified certificate (identity.PeerIdentity); a
+// request without one (plain HTTP, a misconfigured server) is answered 401
+// unauthenticated. The caller is logged as the actor of any entry the
+// request appends: identity URI, role, region, certificate fingerprint.
+//
+// # Routes
+//
+//	route                              roles                          answer
+//	GET  /v1/sys/health                any                            200 {"status":"ok","node","leader"}; 503 not_ready
+//	GET  /v1/sys/cluster               any                            200 client.Status
+//	GET  /v1/ledger/checkpoint         any                            200 text/plain signed note (leader; see below)
+//	GET  /v1/ledger/entries            auditor operator officer node  200 {"start":S,"entries":[base64…]}
+//	     ?start=S (default 0) &limit=N (default 100, at most 1000; a page also stops past 4 MiB)
+//	GET  /v1/ledger/proof/inclusion    any                            200 {"index","size","hashes"} (ledger.InclusionProof)
+//	     ?index=I&size=N (I < N)
+//	GET  /v1/ledger/proof/consistency  any                            200 {"old","new","hashes"} (ledger.ConsistencyProof)
+//	     ?old=M&new=N (M <= N)
+//	GET  /v1/ledger/keys               any                            200 text/plain: two verifier key lines per node
+//	POST /v1/sys/canary                operator                       200 {"log_index":i}: a "sys.canary" entry, committed
+//	POST /v1/sys/join                  node (name, region = body's)   200 {"node","leader"} (leader; see below)
+//	POST /v1/internal/ledger/append    node, registered member        200 {"first":i}: a follower's forwarded batch
+//	GET  /metrics                      operator auditor               Prometheus text
+//
+// Entries travel as base64 of their canonical bytes, which JSON cannot
+// alter (the ledger package explains why). Agents may not page through the
+// log (it names other clients' operations); they may fetch checkpoints,
+// proofs and keys to check their receipts.
+//
+// # Leader-only routes
+//
+// Checkpoint, join and the internal append run on the leader. A follower
+// answers them 307 Temporary Redirect to the same path and query on the
+// leader, with the leader's API base URL in the Custos-Leader header (its
+// id in Custos-Leader-Id) and an error body with code not_leader. It
+// redirects rather than proxies so that the client talks to the leader
+// under its own certificate (the leader sees and logs the real caller) and
+// no node holds a request open on another's behalf; client.Client follows
+// the redirect once, and curl does with -L. When no leader is known the
+// answer is 503 no_leader. The canary is served by any node: a follower's
+// keysvc forwards its append through the Forwarder.
+//
+// # Errors
+//
+// Every response carries a random Custos-Request-Id header; every error
+// body is
+//
+//	{"error": {"code": "no_quorum", "message": "…", "request_id": "…"}}
+//
+// with one of the stable codes in package client: bad_request (400),
+// unauthenticated (401), forbidden and region_not_allowed (403), not_found
+// (404), method_not_allowed (405), conflict (409), too_large (413),
+// rejected (422), internal (500), not_leader (307), no_leader, no_quorum,
+// not_ready, not_bootstrapped, unavailable, canceled (503). classify is the
+// only place statuses and codes are chosen. An internal error's message is
+// generic; its cause (an HSM, bbolt or raft detail) is logged with the
+// request id, never sent. no_quorum means the outcome is unknown and must
+// be treated as a failure.
+//
+// Bodies are limited: 64 KiB for join and canary, twice
+// keysvc.MaxAppendBatchBytes plus framing for forwarded batches; over the
+// limit is 413 too_large. JSON bodies are strict: unknown fields and
+// trailing data are refused.
+//
+// A refused join (wrong role, or a certificate naming another node or
+// region) is itself logged as a denied "node.join" entry, best effort;
+// AddNode logs its own refusals.
+//
+// # Metrics
+//
+// custos_http_requests_total and custos_http_request_duration_seconds by
+// route pattern, method and status; the node's keysvc.Metrics
+// (custos_ledger_*, custos_state_*) and raft gauges read at scrape time;
+// and, with the default registry, Go runtime and process metrics.
+package httpapi

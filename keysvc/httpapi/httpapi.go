@@ -1,0 +1,311 @@
+// The handler: what it needs from the node, its options, its routes and the
+// middleware every request passes through.
+
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
+)
+
+// Service is what the handlers need from a node; *keysvc.Node implements
+// it. Its methods must be safe for concurrent use.
+type Service interface {
+	Info() keysvc.NodeInfo
+	Leader() keysvc.Leader
+	Status() keysvc.Status
+	Ready() error
+	Checkpoint(ctx context.Context) ([]byte, error)
+	Entries(start uint64, limit int) ([][]byte, error)
+	ProveInclusion(index, size uint64) (ledger.InclusionProof, error)
+	ProveConsistency(oldSize, newSize uint64) (ledger.ConsistencyProof, error)
+	NodeKeys() ([]ledger.NodeKey, error)
+	Append(ctx context.Context, e ledger.Entry) (uint64, error)
+	AppendBatch(ctx context.Context, entries []ledger.Entry) (uint64, error)
+	AddNode(ctx context.Context, info keysvc.NodeInfo, actor ledger.Actor) error
+	Metrics() keysvc.Metrics
+}
+
+var _ Service = (*keysvc.Node)(nil)
+
+// Options configure the handler. The zero value is usable.
+type Options struct {
+	// Logger receives one line per failed request (with its request id and
+	// cause) and panics; nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the API's request metrics and the node's metrics,
+	// and is what GET /metrics serves. nil means a new registry that also
+	// holds the Go runtime and process collectors. New panics if the
+	// registry already holds these metrics (New called twice with one
+	// registry), as prometheus' MustRegister does.
+	Registry *prometheus.Registry
+}
+
+// Request body limits.
+const (
+	maxJSONBody   = 64 << 10                                 // join, canary
+	maxAppendBody = 2*keysvc.MaxAppendBatchBytes + (1 << 20) // forwarded batches: canonical bytes plus JSON framing
+)
+
+// Entries paging: a page holds at most maxPageEntries entries and stops
+// once it passes pageBytes of canonical bytes (it always holds one).
+const (
+	defaultPageEntries = 100
+	maxPageEntries     = 1000
+	pageBytes          = 4 << 20
+)
+
+// Roles allowed on each group of routes.
+var (
+	anyRole      = identity.Roles()
+	ledgerReader = []identity.Role{identity.RoleAuditor, identity.RoleOperator, identity.RoleOfficer, identity.RoleNode}
+	metricsRoles = []identity.Role{identity.RoleOperator, identity.RoleAuditor}
+)
+
+// api is the handler's state.
+type api struct {
+	svc     Service
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *httpMetrics
+	nodeID  string
+
+	promHandler http.Handler
+}
+
+// New returns the API handler of a node. It must be served with a TLS
+// configuration from identity.ServerConfig (client certificates required
+// and verified against the cluster CA): a request without a verified client
+// certificate is answered 401 and never reaches a route. See the package
+// documentation for routes, roles and error codes.
+func New(svc Service, opts Options) http.Handler {
+	a := &api{svc: svc, log: opts.Logger, reg: opts.Registry, nodeID: svc.Info().ID}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.reg == nil {
+		a.reg = prometheus.NewRegistry()
+		a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	a.metrics = newHTTPMetrics(a.reg)
+	a.reg.MustRegister(newNodeCollector(svc))
+	a.promHandler = promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	})
+
+	r := chi.NewRouter()
+	r.Use(a.begin, a.authenticate)
+	r.NotFound(a.handle(func(http.ResponseWriter, *http.Request) error { return notFound("no such route") }))
+	r.MethodNotAllowed(a.handle(func(http.ResponseWriter, *http.Request) error {
+		return &apiError{http.StatusMethodNotAllowed, client.CodeMethodNotAllowed, "method not allowed on this route"}
+	}))
+
+	r.With(a.allow(anyRole...)).Get("/v1/sys/health", a.handle(a.health))
+	r.With(a.allow(anyRole...)).Get("/v1/sys/cluster", a.handle(a.cluster))
+	r.With(a.allow(identity.RoleOperator)).Post("/v1/sys/canary", a.handle(a.canary))
+	r.Post("/v1/sys/join", a.handle(a.join)) // checks roles itself, to log refusals
+
+	r.With(a.allow(anyRole...)).Get("/v1/ledger/checkpoint", a.handle(a.checkpoint))
+	r.With(a.allow(ledgerReader...)).Get("/v1/ledger/entries", a.handle(a.entries))
+	r.With(a.allow(anyRole...)).Get("/v1/ledger/proof/inclusion", a.handle(a.inclusion))
+	r.With(a.allow(anyRole...)).Get("/v1/ledger/proof/consistency", a.handle(a.consistency))
+	r.With(a.allow(anyRole...)).Get("/v1/ledger/keys", a.handle(a.keys))
+
+	r.With(a.allow(identity.RoleNode)).Post(appendPath, a.handle(a.internalAppend))
+
+	r.With(a.allow(metricsRoles...)).Get("/metrics", a.handle(a.serveMetrics))
+	return r
+}
+
+// handle adapts a handler that returns an error; the error is answered by
+// writeError, the one place errors become statuses.
+func (a *api) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	}
+}
+
+// Context values set by the middleware.
+type (
+	ridKey    struct{}
+	callerKey struct{}
+)
+
+// caller is the verified client of a request.
+type caller struct {
+	id    identity.Identity
+	actor ledger.Actor
+}
+
+func requestID(ctx context.Context) string { s, _ := ctx.Value(ridKey{}).(string); return s }
+
+func callerOf(ctx context.Context) caller { c, _ := ctx.Value(callerKey{}).(caller); return c }
+
+// newRequestID returns 16 random bytes in hex. Request ids are never taken
+// from the client: they name the node's log lines.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+	return hex.EncodeToString(b[:])
+}
+
+// begin gives the request its id, recovers a panicking handler and records
+// the request's metrics under its route pattern.
+func (a *api) begin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := newRequestID()
+		w.Header().Set(client.HeaderRequestID, rid)
+		r = r.WithContext(context.WithValue(r.Context(), ridKey{}, rid))
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				a.log.Error("handler panic", slog.String("request_id", rid), slog.String("path", r.URL.Path),
+					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+				if !sw.wroteHeader {
+					a.writeError(sw, r, fmt.Errorf("panic: %v", p))
+				}
+			}
+			route := "unmatched"
+			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+			a.metrics.observe(route, r.Method, sw.status(), time.Since(start))
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// authenticate reads the verified client certificate's identity. The TLS
+// configuration already refused connections without one; this refuses a
+// request that somehow arrives without (plain HTTP, a misconfigured server).
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			a.writeError(w, r, &apiError{http.StatusUnauthorized, client.CodeUnauthenticated, "mutual TLS with a cluster client certificate is required"})
+			return
+		}
+		id, err := identity.PeerIdentity(*r.TLS)
+		if err != nil {
+			a.writeError(w, r, &apiError{http.StatusUnauthorized, client.CodeUnauthenticated, "no verified custos client certificate"})
+			return
+		}
+		c := caller{id: id, actor: keysvc.Actor(id, r.TLS.VerifiedChains[0][0])}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+}
+
+// allow refuses callers whose certificate role is not among roles.
+func (a *api) allow(roles ...identity.Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := checkRole(callerOf(r.Context()), roles); err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func checkRole(c caller, roles []identity.Role) error {
+	for _, role := range roles {
+		if c.id.Role == role {
+			return nil
+		}
+	}
+	return forbidden(fmt.Sprintf("role %q may not use this route (allowed: %v)", c.id.Role, roles))
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) status() int {
+	if !w.wroteHeader {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// writeJSON answers v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the client may be gone; nothing to do about it
+}
+
+// decodeJSON reads a JSON body of at most limit bytes into v, strictly:
+// unknown fields and trailing data are refused. An empty body decodes as
+// {} when emptyOK.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, emptyOK bool) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return tooLarge(fmt.Sprintf("body over %d bytes", limit))
+	case errors.Is(err, io.EOF) && emptyOK:
+		return nil
+	case errors.Is(err, io.EOF):
+		return badRequest("a JSON body is required")
+	case err != nil:
+		return badRequest("malformed JSON body: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errors.As(err, &mbe) {
+			return tooLarge(fmt.Sprintf("body over %d bytes", limit))
+		}
+		return badRequest("malformed JSON body: data after the object")
+	}
+	return nil
+}

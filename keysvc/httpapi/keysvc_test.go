@@ -1,0 +1,132 @@
+package httpapi_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/httpapi"
+	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/ledger"
+)
+
+// swapHandler serves whatever handler was set last (503 before).
+type swapHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := s.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "starting", http.StatusServiceUnavailable)
+}
+
+// Three real keysvc nodes (in-memory raft), each behind its own API over
+// mutual TLS, forwarding through httpapi.Forwarder: the write path, the
+// leader redirect and the proofs, end to end.
+func TestWithKeysvcNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	pki := httpapitest.NewPKI(t, "test")
+	ids := []string{"n1", "n2", "n3"}
+	handlers, urls := map[string]*swapHandler{}, map[string]string{}
+	for _, id := range ids {
+		handlers[id] = &swapHandler{}
+		urls[id] = pki.Serve(t, id, keysvctest.Region(id), handlers[id]).URL
+	}
+	c := keysvctest.NewCluster(t, 3, keysvctest.Options{
+		NoForwarder: true,
+		Configure:   func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
+	})
+	for _, id := range ids {
+		n := c.Node(id)
+		fwd := httpapi.NewForwarder(pki.ClientTLS(t, pki.Issue(t, identity.RoleNode, id, keysvctest.Region(id))))
+		t.Cleanup(fwd.Close)
+		n.SetForwarder(fwd)
+		handlers[id].set(httpapi.New(n, httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
+	}
+	leader, follower := c.Leader(), c.Follower()
+	fURL := urls[follower.Info().ID]
+	ctx := context.Background()
+
+	for _, id := range ids {
+		env := &env{pki: pki}
+		sdk := env.sdk(t, identity.RoleAgent, "agent", "DE", urls[id])
+		h, err := sdk.Health(ctx)
+		if err != nil || h.Leader != leader.Info().ID || h.Node != id {
+			t.Errorf("health of %s: %+v, %v", id, h, err)
+		}
+	}
+
+	e := &env{pki: pki}
+	ops := e.sdk(t, identity.RoleOperator, "ops", "FR", fURL)
+	idx, err := ops.Canary(ctx)
+	if err != nil {
+		t.Fatalf("canary through a follower: %v", err)
+	}
+
+	aud := e.sdk(t, identity.RoleAuditor, "audit", "NL", fURL)
+	note, err := aud.Checkpoint(ctx) // redirected to the leader
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := aud.NodeKeys(ctx)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("keys: %d, %v", len(keys), err)
+	}
+	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
+	if err != nil || signer != keysvc.KeyName("test", leader.Info().ID) || cp.Size <= idx {
+		t.Fatalf("checkpoint %+v by %q: %v", cp, signer, err)
+	}
+
+	c.WaitConverged()
+	raw, err := aud.Entries(ctx, idx, 1)
+	if err != nil || len(raw) != 1 {
+		t.Fatalf("entries: %v", err)
+	}
+	en, err := ledger.ParseEntry(raw[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if en.Type != httpapi.TypeCanary || en.Node != follower.Info().ID || en.Actor.Identity != "custos://test/operator/ops?region=FR" {
+		t.Errorf("canary entry %+v", en)
+	}
+	p, err := aud.InclusionProof(ctx, idx, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.VerifyInclusion(cp, idx, raw[0], p.Hashes); err != nil {
+		t.Errorf("inclusion of the canary: %v", err)
+	}
+
+	st, err := aud.Cluster(ctx)
+	if err != nil || len(st.Members) != 3 || st.Leader.APIAddr != urls[leader.Info().ID] {
+		t.Errorf("cluster %+v, %v", st, err)
+	}
+	for _, m := range st.Members {
+		if !m.Voter || !m.Registered || m.APIAddr != urls[m.ID] {
+			t.Errorf("member %+v", m)
+		}
+	}
+
+	resp, body := call(t, e.as(t, identity.RoleOperator, "ops", "FR"), "GET", fURL+"/metrics", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "custos_ledger_forwarded_entries_total 1") {
+		t.Errorf("follower metrics: %d, forwarded count missing", resp.StatusCode)
+	}
+
+	// Joining is idempotent: n3 asks again through a follower.
+	n3 := e.sdk(t, identity.RoleNode, "n3", keysvctest.Region("n3"), fURL)
+	if _, err := n3.Join(ctx, client.NodeInfo(c.Node("n3").Info())); err != nil {
+		t.Errorf("join again: %v", err)
+	}
+}
