@@ -52,9 +52,10 @@ test-long: deps
 bench: deps
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -run='^$$' -bench=. -benchmem ./...
 
-demo: deps
+# KEEP=1 leaves the demo cluster running.
+demo: deps build
 	@rm -rf $(DEMO_DIR)
-	$(GO) run ./cmd/custos demo --dir $(DEMO_DIR)
+	bin/custos demo --dir $(DEMO_DIR) --custosd bin/custosd $(if $(KEEP),--keep)
 
 clean:
 	rm -rf bin $(DEMO_DIR)

@@ -22,7 +22,10 @@ import (
 
 func runDemoCmd(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	dir := fs.String("dir", ".demo", "working directory for the demo's SoftHSM tokens (created)")
+	dir := fs.String("dir", ".demo", "working directory for the demo (created; must not hold an earlier demo)")
+	part := fs.String("part", "all", "custody (threshold custody on three tokens), cluster (a 3-node cluster and its log), or all")
+	custosd := fs.String("custosd", "", "custosd binary for the cluster part (default: next to custos, then $PATH)")
+	keep := fs.Bool("keep", false, "leave the demo cluster running (stop it with `custos dev down --dir DIR/cluster`)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -30,7 +33,20 @@ func runDemoCmd(ctx context.Context, stdout io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runDemo(stdout, abs)
+	switch *part {
+	case "custody", "cluster", "all":
+	default:
+		return fmt.Errorf("--part %q: want custody, cluster or all", *part)
+	}
+	if *part != "cluster" {
+		if err := runDemo(stdout, filepath.Join(abs, "custody")); err != nil {
+			return err
+		}
+	}
+	if *part != "custody" {
+		return runClusterDemo(ctx, stdout, filepath.Join(abs, "cluster"), *custosd, *keep)
+	}
+	return nil
 }
 
 type demoNode struct {
@@ -155,7 +171,7 @@ func runDemo(w io.Writer, dir string) (err error) {
 	} else {
 		return fmt.Errorf("unwrap after crypto-shredding: want refusal, got %v", err)
 	}
-	fmt.Fprintln(w, "\nDemo complete.")
+	fmt.Fprintln(w, "\nCustody demo complete.")
 	return nil
 }
 

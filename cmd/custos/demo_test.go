@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,7 +19,7 @@ func TestDemo(t *testing.T) {
 		t.Skip("softhsm2-util not installed")
 	}
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), &out, &errOut, []string{"demo", "--dir", t.TempDir()}); code != 0 {
+	if code := run(context.Background(), &out, &errOut, []string{"demo", "--part", "custody", "--dir", t.TempDir()}); code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errOut.String(), out.String())
 	}
 	for _, want := range []string{
@@ -27,7 +28,7 @@ func TestDemo(t *testing.T) {
 		"node-3 opening its share: refused",
 		"single remaining share cannot unwrap: refused",
 		"nothing can unwrap: refused",
-		"Demo complete.",
+		"Custody demo complete.",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
@@ -42,5 +43,38 @@ func TestUnknownCommand(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), `unknown command "frobnicate"`) {
 		t.Fatalf("stderr: %s", errOut.String())
+	}
+}
+
+// The cluster part runs real custosd processes.
+func TestClusterDemo(t *testing.T) {
+	if _, err := exec.LookPath("softhsm2-util"); err != nil {
+		if os.Getenv("CUSTOS_REQUIRE_SOFTHSM") != "" {
+			t.Fatal("softhsm2-util not found and CUSTOS_REQUIRE_SOFTHSM is set")
+		}
+		t.Skip("softhsm2-util not installed")
+	}
+	custosd := filepath.Join(t.TempDir(), "custosd")
+	if out, err := exec.Command("go", "build", "-o", custosd, "github.com/custos-eu/custos/cmd/custosd").CombinedOutput(); err != nil {
+		t.Fatalf("build custosd: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), &out, &errOut, []string{"demo", "--part", "cluster", "--dir", dir, "--custosd", custosd}); code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errOut.String(), out.String())
+	}
+	for _, want := range []string{
+		"all 3 nodes are ready",
+		"both signatures verified",
+		"inclusion proof of",
+		"took over; appends were acknowledged again",
+		"rejoined",
+		"verified: nothing acknowledged before the crash was rewritten",
+		"Cluster demo complete.",
+		"Cluster stopped",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -389,7 +390,10 @@ func alive(pid int) bool {
 	return true
 }
 
-// freePorts reserves n distinct loopback ports by binding and releasing them.
+// freePorts picks n distinct loopback ports that are free now. They come from
+// below Linux's default ephemeral range (32768-60999), so that outgoing
+// connections, which take ephemeral ports, cannot grab one before the node
+// binds it.
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -398,10 +402,13 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, errors.New("devcluster: no free loopback port found in 20000-32767")
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12768)))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
