@@ -12,6 +12,51 @@
 // Destroying the sealing key on a node ([Destroy]) makes every copy of that node's
 // sealed share useless; destroying it on every node crypto-shreds the version.
 //
+// # Officer escrow
+//
+// A version may also be escrowed with security officers, a second way back to
+// it when every node HSM is lost. [DealWithEscrow] deals the node shares as
+// Deal does and, from the same secret s, a second, independent Pedersen
+// dealing m-of-N for the officers ([EscrowConfig]). Each officer's share is
+// sealed ([SealEscrowShare]) with HPKE base mode, X-Wing / HKDF-SHA256 /
+// AES-256-GCM, to the officer's X-Wing public key. The public [EscrowRecord]
+// holds m, the officer ids in share-index order, the escrow commitments C',
+// the sealed shares and the link
+//
+//	δ = r_0 − r'_0,   so that   C_0 − C'_0 = δ·H
+//
+// where r_0 and r'_0 are the two dealings' blinding constants (threshold.Link).
+// Checking that equation ([VerifyEscrowRecord]) proves the escrow hides the
+// same s as the node commitments: a dealer passing it with two secrets would
+// know log_G(H). δ is uniformly random, so it reveals nothing about s.
+// [VerifyEscrowShare] is an officer's check of their share (it opens it,
+// verifies it against C', and checks the link); [OpenEscrowShare] opens it
+// for a recovery ceremony. Both take the officer's key as an [EscrowKey], so
+// the private key may stay with its holder (officer.Signer's OpenHPKE).
+// [RecoverFromEscrow] rebuilds the key from m officer shares, and
+// [RecoverAndRedeal] re-deals it onto a rebuilt cluster's nodes under the
+// same public key, so old blobs unwrap; both check the result against the
+// recorded public key ([ErrKeyMismatch]). Recovery does not need the link,
+// since the public key check is the stronger one there; the link is for
+// checking the escrow before a disaster, while it can still be fixed.
+//
+// A sealed escrow share ([EscrowShare]) is, with integers big-endian and each
+// name a uint8 length then 1..64 bytes of [a-z0-9._-]:
+//
+//	"CSTE" || 0x01 (format) || uint16 suite (1) || cluster || kek id ||
+//	uint32 kek version || officer id || uint16 share index (1..255) ||
+//	SHA-256 of the officer's X-Wing public key (32) ||
+//	uint16 enc length (1120) || enc || uint16 ciphertext length (83) || ciphertext
+//
+// The ciphertext seals the 67-byte threshold.Share encoding. The HPKE AAD is
+// every byte before the ciphertext length; the info is
+//
+//	"custos/v1/escrow-share" || cluster || kek id || uint32 kek version ||
+//	officer id || uint16 share index
+//
+// built by the opener from the record it expects, not from the blob.
+// [ParseEscrowShare] is the one parser; its errors are [*EscrowParseError].
+//
 // Functions here are safe for concurrent use when the hsm.Token given is.
 package kek
 
