@@ -10,7 +10,11 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/wrapkey:FuzzParse ./keysvc/wrapkey:FuzzUnwrap \
              ./keysvc/ledger:FuzzParseEntry ./keysvc/ledger:FuzzMarshalEntry \
              ./keysvc/ledger:FuzzParseCheckpoint ./keysvc/ledger:FuzzVerifyCheckpoint \
-             ./keysvc/ledger:FuzzParseProof ./keysvc/identity:FuzzParseURI
+             ./keysvc/ledger:FuzzParseProof ./keysvc/identity:FuzzParseURI \
+             ./keysvc/kek:FuzzParseEscrowShare ./keysvc/kek:FuzzOpenEscrowShare \
+             ./keysvc/ceremony:FuzzParseProposal ./keysvc/ceremony:FuzzMarshalProposal \
+             ./keysvc/officer:FuzzParsePublicKey ./keysvc/officer:FuzzParseSignature \
+             ./keysvc/officer:FuzzParsePKCS11URI
 
 export CGO_ENABLED := 1
 
@@ -49,8 +53,30 @@ test-long: deps
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	done
 
+# Whole-cluster benches (custos dev bench): a fresh 3-node cluster in BENCH_DIR (default: a temporary
+# directory, removed afterwards), always stopped at the end, even on failure or interrupt.
+BENCH_DIR  ?=
+BENCH_ARGS ?= --concurrency 1,32,256 --duration 10s --warmup 2s --failovers 3
+bench_cluster = set -e; dir="$(BENCH_DIR)"; tmp=""; \
+	if [ -z "$$dir" ]; then tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/custos-bench.XXXXXX"); dir="$$tmp/cluster"; \
+	elif [ -e "$$dir/cluster.json" ]; then echo "$$dir already holds a cluster"; exit 1; fi; \
+	trap 'bin/custos dev down --dir "$$dir" || true; [ -z "$$tmp" ] || rm -rf "$$tmp"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	bin/custos dev up --nodes 3 --dir "$$dir"
+
+.PHONY: bench-rss
 bench: deps
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
+	@$(bench_cluster); bin/custos dev bench --dir "$$dir" $(BENCH_ARGS)
+
+# RSS and disk of every node at 1M then 5M log entries, on one cluster (long: ~15-30 min), with
+# the load figures at each size.
+bench-rss: deps
+	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
+	@$(bench_cluster); \
+	bin/custos dev bench --dir "$$dir" --failovers 0 --fill 1000000; \
+	bin/custos dev bench --dir "$$dir" --failovers 0 --fill 5000000
 
 # KEEP=1 leaves the demo cluster running.
 demo: deps build
