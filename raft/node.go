@@ -130,7 +130,10 @@ func (n *Node) openDisk(cfg Config, logs *hraft.LogStore, stable *hraft.StableSt
 	path := filepath.Join(cfg.DataDir, "raft.db")
 	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path:        path,
-		BoltOptions: &bbolt.Options{Timeout: time.Second}, // fail, not hang, if the file is locked
+		// Timeout: fail, not hang, if the file is locked. The freelist is not
+		// synced (rebuilt on open) and kept as a map: with bbolt's defaults each
+		// commit rewrites the whole freelist, which grows with the log's churn.
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 	})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return fmt.Errorf("raft: open %s: locked by another process (is another node using this DataDir?): %w", path, err)
