@@ -129,7 +129,7 @@ func (n *Node) openDisk(cfg Config, logs *hraft.LogStore, stable *hraft.StableSt
 	}
 	path := filepath.Join(cfg.DataDir, "raft.db")
 	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        path,
+		Path: path,
 		// Timeout: fail, not hang, if the file is locked. The freelist is not
 		// synced (rebuilt on open) and kept as a map: with bbolt's defaults each
 		// commit rewrites the whole freelist, which grows with the log's churn.
