@@ -23,6 +23,9 @@ const (
 	cmdGenesis      = "cluster.genesis" // cluster, allowed_regions, node, actor, time
 	cmdNodeAdd      = "node.add"        // node, actor, time
 	cmdNodeRemove   = "node.remove"     // node_id, actor, time
+	cmdInit         = TypeInit          // init, actor, time
+	cmdPropose      = TypePropose       // proposal, officer, signature (optional), actor, time
+	cmdApprove      = TypeApprove       // proposal_id, officer, signature, actor, time
 )
 
 // timeFormat is how commands carry the leader's time: the entry time format.
@@ -43,6 +46,11 @@ type command struct {
 	Node           *NodeInfo         `json:"node,omitempty"`
 	NodeID         string            `json:"node_id,omitempty"`
 	Entries        []json.RawMessage `json:"entries,omitempty"`
+	Init           *initJSON         `json:"init,omitempty"`
+	Proposal       string            `json:"proposal,omitempty"` // canonical proposal bytes
+	ProposalID     string            `json:"proposal_id,omitempty"`
+	Officer        string            `json:"officer,omitempty"`   // the submitting officer (certificate name)
+	Signature      []byte            `json:"signature,omitempty"` // officer.Signature canonical JSON
 }
 
 type actorJSON struct {
@@ -89,7 +97,7 @@ func decodeCommand(data []byte) (*command, error) {
 		return nil, cmdErr(c.Type, "command version %d, want %d", c.V, commandVersion)
 	}
 	switch c.Type {
-	case cmdLedgerAppend, cmdGenesis, cmdNodeAdd, cmdNodeRemove:
+	case cmdLedgerAppend, cmdGenesis, cmdNodeAdd, cmdNodeRemove, cmdInit, cmdPropose, cmdApprove:
 	default:
 		return nil, cmdErr(c.Type, "unknown command type")
 	}
@@ -115,15 +123,18 @@ type result struct {
 	Outcome string `json:"outcome"`
 	Code    string `json:"code,omitempty"` // why denied: one of the denial codes
 	Reason  string `json:"reason,omitempty"`
+	Op      string `json:"op,omitempty"` // the operation a ceremony executed, for the leader's follow-up (raft membership)
 }
 
 // Denial codes and the errors they stand for.
 var denials = map[string]error{
-	"region_not_allowed": ErrRegionNotAllowed,
-	"node_conflict":      ErrNodeConflict,
-	"unknown_node":       ErrUnknownNode,
-	"last_node":          ErrLastNode,
-	"invalid_node":       ErrInvalidNode,
+	"region_not_allowed":   ErrRegionNotAllowed,
+	"node_conflict":        ErrNodeConflict,
+	"unknown_node":         ErrUnknownNode,
+	"last_node":            ErrLastNode,
+	"invalid_node":         ErrInvalidNode,
+	CodeAlreadyInitialized: ErrAlreadyInitialized,
+	CodeInvalidInit:        ErrInvalidInit,
 }
 
 func decodeResult(data []byte) (result, error) {

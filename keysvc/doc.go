@@ -20,9 +20,11 @@
 //
 // # State machine
 //
-// Raft commands are a versioned JSON envelope, {"v":1,"type":…}, of four
+// Raft commands are a versioned JSON envelope, {"v":1,"type":…}, of seven
 // types: "ledger.append" (entries in canonical form with index 0),
-// "cluster.genesis", "node.add" and "node.remove". Apply is deterministic (no
+// "cluster.genesis", "node.add", "node.remove", and for officers
+// "cluster.init", "ceremony.propose" and "ceremony.approve" (see
+// Ceremonies). Apply is deterministic (no
 // clock, HSM, randomness or network: the leader stamps entry times before
 // proposing, and Apply only keeps them non-decreasing) and idempotent by raft
 // index (the last applied index is stored with the effects, in one bbolt
@@ -34,6 +36,32 @@
 // memory. Snapshots stream a read transaction of the database; Restore keeps
 // a database that already contains the snapshot's state (the restart case)
 // and replaces it otherwise.
+//
+// # Ceremonies
+//
+// Genesis (Bootstrap) forms the cluster; trust starts at the "cluster.init"
+// entry that Init commits once: the officers' bundles (parsed strictly, ids
+// unique), the quorum M (2 ≤ M ≤ officers: one officer must never decide
+// alone, in development too), the default KEK threshold and optionally new
+// allowed regions; the entry names officer fingerprints, node key hashes,
+// quorum and regions. Until then Propose and Approve return
+// ErrNotInitialized. Propose and Approve decide with package ceremony inside
+// Apply, with the leader's time and a VerifyFunc over the recorded officer
+// bundles (verification is deterministic); the submitter (the caller's
+// certificate name) must be the proposer or the approver. Each proposal and
+// approval, accepted or refused, is a "ceremony.propose" or
+// "ceremony.approve" entry (a refusal: outcome denied, its code as reason,
+// and a *CeremonyRefusal to the caller); a proposal's signature counts as
+// its proposer's approval. The approval that reaches the quorum executes
+// the operation in the same command ("ceremony.execute"), or closes it
+// refused ("ceremony.refuse") when the state forbids it; a final refusal
+// (expired, superseded) also closes it. officer.add/remove, quorum.set,
+// regions.set and node.add/remove execute; node ceremonies are then
+// followed by the leader's raft AddVoter or RemoveServer. KEK, legal hold
+// and escrow operations are refused at proposal (not_supported_yet). The
+// state version (meta) is 1 at init and grows with every executed ceremony,
+// so an executed ceremony supersedes every other open proposal: each was
+// reviewed against a state that no longer holds.
 //
 // # Appending
 //

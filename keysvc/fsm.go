@@ -37,7 +37,15 @@ import (
 //	        "allowed_regions"  JSON array of region codes, sorted (set at genesis)
 //	        "genesis"          8-byte BE raft index of the genesis command
 //	        "last_time"        8-byte BE Unix nanoseconds of the latest entry time
+//	        "init"             8-byte BE raft index of cluster.init (officers named)
+//	        "quorum"           decimal M, "default_threshold" decimal t (set at init)
+//	        "state_version"    8-byte BE: 1 at init, +1 on every executed ceremony
+//	                           (officers, quorum, regions, nodes); a proposal made
+//	                           against an older version can no longer execute
 //	nodes   node id -> JSON nodeRecord
+//	officers    officer id -> JSON Officer (bundle, fingerprint, active)
+//	ceremonies  proposal id -> JSON Ceremony (canonical proposal bytes,
+//	            accepted approvals, status, refusal code, log indexes)
 //	ledger  the ledger package's own bucket (entries, hashes, size)
 var (
 	bucketMeta  = []byte("meta")
@@ -103,7 +111,7 @@ func (s *stateDB) openDB(path string) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("keysvc: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketNodes} {
+		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -225,6 +233,12 @@ func applyCommand(tx *bbolt.Tx, index uint64, cmd *command) ([]byte, error) {
 		r, err = applyNodeAdd(tx, cmd)
 	case cmdNodeRemove:
 		r, err = applyNodeRemove(tx, cmd)
+	case cmdInit:
+		r, err = applyInit(tx, index, cmd)
+	case cmdPropose:
+		r, err = applyPropose(tx, cmd)
+	case cmdApprove:
+		r, err = applyApprove(tx, cmd)
 	default:
 		return nil, cmdErr(cmd.Type, "unknown command type")
 	}
@@ -266,7 +280,8 @@ func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
 	if !genesisDone(tx) {
 		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
 	}
-	if cmd.Time != "" || cmd.ServedBy != "" || cmd.Actor != nil || cmd.Cluster != "" || cmd.AllowedRegions != nil || cmd.Node != nil || cmd.NodeID != "" {
+	if cmd.Time != "" || cmd.ServedBy != "" || cmd.Actor != nil || cmd.Cluster != "" || cmd.AllowedRegions != nil || cmd.Node != nil || cmd.NodeID != "" ||
+		cmd.Init != nil || cmd.Proposal != "" || cmd.ProposalID != "" || cmd.Officer != "" || cmd.Signature != nil {
 		return result{}, cmdErr(typ, "unexpected fields")
 	}
 	if len(cmd.Entries) == 0 || len(cmd.Entries) > MaxAppendBatch {
@@ -468,6 +483,9 @@ func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	if err := bumpMembership(tx); err != nil {
+		return result{}, err
+	}
 	return r, putNode(tx, nodeRecord{NodeInfo: info, Added: r.First})
 }
 
@@ -511,6 +529,9 @@ func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 		return result{}, err
 	}
 	rec.Removed = true
+	if err := bumpMembership(tx); err != nil {
+		return result{}, err
+	}
 	return r, putNode(tx, rec)
 }
 

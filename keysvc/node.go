@@ -434,7 +434,7 @@ func (n *Node) AppendBatch(ctx context.Context, entries []ledger.Entry) (first u
 	return n.submit(ctx, entries, true)
 }
 
-var reservedTypes = []string{cmdGenesis, cmdNodeAdd, cmdNodeRemove}
+var reservedTypes = []string{cmdGenesis, cmdNodeAdd, cmdNodeRemove, TypeInit, TypePropose, TypeApprove, TypeExecute, TypeRefuse}
 
 func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bool) (uint64, error) {
 	if err := n.checkOpen(); err != nil {
@@ -705,7 +705,18 @@ func (n *Node) Status() Status {
 	members := map[string]*Member{}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
 		st.LogSize, _ = ledger.Size(tx)
-		st.AllowedRegions, _ = allowedRegions(tx.Bucket(bucketMeta))
+		meta := tx.Bucket(bucketMeta)
+		st.AllowedRegions, _ = allowedRegions(meta)
+		st.Initialized = initialized(tx)
+		st.StateVersion = getU64(meta, keyStateVersion)
+		st.Quorum = metaInt(meta, keyQuorum)
+		st.DefaultThreshold = metaInt(meta, keyThreshold)
+		_ = forOfficers(tx, func(o Officer) error {
+			if o.Active {
+				st.Officers = append(st.Officers, o.ID)
+			}
+			return nil
+		})
 		return forNodes(tx, func(r nodeRecord) error {
 			if r.ID == st.Leader.ID {
 				st.Leader.APIAddr = r.APIAddr

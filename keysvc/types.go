@@ -108,6 +108,14 @@ type Status struct {
 	// AllowedRegions as fixed at genesis; empty before.
 	AllowedRegions []string   `json:"allowed_regions"`
 	Raft           raft.Stats `json:"raft"`
+	// Set by cluster.init: Initialized, the active officers' ids (sorted),
+	// the quorum M, the default KEK threshold and the state version
+	// proposals are made against.
+	Initialized      bool     `json:"initialized"`
+	Officers         []string `json:"officers,omitempty"`
+	Quorum           int      `json:"quorum,omitempty"`
+	DefaultThreshold int      `json:"default_threshold,omitempty"`
+	StateVersion     uint64   `json:"state_version"`
 	// Ready is Ready()'s verdict: "" when ready, else why not.
 	NotReady string `json:"not_ready,omitempty"`
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/devcluster"
@@ -49,7 +50,13 @@ func devUp(ctx context.Context, w io.Writer, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w\nnode logs: %s", err, filepath.Join(c.Dir, "node-*", "custosd.log"))
 	}
+	if err := c.InitOfficers(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "initialized: officers %s, quorum %d (their keys, certificates and env files are in %s)\n",
+		strings.Join(devcluster.DemoOfficers, ", "), devcluster.DemoQuorum, c.OfficersDir())
 	fmt.Fprintf(w, "cluster is up; for the custos CLI: source %s\n", filepath.Join(c.Dir, "env"))
+	fmt.Fprintf(w, "as an officer: custos officer list --env %s\n", c.OfficerEnv(devcluster.DemoOfficers[0]))
 	return nil
 }
 

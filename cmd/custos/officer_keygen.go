@@ -24,6 +24,10 @@ import (
 var officerCommands = []command{
 	{"keygen", "create your officer key: keygen --out DIR --name NAME [--classical ecdsa-p256|ed25519] [--pkcs11-uri URI]", runOfficerKeygen},
 	{"pubkey", "print the public key bundle of a key file: pubkey --key FILE", runOfficerPubkey},
+	{"propose", "propose a ceremony: propose OPERATION [--m N|--id ID|--bundle NAME.pub|--regions FR,DE|--node FILE] [--expires 24h]", runOfficerPropose},
+	{"approve", "review and approve a proposal: approve ID", runOfficerApprove},
+	{"list", "list proposals and their status", runOfficerList},
+	{"show", "show what a proposal does, its approvals and status: show ID", runOfficerShow},
 }
 
 func officerUsage() string {

@@ -197,6 +197,12 @@ func status(ctx context.Context, w io.Writer, c *client.Client) error {
 	if len(st.AllowedRegions) > 0 {
 		fmt.Fprintf(w, "Allowed regions: %s\n", strings.Join(st.AllowedRegions, " "))
 	}
+	if st.Initialized {
+		fmt.Fprintf(w, "Officers: %s (quorum %d; default KEK threshold %d; state version %d)\n",
+			strings.Join(st.Officers, " "), st.Quorum, st.DefaultThreshold, st.StateVersion)
+	} else {
+		fmt.Fprintln(w, "Officers: none yet (custos operator init names them)")
+	}
 	fmt.Fprintf(w, "\nKey-op log: %d entries on %s", st.LogSize, st.NodeID)
 	if st.NotReady != "" {
 		fmt.Fprintf(w, " (not ready: %s)", st.NotReady)

@@ -170,3 +170,65 @@ func (c *Client) Join(ctx context.Context, info NodeInfo) (JoinResult, error) {
 	var jr JoinResult
 	return jr, resp.decode("join", &jr)
 }
+
+// Init names the cluster's officers, quorum and default KEK threshold
+// (operator certificate). It succeeds once; a second call is an *APIError
+// with CodeConflict.
+func (c *Client) Init(ctx context.Context, in InitRequest) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/sys/init", body: body})
+	if err != nil {
+		return err
+	}
+	var li LogIndex
+	return resp.decode("init", &li)
+}
+
+// Propose submits a proposal (officer certificate naming its proposer).
+// A refusal is an *APIError whose code says why.
+func (c *Client) Propose(ctx context.Context, pr ProposeRequest) (Ceremony, error) {
+	return c.ceremonyPost(ctx, "/v1/ceremonies", pr)
+}
+
+// Approve submits an approval of proposal id (officer certificate naming
+// ar.Officer). The answer is the ceremony afterwards: executed when this
+// approval completed the quorum.
+func (c *Client) Approve(ctx context.Context, id string, ar ApproveRequest) (Ceremony, error) {
+	return c.ceremonyPost(ctx, "/v1/ceremonies/"+url.PathEscape(id)+"/approvals", ar)
+}
+
+func (c *Client) ceremonyPost(ctx context.Context, path string, v any) (Ceremony, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return Ceremony{}, err
+	}
+	resp, err := c.do(ctx, request{method: http.MethodPost, path: path, body: body})
+	if err != nil {
+		return Ceremony{}, err
+	}
+	var cer Ceremony
+	return cer, resp.decode("ceremony", &cer)
+}
+
+// Ceremonies lists every proposal the answering node knows.
+func (c *Client) Ceremonies(ctx context.Context) ([]Ceremony, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/ceremonies"})
+	if err != nil {
+		return nil, err
+	}
+	var l Ceremonies
+	return l.Ceremonies, resp.decode("ceremonies", &l)
+}
+
+// Ceremony returns proposal id.
+func (c *Client) Ceremony(ctx context.Context, id string) (Ceremony, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/ceremonies/" + url.PathEscape(id)})
+	if err != nil {
+		return Ceremony{}, err
+	}
+	var cer Ceremony
+	return cer, resp.decode("ceremony", &cer)
+}

@@ -38,6 +38,17 @@ const (
 	CodeUnavailable      = "unavailable"        // 503: the node is shutting down or its state is broken; try another
 	CodeNotBootstrapped  = "not_bootstrapped"   // 503: the cluster has no genesis yet
 	CodeRequestCanceled  = "canceled"           // 503: the request was canceled before it finished
+
+	// Officers and ceremonies. A refused proposal or approval answers one of
+	// the refusal codes of package ceremony (invalid_proposal,
+	// invalid_params, wrong_cluster, wrong_proposal: 400; unknown_officer,
+	// bad_signature: 403; expired, superseded, closed, duplicate_approver:
+	// 409) or one of these; every refusal is also a denied log entry.
+	CodeNotInitialized  = "not_initialized"   // 409: no officers yet: run custos operator init
+	CodeNotSupportedYet = "not_supported_yet" // 422: an operation this version cannot execute (KEK, legal hold, escrow ceremonies)
+	CodeNotProposer     = "not_proposer"      // 403: the certificate's name is not the proposal's proposer
+	CodeProposalExists  = "proposal_exists"   // 409: a proposal with that id was already submitted
+	CodeUnknownProposal = "unknown_proposal"  // 404: no proposal with that id
 )
 
 // ErrorBody is the body of every error response:
@@ -136,6 +147,61 @@ type Status struct {
 	AllowedRegions []string  `json:"allowed_regions"`
 	Raft           RaftStats `json:"raft"`
 	NotReady       string    `json:"not_ready,omitempty"` // why the node is not ready; empty when it is
+	// Set by custos operator init (POST /v1/sys/init).
+	Initialized      bool     `json:"initialized"`
+	Officers         []string `json:"officers,omitempty"` // active officers' ids, sorted
+	Quorum           int      `json:"quorum,omitempty"`
+	DefaultThreshold int      `json:"default_threshold,omitempty"`
+	StateVersion     uint64   `json:"state_version"` // what a new proposal is made against
+}
+
+// InitRequest is POST /v1/sys/init (operator): name the officers, once.
+type InitRequest struct {
+	Officers         []string `json:"officers"` // canonical officer public key bundles (NAME.pub without the newline)
+	Quorum           int      `json:"quorum"`   // M, 2..len(Officers)
+	DefaultThreshold int      `json:"default_threshold"`
+	Regions          []string `json:"regions,omitempty"` // replaces the allowed regions fixed at bootstrap
+}
+
+// ProposeRequest is POST /v1/ceremonies (officer, the proposal's proposer).
+type ProposeRequest struct {
+	Proposal string `json:"proposal"` // canonical proposal bytes
+	// Signature, optional: the proposer's officer signature (canonical JSON
+	// of officer.Signature) over the proposal digest; it counts as their
+	// approval. Without it, proposing is not approving.
+	Signature string `json:"signature,omitempty"`
+}
+
+// ApproveRequest is POST /v1/ceremonies/{id}/approvals (officer).
+type ApproveRequest struct {
+	Officer   string `json:"officer"`   // must be the certificate's name
+	Signature string `json:"signature"` // canonical JSON of officer.Signature over the proposal digest
+}
+
+// Ceremony is a proposal and where it stands.
+type Ceremony struct {
+	ID          string     `json:"id"`
+	Operation   string     `json:"operation"`
+	Proposer    string     `json:"proposer"`
+	Proposal    string     `json:"proposal"`    // canonical bytes: what approvers sign the digest of
+	Description string     `json:"description"` // ceremony.Describe with the current quorum
+	Status      string     `json:"status"`      // pending, executed, refused
+	Code        string     `json:"code,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Approvals   []Approval `json:"approvals"`
+	Proposed    uint64     `json:"proposed"`         // log index of its ceremony.propose entry
+	Closed      uint64     `json:"closed,omitempty"` // log index of its ceremony.execute or ceremony.refuse entry
+}
+
+// Approval is an accepted approval.
+type Approval struct {
+	Officer string `json:"officer"`
+	Entry   uint64 `json:"entry"` // log index of its ceremony.approve entry
+}
+
+// Ceremonies is GET /v1/ceremonies.
+type Ceremonies struct {
+	Ceremonies []Ceremony `json:"ceremonies"`
 }
 
 // Entries is GET /v1/ledger/entries: entries from Start, in order, as

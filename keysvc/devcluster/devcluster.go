@@ -7,10 +7,15 @@
 //
 //	DIR/cluster.json            what was created: nodes, ports, pids
 //	DIR/ca/ca.pem, ca.key       the dev cluster CA (key 0600)
-//	DIR/softhsm/                SoftHSM config, tokens and PIN files (0600)
 //	DIR/node-N/node.toml        node config; cert.pem, key.pem; data/; custosd.log
+//	DIR/node-N/softhsm/         the node's own SoftHSM: config, token, PIN file (0600)
 //	DIR/clients/ROLE.pem, .key  client certificates: operator, agent, auditor
 //	DIR/env                     shell exports for the custos CLI
+//	DIR/officers/               demo officers alice, bob, carol: keys, client
+//	                            certificates, NAME.env (see OfficersDir)
+//
+// InitOfficers (run by `custos dev up`) names the demo officers at
+// cluster init, with quorum 2.
 //
 // It is for development only: the CA key and PINs sit on local disk.
 package devcluster
@@ -121,7 +126,7 @@ func Create(o Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if _, err := softhsm.Setup(c.softhsmDir()); err != nil {
+	if err := c.createOfficers(ca); err != nil {
 		return nil, err
 	}
 	for range o.Nodes {
@@ -152,8 +157,7 @@ func Load(dir string) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) caFile() string     { return filepath.Join(c.Dir, "ca", "ca.pem") }
-func (c *Cluster) softhsmDir() string { return filepath.Join(c.Dir, "softhsm") }
+func (c *Cluster) caFile() string { return filepath.Join(c.Dir, "ca", "ca.pem") }
 
 // NodeDir is where node id keeps its config, certificate, data and log.
 func (c *Cluster) NodeDir(id string) string { return filepath.Join(c.Dir, id) }
@@ -215,7 +219,10 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err
 	}
-	env, err := softhsm.Setup(c.softhsmDir())
+	// Each node has its own token directory, as each node has its own HSM:
+	// a SoftHSM process reads every token in its directory, so a shared one
+	// lets one node's key writes disturb another's token opening.
+	env, err := softhsm.Setup(filepath.Join(dir, "softhsm"))
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +291,15 @@ func (c *Cluster) WriteEnv() error {
 		up := strings.ToUpper(string(role))
 		exp("CUSTOS_"+up+"_CERT", f.Cert)
 		exp("CUSTOS_"+up+"_KEY", f.Key)
+	}
+	for _, name := range DemoOfficers {
+		f := c.OfficerTLS(name)
+		up := strings.ToUpper(name)
+		exp("CUSTOS_OFFICER_"+up+"_CERT", f.Cert)
+		exp("CUSTOS_OFFICER_"+up+"_KEY", f.Key)
+	}
+	if err := c.writeOfficerEnvs(); err != nil {
+		return err
 	}
 	return os.WriteFile(filepath.Join(c.Dir, "env"), []byte(b.String()), 0o600)
 }

@@ -35,6 +35,11 @@
 //	POST /v1/sys/canary                operator                       200 {"log_index":i}: a "sys.canary" entry, committed
 //	POST /v1/sys/join                  node (name, region = body's)   200 {"node","leader"} (leader; see below)
 //	POST /v1/internal/ledger/append    node, registered member        200 {"first":i}: a follower's forwarded batch
+//	POST /v1/sys/init                  operator                       200 {}: cluster.init, once (leader; see Ceremonies)
+//	POST /v1/ceremonies                officer (the proposer)         200 client.Ceremony (leader)
+//	POST /v1/ceremonies/{id}/approvals officer (the body's officer)   200 client.Ceremony (leader)
+//	GET  /v1/ceremonies                officer auditor operator       200 {"ceremonies":[client.Ceremony…]}
+//	GET  /v1/ceremonies/{id}           officer auditor operator       200 client.Ceremony; 404 unknown_proposal
 //	GET  /metrics                      operator auditor               Prometheus text
 //
 // Entries travel as base64 of their canonical bytes, which JSON cannot
@@ -54,6 +59,23 @@
 // the redirect once, and curl does with -L. When no leader is known the
 // answer is 503 no_leader. The canary is served by any node: a follower's
 // keysvc forwards its append through the Forwarder.
+//
+// # Ceremonies
+//
+// Init, proposals and approvals are leader-only and decided inside the
+// state machine (package keysvc explains how); a refusal is logged as a
+// denied entry and answered with its own code: the ceremony package's
+// refusal codes, or not_initialized (409, before custos operator init; the
+// ceremony routes all answer it then), not_supported_yet (422, KEK, legal
+// hold and escrow operations in this version), not_proposer (403),
+// proposal_exists (409), unknown_proposal (404). The certificate's name
+// must be the proposal's proposer or the approval's officer. A signature in
+// a proposal counts as the proposer's approval. An approval that completes
+// the quorum executes the proposal in the same command: its answer is the
+// ceremony with status executed, or refused with the execution's code (for
+// example below_quorum, region_in_use). The routes are served when the
+// Service also implements CeremonyService; otherwise they answer 501
+// not_supported_yet.
 //
 // # Errors
 //

@@ -61,6 +61,9 @@ func classify(err error) mapping {
 	if errors.As(err, &ae) {
 		return mapping{status: ae.status, code: ae.code, message: ae.message, level: slog.LevelDebug}
 	}
+	if m, ok := classifyCeremony(err); ok {
+		return m
+	}
 	var nl *keysvc.NotLeaderError
 	if errors.As(err, &nl) {
 		if nl.LeaderAPI == "" {

@@ -56,7 +56,9 @@ func wireStatus(st keysvc.Status) client.Status {
 			CommitIndex: st.Raft.CommitIndex, AppliedIndex: st.Raft.AppliedIndex,
 			LastSnapshotIndex: st.Raft.LastSnapshotIndex, LastContact: st.Raft.LastContact,
 		},
-		NotReady: st.NotReady,
+		NotReady:    st.NotReady,
+		Initialized: st.Initialized, Officers: st.Officers, Quorum: st.Quorum,
+		DefaultThreshold: st.DefaultThreshold, StateVersion: st.StateVersion,
 	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, client.Member(m))

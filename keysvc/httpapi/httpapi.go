@@ -76,9 +76,10 @@ const (
 
 // Roles allowed on each group of routes.
 var (
-	anyRole      = identity.Roles()
-	ledgerReader = []identity.Role{identity.RoleAuditor, identity.RoleOperator, identity.RoleOfficer, identity.RoleNode}
-	metricsRoles = []identity.Role{identity.RoleOperator, identity.RoleAuditor}
+	anyRole        = identity.Roles()
+	ledgerReader   = []identity.Role{identity.RoleAuditor, identity.RoleOperator, identity.RoleOfficer, identity.RoleNode}
+	metricsRoles   = []identity.Role{identity.RoleOperator, identity.RoleAuditor}
+	ceremonyReader = []identity.Role{identity.RoleOfficer, identity.RoleAuditor, identity.RoleOperator}
 )
 
 // api is the handler's state.
@@ -123,6 +124,11 @@ func New(svc Service, opts Options) http.Handler {
 	r.With(a.allow(anyRole...)).Get("/v1/sys/cluster", a.handle(a.cluster))
 	r.With(a.allow(identity.RoleOperator)).Post("/v1/sys/canary", a.handle(a.canary))
 	r.Post("/v1/sys/join", a.handle(a.join)) // checks roles itself, to log refusals
+	r.With(a.allow(identity.RoleOperator)).Post("/v1/sys/init", a.handle(a.init))
+	r.With(a.allow(identity.RoleOfficer)).Post("/v1/ceremonies", a.handle(a.propose))
+	r.With(a.allow(identity.RoleOfficer)).Post("/v1/ceremonies/{id}/approvals", a.handle(a.approve))
+	r.With(a.allow(ceremonyReader...)).Get("/v1/ceremonies", a.handle(a.listCeremonies))
+	r.With(a.allow(ceremonyReader...)).Get("/v1/ceremonies/{id}", a.handle(a.getCeremony))
 
 	r.With(a.allow(anyRole...)).Get("/v1/ledger/checkpoint", a.handle(a.checkpoint))
 	r.With(a.allow(ledgerReader...)).Get("/v1/ledger/entries", a.handle(a.entries))

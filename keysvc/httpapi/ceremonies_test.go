@@ -1,0 +1,163 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/httpapi"
+	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/officer"
+)
+
+func wantCode(t *testing.T, what string, err error, status int, code string) {
+	t.Helper()
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != status || ae.Code != code {
+		t.Errorf("%s: %v, want %d %s", what, err, status, code)
+	}
+}
+
+// Init, proposals and approvals over mutual TLS against two real nodes,
+// through the follower (redirected to the leader).
+func TestCeremonyRoutes(t *testing.T) {
+	pki := httpapitest.NewPKI(t, "test")
+	ids := []string{"n1", "n2"}
+	handlers, urls := map[string]*swapHandler{}, map[string]string{}
+	for _, id := range ids {
+		handlers[id] = &swapHandler{}
+		urls[id] = pki.Serve(t, id, keysvctest.Region(id), handlers[id]).URL
+	}
+	c := keysvctest.NewCluster(t, 2, keysvctest.Options{
+		Configure: func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
+	})
+	for _, id := range ids {
+		handlers[id].set(httpapi.New(c.Node(id), httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
+	}
+	fURL := urls[c.Follower().Info().ID]
+	ctx := context.Background()
+	e := &env{pki: pki}
+	signers := map[string]*officer.Signer{}
+	sdks := map[string]*client.Client{}
+	var bundles []string
+	for _, name := range []string{"alice", "bob", "carol"} {
+		s, err := officer.Generate(officer.Config{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		signers[name] = s
+		bundles = append(bundles, string(s.Public().Marshal()))
+		sdks[name] = e.sdk(t, identity.RoleOfficer, name, "DE", fURL)
+	}
+	ops := e.sdk(t, identity.RoleOperator, "ops", "DE", fURL)
+	alice, bob := sdks["alice"], sdks["bob"]
+
+	_, err := alice.Ceremonies(ctx)
+	wantCode(t, "list before init", err, 409, client.CodeNotInitialized)
+	in := client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}
+	wantCode(t, "init by an officer", alice.Init(ctx, in), 403, client.CodeForbidden)
+	wantCode(t, "init with quorum 1", ops.Init(ctx, client.InitRequest{Officers: bundles, Quorum: 1, DefaultThreshold: 2}), 400, client.CodeBadRequest)
+	if err := ops.Init(ctx, in); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	wantCode(t, "second init", ops.Init(ctx, in), 409, client.CodeConflict)
+	c.WaitConverged() // the follower reads its own state
+
+	st, err := alice.Cluster(ctx)
+	if err != nil || !st.Initialized || st.Quorum != 2 || len(st.Officers) != 3 || st.StateVersion != 1 {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	propose := func(who string, ps ceremony.Params, sign bool) (ceremony.Proposal, client.Ceremony, error) {
+		id, _ := ceremony.NewID(rand.Reader)
+		now := time.Now()
+		p := ceremony.Proposal{Cluster: "test", ID: id, Params: ps, Proposer: who, Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+		b, err := p.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := client.ProposeRequest{Proposal: string(b)}
+		if sign {
+			pr.Signature = string(sign1(t, signers[who], p))
+		}
+		cer, err := sdks[who].Propose(ctx, pr)
+		return p, cer, err
+	}
+
+	_, _, err = propose("alice", ceremony.KEKRotate{KEKID: "payroll"}, true)
+	wantCode(t, "kek.rotate", err, 422, client.CodeNotSupportedYet)
+
+	p, cer, err := propose("alice", ceremony.QuorumSet{M: 3}, true)
+	if err != nil || cer.Status != keysvc.StatusPending || len(cer.Approvals) != 1 || cer.Description == "" || cer.Operation != "quorum.set" {
+		t.Fatalf("propose: %+v, %v", cer, err)
+	}
+	b, _ := p.Marshal()
+	_, err = bob.Propose(ctx, client.ProposeRequest{Proposal: string(b)})
+	wantCode(t, "proposal submitted by another officer", err, 403, client.CodeNotProposer)
+	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "carol", Signature: string(sign1(t, signers["carol"], p))})
+	wantCode(t, "approval in another officer's name", err, 403, client.CodeForbidden)
+	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["carol"], p))})
+	wantCode(t, "approval with another's signature", err, 403, string(ceremony.CodeBadSignature))
+	_, err = alice.Approve(ctx, p.ID, client.ApproveRequest{Officer: "alice", Signature: string(sign1(t, signers["alice"], p))})
+	wantCode(t, "second approval by the proposer", err, 409, string(ceremony.CodeDuplicateApprover))
+	_, err = bob.Approve(ctx, "ffffffffffffffffffffffffffffffff", client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
+	wantCode(t, "approval of an unknown proposal", err, 404, client.CodeUnknownProposal)
+	_, err = bob.Approve(ctx, "not-an-id", client.ApproveRequest{Officer: "bob", Signature: "x"})
+	wantCode(t, "approval of a malformed id", err, 404, client.CodeUnknownProposal)
+	_, err = bob.Propose(ctx, client.ProposeRequest{Proposal: `{"cluster":"test"}`})
+	wantCode(t, "malformed proposal", err, 400, string(ceremony.CodeInvalidProposal))
+	_, err = e.sdk(t, identity.RoleAgent, "agent", "DE", fURL).Ceremonies(ctx)
+	wantCode(t, "agent lists ceremonies", err, 403, client.CodeForbidden)
+
+	cer, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
+	if err != nil || cer.Status != keysvc.StatusExecuted || len(cer.Approvals) != 2 || cer.Closed == 0 {
+		t.Fatalf("approve: %+v, %v", cer, err)
+	}
+	c.WaitConverged()
+	aud := e.sdk(t, identity.RoleAuditor, "audit", "NL", fURL)
+	got, err := aud.Ceremony(ctx, p.ID)
+	if err != nil || got.Status != keysvc.StatusExecuted || got.Proposal != string(b) {
+		t.Fatalf("show: %+v, %v", got, err)
+	}
+	list, err := aud.Ceremonies(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	if st, err := aud.Cluster(ctx); err != nil || st.Quorum != 3 || st.StateVersion != 2 {
+		t.Fatalf("status after quorum.set: %+v, %v", st, err)
+	}
+	_, err = aud.Ceremony(ctx, "ffffffffffffffffffffffffffffffff")
+	wantCode(t, "show unknown", err, 404, client.CodeUnknownProposal)
+}
+
+func sign1(t *testing.T, s *officer.Signer, p ceremony.Proposal) []byte {
+	t.Helper()
+	sig, err := s.Sign(p.Digest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig.Marshal()
+}
+
+// A Service without ceremonies answers their routes 501 not_supported_yet,
+// after the role check.
+func TestCeremonyRoutesWithoutCeremonyService(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	off := e.sdk(t, identity.RoleOfficer, "alice", "DE")
+	_, err := off.Ceremonies(ctx)
+	wantCode(t, "list", err, 501, client.CodeNotSupportedYet)
+	_, err = off.Propose(ctx, client.ProposeRequest{Proposal: "{}"})
+	wantCode(t, "propose", err, 501, client.CodeNotSupportedYet)
+	_, err = e.sdk(t, identity.RoleAgent, "agent", "DE").Propose(ctx, client.ProposeRequest{Proposal: "{}"})
+	wantCode(t, "propose as agent", err, 403, client.CodeForbidden)
+	wantCode(t, "init", e.sdk(t, identity.RoleOperator, "ops", "DE").Init(ctx, client.InitRequest{}), 501, client.CodeNotSupportedYet)
+}

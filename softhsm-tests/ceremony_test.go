@@ -1,0 +1,116 @@
+package softhsmtests
+
+// Officers and ceremonies on a real cluster: devcluster's demo officers,
+// init, a quorum.set proposed by one officer and approved by another.
+
+import (
+	"crypto/rand"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/nodecfg"
+	"github.com/custos-eu/custos/keysvc/officer"
+)
+
+func TestCeremonyOnCluster(t *testing.T) {
+	c := startCluster(t, 3, nodecfg.RaftTuning{})
+	if err := c.InitOfficers(bounded(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.InitOfficers(bounded(t, 30*time.Second)); err != nil { // a no-op once initialized
+		t.Fatal(err)
+	}
+	pass, err := os.ReadFile(c.PassphraseFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(name string) (*officer.Signer, *client.Client) {
+		s, err := officer.Load(c.OfficerKey(name), []byte(strings.TrimSpace(string(pass))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		cl, err := c.OfficerClient(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return s, cl
+	}
+	alice, aliceAPI := load("alice")
+	bob, bobAPI := load("bob")
+
+	// Any node may answer a read: wait until the answering one applied init.
+	st := waitStatus(t, aliceAPI, func(st client.Status) bool { return st.Initialized })
+	if st.Quorum != 2 || strings.Join(st.Officers, ",") != "alice,bob,carol" {
+		t.Fatalf("status after init: %+v", st)
+	}
+	id, _ := ceremony.NewID(rand.Reader)
+	now := time.Now()
+	p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Params: ceremony.QuorumSet{M: 3}, Proposer: "alice",
+		Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := alice.Sign(p.Digest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cer, err := aliceAPI.Propose(bounded(t, 10*time.Second), client.ProposeRequest{Proposal: string(b), Signature: string(sig.Marshal())})
+	if err != nil || cer.Status != "pending" {
+		t.Fatalf("propose: %+v, %v", cer, err)
+	}
+	waitStatus(t, bobAPI, func(st client.Status) bool { return st.LogSize >= cer.Proposed+2 })
+	shown, err := bobAPI.Ceremony(bounded(t, 10*time.Second), id)
+	if err != nil || shown.Proposal != string(b) || !strings.Contains(shown.Description, "3") {
+		t.Fatalf("show: %+v, %v", shown, err)
+	}
+	sig, err = bob.Sign(p.Digest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cer, err = bobAPI.Approve(bounded(t, 10*time.Second), id, client.ApproveRequest{Officer: "bob", Signature: string(sig.Marshal())})
+	if err != nil || cer.Status != "executed" {
+		t.Fatalf("approve: %+v, %v", cer, err)
+	}
+	waitStatus(t, bobAPI, func(st client.Status) bool { return st.Quorum == 3 })
+
+	// The log holds init, proposal, both approvals and the execution.
+	st = waitStatus(t, operator(t, c), func(st client.Status) bool { return st.LogSize > cer.Closed })
+	var types []string
+	for _, raw := range allEntries(t, c, st.Leader.ID, st.LogSize) {
+		e, err := ledger.ParseEntry(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(e.Type, "ceremony.") || e.Type == "cluster.init" {
+			types = append(types, e.Type+":"+string(e.Outcome))
+		}
+	}
+	want := "cluster.init:ok ceremony.propose:ok ceremony.approve:ok ceremony.approve:ok ceremony.execute:ok"
+	if got := strings.Join(types, " "); got != want {
+		t.Errorf("log: %s\nwant %s", got, want)
+	}
+}
+
+// waitStatus polls the cluster status through cl until ok holds.
+func waitStatus(t *testing.T, cl *client.Client, ok func(client.Status) bool) client.Status {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := cl.Cluster(bounded(t, 10*time.Second))
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never got there: %+v, %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
