@@ -159,15 +159,7 @@ func bumpMembership(tx *bbolt.Tx) error {
 }
 
 func getOfficer(tx *bbolt.Tx, id string) (Officer, bool, error) {
-	v := tx.Bucket(bucketOfficers).Get([]byte(id))
-	if v == nil {
-		return Officer{}, false, nil
-	}
-	var o Officer
-	if err := json.Unmarshal(v, &o); err != nil {
-		return Officer{}, false, fmt.Errorf("keysvc: officer record %q: %w", id, err)
-	}
-	return o, true, nil
+	return getRecord[Officer](tx, bucketOfficers, id, "officer")
 }
 
 func putJSON(b *bbolt.Bucket, key string, v any) error {
@@ -179,25 +171,11 @@ func putJSON(b *bbolt.Bucket, key string, v any) error {
 }
 
 func forOfficers(tx *bbolt.Tx, fn func(Officer) error) error {
-	return tx.Bucket(bucketOfficers).ForEach(func(k, v []byte) error {
-		var o Officer
-		if err := json.Unmarshal(v, &o); err != nil {
-			return fmt.Errorf("keysvc: officer record %q: %w", k, err)
-		}
-		return fn(o)
-	})
+	return forRecords(tx, bucketOfficers, "officer", fn)
 }
 
 func getCeremony(tx *bbolt.Tx, id string) (Ceremony, bool, error) {
-	v := tx.Bucket(bucketCeremonies).Get([]byte(id))
-	if v == nil {
-		return Ceremony{}, false, nil
-	}
-	var c Ceremony
-	if err := json.Unmarshal(v, &c); err != nil {
-		return Ceremony{}, false, fmt.Errorf("keysvc: ceremony record %q: %w", id, err)
-	}
-	return c, true, nil
+	return getRecord[Ceremony](tx, bucketCeremonies, id, "ceremony")
 }
 
 // rules reads the cluster's ceremony rules.
@@ -888,11 +866,7 @@ func (n *Node) Ceremony(id string) (c Ceremony, found bool, err error) {
 func (n *Node) Ceremonies() ([]Ceremony, error) {
 	var out []Ceremony
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketCeremonies).ForEach(func(k, v []byte) error {
-			var c Ceremony
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("keysvc: ceremony record %q: %w", k, err)
-			}
+		return forRecords(tx, bucketCeremonies, "ceremony", func(c Ceremony) error {
 			out = append(out, c)
 			return nil
 		})

@@ -724,16 +724,31 @@ func allowedRegions(meta *bbolt.Bucket) ([]string, error) {
 	return r, nil
 }
 
-func getNode(tx *bbolt.Tx, id string) (nodeRecord, bool, error) {
-	v := tx.Bucket(bucketNodes).Get([]byte(id))
+// getRecord reads the JSON record key of bucket; ok is false when there is none.
+func getRecord[T any](tx *bbolt.Tx, bucket []byte, key, what string) (rec T, ok bool, err error) {
+	v := tx.Bucket(bucket).Get([]byte(key))
 	if v == nil {
-		return nodeRecord{}, false, nil
+		return rec, false, nil
 	}
-	var r nodeRecord
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nodeRecord{}, false, fmt.Errorf("keysvc: node record %q: %w", id, err)
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, false, fmt.Errorf("keysvc: %s record %q: %w", what, key, err)
 	}
-	return r, true, nil
+	return rec, true, nil
+}
+
+// forRecords calls fn for every JSON record of bucket, in key order.
+func forRecords[T any](tx *bbolt.Tx, bucket []byte, what string, fn func(T) error) error {
+	return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var rec T
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("keysvc: %s record %q: %w", what, k, err)
+		}
+		return fn(rec)
+	})
+}
+
+func getNode(tx *bbolt.Tx, id string) (nodeRecord, bool, error) {
+	return getRecord[nodeRecord](tx, bucketNodes, id, "node")
 }
 
 func putNode(tx *bbolt.Tx, r nodeRecord) error {
@@ -746,13 +761,7 @@ func putNode(tx *bbolt.Tx, r nodeRecord) error {
 
 // forNodes calls fn for every node record, in id order.
 func forNodes(tx *bbolt.Tx, fn func(nodeRecord) error) error {
-	return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
-		var r nodeRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("keysvc: node record %q: %w", k, err)
-		}
-		return fn(r)
-	})
+	return forRecords(tx, bucketNodes, "node", fn)
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
