@@ -6,16 +6,12 @@ package threshold_test
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
-	"os"
 	"testing"
 
+	"github.com/custos-eu/custos/internal/testvectors"
 	"github.com/custos-eu/custos/threshold"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/vectors.json")
 
 const vectorsPath = "testdata/vectors.json"
 
@@ -127,39 +123,18 @@ func header(t *testing.T) vectorFile {
 	}
 }
 
-func marshalVectors(t *testing.T, f vectorFile) []byte {
-	b, err := json.MarshalIndent(f, "", "\t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(b, '\n')
-}
-
 func TestVectors(t *testing.T) {
-	if *update {
+	if testvectors.Updating() {
 		f := header(t)
 		for _, in := range vectorInputs {
 			f.Vectors = append(f.Vectors, generate(t, in))
 		}
-		if err := os.WriteFile(vectorsPath, marshalVectors(t, f), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testvectors.Write(t, vectorsPath, f, testvectors.IndentTabs())
 		t.Logf("wrote %s", vectorsPath)
 	}
 
-	raw, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var f vectorFile
-	if err := dec.Decode(&f); err != nil {
-		t.Fatalf("%s: %v", vectorsPath, err)
-	}
-	if dec.More() {
-		t.Fatalf("%s: data after the top-level object", vectorsPath)
-	}
+	raw := testvectors.Load(t, vectorsPath, &f)
 
 	want := header(t)
 	if f.PedersenDST != want.PedersenDST || f.PedersenH != want.PedersenH || f.PedersenH != pinnedHHex ||
@@ -206,7 +181,7 @@ func TestVectors(t *testing.T) {
 		inputs = append(inputs, generate(t, v))
 	}
 	want.Vectors = inputs
-	if !bytes.Equal(marshalVectors(t, want), raw) {
+	if !bytes.Equal(testvectors.Marshal(t, want, testvectors.IndentTabs()), raw) {
 		t.Errorf("%s is not byte-for-byte what the generator writes; run with -update and review the diff", vectorsPath)
 	}
 }

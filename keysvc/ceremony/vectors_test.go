@@ -6,22 +6,17 @@
 package ceremony_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
 	"math"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testvectors"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 )
-
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
 
 const vectorsPath = "testdata/vectors.json"
 
@@ -133,31 +128,14 @@ func generateVectors(t *testing.T) vectorFile {
 }
 
 func readVectors(t testing.TB) vectorFile {
-	data, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var v vectorFile
-	if err := dec.Decode(&v); err != nil {
-		t.Fatalf("%s: %v", vectorsPath, err)
-	}
+	testvectors.Load(t, vectorsPath, &v)
 	return v
 }
 
 func TestVectors(t *testing.T) {
-	if *update {
-		var out bytes.Buffer
-		enc := json.NewEncoder(&out)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(generateVectors(t)); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsPath, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if testvectors.Updating() {
+		testvectors.Write(t, vectorsPath, generateVectors(t), testvectors.NoEscapeHTML())
 	}
 	v := readVectors(t)
 	if v.Label != "custos/v1/proposal\x00" {

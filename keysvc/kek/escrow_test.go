@@ -12,13 +12,8 @@ import (
 	"crypto/sha256"
 	"crypto/sha3"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -26,6 +21,7 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/internal/testvectors"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
@@ -721,23 +717,7 @@ func TestEscrowShareInteropWithStdlib(t *testing.T) {
 // inputs and compared byte for byte, and every sealed share is opened with
 // crypto/hpke as well.
 
-var update = flag.Bool("update", false, "regenerate testdata/escrow_vectors.json")
-
 const escrowVectorsPath = "testdata/escrow_vectors.json"
-
-type hexBytes []byte
-
-func (h hexBytes) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
-
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := hex.DecodeString(s)
-	*h = d
-	return err
-}
 
 type escrowVectorFile struct {
 	Comment  []string             `json:"comment"`
@@ -746,15 +726,15 @@ type escrowVectorFile struct {
 }
 
 type escrowVectorOfficer struct {
-	ID          string   `json:"id"`
-	XWingSeed   hexBytes `json:"xwing_seed"`
-	Fingerprint hexBytes `json:"fingerprint"` // SHA-256 of the X-Wing public key
+	ID          string          `json:"id"`
+	XWingSeed   testvectors.Hex `json:"xwing_seed"`
+	Fingerprint testvectors.Hex `json:"fingerprint"` // SHA-256 of the X-Wing public key
 }
 
 // escrowDealVector pins DealWithEscrow completely.
 type escrowDealVector struct {
 	Name       string                `json:"name"`
-	RNGSeed    hexBytes              `json:"rng_seed"`
+	RNGSeed    testvectors.Hex       `json:"rng_seed"`
 	KEKID      string                `json:"kek_id"`
 	KEKVersion uint32                `json:"kek_version"`
 	T          int                   `json:"t"`
@@ -763,21 +743,21 @@ type escrowDealVector struct {
 	M          int                   `json:"m"`
 	Officers   []escrowVectorOfficer `json:"officers"`
 
-	PublicKey         hexBytes   `json:"public_key"`
-	Commitments       hexBytes   `json:"commitments"`
-	Shares            []hexBytes `json:"shares"`
-	EscrowCommitments hexBytes   `json:"escrow_commitments"`
-	Link              hexBytes   `json:"link"`
-	EscrowShares      []hexBytes `json:"escrow_shares"` // plaintext, threshold.Share encoding
-	Info              []hexBytes `json:"info"`
-	Sealed            []hexBytes `json:"sealed"`
+	PublicKey         testvectors.Hex   `json:"public_key"`
+	Commitments       testvectors.Hex   `json:"commitments"`
+	Shares            []testvectors.Hex `json:"shares"`
+	EscrowCommitments testvectors.Hex   `json:"escrow_commitments"`
+	Link              testvectors.Hex   `json:"link"`
+	EscrowShares      []testvectors.Hex `json:"escrow_shares"` // plaintext, threshold.Share encoding
+	Info              []testvectors.Hex `json:"info"`
+	Sealed            []testvectors.Hex `json:"sealed"`
 }
 
 // escrowRejectVector must fail to parse with an error at Offset.
 type escrowRejectVector struct {
-	Name   string   `json:"name"`
-	Sealed hexBytes `json:"sealed"`
-	Offset int      `json:"offset"`
+	Name   string          `json:"name"`
+	Sealed testvectors.Hex `json:"sealed"`
+	Offset int             `json:"offset"`
 }
 
 var escrowVectorInputs = []escrowDealVector{
@@ -887,17 +867,8 @@ func mustMarshal(t *testing.T, m interface{ MarshalBinary() ([]byte, error) }) [
 }
 
 func TestEscrowVectors(t *testing.T) {
-	if *update {
-		out, err := json.MarshalIndent(generateEscrowVectors(t), "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(escrowVectorsPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(escrowVectorsPath, append(out, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if testvectors.Updating() {
+		testvectors.Write(t, escrowVectorsPath, generateEscrowVectors(t))
 	}
 	vf := readEscrowVectors(t)
 	if len(vf.Deal) == 0 || len(vf.Rejected) == 0 {
@@ -922,20 +893,8 @@ func TestEscrowVectors(t *testing.T) {
 
 func readEscrowVectors(t *testing.T) escrowVectorFile {
 	t.Helper()
-	f, err := os.Open(escrowVectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := json.NewDecoder(f)
-	dec.DisallowUnknownFields()
 	var vf escrowVectorFile
-	if err := dec.Decode(&vf); err != nil {
-		t.Fatalf("%s: %v", escrowVectorsPath, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		t.Fatalf("%s: data after the vectors", escrowVectorsPath)
-	}
+	testvectors.Load(t, escrowVectorsPath, &vf)
 	return vf
 }
 

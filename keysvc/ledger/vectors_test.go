@@ -7,11 +7,8 @@
 package ledger_test
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"flag"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +16,9 @@ import (
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/custos-eu/custos/internal/testvectors"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
-
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
 
 const vectorsPath = "testdata/vectors.json"
 
@@ -150,28 +146,11 @@ func generateVectors(t *testing.T) vectorFile {
 }
 
 func TestVectors(t *testing.T) {
-	if *update {
-		var out bytes.Buffer
-		enc := json.NewEncoder(&out)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(generateVectors(t)); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsPath, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if testvectors.Updating() {
+		testvectors.Write(t, vectorsPath, generateVectors(t), testvectors.NoEscapeHTML())
 	}
-	data, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var v vectorFile
-	if err := dec.Decode(&v); err != nil {
-		t.Fatalf("%s: %v", vectorsPath, err)
-	}
+	testvectors.Load(t, vectorsPath, &v)
 	if len(v.Entries) == 0 || len(v.Roots) == 0 || len(v.Checkpoints) == 0 || v.SignedCheckpoint == "" {
 		t.Fatalf("%s is incomplete", vectorsPath)
 	}

@@ -14,32 +14,14 @@ import (
 	"crypto/hpke"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
-	"os"
 	"testing"
 
+	"github.com/custos-eu/custos/internal/testvectors"
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
-
 const vectorsPath = "testdata/vectors.json"
-
-type hexBytes []byte
-
-func (h hexBytes) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
-
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := hex.DecodeString(s)
-	*h = d
-	return err
-}
 
 type vectorFile struct {
 	Comment    []string          `json:"comment"`
@@ -50,23 +32,23 @@ type vectorFile struct {
 
 // keyVector: the key built from these seeds has exactly this bundle and fingerprint.
 type keyVector struct {
-	Name          string      `json:"name"`
-	Officer       string      `json:"officer"`
-	Classical     officer.Alg `json:"classical"`
-	ClassicalSeed hexBytes    `json:"classical_seed"`
-	MLDSA65Seed   hexBytes    `json:"mldsa65_seed"`
-	XWingSeed     hexBytes    `json:"xwing_seed"`
-	PublicKey     string      `json:"public_key"`
-	Fingerprint   string      `json:"fingerprint"`
+	Name          string          `json:"name"`
+	Officer       string          `json:"officer"`
+	Classical     officer.Alg     `json:"classical"`
+	ClassicalSeed testvectors.Hex `json:"classical_seed"`
+	MLDSA65Seed   testvectors.Hex `json:"mldsa65_seed"`
+	XWingSeed     testvectors.Hex `json:"xwing_seed"`
+	PublicKey     string          `json:"public_key"`
+	Fingerprint   string          `json:"fingerprint"`
 }
 
 // signatureVector: Signature parses, and verifies over Digest under key Key iff Valid.
 type signatureVector struct {
-	Name      string   `json:"name"`
-	Key       string   `json:"key"`
-	Digest    hexBytes `json:"digest"`
-	Signature string   `json:"signature"`
-	Valid     bool     `json:"valid"`
+	Name      string          `json:"name"`
+	Key       string          `json:"key"`
+	Digest    testvectors.Hex `json:"digest"`
+	Signature string          `json:"signature"`
+	Valid     bool            `json:"valid"`
 }
 
 // invalidVector: Input is refused by the parser of Kind with a *ParseError at Field.
@@ -78,15 +60,8 @@ type invalidVector struct {
 }
 
 func TestVectors(t *testing.T) {
-	if *update {
-		vf := generateVectors(t)
-		b, err := json.MarshalIndent(vf, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsPath, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if testvectors.Updating() {
+		testvectors.Write(t, vectorsPath, generateVectors(t))
 	}
 	vf := readVectors(t)
 	if len(vf.Keys) < 2 || len(vf.Signatures) < 4 || len(vf.Invalid) < 4 {
@@ -193,16 +168,8 @@ func crossCheck(t *testing.T, v keyVector, pub *officer.PublicKey) {
 // readVectors decodes the vector file, failing on any field the harness does not know.
 func readVectors(t *testing.T) vectorFile {
 	t.Helper()
-	b, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var vf vectorFile
-	if err := dec.Decode(&vf); err != nil {
-		t.Fatalf("%s: %v", vectorsPath, err)
-	}
+	testvectors.Load(t, vectorsPath, &vf)
 	return vf
 }
 

@@ -7,37 +7,16 @@ package wrapkey_test
 import (
 	"bytes"
 	"crypto/hpke"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"testing/cryptotest"
 
+	"github.com/custos-eu/custos/internal/testvectors"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
-
 const vectorsPath = "testdata/vectors.json"
-
-type hexBytes []byte
-
-func (h hexBytes) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
-
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := hex.DecodeString(s)
-	*h = d
-	return err
-}
 
 type vectorFile struct {
 	Comment []string       `json:"comment"`
@@ -49,44 +28,35 @@ type vectorFile struct {
 // Wrap must produce Blob, and Blob must open to DEK.
 type wrapVector struct {
 	Name       string            `json:"name"`
-	Seed       hexBytes          `json:"seed"`
+	Seed       testvectors.Hex   `json:"seed"`
 	KEKID      string            `json:"kek_id"`
 	KEKVersion uint32            `json:"kek_version"`
 	Context    map[string]string `json:"context"`
-	DEK        hexBytes          `json:"dek"`
-	Randomness hexBytes          `json:"randomness"` // the 64 bytes Wrap reads
-	PublicKey  hexBytes          `json:"public_key"`
-	Info       hexBytes          `json:"info"`
-	AAD        hexBytes          `json:"aad"`
-	Blob       hexBytes          `json:"blob"`
+	DEK        testvectors.Hex   `json:"dek"`
+	Randomness testvectors.Hex   `json:"randomness"` // the 64 bytes Wrap reads
+	PublicKey  testvectors.Hex   `json:"public_key"`
+	Info       testvectors.Hex   `json:"info"`
+	AAD        testvectors.Hex   `json:"aad"`
+	Blob       testvectors.Hex   `json:"blob"`
 }
 
 // unwrapVector is one Unwrap call and its outcome.
 type unwrapVector struct {
 	Name        string            `json:"name"`
-	Seed        hexBytes          `json:"seed"`
+	Seed        testvectors.Hex   `json:"seed"`
 	KEKID       string            `json:"kek_id"`
 	KEKVersion  uint32            `json:"kek_version"`
 	Context     map[string]string `json:"context"`
-	Blob        hexBytes          `json:"blob"`
+	Blob        testvectors.Hex   `json:"blob"`
 	Expect      string            `json:"expect"`                 // ok, parse, wrong_kek, wrong_version, open
-	DEK         hexBytes          `json:"dek,omitempty"`          // when ok
+	DEK         testvectors.Hex   `json:"dek,omitempty"`          // when ok
 	ParseOffset *int              `json:"parse_offset,omitempty"` // when parse
 }
 
 func TestVectors(t *testing.T) {
-	if *update {
+	if testvectors.Updating() {
 		t.Run("generate", func(t *testing.T) {
-			out, err := json.MarshalIndent(generateVectors(t), "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.MkdirAll(filepath.Dir(vectorsPath), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(vectorsPath, append(out, '\n'), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			testvectors.Write(t, vectorsPath, generateVectors(t))
 		})
 	}
 	vf := readVectors(t)
@@ -103,20 +73,8 @@ func TestVectors(t *testing.T) {
 
 func readVectors(t *testing.T) vectorFile {
 	t.Helper()
-	f, err := os.Open(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := json.NewDecoder(f)
-	dec.DisallowUnknownFields()
 	var vf vectorFile
-	if err := dec.Decode(&vf); err != nil {
-		t.Fatalf("%s: %v", vectorsPath, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		t.Fatalf("%s: data after the vectors", vectorsPath)
-	}
+	testvectors.Load(t, vectorsPath, &vf)
 	return vf
 }
 
