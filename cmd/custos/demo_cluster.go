@@ -4,6 +4,7 @@ package main
 // signed checkpoints and proofs, and a leader crash.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +44,9 @@ func runClusterDemo(ctx context.Context, w io.Writer, dir, custosd string, keep 
 	if err := c.Up(bound(90*time.Second), say); err != nil {
 		return err
 	}
+	if err := c.InitOfficers(bound(30 * time.Second)); err != nil {
+		return err
+	}
 	op, err := c.Client(identity.RoleOperator)
 	if err != nil {
 		return err
@@ -54,6 +58,41 @@ func runClusterDemo(ctx context.Context, w io.Writer, dir, custosd string, keep 
 	}
 	say("Nodes talk raft over mutual TLS 1.3 with hybrid X25519+ML-KEM-768 key exchange;")
 	say("only certificates from the cluster CA with role \"node\" get in. Leader: %s", st.Leader.ID)
+
+	title("Officers: an M-of-N quorum ceremony")
+	say("The operator initialised the cluster with three officers, alice, bob and carol, quorum %d:", st.Quorum)
+	say("nothing sensitive happens without %d of them. alice proposes raising the quorum to 3,", st.Quorum)
+	say("signing with her hybrid key (ECDSA P-256 + ML-DSA-65):")
+	say("  $ custos officer propose quorum.set --m 3")
+	var cli bytes.Buffer
+	if err := runOfficerCmd(ctx, &cli, []string{"propose", "quorum.set", "--m", "3", "--env", c.OfficerEnv("alice")}); err != nil {
+		return fmt.Errorf("officer propose: %w\n%s", err, cli.String())
+	}
+	alice, err := c.OfficerClient("alice")
+	if err != nil {
+		return err
+	}
+	defer alice.Close()
+	cs, err := alice.Ceremonies(bound(10 * time.Second))
+	if err != nil || len(cs) == 0 {
+		return fmt.Errorf("listing ceremonies: %v", err)
+	}
+	prop := cs[len(cs)-1]
+	say("  %s", prop.Description)
+	say("  status: %s, %d approval(s)", prop.Status, len(prop.Approvals))
+	say("bob reviews the same words and approves:")
+	say("  $ custos officer approve %s", prop.ID)
+	cli.Reset()
+	if err := runOfficerCmd(ctx, &cli, []string{"approve", prop.ID, "--env", c.OfficerEnv("bob")}); err != nil {
+		return fmt.Errorf("officer approve: %w\n%s", err, cli.String())
+	}
+	if prop, err = alice.Ceremony(bound(10*time.Second), prop.ID); err != nil {
+		return err
+	}
+	if prop.Status != "executed" {
+		return fmt.Errorf("ceremony %s is %s (%s), want executed", prop.ID, prop.Status, prop.Reason)
+	}
+	say("  status: %s at log index %d; proposal, both approvals and the execution are log entries.", prop.Status, prop.Closed)
 
 	title("Record operations in the key-op log")
 	say("Every key operation is an entry in an append-only Merkle log. The write-path probe")

@@ -65,6 +65,7 @@ func TestClusterDemo(t *testing.T) {
 	}
 	for _, want := range []string{
 		"all 3 nodes are ready",
+		"status: executed at log index",
 		"both signatures verified",
 		"inclusion proof of",
 		"took over; appends were acknowledged again",
