@@ -1,6 +1,7 @@
 package keysvc_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -426,16 +427,33 @@ func TestNodeCeremonies(t *testing.T) {
 	if st := f.n.Status(); st.StateVersion != 3 {
 		t.Errorf("state version %d, want 3", st.StateVersion)
 	}
-	// A membership change outside ceremonies (a node joining) moves the
-	// state version too, superseding open proposals.
+	// After initialisation a node the officers did not add cannot join: the
+	// request is refused and logged, and changes nothing, so an open
+	// proposal stays valid.
 	open := f.proposal("alice", ceremony.QuorumSet{M: 2})
 	f.mustPropose(open, true)
-	f.c.Join("n3")
-	if st := f.n.Status(); st.StateVersion != 4 {
-		t.Errorf("state version %d after a join, want 4", st.StateVersion)
+	n3 := f.c.Start("n3")
+	err := keysvctest.Retry(func(ctx context.Context) error {
+		return f.c.Leader().AddNode(ctx, n3.Info(), keysvctest.Operator)
+	})
+	if !errors.Is(err, keysvc.ErrCeremonyRequired) {
+		t.Fatalf("join without a ceremony: %v, want ErrCeremonyRequired", err)
 	}
-	_, err := f.approve("bob", open)
-	wantRefusal(t, err, string(ceremony.CodeSuperseded))
+	denied := 0
+	for _, e := range f.entries("node.add") {
+		if e.Outcome == ledger.OutcomeDenied && e.Details["node.id"] == "n3" {
+			denied++
+		}
+	}
+	if denied != 1 {
+		t.Errorf("%d denied node.add entries for n3, want 1", denied)
+	}
+	if st := f.n.Status(); st.StateVersion != 3 {
+		t.Errorf("state version %d after a refused join, want 3", st.StateVersion)
+	}
+	if c, err := f.approve("bob", open); err != nil || c.Status != keysvc.StatusExecuted {
+		t.Fatalf("open proposal after a refused join: %+v, %v", c, err)
+	}
 }
 
 // Officer and node ids go into detail values: a 63-character officer id

@@ -133,6 +133,7 @@ var denials = map[string]error{
 	"unknown_node":         ErrUnknownNode,
 	"last_node":            ErrLastNode,
 	"invalid_node":         ErrInvalidNode,
+	"ceremony_required":    ErrCeremonyRequired,
 	CodeAlreadyInitialized: ErrAlreadyInitialized,
 	CodeInvalidInit:        ErrInvalidInit,
 }

@@ -44,6 +44,10 @@ var (
 	// details or keys; an ID never changes keys.
 	ErrNodeConflict = errors.New("keysvc: node id registered with other details")
 
+	// ErrCeremonyRequired: after initialisation a new node is added only by an
+	// executed node.add ceremony; a join then finds it registered.
+	ErrCeremonyRequired = errors.New("keysvc: after initialisation a node joins only once officers have executed a node.add ceremony for it")
+
 	// ErrLastNode: removing the node would leave the cluster without members.
 	ErrLastNode = errors.New("keysvc: cannot remove the last node")
 

@@ -479,6 +479,9 @@ func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
 	case found && old.Keys != info.Keys:
 		return deny("node_conflict", fmt.Sprintf("node %s was registered with other keys", info.ID))
 	}
+	if initialized(tx) {
+		return deny("ceremony_required", fmt.Sprintf("node %s is not registered: after initialisation officers add nodes by a node.add ceremony", info.ID))
+	}
 	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", nodeDetails(info))
 	if err != nil {
 		return result{}, err

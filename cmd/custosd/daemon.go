@@ -223,6 +223,8 @@ func join(ctx context.Context, node *keysvc.Node, endpoints []string, tc *tls.Co
 			return nil
 		case ctx.Err() != nil:
 			return nil
+		case client.IsCode(err, client.CodeCeremonyRequired):
+			return fmt.Errorf("join refused: officers must first execute a node.add ceremony for %s (custos officer propose node.add), then restart this node: %w", self.ID, err)
 		case client.IsCode(err, client.CodeForbidden, client.CodeRegionNotAllowed, client.CodeConflict, client.CodeBadRequest):
 			return fmt.Errorf("join refused by the cluster: %w", err)
 		}

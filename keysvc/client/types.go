@@ -44,11 +44,12 @@ const (
 	// invalid_params, wrong_cluster, wrong_proposal: 400; unknown_officer,
 	// bad_signature: 403; expired, superseded, closed, duplicate_approver:
 	// 409) or one of these; every refusal is also a denied log entry.
-	CodeNotInitialized  = "not_initialized"   // 409: no officers yet: run custos operator init
-	CodeNotSupportedYet = "not_supported_yet" // 422: an operation this version cannot execute (KEK, legal hold, escrow ceremonies)
-	CodeNotProposer     = "not_proposer"      // 403: the certificate's name is not the proposal's proposer
-	CodeProposalExists  = "proposal_exists"   // 409: a proposal with that id was already submitted
-	CodeUnknownProposal = "unknown_proposal"  // 404: no proposal with that id
+	CodeNotInitialized   = "not_initialized"   // 409: no officers yet: run custos operator init
+	CodeCeremonyRequired = "ceremony_required" // 403: after initialisation a node joins only once a node.add ceremony has executed
+	CodeNotSupportedYet  = "not_supported_yet" // 422: an operation this version cannot execute (KEK, legal hold, escrow ceremonies)
+	CodeNotProposer      = "not_proposer"      // 403: the certificate's name is not the proposal's proposer
+	CodeProposalExists   = "proposal_exists"   // 409: a proposal with that id was already submitted
+	CodeUnknownProposal  = "unknown_proposal"  // 404: no proposal with that id
 )
 
 // ErrorBody is the body of every error response:

@@ -86,6 +86,8 @@ func classify(err error) mapping {
 			message: "not confirmed committed by a quorum in time; the outcome is unknown, treat it as failed", level: slog.LevelWarn}
 	case errors.Is(err, keysvc.ErrRegionNotAllowed):
 		return mapping{status: http.StatusForbidden, code: client.CodeRegionNotAllowed, message: sentinelText(err), level: slog.LevelInfo}
+	case errors.Is(err, keysvc.ErrCeremonyRequired):
+		return mapping{status: http.StatusForbidden, code: client.CodeCeremonyRequired, message: sentinelText(err), level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrUnknownNode):
 		return mapping{status: http.StatusNotFound, code: client.CodeNotFound, message: sentinelText(err), level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrNodeConflict), errors.Is(err, keysvc.ErrLastNode), errors.Is(err, keysvc.ErrAlreadyBootstrapped):

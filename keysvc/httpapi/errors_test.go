@@ -34,6 +34,7 @@ func TestClassify(t *testing.T) {
 		{wrap(raft.ErrNotLeader), 503, client.CodeNoLeader},
 		{fmt.Errorf("%w: append: %w", keysvc.ErrNoQuorum, raft.ErrLeadershipLost), 503, client.CodeNoQuorum},
 		{wrap(keysvc.ErrRegionNotAllowed), 403, client.CodeRegionNotAllowed},
+		{wrap(keysvc.ErrCeremonyRequired), 403, client.CodeCeremonyRequired},
 		{wrap(keysvc.ErrUnknownNode), 404, client.CodeNotFound},
 		{wrap(keysvc.ErrNodeConflict), 409, client.CodeConflict},
 		{wrap(keysvc.ErrLastNode), 409, client.CodeConflict},
