@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -224,7 +225,9 @@ func join(ctx context.Context, node *keysvc.Node, endpoints []string, tc *tls.Co
 		case ctx.Err() != nil:
 			return nil
 		case client.IsCode(err, client.CodeCeremonyRequired):
-			return fmt.Errorf("join refused: officers must first execute a node.add ceremony for %s (custos officer propose node.add), then restart this node: %w", self.ID, err)
+			desc, _ := json.Marshal(client.NodeInfo(self))
+			return fmt.Errorf("join refused: officers must first execute a node.add ceremony for %s, then restart this node.\n"+
+				"Give them this node description as node.json (custos officer propose node.add --node node.json):\n%s\n%w", self.ID, desc, err)
 		case client.IsCode(err, client.CodeForbidden, client.CodeRegionNotAllowed, client.CodeConflict, client.CodeBadRequest):
 			return fmt.Errorf("join refused by the cluster: %w", err)
 		}
