@@ -5,7 +5,9 @@ package softhsmtests
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +114,91 @@ func waitStatus(t *testing.T, cl *client.Client, ok func(client.Status) bool) cl
 			t.Fatalf("status never got there: %+v, %v", st, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// After init a new node cannot join on its certificate alone: custosd exits
+// with ceremony_required; `custosd -describe` gives officers the node's
+// description; once their node.add ceremony executed, the node joins.
+func TestNodeJoinsOnlyByCeremony(t *testing.T) {
+	c := startCluster(t, 3, nodecfg.RaftTuning{})
+	if err := c.InitOfficers(bounded(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	pass, err := os.ReadFile(c.PassphraseFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signers := map[string]*officer.Signer{}
+	for _, name := range []string{"alice", "bob"} {
+		s, err := officer.Load(c.OfficerKey(name), []byte(strings.TrimSpace(string(pass))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		signers[name] = s
+	}
+	api, err := c.OfficerClient("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(api.Close)
+	waitStatus(t, api, func(st client.Status) bool { return st.Initialized })
+
+	n, err := c.AddNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(bounded(t, 60*time.Second), n.ID); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("%s without a ceremony: %v, want it to exit", n.ID, err)
+	}
+	if log, _ := os.ReadFile(c.LogPath(n.ID)); !strings.Contains(string(log), "node.add ceremony") {
+		t.Fatalf("%s's log does not say what to do:\n%s", n.ID, log)
+	}
+
+	out, err := exec.Command(c.Custosd, "-config", c.ConfigPath(n.ID), "-describe").Output()
+	if err != nil {
+		t.Fatalf("custosd -describe: %v", err)
+	}
+	var info client.NodeInfo
+	if err := json.Unmarshal(out, &info); err != nil || info.ID != n.ID || info.Keys == "" {
+		t.Fatalf("description %q: %+v, %v", out, info, err)
+	}
+	st := waitStatus(t, api, func(client.Status) bool { return true })
+	id, _ := ceremony.NewID(rand.Reader)
+	now := time.Now()
+	p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Proposer: "alice", Created: now, Expires: now.Add(time.Hour),
+		StateVersion: st.StateVersion, Params: ceremony.NodeAdd{ID: info.ID, Region: info.Region,
+			RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys}}
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := signers["alice"].Sign(p.Digest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cer, err := api.Propose(bounded(t, 10*time.Second), client.ProposeRequest{Proposal: string(b), Signature: string(sig.Marshal())}); err != nil || cer.Status != "pending" {
+		t.Fatalf("propose node.add: %+v, %v", cer, err)
+	}
+	bobAPI, err := c.OfficerClient("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bobAPI.Close)
+	if sig, err = signers["bob"].Sign(p.Digest()); err != nil {
+		t.Fatal(err)
+	}
+	if cer, err := bobAPI.Approve(bounded(t, 10*time.Second), id, client.ApproveRequest{Officer: "bob", Signature: string(sig.Marshal())}); err != nil || cer.Status != "executed" {
+		t.Fatalf("approve node.add: %+v, %v", cer, err)
+	}
+	if err := c.Start(n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitMember(bounded(t, 60*time.Second), n.ID); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -41,7 +42,9 @@ func loadConfig(path string) (*nodecfg.Config, error) {
 
 // daemon runs the node described by cfg until ctx ends (a signal) or a
 // fatal error.
-func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger) (err error) {
+// With describe set, it prints the node's description there and returns
+// once the node's keys exist, without serving or joining.
+func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe io.Writer) (err error) {
 	attrs := []any{slog.Any("config", cfg)}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		attrs = append(attrs, slog.String("go", bi.GoVersion), slog.String("version", bi.Main.Version))
@@ -111,6 +114,14 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger) (err err
 			log.Warn("custosd: closing the node", slog.Any("err", cerr))
 		}
 	}()
+	if describe != nil {
+		desc, err := json.MarshalIndent(client.NodeInfo(node.Info()), "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(describe, "%s\n", desc)
+		return err
+	}
 	fwd := httpapi.NewForwarder(clientTLS)
 	defer fwd.Close()
 	node.SetForwarder(fwd)

@@ -2,6 +2,7 @@
 // forms the cluster, and serves the API over mutual TLS.
 //
 //	custosd -config /etc/custos/node.toml
+//	custosd -config /etc/custos/node.toml -describe > node.json   # for a node.add ceremony
 //
 // The configuration file is described in package nodecfg. On first start a
 // node with bootstrap = true forms the cluster (genesis); a node with a
@@ -46,11 +47,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("custosd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "the node's configuration file (TOML)")
+	describe := fs.Bool("describe", false, "print the node's description (id, region, addresses, public keys) as JSON and exit: the node.json officers need for a node.add ceremony. Creates the node's HSM keys on first use")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: custosd -config FILE")
+		fmt.Fprintln(stderr, "usage: custosd -config FILE [-describe]")
 		return 2
 	}
 	cfg, err := loadConfig(*path)
@@ -59,7 +61,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
-	err = daemon(ctx, cfg, log)
+	var out io.Writer
+	if *describe {
+		out = os.Stdout
+	}
+	err = daemon(ctx, cfg, log, out)
 	var ce *configError
 	switch {
 	case err == nil:

@@ -60,7 +60,7 @@ func (c *Cluster) WaitReady(ctx context.Context, id string) error {
 	defer cl.Close()
 	err = waitFor(ctx, 100*time.Millisecond, func() error {
 		if n := c.Node(id); n.PID != 0 && !alive(n.PID) {
-			return fmt.Errorf("%s exited; see %s", id, c.LogPath(id))
+			return giveUp{fmt.Errorf("%s exited; see %s", id, c.LogPath(id))}
 		}
 		_, err := cl.Health(ctx)
 		return err
