@@ -396,7 +396,7 @@ func supported(op ceremony.Operation) bool {
 		ceremony.OpNodeAdd, ceremony.OpNodeRemove:
 		return true
 	}
-	return false
+	return isKEKOp(op)
 }
 
 func applyPropose(tx *bbolt.Tx, cmd *command) (result, error) {
@@ -550,7 +550,7 @@ func approve(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, id, of
 	if !out.Ready {
 		return res, putJSON(tx.Bucket(bucketCeremonies), id, c)
 	}
-	code, reason, execDetails, err := execute(tx, p)
+	code, reason, execDetails, err := execute(tx, p, cmd)
 	if err != nil {
 		return result{}, err
 	}
@@ -591,8 +591,22 @@ func closeRefused(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, c
 
 // execute carries out a ready proposal's operation, checking what depends
 // on the state. A refusal is a code and reason; err is a storage failure.
-func execute(tx *bbolt.Tx, p ceremony.Proposal) (code, reason string, details map[string]string, err error) {
+func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason string, details map[string]string, err error) {
 	meta := tx.Bucket(bucketMeta)
+	if isKEKOp(p.Operation()) {
+		size, err := ledger.Size(tx)
+		if err != nil {
+			return "", "", nil, err
+		}
+		r, details, err := executeKEK(tx, p, cmd, size)
+		if err != nil || r != nil {
+			if r == nil {
+				r = &refusal{}
+			}
+			return r.code, r.reason, nil, err
+		}
+		return "", "", details, nil
+	}
 	var active []Officer
 	if err := forOfficers(tx, func(o Officer) error {
 		if o.Active {
@@ -800,8 +814,15 @@ func (n *Node) ceremonyCommand(ctx context.Context, cmd *command, actor ledger.A
 	} else if !ok {
 		return Ceremony{}, ErrNotInitialized
 	}
+	var d *dealt
+	if cmd.Type == cmdApprove {
+		d = n.prepareApproval(ctx, cmd)
+	}
 	cmd.Time, cmd.ServedBy, cmd.Actor = formatTime(n.cfg.Now()), n.cfg.NodeID, toActorJSON(actor)
 	res, err := n.propose(ctx, cmd)
+	if err == nil && cmd.Type == cmdApprove {
+		defer n.afterApproval(d, id)
+	}
 	if err != nil {
 		return Ceremony{}, fmt.Errorf("keysvc: %s: %w", cmd.Type, err)
 	}
@@ -821,6 +842,25 @@ func (n *Node) ceremonyCommand(ctx context.Context, cmd *command, actor ledger.A
 		}
 	}
 	return c, nil
+}
+
+// afterApproval, once an approval committed, destroys the sealing keys
+// dealt for it (d, if any) unless it executed the proposal, and forgets the
+// proposal's escrow shares once it is closed. When the outcome is unknown
+// (no quorum) nothing is discarded: the approval may still commit, and an
+// orphan key is replaced when the version is next dealt.
+func (n *Node) afterApproval(d *dealt, id string) {
+	c, found, err := n.Ceremony(id)
+	if err != nil {
+		n.log.Warn("keysvc: after approval", "proposal", id, "err", err)
+		return
+	}
+	if d != nil && (!found || c.Status != StatusExecuted) {
+		n.discard(d)
+	}
+	if !found || c.Status != StatusPending {
+		n.escrow.drop(id)
+	}
 }
 
 // followUp makes the raft configuration follow an executed node ceremony.

@@ -25,7 +25,8 @@ const (
 	cmdNodeRemove   = "node.remove"     // node_id, actor, time
 	cmdInit         = TypeInit          // init, actor, time
 	cmdPropose      = TypePropose       // proposal, officer, signature (optional), actor, time
-	cmdApprove      = TypeApprove       // proposal_id, officer, signature, actor, time
+	cmdApprove      = TypeApprove       // proposal_id, officer, signature, kek or prep_error (dealt ceremonies), actor, time
+	cmdAttest       = "kek.attest"      // node_id, attest, actor, time: a node destroyed its sealing key
 )
 
 // timeFormat is how commands carry the leader's time: the entry time format.
@@ -49,8 +50,11 @@ type command struct {
 	Init           *initJSON         `json:"init,omitempty"`
 	Proposal       string            `json:"proposal,omitempty"` // canonical proposal bytes
 	ProposalID     string            `json:"proposal_id,omitempty"`
-	Officer        string            `json:"officer,omitempty"`   // the submitting officer (certificate name)
-	Signature      []byte            `json:"signature,omitempty"` // officer.Signature canonical JSON
+	Officer        string            `json:"officer,omitempty"`    // the submitting officer (certificate name)
+	Signature      []byte            `json:"signature,omitempty"`  // officer.Signature canonical JSON
+	KEK            *kekMaterial      `json:"kek,omitempty"`        // a dealt version, with the approval that executes it
+	PrepError      string            `json:"prep_error,omitempty"` // why the leader could not deal it
+	Attest         *attestJSON       `json:"attest,omitempty"`
 }
 
 type actorJSON struct {
@@ -97,7 +101,7 @@ func decodeCommand(data []byte) (*command, error) {
 		return nil, cmdErr(c.Type, "command version %d, want %d", c.V, commandVersion)
 	}
 	switch c.Type {
-	case cmdLedgerAppend, cmdGenesis, cmdNodeAdd, cmdNodeRemove, cmdInit, cmdPropose, cmdApprove:
+	case cmdLedgerAppend, cmdGenesis, cmdNodeAdd, cmdNodeRemove, cmdInit, cmdPropose, cmdApprove, cmdAttest:
 	default:
 		return nil, cmdErr(c.Type, "unknown command type")
 	}

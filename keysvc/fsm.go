@@ -46,6 +46,8 @@ import (
 //	officers    officer id -> JSON Officer (bundle, fingerprint, active)
 //	ceremonies  proposal id -> JSON Ceremony (canonical proposal bytes,
 //	            accepted approvals, status, refusal code, log indexes)
+//	keks    kek id -> JSON KEK (policy, legal hold, versions with public
+//	        keys, commitments, sealed shares and the nodes' statements)
 //	ledger  the ledger package's own bucket (entries, hashes, size)
 var (
 	bucketMeta  = []byte("meta")
@@ -81,6 +83,7 @@ type stateDB struct {
 	noSync bool
 	log    *slog.Logger
 	m      *counters
+	onKEK  func() // after a command that may change KEK records; set before raft starts
 
 	mu     sync.RWMutex // held for writing only while Restore swaps db
 	db     *bbolt.DB
@@ -111,7 +114,7 @@ func (s *stateDB) openDB(path string) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("keysvc: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies} {
+		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies, bucketKEKs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -199,6 +202,9 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 	switch {
 	case err == nil:
 		s.m.applied.Add(1)
+		if s.onKEK != nil && cmd != nil && (cmd.Type == cmdApprove || cmd.Type == cmdAttest) {
+			s.onKEK()
+		}
 		return res, nil
 	case errors.Is(err, errSkip):
 		return nil, nil
@@ -239,6 +245,8 @@ func applyCommand(tx *bbolt.Tx, index uint64, cmd *command) ([]byte, error) {
 		r, err = applyPropose(tx, cmd)
 	case cmdApprove:
 		r, err = applyApprove(tx, cmd)
+	case cmdAttest:
+		r, err = applyAttest(tx, cmd)
 	default:
 		return nil, cmdErr(cmd.Type, "unknown command type")
 	}
@@ -662,6 +670,9 @@ func (s *stateDB) Restore(r io.Reader) error {
 	s.broken = nil
 	s.m.restores.Add(1)
 	s.log.Info("keysvc: state restored from snapshot", "applied", snapHead.applied, "log_size", snapHead.size)
+	if s.onKEK != nil {
+		s.onKEK()
+	}
 	return nil
 }
 

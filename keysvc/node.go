@@ -35,8 +35,15 @@ const readyLag = 1024
 // reports them committed. The HTTP layer implements it over mutual TLS
 // (node certificates only) and calls AppendBatch on the leader. It must
 // return an error unless the leader confirmed the commit.
+//
+// It is also the node's channel to its peers for KEK custody: SealShare and
+// DiscardShare reach the node at peerAPI (Node.SealShare, Node.DiscardShare
+// there), ForwardAttest the leader (Node.Attest).
 type Forwarder interface {
 	ForwardAppend(ctx context.Context, leaderAPI string, entries []ledger.Entry) (first uint64, err error)
+	SealShare(ctx context.Context, peerAPI string, req SealRequest) (SealResponse, error)
+	DiscardShare(ctx context.Context, peerAPI string, req DiscardRequest) error
+	ForwardAttest(ctx context.Context, leaderAPI string, req AttestRequest) error
 }
 
 // Node is a running cluster member. Its methods are safe for concurrent use.
@@ -49,7 +56,11 @@ type Node struct {
 	b     *batcher
 	m     *counters
 	fwd   atomic.Pointer[Forwarder]
-	actor ledger.Actor // this node, as the actor of what it does itself
+	// escrow holds officers' escrow shares for a recovery (leader only).
+	escrow        escrowShares
+	kekWake       chan struct{} // a KEK changed: reconcile HSM keys with the state
+	reconcileDone chan struct{}
+	actor         ledger.Actor // this node, as the actor of what it does itself
 
 	leaderGen atomic.Uint64 // changes at every change of leader or raft state
 
@@ -79,11 +90,13 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("keysvc: data dir: %w", err)
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger.With("node", cfg.NodeID),
-		m:         newCounters(),
-		stopWatch: make(chan struct{}),
-		watchDone: make(chan struct{}),
+		cfg:           cfg,
+		log:           cfg.Logger.With("node", cfg.NodeID),
+		m:             newCounters(),
+		stopWatch:     make(chan struct{}),
+		kekWake:       make(chan struct{}, 1),
+		reconcileDone: make(chan struct{}),
+		watchDone:     make(chan struct{}),
 	}
 	leaf, _ := leafOf(cfg.Certificate)
 	n.actor = Actor(identity.Identity{Cluster: cfg.Cluster, Name: cfg.NodeID, Role: identity.RoleNode, Region: cfg.Region}, leaf)
@@ -95,6 +108,7 @@ func Open(cfg Config) (*Node, error) {
 		n.keys.zero()
 		return nil, err
 	}
+	n.state.onKEK = n.wakeKEK
 	fail := func(err error) (*Node, error) {
 		n.state.close()
 		n.keys.zero()
@@ -115,6 +129,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.b = newBatcher(cfg.GroupCommit, cfg.AppendTimeout, n.m, n.commitBatch)
 	go n.watch()
+	go n.reconcile()
+	n.wakeKEK() // a node that was down destroys what was destroyed meanwhile
 	n.log.Info("keysvc: node open", "config", cfg, "raft_addr", n.raft.Addr())
 	return n, nil
 }
@@ -129,6 +145,9 @@ func (n *Node) watch() {
 		n.leaderGen.Add(1)
 		id, _ := n.raft.Leader()
 		n.log.Info("keysvc: leader", "leader", id, "self", n.raft.IsLeader())
+		if !n.raft.IsLeader() {
+			n.escrow.drop("") // escrow shares serve only the leader that received them
+		}
 		select {
 		case <-ch:
 		case <-n.stopWatch:
@@ -809,6 +828,8 @@ func (n *Node) Close() error {
 		n.b.wait()
 		close(n.stopWatch)
 		<-n.watchDone
+		<-n.reconcileDone
+		n.escrow.drop("")
 		n.closeErr = errors.Join(err, n.state.close())
 		n.keys.zero()
 		n.cpMu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -37,6 +38,19 @@ func (c *tcpCluster) ForwardAppend(ctx context.Context, api string, entries []le
 		return 0, fmt.Errorf("no node at %s", api)
 	}
 	return n.AppendBatch(ctx, entries)
+}
+
+// The KEK custody calls are not exercised over this harness.
+func (c *tcpCluster) SealShare(context.Context, string, keysvc.SealRequest) (keysvc.SealResponse, error) {
+	return keysvc.SealResponse{}, errors.New("tcpCluster: no KEK custody")
+}
+
+func (c *tcpCluster) DiscardShare(context.Context, string, keysvc.DiscardRequest) error {
+	return errors.New("tcpCluster: no KEK custody")
+}
+
+func (c *tcpCluster) ForwardAttest(context.Context, string, keysvc.AttestRequest) error {
+	return errors.New("tcpCluster: no KEK custody")
 }
 
 func issue(tb testing.TB, ca *identity.CA, id identity.Identity) tls.Certificate {

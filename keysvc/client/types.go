@@ -171,12 +171,18 @@ type ProposeRequest struct {
 	// of officer.Signature) over the proposal digest; it counts as their
 	// approval. Without it, proposing is not approving.
 	Signature string `json:"signature,omitempty"`
+	// EscrowShare, for escrow.recover only: the proposer's opened escrow
+	// share (threshold.Share encoding), kept by the leader in memory until
+	// the recovery executes. Sent only inside mutual TLS; never logged.
+	EscrowShare []byte `json:"escrow_share,omitempty"`
 }
 
 // ApproveRequest is POST /v1/ceremonies/{id}/approvals (officer).
 type ApproveRequest struct {
 	Officer   string `json:"officer"`   // must be the certificate's name
 	Signature string `json:"signature"` // canonical JSON of officer.Signature over the proposal digest
+	// EscrowShare, for escrow.recover only: as in ProposeRequest.
+	EscrowShare []byte `json:"escrow_share,omitempty"`
 }
 
 // Ceremony is a proposal and where it stands.

@@ -71,7 +71,14 @@ func (a *api) propose(w http.ResponseWriter, r *http.Request) error {
 	if pr.Signature != "" {
 		sig = []byte(pr.Signature)
 	}
+	if len(pr.EscrowShare) > 0 {
+		// The proposal must be recorded before the leader holds a share for it.
+		defer clear(pr.EscrowShare)
+	}
 	cer, err := cs.Propose(r.Context(), []byte(pr.Proposal), c.id.Name, sig, c.actor)
+	if err == nil && len(pr.EscrowShare) > 0 {
+		err = a.holdEscrowShare(cer.ID, c.id.Name, pr.EscrowShare)
+	}
 	if err != nil {
 		return err
 	}
@@ -92,6 +99,9 @@ func (a *api) approve(w http.ResponseWriter, r *http.Request) error {
 	c := callerOf(r.Context())
 	if ar.Officer != c.id.Name {
 		return forbidden("the certificate names officer " + c.id.Name + ", the approval " + ar.Officer)
+	}
+	if err := a.holdEscrowShare(chi.URLParam(r, "id"), c.id.Name, ar.EscrowShare); err != nil {
+		return err
 	}
 	cer, err := cs.Approve(r.Context(), chi.URLParam(r, "id"), c.id.Name, []byte(ar.Signature), c.actor)
 	if err != nil {

@@ -92,9 +92,6 @@ func TestCeremonyRoutes(t *testing.T) {
 		return p, cer, err
 	}
 
-	_, _, err = propose("alice", ceremony.KEKRotate{KEKID: "payroll"}, true)
-	wantCode(t, "kek.rotate", err, 422, client.CodeNotSupportedYet)
-
 	p, cer, err := propose("alice", ceremony.QuorumSet{M: 3}, true)
 	if err != nil || cer.Status != keysvc.StatusPending || len(cer.Approvals) != 1 || cer.Description == "" || cer.Operation != "quorum.set" {
 		t.Fatalf("propose: %+v, %v", cer, err)

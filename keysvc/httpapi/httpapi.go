@@ -137,6 +137,7 @@ func New(svc Service, opts Options) http.Handler {
 	r.With(a.allow(anyRole...)).Get("/v1/ledger/keys", a.handle(a.keys))
 
 	r.With(a.allow(identity.RoleNode)).Post(appendPath, a.handle(a.internalAppend))
+	a.kekRoutes(r)
 
 	r.With(a.allow(metricsRoles...)).Get("/metrics", a.handle(a.serveMetrics))
 	return r

@@ -362,6 +362,46 @@ func (f *forwarder) ForwardAppend(ctx context.Context, leaderAPI string, entries
 	return target.AppendBatch(ctx, entries)
 }
 
+// peer returns the running node whose API address is api, unless it or
+// the caller is isolated.
+func (f *forwarder) peer(api string) (*keysvc.Node, error) {
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	for id, n := range f.c.nodes {
+		if APIAddr(id) == api {
+			if f.c.isolated[f.from] || f.c.isolated[id] {
+				break
+			}
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnreachable, api)
+}
+
+func (f *forwarder) SealShare(ctx context.Context, api string, req keysvc.SealRequest) (keysvc.SealResponse, error) {
+	n, err := f.peer(api)
+	if err != nil {
+		return keysvc.SealResponse{}, err
+	}
+	return n.SealShare(ctx, f.from, req)
+}
+
+func (f *forwarder) DiscardShare(ctx context.Context, api string, req keysvc.DiscardRequest) error {
+	n, err := f.peer(api)
+	if err != nil {
+		return err
+	}
+	return n.DiscardShare(ctx, req)
+}
+
+func (f *forwarder) ForwardAttest(ctx context.Context, api string, req keysvc.AttestRequest) error {
+	n, err := f.peer(api)
+	if err != nil {
+		return err
+	}
+	return n.Attest(ctx, f.from, req, ledger.Actor{Identity: f.from, Role: "node"})
+}
+
 // Retry calls op with a context bounded by the time left until it succeeds,
 // fails with an error other than a change of leader or quorum, or
 // WaitTimeout passes. Only for operations that are idempotent or whose
