@@ -61,11 +61,13 @@ type KEKVersion struct {
 	Attested        []string   `json:"attested,omitempty"` // nodes that attested the destruction
 }
 
-// KEKShare is one node's share: its index and the node's signed statement
-// (a signed note) that it verified and sealed it in its HSM.
+// KEKShare is one node's share: its index, the share sealed under that
+// node's HSM key (useless without it; the statement binds its SHA-256), and
+// the node's signed statement (a signed note) that it verified and sealed it.
 type KEKShare struct {
 	Node      string `json:"node"`
 	Index     uint16 `json:"index"`
+	Sealed    []byte `json:"sealed,omitempty"` // sealed under the node's HSM key; cleared once destroyed
 	Statement string `json:"statement"`
 }
 

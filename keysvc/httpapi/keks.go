@@ -71,7 +71,7 @@ func wireKEK(k keysvc.KEK) client.KEK {
 			Commitments: v.Commitments, Created: v.Created, Ceremony: v.Ceremony, Recovered: v.Recovered,
 			Destroyed: v.Destroyed, DestroyCeremony: v.DestroyCeremony, Shares: make([]client.KEKShare, 0, len(v.Shares))}
 		for _, s := range v.Shares {
-			wv.Shares = append(wv.Shares, client.KEKShare{Node: s.Node, Index: s.Index, Statement: string(s.Statement)})
+			wv.Shares = append(wv.Shares, client.KEKShare{Node: s.Node, Index: s.Index, Sealed: s.Sealed, Statement: string(s.Statement)})
 		}
 		for _, d := range v.Destructions {
 			wv.Attested = append(wv.Attested, d.Node)
