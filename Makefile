@@ -14,7 +14,7 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/kek:FuzzParseEscrowShare ./keysvc/kek:FuzzOpenEscrowShare \
              ./keysvc/ceremony:FuzzParseProposal ./keysvc/ceremony:FuzzMarshalProposal \
              ./keysvc/officer:FuzzParsePublicKey ./keysvc/officer:FuzzParseSignature \
-             ./keysvc/officer:FuzzParsePKCS11URI
+             ./keysvc/officer:FuzzParsePKCS11URI ./keysvc/ledger:FuzzVerifyStatement
 
 export CGO_ENABLED := 1
 

@@ -2,6 +2,9 @@ package keysvc_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
 	"errors"
 	"slices"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -412,4 +416,50 @@ func TestKEKEscrowRecoveryNeedsShares(t *testing.T) {
 		t.Fatal(err)
 	}
 	key.Destroy()
+}
+
+// BenchmarkKEKCreateCeremony: kek.create proposed and approved on a
+// 3-node in-memory cluster with fake HSMs: dealing, three seals with signed
+// statements, the checks in Apply and the commit. The SoftHSM cluster's
+// figure comes from TestKEKLifecycleOnCluster's log (-v).
+func BenchmarkKEKCreateCeremony(b *testing.B) {
+	c := keysvctest.NewCluster(b, 3, keysvctest.Options{})
+	n := c.Leader()
+	signers := map[string]*officer.Signer{}
+	var bundles []string
+	for _, name := range []string{"alice", "bob"} {
+		s, err := officer.Generate(officer.Config{Name: name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		signers[name] = s
+		bundles = append(bundles, string(s.Public().Marshal()))
+	}
+	ctx := context.Background()
+	if err := n.Init(ctx, keysvc.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+		b.Fatal(err)
+	}
+	sign := func(name string, p ceremony.Proposal) []byte {
+		sig, err := signers[name].Sign(p.Digest())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return sig.Marshal()
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		id, _ := ceremony.NewID(rand.Reader)
+		now := time.Now()
+		p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: fmt.Sprintf("k%d", i), Policy: testPolicy(2, 0)},
+			Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: n.Status().StateVersion}
+		raw, _ := p.Marshal()
+		if _, err := n.Propose(ctx, raw, "alice", sign("alice", p), officerActor("alice")); err != nil {
+			b.Fatal(err)
+		}
+		c, err := n.Approve(ctx, id, "bob", sign("bob", p), officerActor("bob"))
+		if err != nil || c.Status != keysvc.StatusExecuted {
+			b.Fatalf("%v %s %s", err, c.Code, c.Reason)
+		}
+	}
 }

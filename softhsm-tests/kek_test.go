@@ -193,7 +193,9 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 	}
 
 	// Create and rotate: every node seals a share and signs a statement.
+	start := time.Now()
 	o.execute(ceremony.KEKCreate{KEKID: "payroll", Policy: policy(0)}, nil)
+	t.Logf("kek.create ceremony (propose + approve that deals, seals on 3 SoftHSM nodes, commits): %v", time.Since(start))
 	o.execute(ceremony.KEKRotate{KEKID: "payroll"}, nil)
 	k := o.kek("payroll")
 	if len(k.Versions) != 2 {

@@ -368,7 +368,7 @@ func (f *forwarder) peer(api string) (*keysvc.Node, error) {
 	f.c.mu.Lock()
 	defer f.c.mu.Unlock()
 	for id, n := range f.c.nodes {
-		if APIAddr(id) == api {
+		if n.Info().APIAddr == api {
 			if f.c.isolated[f.from] || f.c.isolated[id] {
 				break
 			}

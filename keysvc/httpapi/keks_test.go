@@ -1,0 +1,118 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/httpapi"
+	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/officer"
+)
+
+// A KEK created by ceremony through the API, read back by an agent; the
+// read and internal routes' refusals.
+func TestKEKRoutes(t *testing.T) {
+	pki := httpapitest.NewPKI(t, "test")
+	ids := []string{"n1", "n2"}
+	handlers, urls := map[string]*swapHandler{}, map[string]string{}
+	for _, id := range ids {
+		handlers[id] = &swapHandler{}
+		urls[id] = pki.Serve(t, id, keysvctest.Region(id), handlers[id]).URL
+	}
+	c := keysvctest.NewCluster(t, 2, keysvctest.Options{
+		Configure: func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
+	})
+	for _, id := range ids {
+		handlers[id].set(httpapi.New(c.Node(id), httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
+	}
+	leaderURL := urls[c.Leader().Info().ID]
+	ctx := context.Background()
+	e := &env{pki: pki}
+	signers := map[string]*officer.Signer{}
+	var bundles []string
+	for _, name := range []string{"alice", "bob"} {
+		s, err := officer.Generate(officer.Config{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		signers[name] = s
+		bundles = append(bundles, string(s.Public().Marshal()))
+	}
+	if err := e.sdk(t, identity.RoleOperator, "ops", "DE", leaderURL).Init(ctx, client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.sdk(t, identity.RoleOperator, "ops", "DE", leaderURL).Cluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := ceremony.Policy{Threshold: 2, Wrap: ceremony.Access{Roles: []string{"agent"}, Regions: []string{"DE"}}}
+	id, _ := ceremony.NewID(rand.Reader)
+	now := time.Now()
+	p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: "payroll", Policy: pol}, Proposer: "alice",
+		Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+	b, _ := p.Marshal()
+	if _, err := e.sdk(t, identity.RoleOfficer, "alice", "DE", leaderURL).Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: string(sign1(t, signers["alice"], p))}); err != nil {
+		t.Fatal(err)
+	}
+	cer, err := e.sdk(t, identity.RoleOfficer, "bob", "DE", leaderURL).Approve(ctx, id, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
+	if err != nil || cer.Status != keysvc.StatusExecuted {
+		t.Fatalf("kek.create: %+v, %v", cer, err)
+	}
+
+	agent := e.sdk(t, identity.RoleAgent, "agent-1", "DE", leaderURL)
+	list, err := agent.KEKs(ctx)
+	if err != nil || len(list.KEKs) != 1 || list.KEKs[0].ID != "payroll" {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	k, err := agent.KEK(ctx, "payroll")
+	if err != nil || len(k.Versions) != 1 || len(k.Versions[0].PublicKey) != 1216 || len(k.Versions[0].Shares) != 2 || k.Versions[0].Shares[0].Statement == "" {
+		t.Fatalf("kek: %+v, %v", k, err)
+	}
+	var back ceremony.Policy
+	if err := json.Unmarshal(k.Policy, &back); err != nil || back.Threshold != 2 {
+		t.Errorf("policy %s: %v", k.Policy, err)
+	}
+	_, err = agent.KEK(ctx, "nope")
+	wantCode(t, "unknown kek", err, 404, client.CodeUnknownKEK)
+	_, err = agent.DestructionCertificate(ctx, "payroll", 1)
+	wantCode(t, "certificate of an active version", err, 409, client.CodeNotDestroyed)
+	_, err = agent.DestructionCertificate(ctx, "payroll", 9)
+	wantCode(t, "certificate of an unknown version", err, 404, client.CodeUnknownKEK)
+	resp, _ := call(t, e.as(t, identity.RoleAgent, "agent-1", "DE"), http.MethodGet, leaderURL+"/v1/keks/payroll/versions/x/destruction-certificate", nil)
+	if resp.StatusCode != 400 {
+		t.Errorf("version x: %d", resp.StatusCode)
+	}
+
+	// Internal routes: nodes only, members only, and a member's request is
+	// still checked by the node.
+	seal, _ := json.Marshal(keysvc.SealRequest{Proposal: id, KEKID: "payroll", Version: 2, Threshold: 2})
+	for _, tc := range []struct {
+		who    *http.Client
+		status int
+	}{
+		{e.agent(t), 403},
+		{e.as(t, identity.RoleNode, "n9", "DE"), 403},
+		{e.as(t, identity.RoleNode, c.Follower().Info().ID, keysvctest.Region(c.Follower().Info().ID)), 403},
+	} {
+		resp, body := call(t, tc.who, http.MethodPost, leaderURL+"/v1/internal/kek/seal", seal)
+		if resp.StatusCode != tc.status {
+			t.Errorf("seal: %d %s, want %d", resp.StatusCode, body, tc.status)
+		}
+	}
+	disc, _ := json.Marshal(keysvc.DiscardRequest{KEKID: "payroll", Version: 1})
+	resp, body := call(t, e.as(t, identity.RoleNode, c.Follower().Info().ID, keysvctest.Region(c.Follower().Info().ID)), http.MethodPost, leaderURL+"/v1/internal/kek/discard", disc)
+	if resp.StatusCode != 409 {
+		t.Errorf("discard of a live share: %d %s, want 409 live_share", resp.StatusCode, body)
+	}
+}
