@@ -22,7 +22,8 @@ var commands = []command{
 	{"demo", "walk through threshold custody on three SoftHSM tokens", runDemoCmd},
 	{"dev", "run a local cluster: dev up --nodes 3 --dir DIR, dev down --dir DIR", runDevCmd},
 	{"status", "show the cluster: leader, members, log size, latest checkpoint", runStatusCmd},
-	{"officer", "officer keys and ceremonies: keygen, pubkey, propose, approve, list, show", runOfficerCmd},
+	{"officer", "officer keys and ceremonies: keygen, pubkey, propose, approve, list, show, verify-share", runOfficerCmd},
+	{"kek", "KEKs: list, show ID, destruction-certificate ID VERSION", runKEKCmd},
 	{"operator", "cluster operator commands: operator init (name the officers, once)", runOperatorCmd},
 }
 

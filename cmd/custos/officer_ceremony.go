@@ -128,13 +128,28 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	m := fs.Int("m", 0, "quorum.set: the new quorum M")
 	id := fs.String("id", "", "officer.remove, node.remove: the officer or node id")
 	bundle := fs.String("bundle", "", "officer.add: the new officer's NAME.pub file")
-	regions := fs.String("regions", "", "regions.set: the allowed regions, comma-separated EU/EEA codes")
+	regions := fs.String("regions", "", "regions.set: the allowed regions, comma-separated EU/EEA codes; kek.create, kek.policy: the regions wrap and unwrap are allowed from (default: the cluster's allowed regions)")
 	node := fs.String("node", "", "node.add: a JSON file with the node's id, region, raft_addr, api_addr and keys")
-	op, err := parseWithArg(fs, args, "the operation (officer.add, officer.remove, quorum.set, regions.set, node.add, node.remove)")
+	kf := addKEKFlags(fs, regions)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), opUsage)
+		fs.PrintDefaults()
+	}
+	op, err := parseWithArg(fs, args, "the operation ("+strings.Join(operationNames(), ", ")+")")
 	if err != nil {
 		return err
 	}
-	ps, err := proposeParams(ceremony.Operation(op), *m, *id, *bundle, *regions, *node)
+	kf.set = setFlags(fs)
+	if err := checkOpFlags(ceremony.Operation(op), kf.set); err != nil {
+		return err
+	}
+	var ps ceremony.Params
+	kekOp := isKEKOp(ceremony.Operation(op))
+	if kekOp {
+		err = kf.check(ceremony.Operation(op))
+	} else {
+		ps, err = proposeParams(ceremony.Operation(op), *m, *id, *bundle, *regions, *node)
+	}
 	if err != nil {
 		return err
 	}
@@ -150,11 +165,26 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	if !st.Initialized {
 		return errors.New("the cluster has no officers yet: an operator must run custos operator init first")
 	}
+	if kekOp {
+		if ps, err = kf.params(ctx, cl, st, ceremony.Operation(op)); err != nil {
+			return err
+		}
+	}
 	s, err := of.signer()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	// escrow.recover: the proposer's opened escrow share goes with the proposal.
+	var share []byte
+	if er, ok := ps.(ceremony.EscrowRecover); ok {
+		var note string
+		if share, note, err = openEscrowShare(ctx, cl, er.KEKID, er.Version, s); err != nil {
+			return err
+		}
+		defer clear(share)
+		fmt.Fprintf(stdout, "%s\n\n", note)
+	}
 	pid, err := ceremony.NewID(rand.Reader)
 	if err != nil {
 		return err
@@ -170,7 +200,8 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	if err != nil {
 		return err
 	}
-	c, err := cl.Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: string(sig.Marshal())})
+	c, err := cl.Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: string(sig.Marshal()), EscrowShare: share})
+	clear(share)
 	var ae *client.APIError
 	if errors.As(err, &ae) && ae.Code == string(ceremony.CodeSuperseded) {
 		return fmt.Errorf("%w\n(the cluster state changed while you proposed, or the node that answered was behind: propose again)", err)
@@ -186,7 +217,15 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	return nil
 }
 
-// proposeParams builds the parameters of op from the flags.
+// operationNames returns every operation's name, in the order of opUsage.
+func operationNames() []string {
+	return []string{"officer.add", "officer.remove", "quorum.set", "regions.set", "node.add", "node.remove",
+		"kek.create", "kek.policy", "kek.rotate", "kek.disable", "kek.enable", "kek.destroy",
+		"legal_hold.set", "legal_hold.release", "escrow.recover"}
+}
+
+// proposeParams builds the parameters of op from the flags (every
+// operation but the KEK ones, which kekFlags builds).
 func proposeParams(op ceremony.Operation, m int, id, bundle, regions, node string) (ceremony.Params, error) {
 	need := func(ok bool, flag string) error {
 		if !ok {
@@ -248,7 +287,7 @@ func proposeParams(op ceremony.Operation, m int, id, bundle, regions, node strin
 		}
 		ps = ceremony.NodeAdd{ID: info.ID, Region: info.Region, RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys}
 	default:
-		return nil, fmt.Errorf("operation %q: this version proposes officer.add, officer.remove, quorum.set, regions.set, node.add and node.remove (KEK, legal hold and escrow ceremonies are not supported yet)", op)
+		return nil, fmt.Errorf("unknown operation %q: the operations are %s (custos officer propose -h lists their flags)", op, strings.Join(operationNames(), ", "))
 	}
 	if err := ps.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -299,7 +338,18 @@ func runOfficerApprove(ctx context.Context, stdout io.Writer, args []string) err
 	if err != nil {
 		return err
 	}
-	c, err = cl.Approve(ctx, id, client.ApproveRequest{Officer: s.Public().Name(), Signature: string(sig.Marshal())})
+	// escrow.recover: the approver's opened escrow share goes with the approval.
+	var share []byte
+	if er, ok := p.Params.(ceremony.EscrowRecover); ok {
+		var note string
+		if share, note, err = openEscrowShare(ctx, cl, er.KEKID, er.Version, s); err != nil {
+			return err
+		}
+		defer clear(share)
+		fmt.Fprintf(stdout, "%s\n", note)
+	}
+	c, err = cl.Approve(ctx, id, client.ApproveRequest{Officer: s.Public().Name(), Signature: string(sig.Marshal()), EscrowShare: share})
+	clear(share)
 	if err != nil {
 		return err
 	}

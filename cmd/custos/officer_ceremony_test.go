@@ -82,7 +82,7 @@ func TestOfficerCeremonyCLI(t *testing.T) {
 	if out = cli(1, "officer", "approve", "0123", "--passphrase", "hunter2hunter2", "--env", envs["alice"]); strings.Contains(out, "hunter2") || !strings.Contains(out, "never taken as a flag value") {
 		t.Errorf("passphrase flag: %s", out)
 	}
-	if out = cli(1, "officer", "propose", "kek.rotate", "--env", envs["alice"]); !strings.Contains(out, "not supported yet") {
+	if out = cli(1, "officer", "propose", "kek.rotate", "--env", envs["alice"]); !strings.Contains(out, "kek.rotate needs --kek ID") {
 		t.Errorf("kek.rotate: %s", out)
 	}
 

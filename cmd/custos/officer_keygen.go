@@ -24,17 +24,18 @@ import (
 var officerCommands = []command{
 	{"keygen", "create your officer key: keygen --out DIR --name NAME [--classical ecdsa-p256|ed25519] [--pkcs11-uri URI]", runOfficerKeygen},
 	{"pubkey", "print the public key bundle of a key file: pubkey --key FILE", runOfficerPubkey},
-	{"propose", "propose a ceremony: propose OPERATION [--m N|--id ID|--bundle NAME.pub|--regions FR,DE|--node FILE] [--expires 24h]", runOfficerPropose},
-	{"approve", "review and approve a proposal: approve ID", runOfficerApprove},
+	{"propose", "propose a ceremony: propose OPERATION [flags] [--expires 24h]; operations: officer.add, officer.remove, quorum.set, regions.set, node.add, node.remove, kek.create, kek.policy, kek.rotate, kek.disable, kek.enable, kek.destroy, legal_hold.set, legal_hold.release, escrow.recover (propose -h lists their flags)", runOfficerPropose},
+	{"approve", "review and approve a proposal: approve ID (escrow.recover: sends your opened escrow share)", runOfficerApprove},
 	{"list", "list proposals and their status", runOfficerList},
 	{"show", "show what a proposal does, its approvals and status: show ID", runOfficerShow},
+	{"verify-share", "check your escrow share of a KEK version: verify-share --kek ID [--version N]", runOfficerVerifyShare},
 }
 
 func officerUsage() string {
 	var b strings.Builder
 	b.WriteString("usage: custos officer <command> [flags]\n\ncommands:\n")
 	for _, c := range officerCommands {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nPassphrases come from the terminal, or for automation from --passphrase-file FILE or --passphrase-env NAME; never from a flag value.")
 	return b.String()
