@@ -816,6 +816,10 @@ func (n *Node) ceremonyCommand(ctx context.Context, cmd *command, actor ledger.A
 	}
 	var d *dealt
 	if cmd.Type == cmdApprove {
+		// One approval at a time deals and commits: two dealings of one
+		// version would replace each other's sealing keys on the nodes.
+		n.dealMu.Lock()
+		defer n.dealMu.Unlock()
 		d = n.prepareApproval(ctx, cmd)
 	}
 	cmd.Time, cmd.ServedBy, cmd.Actor = formatTime(n.cfg.Now()), n.cfg.NodeID, toActorJSON(actor)

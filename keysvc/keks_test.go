@@ -463,3 +463,39 @@ func BenchmarkKEKCreateCeremony(b *testing.B) {
 		}
 	}
 }
+
+// Two officers approving the same creation at once: one approval executes
+// it, the other finds it closed, and the version's shares all still open.
+func TestKEKConcurrentApprovals(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob", "carol")
+	f.init(2, "alice", "bob", "carol")
+	p := f.proposal("alice", ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)})
+	f.mustPropose(p, true)
+	errs := make(chan error, 2)
+	for _, who := range []string{"bob", "carol"} {
+		go func() {
+			_, err := f.approve(who, p)
+			errs <- err
+		}()
+	}
+	var refused int
+	for range 2 {
+		if err := <-errs; err != nil {
+			var r *keysvc.CeremonyRefusal
+			if !errors.As(err, &r) || r.Code != string(ceremony.CodeClosed) {
+				t.Fatalf("approval: %v", err)
+			}
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Fatalf("%d approvals refused, want 1", refused)
+	}
+	for _, pair := range [][]string{{"n1", "n2"}, {"n2", "n3"}, {"n1", "n3"}} {
+		key, err := f.reconstitute("k", 1, pair...)
+		if err != nil {
+			t.Fatalf("nodes %v: %v", pair, err)
+		}
+		key.Destroy()
+	}
+}
