@@ -61,30 +61,37 @@ func loadOfficers(t *testing.T, c *devcluster.Cluster) *kekOfficers {
 func (o *kekOfficers) run(ps ceremony.Params, shares map[string][]byte) client.Ceremony {
 	t := o.t
 	t.Helper()
-	st := waitStatus(t, o.apis["alice"], func(client.Status) bool { return true })
-	id, _ := ceremony.NewID(rand.Reader)
-	now := time.Now()
-	p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Params: ps, Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
-	b, err := p.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sign := func(name string) string {
-		sig, err := o.signers[name].Sign(p.Digest())
+	for try := 0; ; try++ {
+		st := waitStatus(t, o.apis["alice"], func(client.Status) bool { return true })
+		id, _ := ceremony.NewID(rand.Reader)
+		now := time.Now()
+		p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Params: ps, Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+		b, err := p.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return string(sig.Marshal())
+		sign := func(name string) string {
+			sig, err := o.signers[name].Sign(p.Digest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(sig.Marshal())
+		}
+		cer, err := o.apis["alice"].Propose(bounded(t, 20*time.Second), client.ProposeRequest{Proposal: string(b), Signature: sign("alice"), EscrowShare: shares["alice"]})
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Code == string(ceremony.CodeSuperseded) && try < 20 {
+			time.Sleep(50 * time.Millisecond) // the node that answered the status was behind
+			continue
+		}
+		if err != nil {
+			t.Fatalf("propose %s: %v", ps.Operation(), err)
+		}
+		cer, err = o.apis["bob"].Approve(bounded(t, 30*time.Second), cer.ID, client.ApproveRequest{Officer: "bob", Signature: sign("bob"), EscrowShare: shares["bob"]})
+		if err != nil {
+			t.Fatalf("approve %s: %v", ps.Operation(), err)
+		}
+		return cer
 	}
-	cer, err := o.apis["alice"].Propose(bounded(t, 20*time.Second), client.ProposeRequest{Proposal: string(b), Signature: sign("alice"), EscrowShare: shares["alice"]})
-	if err != nil {
-		t.Fatalf("propose %s: %v", ps.Operation(), err)
-	}
-	cer, err = o.apis["bob"].Approve(bounded(t, 30*time.Second), cer.ID, client.ApproveRequest{Officer: "bob", Signature: sign("bob"), EscrowShare: shares["bob"]})
-	if err != nil {
-		t.Fatalf("approve %s: %v", ps.Operation(), err)
-	}
-	return cer
 }
 
 func (o *kekOfficers) execute(ps ceremony.Params, shares map[string][]byte) client.Ceremony {
@@ -96,12 +103,18 @@ func (o *kekOfficers) execute(ps ceremony.Params, shares map[string][]byte) clie
 	return cer
 }
 
-func (o *kekOfficers) kek(id string) client.KEK {
+// kek reads KEK id until ok holds: a read may reach a node that has not
+// applied the latest ceremony yet.
+func (o *kekOfficers) kek(id string, ok func(client.KEK) bool) client.KEK {
 	o.t.Helper()
-	k, err := o.apis["alice"].KEK(bounded(o.t, 10*time.Second), id)
-	if err != nil {
-		o.t.Fatalf("kek %s: %v", id, err)
-	}
+	var k client.KEK
+	poll(o.t, 15*time.Second, "kek "+id, func() error {
+		var err error
+		if k, err = o.apis["alice"].KEK(bounded(o.t, 10*time.Second), id); err == nil && !ok(k) {
+			err = errors.New("not there yet")
+		}
+		return err
+	})
 	return k
 }
 
@@ -197,10 +210,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 	o.execute(ceremony.KEKCreate{KEKID: "payroll", Policy: policy(0)}, nil)
 	t.Logf("kek.create ceremony (propose + approve that deals, seals on 3 SoftHSM nodes, commits): %v", time.Since(start))
 	o.execute(ceremony.KEKRotate{KEKID: "payroll"}, nil)
-	k := o.kek("payroll")
-	if len(k.Versions) != 2 {
-		t.Fatalf("versions: %+v", k.Versions)
-	}
+	k := o.kek("payroll", func(k client.KEK) bool { return len(k.Versions) == 2 })
 	keys, err := o.apis["alice"].NodeKeys(bounded(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +241,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 
 	// Escrowed KEK, and a blob wrapped to it, for the recovery below.
 	o.execute(ceremony.KEKCreate{KEKID: "vault", Policy: policy(2)}, nil)
-	vaultRec := o.kek("vault").Versions[0]
+	vaultRec := o.kek("vault", func(client.KEK) bool { return true }).Versions[0]
 	vault := publicOf(t, "vault", vaultRec)
 	vaultBlob, err := vault.Wrap(nil, ctx, []byte("vault data key"))
 	if err != nil {
@@ -258,9 +268,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 			t.Errorf("node %s destruction statement: %q, %v", h.Node, text, err)
 		}
 	}
-	if o.kek("payroll").Versions[0].Shares[0].Sealed != nil {
-		t.Error("the state still serves v1's sealed shares")
-	}
+	o.kek("payroll", func(k client.KEK) bool { return k.Versions[0].Shares[0].Sealed == nil })
 
 	// k holds v1's sealed shares as they were committed: the copies in the
 	// raft log and snapshots. No node HSM opens any of them any more.
@@ -319,10 +327,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 		sh.Zeroize()
 	}
 	o.execute(ceremony.EscrowRecover{KEKID: "vault", Version: 1, Reason: "every node HSM lost"}, shares)
-	recovered := o.kek("vault").Versions[0]
-	if len(recovered.Recovered) != 1 {
-		t.Fatalf("recovered: %+v", recovered)
-	}
+	recovered := o.kek("vault", func(k client.KEK) bool { return len(k.Versions[0].Recovered) == 1 }).Versions[0]
 	if err := c.StopAll(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
