@@ -454,7 +454,7 @@ func (n *Node) AppendBatch(ctx context.Context, entries []ledger.Entry) (first u
 	return n.submit(ctx, entries, true)
 }
 
-var reservedTypes = []string{cmdGenesis, cmdNodeAdd, cmdNodeRemove, TypeInit, TypePropose, TypeApprove, TypeExecute, TypeRefuse}
+var reservedTypes = []string{cmdGenesis, cmdNodeAdd, cmdNodeRemove, TypeInit, TypePropose, TypeApprove, TypeExecute, TypeRefuse, TypeKEKDestroyed}
 
 func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bool) (uint64, error) {
 	if err := n.checkOpen(); err != nil {
