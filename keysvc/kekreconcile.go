@@ -41,6 +41,7 @@ func (n *Node) reconcile() {
 		case <-n.kekWake:
 		case <-t.C:
 		}
+		n.purgeInactive()
 		if err := n.destroyPending(); err != nil && !n.closed.Load() {
 			n.log.Warn("keysvc: destroying kek shares", "err", err)
 		}

@@ -13,6 +13,9 @@ type counters struct {
 	applied, rejected, restores, checkpoints atomic.Uint64
 	batchSize, commitLatency                 histogram
 	queueDepth, inFlight                     atomic.Int64
+	keyOpDenied, activations, cacheHits      atomic.Uint64
+	sharesReleased                           atomic.Uint64
+	cachedKeys                               atomic.Int64
 }
 
 func newCounters() *counters {
@@ -78,6 +81,11 @@ func (c *counters) snapshot() Metrics {
 		Restores:       c.restores.Load(),
 		Checkpoints:    c.checkpoints.Load(),
 		QueueDepth:     int(c.queueDepth.Load()),
+		KeyOpsDenied:   c.keyOpDenied.Load(),
+		Activations:    c.activations.Load(),
+		KeyCacheHits:   c.cacheHits.Load(),
+		SharesRelease:  c.sharesReleased.Load(),
+		CachedKeys:     int(c.cachedKeys.Load()),
 		InFlight:       int(c.inFlight.Load()),
 	}
 }

@@ -44,6 +44,7 @@ type Forwarder interface {
 	SealShare(ctx context.Context, peerAPI string, req SealRequest) (SealResponse, error)
 	DiscardShare(ctx context.Context, peerAPI string, req DiscardRequest) error
 	ForwardAttest(ctx context.Context, leaderAPI string, req AttestRequest) error
+	ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error)
 }
 
 // Node is a running cluster member. Its methods are safe for concurrent use.
@@ -59,6 +60,7 @@ type Node struct {
 	// escrow holds officers' escrow shares for a recovery (leader only).
 	escrow        escrowShares
 	dealMu        sync.Mutex // serialises approvals on the leader (see ceremonyCommand)
+	kc            keyCache   // activated KEK versions
 	kekWake       chan struct{} // a KEK changed: reconcile HSM keys with the state
 	reconcileDone chan struct{}
 	actor         ledger.Actor // this node, as the actor of what it does itself
@@ -149,6 +151,7 @@ func (n *Node) watch() {
 		if !n.raft.IsLeader() {
 			n.escrow.drop("") // escrow shares serve only the leader that received them
 		}
+		n.purgeKeys(nil) // activated keys do not outlive a change of leader
 		select {
 		case <-ch:
 		case <-n.stopWatch:
@@ -831,6 +834,7 @@ func (n *Node) Close() error {
 		<-n.watchDone
 		<-n.reconcileDone
 		n.escrow.drop("")
+		n.purgeKeys(nil)
 		n.closeErr = errors.Join(err, n.state.close())
 		n.keys.zero()
 		n.cpMu.Lock()

@@ -49,6 +49,10 @@ func (c *tcpCluster) DiscardShare(context.Context, string, keysvc.DiscardRequest
 	return errors.New("tcpCluster: no KEK custody")
 }
 
+func (c *tcpCluster) ReleaseShare(context.Context, string, keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error) {
+	return keysvc.ReleaseResponse{}, errors.New("tcpCluster: no KEK custody")
+}
+
 func (c *tcpCluster) ForwardAttest(context.Context, string, keysvc.AttestRequest) error {
 	return errors.New("tcpCluster: no KEK custody")
 }

@@ -150,6 +150,12 @@ type Metrics struct {
 	Checkpoints uint64 // checkpoints signed (cache misses)
 	QueueDepth  int    // gauge: appends waiting for a batch
 	InFlight    int    // gauge: batches proposed, not yet answered
+
+	KeyOpsDenied  uint64 // key operations refused (and logged as denied)
+	Activations   uint64 // KEK versions this node reconstituted from shares
+	KeyCacheHits  uint64 // unwraps served by a cached (activated) key
+	SharesRelease uint64 // shares this node released to peers for their activations
+	CachedKeys    int    // gauge: activated keys held in memory
 }
 
 // errKeysMismatch wraps ErrKeysMismatch with the node id.

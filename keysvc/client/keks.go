@@ -18,6 +18,7 @@ const (
 	CodeBadEscrowShare = "bad_escrow_share" // 400: an escrow share that is not the officer's or does not verify
 	CodeSealRefused    = "seal_refused"     // 403: a node refused to seal a share (internal)
 	CodeLiveShare      = "live_share"       // 409: a discard of a key that protects a committed share (internal)
+	CodeReleaseRefused = "release_refused"  // 403: a peer refused to release its share (internal)
 )
 
 // KEKs is GET /v1/keks.

@@ -28,6 +28,7 @@ const (
 	sealPath    = "/v1/internal/kek/seal"
 	discardPath = "/v1/internal/kek/discard"
 	attestPath  = "/v1/internal/kek/attest"
+	releasePath = "/v1/internal/kek/release"
 )
 
 // KEKService is what the KEK routes need; *keysvc.Node implements it.
@@ -39,6 +40,7 @@ type KEKService interface {
 	DiscardShare(ctx context.Context, req keysvc.DiscardRequest) error
 	Attest(ctx context.Context, from string, req keysvc.AttestRequest, actor ledger.Actor) error
 	HoldEscrowShare(pid, officer string, share []byte) error
+	ReleaseShare(ctx context.Context, from string, req keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error)
 }
 
 var _ KEKService = (*keysvc.Node)(nil)
@@ -58,6 +60,7 @@ func (a *api) kekRoutes(r chi.Router) {
 	r.With(a.allow(identity.RoleNode)).Post(sealPath, a.handle(a.internalSeal))
 	r.With(a.allow(identity.RoleNode)).Post(discardPath, a.handle(a.internalDiscard))
 	r.With(a.allow(identity.RoleNode)).Post(attestPath, a.handle(a.internalAttest))
+	r.With(a.allow(identity.RoleNode)).Post(releasePath, a.handle(a.internalRelease))
 }
 
 func wireKEK(k keysvc.KEK) client.KEK {
@@ -217,6 +220,30 @@ func (a *api) internalAttest(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// POST /v1/internal/kek/release (node): a peer's activation asks for this
+// node's share; the node checks membership, state and policy itself.
+func (a *api) internalRelease(w http.ResponseWriter, r *http.Request) error {
+	ks, err := a.kekService()
+	if err != nil {
+		return err
+	}
+	from, err := a.memberNode(r)
+	if err != nil {
+		return err
+	}
+	var req keysvc.ReleaseRequest
+	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
+		return err
+	}
+	resp, err := ks.ReleaseShare(r.Context(), from, req)
+	if err != nil {
+		return err
+	}
+	defer clear(resp.Share)
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
 // holdEscrowShare passes an officer's escrow share sent with a proposal or
 // approval to the leader's memory.
 func (a *api) holdEscrowShare(pid, officer string, share []byte) error {
@@ -242,6 +269,8 @@ func classifyKEK(err error) (mapping, bool) {
 		return mapping{status: http.StatusBadRequest, code: client.CodeBadEscrowShare, message: sentinelText(err), level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrSealRefused):
 		return mapping{status: http.StatusForbidden, code: client.CodeSealRefused, message: sentinelText(err), level: slog.LevelWarn}, true
+	case errors.Is(err, keysvc.ErrReleaseRefused):
+		return mapping{status: http.StatusForbidden, code: client.CodeReleaseRefused, message: sentinelText(err), level: slog.LevelWarn}, true
 	case errors.Is(err, keysvc.ErrLiveShare):
 		return mapping{status: http.StatusConflict, code: client.CodeLiveShare, message: sentinelText(err), level: slog.LevelWarn}, true
 	}
@@ -303,6 +332,12 @@ func (f *Forwarder) SealShare(ctx context.Context, peerAPI string, req keysvc.Se
 // DiscardShare asks the node at peerAPI to discard an uncommitted dealt key.
 func (f *Forwarder) DiscardShare(ctx context.Context, peerAPI string, req keysvc.DiscardRequest) error {
 	return f.post(ctx, peerAPI, discardPath, req, nil)
+}
+
+// ReleaseShare asks the node at peerAPI for its share (keysvc.Forwarder).
+func (f *Forwarder) ReleaseShare(ctx context.Context, peerAPI string, req keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error) {
+	var resp keysvc.ReleaseResponse
+	return resp, f.post(ctx, peerAPI, releasePath, req, &resp)
 }
 
 // ForwardAttest sends this node's destruction statement to the leader.

@@ -394,6 +394,14 @@ func (f *forwarder) DiscardShare(ctx context.Context, api string, req keysvc.Dis
 	return n.DiscardShare(ctx, req)
 }
 
+func (f *forwarder) ReleaseShare(ctx context.Context, api string, req keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error) {
+	n, err := f.peer(api)
+	if err != nil {
+		return keysvc.ReleaseResponse{}, err
+	}
+	return n.ReleaseShare(ctx, f.from, req)
+}
+
 func (f *forwarder) ForwardAttest(ctx context.Context, api string, req keysvc.AttestRequest) error {
 	n, err := f.peer(api)
 	if err != nil {

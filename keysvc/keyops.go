@@ -1,0 +1,421 @@
+// Key operations for backup agents: wrap, unwrap, datakey, rewrap and their
+// batch forms, each checked against the KEK's policy and answered only once
+// its log entry has committed (denials are logged too).
+
+package keysvc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
+)
+
+// Entry types of key operations.
+const (
+	TypeWrap     = "kek.wrap"
+	TypeUnwrap   = "kek.unwrap"
+	TypeDataKey  = "kek.datakey"
+	TypeRewrap   = "kek.rewrap"
+	TypeActivate = "kek.activate" // a node reconstituted a KEK version from t shares
+)
+
+// Codes of refused key operations.
+const (
+	CodeAccessDenied      = "access_denied"      // the policy grants this operation to neither the identity nor its role
+	CodeRegionDenied      = "region_denied"      // the caller's region is not among the policy's regions for it
+	CodeContextMissing    = "context_missing"    // a context field the policy requires is absent or empty
+	CodeInvalidContext    = "invalid_context"    // the context breaks the wrapkey bounds
+	CodeKEKDisabled       = "kek_disabled"       // the version is disabled
+	CodeNoActiveVersion   = "no_active_version"  // wrap, datakey or rewrap with no active version
+	CodeMalformedBlob     = "malformed_blob"     // the wrapped blob does not parse
+	CodeWrongKEK          = "wrong_kek"          // the blob is for another KEK than the one in the path
+	CodeUnwrapFailed      = "unwrap_failed"      // the blob does not open: tampered, or another context
+	CodeInvalidPlaintext  = "invalid_plaintext"  // a data key outside 1..4096 bytes
+	CodeSharesUnavailable = "shares_unavailable" // fewer than t nodes released their shares
+)
+
+// KeyOpError is a refused key operation, logged as a denied entry.
+type KeyOpError struct {
+	Code   string
+	Reason string
+	Entry  uint64 // log index of the denied entry
+}
+
+func (e *KeyOpError) Error() string {
+	return fmt.Sprintf("keysvc: refused (%s): %s (logged as entry %d)", e.Code, e.Reason, e.Entry)
+}
+
+// Caller is who asks for a key operation, as its certificate says.
+type Caller struct {
+	ID    identity.Identity
+	Actor ledger.Actor
+}
+
+// Wrapped is a wrapped data key and the receipt of its log entry.
+type Wrapped struct {
+	Blob     []byte
+	Version  uint32
+	LogIndex uint64
+}
+
+// denyErr is a refusal before logging.
+type denyErr struct{ code, reason string }
+
+func (d *denyErr) Error() string { return d.code + ": " + d.reason }
+
+func deny(code, format string, a ...any) *denyErr {
+	return &denyErr{code, fmt.Sprintf(format, a...)}
+}
+
+// allowed decides whether who may do op (wrap or unwrap access) on a KEK
+// with policy p, with context c: granted to its role or identity, from one
+// of the regions, with every required context field.
+func allowed(p ceremony.Policy, unwrap bool, who identity.Identity, c wrapkey.Context) *denyErr {
+	a, what := p.Wrap, "wrap"
+	if unwrap {
+		a, what = p.Unwrap, "unwrap"
+	}
+	role := string(who.Role)
+	if !slices.Contains(a.Roles, role) && !slices.Contains(a.Identities, role+"/"+who.Name) {
+		return deny(CodeAccessDenied, "the kek's policy does not let %s/%s %s", role, who.Name, what)
+	}
+	if !slices.Contains(a.Regions, who.Region) {
+		return deny(CodeRegionDenied, "the kek's policy does not allow %s from region %s", what, who.Region)
+	}
+	for _, f := range p.Context {
+		if c[f] == "" {
+			return deny(CodeContextMissing, "context field %q is required by the kek's policy", f)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return deny(CodeInvalidContext, "%v", err)
+	}
+	return nil
+}
+
+// lookup returns KEK id's record, or a denial.
+func (n *Node) lookup(id string) (KEK, *denyErr, error) {
+	if err := wrapkey.ValidateKEKID(id); err != nil {
+		return KEK{}, deny(CodeUnknownKEK, "%q is not a kek id", id), nil
+	}
+	k, found, err := n.KEK(id)
+	if err != nil {
+		return KEK{}, nil, err
+	}
+	if !found {
+		return KEK{}, deny(CodeUnknownKEK, "no kek %q", id), nil
+	}
+	return k, nil, nil
+}
+
+// latestActive returns the highest active version of k.
+func latestActive(k *KEK) (*KEKVersion, *denyErr) {
+	for i := len(k.Versions) - 1; i >= 0; i-- {
+		if k.Versions[i].State == KEKActive {
+			return &k.Versions[i], nil
+		}
+	}
+	return nil, deny(CodeNoActiveVersion, "kek %q has no active version", k.ID)
+}
+
+// usable returns version ver of k if it may unwrap.
+func usable(k *KEK, ver uint32) (*KEKVersion, *denyErr) {
+	v, ok := k.Version(ver)
+	switch {
+	case !ok:
+		return nil, deny(CodeUnknownVersion, "kek %q has no version %d", k.ID, ver)
+	case v.State == KEKDisabled:
+		return nil, deny(CodeKEKDisabled, "kek %q v%d is disabled", k.ID, ver)
+	case v.State == KEKDestroyed:
+		return nil, deny(CodeKEKDestroyed, "kek %q v%d is destroyed", k.ID, ver)
+	}
+	return v, nil
+}
+
+func contextHash(c wrapkey.Context) string {
+	info, err := wrapkey.Info("x", 1, c)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(info)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func blobHash(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// opEntry is the log entry of one key operation.
+func opEntry(typ string, caller Caller, requestID, kekID string, ver uint32, c wrapkey.Context) ledger.Entry {
+	e := ledger.Entry{Type: typ, Actor: caller.Actor, RequestID: requestID, Outcome: ledger.OutcomeOK,
+		Details: map[string]string{}}
+	if wrapkey.ValidateKEKID(kekID) == nil {
+		e.KEKID = kekID
+	}
+	e.KEKVersion = ver
+	if h := contextHash(c); h != "" {
+		e.Details["context"] = h
+	}
+	return e
+}
+
+// logDenial logs d and returns it as a *KeyOpError, or the logging error
+// (fail closed: a denial that cannot be logged is not answered as one).
+func (n *Node) logDenial(ctx context.Context, e ledger.Entry, d *denyErr) error {
+	e.Outcome, e.Reason = ledger.OutcomeDenied, clip(d.code+": "+d.reason)
+	i, err := n.Append(ctx, e)
+	if err != nil {
+		return err
+	}
+	n.m.keyOpDenied.Add(1)
+	return &KeyOpError{Code: d.code, Reason: d.reason, Entry: i}
+}
+
+// Wrap wraps plaintext (a data key, 1..4096 bytes) to the latest active
+// version of KEK id under context c, for caller.
+func (n *Node) Wrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, plaintext []byte, requestID string) (Wrapped, error) {
+	w, err := n.wrapOne(ctx, TypeWrap, caller, id, c, plaintext, requestID, nil)
+	return w, err
+}
+
+// wrapOne wraps and logs an entry of type typ; extra adds details.
+func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string, c wrapkey.Context, plaintext []byte, requestID string, extra map[string]string) (Wrapped, error) {
+	e := opEntry(typ, caller, requestID, id, 0, c)
+	for k, v := range extra {
+		e.Details[k] = v
+	}
+	k, d, err := n.lookup(id)
+	if err != nil {
+		return Wrapped{}, err
+	}
+	var v *KEKVersion
+	if d == nil {
+		d = allowed(k.Policy, false, caller.ID, c)
+	}
+	if d == nil {
+		v, d = latestActive(&k)
+	}
+	if d == nil && (len(plaintext) < wrapkey.MinDEKSize || len(plaintext) > wrapkey.MaxDEKSize) {
+		d = deny(CodeInvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(plaintext))
+	}
+	if d != nil {
+		if v != nil {
+			e.KEKVersion = v.Version
+		}
+		return Wrapped{}, n.logDenial(ctx, e, d)
+	}
+	blob, err := wrapkey.Wrap(rand.Reader, v.PublicKey, id, v.Version, c, plaintext)
+	if err != nil {
+		return Wrapped{}, n.logDenial(ctx, e, deny(CodeInvalidContext, "%v", err))
+	}
+	e.KEKVersion = v.Version
+	e.Details["wrapped"] = blobHash(blob)
+	i, err := n.Append(ctx, e)
+	if err != nil {
+		return Wrapped{}, err
+	}
+	return Wrapped{Blob: blob, Version: v.Version, LogIndex: i}, nil
+}
+
+// DataKey makes a fresh 32-byte data key and wraps it like Wrap; the
+// caller gets both (or, when wrappedOnly, the wrapped form alone and the
+// plaintext is zeroised).
+func (n *Node) DataKey(ctx context.Context, caller Caller, id string, c wrapkey.Context, wrappedOnly bool, requestID string) ([]byte, Wrapped, error) {
+	dek := make([]byte, 32)
+	if _, err := rand.Read(dek); err != nil {
+		return nil, Wrapped{}, err
+	}
+	w, err := n.wrapOne(ctx, TypeDataKey, caller, id, c, dek, requestID, map[string]string{"wrapped_only": strconv.FormatBool(wrappedOnly)})
+	if err != nil || wrappedOnly {
+		clear(dek)
+		return nil, w, err
+	}
+	return dek, w, nil
+}
+
+// Unwrap opens blob under context c with KEK id, for caller: the blob's
+// version must be active and the policy must let caller unwrap from its
+// region with the required context.
+func (n *Node) Unwrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) ([]byte, uint64, error) {
+	e := opEntry(TypeUnwrap, caller, requestID, id, 0, c)
+	e.Details["wrapped"] = blobHash(blob)
+	dek, err := n.unwrapChecked(ctx, caller, id, c, blob, &e)
+	if err != nil {
+		return nil, 0, err
+	}
+	i, err := n.Append(ctx, e)
+	if err != nil {
+		clear(dek)
+		return nil, 0, err
+	}
+	return dek, i, nil
+}
+
+// unwrapChecked checks and opens blob, filling e's version; a refusal is
+// logged with e and returned.
+func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, e *ledger.Entry) ([]byte, error) {
+	k, d, err := n.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	var b *wrapkey.Blob
+	if d == nil {
+		if b, err = wrapkey.Parse(blob); err != nil {
+			d = deny(CodeMalformedBlob, "%v", err)
+		} else if b.KEKID != id {
+			d = deny(CodeWrongKEK, "the blob is wrapped with kek %q, not %q", b.KEKID, id)
+		} else {
+			e.KEKVersion = b.KEKVersion
+		}
+	}
+	if d == nil {
+		d = allowed(k.Policy, true, caller.ID, c)
+	}
+	var v *KEKVersion
+	if d == nil {
+		v, d = usable(&k, b.KEKVersion)
+	}
+	if d != nil {
+		return nil, n.logDenial(ctx, *e, d)
+	}
+	dek, err := n.withKey(ctx, caller, &k, v, c, func(key *wrapkey.Key) ([]byte, error) { return key.Unwrap(blob, c) })
+	var de *denyErr
+	switch {
+	case errors.As(err, &de):
+		return nil, n.logDenial(ctx, *e, de)
+	case errors.Is(err, wrapkey.ErrOpen):
+		return nil, n.logDenial(ctx, *e, deny(CodeUnwrapFailed, "the blob does not open with kek %q v%d under this context: it was modified, or wrapped under another context", id, v.Version))
+	case err != nil:
+		return nil, err
+	}
+	return dek, nil
+}
+
+// Rewrap opens blob as Unwrap does and wraps its data key to the latest
+// active version, without returning it. One entry records both.
+func (n *Node) Rewrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) (Wrapped, error) {
+	e := opEntry(TypeRewrap, caller, requestID, id, 0, c)
+	e.Details["from"] = blobHash(blob)
+	k, d, err := n.lookup(id)
+	if err != nil {
+		return Wrapped{}, err
+	}
+	if d == nil {
+		d = allowed(k.Policy, false, caller.ID, c)
+	}
+	if d != nil {
+		return Wrapped{}, n.logDenial(ctx, e, d)
+	}
+	dek, err := n.unwrapChecked(ctx, caller, id, c, blob, &e)
+	if err != nil {
+		return Wrapped{}, err
+	}
+	defer clear(dek)
+	from := e.KEKVersion
+	v, d := latestActive(&k)
+	if d != nil {
+		return Wrapped{}, n.logDenial(ctx, e, d)
+	}
+	out, err := wrapkey.Wrap(rand.Reader, v.PublicKey, id, v.Version, c, dek)
+	if err != nil {
+		return Wrapped{}, err
+	}
+	e.KEKVersion = v.Version
+	e.Details["from_version"] = strconv.FormatUint(uint64(from), 10)
+	e.Details["wrapped"] = blobHash(out)
+	i, err := n.Append(ctx, e)
+	if err != nil {
+		return Wrapped{}, err
+	}
+	return Wrapped{Blob: out, Version: v.Version, LogIndex: i}, nil
+}
+
+// WrapItem and UnwrapItem are one element of a batch.
+type WrapItem struct {
+	Context   wrapkey.Context
+	Plaintext []byte
+}
+
+type UnwrapItem struct {
+	Context wrapkey.Context
+	Blob    []byte
+}
+
+// ItemResult is one element's outcome: Err is a *KeyOpError or the error
+// that stopped it.
+type ItemResult struct {
+	Wrapped   Wrapped
+	Plaintext []byte
+	LogIndex  uint64
+	Err       error
+}
+
+// MaxBatchItems bounds a batch.
+const MaxBatchItems = 1000
+
+// forEach runs fn for each of n items, 32 at a time.
+func forEach(n int, fn func(i int)) {
+	sem := make(chan struct{}, 32)
+	done := make(chan struct{})
+	for i := range n {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; done <- struct{}{} }()
+			fn(i)
+		}()
+	}
+	for range n {
+		<-done
+	}
+}
+
+// WrapBatch wraps each item as Wrap does; each has its own result and entry.
+func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []WrapItem, requestID string) []ItemResult {
+	out := make([]ItemResult, len(items))
+	forEach(len(items), func(i int) {
+		w, err := n.Wrap(ctx, caller, id, items[i].Context, items[i].Plaintext, requestID)
+		out[i] = ItemResult{Wrapped: w, LogIndex: w.LogIndex, Err: err}
+	})
+	return out
+}
+
+// UnwrapBatch unwraps each item as Unwrap does; each has its own result and entry.
+func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items []UnwrapItem, requestID string) []ItemResult {
+	out := make([]ItemResult, len(items))
+	forEach(len(items), func(i int) {
+		p, idx, err := n.Unwrap(ctx, caller, id, items[i].Context, items[i].Blob, requestID)
+		out[i] = ItemResult{Plaintext: p, LogIndex: idx, Err: err}
+	})
+	return out
+}
+
+// PublicKey returns version ver of KEK id's public key, its state and the
+// log index of the ceremony.execute entry that created (dealt) it.
+func (n *Node) PublicKey(id string, ver uint32) (pub []byte, state string, created uint64, err error) {
+	err = n.state.view(func(tx *bbolt.Tx) error {
+		k, found, err := getKEK(tx, id)
+		if err != nil {
+			return err
+		}
+		v, ok := k.Version(ver)
+		if !found || !ok {
+			return fmt.Errorf("%w: kek %q v%d", ErrUnknownKEK, id, ver)
+		}
+		pub, state, created = v.PublicKey, v.State, v.Created
+		return nil
+	})
+	return pub, state, created, err
+}

@@ -1,0 +1,237 @@
+package keysvc_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
+)
+
+func caller(role identity.Role, name, region string) keysvc.Caller {
+	id := identity.Identity{Cluster: "test", Role: role, Name: name, Region: region}
+	return keysvc.Caller{ID: id, Actor: ledger.Actor{Identity: id.String(), Role: string(role), Region: region}}
+}
+
+var agentDE = caller(identity.RoleAgent, "agent-1", "DE")
+
+func wantKeyOp(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	var ke *keysvc.KeyOpError
+	if !errors.As(err, &ke) || ke.Code != code {
+		t.Fatalf("%s: %v, want refusal %s", what, err, code)
+	}
+	if ke.Entry == 0 {
+		t.Errorf("%s: refusal not logged", what)
+	}
+}
+
+func keyOpPolicy(ttl time.Duration) ceremony.Policy {
+	p := testPolicy(2, 0)
+	p.ActivationTTL = ttl
+	p.Context = []string{"dataset"}
+	return p
+}
+
+func TestKeyOps(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "payroll", Policy: keyOpPolicy(time.Minute)})
+	f.mustExecute(ceremony.KEKCreate{KEKID: "other", Policy: keyOpPolicy(time.Minute)})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	dek := []byte("0123456789abcdef0123456789abcdef")
+
+	w, err := f.n.Wrap(ctx, agentDE, "payroll", c, dek, "req-1")
+	if err != nil || w.Version != 1 || w.LogIndex == 0 {
+		t.Fatalf("wrap: %+v, %v", w, err)
+	}
+	// Any node serves an unwrap: a follower activates the key from its own
+	// share and a peer's.
+	f.c.WaitConverged()
+	fol := f.c.Follower()
+	got, idx, err := fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "req-2")
+	if err != nil || string(got) != string(dek) || idx <= w.LogIndex {
+		t.Fatalf("unwrap: %q %d %v", got, idx, err)
+	}
+	if _, _, err := fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "req-3"); err != nil {
+		t.Fatal(err)
+	}
+	if m := fol.Metrics(); m.Activations != 1 || m.KeyCacheHits < 1 || m.CachedKeys != 1 {
+		t.Errorf("metrics after two unwraps: %+v activations, %d hits, %d cached", m.Activations, m.KeyCacheHits, m.CachedKeys)
+	}
+	if es := f.entries(keysvc.TypeActivate); len(es) != 1 || es[0].KEKID != "payroll" {
+		t.Errorf("activation entries: %+v", es)
+	}
+
+	// Refusals, each logged.
+	_, err = f.n.Wrap(ctx, caller(identity.RoleAgent, "agent-1", "FR"), "payroll", c, dek, "")
+	wantKeyOp(t, "wrap from FR", err, keysvc.CodeRegionDenied)
+	_, _, err = fol.Unwrap(ctx, caller(identity.RoleAgent, "agent-1", "FR"), "payroll", c, w.Blob, "")
+	wantKeyOp(t, "unwrap from FR", err, keysvc.CodeRegionDenied)
+	_, _, err = fol.Unwrap(ctx, caller(identity.RoleAuditor, "audit", "DE"), "payroll", c, w.Blob, "")
+	wantKeyOp(t, "unwrap by an auditor", err, keysvc.CodeAccessDenied)
+	_, err = f.n.Wrap(ctx, agentDE, "payroll", wrapkey.Context{"purpose": "x"}, dek, "")
+	wantKeyOp(t, "wrap without dataset", err, keysvc.CodeContextMissing)
+	_, err = f.n.Wrap(ctx, agentDE, "payroll", c, nil, "")
+	wantKeyOp(t, "wrap of nothing", err, keysvc.CodeInvalidPlaintext)
+	_, err = f.n.Wrap(ctx, agentDE, "nope", c, dek, "")
+	wantKeyOp(t, "unknown kek", err, keysvc.CodeUnknownKEK)
+	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, []byte("not a blob"), "")
+	wantKeyOp(t, "malformed blob", err, keysvc.CodeMalformedBlob)
+	_, _, err = fol.Unwrap(ctx, agentDE, "other", c, w.Blob, "")
+	wantKeyOp(t, "blob of another kek", err, keysvc.CodeWrongKEK)
+	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", wrapkey.Context{"dataset": "finance"}, w.Blob, "")
+	wantKeyOp(t, "wrong context", err, keysvc.CodeUnwrapFailed)
+	tampered := append([]byte(nil), w.Blob...)
+	tampered[len(tampered)-1] ^= 1
+	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, tampered, "")
+	wantKeyOp(t, "tampered blob", err, keysvc.CodeUnwrapFailed)
+	if m := fol.Metrics(); m.KeyOpsDenied == 0 {
+		t.Error("no denial counted")
+	}
+
+	// Datakey, rotation, rewrap.
+	plain, dw, err := f.n.DataKey(ctx, agentDE, "payroll", c, false, "")
+	if err != nil || len(plain) != 32 {
+		t.Fatalf("datakey: %v", err)
+	}
+	if back, _, err := fol.Unwrap(ctx, agentDE, "payroll", c, dw.Blob, ""); err != nil || string(back) != string(plain) {
+		t.Fatalf("datakey round trip: %v", err)
+	}
+	if p, _, err := f.n.DataKey(ctx, agentDE, "payroll", c, true, ""); err != nil || p != nil {
+		t.Fatalf("wrapped-only datakey returned a plaintext: %v", err)
+	}
+	f.mustExecute(ceremony.KEKRotate{KEKID: "payroll"})
+	f.c.WaitConverged()
+	rw, err := fol.Rewrap(ctx, agentDE, "payroll", c, w.Blob, "")
+	if err != nil || rw.Version != 2 {
+		t.Fatalf("rewrap: %+v, %v", rw, err)
+	}
+	if back, _, err := f.n.Unwrap(ctx, agentDE, "payroll", c, rw.Blob, ""); err != nil || string(back) != string(dek) {
+		t.Fatalf("unwrap the rewrapped blob: %v", err)
+	}
+	if w2, err := f.n.Wrap(ctx, agentDE, "payroll", c, dek, ""); err != nil || w2.Version != 2 {
+		t.Fatalf("wrap after rotation: %+v, %v", w2, err)
+	}
+
+	// Disable v1: refused, and its cached key is purged.
+	f.mustExecute(ceremony.KEKDisable{KEKID: "payroll", Version: 1})
+	f.c.WaitConverged()
+	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "")
+	wantKeyOp(t, "unwrap with a disabled version", err, keysvc.CodeKEKDisabled)
+	keysvctest.WaitFor(t, "the disabled version's key is purged", func() bool {
+		return fol.Metrics().CachedKeys <= 1 // v2's, if any
+	})
+	f.mustExecute(ceremony.KEKDestroy{KEKID: "payroll", Version: 1})
+	f.c.WaitConverged()
+	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "")
+	wantKeyOp(t, "unwrap with a destroyed version", err, keysvc.CodeKEKDestroyed)
+
+	// Batches: one result and one entry per item.
+	items := []keysvc.WrapItem{{Context: c, Plaintext: dek}, {Context: wrapkey.Context{}, Plaintext: dek}, {Context: c, Plaintext: dek}}
+	res := f.n.WrapBatch(ctx, agentDE, "payroll", items, "batch-1")
+	if res[0].Err != nil || res[2].Err != nil || res[0].LogIndex == res[2].LogIndex {
+		t.Fatalf("wrap batch: %+v", res)
+	}
+	wantKeyOp(t, "batch item without context", res[1].Err, keysvc.CodeContextMissing)
+	un := fol.UnwrapBatch(ctx, agentDE, "payroll", []keysvc.UnwrapItem{{Context: c, Blob: res[0].Wrapped.Blob}, {Context: c, Blob: tampered}}, "batch-2")
+	if un[0].Err != nil || string(un[0].Plaintext) != string(dek) {
+		t.Fatalf("unwrap batch item 0: %+v", un[0])
+	}
+	wantKeyOp(t, "batch item tampered", un[1].Err, keysvc.CodeKEKDestroyed)
+}
+
+// Activation per request (TTL 0), too few nodes for the threshold, and a
+// peer's own checks before it releases its share.
+func TestActivation(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	pol := keyOpPolicy(0)
+	pol.Threshold = 3
+	f.mustExecute(ceremony.KEKCreate{KEKID: "strict", Policy: pol})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	dek := []byte("0123456789abcdef")
+	w, err := f.n.Wrap(ctx, agentDE, "strict", c, dek, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, _, err := f.n.Unwrap(ctx, agentDE, "strict", c, w.Blob, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := f.n.Metrics(); m.Activations != 2 || m.CachedKeys != 0 {
+		t.Errorf("ttl 0: %d activations, %d cached, want 2 and 0", m.Activations, m.CachedKeys)
+	}
+	// A peer refuses a non-member, a caller the policy does not allow, and
+	// a version that is not active.
+	fol := f.c.Follower()
+	req := keysvc.ReleaseRequest{KEKID: "strict", Version: 1, Caller: agentDE.ID.String(), Context: c}
+	if _, err := fol.ReleaseShare(ctx, "n9", req); !errors.Is(err, keysvc.ErrReleaseRefused) {
+		t.Errorf("release to a non-member: %v", err)
+	}
+	bad := req
+	bad.Caller = caller(identity.RoleAgent, "agent-1", "FR").ID.String()
+	if _, err := fol.ReleaseShare(ctx, f.n.Info().ID, bad); !errors.Is(err, keysvc.ErrReleaseRefused) {
+		t.Errorf("release for a caller from FR: %v", err)
+	}
+	bad = req
+	bad.Context = nil
+	if _, err := fol.ReleaseShare(ctx, f.n.Info().ID, bad); !errors.Is(err, keysvc.ErrReleaseRefused) {
+		t.Errorf("release without the required context: %v", err)
+	}
+	if _, err := fol.ReleaseShare(ctx, f.n.Info().ID, req); err != nil {
+		t.Errorf("a valid release: %v", err)
+	}
+	// t = 3 with a node down: the log still commits, but the shares do not
+	// suffice; the refusal is logged.
+	var down string
+	for _, id := range nodes3 {
+		if id != f.n.Info().ID {
+			down = id
+		}
+	}
+	f.c.Stop(down)
+	_, _, err = f.n.Unwrap(ctx, agentDE, "strict", c, w.Blob, "")
+	wantKeyOp(t, "unwrap with a node down and t=3", err, keysvc.CodeSharesUnavailable)
+}
+
+// No quorum, no unwrap: with the log unable to commit, the operation fails
+// and returns no key.
+func TestUnwrapFailsClosed(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "k", Policy: keyOpPolicy(time.Minute)})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := f.n.Wrap(ctx, agentDE, "k", c, []byte("0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.n.Unwrap(ctx, agentDE, "k", c, w.Blob, ""); err != nil { // key now cached
+		t.Fatal(err)
+	}
+	leader := f.n.Info().ID
+	for _, id := range nodes3 {
+		if id != leader {
+			f.c.Stop(id)
+		}
+	}
+	short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	dek, _, err := f.n.Unwrap(short, agentDE, "k", c, w.Blob, "")
+	if err == nil || dek != nil {
+		t.Fatalf("unwrap without a quorum: %q, %v", dek, err)
+	}
+	if !errors.Is(err, keysvc.ErrNoQuorum) && !errors.Is(err, keysvc.ErrNotLeader) {
+		t.Errorf("unwrap without a quorum: %v, want no quorum or not leader", err)
+	}
+}
