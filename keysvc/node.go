@@ -59,8 +59,8 @@ type Node struct {
 	fwd   atomic.Pointer[Forwarder]
 	// escrow holds officers' escrow shares for a recovery (leader only).
 	escrow        escrowShares
-	dealMu        sync.Mutex // serialises approvals on the leader (see ceremonyCommand)
-	kc            keyCache   // activated KEK versions
+	dealMu        sync.Mutex    // serialises approvals on the leader (see ceremonyCommand)
+	kc            keyCache      // activated KEK versions
 	kekWake       chan struct{} // a KEK changed: reconcile HSM keys with the state
 	reconcileDone chan struct{}
 	actor         ledger.Actor // this node, as the actor of what it does itself
