@@ -202,7 +202,7 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 	switch {
 	case err == nil:
 		s.m.applied.Add(1)
-		if s.onKEK != nil && cmd != nil && (cmd.Type == cmdApprove || cmd.Type == cmdAttest) {
+		if s.onKEK != nil && cmd != nil && (cmd.Type == cmdApprove || cmd.Type == cmdPropose || cmd.Type == cmdAttest) {
 			s.onKEK()
 		}
 		return res, nil

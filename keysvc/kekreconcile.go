@@ -21,8 +21,10 @@ import (
 // attestation is retried then).
 const reconcileEvery = 10 * time.Second
 
-// wakeKEK asks the reconciler to look at the KEK records again.
+// wakeKEK drops the decoded KEK records and asks the reconciler to look at
+// the records again.
 func (n *Node) wakeKEK() {
+	n.kekRecs.invalidate()
 	select {
 	case n.kekWake <- struct{}{}:
 	default:

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	"go.etcd.io/bbolt"
 
@@ -110,7 +111,7 @@ func (n *Node) lookup(id string) (KEK, *denyErr, error) {
 	if err := wrapkey.ValidateKEKID(id); err != nil {
 		return KEK{}, deny(CodeUnknownKEK, "%q is not a kek id", id), nil
 	}
-	k, found, err := n.KEK(id)
+	k, found, err := n.cachedKEK(id)
 	if err != nil {
 		return KEK{}, nil, err
 	}
@@ -118,6 +119,47 @@ func (n *Node) lookup(id string) (KEK, *denyErr, error) {
 		return KEK{}, deny(CodeUnknownKEK, "no kek %q", id), nil
 	}
 	return k, nil, nil
+}
+
+// kekCache keeps decoded KEK records for the key operations, dropped
+// whenever a command that may change them is applied.
+type kekCache struct {
+	mu   sync.Mutex
+	gen  uint64
+	recs map[string]KEK
+}
+
+func (c *kekCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.recs = nil
+}
+
+// cachedKEK is KEK, from the cache when it can. The record's slices are
+// shared: callers must not modify them.
+func (n *Node) cachedKEK(id string) (KEK, bool, error) {
+	c := &n.kekRecs
+	c.mu.Lock()
+	k, ok := c.recs[id]
+	gen := c.gen
+	c.mu.Unlock()
+	if ok {
+		return k, true, nil
+	}
+	k, found, err := n.KEK(id)
+	if err != nil || !found {
+		return k, found, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		if c.recs == nil {
+			c.recs = map[string]KEK{}
+		}
+		c.recs[id] = k
+	}
+	c.mu.Unlock()
+	return k, true, nil
 }
 
 // latestActive returns the highest active version of k.

@@ -61,6 +61,7 @@ type Node struct {
 	escrow        escrowShares
 	dealMu        sync.Mutex    // serialises approvals on the leader (see ceremonyCommand)
 	kc            keyCache      // activated KEK versions
+	kekRecs       kekCache      // decoded KEK records for key operations
 	kekWake       chan struct{} // a KEK changed: reconcile HSM keys with the state
 	reconcileDone chan struct{}
 	actor         ledger.Actor // this node, as the actor of what it does itself
