@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -357,9 +358,15 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal) (*dealt, error) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	var failed []string
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	if len(failed) > 0 {
 		n.discard(d)
-		return nil, fmt.Errorf("not every node sealed its share of kek %q v%d: %w", id, ver, err)
+		return nil, fmt.Errorf("not every node sealed its share of kek %q v%d: %s", id, ver, strings.Join(failed, "; "))
 	}
 	return d, nil
 }
@@ -442,9 +449,12 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 	}
 	// The proposal was committed before the approval that deals it; give
 	// this node's state a moment to apply it.
-	var why string
+	var (
+		why     string
+		recover bool
+	)
 	for try := 0; ; try++ {
-		why, err = n.sealable(req)
+		why, recover, err = n.sealable(req)
 		if err != nil {
 			return SealResponse{}, err
 		}
@@ -464,8 +474,13 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 	if err != nil {
 		return SealResponse{}, err
 	}
-	if live {
+	if live && !recover {
 		return refused("this node holds a live share of kek %q v%d", req.KEKID, req.Version)
+	}
+	if live {
+		// An escrow recovery re-deals the version: this node's old share
+		// cannot be combined with the new ones, so its key is replaced.
+		n.log.Warn("keysvc: escrow recovery replaces this node's live share", "kek", req.KEKID, "version", req.Version, "proposal", req.Proposal)
 	}
 	if err := kek.Destroy(n.cfg.Token, req.KEKID, req.Version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		return SealResponse{}, err
@@ -492,7 +507,7 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 }
 
 // sealable says why this node's state does not allow sealing req ("" if it does).
-func (n *Node) sealable(req SealRequest) (why string, err error) {
+func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 	err = n.state.view(func(tx *bbolt.Tx) error {
 		c, found, err := getCeremony(tx, req.Proposal)
 		if err != nil {
@@ -525,14 +540,14 @@ func (n *Node) sealable(req SealRequest) (why string, err error) {
 		case ceremony.KEKRotate:
 			want = k.Latest() + 1
 		case ceremony.EscrowRecover:
-			want = ps.Version
+			want, recover = ps.Version, true
 		}
 		if req.Version != want {
 			why = fmt.Sprintf("proposal %s deals v%d, not v%d", req.Proposal, want, req.Version)
 		}
 		return nil
 	})
-	return why, err
+	return why, recover, err
 }
 
 // liveShare reports whether this node's sealing key of a version protects

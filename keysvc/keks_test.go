@@ -499,3 +499,42 @@ func TestKEKConcurrentApprovals(t *testing.T) {
 		key.Destroy()
 	}
 }
+
+// One node's HSM lost with t = n: the version is unusable until an escrow
+// recovery re-deals it, replacing the surviving nodes' shares too.
+func TestKEKEscrowRecoveryPartialLoss(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob", "carol")
+	f.init(2, "alice", "bob", "carol")
+	pol := testPolicy(3, 2)
+	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: pol})
+	kv := f.kek("vault").Versions[0]
+	v, _ := kv.Public("vault")
+	rec, _ := kv.Escrow.Record()
+	if err := kek.Destroy(f.c.Token("n3"), "vault", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reconstitute("vault", 1, "n1", "n2", "n3"); !errors.Is(err, kek.ErrShareUnavailable) {
+		t.Fatalf("before recovery: %v", err)
+	}
+	p := f.proposal("alice", ceremony.EscrowRecover{KEKID: "vault", Version: 1, Reason: "n3's HSM failed"})
+	f.mustPropose(p, true)
+	for _, o := range []string{"alice", "bob"} {
+		sh, err := kek.OpenEscrowShare(v, rec, o, f.signer(o))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := sh.MarshalBinary()
+		sh.Zeroize()
+		if err := f.n.HoldEscrowShare(p.ID, o, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := f.approve("bob", p); err != nil || c.Status != keysvc.StatusExecuted {
+		t.Fatalf("recovery: %v %s %s", err, c.Code, c.Reason)
+	}
+	key, err := f.reconstitute("vault", 1, "n1", "n2", "n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key.Destroy()
+}
