@@ -2,6 +2,7 @@ package keysvc_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -234,4 +236,85 @@ func TestUnwrapFailsClosed(t *testing.T) {
 	if !errors.Is(err, keysvc.ErrNoQuorum) && !errors.Is(err, keysvc.ErrNotLeader) {
 		t.Errorf("unwrap without a quorum: %v, want no quorum or not leader", err)
 	}
+}
+
+// benchKEK makes a 3-node in-memory cluster with KEK "k" (agents, DE,
+// activation TTL 1 minute) for the key-operation benchmarks.
+func benchKEK(b *testing.B) *keysvc.Node {
+	c := keysvctest.NewCluster(b, 3, keysvctest.Options{})
+	n := c.Leader()
+	signers := map[string]*officer.Signer{}
+	var bundles []string
+	for _, name := range []string{"alice", "bob"} {
+		s, err := officer.Generate(officer.Config{Name: name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		signers[name] = s
+		bundles = append(bundles, string(s.Public().Marshal()))
+	}
+	ctx := context.Background()
+	if err := n.Init(ctx, keysvc.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+		b.Fatal(err)
+	}
+	id, _ := ceremony.NewID(rand.Reader)
+	now := time.Now()
+	p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: "k", Policy: keyOpPolicy(time.Minute)},
+		Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: n.Status().StateVersion}
+	raw, _ := p.Marshal()
+	sign := func(name string) []byte {
+		sig, err := signers[name].Sign(p.Digest())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return sig.Marshal()
+	}
+	if _, err := n.Propose(ctx, raw, "alice", sign("alice"), officerActor("alice")); err != nil {
+		b.Fatal(err)
+	}
+	if c, err := n.Approve(ctx, id, "bob", sign("bob"), officerActor("bob")); err != nil || c.Status != keysvc.StatusExecuted {
+		b.Fatalf("%v %s", err, c.Reason)
+	}
+	return n
+}
+
+// BenchmarkWrap and BenchmarkUnwrap: one operation through the node, log
+// entry committed, on the in-memory cluster (parallel callers).
+func BenchmarkWrap(b *testing.B) {
+	n := benchKEK(b)
+	c := wrapkey.Context{"dataset": "hr"}
+	dek := make([]byte, 32)
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := n.Wrap(context.Background(), agentDE, "k", c, dek, ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkUnwrap(b *testing.B) {
+	n := benchKEK(b)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := n.Wrap(context.Background(), agentDE, "k", c, make([]byte, 32), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := n.Unwrap(context.Background(), agentDE, "k", c, w.Blob, ""); err != nil { // activate once
+		b.Fatal(err)
+	}
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := n.Unwrap(context.Background(), agentDE, "k", c, w.Blob, ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
