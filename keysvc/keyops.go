@@ -11,8 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"go.etcd.io/bbolt"
@@ -313,37 +315,47 @@ func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wr
 	if err != nil {
 		return nil, err
 	}
-	var b *wrapkey.Blob
+	var dek []byte
 	if d == nil {
-		if b, err = wrapkey.Parse(blob); err != nil {
-			d = deny(CodeMalformedBlob, "%v", err)
-		} else if b.KEKID != id {
-			d = deny(CodeWrongKEK, "the blob is wrapped with kek %q, not %q", b.KEKID, id)
-		} else {
-			e.KEKVersion = b.KEKVersion
+		dek, e.KEKVersion, d, err = n.unwrapCore(ctx, caller, &k, c, blob)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if d == nil {
-		d = allowed(k.Policy, true, caller.ID, c)
-	}
-	var v *KEKVersion
-	if d == nil {
-		v, d = usable(&k, b.KEKVersion)
 	}
 	if d != nil {
 		return nil, n.logDenial(ctx, *e, d)
 	}
-	dek, err := n.withKey(ctx, caller, &k, v, c, func(key *wrapkey.Key) ([]byte, error) { return key.Unwrap(blob, c) })
+	return dek, nil
+}
+
+// unwrapCore checks and opens blob with KEK k, logging nothing: the
+// blob's version (0 if it does not parse), the data key or a refusal.
+func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.Context, blob []byte) ([]byte, uint32, *denyErr, error) {
+	b, err := wrapkey.Parse(blob)
+	if err != nil {
+		return nil, 0, deny(CodeMalformedBlob, "%v", err), nil
+	}
+	if b.KEKID != k.ID {
+		return nil, 0, deny(CodeWrongKEK, "the blob is wrapped with kek %q, not %q", b.KEKID, k.ID), nil
+	}
+	if d := allowed(k.Policy, true, caller.ID, c); d != nil {
+		return nil, b.KEKVersion, d, nil
+	}
+	v, d := usable(k, b.KEKVersion)
+	if d != nil {
+		return nil, b.KEKVersion, d, nil
+	}
+	dek, err := n.withKey(ctx, caller, k, v, c, func(key *wrapkey.Key) ([]byte, error) { return key.Unwrap(blob, c) })
 	var de *denyErr
 	switch {
 	case errors.As(err, &de):
-		return nil, n.logDenial(ctx, *e, de)
+		return nil, v.Version, de, nil
 	case errors.Is(err, wrapkey.ErrOpen):
-		return nil, n.logDenial(ctx, *e, deny(CodeUnwrapFailed, "the blob does not open with kek %q v%d under this context: it was modified, or wrapped under another context", id, v.Version))
+		return nil, v.Version, deny(CodeUnwrapFailed, "the blob does not open with kek %q v%d under this context: it was modified, or wrapped under another context", k.ID, v.Version), nil
 	case err != nil:
-		return nil, err
+		return nil, v.Version, nil, err
 	}
-	return dek, nil
+	return dek, v.Version, nil, nil
 }
 
 // Rewrap opens blob as Unwrap does and wraps its data key to the latest
@@ -424,24 +436,134 @@ func forEach(n int, fn func(i int)) {
 	}
 }
 
-// WrapBatch wraps each item as Wrap does; each has its own result and entry.
+// Batches are logged as one entry (type kek.wrap or kek.unwrap) whose
+// details count the items, the refusals by code, and hash the items'
+// blobs in order: each item's receipt is that entry. The entry commits
+// before any result is returned; if it cannot, every item fails.
+
+// WrapBatch wraps each item as Wrap does.
 func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []WrapItem, requestID string) []ItemResult {
 	out := make([]ItemResult, len(items))
-	forEach(len(items), func(i int) {
-		w, err := n.Wrap(ctx, caller, id, items[i].Context, items[i].Plaintext, requestID)
-		out[i] = ItemResult{Wrapped: w, LogIndex: w.LogIndex, Err: err}
-	})
+	k, d, err := n.lookup(id)
+	if err == nil && d == nil {
+		var v *KEKVersion
+		v, d = latestActive(&k)
+		if d == nil {
+			forEach(len(items), func(i int) {
+				it := items[i]
+				if d := allowed(k.Policy, false, caller.ID, it.Context); d != nil {
+					out[i].Err = d
+					return
+				}
+				if len(it.Plaintext) < wrapkey.MinDEKSize || len(it.Plaintext) > wrapkey.MaxDEKSize {
+					out[i].Err = deny(CodeInvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(it.Plaintext))
+					return
+				}
+				blob, err := wrapkey.Wrap(rand.Reader, v.PublicKey, id, v.Version, it.Context, it.Plaintext)
+				if err != nil {
+					out[i].Err = deny(CodeInvalidContext, "%v", err)
+					return
+				}
+				out[i].Wrapped = Wrapped{Blob: blob, Version: v.Version}
+			})
+		}
+	}
+	n.logBatch(ctx, TypeWrap, caller, id, requestID, out, err, d, func(i int) []byte { return out[i].Wrapped.Blob })
 	return out
 }
 
-// UnwrapBatch unwraps each item as Unwrap does; each has its own result and entry.
+// UnwrapBatch unwraps each item as Unwrap does.
 func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items []UnwrapItem, requestID string) []ItemResult {
 	out := make([]ItemResult, len(items))
-	forEach(len(items), func(i int) {
-		p, idx, err := n.Unwrap(ctx, caller, id, items[i].Context, items[i].Blob, requestID)
-		out[i] = ItemResult{Plaintext: p, LogIndex: idx, Err: err}
-	})
+	k, d, err := n.lookup(id)
+	if err == nil && d == nil {
+		forEach(len(items), func(i int) {
+			dek, _, d, err := n.unwrapCore(ctx, caller, &k, items[i].Context, items[i].Blob)
+			switch {
+			case err != nil:
+				out[i].Err = err
+			case d != nil:
+				out[i].Err = d
+			default:
+				out[i].Plaintext = dek
+			}
+		})
+	}
+	n.logBatch(ctx, TypeUnwrap, caller, id, requestID, out, err, d, func(i int) []byte { return items[i].Blob })
 	return out
+}
+
+// logBatch logs one entry for a batch's results and sets each result's
+// receipt, turning refusals into *KeyOpError. err or d, when set, failed
+// the whole batch before any item ran. blobOf gives the blob an item
+// hashes into the entry.
+func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requestID string, out []ItemResult, err error, d *denyErr, blobOf func(int) []byte) {
+	failAll := func(err error) {
+		for i := range out {
+			clear(out[i].Plaintext)
+			out[i] = ItemResult{Err: err}
+		}
+	}
+	if err != nil {
+		failAll(err)
+		return
+	}
+	e := opEntry(typ, caller, requestID, id, 0, nil)
+	delete(e.Details, "context")
+	e.Details["items"] = strconv.Itoa(len(out))
+	if d != nil {
+		failAll(n.logDenial(ctx, e, d))
+		return
+	}
+	codes := map[string]int{}
+	var (
+		ok     int
+		failed error
+	)
+	h := sha256.New()
+	for i := range out {
+		h.Write([]byte(blobHash(blobOf(i))))
+		var de *denyErr
+		switch {
+		case errors.As(out[i].Err, &de):
+			codes[de.code]++
+		case out[i].Err != nil:
+			failed = out[i].Err
+		default:
+			ok++
+		}
+	}
+	e.Details["ok"] = strconv.Itoa(ok)
+	if len(codes) > 0 {
+		var parts []string
+		for _, c := range slices.Sorted(maps.Keys(codes)) {
+			parts = append(parts, c+":"+strconv.Itoa(codes[c]))
+		}
+		e.Details["denied"] = strings.Join(parts, ",")
+	}
+	if failed != nil {
+		e.Details["failed"] = "1+"
+	}
+	e.Details["items_sha256"] = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if ok == 0 {
+		e.Outcome, e.Reason = ledger.OutcomeDenied, clip("no item succeeded: "+e.Details["denied"])
+	}
+	idx, err := n.Append(ctx, e)
+	if err != nil {
+		failAll(err)
+		return
+	}
+	if len(codes) > 0 {
+		n.m.keyOpDenied.Add(uint64(len(out) - ok))
+	}
+	for i := range out {
+		out[i].LogIndex = idx
+		out[i].Wrapped.LogIndex = idx
+		var de *denyErr
+		if errors.As(out[i].Err, &de) {
+			out[i].Err = &KeyOpError{Code: de.code, Reason: de.reason, Entry: idx}
+		}
+	}
 }
 
 // PublicKey returns version ver of KEK id's public key, its state and the
