@@ -64,6 +64,9 @@ func classify(err error) mapping {
 	if m, ok := classifyCeremony(err); ok {
 		return m
 	}
+	if m, ok := classifyKeyOp(err); ok {
+		return m
+	}
 	if m, ok := classifyKEK(err); ok {
 		return m
 	}

@@ -138,6 +138,8 @@ func New(svc Service, opts Options) http.Handler {
 
 	r.With(a.allow(identity.RoleNode)).Post(appendPath, a.handle(a.internalAppend))
 	a.kekRoutes(r)
+	a.keyOpRoutes(r)
+	r.With(a.allow(anyRole...)).Get("/v1/openapi.yaml", a.handle(a.openAPI))
 
 	r.With(a.allow(metricsRoles...)).Get("/metrics", a.handle(a.serveMetrics))
 	return r

@@ -50,6 +50,8 @@ type nodeCollector struct {
 	queueDepth, inFlight                     *prometheus.Desc
 	logSize, term, commitIndex, appliedIndex *prometheus.Desc
 	isLeader, ready                          *prometheus.Desc
+	keyOpsDenied, activations, keyCacheHits  *prometheus.Desc
+	sharesReleased, cachedKeys               *prometheus.Desc
 }
 
 func newNodeCollector(svc Service) *nodeCollector {
@@ -76,6 +78,11 @@ func newNodeCollector(svc Service) *nodeCollector {
 		appliedIndex:   d("custos_raft_applied_index", "Last raft index applied to the state machine."),
 		isLeader:       d("custos_raft_leader", "1 if this node is the leader."),
 		ready:          d("custos_node_ready", "1 if the node is ready to serve (its health check passes)."),
+		keyOpsDenied:   d("custos_keyops_denied_total", "Key operations (batch items included) this node refused; every refusal is logged."),
+		activations:    d("custos_kek_activations_total", "KEK versions this node reconstituted from t shares."),
+		keyCacheHits:   d("custos_kek_cache_hits_total", "Key operations served by an activated key from this node's cache."),
+		sharesReleased: d("custos_kek_shares_released_total", "Shares this node released to peers for their activations."),
+		cachedKeys:     d("custos_kek_cached_keys", "Activated KEK versions held in this node's memory."),
 	}
 }
 
@@ -84,6 +91,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.appends, c.appendFailures, c.forwarded, c.batches, c.batchFailures, c.batchEntries,
 		c.batchSize, c.commitLatency, c.applied, c.rejected, c.restores, c.checkpoints,
 		c.queueDepth, c.inFlight, c.logSize, c.term, c.commitIndex, c.appliedIndex, c.isLeader, c.ready,
+		c.keyOpsDenied, c.activations, c.keyCacheHits, c.sharesReleased, c.cachedKeys,
 	} {
 		ch <- d
 	}
@@ -109,6 +117,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.checkpoints, m.Checkpoints)
 	gauge(c.queueDepth, float64(m.QueueDepth))
 	gauge(c.inFlight, float64(m.InFlight))
+	counter(c.keyOpsDenied, m.KeyOpsDenied)
+	counter(c.activations, m.Activations)
+	counter(c.keyCacheHits, m.KeyCacheHits)
+	counter(c.sharesReleased, m.SharesRelease)
+	gauge(c.cachedKeys, float64(m.CachedKeys))
 	histogram(ch, c.batchSize, m.BatchSize)
 	histogram(ch, c.commitLatency, m.CommitLatency)
 

@@ -1,0 +1,253 @@
+// Key operations for backup agents: wrap, unwrap, datakey, rewrap, their
+// batch forms, and KEK version public keys.
+
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// Codes of refused key operations. Each refusal is also logged in the
+// key-op log: as a denied entry of its own for a single operation, in the
+// batch's entry for a batch item (whose error carries that entry's index).
+const (
+	CodeAccessDenied      = "access_denied"      // 403: the KEK's policy grants the operation to neither the identity nor its role
+	CodeRegionDenied      = "region_denied"      // 403: the caller's region is not among the policy's regions for the operation
+	CodeContextMissing    = "context_missing"    // 400: a context field the policy requires is absent or empty
+	CodeInvalidContext    = "invalid_context"    // 400: the context breaks the wrapping format's bounds
+	CodeInvalidPlaintext  = "invalid_plaintext"  // 400: a data key outside 1..4096 bytes
+	CodeMalformedBlob     = "malformed_blob"     // 400: the wrapped blob does not parse
+	CodeWrongKEK          = "wrong_kek"          // 400: the blob is wrapped with another KEK than the one in the path
+	CodeUnwrapFailed      = "unwrap_failed"      // 400: the blob does not open: modified, or wrapped under another context
+	CodeUnknownVersion    = "unknown_version"    // 404: the blob names a version the KEK does not have
+	CodeKEKDisabled       = "kek_disabled"       // 409: the version is disabled
+	CodeNoActiveVersion   = "no_active_version"  // 409: wrap, datakey or rewrap with no active version
+	CodeKEKDestroyed      = "kek_destroyed"      // 410: the version is destroyed
+	CodeSharesUnavailable = "shares_unavailable" // 503: fewer than t nodes released their shares; retry later
+)
+
+// MaxBatchItems bounds the items of one batch request.
+const MaxBatchItems = 1000
+
+// WrapRequest is the body of POST /v1/keks/{id}/wrap.
+type WrapRequest struct {
+	Plaintext []byte            `json:"plaintext"` // the data key, 1..4096 bytes
+	Context   map[string]string `json:"context"`
+}
+
+// UnwrapRequest is the body of POST /v1/keks/{id}/unwrap.
+type UnwrapRequest struct {
+	Wrapped []byte            `json:"wrapped"`
+	Context map[string]string `json:"context"`
+}
+
+// RewrapRequest is the body of POST /v1/keks/{id}/rewrap.
+type RewrapRequest struct {
+	Wrapped []byte            `json:"wrapped"`
+	Context map[string]string `json:"context"`
+}
+
+// DataKeyRequest is the body of POST /v1/keks/{id}/datakey.
+type DataKeyRequest struct {
+	Context     map[string]string `json:"context"`
+	WrappedOnly bool              `json:"wrapped_only"`
+}
+
+// WrapResponse answers a wrap or a rewrap: the wrapped blob, the KEK
+// version it is wrapped to and the log index of the operation's entry.
+type WrapResponse struct {
+	Wrapped    []byte `json:"wrapped"`
+	KEKVersion uint32 `json:"kek_version"`
+	LogIndex   uint64 `json:"log_index"`
+}
+
+// UnwrapResponse answers an unwrap. Plaintext is secret: clear it after use.
+type UnwrapResponse struct {
+	Plaintext []byte `json:"plaintext"`
+	LogIndex  uint64 `json:"log_index"`
+}
+
+// DataKeyResponse answers a datakey: a fresh 32-byte data key (absent when
+// wrapped_only was asked) and its wrapped form. Plaintext is secret.
+type DataKeyResponse struct {
+	Plaintext  []byte `json:"plaintext,omitempty"`
+	Wrapped    []byte `json:"wrapped"`
+	KEKVersion uint32 `json:"kek_version"`
+	LogIndex   uint64 `json:"log_index"`
+}
+
+// WrapItem is one item of a wrap batch.
+type WrapItem struct {
+	Plaintext []byte            `json:"plaintext"`
+	Context   map[string]string `json:"context"`
+}
+
+// UnwrapItem is one item of an unwrap batch.
+type UnwrapItem struct {
+	Wrapped []byte            `json:"wrapped"`
+	Context map[string]string `json:"context"`
+}
+
+// WrapBatchRequest is the body of POST /v1/keks/{id}/wrap/batch: 1..1000 items.
+type WrapBatchRequest struct {
+	Items []WrapItem `json:"items"`
+}
+
+// UnwrapBatchRequest is the body of POST /v1/keks/{id}/unwrap/batch: 1..1000 items.
+type UnwrapBatchRequest struct {
+	Items []UnwrapItem `json:"items"`
+}
+
+// ItemError is a failed batch item: a stable code (one of the Code
+// constants), a message, and the log index of the entry recording the
+// batch (and the item's refusal), when there is one.
+type ItemError struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	LogIndex uint64 `json:"log_index,omitempty"`
+}
+
+func (e *ItemError) Error() string {
+	msg := "custos api: batch item: " + e.Code
+	if e.LogIndex != 0 {
+		msg += " (log entry " + strconv.FormatUint(e.LogIndex, 10) + ")"
+	}
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// WrapResult is one item's outcome in a wrap batch: the wrapped blob, or Error.
+type WrapResult struct {
+	Wrapped    []byte     `json:"wrapped,omitempty"`
+	KEKVersion uint32     `json:"kek_version,omitempty"`
+	LogIndex   uint64     `json:"log_index,omitempty"`
+	Error      *ItemError `json:"error,omitempty"`
+}
+
+// Err returns the item's error (an *ItemError), or nil.
+func (r WrapResult) Err() error {
+	if r.Error == nil {
+		return nil
+	}
+	return r.Error
+}
+
+// UnwrapResult is one item's outcome in an unwrap batch: the data key
+// (secret: clear it after use), or Error.
+type UnwrapResult struct {
+	Plaintext []byte     `json:"plaintext,omitempty"`
+	LogIndex  uint64     `json:"log_index,omitempty"`
+	Error     *ItemError `json:"error,omitempty"`
+}
+
+// Err returns the item's error (an *ItemError), or nil.
+func (r UnwrapResult) Err() error {
+	if r.Error == nil {
+		return nil
+	}
+	return r.Error
+}
+
+// WrapBatchResponse answers a wrap batch: one result per item, in order.
+type WrapBatchResponse struct {
+	Results []WrapResult `json:"results"`
+}
+
+// UnwrapBatchResponse answers an unwrap batch: one result per item, in order.
+type UnwrapBatchResponse struct {
+	Results []UnwrapResult `json:"results"`
+}
+
+// PublicKeyResponse is GET /v1/keks/{id}/versions/{v}/public: a KEK
+// version's X-Wing public key (to wrap offline), its state, and the log
+// index of the entry that created it (check it with an inclusion proof).
+type PublicKeyResponse struct {
+	KEKID      string `json:"kek_id"`
+	KEKVersion uint32 `json:"kek_version"`
+	PublicKey  []byte `json:"public_key"`
+	State      string `json:"state"`
+	LogIndex   uint64 `json:"log_index"`
+}
+
+func kekPath(id, op string) string { return "/v1/keks/" + url.PathEscape(id) + "/" + op }
+
+// keyOp posts in to the key-op route op of KEK id and decodes the answer
+// into out. The request body and the raw answer, which may hold data keys,
+// are cleared afterwards.
+func (c *Client) keyOp(ctx context.Context, id, op string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	defer clear(body)
+	resp, err := c.do(ctx, request{method: http.MethodPost, path: kekPath(id, op), body: body})
+	if err != nil {
+		return err
+	}
+	defer clear(resp.body)
+	return resp.decode(op, out)
+}
+
+// Wrap wraps plaintext (a data key, 1..4096 bytes) with the latest active
+// version of KEK kekID under context c. Any node serves it.
+func (c *Client) Wrap(ctx context.Context, kekID string, plaintext []byte, ctxFields map[string]string) (WrapResponse, error) {
+	var out WrapResponse
+	return out, c.keyOp(ctx, kekID, "wrap", WrapRequest{Plaintext: plaintext, Context: ctxFields}, &out)
+}
+
+// Unwrap opens wrapped under context c with KEK kekID. The plaintext is
+// secret: clear it after use.
+func (c *Client) Unwrap(ctx context.Context, kekID string, wrapped []byte, ctxFields map[string]string) (UnwrapResponse, error) {
+	var out UnwrapResponse
+	return out, c.keyOp(ctx, kekID, "unwrap", UnwrapRequest{Wrapped: wrapped, Context: ctxFields}, &out)
+}
+
+// DataKey asks for a fresh 32-byte data key wrapped with KEK kekID under
+// context c: the plaintext and wrapped forms, or only the wrapped one when
+// wrappedOnly.
+func (c *Client) DataKey(ctx context.Context, kekID string, ctxFields map[string]string, wrappedOnly bool) (DataKeyResponse, error) {
+	var out DataKeyResponse
+	return out, c.keyOp(ctx, kekID, "datakey", DataKeyRequest{Context: ctxFields, WrappedOnly: wrappedOnly}, &out)
+}
+
+// Rewrap opens wrapped and wraps its data key to the latest active version
+// of KEK kekID, without the data key leaving the node.
+func (c *Client) Rewrap(ctx context.Context, kekID string, wrapped []byte, ctxFields map[string]string) (WrapResponse, error) {
+	var out WrapResponse
+	return out, c.keyOp(ctx, kekID, "rewrap", RewrapRequest{Wrapped: wrapped, Context: ctxFields}, &out)
+}
+
+// WrapBatch wraps 1..MaxBatchItems items with KEK kekID. Each item has its
+// own result, in order; one log entry records the batch and is every
+// item's receipt (LogIndex). A refused item does not fail the call: check
+// each result's Err. The call fails as a whole only when the batch could
+// not be logged (no_quorum, for example) or was malformed.
+func (c *Client) WrapBatch(ctx context.Context, kekID string, items []WrapItem) (WrapBatchResponse, error) {
+	var out WrapBatchResponse
+	return out, c.keyOp(ctx, kekID, "wrap/batch", WrapBatchRequest{Items: items}, &out)
+}
+
+// UnwrapBatch unwraps 1..MaxBatchItems items with KEK kekID; like
+// WrapBatch, check each result's Err. Plaintexts are secret.
+func (c *Client) UnwrapBatch(ctx context.Context, kekID string, items []UnwrapItem) (UnwrapBatchResponse, error) {
+	var out UnwrapBatchResponse
+	return out, c.keyOp(ctx, kekID, "unwrap/batch", UnwrapBatchRequest{Items: items}, &out)
+}
+
+// PublicKey returns version v of KEK kekID's public key, its state and the
+// log index of the entry that created it. It is not verified here: check
+// the index with an inclusion proof and the key against that entry.
+func (c *Client) PublicKey(ctx context.Context, kekID string, version uint32) (PublicKeyResponse, error) {
+	var out PublicKeyResponse
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: kekPath(kekID, "versions/"+strconv.FormatUint(uint64(version), 10)+"/public")})
+	if err != nil {
+		return out, err
+	}
+	return out, resp.decode("public key", &out)
+}
