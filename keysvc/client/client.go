@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,7 @@ func (r *response) err() error {
 		return nil
 	}
 	e := &APIError{Status: r.status, Endpoint: r.endpoint, RequestID: r.header.Get(HeaderRequestID), Leader: r.header.Get(HeaderLeader)}
+	e.LogIndex, _ = strconv.ParseUint(r.header.Get(HeaderLogIndex), 10, 64)
 	var body ErrorBody
 	if json.Unmarshal(r.body, &body) == nil && body.Error.Code != "" {
 		e.Code, e.Message = body.Error.Code, body.Error.Message

@@ -9,6 +9,11 @@
 //	})
 //	defer c.Close()
 //	st, err := c.Cluster(ctx)
+//	w, err := c.Wrap(ctx, "payroll", dataKey, map[string]string{"dataset": "hr"})
+//	u, err := c.Unwrap(ctx, "payroll", w.Wrapped, map[string]string{"dataset": "hr"})
+//
+// Key operations (Wrap, Unwrap, DataKey, Rewrap and the batches) may be
+// served by any node; every answer carries the log index of its entry.
 //
 // # Connections
 //
@@ -34,7 +39,9 @@
 //
 // A request the API refused returns an *[APIError] carrying the HTTP
 // status, the stable snake_case code ([CodeNotLeader], [CodeForbidden], …),
-// the message and the request id to quote to an operator. Transport
+// the message and the request id to quote to an operator; a refusal that
+// was logged (a key operation or a ceremony) also carries the index of its
+// denied entry (APIError.LogIndex). Transport
 // failures are returned as they come from net/http, wrapped with the
 // endpoint.
 //

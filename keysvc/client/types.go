@@ -17,6 +17,9 @@ const (
 	HeaderLeader = "Custos-Leader"
 	// HeaderLeaderID is the leader's node id, on a not_leader answer.
 	HeaderLeaderID = "Custos-Leader-Id"
+	// HeaderLogIndex is the log index of the denied entry a refusal was
+	// logged as (key operations and ceremonies): the refusal's receipt.
+	HeaderLogIndex = "Custos-Log-Index"
 )
 
 // Error codes: the "code" of an error body. They are stable; messages are not.
@@ -76,6 +79,9 @@ type APIError struct {
 	Leader string
 	// Endpoint is the base URL of the node that answered.
 	Endpoint string
+	// LogIndex is the log index of the denied entry, for a refusal that
+	// was logged (HeaderLogIndex); 0 otherwise.
+	LogIndex uint64
 }
 
 func (e *APIError) Error() string {

@@ -40,7 +40,28 @@
 //	POST /v1/ceremonies/{id}/approvals officer (the body's officer)   200 client.Ceremony (leader)
 //	GET  /v1/ceremonies                officer auditor operator       200 {"ceremonies":[client.Ceremony…]}
 //	GET  /v1/ceremonies/{id}           officer auditor operator       200 client.Ceremony; 404 unknown_proposal
+//	GET  /v1/keks                      any                            200 {"keks":[client.KEK…]}
+//	GET  /v1/keks/{id}                 any                            200 client.KEK; 404 unknown_kek
+//	GET  /v1/keks/{id}/versions/{v}/destruction-certificate
+//	                                   any                            200 client.DestructionCertificate; 409 not_destroyed
+//	GET  /v1/keks/{id}/versions/{v}/public
+//	                                   any                            200 {"kek_id","kek_version","public_key","state","log_index"}
+//	POST /v1/keks/{id}/wrap            any but node (policy decides)  200 {"wrapped","kek_version","log_index"}
+//	POST /v1/keks/{id}/unwrap          any but node (policy decides)  200 {"plaintext","log_index"}
+//	POST /v1/keks/{id}/datakey         any but node (policy decides)  200 {"plaintext"?,"wrapped","kek_version","log_index"}
+//	POST /v1/keks/{id}/rewrap          any but node (policy decides)  200 {"wrapped","kek_version","log_index"}
+//	POST /v1/keks/{id}/wrap/batch      any but node (policy decides)  200 {"results":[…]}: per item a result or {"error"}
+//	POST /v1/keks/{id}/unwrap/batch    any but node (policy decides)  200 {"results":[…]}
+//	POST /v1/internal/kek/seal         node, member (leader dealing)  200 {"sealed","statement"}
+//	POST /v1/internal/kek/discard      node, member                   200 {}
+//	POST /v1/internal/kek/attest       node, member (to the leader)   200 {}
+//	POST /v1/internal/kek/release      node, member (activation)      200 {"index","share"}
+//	GET  /v1/openapi.yaml              any                            the OpenAPI 3 document of the public routes
 //	GET  /metrics                      operator auditor               Prometheus text
+//
+// Key operations are served by any node and answered only once their log
+// entry committed (a batch is one entry); refusals are logged too, and
+// their answer carries the denied entry's index in Custos-Log-Index.
 //
 // Entries travel as base64 of their canonical bytes, which JSON cannot
 // alter (the ledger package explains why). Agents may not page through the
@@ -66,10 +87,10 @@
 // state machine (package keysvc explains how); a refusal is logged as a
 // denied entry and answered with its own code: the ceremony package's
 // refusal codes, or not_initialized (409, before custos operator init; the
-// ceremony routes all answer it then), not_supported_yet (422, KEK, legal
-// hold and escrow operations in this version), not_proposer (403),
-// proposal_exists (409), unknown_proposal (404). The certificate's name
-// must be the proposal's proposer or the approval's officer. A signature in
+// ceremony routes all answer it then), not_proposer (403),
+// proposal_exists (409), unknown_proposal (404); a KEK ceremony closed at
+// execution carries one of the KEK refusal codes of docs/keks.md in its
+// record. The certificate's name must be the proposal's proposer or the approval's officer. A signature in
 // a proposal counts as the proposer's approval. An approval that completes
 // the quorum executes the proposal in the same command: its answer is the
 // ceremony with status executed, or refused with the execution's code (for

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/custos-eu/custos/keysvc"
@@ -136,6 +137,16 @@ func sentinelText(err error) string {
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	m := classify(err)
 	rid := requestID(r.Context())
+	var (
+		ke *keysvc.KeyOpError
+		cr *keysvc.CeremonyRefusal
+	)
+	switch {
+	case errors.As(err, &ke) && ke.Entry != 0:
+		w.Header().Set(client.HeaderLogIndex, strconv.FormatUint(ke.Entry, 10))
+	case errors.As(err, &cr) && cr.Entry != 0:
+		w.Header().Set(client.HeaderLogIndex, strconv.FormatUint(cr.Entry, 10))
+	}
 	if m.leader != nil {
 		w.Header().Set(client.HeaderLeader, m.leader.LeaderAPI)
 		w.Header().Set(client.HeaderLeaderID, m.leader.LeaderID)

@@ -392,6 +392,9 @@ func TestKeyOpRoutes(t *testing.T) {
 	wantCode(t, "SDK unwrap with another kek", err, 400, client.CodeWrongKEK)
 	_, err = e.sdk(t, identity.RoleAgent, "agent-1", "FR", kc.followerURL).DataKey(ctx, "payroll", hr, false)
 	wantCode(t, "SDK datakey from FR", err, 403, client.CodeRegionDenied)
+	if ae := (*client.APIError)(nil); !errors.As(err, &ae) || ae.LogIndex == 0 {
+		t.Errorf("a refusal carries the index of its denied entry: %v", err)
+	}
 	resp, body = call(t, raw, http.MethodGet, kc.leaderURL+"/v1/keks/payroll/wrap", nil)
 	wantError(t, resp, body, 405, client.CodeMethodNotAllowed)
 
