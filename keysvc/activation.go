@@ -327,6 +327,14 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	if !ok {
 		return refused("this node holds no share of kek %q v%d", req.KEKID, req.Version)
 	}
+	// The peer's own record of the release, committed before the share
+	// leaves: a node that asks for shares in a client's name cannot do so
+	// unseen by the log.
+	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, KEKID: req.KEKID, KEKVersion: req.Version, RequestID: req.RequestID,
+		Outcome: ledger.OutcomeOK, Details: map[string]string{"to": from, "for": req.Caller}}
+	if _, err := n.Append(ctx, e); err != nil {
+		return ReleaseResponse{}, err
+	}
 	sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
 	if err != nil {
 		return ReleaseResponse{}, err

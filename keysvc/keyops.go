@@ -32,6 +32,7 @@ const (
 	TypeDataKey  = "kek.datakey"
 	TypeRewrap   = "kek.rewrap"
 	TypeActivate = "kek.activate" // a node reconstituted a KEK version from t shares
+	TypeRelease  = "kek.release"  // a node released its share to a peer's activation
 )
 
 // Codes of refused key operations.

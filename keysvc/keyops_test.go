@@ -71,6 +71,9 @@ func TestKeyOps(t *testing.T) {
 	if es := f.entries(keysvc.TypeActivate); len(es) != 1 || es[0].KEKID != "payroll" {
 		t.Errorf("activation entries: %+v", es)
 	}
+	if es := f.entries(keysvc.TypeRelease); len(es) != 1 || es[0].Details["to"] != fol.Info().ID || es[0].Details["for"] != agentDE.ID.String() {
+		t.Errorf("release entries: %+v", es)
+	}
 
 	// Refusals, each logged.
 	_, err = f.n.Wrap(ctx, caller(identity.RoleAgent, "agent-1", "FR"), "payroll", c, dek, "")
