@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -199,28 +200,30 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	defer cancel()
 	req := ReleaseRequest{KEKID: k.ID, Version: v.Version, Caller: caller.ID.String(), Context: c, Applied: n.appliedIndex()}
 	f := n.forwarder()
-	for _, hs := range peers {
-		go func() {
-			api := apis[hs.Node]
-			if f == nil || api == "" {
-				results <- got{hs.Node, nil, errors.New("not reachable (no forwarder or not a member)")}
-				return
-			}
-			resp, err := f.ReleaseShare(rctx, api, req)
-			if err != nil {
-				results <- got{hs.Node, nil, err}
-				return
-			}
-			defer clear(resp.Share)
-			sh := new(threshold.Share)
-			if err := sh.UnmarshalBinary(resp.Share); err != nil || sh.Index != hs.Index || threshold.Verify(pub.Commitments, sh) != nil {
-				sh.Zeroize()
-				results <- got{hs.Node, nil, errors.New("released a share that does not verify against the commitments")}
-				return
-			}
-			results <- got{hs.Node, sh, nil}
-		}()
+	ask := func(hs HeldShare) {
+		api := apis[hs.Node]
+		if f == nil || api == "" {
+			results <- got{hs.Node, nil, errors.New("not reachable (no forwarder or not a member)")}
+			return
+		}
+		resp, err := f.ReleaseShare(rctx, api, req)
+		if err != nil {
+			results <- got{hs.Node, nil, err}
+			return
+		}
+		defer clear(resp.Share)
+		sh := new(threshold.Share)
+		if err := sh.UnmarshalBinary(resp.Share); err != nil || sh.Index != hs.Index || threshold.Verify(pub.Commitments, sh) != nil {
+			sh.Zeroize()
+			results <- got{hs.Node, nil, errors.New("released a share that does not verify against the commitments")}
+			return
+		}
+		results <- got{hs.Node, sh, nil}
 	}
+	// Ask only as many peers as needed (in random order, to spread the
+	// load), and another one for each that fails: no more shares leave
+	// their nodes than the activation needs.
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	var (
 		shares []threshold.Share
 		from   []string
@@ -231,17 +234,31 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 			shares[i].Zeroize()
 		}
 	}()
-	for range v.Shares {
+	pending := len(v.Shares) - len(peers) // this node's own result, already in results
+	next := 0
+	launch := func() {
+		for next < len(peers) && len(shares)+pending < v.Threshold {
+			go ask(peers[next])
+			next++
+			pending++
+		}
+	}
+	for {
+		if pending == 0 {
+			launch()
+		}
+		if pending == 0 || len(shares) >= v.Threshold {
+			break
+		}
 		r := <-results
+		pending--
 		if r.err != nil {
 			fails = append(fails, r.node+": "+r.err.Error())
 		} else {
 			shares = append(shares, *r.sh)
 			from = append(from, r.node)
 		}
-		if len(shares) == v.Threshold {
-			break
-		}
+		launch()
 	}
 	cancel()
 	if len(shares) < v.Threshold {
