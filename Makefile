@@ -55,8 +55,13 @@ test-long: deps
 
 # Whole-cluster benches (custos dev bench): a fresh 3-node cluster in BENCH_DIR (default: a temporary
 # directory, removed afterwards), always stopped at the end, even on failure or interrupt.
-BENCH_DIR  ?=
-BENCH_ARGS ?= --concurrency 1,32,256 --duration 10s --warmup 2s --failovers 3
+# The key-op phase (unwrap, wrap, datakey at concurrency 1, 8, 32, then batch unwrap of 100) runs
+# KEYOPS_DURATION per point and writes its figures to BENCH_RESULTS (JSON) as well.
+BENCH_DIR      ?=
+BENCH_ARGS     ?= --concurrency 1,32,256 --duration 10s --warmup 2s --failovers 3
+KEYOPS_DURATION ?= 20s
+BENCH_RESULTS  ?= $(CURDIR)/bench-results/keyops.json
+KEYOPS_ARGS    ?= --keyops --keyops-concurrency 1,8,32 --keyops-duration $(KEYOPS_DURATION) --batch-size 100 --results $(BENCH_RESULTS)
 bench_cluster = set -e; dir="$(BENCH_DIR)"; tmp=""; \
 	if [ -z "$$dir" ]; then tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/custos-bench.XXXXXX"); dir="$$tmp/cluster"; \
 	elif [ -e "$$dir/cluster.json" ]; then echo "$$dir already holds a cluster"; exit 1; fi; \
@@ -64,11 +69,16 @@ bench_cluster = set -e; dir="$(BENCH_DIR)"; tmp=""; \
 	trap 'exit 130' INT TERM; \
 	bin/custos dev up --nodes 3 --dir "$$dir"
 
-.PHONY: bench-rss
+.PHONY: bench-rss bench-keyops
 bench: deps
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
-	@$(bench_cluster); bin/custos dev bench --dir "$$dir" $(BENCH_ARGS)
+	@$(bench_cluster); bin/custos dev bench --dir "$$dir" $(BENCH_ARGS) $(KEYOPS_ARGS)
+
+# The key-op phase alone, on a fresh cluster (~4 min at the default KEYOPS_DURATION).
+bench-keyops: deps
+	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
+	@$(bench_cluster); bin/custos dev bench --dir "$$dir" --concurrency none --failovers 0 $(KEYOPS_ARGS)
 
 # RSS and disk of every node at 1M then 5M log entries, on one cluster (long: ~15-30 min), with
 # the load figures at each size.

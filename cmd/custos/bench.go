@@ -10,10 +10,13 @@ package main
 //     leader and until the first append is acknowledged again;
 //   - fill: append until the log holds N entries, then every node's RSS,
 //     peak RSS and data directory size (resumable: a log already that long
-//     is only measured).
+//     is only measured);
+//   - keyops (--keyops, bench_keyops.go): agents' unwrap, wrap, datakey and
+//     batch unwrap under the demo KEK against every node, with each node's
+//     RSS, written to a JSON results file as well.
 //
-// Phases run in the order fill, load, failover, so that a load run after a
-// fill measures appends into a log of that size.
+// Phases run in the order fill, load, keyops, failover, so that a load run
+// after a fill measures appends into a log of that size.
 
 import (
 	"context"
@@ -66,6 +69,7 @@ type benchOptions struct {
 	fillConc        int
 	timeout         time.Duration
 	json            bool
+	keyOps          keyOpsOptions
 }
 
 func devBench(ctx context.Context, stdout io.Writer, args []string) error {
@@ -81,9 +85,25 @@ func devBench(ctx context.Context, stdout io.Writer, args []string) error {
 	fset.IntVar(&o.fillConc, "fill-concurrency", 256, "concurrent appenders of the fill phase")
 	fset.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on each API request")
 	fset.BoolVar(&o.json, "json", false, "print the results as JSON (progress goes to stderr)")
+	fset.BoolVar(&o.keyOps.enabled, "keyops", false, "run the key-operation phase: unwrap, wrap and datakey at --keyops-concurrency, then batch unwrap, under KEK \""+devcluster.DemoKEK+"\" (created by the demo officers' ceremony if missing)")
+	keyConc := fset.String("keyops-concurrency", defaultKeyOpsConc, "comma-separated numbers of concurrent workers for unwrap, wrap and datakey")
+	keyDur := fset.Duration("keyops-duration", defaultKeyOpsDur, "measured time of each key-op point (default 20s, or --duration when that is given)")
+	fset.IntVar(&o.keyOps.batchSize, "batch-size", defaultBatchSize, "data keys per batch unwrap request (1 to 1000; 0 skips the batch point)")
+	fset.IntVar(&o.keyOps.batchConc, "batch-concurrency", defaultBatchConc, "concurrent workers of the batch unwrap point")
+	fset.StringVar(&o.keyOps.results, "results", defaultResults, "write the key-op results to this JSON file (directories created; \"\": none)")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
+	set := setFlags(fset)
+	o.keyOps.duration, o.keyOps.warmup, o.keyOps.timeout = *keyDur, o.warmup, o.timeout
+	if set["duration"] && !set["keyops-duration"] {
+		o.keyOps.duration = o.duration
+	}
+	keyLevels, err := parseConcurrency(*keyConc)
+	if err != nil {
+		return fmt.Errorf("--keyops-concurrency: %w", err)
+	}
+	o.keyOps.levels = keyLevels
 	if fset.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fset.Args())
 	}
@@ -99,6 +119,12 @@ func devBench(ctx context.Context, stdout io.Writer, args []string) error {
 		return errors.New("--failovers must not be negative")
 	case o.fillConc < 1 || o.fillConc > benchMaxConc:
 		return fmt.Errorf("--fill-concurrency must be 1 to %d", benchMaxConc)
+	case o.keyOps.duration <= 0:
+		return errors.New("--keyops-duration must be positive")
+	case o.keyOps.batchSize < 0 || o.keyOps.batchSize > client.MaxBatchItems:
+		return fmt.Errorf("--batch-size must be 0 to %d", client.MaxBatchItems)
+	case o.keyOps.batchConc < 1 || o.keyOps.batchConc > benchMaxConc:
+		return fmt.Errorf("--batch-concurrency must be 1 to %d", benchMaxConc)
 	}
 	c, err := devcluster.Load(o.dir)
 	if err != nil {
@@ -112,6 +138,13 @@ func devBench(ctx context.Context, stdout io.Writer, args []string) error {
 		fmt.Fprintf(logw, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
 	}}
 	rep, err := b.run(ctx)
+	if rep != nil && rep.KeyOps != nil && o.keyOps.results != "" {
+		if werr := writeKeyOpsResults(o.keyOps.results, rep); werr != nil {
+			err = errors.Join(err, fmt.Errorf("--results: %w", werr))
+		} else {
+			b.logf("key-op results written to %s", o.keyOps.results)
+		}
+	}
 	if rep != nil {
 		if o.json {
 			enc := json.NewEncoder(stdout)
@@ -184,6 +217,7 @@ type (
 		Seconds  float64         `json:"seconds"`
 		Fill     *fillResult     `json:"fill,omitempty"`
 		Load     []loadResult    `json:"load,omitempty"`
+		KeyOps   *keyOpsResult   `json:"key_ops,omitempty"`
 		Failover *failoverResult `json:"failover,omitempty"`
 	}
 	hostInfo struct {
@@ -305,6 +339,13 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 			rep.Load = append(rep.Load, r)
 		}
 		cl.Close()
+	}
+	if b.o.keyOps.enabled {
+		kr, err := b.keyOpsPhase(ctx)
+		rep.KeyOps = kr
+		if err != nil {
+			return finish(fmt.Errorf("key ops: %w", err))
+		}
 	}
 	if b.o.failovers > 0 {
 		fr, err := b.failoverPhase(ctx)
@@ -972,6 +1013,9 @@ func printBenchReport(w io.Writer, rep *benchReport) {
 				fmt.Fprintf(w, "  at %d: errors%s; e.g. %s\n", r.Concurrency, kinds(r.ErrorKinds), r.ErrorSample)
 			}
 		}
+	}
+	if rep.KeyOps != nil {
+		printKeyOps(w, rep.KeyOps)
 	}
 	if f := rep.Failover; f != nil {
 		fmt.Fprintln(w, "\nFailover: kill -9 of the leader under light append load, then restart")

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/identity"
 )
 
 func TestParseConcurrency(t *testing.T) {
@@ -147,5 +150,119 @@ func TestDirUsage(t *testing.T) {
 	want := map[string]uint64{"raft.db": 1000, "state.db": 300, "snapshots": 25}
 	if fmt.Sprint(top) != fmt.Sprint(want) {
 		t.Errorf("top-level usage %v, want %v", top, want)
+	}
+}
+
+// The key-op phase against the in-memory cluster: its shape, not its speed.
+func TestKeyOpsPhase(t *testing.T) {
+	h := newKEKHarness(t)
+	h.cli(0, "operator", "init", "--env", h.opEnv, "--officers", strings.Join(h.pubs, ","), "--quorum", "2")
+	h.execute("alice", "bob", "kek.create", "--kek", "bench")
+	cl, err := (&apiFlags{env: h.writeEnv("agent-1", identity.RoleAgent, nil)}).client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	self := func() []nodeMemory {
+		m, err := readProcMem(os.Getpid())
+		if err != nil {
+			t.Error(err)
+		}
+		return []nodeMemory{{ID: "self", PID: os.Getpid(), procMem: m}}
+	}
+	kb := &keyOpsBench{clients: []*client.Client{cl}, kek: "bench", context: map[string]string{"dataset": "bench"},
+		o:    keyOpsOptions{levels: []int{1, 2}, duration: 300 * time.Millisecond, warmup: 50 * time.Millisecond, batchSize: 10, batchConc: 2, timeout: 10 * time.Second},
+		logf: t.Logf, memory: self, cpu: func() map[string]float64 {
+			s, err := readProcCPU(os.Getpid())
+			if err != nil {
+				t.Error(err)
+			}
+			return map[string]float64{loadProcess: s}
+		}}
+	res, err := kb.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, p := range res.Points {
+		ops = append(ops, fmt.Sprintf("%s/%d", p.Op, p.Concurrency))
+		if _, ok := p.CPU[loadProcess]; p.OK == 0 || p.Errors != 0 || p.Samples == 0 || p.RSS["self"] == 0 || p.RSSAnon["self"] == 0 || !ok {
+			t.Errorf("%s at %d: %+v", p.Op, p.Concurrency, p)
+		}
+		want := p.OK
+		if p.Op == opUnwrapBatch {
+			want = p.OK * 10
+		}
+		if p.Keys != want {
+			t.Errorf("%s at %d: %d data keys for %d requests", p.Op, p.Concurrency, p.Keys, p.OK)
+		}
+	}
+	if got := strings.Join(ops, " "); got != "unwrap/1 unwrap/2 wrap/1 wrap/2 datakey/1 datakey/2 unwrap_batch/2" {
+		t.Errorf("points %s", got)
+	}
+	if res.KEKVersion != 1 || len(res.NodesBefore) != 1 || len(res.NodesAfter) != 1 || len(res.Targets) != 2 {
+		t.Errorf("result %+v", res)
+	}
+	var b strings.Builder
+	printKeyOps(&b, res)
+	wantAll(t, "report", b.String(), `Key operations: KEK "bench" v1`, "RSS self", "ANON self", "CPU load", "unwrap_batch", "single unwrap at concurrency 32", "not measured", "batch unwrap of 10 at concurrency 2")
+
+	path := filepath.Join(t.TempDir(), "results", "keyops.json")
+	if err := writeKeyOpsResults(path, &benchReport{Cluster: "test", Nodes: 3, KeyOps: res}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back keyOpsFile
+	if err := json.Unmarshal(raw, &back); err != nil || back.KeyOps == nil || len(back.KeyOps.Points) != len(res.Points) || back.Cluster != "test" {
+		t.Fatalf("results file: %v\n%s", err, raw)
+	}
+	for _, k := range []string{`"ops_per_s"`, `"data_keys_per_s"`, `"p99_ms"`, `"rss_bytes"`, `"targets"`} {
+		if !strings.Contains(string(raw), k) {
+			t.Errorf("results file lacks %s", k)
+		}
+	}
+}
+
+func TestKeyOpTargets(t *testing.T) {
+	points := []keyOpPoint{
+		{Op: opUnwrap, Concurrency: 32, PerSecond: 4100, P99Ms: 25},
+		{Op: opUnwrapBatch, Concurrency: 8, BatchSize: 100, KeysPerSecond: 14000},
+	}
+	ts := keyOpTargets(points)
+	if len(ts) != 2 || !ts[0].Met || ts[1].Met || ts[0].Got != "4100/s, p99 25.0 ms" || ts[1].Got != "14000 data keys/s" {
+		t.Errorf("targets %+v", ts)
+	}
+	points[0].P99Ms = 31
+	if keyOpTargets(points)[0].Met {
+		t.Error("p99 31 ms meets the ≤ 30 ms target")
+	}
+	points[0].P99Ms, points[0].Errors = 25, 1
+	if keyOpTargets(points)[0].Met {
+		t.Error("a point with errors meets its target")
+	}
+	var b strings.Builder
+	printKeyOps(&b, &keyOpsResult{KEK: "demo", KEKVersion: 1, Points: points, Targets: keyOpTargets(points[1:])})
+	wantAll(t, "report", b.String(), "not measured", "NOT MET", "14000 data keys/s")
+	if strings.Contains(b.String(), "RSS") {
+		t.Errorf("RSS columns without RSS figures:\n%s", b.String())
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// A command name with spaces and parentheses; utime 250, stime 50 ticks.
+	line := "1234 (custos d) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 100 0 0\n"
+	if got, err := parseProcStat(line); err != nil || got != 3 {
+		t.Errorf("parseProcStat = %v, %v; want 3 s", got, err)
+	}
+	for _, bad := range []string{"", "1234 (x) S 1 2", "1234 (x) S 1 1 1 0 -1 0 0 0 0 0 u 50"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Errorf("parseProcStat(%q): no error", bad)
+		}
+	}
+	if _, err := readProcCPU(os.Getpid()); err != nil {
+		t.Errorf("readProcCPU(self): %v", err)
 	}
 }

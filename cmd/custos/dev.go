@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
 )
 
@@ -55,9 +56,33 @@ func devUp(ctx context.Context, w io.Writer, args []string) error {
 	}
 	fmt.Fprintf(w, "initialized: officers %s, quorum %d (their keys, certificates and env files are in %s)\n",
 		strings.Join(devcluster.DemoOfficers, ", "), devcluster.DemoQuorum, c.OfficersDir())
+	cer, err := c.CreateDemoKEK(ctx)
+	if err != nil {
+		return fmt.Errorf("demo KEK %q: %w", devcluster.DemoKEK, err)
+	}
+	fmt.Fprintln(w, demoKEKLine(cer))
 	fmt.Fprintf(w, "cluster is up; for the custos CLI: source %s\n", filepath.Join(c.Dir, "env"))
 	fmt.Fprintf(w, "as an officer: custos officer list --env %s\n", c.OfficerEnv(devcluster.DemoOfficers[0]))
+	fmt.Fprintf(w, "as the agent:  custos wrap --kek %s --env %s < data.key > data.key.wrapped\n", devcluster.DemoKEK, filepath.Join(c.Dir, "env"))
 	return nil
+}
+
+// demoKEKLine says how KEK demo came to be: by the ceremony cer, or
+// (cer.ID empty) it already existed.
+func demoKEKLine(cer client.Ceremony) string {
+	if cer.ID == "" {
+		return fmt.Sprintf("KEK %q already exists (custos kek show %s)", devcluster.DemoKEK, devcluster.DemoKEK)
+	}
+	by := "the demo officers"
+	if len(cer.Approvals) > 0 {
+		var names []string
+		for _, a := range cer.Approvals {
+			names = append(names, a.Officer)
+		}
+		by = strings.Join(names, " and ")
+	}
+	return fmt.Sprintf("created KEK %q by a kek.create ceremony of %s (proposal %s, executed in log entry %d): agents may wrap and unwrap with it",
+		devcluster.DemoKEK, by, cer.ID, cer.Closed)
 }
 
 func devDown(w io.Writer, args []string) error {

@@ -517,7 +517,7 @@ func runOfficerVerifyShare(ctx context.Context, stdout io.Writer, args []string)
 // kekCommands are the subcommands of `custos kek`.
 var kekCommands = []command{
 	{"list", "list the KEKs: versions with their states, legal hold", runKEKList},
-	{"show", "show a KEK: policy, legal hold, and each version: show ID [--json]", runKEKShow},
+	{"show", "show a KEK: policy, legal hold, and each version, its nodes' sealing statements checked: show ID [--keys FILE] [--json]", runKEKShow},
 	{"destruction-certificate", "verify and print a destroyed version's certificate: destruction-certificate ID VERSION [--keys FILE] [--json]", runKEKCertificate},
 }
 
@@ -613,10 +613,21 @@ func runKEKList(ctx context.Context, stdout io.Writer, args []string) error {
 func runKEKShow(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("kek show", flag.ContinueOnError)
 	af := addAPIFlags(fs)
-	asJSON := fs.Bool("json", false, "print the KEK record as JSON")
+	asJSON := fs.Bool("json", false, "print the KEK record as JSON (the nodes' statements are not checked)")
+	keysFile := fs.String("keys", "", "trusted node keys file (ledger key lines, as auditors keep them) to check the nodes' statements with; default: the cluster's /v1/ledger/keys")
 	pos, err := parsePositional(fs, args, "ID")
 	if err != nil {
 		return err
+	}
+	var keys []ledger.NodeKey
+	if *keysFile != "" {
+		b, err := os.ReadFile(*keysFile)
+		if err != nil {
+			return err
+		}
+		if keys, err = ledger.ParseNodeKeys(b); err != nil {
+			return fmt.Errorf("--keys %s: %w", *keysFile, err)
+		}
 	}
 	cl, err := af.client()
 	if err != nil {
@@ -630,7 +641,102 @@ func runKEKShow(ctx context.Context, stdout io.Writer, args []string) error {
 	if *asJSON {
 		return printJSON(stdout, k)
 	}
-	printKEK(stdout, k)
+	printKEK(stdout, k, sealedChecks(ctx, cl, k, keys, *keysFile))
+	return nil
+}
+
+// sealedChecks checks every share's statement of k with the node keys
+// (from the cluster when keys is nil) and says, per version, what came of
+// it. A check that cannot run says why instead.
+func sealedChecks(ctx context.Context, cl *client.Client, k client.KEK, keys []ledger.NodeKey, keysFile string) map[uint32]string {
+	out := map[uint32]string{}
+	source := "node keys from the cluster; --keys FILE checks against a trusted copy"
+	if keysFile != "" {
+		source = "node keys from " + keysFile
+	}
+	st, err := cl.Cluster(ctx)
+	if err == nil && keys == nil {
+		keys, err = cl.NodeKeys(ctx)
+	}
+	for _, v := range k.Versions {
+		if err != nil {
+			out[v.Version] = "not checked: " + err.Error()
+			continue
+		}
+		var ok, failed []string
+		for _, sh := range v.Shares {
+			if e := verifySealed(st.Cluster, k.ID, v, sh, keys); e != nil {
+				failed = append(failed, fmt.Sprintf("%s FAILS: %v", sh.Node, e))
+			} else {
+				ok = append(ok, sh.Node)
+			}
+		}
+		const indent = "\n             "
+		switch {
+		case len(failed) > 0:
+			out[v.Version] = fmt.Sprintf("%s;%sverified: %s (%s)", strings.Join(failed, "; "), indent, orNone(ok), source)
+		case len(ok) > 0:
+			out[v.Version] = fmt.Sprintf("verified: %s signed (ECDSA in the node's HSM + ML-DSA-65)%sthat each checked its share against the commitments and sealed it in its HSM%s(%s)",
+				strings.Join(ok, ", "), indent, indent, source)
+		default:
+			out[v.Version] = "no shares"
+		}
+	}
+	return out
+}
+
+// Header of a node's sealing statement (keysvc's sealedStatement).
+const sealedHeader = "custos/v1 kek share sealed"
+
+// verifySealed checks share sh's statement: signed by its node's key, of
+// this cluster, KEK, version, share index, public key, commitments and
+// sealed share (while the sealed share is kept), and of the ceremony that
+// dealt the version (unless escrow recovery re-dealt it).
+func verifySealed(cluster, id string, v client.KEKVersion, sh client.KEKShare, keys []ledger.NodeKey) error {
+	name := keysvc.KeyName(cluster, sh.Node)
+	i := slices.IndexFunc(keys, func(k ledger.NodeKey) bool { return k.Name == name })
+	if i < 0 {
+		return fmt.Errorf("no key %q to verify it with", name)
+	}
+	text, err := ledger.VerifyStatement([]byte(sh.Statement), keys[i])
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if lines[0] != sealedHeader {
+		return fmt.Errorf("not a sealing statement (first line %q)", lines[0])
+	}
+	fields := map[string]string{}
+	for _, l := range lines[1:] {
+		f, val, _ := strings.Cut(l, " ")
+		if _, dup := fields[f]; dup {
+			return fmt.Errorf("statement names %q twice", f)
+		}
+		fields[f] = val
+	}
+	want := map[string]string{
+		"cluster": cluster, "node": sh.Node, "kek": id,
+		"version":     strconv.FormatUint(uint64(v.Version), 10),
+		"share":       strconv.FormatUint(uint64(sh.Index), 10),
+		"label":       kek.Label(id, v.Version),
+		"public-key":  fingerprint(v.PublicKey),
+		"commitments": fingerprint(v.Commitments),
+	}
+	if len(sh.Sealed) > 0 {
+		want["sealed"] = fingerprint(sh.Sealed)
+	}
+	if len(v.Recovered) == 0 {
+		want["ceremony"] = v.Ceremony
+	}
+	for _, f := range slices.Sorted(maps.Keys(want)) {
+		got, ok := fields[f]
+		if !ok {
+			return fmt.Errorf("statement names no %s", f)
+		}
+		if got != want[f] {
+			return fmt.Errorf("statement names %s %q, not %q", f, got, want[f])
+		}
+	}
 	return nil
 }
 
@@ -646,8 +752,9 @@ func fingerprint(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// printKEK prints a KEK for people.
-func printKEK(w io.Writer, k client.KEK) {
+// printKEK prints a KEK for people, with what came of checking each
+// version's share statements (sealed, by version; none: not printed).
+func printKEK(w io.Writer, k client.KEK, sealed map[uint32]string) {
 	fmt.Fprintf(w, "KEK %q (created in log entry %d)\n", k.ID, k.Created)
 	var pol ceremony.Policy
 	if err := pol.UnmarshalJSON(k.Policy); err != nil {
@@ -668,6 +775,9 @@ func printKEK(w io.Writer, k client.KEK) {
 			holders[i] = fmt.Sprintf("%s (share %d)", s.Node, s.Index)
 		}
 		fmt.Fprintf(w, "  split      any %d of %d node shares: %s\n", v.Threshold, len(v.Shares), strings.Join(holders, ", "))
+		if line, ok := sealed[v.Version]; ok {
+			fmt.Fprintf(w, "  statements %s\n", line)
+		}
 		fmt.Fprintf(w, "  public key %s\n", fingerprint(v.PublicKey))
 		if e := v.Escrow; e != nil {
 			fmt.Fprintf(w, "  escrow     any %d of %d officers: %s\n", e.M, len(e.Officers), strings.Join(e.Officers, ", "))

@@ -35,6 +35,8 @@ type kekHarness struct {
 	pubs     []string
 	opEnv    string
 	writeEnv func(name string, role identity.Role, extra map[string]string) string
+	// writeEnvIn is writeEnv for a certificate in region.
+	writeEnvIn func(name, region string, role identity.Role, extra map[string]string) string
 }
 
 func newKEKHarness(t *testing.T) *kekHarness {
@@ -50,7 +52,10 @@ func newKEKHarness(t *testing.T) *kekHarness {
 		t.Fatal(err)
 	}
 	h.writeEnv = func(name string, role identity.Role, extra map[string]string) string {
-		files := pki.Issue(t, role, name, "DE")
+		return h.writeEnvIn(name, "DE", role, extra)
+	}
+	h.writeEnvIn = func(name, region string, role identity.Role, extra map[string]string) string {
+		files := pki.Issue(t, role, name, region)
 		vars := map[string]string{envAddr: srv.URL, envCA: files.CA, envCert: files.Cert, envKey: files.Key}
 		for k, v := range extra {
 			vars[k] = v

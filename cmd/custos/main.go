@@ -24,7 +24,24 @@ var commands = []command{
 	{"status", "show the cluster: leader, members, log size, latest checkpoint", runStatusCmd},
 	{"officer", "officer keys and ceremonies: keygen, pubkey, propose, approve, list, show, verify-share", runOfficerCmd},
 	{"kek", "KEKs: list, show ID, destruction-certificate ID VERSION", runKEKCmd},
+	{"wrap", "agent: wrap a data key with a KEK: wrap --kek ID [--context k=v,…] [--in FILE] [--out FILE]", nil},
+	{"unwrap", "agent: unwrap a wrapped data key: unwrap [--kek ID] [--context k=v,…] [--in FILE] [--out FILE]", nil},
+	{"datakey", "agent: a fresh data key and its wrapped form: datakey --kek ID [--context k=v,…] [--wrapped-only] [--out-wrapped FILE] [--out-plaintext FILE]", nil},
 	{"operator", "cluster operator commands: operator init (name the officers, once)", runOperatorCmd},
+}
+
+// stdio are a command's standard streams.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// ioCommands run the commands of commands that have no run: those that
+// read stdin or write to stderr besides stdout.
+var ioCommands = map[string]func(ctx context.Context, s stdio, args []string) error{
+	"wrap":    runWrap,
+	"unwrap":  runUnwrap,
+	"datakey": runDataKey,
 }
 
 func usage(w io.Writer) {
@@ -41,15 +58,28 @@ func main() {
 	os.Exit(run(ctx, os.Stdout, os.Stderr, os.Args[1:]))
 }
 
-// run dispatches to a subcommand and returns the process exit code.
+// run dispatches to a subcommand, with the process's stdin, and returns
+// the process exit code.
 func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
+	return runStdio(ctx, stdio{in: os.Stdin, out: stdout, err: stderr}, args)
+}
+
+// runStdio is run with the given standard streams.
+func runStdio(ctx context.Context, s stdio, args []string) int {
+	stdout, stderr := s.out, s.err
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stderr)
 		return 2
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			if err := c.run(ctx, stdout, args[1:]); err != nil {
+			var err error
+			if c.run != nil {
+				err = c.run(ctx, stdout, args[1:])
+			} else {
+				err = ioCommands[c.name](ctx, s, args[1:])
+			}
+			if err != nil {
 				if err == flag.ErrHelp {
 					return 2
 				}
