@@ -204,3 +204,15 @@ func (n *Node) DestructionCertificate(id string, ver uint32) (DestructionCertifi
 	})
 	return dc, err
 }
+
+// IsMember reports whether id is a registered node that was not removed:
+// the check every internal route makes, cheaper than Status.
+func (n *Node) IsMember(id string) bool {
+	var ok bool
+	_ = n.state.view(func(tx *bbolt.Tx) error {
+		r, found, err := getNode(tx, id)
+		ok = err == nil && found && !r.Removed
+		return nil
+	})
+	return ok
+}

@@ -148,6 +148,7 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 		}
 	}()
 	log.Info("custosd: serving the API", slog.String("listen", ln.Addr().String()), slog.String("advertise", kcfg.APIAdvertise))
+	servePprof(log)
 
 	// Shutdown runs on every return from here: API first, then (deferred
 	// above) forwarder, node and token.

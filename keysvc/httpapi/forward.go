@@ -116,6 +116,9 @@ func (a *api) internalAppend(w http.ResponseWriter, r *http.Request) error {
 
 // isMember reports whether id is a registered node of the cluster.
 func (a *api) isMember(id string) bool {
+	if m, ok := a.svc.(interface{ IsMember(string) bool }); ok {
+		return m.IsMember(id)
+	}
 	return slices.ContainsFunc(a.svc.Status().Members, func(m keysvc.Member) bool { return m.ID == id && m.Registered })
 }
 
