@@ -9,6 +9,7 @@ package keysvc
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,7 +30,18 @@ import (
 
 // SealRequest hands a node its share of a KEK version being dealt.
 type SealRequest struct {
-	Proposal    string `json:"proposal"` // the ceremony dealing it
+	Proposal string `json:"proposal"` // the ceremony dealing it
+	// Officer and Signature are the approval this dealing is for: with the
+	// approvals already recorded it must make the proposal ready, which
+	// each node checks against its own state before it seals anything.
+	Officer   string `json:"officer"`
+	Signature []byte `json:"signature"`
+	// Dealing identifies this dealing: only a discard naming it can
+	// destroy the key sealed for it.
+	Dealing string `json:"dealing"`
+	// Applied is the leader's applied index: the node decides on a state
+	// at least as recent.
+	Applied     uint64 `json:"applied"`
 	KEKID       string `json:"kek_id"`
 	Version     uint32 `json:"version"`
 	Threshold   int    `json:"threshold"`
@@ -49,6 +61,7 @@ type SealResponse struct {
 type DiscardRequest struct {
 	KEKID   string `json:"kek_id"`
 	Version uint32 `json:"version"`
+	Dealing string `json:"dealing"` // the dealing whose key to destroy (SealRequest.Dealing)
 }
 
 // AttestRequest carries a node's signed statement that it destroyed its
@@ -67,6 +80,9 @@ var (
 	// ErrBadEscrowShare: an officer's escrow share that is not theirs or
 	// does not match the escrow commitments.
 	ErrBadEscrowShare = errors.New("keysvc: escrow share does not verify")
+	// ErrDiscardRefused: a discard not from the leader, or naming another
+	// dealing than the one this node sealed under the label.
+	ErrDiscardRefused = errors.New("keysvc: node refused to discard the key")
 	// ErrLiveShare: a discard of a sealing key that protects a committed share.
 	ErrLiveShare = errors.New("keysvc: this node's sealing key protects a committed share")
 )
@@ -179,8 +195,9 @@ func (n *Node) HoldEscrowShare(pid, off string, share []byte) error {
 // dealt is what the leader dealt for an approval, to clean up if the
 // approval does not execute it.
 type dealt struct {
-	m     *kekMaterial
-	nodes []nodeRecord
+	m       *kekMaterial
+	nodes   []nodeRecord
+	dealing string
 }
 
 // prepareApproval deals key material into cmd when its approval would
@@ -215,7 +232,7 @@ func (n *Node) prepareApproval(ctx context.Context, cmd *command) *dealt {
 	if err != nil || !ready {
 		return nil // Apply decides and refuses as usual
 	}
-	d, err := n.deal(ctx, p)
+	d, err := n.deal(ctx, p, cmd.Officer, cmd.Signature)
 	if err != nil {
 		cmd.PrepError = clip(err.Error())
 		n.log.Warn("keysvc: dealing failed", "proposal", p.ID, "op", p.Operation(), "err", err)
@@ -228,7 +245,7 @@ func (n *Node) prepareApproval(ctx context.Context, cmd *command) *dealt {
 // deal deals the version proposal p creates (or re-deals the one it
 // recovers) and has every node seal its share. On failure every node's
 // new sealing key is destroyed.
-func (n *Node) deal(ctx context.Context, p ceremony.Proposal) (*dealt, error) {
+func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, sig []byte) (*dealt, error) {
 	var (
 		cluster string
 		nodes   []nodeRecord
@@ -334,7 +351,12 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal) (*dealt, error) {
 	if m.Escrow, err = escrowOf(rec); err != nil {
 		return nil, err
 	}
-	d := &dealt{m: m, nodes: nodes}
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, err
+	}
+	d := &dealt{m: m, nodes: nodes, dealing: hex.EncodeToString(nonce[:])}
+	applied := n.appliedIndex()
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, nr := range nodes {
@@ -347,8 +369,8 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal) (*dealt, error) {
 				return
 			}
 			defer clear(enc)
-			req := SealRequest{Proposal: p.ID, KEKID: id, Version: ver, Threshold: t, PublicKey: v.PublicKey,
-				Commitments: commitments, Share: enc}
+			req := SealRequest{Proposal: p.ID, Officer: approver, Signature: sig, Dealing: d.dealing, Applied: applied,
+				KEKID: id, Version: ver, Threshold: t, PublicKey: v.PublicKey, Commitments: commitments, Share: enc}
 			resp, err := n.sealAt(ctx, nr, req)
 			if err != nil {
 				errs[i] = fmt.Errorf("node %s: %w", nr.ID, err)
@@ -410,11 +432,11 @@ func (n *Node) sealAt(ctx context.Context, nr nodeRecord, req SealRequest) (Seal
 func (n *Node) discard(d *dealt) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req := DiscardRequest{KEKID: d.m.KEKID, Version: d.m.Version}
+	req := DiscardRequest{KEKID: d.m.KEKID, Version: d.m.Version, Dealing: d.dealing}
 	for _, nr := range d.nodes {
 		var err error
 		if nr.ID == n.cfg.NodeID {
-			err = n.DiscardShare(ctx, req)
+			err = n.DiscardShare(ctx, n.cfg.NodeID, req)
 		} else if f := n.forwarder(); f != nil {
 			err = f.DiscardShare(ctx, nr.APIAddr, req)
 		}
@@ -447,25 +469,16 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 	if err != nil || len(c) != req.Threshold || len(req.PublicKey) != wrapkey.PublicKeySize {
 		return refused("malformed commitments or public key")
 	}
-	// The proposal was committed before the approval that deals it; give
-	// this node's state a moment to apply it.
-	var (
-		why     string
-		recover bool
-	)
-	for try := 0; ; try++ {
-		why, recover, err = n.sealable(req)
-		if err != nil {
-			return SealResponse{}, err
-		}
-		if why == "" || try == 20 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return SealResponse{}, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	if req.Dealing == "" {
+		return refused("no dealing id")
+	}
+	// Decide on a state at least as recent as the leader's.
+	if err := n.waitApplied(ctx, req.Applied); err != nil {
+		return refused("this node has not applied index %d yet", req.Applied)
+	}
+	why, recover, err := n.sealable(req)
+	if err != nil {
+		return SealResponse{}, err
 	}
 	if why != "" {
 		return refused("%s", why)
@@ -502,6 +515,7 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 		_ = kek.Destroy(n.cfg.Token, req.KEKID, req.Version)
 		return SealResponse{}, err
 	}
+	n.dealings.Store(kek.Label(req.KEKID, req.Version), req.Dealing)
 	n.log.Info("keysvc: sealed kek share", "kek", req.KEKID, "version", req.Version, "index", sh.Index, "proposal", req.Proposal)
 	return SealResponse{Sealed: sealed, Statement: stmt}, nil
 }
@@ -538,12 +552,37 @@ func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 			}
 			want = 1
 		case ceremony.KEKRotate:
+			if !found {
+				why = fmt.Sprintf("no kek %q", req.KEKID)
+				return nil
+			}
 			want = k.Latest() + 1
 		case ceremony.EscrowRecover:
+			v, ok := k.Version(ps.Version)
+			if !found || !ok || v.Escrow == nil || v.State == KEKDestroyed {
+				why = fmt.Sprintf("kek %q v%d is not an escrowed version that can be recovered", req.KEKID, ps.Version)
+				return nil
+			}
 			want, recover = ps.Version, true
 		}
 		if req.Version != want {
 			why = fmt.Sprintf("proposal %s deals v%d, not v%d", req.Proposal, want, req.Version)
+			return nil
+		}
+		// The approval must make the proposal ready in this node's own
+		// state: no quorum, nothing sealed (and no live key replaced).
+		r, err := rules(tx)
+		if err != nil {
+			return err
+		}
+		approvals := make([]ceremony.Approval, 0, len(c.Approvals)+1)
+		for _, a := range c.Approvals {
+			approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: a.Officer, Signature: a.Signature})
+		}
+		approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: req.Officer, Signature: req.Signature})
+		out, err := ceremony.Evaluate(p, approvals, r, n.cfg.Now(), getU64(tx.Bucket(bucketMeta), keyStateVersion), verifier(tx))
+		if err != nil || !out.Ready {
+			why = fmt.Sprintf("proposal %s is not approved by a quorum (%v)", req.Proposal, cmp(err, errors.New(out.String())))
 		}
 		return nil
 	})
@@ -591,12 +630,19 @@ func (n *Node) liveShare(id string, ver uint32) (bool, error) {
 // DiscardShare destroys this node's sealing key of a version dealt but not
 // committed. It refuses (ErrLiveShare) when the key protects a committed
 // share: a peer can never shred a live version this way.
-func (n *Node) DiscardShare(ctx context.Context, req DiscardRequest) error {
+func (n *Node) DiscardShare(ctx context.Context, from string, req DiscardRequest) error {
 	if err := n.checkOpen(); err != nil {
 		return err
 	}
 	if err := wrapkey.ValidateKEKID(req.KEKID); err != nil || req.Version == 0 {
 		return fmt.Errorf("keysvc: discard: invalid kek id or version")
+	}
+	if leader, _ := n.raft.Leader(); from != leader {
+		return fmt.Errorf("%w: %q is not the leader", ErrDiscardRefused, from)
+	}
+	label := kek.Label(req.KEKID, req.Version)
+	if d, ok := n.dealings.Load(label); !ok || d.(string) != req.Dealing || req.Dealing == "" {
+		return fmt.Errorf("%w: this node's key %s was not sealed for dealing %q", ErrDiscardRefused, label, req.Dealing)
 	}
 	live, err := n.liveShare(req.KEKID, req.Version)
 	if err != nil {
@@ -608,6 +654,7 @@ func (n *Node) DiscardShare(ctx context.Context, req DiscardRequest) error {
 	if err := kek.Destroy(n.cfg.Token, req.KEKID, req.Version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		return err
 	}
+	n.dealings.CompareAndDelete(label, req.Dealing)
 	return nil
 }
 

@@ -62,6 +62,7 @@ type Node struct {
 	dealMu        sync.Mutex    // serialises approvals on the leader (see ceremonyCommand)
 	kc            keyCache      // activated KEK versions
 	kekRecs       kekCache      // decoded KEK records for key operations
+	dealings      sync.Map      // HSM label -> id of the dealing this node last sealed under it
 	kekWake       chan struct{} // a KEK changed: reconcile HSM keys with the state
 	reconcileDone chan struct{}
 	actor         ledger.Actor // this node, as the actor of what it does itself

@@ -19,6 +19,7 @@ const (
 	CodeSealRefused    = "seal_refused"     // 403: a node refused to seal a share (internal)
 	CodeLiveShare      = "live_share"       // 409: a discard of a key that protects a committed share (internal)
 	CodeReleaseRefused = "release_refused"  // 403: a peer refused to release its share (internal)
+	CodeDiscardRefused = "discard_refused"  // 403: a discard not from the leader or for another dealing (internal)
 )
 
 // KEKs is GET /v1/keks.

@@ -37,7 +37,7 @@ type KEKService interface {
 	KEK(id string) (keysvc.KEK, bool, error)
 	DestructionCertificate(id string, version uint32) (keysvc.DestructionCertificate, error)
 	SealShare(ctx context.Context, from string, req keysvc.SealRequest) (keysvc.SealResponse, error)
-	DiscardShare(ctx context.Context, req keysvc.DiscardRequest) error
+	DiscardShare(ctx context.Context, from string, req keysvc.DiscardRequest) error
 	Attest(ctx context.Context, from string, req keysvc.AttestRequest, actor ledger.Actor) error
 	HoldEscrowShare(pid, officer string, share []byte) error
 	ReleaseShare(ctx context.Context, from string, req keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error)
@@ -185,14 +185,15 @@ func (a *api) internalDiscard(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.memberNode(r); err != nil {
+	from, err := a.memberNode(r)
+	if err != nil {
 		return err
 	}
 	var req keysvc.DiscardRequest
 	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
 		return err
 	}
-	if err := ks.DiscardShare(r.Context(), req); err != nil {
+	if err := ks.DiscardShare(r.Context(), from, req); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
@@ -271,6 +272,8 @@ func classifyKEK(err error) (mapping, bool) {
 		return mapping{status: http.StatusForbidden, code: client.CodeSealRefused, message: sentinelText(err), level: slog.LevelWarn}, true
 	case errors.Is(err, keysvc.ErrReleaseRefused):
 		return mapping{status: http.StatusForbidden, code: client.CodeReleaseRefused, message: sentinelText(err), level: slog.LevelWarn}, true
+	case errors.Is(err, keysvc.ErrDiscardRefused):
+		return mapping{status: http.StatusForbidden, code: client.CodeDiscardRefused, message: sentinelText(err), level: slog.LevelWarn}, true
 	case errors.Is(err, keysvc.ErrLiveShare):
 		return mapping{status: http.StatusConflict, code: client.CodeLiveShare, message: sentinelText(err), level: slog.LevelWarn}, true
 	}
@@ -317,6 +320,8 @@ func (f *Forwarder) post(ctx context.Context, api, path string, body, out any) e
 		return fmt.Errorf("%w: %w", keysvc.ErrSealRefused, err)
 	case client.CodeLiveShare:
 		return fmt.Errorf("%w: %w", keysvc.ErrLiveShare, err)
+	case client.CodeDiscardRefused:
+		return fmt.Errorf("%w: %w", keysvc.ErrDiscardRefused, err)
 	case client.CodeNotLeader, client.CodeNoLeader:
 		return &keysvc.NotLeaderError{LeaderID: resp.Header.Get(client.HeaderLeaderID), LeaderAPI: resp.Header.Get(client.HeaderLeader)}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func TestKEKRoutes(t *testing.T) {
 	}
 	disc, _ := json.Marshal(keysvc.DiscardRequest{KEKID: "payroll", Version: 1})
 	resp, body := call(t, e.as(t, identity.RoleNode, c.Follower().Info().ID, keysvctest.Region(c.Follower().Info().ID)), http.MethodPost, leaderURL+"/v1/internal/kek/discard", disc)
-	if resp.StatusCode != 409 {
-		t.Errorf("discard of a live share: %d %s, want 409 live_share", resp.StatusCode, body)
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "discard_refused") {
+		t.Errorf("discard by a member that is not the leader: %d %s, want 403 discard_refused", resp.StatusCode, body)
 	}
 }

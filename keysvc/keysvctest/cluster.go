@@ -391,7 +391,7 @@ func (f *forwarder) DiscardShare(ctx context.Context, api string, req keysvc.Dis
 	if err != nil {
 		return err
 	}
-	return n.DiscardShare(ctx, req)
+	return n.DiscardShare(ctx, f.from, req)
 }
 
 func (f *forwarder) ReleaseShare(ctx context.Context, api string, req keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error) {
