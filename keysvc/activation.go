@@ -104,32 +104,84 @@ func (n *Node) purgeInactive() {
 	n.purgeKeys(func(k string) bool { return !active[k] || expired[k] })
 }
 
+// batchKeys holds the keys one batch activated for versions whose policy
+// caches nothing (activation TTL 0): each is activated once per batch, not
+// once per item, and destroyed when the batch ends.
+type batchKeys struct {
+	mu sync.Mutex
+	m  map[uint32]*batchKey
+}
+
+type batchKey struct {
+	once sync.Once
+	key  *wrapkey.Key
+	err  error
+}
+
+func (b *batchKeys) get(ver uint32, activate func() (*wrapkey.Key, error)) (*wrapkey.Key, error) {
+	b.mu.Lock()
+	if b.m == nil {
+		b.m = map[uint32]*batchKey{}
+	}
+	e := b.m[ver]
+	if e == nil {
+		e = &batchKey{}
+		b.m[ver] = e
+	}
+	b.mu.Unlock()
+	e.once.Do(func() { e.key, e.err = activate() })
+	return e.key, e.err
+}
+
+func (b *batchKeys) destroy() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.m {
+		if e.key != nil {
+			e.key.Destroy()
+		}
+	}
+}
+
 // withKey runs fn with the activated key of version v of KEK k: cached, or
-// reconstituted now (and cached for the policy's TTL, or destroyed after fn
-// when the TTL is 0).
-func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, fn func(*wrapkey.Key) ([]byte, error)) ([]byte, error) {
+// reconstituted now and cached for the policy's TTL. With TTL 0 the key is
+// destroyed after fn, or, within a batch (bk), after the batch.
+func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, bk *batchKeys, fn func(*wrapkey.Key) ([]byte, error)) ([]byte, error) {
+	if k.Policy.ActivationTTL == 0 {
+		if bk != nil {
+			key, err := bk.get(v.Version, func() (*wrapkey.Key, error) { return n.activate(ctx, caller, k, v, c) })
+			if err != nil {
+				return nil, err
+			}
+			return fn(key)
+		}
+		key, err := n.activate(ctx, caller, k, v, c)
+		if err != nil {
+			return nil, err
+		}
+		defer key.Destroy()
+		return fn(key)
+	}
 	ck := cacheKey(k.ID, v.Version)
 	for try := 0; ; try++ {
 		n.kc.mu.Lock()
-		if e := n.kc.keys[ck]; e != nil && time.Now().Before(e.expires) {
-			key := e.key
+		if e := n.kc.keys[ck]; e != nil {
+			if time.Now().Before(e.expires) {
+				key := e.key
+				n.kc.mu.Unlock()
+				out, err := fn(key)
+				if errors.Is(err, wrapkey.ErrKeyDestroyed) && try < 2 {
+					continue // purged while in use: activate again
+				}
+				n.m.cacheHits.Add(1)
+				return out, err
+			}
+			e.key.Destroy() // expired: zeroise before replacing it
+			delete(n.kc.keys, ck)
+			n.m.cachedKeys.Add(-1)
+		}
+		if wait := n.kc.inflight[ck]; wait != nil {
 			n.kc.mu.Unlock()
-			out, err := fn(key)
-			if errors.Is(err, wrapkey.ErrKeyDestroyed) && try < 2 {
-				continue // purged while in use: activate again
-			}
-			n.m.cacheHits.Add(1)
-			return out, err
-		}
-		wait := n.kc.inflight[ck]
-		if wait == nil && k.Policy.ActivationTTL > 0 {
-			if n.kc.inflight == nil {
-				n.kc.inflight = map[string]chan struct{}{}
-			}
-			n.kc.inflight[ck] = make(chan struct{})
-		}
-		n.kc.mu.Unlock()
-		if wait != nil {
 			select {
 			case <-wait:
 				continue
@@ -137,27 +189,43 @@ func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion
 				return nil, ctx.Err()
 			}
 		}
-		key, err := n.activate(ctx, caller, k, v, c)
-		if k.Policy.ActivationTTL == 0 {
-			if err != nil {
-				return nil, err
-			}
-			defer key.Destroy()
-			return fn(key)
+		if n.kc.inflight == nil {
+			n.kc.inflight = map[string]chan struct{}{}
 		}
-		n.kc.mu.Lock()
-		close(n.kc.inflight[ck])
-		delete(n.kc.inflight, ck)
-		if err == nil {
+		done := make(chan struct{})
+		n.kc.inflight[ck] = done
+		gen := n.leaderGen.Load()
+		n.kc.mu.Unlock()
+		key, cached, err := func() (*wrapkey.Key, bool, error) {
+			defer func() {
+				n.kc.mu.Lock()
+				delete(n.kc.inflight, ck)
+				close(done)
+				n.kc.mu.Unlock()
+			}()
+			key, err := n.activate(ctx, caller, k, v, c)
+			if err != nil {
+				return nil, false, err
+			}
+			n.kc.mu.Lock()
+			defer n.kc.mu.Unlock()
+			// A key activated across a change of leader (whose purge it
+			// missed) or a close serves this request only.
+			if n.leaderGen.Load() != gen || n.closed.Load() {
+				return key, false, nil
+			}
 			if n.kc.keys == nil {
 				n.kc.keys = map[string]*cachedKey{}
 			}
 			n.kc.keys[ck] = &cachedKey{key: key, expires: time.Now().Add(k.Policy.ActivationTTL)}
 			n.m.cachedKeys.Add(1)
-		}
-		n.kc.mu.Unlock()
+			return key, true, nil
+		}()
 		if err != nil {
 			return nil, err
+		}
+		if !cached {
+			defer key.Destroy()
 		}
 		return fn(key)
 	}
@@ -366,26 +434,32 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 }
 
 // appliedIndex is the raft index of the last command this node applied.
-func (n *Node) appliedIndex() (i uint64) {
-	_ = n.state.view(func(tx *bbolt.Tx) error {
-		i = getU64(tx.Bucket(bucketMeta), keyApplied)
-		return nil
-	})
-	return i
+func (n *Node) appliedIndex() uint64 { return n.state.applied.Load() }
+
+// waitApplied waits, up to 2 s, until this node has applied raft index i.
+func (n *Node) waitApplied(ctx context.Context, i uint64) error {
+	return n.waitState(ctx, func() bool { return n.state.applied.Load() >= i })
 }
 
-// waitApplied waits, up to 2 s, until this node has applied index i.
-func (n *Node) waitApplied(ctx context.Context, i uint64) error {
-	deadline := time.Now().Add(2 * time.Second)
-	for n.appliedIndex() < i {
-		if time.Now().After(deadline) {
-			return errors.New("not caught up")
+// waitLogged waits, up to 2 s, until this node has applied key-op log entry i.
+func (n *Node) waitLogged(ctx context.Context, i uint64) error {
+	return n.waitState(ctx, func() bool { return n.state.logSize.Load() > i })
+}
+
+func (n *Node) waitState(ctx context.Context, done func() bool) error {
+	timer := time.NewTimer(2 * time.Second)
+	defer timer.Stop()
+	for {
+		_, ch := n.state.appliedWait()
+		if done() {
+			return nil
 		}
 		select {
+		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-timer.C:
+			return errors.New("not caught up")
 		}
 	}
-	return nil
 }

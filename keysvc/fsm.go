@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -85,6 +86,13 @@ type stateDB struct {
 	m      *counters
 	onKEK  func() // after a command that may change KEK records; set before raft starts
 
+	// applied mirrors meta "applied" for waiters; appliedCh is closed (and
+	// replaced) whenever it advances.
+	applied   atomic.Uint64
+	logSize   atomic.Uint64 // entries in the key-op log as applied
+	appliedMu sync.Mutex
+	appliedCh chan struct{}
+
 	mu     sync.RWMutex // held for writing only while Restore swaps db
 	db     *bbolt.DB
 	broken error // guarded by mu
@@ -97,6 +105,8 @@ func openStateDB(dir string, noSync bool, log *slog.Logger, m *counters) (*state
 		return nil, err
 	}
 	s.db = db
+	s.appliedCh = make(chan struct{})
+	s.setApplied()
 	return s, nil
 }
 
@@ -180,6 +190,7 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	cmd, decodeErr := decodeCommand(data)
+	var logSize uint64
 	var (
 		res    []byte
 		reject *CommandError
@@ -197,14 +208,19 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 		if err != nil {
 			return err
 		}
+		if sz, err := ledger.Size(tx); err == nil {
+			logSize = sz
+		}
 		return tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
 	})
 	switch {
 	case err == nil:
 		s.m.applied.Add(1)
 		if s.onKEK != nil && cmd != nil && (cmd.Type == cmdApprove || cmd.Type == cmdPropose || cmd.Type == cmdAttest) {
-			s.onKEK()
+			s.onKEK() // before advance: a waiter that sees index applied sees its KEK changes too
 		}
+		s.logSize.Store(logSize)
+		s.advance(index)
 		return res, nil
 	case errors.Is(err, errSkip):
 		return nil, nil
@@ -217,6 +233,7 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 		}
 		s.m.applied.Add(1)
 		s.m.rejected.Add(1)
+		s.advance(index)
 		return nil, reject
 	default:
 		return nil, s.setBroken(fmt.Errorf("apply %d: %w", index, err))
@@ -668,12 +685,49 @@ func (s *stateDB) Restore(r io.Reader) error {
 	}
 	s.db = db
 	s.broken = nil
+	s.setAppliedLocked()
 	s.m.restores.Add(1)
 	s.log.Info("keysvc: state restored from snapshot", "applied", snapHead.applied, "log_size", snapHead.size)
 	if s.onKEK != nil {
 		s.onKEK()
 	}
 	return nil
+}
+
+// advance records that index was applied and wakes the waiters.
+func (s *stateDB) advance(index uint64) {
+	s.applied.Store(index)
+	s.appliedMu.Lock()
+	close(s.appliedCh)
+	s.appliedCh = make(chan struct{})
+	s.appliedMu.Unlock()
+}
+
+// setApplied reads the applied index from the database into s.applied.
+func (s *stateDB) setApplied() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.setAppliedLocked()
+}
+
+func (s *stateDB) setAppliedLocked() {
+	if s.db == nil {
+		return
+	}
+	_ = s.db.View(func(tx *bbolt.Tx) error {
+		s.applied.Store(getU64(tx.Bucket(bucketMeta), keyApplied))
+		if sz, err := ledger.Size(tx); err == nil {
+			s.logSize.Store(sz)
+		}
+		return nil
+	})
+}
+
+// appliedWait returns the applied index and a channel closed when it next advances.
+func (s *stateDB) appliedWait() (uint64, <-chan struct{}) {
+	s.appliedMu.Lock()
+	defer s.appliedMu.Unlock()
+	return s.applied.Load(), s.appliedCh
 }
 
 // restoreFailed marks the state broken after a failed swap; called with mu held.

@@ -103,3 +103,104 @@ func TestDiscardOnlyFromLeaderForItsDealing(t *testing.T) {
 		}
 	}
 }
+
+// An unwrap racing a disable is answered only if its entry precedes the
+// disable: one whose entry landed after it is withdrawn, its key withheld.
+func TestNoUnwrapAnsweredAfterDisable(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "payroll", Policy: keyOpPolicy(time.Hour)})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	dek := []byte("0123456789abcdef0123456789abcdef")
+	w, err := f.n.Wrap(ctx, agentDE, "payroll", c, dek, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c.WaitConverged()
+	fol := f.c.Follower()
+	if _, _, err := fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, ""); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var oks []uint64
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, i, err := fol.Unwrap(context.Background(), agentDE, "payroll", c, w.Blob, ""); err == nil {
+					mu.Lock()
+					oks = append(oks, i)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	cer := f.mustExecute(ceremony.KEKDisable{KEKID: "payroll", Version: 1})
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	after := 0
+	for _, i := range oks {
+		if i > cer.Closed {
+			after++
+		}
+	}
+	t.Logf("disable executed at entry %d; %d successful unwraps, %d of them logged after the disable", cer.Closed, len(oks), after)
+	if after > 0 {
+		t.Errorf("%d plaintexts released with entries after the disable committed", after)
+	}
+}
+
+// With activation TTL 0 a batch activates each version once, not per item;
+// an expired cached key is destroyed, not left beside its successor.
+func TestActivationsAreBounded(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "zero", Policy: keyOpPolicy(0)})
+	f.mustExecute(ceremony.KEKCreate{KEKID: "short", Policy: keyOpPolicy(time.Second)})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := f.n.Wrap(ctx, agentDE, "zero", c, []byte("0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := make([]keysvc.UnwrapItem, 50)
+	for i := range items {
+		items[i] = keysvc.UnwrapItem{Context: c, Blob: w.Blob}
+	}
+	before := f.n.Metrics().Activations
+	for _, r := range f.n.UnwrapBatch(ctx, agentDE, "zero", items, "") {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if got := f.n.Metrics().Activations - before; got != 1 {
+		t.Errorf("a batch of 50 under ttl 0 activated %d times, want 1", got)
+	}
+	if m := f.n.Metrics(); m.CachedKeys != 0 {
+		t.Errorf("ttl 0 left %d keys cached", m.CachedKeys)
+	}
+	w, err = f.n.Wrap(ctx, agentDE, "short", c, []byte("0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, _, err := f.n.Unwrap(ctx, agentDE, "short", c, w.Blob, ""); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond)
+	}
+	if m := f.n.Metrics(); m.CachedKeys > 1 {
+		t.Errorf("%d keys cached for one version: expired keys were not destroyed", m.CachedKeys)
+	}
+}

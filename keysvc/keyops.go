@@ -48,6 +48,7 @@ const (
 	CodeUnwrapFailed      = "unwrap_failed"      // the blob does not open: tampered, or another context
 	CodeInvalidPlaintext  = "invalid_plaintext"  // a data key outside 1..4096 bytes
 	CodeSharesUnavailable = "shares_unavailable" // fewer than t nodes released their shares
+	CodeNotCaughtUp       = "not_caught_up"      // the node could not confirm its answer against its own state in time
 )
 
 // KeyOpError is a refused key operation, logged as a denied entry.
@@ -130,6 +131,14 @@ type kekCache struct {
 	mu   sync.Mutex
 	gen  uint64
 	recs map[string]KEK
+}
+
+// generation changes whenever this node applies a command that may change
+// KEK records.
+func (c *kekCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
 }
 
 func (c *kekCache) invalidate() {
@@ -242,6 +251,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 	for k, v := range extra {
 		e.Details[k] = v
 	}
+	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(id)
 	if err != nil {
 		return Wrapped{}, err
@@ -272,7 +282,49 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 	if err != nil {
 		return Wrapped{}, err
 	}
+	if err := n.confirm(ctx, e, i, gen, func() *denyErr { return n.recheck(caller, id, v.Version, false, c) }); err != nil {
+		return Wrapped{}, err
+	}
 	return Wrapped{Blob: blob, Version: v.Version, LogIndex: i}, nil
+}
+
+// confirm stands by an answer whose entry e committed at index i after
+// checks made against KEK generation gen: once this node has applied i, if
+// no KEK record changed meanwhile the answer stands; otherwise check decides
+// again, and a refusal withdraws the answer (a disable, destroy or policy
+// change committed between the check and the entry wins), logged as a
+// denied entry naming i.
+func (n *Node) confirm(ctx context.Context, e ledger.Entry, i, gen uint64, check func() *denyErr) error {
+	var d *denyErr
+	if err := n.waitLogged(ctx, i); err != nil {
+		d = deny(CodeNotCaughtUp, "this node has not applied the operation's entry %d yet, so it cannot confirm it; retry", i)
+	} else if n.kekRecs.generation() != gen {
+		d = check()
+	}
+	if d == nil {
+		return nil
+	}
+	e.Details = maps.Clone(e.Details)
+	e.Details["withdraws"] = strconv.FormatUint(i, 10)
+	d.reason = "withdrawn after entry " + strconv.FormatUint(i, 10) + ": " + d.reason
+	return n.logDenial(ctx, e, d)
+}
+
+// recheck decides again whether caller may wrap (or unwrap) with version
+// ver of KEK id under context c, on this node's current state.
+func (n *Node) recheck(caller Caller, id string, ver uint32, unwrap bool, c wrapkey.Context) *denyErr {
+	k, d, err := n.lookup(id)
+	if err != nil {
+		return deny(CodeNotCaughtUp, "cannot read kek %q: %v", id, err)
+	}
+	if d != nil {
+		return d
+	}
+	if d := allowed(k.Policy, unwrap, caller.ID, c); d != nil {
+		return d
+	}
+	_, d = usable(&k, ver)
+	return d
 }
 
 // DataKey makes a fresh 32-byte data key and wraps it like Wrap; the
@@ -297,11 +349,15 @@ func (n *Node) DataKey(ctx context.Context, caller Caller, id string, c wrapkey.
 func (n *Node) Unwrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) ([]byte, uint64, error) {
 	e := opEntry(TypeUnwrap, caller, requestID, id, 0, c)
 	e.Details["wrapped"] = blobHash(blob)
+	gen := n.kekRecs.generation()
 	dek, err := n.unwrapChecked(ctx, caller, id, c, blob, &e)
 	if err != nil {
 		return nil, 0, err
 	}
 	i, err := n.Append(ctx, e)
+	if err == nil {
+		err = n.confirm(ctx, e, i, gen, func() *denyErr { return n.recheck(caller, id, e.KEKVersion, true, c) })
+	}
 	if err != nil {
 		clear(dek)
 		return nil, 0, err
@@ -318,7 +374,7 @@ func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wr
 	}
 	var dek []byte
 	if d == nil {
-		dek, e.KEKVersion, d, err = n.unwrapCore(ctx, caller, &k, c, blob)
+		dek, e.KEKVersion, d, err = n.unwrapCore(ctx, caller, &k, c, blob, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -331,7 +387,7 @@ func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wr
 
 // unwrapCore checks and opens blob with KEK k, logging nothing: the
 // blob's version (0 if it does not parse), the data key or a refusal.
-func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.Context, blob []byte) ([]byte, uint32, *denyErr, error) {
+func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.Context, blob []byte, bk *batchKeys) ([]byte, uint32, *denyErr, error) {
 	b, err := wrapkey.Parse(blob)
 	if err != nil {
 		return nil, 0, deny(CodeMalformedBlob, "%v", err), nil
@@ -346,7 +402,7 @@ func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.
 	if d != nil {
 		return nil, b.KEKVersion, d, nil
 	}
-	dek, err := n.withKey(ctx, caller, k, v, c, func(key *wrapkey.Key) ([]byte, error) { return key.Unwrap(blob, c) })
+	dek, err := n.withKey(ctx, caller, k, v, c, bk, func(key *wrapkey.Key) ([]byte, error) { return key.Unwrap(blob, c) })
 	var de *denyErr
 	switch {
 	case errors.As(err, &de):
@@ -364,6 +420,7 @@ func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.
 func (n *Node) Rewrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) (Wrapped, error) {
 	e := opEntry(TypeRewrap, caller, requestID, id, 0, c)
 	e.Details["from"] = blobHash(blob)
+	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(id)
 	if err != nil {
 		return Wrapped{}, err
@@ -393,6 +450,14 @@ func (n *Node) Rewrap(ctx context.Context, caller Caller, id string, c wrapkey.C
 	e.Details["wrapped"] = blobHash(out)
 	i, err := n.Append(ctx, e)
 	if err != nil {
+		return Wrapped{}, err
+	}
+	if err := n.confirm(ctx, e, i, gen, func() *denyErr {
+		if d := n.recheck(caller, id, from, true, c); d != nil {
+			return d
+		}
+		return n.recheck(caller, id, v.Version, false, c)
+	}); err != nil {
 		return Wrapped{}, err
 	}
 	return Wrapped{Blob: out, Version: v.Version, LogIndex: i}, nil
@@ -445,6 +510,7 @@ func forEach(n int, fn func(i int)) {
 // WrapBatch wraps each item as Wrap does.
 func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []WrapItem, requestID string) []ItemResult {
 	out := make([]ItemResult, len(items))
+	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(id)
 	if err == nil && d == nil {
 		var v *KEKVersion
@@ -469,17 +535,23 @@ func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []
 			})
 		}
 	}
-	n.logBatch(ctx, TypeWrap, caller, id, requestID, out, err, d, func(i int) []byte { return out[i].Wrapped.Blob })
+	n.logBatch(ctx, TypeWrap, caller, id, requestID, out, err, d, func(i int) []byte { return out[i].Wrapped.Blob }, gen,
+		func(i int) *denyErr { return n.recheck(caller, id, out[i].Wrapped.Version, false, items[i].Context) })
 	return out
 }
 
 // UnwrapBatch unwraps each item as Unwrap does.
 func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items []UnwrapItem, requestID string) []ItemResult {
 	out := make([]ItemResult, len(items))
+	vers := make([]uint32, len(items))
+	var bk batchKeys
+	defer bk.destroy()
+	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(id)
 	if err == nil && d == nil {
 		forEach(len(items), func(i int) {
-			dek, _, d, err := n.unwrapCore(ctx, caller, &k, items[i].Context, items[i].Blob)
+			dek, ver, d, err := n.unwrapCore(ctx, caller, &k, items[i].Context, items[i].Blob, &bk)
+			vers[i] = ver
 			switch {
 			case err != nil:
 				out[i].Err = err
@@ -490,7 +562,8 @@ func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items 
 			}
 		})
 	}
-	n.logBatch(ctx, TypeUnwrap, caller, id, requestID, out, err, d, func(i int) []byte { return items[i].Blob })
+	n.logBatch(ctx, TypeUnwrap, caller, id, requestID, out, err, d, func(i int) []byte { return items[i].Blob }, gen,
+		func(i int) *denyErr { return n.recheck(caller, id, vers[i], true, items[i].Context) })
 	return out
 }
 
@@ -498,7 +571,8 @@ func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items 
 // receipt, turning refusals into *KeyOpError. err or d, when set, failed
 // the whole batch before any item ran. blobOf gives the blob an item
 // hashes into the entry.
-func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requestID string, out []ItemResult, err error, d *denyErr, blobOf func(int) []byte) {
+func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requestID string, out []ItemResult, err error, d *denyErr, blobOf func(int) []byte,
+	gen uint64, recheck func(int) *denyErr) {
 	failAll := func(err error) {
 		for i := range out {
 			clear(out[i].Plaintext)
@@ -563,6 +637,39 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 		var de *denyErr
 		if errors.As(out[i].Err, &de) {
 			out[i].Err = &KeyOpError{Code: de.code, Reason: de.reason, Entry: idx}
+		}
+	}
+	// As confirm does for one operation: items a KEK change committed in
+	// between no longer allows are withdrawn, in one denied entry.
+	stale := n.waitLogged(ctx, idx) != nil
+	if !stale && n.kekRecs.generation() == gen {
+		return
+	}
+	withdrawn := map[int]*denyErr{}
+	for i := range out {
+		if out[i].Err != nil {
+			continue
+		}
+		if stale {
+			withdrawn[i] = deny(CodeNotCaughtUp, "this node has not applied the batch's entry %d yet, so it cannot confirm it; retry", idx)
+		} else if d := recheck(i); d != nil {
+			withdrawn[i] = d
+		}
+	}
+	if len(withdrawn) == 0 {
+		return
+	}
+	w := opEntry(typ, caller, requestID, id, 0, nil)
+	delete(w.Details, "context")
+	w.Details["withdraws"] = strconv.FormatUint(idx, 10)
+	w.Details["items"] = strconv.Itoa(len(withdrawn))
+	w.Outcome, w.Reason = ledger.OutcomeDenied, clip("withdrawn after entry "+strconv.FormatUint(idx, 10)+": a kek change committed meanwhile")
+	widx, err := n.Append(ctx, w)
+	for i, d := range withdrawn {
+		clear(out[i].Plaintext)
+		out[i] = ItemResult{LogIndex: widx, Err: err}
+		if err == nil {
+			out[i].Err = &KeyOpError{Code: d.code, Reason: "withdrawn after entry " + strconv.FormatUint(idx, 10) + ": " + d.reason, Entry: widx}
 		}
 	}
 }
