@@ -331,7 +331,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	cancel()
 	if len(shares) < v.Threshold {
 		n.log.Warn("keysvc: activation failed", "kek", k.ID, "version", v.Version, "shares", len(shares), "need", v.Threshold, "failures", strings.Join(fails, "; "))
-		return nil, deny(CodeSharesUnavailable, "%d of the %d node shares kek %q v%d needs could be gathered; retry when more nodes are up", len(shares), v.Threshold, k.ID, v.Version)
+		return nil, deny(CodeSharesUnavailable, "%d of the %d node shares kek %q v%d needs could be gathered (nodes down or refusing; the serving node logs why); retry", len(shares), v.Threshold, k.ID, v.Version)
 	}
 	key, err := kek.Reconstitute(pub, shares)
 	if err != nil {

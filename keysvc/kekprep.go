@@ -109,15 +109,48 @@ func (e *escrowShares) put(pid, off string, sh *threshold.Share) {
 	e.m[pid][off] = sh
 }
 
-// copies returns copies of the shares held for pid.
-func (e *escrowShares) copies(pid string) []threshold.Share {
+// copies returns copies of the shares held for pid from the given officers.
+func (e *escrowShares) copies(pid string, officers []string) []threshold.Share {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []threshold.Share
-	for _, sh := range e.m[pid] {
-		out = append(out, threshold.Share{Index: sh.Index, S: sh.S.Copy(), R: sh.R.Copy()})
+	for off, sh := range e.m[pid] {
+		if slices.Contains(officers, off) {
+			out = append(out, threshold.Share{Index: sh.Index, S: sh.S.Copy(), R: sh.R.Copy()})
+		}
 	}
 	return out
+}
+
+// pids returns the proposals shares are held for.
+func (e *escrowShares) pids() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for pid := range e.m {
+		out = append(out, pid)
+	}
+	return out
+}
+
+// pruneEscrow forgets the escrow shares held for proposals that are no
+// longer pending or have expired.
+func (n *Node) pruneEscrow() {
+	for _, pid := range n.escrow.pids() {
+		keep := false
+		_ = n.state.view(func(tx *bbolt.Tx) error {
+			c, found, err := getCeremony(tx, pid)
+			if err != nil || !found || c.Status != StatusPending {
+				return err
+			}
+			p, err := ceremony.ParseProposal([]byte(c.Proposal))
+			keep = err == nil && n.cfg.Now().Before(p.Expires)
+			return nil
+		})
+		if !keep {
+			n.escrow.drop(pid)
+		}
+	}
 }
 
 // drop zeroises and forgets the shares of pid ("" for all).
@@ -189,6 +222,10 @@ func (n *Node) HoldEscrowShare(pid, off string, share []byte) error {
 		return fmt.Errorf("%w: officer %q's share does not match the escrow commitments", ErrBadEscrowShare, off)
 	}
 	n.escrow.put(pid, off, sh)
+	if !n.raft.IsLeader() { // lost leadership meanwhile: the drop may have run before the put
+		n.escrow.drop(pid)
+		return n.leaderOnly()
+	}
 	return nil
 }
 
@@ -247,15 +284,16 @@ func (n *Node) prepareApproval(ctx context.Context, cmd *command) *dealt {
 // new sealing key is destroyed.
 func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, sig []byte) (*dealt, error) {
 	var (
-		cluster string
-		nodes   []nodeRecord
-		k       KEK
-		ver     uint32
-		t       int
-		pol     ceremony.Escrow
-		esc     *kek.EscrowConfig
-		old     *kek.Version
-		oldRec  *kek.EscrowRecord
+		cluster   string
+		nodes     []nodeRecord
+		k         KEK
+		ver       uint32
+		t         int
+		pol       ceremony.Escrow
+		esc       *kek.EscrowConfig
+		old       *kek.Version
+		oldRec    *kek.EscrowRecord
+		approvers []string // officers whose escrow shares count: those who approved
 	)
 	err := n.state.view(func(tx *bbolt.Tx) error {
 		cluster = string(tx.Bucket(bucketMeta).Get(keyCluster))
@@ -264,6 +302,12 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 			return err
 		}
 		var found bool
+		if c, ok, err := getCeremony(tx, p.ID); err == nil && ok {
+			for _, a := range c.Approvals {
+				approvers = append(approvers, a.Officer)
+			}
+		}
+		approvers = append(approvers, approver)
 		switch ps := p.Params.(type) {
 		case ceremony.KEKCreate:
 			ver, t, pol = 1, ps.Policy.Threshold, ps.Policy.Escrow
@@ -319,14 +363,14 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 	)
 	switch {
 	case old != nil:
-		held := n.escrow.copies(p.ID)
+		held := n.escrow.copies(p.ID, approvers)
 		defer func() {
 			for i := range held {
 				held[i].Zeroize()
 			}
 		}()
 		if len(held) < oldRec.Threshold {
-			return nil, fmt.Errorf("the leader holds %d of the %d escrow shares needed: officers give theirs with their approval (custos officer approve), on the current leader", len(held), oldRec.Threshold)
+			return nil, fmt.Errorf("the leader holds %d of the %d escrow shares needed from approving officers: officers give theirs with their approval (custos officer approve), on the current leader", len(held), oldRec.Threshold)
 		}
 		v, shares, rec, err = kek.RecoverAndRedeal(rand.Reader, old, oldRec, held, t, len(nodes))
 	case esc != nil:

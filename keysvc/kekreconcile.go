@@ -44,6 +44,7 @@ func (n *Node) reconcile() {
 		case <-t.C:
 		}
 		n.purgeInactive()
+		n.pruneEscrow()
 		if err := n.destroyPending(); err != nil && !n.closed.Load() {
 			n.log.Warn("keysvc: destroying kek shares", "err", err)
 		}

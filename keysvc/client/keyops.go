@@ -27,6 +27,7 @@ const (
 	CodeKEKDisabled       = "kek_disabled"       // 409: the version is disabled
 	CodeNoActiveVersion   = "no_active_version"  // 409: wrap, datakey or rewrap with no active version
 	CodeKEKDestroyed      = "kek_destroyed"      // 410: the version is destroyed
+	CodeNotCaughtUp       = "not_caught_up"      // 503: the node could not confirm its answer against its own state in time; retry
 	CodeSharesUnavailable = "shares_unavailable" // 503: fewer than t nodes released their shares; retry later
 )
 

@@ -93,6 +93,7 @@ func (a *api) approve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var ar client.ApproveRequest
+	defer func() { clear(ar.EscrowShare) }()
 	if err := decodeJSON(w, r, maxJSONBody, &ar, false); err != nil {
 		return err
 	}

@@ -241,7 +241,14 @@ func (a *api) internalRelease(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer clear(resp.Share)
-	writeJSON(w, http.StatusOK, resp)
+	var b secretJSON // the share is secret: a buffer this handler clears
+	defer b.wipe()
+	b.str(`{"index":`)
+	b.uint(uint64(resp.Index))
+	b.str(`,"share":`)
+	b.b64(resp.Share)
+	b.str("}")
+	writeSecret(w, &b)
 	return nil
 }
 
@@ -289,6 +296,8 @@ func (f *Forwarder) post(ctx context.Context, api, path string, body, out any) e
 	}
 	base := strings.TrimSuffix(api, "/")
 	var buf bytes.Buffer
+	// Seal requests and release answers carry shares: clear both buffers.
+	defer func() { clear(buf.Bytes()[:buf.Cap()]) }()
 	if err := json.NewEncoder(&buf).Encode(body); err != nil {
 		return err
 	}
@@ -303,6 +312,7 @@ func (f *Forwarder) post(ctx context.Context, api, path string, body, out any) e
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	defer clear(b)
 	if err != nil {
 		return fmt.Errorf("peer %s: reading the answer: %w", base, err)
 	}

@@ -387,7 +387,7 @@ func keyOpStatus(code string) int {
 		return http.StatusConflict
 	case keysvc.CodeKEKDestroyed:
 		return http.StatusGone
-	case keysvc.CodeSharesUnavailable:
+	case keysvc.CodeSharesUnavailable, keysvc.CodeNotCaughtUp:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusForbidden // a refusal this version does not know more about
