@@ -213,6 +213,16 @@ func (c *Client) ceremonyPost(ctx context.Context, path string, v any) (Ceremony
 	return cer, resp.decode("ceremony", &cer)
 }
 
+// Officers lists every officer ever recorded, with their key bundles.
+func (c *Client) Officers(ctx context.Context) ([]Officer, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/officers"})
+	if err != nil {
+		return nil, err
+	}
+	var l Officers
+	return l.Officers, resp.decode("officers", &l)
+}
+
 // Ceremonies lists every proposal the answering node knows.
 func (c *Client) Ceremonies(ctx context.Context) ([]Ceremony, error) {
 	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/ceremonies"})

@@ -210,6 +210,25 @@ type Ceremony struct {
 type Approval struct {
 	Officer string `json:"officer"`
 	Entry   uint64 `json:"entry"` // log index of its ceremony.approve entry
+	// Signature is the officer's hybrid signature over the proposal's
+	// digest (canonical JSON of officer.Signature): what an auditor checks.
+	Signature string `json:"signature"`
+}
+
+// Officers is GET /v1/officers: every officer ever recorded.
+type Officers struct {
+	Officers []Officer `json:"officers"`
+}
+
+// Officer is a recorded officer: its public key bundle (officer.PublicKey
+// canonical encoding), whose SHA-256 is the fingerprint the log names.
+type Officer struct {
+	ID          string `json:"id"`
+	Bundle      string `json:"bundle"`
+	Fingerprint string `json:"fingerprint"`
+	Active      bool   `json:"active"`
+	Added       uint64 `json:"added"`             // log index of the entry that added it
+	Removed     uint64 `json:"removed,omitempty"` // log index of its removal
 }
 
 // Ceremonies is GET /v1/ceremonies.

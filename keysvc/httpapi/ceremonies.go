@@ -26,6 +26,7 @@ type CeremonyService interface {
 	Initialized() (bool, error)
 	Ceremonies() ([]keysvc.Ceremony, error)
 	Ceremony(id string) (keysvc.Ceremony, bool, error)
+	Officers() ([]keysvc.Officer, error)
 }
 
 var _ CeremonyService = (*keysvc.Node)(nil)
@@ -130,6 +131,24 @@ func (a *api) listCeremonies(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// GET /v1/officers: every officer ever recorded, with key bundles.
+func (a *api) listOfficers(w http.ResponseWriter, r *http.Request) error {
+	cs, err := a.initialized()
+	if err != nil {
+		return err
+	}
+	list, err := cs.Officers()
+	if err != nil {
+		return err
+	}
+	out := client.Officers{Officers: make([]client.Officer, 0, len(list))}
+	for _, o := range list {
+		out.Officers = append(out.Officers, client.Officer{ID: o.ID, Bundle: o.Bundle, Fingerprint: o.Fingerprint, Active: o.Active, Added: o.Added, Removed: o.Removed})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // GET /v1/ceremonies/{id}.
 func (a *api) getCeremony(w http.ResponseWriter, r *http.Request) error {
 	cs, err := a.initialized()
@@ -164,7 +183,7 @@ func (a *api) wireCeremony(c keysvc.Ceremony) client.Ceremony {
 	out := client.Ceremony{ID: c.ID, Proposal: c.Proposal, Status: c.Status, Code: c.Code, Reason: c.Reason,
 		Approvals: make([]client.Approval, 0, len(c.Approvals)), Proposed: c.Proposed, Closed: c.Closed}
 	for _, ap := range c.Approvals {
-		out.Approvals = append(out.Approvals, client.Approval{Officer: ap.Officer, Entry: ap.Entry})
+		out.Approvals = append(out.Approvals, client.Approval{Officer: ap.Officer, Entry: ap.Entry, Signature: string(ap.Signature)})
 	}
 	if p, err := ceremony.ParseProposal([]byte(c.Proposal)); err == nil {
 		out.Operation, out.Proposer = string(p.Operation()), p.Proposer

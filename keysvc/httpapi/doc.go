@@ -40,6 +40,7 @@
 //	POST /v1/ceremonies/{id}/approvals officer (the body's officer)   200 client.Ceremony (leader)
 //	GET  /v1/ceremonies                officer auditor operator       200 {"ceremonies":[client.Ceremony…]}
 //	GET  /v1/ceremonies/{id}           officer auditor operator       200 client.Ceremony; 404 unknown_proposal
+//	GET  /v1/officers                  officer auditor operator       200 {"officers":[client.Officer…]} (key bundles)
 //	GET  /v1/keks                      any                            200 {"keks":[client.KEK…]}
 //	GET  /v1/keks/{id}                 any                            200 client.KEK; 404 unknown_kek
 //	GET  /v1/keks/{id}/versions/{v}/destruction-certificate

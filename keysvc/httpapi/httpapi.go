@@ -129,6 +129,7 @@ func New(svc Service, opts Options) http.Handler {
 	r.With(a.allow(identity.RoleOfficer)).Post("/v1/ceremonies/{id}/approvals", a.handle(a.approve))
 	r.With(a.allow(ceremonyReader...)).Get("/v1/ceremonies", a.handle(a.listCeremonies))
 	r.With(a.allow(ceremonyReader...)).Get("/v1/ceremonies/{id}", a.handle(a.getCeremony))
+	r.With(a.allow(ceremonyReader...)).Get("/v1/officers", a.handle(a.listOfficers))
 
 	r.With(a.allow(anyRole...)).Get("/v1/ledger/checkpoint", a.handle(a.checkpoint))
 	r.With(a.allow(ledgerReader...)).Get("/v1/ledger/entries", a.handle(a.entries))

@@ -71,6 +71,15 @@ func TestKEKRoutes(t *testing.T) {
 		t.Fatalf("kek.create: %+v, %v", cer, err)
 	}
 
+	// Auditors get the transcript: officers' bundles and approvals' signatures.
+	aud := e.sdk(t, identity.RoleAuditor, "audit", "DE", leaderURL)
+	offs, err := aud.Officers(ctx)
+	if err != nil || len(offs) != 2 || offs[0].Bundle == "" || offs[0].Fingerprint == "" {
+		t.Fatalf("officers: %+v, %v", offs, err)
+	}
+	if c, err := aud.Ceremony(ctx, id); err != nil || len(c.Approvals) != 2 || c.Approvals[1].Signature == "" {
+		t.Fatalf("ceremony transcript: %+v, %v", c, err)
+	}
 	agent := e.sdk(t, identity.RoleAgent, "agent-1", "DE", leaderURL)
 	list, err := agent.KEKs(ctx)
 	if err != nil || len(list.KEKs) != 1 || list.KEKs[0].ID != "payroll" {
