@@ -350,6 +350,14 @@ func stamp(raw []byte, index uint64, last int64) ([]byte, int64, error) {
 	if !bytes.HasPrefix(raw, []byte(entryHead)) || len(raw) <= end || raw[end] != '"' {
 		return nil, 0, errors.New(`does not start with {"index":0,"time":"…"`)
 	}
+	// The type comes right after the time in canonical form: entries of the
+	// state machine's own types are never accepted from an append, so not
+	// even a leader can forge them.
+	if rest, ok := bytes.CutPrefix(raw[end+1:], []byte(`,"type":"`)); ok {
+		if j := bytes.IndexByte(rest, '"'); j >= 0 && slices.Contains(reservedTypes, string(rest[:j])) {
+			return nil, 0, fmt.Errorf("type %q is reserved for the state machine", rest[:j])
+		}
+	}
 	ts := raw[len(entryHead):end]
 	t, err := parseTime(string(ts))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -387,4 +388,15 @@ func stateDigest(tx *bbolt.Tx) ([32]byte, error) {
 	var out [32]byte
 	copy(out[:], h.Sum(nil))
 	return out, nil
+}
+
+// The state machine refuses appended entries of its own types, whoever
+// proposes them.
+func TestAppendRefusesReservedTypes(t *testing.T) {
+	for _, typ := range []string{"ceremony.execute", "kek.destroyed", "cluster.init"} {
+		raw := []byte(`{"index":0,"time":"2026-01-02T03:04:05.000000000Z","type":"` + typ + `","actor":{"identity":"x"},"outcome":"ok"}`)
+		if _, _, err := stamp(raw, 5, 0); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("%s: %v, want a refusal", typ, err)
+		}
+	}
 }
