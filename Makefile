@@ -14,7 +14,8 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/kek:FuzzParseEscrowShare ./keysvc/kek:FuzzOpenEscrowShare \
              ./keysvc/ceremony:FuzzParseProposal ./keysvc/ceremony:FuzzMarshalProposal \
              ./keysvc/officer:FuzzParsePublicKey ./keysvc/officer:FuzzParseSignature \
-             ./keysvc/officer:FuzzParsePKCS11URI ./keysvc/ledger:FuzzVerifyStatement
+             ./keysvc/officer:FuzzParsePKCS11URI ./keysvc/ledger:FuzzVerifyStatement \
+             ./keysvc/audit:FuzzReader ./keysvc/audit:FuzzParseEntry
 
 export CGO_ENABLED := 1
 
