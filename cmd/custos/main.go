@@ -1,5 +1,6 @@
-// Command custos is the Custos command-line tool: demo today; officer, audit,
-// backup and admin commands as they land.
+// Command custos is the Custos command-line tool: demo, dev clusters,
+// status, officer ceremonies, KEKs, key operations and audit; backup and
+// admin commands as they land.
 package main
 
 import (
@@ -28,6 +29,7 @@ var commands = []command{
 	{"unwrap", "agent: unwrap a wrapped data key: unwrap [--kek ID] [--context k=v,…] [--in FILE] [--out FILE]", nil},
 	{"datakey", "agent: a fresh data key and its wrapped form: datakey --kek ID [--context k=v,…] [--wrapped-only] [--out-wrapped FILE] [--out-plaintext FILE]", nil},
 	{"operator", "cluster operator commands: operator init (name the officers, once)", runOperatorCmd},
+	{"audit", "auditor: checkpoint, export, verify, report, watch (see custos audit help)", nil},
 }
 
 // stdio are a command's standard streams.
@@ -42,6 +44,7 @@ var ioCommands = map[string]func(ctx context.Context, s stdio, args []string) er
 	"wrap":    runWrap,
 	"unwrap":  runUnwrap,
 	"datakey": runDataKey,
+	"audit":   runAuditCmd,
 }
 
 func usage(w io.Writer) {

@@ -1,0 +1,136 @@
+package main
+
+// `custos audit checkpoint | export | verify | report | watch`: the
+// auditor's commands. Those that talk to the cluster take the API flags of
+// every command and prefer the auditor's certificate ($CUSTOS_AUDITOR_CERT
+// and $CUSTOS_AUDITOR_KEY, which DIR/env of `custos dev up` exports) over
+// the default client certificate; verify and report are offline.
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc/client"
+)
+
+// Variables naming the auditor's certificate (DIR/env of custos dev up).
+const (
+	envAuditorCert = "CUSTOS_AUDITOR_CERT"
+	envAuditorKey  = "CUSTOS_AUDITOR_KEY"
+)
+
+// auditCommands are the subcommands of `custos audit`.
+var auditCommands = []struct {
+	name, summary string
+	run           func(ctx context.Context, s stdio, args []string) error
+}{
+	{"checkpoint", "fetch, verify and pin the latest checkpoint with the genesis trust anchor: checkpoint --out FILE [--force]", runAuditCheckpoint},
+	{"export", "write an evidence pack: export --out PACK [--from I] [--to J] [--since TRUSTFILE]", runAuditExport},
+	{"verify", "verify a pack offline: verify PACK --trust FILE [--json] [--partial] [--advance]", runAuditVerify},
+	{"report", "a custody report of a verified pack: report PACK --trust FILE --out report.html|report.md [--format html|markdown] [--unverified|--no-verify]", runAuditReport},
+	{"watch", "follow the cluster's checkpoints, alert on a fork or rollback: watch --trust FILE [--interval 30s] [--once] [--drop-state]", runAuditWatch},
+}
+
+func auditUsage() string {
+	var b strings.Builder
+	b.WriteString("usage: custos audit <command> [flags]\n\ncommands:\n")
+	for _, c := range auditCommands {
+		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\ncheckpoint, export and watch take the API flags of every command (--env, --addr, --cert, --key, --ca)\n" +
+		"and use the auditor's certificate ($" + envAuditorCert + ", $" + envAuditorKey + ") when --cert and --key are not given;\n" +
+		"verify and report use no network. The auditor's guide is docs/auditors.md.")
+	return b.String()
+}
+
+func runAuditCmd(ctx context.Context, s stdio, args []string) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		return errors.New(auditUsage())
+	}
+	for _, c := range auditCommands {
+		if c.name == args[0] {
+			err := c.run(ctx, s, args[1:])
+			if err != nil && err != flag.ErrHelp {
+				err = fmt.Errorf("%s: %w", c.name, err)
+			}
+			return err
+		}
+	}
+	return fmt.Errorf("unknown audit command %q\n%s", args[0], auditUsage())
+}
+
+// auditorClient builds an API client from the flags, with the auditor's
+// certificate unless --cert and --key name one.
+func auditorClient(af *apiFlags) (*client.Client, error) {
+	if af.cert == "" && af.key == "" {
+		cert, err := af.lookup(envAuditorCert)
+		if err != nil {
+			return nil, err
+		}
+		key, err := af.lookup(envAuditorKey)
+		if err != nil {
+			return nil, err
+		}
+		if cert != "" && key != "" {
+			af.cert, af.key = cert, key
+		}
+	}
+	return af.client()
+}
+
+// writeFileAtomic writes b to path through a temporary file in the same
+// directory and a rename, so a reader sees the old file or the new one.
+func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename: nothing to remove
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// rate formats n items over d as items per second.
+func rate(n uint64, d time.Duration) string {
+	if d <= 0 {
+		d = time.Nanosecond
+	}
+	return fmt.Sprintf("%.0f", float64(n)/d.Seconds())
+}
+
+// rootWords is a checkpoint root hash as the checkpoint writes it.
+func rootWords(h [32]byte) string { return base64.StdEncoding.EncodeToString(h[:]) }
+
+// statFile fails clearly if path is not a readable file.
+func statFile(path, what string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%s %s is a directory", what, path)
+	}
+	return nil
+}
