@@ -35,7 +35,7 @@ var auditCommands = []struct {
 	{"export", "write an evidence pack: export --out PACK [--from I] [--to J] [--since TRUSTFILE]", runAuditExport},
 	{"verify", "verify a pack offline: verify PACK --trust FILE [--json] [--partial] [--advance]", runAuditVerify},
 	{"report", "a custody report of a verified pack: report PACK --trust FILE --out report.html|report.md [--format html|markdown] [--unverified|--no-verify]", runAuditReport},
-	{"watch", "follow the cluster's checkpoints, alert on a fork or rollback: watch --trust FILE [--interval 30s] [--once] [--drop-state]", runAuditWatch},
+	{"watch", "follow the cluster's checkpoints, alert on a fork or rollback: watch --trust FILE [--interval 30s] [--once]", runAuditWatch},
 }
 
 func auditUsage() string {

@@ -140,7 +140,7 @@ func runAuditExport(ctx context.Context, s stdio, args []string) error {
 	out := fs.String("out", "", "the pack file to write (required)")
 	from := fs.Uint64("from", 0, "first entry in the pack; the entries before it are summed up by the tree's frontier")
 	to := fs.Uint64("to", 0, "end of the pack, exclusive (default, and the only value the API can serve a signed checkpoint for: the latest checkpoint's size)")
-	since := fs.String("since", "", "a trust file (custos audit checkpoint, or watch): start at its pinned checkpoint and add the consistency proof from it")
+	since := fs.String("since", "", "a trust file (custos audit checkpoint, verify --advance, watch): start at its verified state, or else its pinned checkpoint, and add the consistency proof from the pin")
 	if _, err := parsePositional(fs, args); err != nil {
 		return err
 	}
@@ -162,6 +162,11 @@ func runAuditExport(ctx context.Context, s stdio, args []string) error {
 			return fmt.Errorf("--since %s: the pinned checkpoint does not verify with the file's node keys: %w", *since, err)
 		}
 		pinned, *from = t, pin.Size
+		if s := t.t.State; s != nil {
+			// Start where the verified state is, so the pack verifies in
+			// full; it still covers the pin (the state never passes it).
+			*from = s.Size
+		}
 	}
 	cl, err := auditorClient(af)
 	if err != nil {

@@ -278,7 +278,18 @@ func TestAuditCLI(t *testing.T) {
 	pack4 := h.file("pack4.jsonl")
 	wantAll(t, "export --from", h.cli(0, "audit", "export", "--from", "10", "--out", pack4, "--env", h.auditor), "entries 10 to ")
 	wantAll(t, "verify --from pack", h.cli(0, "audit", "verify", pack4, "--trust", plain, "--partial"), "OK:", "entries     10 to", "PARTIAL")
-	wantAll(t, "watch a verified state", h.cli(1, "audit", "watch", "--once", "--trust", trust, "--env", h.auditor), "--drop-state")
+	// Watching a trust file with a verified state moves its pin and keeps
+	// the state: the next --since pack starts there and verifies in full.
+	oldNote := readTrustFile(t, trust).Checkpoint // replayed below as a rollback
+	wantAll(t, "watch a verified state", h.cli(0, "audit", "watch", "--once", "--trust", trust, "--env", h.auditor), "checkpoint accepted")
+	if readTrustFile(t, trust).State == nil {
+		t.Error("watch dropped the verified state")
+	}
+	pack5 := h.file("pack5.jsonl")
+	h.cli(0, "audit", "export", "--since", trust, "--out", pack5, "--env", h.auditor)
+	if out := h.cli(0, "audit", "verify", pack5, "--trust", trust); strings.Contains(out, "PARTIAL") {
+		t.Errorf("a --since pack from the kept state verified only partially:\n%s", out)
+	}
 	other := h.file("other.json")
 	f := newFakeLog(t, "test", 5)
 	if err := os.WriteFile(other, f.trust(t, 5), 0o644); err != nil {
@@ -295,7 +306,7 @@ func TestAuditCLI(t *testing.T) {
 	}
 	defer cl.Close()
 	var logged bytes.Buffer
-	w, err := newWatcher(replay{cl, []byte(readTrustFile(t, h.file("trust.json")).Checkpoint)}, plain, false, slog.New(slog.NewTextHandler(&logged, nil)))
+	w, err := newWatcher(replay{cl, []byte(oldNote)}, plain, slog.New(slog.NewTextHandler(&logged, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +497,7 @@ func TestAuditWatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logged, out bytes.Buffer
-			w, err := newWatcher(&fakeSource{fakeLog: f, note: tc.note(), forged: tc.forged}, path, false, slog.New(slog.NewTextHandler(&logged, nil)))
+			w, err := newWatcher(&fakeSource{fakeLog: f, note: tc.note(), forged: tc.forged}, path, slog.New(slog.NewTextHandler(&logged, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -57,10 +57,10 @@ func newTrustFile(cluster string, genesis []byte, proof tlog.RecordProof, keys s
 
 // repin moves the pin to the signed checkpoint note (which the caller
 // verified extends the pinned one) and rewrites the file at path
-// atomically. A verified state, which belongs to the old pin, is dropped.
+// atomically. A verified state stays: the next pack still starts there.
 func (t *pinnedTrust) repin(path string, note []byte) error {
 	b, err := (&audit.Trust{Cluster: t.t.Cluster, Origin: t.t.Origin, Genesis: t.t.Genesis,
-		NodeKeys: t.t.NodeKeys, Checkpoint: string(note)}).Marshal()
+		NodeKeys: t.t.NodeKeys, Checkpoint: string(note), State: t.t.State}).Marshal()
 	if err != nil {
 		return err
 	}

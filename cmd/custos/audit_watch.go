@@ -43,16 +43,12 @@ type watcher struct {
 	log    *slog.Logger
 }
 
-// newWatcher reads the trust file at path. Moving its pin drops a
-// verified state the file holds (it belongs to the pinned size), so such
-// a file is refused unless dropState.
-func newWatcher(src checkpointSource, path string, dropState bool, log *slog.Logger) (*watcher, error) {
+// newWatcher reads the trust file at path. Moving its pin keeps a verified
+// state the file holds: the next pack still starts there.
+func newWatcher(src checkpointSource, path string, log *slog.Logger) (*watcher, error) {
 	t, err := readTrust(path)
 	if err != nil {
 		return nil, err
-	}
-	if s := t.t.State; s != nil && !dropState {
-		return nil, fmt.Errorf("%s holds the state verified at entry %d, where the next `export --since` pack starts, and moving its pin would drop it: watch a copy without it (cp %s watch.json; custos audit watch --trust watch.json --drop-state)", path, s.Size, path)
 	}
 	return &watcher{src: src, path: path, trust: t, pinned: t.t.Pinned(), log: log}, nil
 }
@@ -105,7 +101,7 @@ func runAuditWatch(ctx context.Context, s stdio, args []string) error {
 	trustFile := fs.String("trust", "", "the trust `FILE` saved by custos audit checkpoint (required); its pinned checkpoint moves forward as the log grows")
 	interval := fs.Duration("interval", 30*time.Second, "time between polls")
 	once := fs.Bool("once", false, "poll once and exit: 0 if the latest checkpoint extends the pin")
-	dropState := fs.Bool("drop-state", false, "watch a trust file that holds a verified state (audit verify --advance), dropping the state when the pin moves (give it a copy)")
+	_ = fs.Bool("drop-state", false, "ignored: a verified state now stays when the pin moves")
 	if _, err := parsePositional(fs, args); err != nil {
 		return err
 	}
@@ -121,7 +117,7 @@ func runAuditWatch(ctx context.Context, s stdio, args []string) error {
 	}
 	defer cl.Close()
 	log := slog.New(slog.NewTextHandler(s.out, nil))
-	w, err := newWatcher(cl, *trustFile, *dropState, log)
+	w, err := newWatcher(cl, *trustFile, log)
 	if err != nil {
 		return err
 	}

@@ -49,9 +49,10 @@ type Trust struct {
 	NodeKeys string
 	// Checkpoint is the pinned signed checkpoint.
 	Checkpoint string
-	// State, if set, is the state the log established by Checkpoint's
-	// size, as a full verification of the auditor's found it (Advance): it
-	// lets a later pack start at that size and still be checked in full.
+	// State, if set, is the state the log established by its Size (at
+	// most the pinned checkpoint's), as a full verification of the
+	// auditor's found it (Advance): it lets a later pack start at that
+	// size and still be checked in full.
 	State *State
 
 	cp     ledger.Checkpoint
@@ -198,7 +199,9 @@ func (t *Trust) check() error {
 		return bad("checkpoint of an empty tree")
 	}
 	if s := t.State; s != nil {
-		if s.Size != cp.Size || s.Root != cp.Hash {
+		// The state may lag the pin (audit watch moves the pin on); a pack
+		// from the state's size binds its root through its frontier.
+		if s.Size > cp.Size || (s.Size == cp.Size && s.Root != cp.Hash) {
 			return bad("state of the tree of size %d (root %s) with a checkpoint of size %d (root %s)", s.Size, s.Root, cp.Size, cp.Hash)
 		}
 		if _, err := stateFrom(s); err != nil {
