@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/custos-eu/custos/keysvc"
@@ -98,6 +97,6 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 	fmt.Fprintf(s.out, "  node keys   %s\n", strings.Join(names, ", "))
 	fmt.Fprintln(s.out, "The node keys and the genesis are as the cluster served them: compare the genesis fingerprint and the keys with the operators over another channel once.")
 	fmt.Fprintf(s.out, "Next: custos audit export --out PACK, then custos audit verify PACK --trust %s --advance (which pins the pack's end with the state it verified);\n", *out)
-	fmt.Fprintf(s.out, "later packs: custos audit export --since %s --out PACK2. To follow the log between packs: custos audit watch --trust COPY-OF-%s.\n", *out, filepath.Base(*out))
+	fmt.Fprintf(s.out, "later packs: custos audit export --since %s --out PACK2. To follow the log between packs: custos audit watch --trust %s.\n", *out, *out)
 	return nil
 }
