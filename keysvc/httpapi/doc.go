@@ -33,6 +33,7 @@
 //	     ?old=M&new=N (M <= N)
 //	GET  /v1/ledger/keys               any                            200 text/plain: two verifier key lines per node
 //	POST /v1/sys/canary                operator                       200 {"log_index":i}: a "sys.canary" entry, committed
+//	POST /v1/attestations              agent operator                 200 {"log_index":i}: a backup.transfer, backup.drill or backup.prune entry
 //	POST /v1/sys/join                  node (name, region = body's)   200 {"node","leader"} (leader; see below)
 //	POST /v1/internal/ledger/append    node, registered member        200 {"first":i}: a follower's forwarded batch
 //	POST /v1/sys/init                  operator                       200 {}: cluster.init, once (leader; see Ceremonies)
