@@ -668,7 +668,7 @@ func (b *reportBuilder) transfer(e ledger.Entry) {
 		Dataset:  take("dataset"),
 		Checksum: take("sha256", "checksum", "ciphertext_sha256"),
 		Where:    strings.TrimSpace(take("destination", "target") + " " + take("region", "destination_region")),
-		Why:      take("purpose", "reason", "why"),
+		Why:      take("decision", "purpose", "reason", "why"),
 		Policy:   take("policy", "dataset_policy"),
 	}
 	var other []string
