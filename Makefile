@@ -15,22 +15,54 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/ceremony:FuzzParseProposal ./keysvc/ceremony:FuzzMarshalProposal \
              ./keysvc/officer:FuzzParsePublicKey ./keysvc/officer:FuzzParseSignature \
              ./keysvc/officer:FuzzParsePKCS11URI ./keysvc/ledger:FuzzVerifyStatement \
-             ./keysvc/audit:FuzzReader ./keysvc/audit:FuzzParseEntry
+             ./keysvc/audit:FuzzReader ./keysvc/audit:FuzzParseEntry \
+             ./backup/custosage:FuzzDecodeContext ./backup/custosage:FuzzParseStanza \
+             ./backup/policy:FuzzParse ./backup/archive:FuzzParseManifest
 
 export CGO_ENABLED := 1
 
-.PHONY: all build deps demo test test-long bench fuzz vet clean
+# Test tools installed with `go install`, pinned. They go to $(go env GOBIN), or the first
+# $(go env GOPATH)/bin, where the tests also look for them.
+VERSITYGW_VERSION := v1.8.0
+TOOLS_BIN ?= $(shell gobin=$$($(GO) env GOBIN); if [ -n "$$gobin" ]; then echo "$$gobin"; else echo "$$($(GO) env GOPATH | cut -d: -f1)/bin"; fi)
+
+.PHONY: all build deps tools versitygw demo test test-long bench fuzz vet clean
 
 all: build
 
-# System packages: SoftHSM (PKCS#11 token for tests and demo) and a C compiler for cgo.
+# System packages: SoftHSM (PKCS#11 token for tests and demo), a C compiler for cgo, and the
+# age and zstd CLIs (disaster-recovery decryption with age-plugin-custos is tested with them).
 deps:
-	@if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then \
-		echo "installing softhsm2 and gcc with apt-get"; \
+	@if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1 || \
+	    ! command -v age >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1; then \
+		echo "installing softhsm2, gcc, age and zstd with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 gcc libc6-dev >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 gcc libc6-dev age zstd >/dev/null; \
 	fi
 	@command -v softhsm2-util >/dev/null || { echo "softhsm2-util still missing"; exit 1; }
+	@command -v age >/dev/null || { echo "age still missing"; exit 1; }
+
+# Tools the integration tests run (S3 server for backup/s3). Idempotent.
+tools: versitygw
+
+# versitygw (S3-compatible server, posix backend) at VERSITYGW_VERSION: kept if the binary in
+# PATH or TOOLS_BIN already is that version (per its Go build info), installed otherwise.
+versitygw:
+	@want='$(VERSITYGW_VERSION)'; found=""; \
+	for c in "$$(command -v versitygw 2>/dev/null)" "$(TOOLS_BIN)/versitygw"; do \
+		[ -n "$$c" ] && [ -x "$$c" ] || continue; \
+		v=$$($(GO) version -m "$$c" 2>/dev/null | awk '$$1 == "mod" && $$2 == "github.com/versity/versitygw" { print $$3 }'); \
+		if [ "$$v" = "$$want" ]; then found="$$c"; break; fi; \
+		echo "versitygw: $$c is version '$$v', not $$want"; \
+	done; \
+	if [ -n "$$found" ]; then \
+		echo "versitygw $$want already installed: $$found"; \
+	else \
+		echo "versitygw: installing github.com/versity/versitygw/cmd/versitygw@$$want into $(TOOLS_BIN) (go install; a few minutes on a cold module cache)"; \
+		mkdir -p "$(TOOLS_BIN)" && \
+		GOBIN="$(TOOLS_BIN)" CGO_ENABLED=0 $(GO) install github.com/versity/versitygw/cmd/versitygw@$$want </dev/null && \
+		echo "versitygw $$want installed: $(TOOLS_BIN)/versitygw"; \
+	fi
 
 build:
 	$(GO) build ./...
@@ -41,9 +73,10 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Unit tests with the race detector, and the SoftHSM integration tests, which must run:
-# CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM into a failure instead of a skip.
-test: deps vet
+# Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
+# must run: CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM or versitygw into a failure
+# instead of a skip.
+test: deps tools vet
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Slow runs: every fuzzer for FUZZTIME.

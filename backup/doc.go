@@ -1,4 +1,36 @@
-// Package backup will be the bundled backup agent (tar → zstd → age, wrapped
-// by Custos, to local and S3 targets with restore and drills). It has no code
-// yet; it may import only the client-side leaf packages of keysvc.
+// Package backup is the root of the bundled backup agent: a directory
+// becomes an age-encrypted archive whose file key only the Custos cluster
+// can unwrap, sent only where the dataset's policy allows. Its packages
+// import only the client-side leaves of keysvc (client, wrapkey,
+// identity, ledger), never keysvc itself.
+//
+// What exists:
+//
+//   - custosage: the age recipient (online through the API, or offline
+//     with a KEK version's public key) and identity (unwrap through the
+//     API) for the "custos" stanza, which carries the wrapkey blob of the
+//     file key and the context it is bound to.
+//   - policy: the strict TOML policy file (datasets, targets) and Decide,
+//     which refuses an eu-only dataset to a target outside the EU/EEA (by
+//     region or jurisdiction) and any target the policy does not name.
+//   - archive: walk → PAX tar → zstd (independent frames compressed in
+//     parallel) → age, streaming with bounded memory; the clear manifest
+//     (ids, sizes, ciphertext SHA-256, KEK, policy decision, receipt; no
+//     file names) and the encrypted index (names, modes, mtimes, per-file
+//     SHA-256); Restore (confined with os.Root, staged, moved into place
+//     only after the whole archive verified), Verify (decrypting, writes
+//     nothing) and VerifyCiphertext (hashes only).
+//   - target: the Target interface (put, get, list, delete; retention and
+//     legal hold where the store enforces them) and the local-directory
+//     implementation; s3 implements it for S3-compatible stores.
+//   - keysvc/keysvctest/agentcluster (outside backup, which imports only keysvc
+//     leaves): an in-memory cluster with a KEK, for tests only.
+//
+// The age-plugin-custos command (cmd/age-plugin-custos) lets a stock age
+// decrypt an archive through the cluster.
+//
+// Not yet: the `custos backup` commands (run, list, restore, verify,
+// drill, prune, status), the attestation of uploads in the key-op log,
+// drills, progress output, and the offline-wrap check of a public key
+// against the log.
 package backup

@@ -1,0 +1,309 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/custos-eu/custos/backup/custosage"
+	"github.com/custos-eu/custos/backup/policy"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
+)
+
+// CreateOptions configures Create.
+type CreateOptions struct {
+	// ArchiveID; NewID(Now()) if empty.
+	ArchiveID      string
+	Dataset        string
+	Classification string
+	// Recipient encrypts the archive and, separately (its own file key,
+	// its own wrap), the index: normally a custosage recipient whose
+	// context names the dataset and the archive id. If it has a Receipt
+	// method (the custosage recipients do), the manifest records the KEK
+	// version and wrap log index from it.
+	Recipient age.Recipient
+	// ChunkSize of the independent zstd frames; DefaultChunkSize if 0.
+	ChunkSize int
+	// Workers compressing at once; GOMAXPROCS if 0.
+	Workers int
+	// Level; zstd.SpeedFastest if 0.
+	Level zstd.EncoderLevel
+	// Now; time.Now if nil.
+	Now func() time.Time
+	// Policy is the decision that let this archive go to its target,
+	// recorded in the manifest.
+	Policy *policy.Decision
+}
+
+// WrapContext is the context archives wrap their file keys under: the
+// dataset, its classification and the archive id, so a stanza cannot be
+// moved to another archive or dataset without the unwrap failing.
+func WrapContext(dataset, classification, archiveID string) wrapkey.Context {
+	c := wrapkey.Context{"dataset": dataset, "archive": archiveID, "purpose": "backup"}
+	if classification != "" {
+		c["classification"] = classification
+	}
+	return c
+}
+
+// Expect is what a custosage.Identity should require of the stanzas of
+// the archive m describes (its Expect field): its dataset and archive id.
+func (m *Manifest) Expect() map[string]string {
+	return map[string]string{"dataset": m.Dataset, "archive": m.ArchiveID}
+}
+
+type receipter interface {
+	Receipt() (custosage.Receipt, bool)
+}
+
+// Create archives sources (absolute, clean paths, none inside another) to
+// archive, an age file of a zstd-compressed PAX tar, and writes the
+// encrypted index (entry names, modes, mtimes, per-file SHA-256) to
+// index. It streams with bounded memory (about 2 × (Workers+1) ×
+// ChunkSize) and returns the manifest with sizes and the ciphertexts'
+// SHA-256; the caller adds the policy decision and the upload receipt.
+//
+// Entry names are the sources' paths without the leading "/", so
+// /srv/hr/a.txt is srv/hr/a.txt. Directories, regular files and symlinks
+// are archived with their modes and mtimes (to the nanosecond, PAX);
+// sockets, devices and FIFOs are skipped and counted.
+func Create(ctx context.Context, sources []string, archive, index io.Writer, opts CreateOptions) (*Manifest, error) {
+	if opts.Recipient == nil {
+		return nil, errors.New("archive: no recipient")
+	}
+	if opts.Dataset == "" {
+		return nil, errors.New("archive: no dataset")
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	m := &Manifest{Format: ManifestFormat, ArchiveID: opts.ArchiveID, Dataset: opts.Dataset, Classification: opts.Classification, Created: now().UTC(), Policy: opts.Policy}
+	if m.ArchiveID == "" {
+		m.ArchiveID = NewID(m.Created)
+	} else if !ValidID(m.ArchiveID) {
+		return nil, fmt.Errorf("archive: archive id %q is malformed", m.ArchiveID)
+	}
+	chunk := opts.ChunkSize
+	if chunk == 0 {
+		chunk = DefaultChunkSize
+	}
+	if chunk < MinChunkSize || chunk > MaxChunkSize {
+		return nil, fmt.Errorf("archive: chunk size %d: want %d..%d", chunk, MinChunkSize, MaxChunkSize)
+	}
+	m.ChunkSize = chunk
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	level := opts.Level
+	if level == 0 {
+		level = zstd.SpeedFastest
+	}
+	srcs, err := checkSources(sources)
+	if err != nil {
+		return nil, err
+	}
+
+	// Archive: tar → frames → age → hash → archive.
+	ach := &countingHash{dst: archive, h: sha256.New()}
+	aw, err := age.Encrypt(ach, opts.Recipient)
+	if err != nil {
+		return nil, fmt.Errorf("archive: encrypting the archive: %w", err)
+	}
+	if r, ok := opts.Recipient.(receipter); ok {
+		if rc, ok := r.Receipt(); ok {
+			m.KEK = KEKRef{ID: rc.KEKID, Version: rc.KEKVersion, WrapLogIndex: rc.LogIndex}
+		}
+	}
+	fw, err := newFrameWriter(aw, level, chunk, workers)
+	if err != nil {
+		return nil, err
+	}
+	defer fw.abort()
+	tw := tar.NewWriter(fw)
+
+	// Index: JSON lines → age → hash → index.
+	ich := &countingHash{dst: index, h: sha256.New()}
+	iw, err := age.Encrypt(ich, opts.Recipient)
+	if err != nil {
+		return nil, fmt.Errorf("archive: encrypting the index: %w", err)
+	}
+	ib := bufio.NewWriterSize(iw, 64<<10)
+	ienc := json.NewEncoder(ib)
+	if err := ienc.Encode(IndexEntry{Format: IndexFormat, ArchiveID: m.ArchiveID, Dataset: m.Dataset}); err != nil {
+		return nil, err
+	}
+
+	c := &creator{ctx: ctx, tw: tw, ienc: ienc, st: &m.Stats, buf: make([]byte, 256<<10)}
+	for _, src := range srcs {
+		if err := filepath.WalkDir(src, c.visit); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("archive: tar: %w", err)
+	}
+	if err := fw.Close(); err != nil {
+		return nil, fmt.Errorf("archive: writing the archive: %w", err)
+	}
+	if err := aw.Close(); err != nil {
+		return nil, fmt.Errorf("archive: writing the archive: %w", err)
+	}
+	m.Stats.TarBytes, m.Stats.ZstdBytes = fw.sizes()
+	if err := ienc.Encode(IndexEntry{End: true, Entries: c.entries}); err != nil {
+		return nil, err
+	}
+	if err := ib.Flush(); err != nil {
+		return nil, fmt.Errorf("archive: writing the index: %w", err)
+	}
+	if err := iw.Close(); err != nil {
+		return nil, fmt.Errorf("archive: writing the index: %w", err)
+	}
+	m.Archive, m.Index = ach.part(), ich.part()
+	return m, nil
+}
+
+// checkSources returns the sources sorted, refusing relative, unclean,
+// root, missing or nested ones.
+func checkSources(sources []string) ([]string, error) {
+	if len(sources) == 0 {
+		return nil, errors.New("archive: no source paths")
+	}
+	srcs := slices.Clone(sources)
+	slices.SortFunc(srcs, func(a, b string) int { return compareNames(a[1:], b[1:]) })
+	for i, s := range srcs {
+		if !filepath.IsAbs(s) || filepath.Clean(s) != s || s == "/" {
+			return nil, fmt.Errorf("archive: source %q: want an absolute, clean path other than /", s)
+		}
+		for _, prev := range srcs[:i] {
+			if s == prev || strings.HasPrefix(s, prev+"/") {
+				return nil, fmt.Errorf("archive: source %q is inside source %q", s, prev)
+			}
+		}
+		if _, err := os.Lstat(s); err != nil {
+			return nil, fmt.Errorf("archive: source: %w", err)
+		}
+	}
+	return srcs, nil
+}
+
+type creator struct {
+	ctx     context.Context
+	tw      *tar.Writer
+	ienc    *json.Encoder
+	st      *Stats
+	entries int64
+	buf     []byte
+}
+
+func (c *creator) visit(p string, d fs.DirEntry, err error) error {
+	if err != nil {
+		return fmt.Errorf("archive: walking: %w", err)
+	}
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	name := strings.TrimPrefix(filepath.ToSlash(p), "/")
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("archive: %v", err)
+	}
+	fi, err := d.Info()
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	ie := IndexEntry{Name: name, Mode: fi.Mode() & modeMask, MTime: fi.ModTime().UTC()}
+	var link string
+	switch t := fi.Mode().Type(); {
+	case t == fs.ModeDir:
+		ie.Type = TypeDir
+	case t == 0:
+		ie.Type = TypeFile
+	case t == fs.ModeSymlink:
+		ie.Type = TypeSymlink
+		if link, err = os.Readlink(p); err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
+		ie.Target = link
+	default:
+		c.st.SkippedSpecial++
+		return nil
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return fmt.Errorf("archive: %s: %w", p, err)
+	}
+	hdr.Name, hdr.Format = name, tar.FormatPAX
+	hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = ie.MTime, time.Time{}, time.Time{}
+	if ie.Type == TypeDir {
+		hdr.Name += "/"
+	}
+	switch ie.Type {
+	case TypeDir:
+		c.st.Dirs++
+		if err := c.tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("archive: tar: %w", err)
+		}
+	case TypeSymlink:
+		c.st.Symlinks++
+		if err := c.tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("archive: tar: %w", err)
+		}
+	case TypeFile:
+		if err := c.file(p, hdr, &ie); err != nil {
+			return err
+		}
+	}
+	c.entries++
+	return c.ienc.Encode(ie)
+}
+
+// file writes a regular file: header from an fstat of the open file, then
+// exactly that many bytes, hashed on the way.
+func (c *creator) file(p string, hdr *tar.Header, ie *IndexEntry) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("archive: %s changed type during the backup", p)
+	}
+	hdr.Size = fi.Size()
+	ie.Size = hdr.Size
+	if err := c.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("archive: tar: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.CopyBuffer(io.MultiWriter(c.tw, h), io.LimitReader(f, hdr.Size), c.buf)
+	if err != nil {
+		return fmt.Errorf("archive: %s: %w", p, err)
+	}
+	if n != hdr.Size {
+		return fmt.Errorf("archive: %s shrank from %d to %d bytes during the backup", p, hdr.Size, n)
+	}
+	ie.SHA256 = hex.EncodeToString(h.Sum(nil))
+	c.st.Files++
+	c.st.FileBytes += n
+	return nil
+}

@@ -1,0 +1,494 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+)
+
+// ErrIntegrity marks every failure that means the archive or its index is
+// not what was backed up: tampered, truncated, reordered, or not matching
+// the manifest. Restore and Verify wrap it; test with errors.Is.
+var ErrIntegrity = errors.New("archive integrity check failed")
+
+func integrity(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrIntegrity}, a...)...)
+}
+
+// VerifyCiphertext checks r against part (size and SHA-256) without
+// decrypting: what a store holds is what was written.
+func VerifyCiphertext(r io.Reader, part Part) error {
+	ch := &countingHash{dst: io.Discard, h: sha256.New()}
+	if _, err := io.Copy(ch, r); err != nil {
+		return err
+	}
+	got := ch.part()
+	if got.Size != part.Size {
+		return integrity("ciphertext is %d bytes, the manifest says %d", got.Size, part.Size)
+	}
+	if got.SHA256 != part.SHA256 {
+		return integrity("ciphertext SHA-256 %s, the manifest says %s", got.SHA256, part.SHA256)
+	}
+	return nil
+}
+
+// Result reports a restore or a full verification.
+type Result struct {
+	Entries  int64
+	Files    int64
+	Dirs     int64
+	Symlinks int64
+	Bytes    int64 // file content bytes
+	// Restored lists the top-level names moved into the restore
+	// directory (empty for Verify). Set only when everything verified.
+	Restored []string
+	Duration time.Duration
+}
+
+// Verify decrypts the archive and index with identity, checks them against
+// the manifest (ciphertext hashes and sizes, archive id, dataset) and
+// every entry against the index (order, type, mode, mtime, size, per-file
+// SHA-256, link target), and writes nothing.
+func Verify(ctx context.Context, m *Manifest, archive, index io.Reader, identity age.Identity) (*Result, error) {
+	return run(ctx, m, archive, index, identity, nil)
+}
+
+// Restore decrypts and checks like Verify while extracting, confined to
+// dir (created if missing) with os.Root: entries are written under a
+// staging directory inside dir with temporary names, and only once the
+// whole archive has verified are the top-level entries renamed into dir
+// and reported. A failure before that removes the staging directory and
+// restores nothing. Existing names in dir are not overwritten (an error).
+// Names that are absolute or hold "..", symlinks whose target leaves dir,
+// entries beneath a symlink, hard links and special files, and entries
+// out of order or repeated are refused. With a custosage.Identity, set
+// its Expect to m.Expect() so a stanza bound to another archive is
+// refused before any unwrap.
+func Restore(ctx context.Context, m *Manifest, archive, index io.Reader, identity age.Identity, dir string) (*Result, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	var rb [8]byte
+	_, _ = rand.Read(rb[:])
+	staging := ".custos-restore-" + hex.EncodeToString(rb[:])
+	if err := root.Mkdir(staging, 0o700); err != nil {
+		return nil, err
+	}
+	sroot, err := root.OpenRoot(staging)
+	if err != nil {
+		_ = root.Remove(staging)
+		return nil, err
+	}
+	x := &extractor{root: sroot}
+	res, err := run(ctx, m, archive, index, identity, x)
+	sroot.Close()
+	if err == nil {
+		err = x.commit(root, staging, res)
+	}
+	if rerr := root.RemoveAll(staging); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// run reads archive and index in lockstep.
+func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity age.Identity, x *extractor) (*Result, error) {
+	start := time.Now()
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	// Index: hash, decrypt, header.
+	ich := &hashingReader{r: index, h: sha256.New()}
+	ir, err := age.Decrypt(ich, identity)
+	if err != nil {
+		return nil, fmt.Errorf("archive: decrypting the index: %w", ageErr(err))
+	}
+	idx := &indexReader{s: bufio.NewScanner(ir)}
+	idx.s.Buffer(make([]byte, 64<<10), 2*maxNameLen+4096)
+	hdr, err := idx.next()
+	if err != nil {
+		return nil, err
+	}
+	if hdr.Format != IndexFormat || hdr.ArchiveID != m.ArchiveID || hdr.Dataset != m.Dataset {
+		return nil, integrity("index header %q/%q/%q does not match the manifest's archive %s of dataset %s", hdr.Format, hdr.ArchiveID, hdr.Dataset, m.ArchiveID, m.Dataset)
+	}
+
+	ach := &hashingReader{r: archive, h: sha256.New()}
+	ar, err := age.Decrypt(ach, identity)
+	if err != nil {
+		return nil, fmt.Errorf("archive: decrypting the archive: %w", ageErr(err))
+	}
+	zr, err := newFrameReader(ar)
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	res := &Result{}
+	buf := make([]byte, 256<<10)
+	links := map[string]bool{} // nothing may be archived beneath a symlink
+	var prev string            // the previous entry's name
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		th, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, readErr("archive", err)
+		}
+		want, err := idx.next()
+		if err != nil {
+			return nil, err
+		}
+		if want.End {
+			return nil, integrity("the archive has an entry %q the index does not list", th.Name)
+		}
+		if err := checkHeader(th, want); err != nil {
+			return nil, err
+		}
+		if prev != "" && compareNames(prev, want.Name) >= 0 {
+			return nil, integrity("entry %q follows %q: entries are out of order or repeated", want.Name, prev)
+		}
+		prev = want.Name
+		for p := path.Dir(want.Name); p != "."; p = path.Dir(p) {
+			if links[p] {
+				return nil, integrity("entry %q lies beneath symlink %q", want.Name, p)
+			}
+		}
+		if want.Type == TypeSymlink {
+			links[want.Name] = true
+		}
+		if x != nil {
+			if err := x.check(want); err != nil {
+				return nil, err
+			}
+		}
+		res.Entries++
+		switch want.Type {
+		case TypeDir:
+			res.Dirs++
+			if x != nil {
+				if err := x.dir(want); err != nil {
+					return nil, err
+				}
+			}
+		case TypeSymlink:
+			res.Symlinks++
+			if x != nil {
+				if err := x.symlink(want); err != nil {
+					return nil, err
+				}
+			}
+		case TypeFile:
+			res.Files++
+			var dst io.Writer = io.Discard
+			var f *os.File
+			if x != nil {
+				if f, err = x.create(want); err != nil {
+					return nil, err
+				}
+				dst = f
+			}
+			h := sha256.New()
+			n, err := io.CopyBuffer(io.MultiWriter(dst, h), tr, buf)
+			if f != nil {
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				return nil, readErr(fmt.Sprintf("entry %q", want.Name), err)
+			}
+			if n != want.Size || hex.EncodeToString(h.Sum(nil)) != want.SHA256 {
+				return nil, integrity("entry %q: content does not match its SHA-256 in the index", want.Name)
+			}
+			res.Bytes += n
+			if x != nil {
+				if err := x.fileDone(want); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	// The tar end: what follows (record padding) must be zeros to the end
+	// of the stream, which also makes age check its final chunk.
+	if err := drainZeros(zr); err != nil {
+		return nil, err
+	}
+	end, err := idx.next()
+	if err != nil {
+		return nil, err
+	}
+	if !end.End {
+		return nil, integrity("the archive ends before entry %q the index lists", end.Name)
+	}
+	if end.Entries != res.Entries {
+		return nil, integrity("the index's trailer counts %d entries, the archive has %d", end.Entries, res.Entries)
+	}
+	if idx.s.Scan() || idx.s.Err() != nil {
+		if err := idx.s.Err(); err != nil {
+			return nil, readErr("index", err)
+		}
+		return nil, integrity("data after the index's trailer")
+	}
+	if _, err := io.Copy(io.Discard, ir); err != nil {
+		return nil, readErr("index", err)
+	}
+	// Both ciphertexts read to the end: compare with the manifest.
+	if _, err := io.Copy(io.Discard, ach); err != nil {
+		return nil, err
+	}
+	if got := ach.part(); got != m.Archive {
+		return nil, integrity("archive ciphertext (%d bytes, SHA-256 %s) does not match the manifest (%d bytes, %s)", got.Size, got.SHA256, m.Archive.Size, m.Archive.SHA256)
+	}
+	if _, err := io.Copy(io.Discard, ich); err != nil {
+		return nil, err
+	}
+	if got := ich.part(); got != m.Index {
+		return nil, integrity("index ciphertext (%d bytes, SHA-256 %s) does not match the manifest", got.Size, got.SHA256)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// ageErr keeps age's errors but marks payload failures as integrity ones.
+func ageErr(err error) error {
+	var nm *age.NoIdentityMatchError
+	if errors.As(err, &nm) {
+		return err
+	}
+	if strings.Contains(err.Error(), "header") {
+		return fmt.Errorf("%w: %v", ErrIntegrity, err)
+	}
+	return err
+}
+
+// readErr turns a failure reading the decrypted stream (age's chunk
+// authentication, truncation, zstd, tar) into an integrity error.
+func readErr(what string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("archive: %s: %w", what, err) // a local write failed
+	}
+	return integrity("%s: %v", what, err)
+}
+
+func drainZeros(r io.Reader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if slices.ContainsFunc(buf[:n], func(b byte) bool { return b != 0 }) {
+			return integrity("data after the end of the tar stream")
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return readErr("archive end", err)
+		}
+	}
+}
+
+// checkHeader compares a tar header with its index entry.
+func checkHeader(th *tar.Header, want IndexEntry) error {
+	name := strings.TrimSuffix(th.Name, "/")
+	if err := checkName(name); err != nil {
+		return integrity("%v", err)
+	}
+	if name != want.Name {
+		return integrity("the archive has entry %q where the index lists %q (reordered or substituted)", name, want.Name)
+	}
+	var typ string
+	switch th.Typeflag {
+	case tar.TypeDir:
+		typ = TypeDir
+	case tar.TypeReg:
+		typ = TypeFile
+	case tar.TypeSymlink:
+		typ = TypeSymlink
+	default:
+		return integrity("entry %q: tar type %q is not one an archive holds", name, th.Typeflag)
+	}
+	fm := th.FileInfo().Mode() & modeMask
+	switch {
+	case typ != want.Type:
+		return integrity("entry %q is a %s in the archive, a %s in the index", name, typ, want.Type)
+	case fm != want.Mode:
+		return integrity("entry %q: mode %v in the archive, %v in the index", name, fm, want.Mode)
+	case !th.ModTime.Equal(want.MTime):
+		return integrity("entry %q: mtime differs from the index", name)
+	case typ == TypeFile && th.Size != want.Size:
+		return integrity("entry %q: %d bytes in the archive, %d in the index", name, th.Size, want.Size)
+	case typ == TypeSymlink && th.Linkname != want.Target:
+		return integrity("entry %q: link target differs from the index", name)
+	case typ == TypeFile && !sha256RE.MatchString(want.SHA256):
+		return integrity("entry %q: the index has no SHA-256 for it", name)
+	case typ == TypeSymlink:
+		if err := checkLinkTarget(name, th.Linkname); err != nil {
+			return integrity("%v", err)
+		}
+	}
+	return nil
+}
+
+type indexReader struct {
+	s *bufio.Scanner
+}
+
+func (ir *indexReader) next() (IndexEntry, error) {
+	var e IndexEntry
+	if !ir.s.Scan() {
+		if err := ir.s.Err(); err != nil {
+			return e, readErr("index", err)
+		}
+		return e, integrity("the index ends early")
+	}
+	dec := json.NewDecoder(bytes.NewReader(ir.s.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, integrity("index record: %v", err)
+	}
+	return e, nil
+}
+
+type hashingReader struct {
+	r io.Reader
+	h interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+	n int64
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	return n, err
+}
+
+func (h *hashingReader) part() Part {
+	return Part{Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil))}
+}
+
+// extractor writes entries under a staging root.
+type extractor struct {
+	root *os.Root
+	dirs []IndexEntry // to apply modes and mtimes last, deepest first
+}
+
+func (x *extractor) check(e IndexEntry) error {
+	if d := path.Dir(e.Name); d != "." {
+		if err := x.root.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+		}
+	}
+	return nil
+}
+
+func (x *extractor) dir(e IndexEntry) error {
+	if err := x.root.Mkdir(e.Name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	}
+	if fi, err := x.root.Lstat(e.Name); err != nil || !fi.IsDir() {
+		return integrity("entry %q: directory repeats another entry's name", e.Name)
+	}
+	x.dirs = append(x.dirs, e)
+	return nil
+}
+
+func (x *extractor) symlink(e IndexEntry) error {
+	if err := x.root.Symlink(e.Target, e.Name); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return integrity("entry %q repeats another entry's name", e.Name)
+		}
+		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	}
+	return nil
+}
+
+func (x *extractor) create(e IndexEntry) (*os.File, error) {
+	f, err := x.root.OpenFile(e.Name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, integrity("entry %q repeats another entry's name", e.Name)
+		}
+		return nil, fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	}
+	return f, nil
+}
+
+func (x *extractor) fileDone(e IndexEntry) error {
+	if err := x.root.Chmod(e.Name, e.Mode); err != nil {
+		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	}
+	if err := x.root.Chtimes(e.Name, e.MTime, e.MTime); err != nil {
+		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	}
+	return nil
+}
+
+// commit moves the verified tree from staging into root, then applies the
+// directories' modes and mtimes, deepest first.
+func (x *extractor) commit(root *os.Root, staging string, res *Result) error {
+	d, err := root.Open(staging)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if _, err := root.Lstat(n); err == nil {
+			return fmt.Errorf("archive: restore: %q already exists in the restore directory; restore elsewhere or move it away (nothing was restored)", n)
+		}
+	}
+	for _, n := range names {
+		if err := root.Rename(staging+"/"+n, n); err != nil {
+			return fmt.Errorf("archive: restore: moving %q into place: %w", n, err)
+		}
+		res.Restored = append(res.Restored, n)
+	}
+	for _, e := range slices.Backward(x.dirs) {
+		if err := root.Chmod(e.Name, e.Mode); err != nil {
+			return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+		}
+		if err := root.Chtimes(e.Name, e.MTime, e.MTime); err != nil {
+			return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+// Command age-plugin-custos lets a stock age decrypt Custos backup
+// archives: disaster recovery without the agent.
+//
+// An archive's file key is in a "custos" stanza, wrapped by a Custos KEK.
+// With this plugin on $PATH and an identity file naming the cluster, age
+// asks the cluster to unwrap it, as the agent would (authorised by the
+// KEK's policy for the client certificate, and logged):
+//
+//	age-plugin-custos --identity --env /etc/custos/agent.env > custos.identity
+//	age -d -i custos.identity archive.age | zstd -d | tar -x
+//
+// The identity (AGE-PLUGIN-CUSTOS-1…) encodes where to find the cluster:
+// an env file of shell exports (CUSTOS_ADDR, CUSTOS_CLIENT_CERT,
+// CUSTOS_CLIENT_KEY, CUSTOS_CA, as `custos dev up` writes) and/or the
+// values themselves (--addr, --cert, --key, --ca); anything it leaves out
+// is read from the environment age runs the plugin in. It holds paths,
+// not keys: the client key stays in its file.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"filippo.io/age/plugin"
+
+	"github.com/custos-eu/custos/backup/custosage"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/identity"
+)
+
+const (
+	envAddr = "CUSTOS_ADDR"
+	envCert = "CUSTOS_CLIENT_CERT"
+	envKey  = "CUSTOS_CLIENT_KEY"
+	envCA   = "CUSTOS_CA"
+)
+
+// config is an identity's payload (JSON).
+type config struct {
+	V    int    `json:"v"`
+	Env  string `json:"env,omitempty"`
+	Addr string `json:"addr,omitempty"`
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	CA   string `json:"ca,omitempty"`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	p, err := plugin.New("custos")
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fs := flag.NewFlagSet("age-plugin-custos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	p.RegisterFlags(fs)
+	mkIdentity := fs.Bool("identity", false, "print an identity (for an age identity file) naming the cluster")
+	var c config
+	fs.StringVar(&c.Env, "env", "", "env file of shell exports ("+envAddr+", "+envCert+", "+envKey+", "+envCA+")")
+	fs.StringVar(&c.Addr, "addr", "", "API base URLs, comma-separated")
+	fs.StringVar(&c.Cert, "cert", "", "client certificate file")
+	fs.StringVar(&c.Key, "key", "", "client key file")
+	fs.StringVar(&c.CA, "ca", "", "cluster CA certificate file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *mkIdentity {
+		s, err := encodeIdentity(c)
+		if err != nil {
+			fmt.Fprintln(stderr, "age-plugin-custos:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "# custos identity: unwraps through the cluster (%s)\n%s\n", describe(c), s)
+		return 0
+	}
+	if fs.Lookup("age-plugin").Value.String() == "" {
+		fmt.Fprintln(stderr, "age-plugin-custos: run by age (age -d -i IDENTITY-FILE), or with --identity to make an identity file; see -h")
+		return 2
+	}
+	p.HandleIdentity(func(data []byte) (age.Identity, error) {
+		cl, err := newClient(data)
+		if err != nil {
+			return nil, err
+		}
+		return custosage.NewIdentity(context.Background(), cl), nil
+	})
+	return p.Main()
+}
+
+func describe(c config) string {
+	if c.Env != "" {
+		return "env file " + c.Env
+	}
+	if c.Addr != "" {
+		return c.Addr
+	}
+	return "from the environment"
+}
+
+// encodeIdentity makes paths absolute and encodes c.
+func encodeIdentity(c config) (string, error) {
+	c.V = 1
+	for _, p := range []*string{&c.Env, &c.Cert, &c.Key, &c.CA} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", err
+		}
+		*p = abs
+	}
+	if c.Env != "" {
+		if _, err := readEnvFile(c.Env); err != nil {
+			return "", err
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	return plugin.EncodeIdentity("custos", b), nil
+}
+
+// newClient resolves an identity's payload: its own values, then its env
+// file, then the environment.
+func newClient(data []byte) (*client.Client, error) {
+	var c config
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || c.V != 1 {
+		return nil, errors.New("custos identity: malformed (make a new one with age-plugin-custos --identity)")
+	}
+	vars := map[string]string{}
+	for _, k := range []string{envAddr, envCert, envKey, envCA} {
+		vars[k] = os.Getenv(k)
+	}
+	if c.Env != "" {
+		fv, err := readEnvFile(c.Env)
+		if err != nil {
+			return nil, fmt.Errorf("custos identity: %w", err)
+		}
+		for k := range vars {
+			if v, ok := fv[k]; ok {
+				vars[k] = v
+			}
+		}
+	}
+	pick := func(v, k string) string {
+		if v != "" {
+			return v
+		}
+		return vars[k]
+	}
+	addr := pick(c.Addr, envAddr)
+	files := identity.TLSFiles{Cert: pick(c.Cert, envCert), Key: pick(c.Key, envKey), CA: pick(c.CA, envCA)}
+	if addr == "" || files.Cert == "" || files.Key == "" || files.CA == "" {
+		return nil, fmt.Errorf("custos identity: no cluster to ask: %s, %s, %s and %s are needed (in the identity, its env file or the environment)", envAddr, envCert, envKey, envCA)
+	}
+	var endpoints []string
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			endpoints = append(endpoints, a)
+		}
+	}
+	return client.New(client.Config{Endpoints: endpoints, TLSFiles: files, Timeout: 30 * time.Second})
+}
+
+// readEnvFile reads KEY=VALUE lines, optionally prefixed by "export", with
+// values bare, 'single-quoted' or "double-quoted"; blank lines and #
+// comments are skipped (the format of `custos dev up`'s env file).
+func readEnvFile(path string) (map[string]string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	vars := map[string]string{}
+	sc := bufio.NewScanner(fh)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimSpace(strings.TrimPrefix(line, "export "))
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s:%d: not KEY=VALUE", path, n)
+		}
+		switch {
+		case strings.HasPrefix(v, `"`):
+			if v, err = strconv.Unquote(v); err != nil {
+				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
+			}
+		case strings.HasPrefix(v, "'"):
+			if len(v) < 2 || !strings.HasSuffix(v, "'") || strings.Contains(v[1:len(v)-1], "'") {
+				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
+			}
+			v = v[1 : len(v)-1]
+		}
+		vars[k] = v
+	}
+	return vars, sc.Err()
+}
