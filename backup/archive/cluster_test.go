@@ -9,10 +9,10 @@ import (
 	"testing"
 
 	"github.com/custos-eu/custos/backup/archive"
-	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/backup/custosage"
 	"github.com/custos-eu/custos/backup/policy"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 )
 
 // Back up and restore through a real (in-memory) cluster: the file keys
