@@ -30,6 +30,7 @@ var commands = []command{
 	{"datakey", "agent: a fresh data key and its wrapped form: datakey --kek ID [--context k=v,…] [--wrapped-only] [--out-wrapped FILE] [--out-plaintext FILE]", nil},
 	{"operator", "cluster operator commands: operator init (name the officers, once)", runOperatorCmd},
 	{"audit", "auditor: checkpoint, export, verify, report, watch (see custos audit help)", nil},
+	{"backup", "agent: run, list, restore, verify, drill, prune, status (see custos backup help)", nil},
 }
 
 // stdio are a command's standard streams.
@@ -45,6 +46,7 @@ var ioCommands = map[string]func(ctx context.Context, s stdio, args []string) er
 	"unwrap":  runUnwrap,
 	"datakey": runDataKey,
 	"audit":   runAuditCmd,
+	"backup":  runBackupCmd,
 }
 
 func usage(w io.Writer) {

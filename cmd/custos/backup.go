@@ -1,0 +1,749 @@
+package main
+
+// `custos backup run | list | restore | verify | drill`: the backup agent.
+//
+// An archive is three objects on a target, under the dataset's name:
+//
+//	DATASET/ARCHIVE.age            the age file of tar → zstd
+//	DATASET/ARCHIVE.index.age      the encrypted index (names, per-file hashes)
+//	DATASET/ARCHIVE.manifest.json  the clear manifest (ids, sizes, checksums,
+//	                               policy decision, transfer receipt)
+//
+// The manifest is uploaded last: an archive without one is incomplete and
+// is not listed. Nothing is kept locally: list reads the targets.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/custos-eu/custos/backup/archive"
+	"github.com/custos-eu/custos/backup/custosage"
+	"github.com/custos-eu/custos/backup/policy"
+	"github.com/custos-eu/custos/backup/s3"
+	"github.com/custos-eu/custos/backup/target"
+	"github.com/custos-eu/custos/keysvc/client"
+)
+
+// Environment variables of the S3 targets: the policy names no secret, so
+// every S3 target reads its credentials from these (and signs for
+// envS3Region, default us-east-1).
+const (
+	envS3AccessKey = "CUSTOS_S3_ACCESS_KEY_ID"
+	envS3SecretKey = "CUSTOS_S3_SECRET_ACCESS_KEY"
+	envS3Region    = "CUSTOS_S3_REGION"
+)
+
+// Object name suffixes.
+const (
+	suffixArchive  = ".age"
+	suffixIndex    = ".index.age"
+	suffixManifest = ".manifest.json"
+)
+
+// maxManifest bounds a manifest read from a target.
+const maxManifest = 1 << 20
+
+func backupUsage(w io.Writer) {
+	fmt.Fprint(w, `usage: custos backup <command> [flags]
+
+commands:
+  run      --policy FILE --dataset NAME [--target NAME]   back up a dataset
+  list     --policy FILE [--dataset NAME] [--target NAME] archives on the targets
+  restore  ARCHIVE --to DIR --policy FILE [--target NAME] restore an archive
+  verify   ARCHIVE --policy FILE [--target NAME] [--full] check an archive
+  drill    ARCHIVE --policy FILE [--target NAME]          timed test restore, logged
+  prune    --policy FILE [--dataset NAME] [--target NAME] [--dry-run]
+                                                          delete archives past retention (not locked ones)
+  status   --policy FILE [--dataset NAME] [--target NAME] RPO and RTO per dataset; exit 1 if missed
+                                                          (reads the log: auditor/operator certificate)
+
+API flags (--env FILE, --addr, --cert, --key, --ca) as for every command;
+S3 credentials from $`+envS3AccessKey+` and $`+envS3SecretKey+`.
+`)
+}
+
+func runBackupCmd(ctx context.Context, s stdio, args []string) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		backupUsage(s.err)
+		return flag.ErrHelp
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "run":
+		return runBackupRun(ctx, s, rest)
+	case "list":
+		return runBackupList(ctx, s, rest)
+	case "restore":
+		return runBackupRestore(ctx, s, rest)
+	case "verify":
+		return runBackupVerify(ctx, s, rest)
+	case "drill":
+		return runBackupDrill(ctx, s, rest)
+	case "prune":
+		return runBackupPrune(ctx, s, rest)
+	case "status":
+		return runBackupStatus(ctx, s, rest)
+	}
+	backupUsage(s.err)
+	return fmt.Errorf("unknown backup command %q", sub)
+}
+
+// backupFlags are the flags shared by the backup commands.
+type backupFlags struct {
+	api     *apiFlags
+	policy  string
+	target  string
+	dataset string
+}
+
+func addBackupFlags(fs *flag.FlagSet, s stdio, withAPI bool) *backupFlags {
+	fs.SetOutput(s.err)
+	bf := &backupFlags{}
+	if withAPI {
+		bf.api = addAPIFlags(fs)
+	}
+	fs.StringVar(&bf.policy, "policy", "", "the policy file (TOML)")
+	fs.StringVar(&bf.target, "target", "", "the target (default: the policy's only target, or every target for list, restore, verify, drill)")
+	return bf
+}
+
+// parseInterspersed parses args allowing positional arguments before flags
+// (`restore ARCHIVE --to DIR`) and returns the positionals.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func (bf *backupFlags) load() (*policy.Policy, error) {
+	if bf.policy == "" {
+		return nil, errors.New("--policy FILE is required")
+	}
+	return policy.Load(bf.policy)
+}
+
+// targetNames are the targets a command looks at: --target, or all.
+func (bf *backupFlags) targetNames(p *policy.Policy) ([]string, error) {
+	if bf.target != "" {
+		if _, ok := p.Target(bf.target); !ok {
+			return nil, fmt.Errorf("the policy names no target %q", bf.target)
+		}
+		return []string{bf.target}, nil
+	}
+	var names []string
+	for _, t := range p.Targets {
+		names = append(names, t.Name)
+	}
+	return names, nil
+}
+
+// openTarget opens a policy target.
+func openTarget(ctx context.Context, t *policy.Target) (target.Target, error) {
+	switch t.Kind {
+	case policy.KindLocal:
+		return target.NewLocal(t.Path)
+	case policy.KindS3:
+		region := os.Getenv(envS3Region)
+		if region == "" {
+			region = "us-east-1"
+		}
+		st, err := s3.New(s3.Config{
+			Endpoint:     t.Endpoint,
+			Region:       region,
+			Bucket:       t.Bucket,
+			Prefix:       t.Prefix,
+			AccessKeyEnv: envS3AccessKey,
+			SecretKeyEnv: envS3SecretKey,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("target %q: %w", t.Name, err)
+		}
+		if err := st.Check(ctx); err != nil {
+			return nil, fmt.Errorf("target %q: %w", t.Name, err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("target %q: unknown kind %q", t.Name, t.Kind)
+}
+
+func closeTarget(t target.Target) {
+	if c, ok := t.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+func objectNames(dataset, id string) (arc, idx, man string) {
+	base := dataset + "/" + id
+	return base + suffixArchive, base + suffixIndex, base + suffixManifest
+}
+
+// readManifest reads and parses a manifest object.
+func readManifest(ctx context.Context, t target.Target, name string) (*archive.Manifest, error) {
+	rc, _, err := t.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxManifest {
+		return nil, fmt.Errorf("%s: manifest over %d bytes", name, maxManifest)
+	}
+	m, err := archive.ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+// listed is one archive found on a target.
+type listed struct {
+	target string
+	m      *archive.Manifest
+}
+
+// listArchives lists the complete archives (those with a manifest) on the
+// named targets, oldest first. Unreadable manifests are reported on warn.
+func listArchives(ctx context.Context, p *policy.Policy, names []string, dataset string, warn io.Writer) ([]listed, error) {
+	var out []listed
+	for _, name := range names {
+		pt, _ := p.Target(name)
+		t, err := openTarget(ctx, pt)
+		if err != nil {
+			return nil, err
+		}
+		prefix := ""
+		if dataset != "" {
+			prefix = dataset + "/"
+		}
+		objs, err := t.List(ctx, prefix)
+		if err != nil {
+			closeTarget(t)
+			return nil, fmt.Errorf("target %q: %w", name, err)
+		}
+		for _, o := range objs {
+			if !strings.HasSuffix(o.Name, suffixManifest) {
+				continue
+			}
+			m, err := readManifest(ctx, t, o.Name)
+			if err != nil {
+				fmt.Fprintf(warn, "warning: target %q: %v\n", name, err)
+				continue
+			}
+			if _, _, want := objectNames(m.Dataset, m.ArchiveID); want != o.Name {
+				fmt.Fprintf(warn, "warning: target %q: %s holds the manifest of %s/%s\n", name, o.Name, m.Dataset, m.ArchiveID)
+				continue
+			}
+			out = append(out, listed{target: name, m: m})
+		}
+		closeTarget(t)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if ci, cj := out[i].m.Created, out[j].m.Created; !ci.Equal(cj) {
+			return ci.Before(cj)
+		}
+		return out[i].m.ArchiveID < out[j].m.ArchiveID
+	})
+	return out, nil
+}
+
+// findArchive finds archive id on the named targets: the first target
+// holding its manifest.
+func findArchive(ctx context.Context, p *policy.Policy, names []string, id string) (target.Target, string, *archive.Manifest, error) {
+	if !archive.ValidID(id) {
+		return nil, "", nil, fmt.Errorf("%q is not an archive id", id)
+	}
+	for _, name := range names {
+		pt, _ := p.Target(name)
+		t, err := openTarget(ctx, pt)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		objs, err := t.List(ctx, "")
+		if err != nil {
+			closeTarget(t)
+			return nil, "", nil, fmt.Errorf("target %q: %w", name, err)
+		}
+		for _, o := range objs {
+			if strings.HasSuffix(o.Name, "/"+id+suffixManifest) {
+				m, err := readManifest(ctx, t, o.Name)
+				if err != nil {
+					closeTarget(t)
+					return nil, "", nil, fmt.Errorf("target %q: %w", name, err)
+				}
+				if m.ArchiveID != id {
+					closeTarget(t)
+					return nil, "", nil, fmt.Errorf("target %q: %s describes archive %s: %w", name, o.Name, m.ArchiveID, archive.ErrIntegrity)
+				}
+				return t, name, m, nil
+			}
+		}
+		closeTarget(t)
+	}
+	return nil, "", nil, fmt.Errorf("archive %s not found on target(s) %s", id, strings.Join(names, ", "))
+}
+
+// openParts opens an archive's archive and index objects.
+func openParts(ctx context.Context, t target.Target, m *archive.Manifest) (arc, idx io.ReadCloser, err error) {
+	an, in, _ := objectNames(m.Dataset, m.ArchiveID)
+	arc, _, err = t.Get(ctx, an)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", an, err)
+	}
+	idx, _, err = t.Get(ctx, in)
+	if err != nil {
+		arc.Close()
+		return nil, nil, fmt.Errorf("%s: %w", in, err)
+	}
+	return arc, idx, nil
+}
+
+func bkMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func bkRate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f MB/s", float64(n)/1e6/d.Seconds())
+}
+
+// ---- run ----
+
+func runBackupRun(ctx context.Context, s stdio, args []string) error {
+	fs := flag.NewFlagSet("backup run", flag.ContinueOnError)
+	bf := addBackupFlags(fs, s, true)
+	fs.StringVar(&bf.dataset, "dataset", "", "the dataset to back up (required)")
+	if err := noArgs(fs, args); err != nil {
+		return err
+	}
+	p, err := bf.load()
+	if err != nil {
+		return err
+	}
+	if bf.dataset == "" {
+		return errors.New("--dataset NAME is required")
+	}
+	ds, ok := p.Dataset(bf.dataset)
+	if !ok {
+		// Decide gives the policy's refusal for an unknown dataset.
+		_, err := p.Decide(bf.dataset, bf.target)
+		return refusal(err)
+	}
+	tname := bf.target
+	if tname == "" {
+		if len(p.Targets) != 1 {
+			return fmt.Errorf("the policy names %d targets: choose one with --target", len(p.Targets))
+		}
+		tname = p.Targets[0].Name
+	}
+	// Before any byte leaves: may this dataset go there?
+	dec, err := p.Decide(ds.Name, tname)
+	if err != nil {
+		return refusal(err)
+	}
+	pt, _ := p.Target(tname)
+	sources := make([]string, len(ds.Paths))
+	for i, path := range ds.Paths {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return err
+		}
+		sources[i] = filepath.Clean(abs)
+	}
+
+	c, err := bf.api.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	t, err := openTarget(ctx, pt)
+	if err != nil {
+		return err
+	}
+	defer closeTarget(t)
+
+	start := time.Now()
+	id := archive.NewID(start)
+	rcp, err := custosage.NewOnlineRecipient(ctx, c, ds.KEK, archive.WrapContext(ds.Name, ds.Classification, id))
+	if err != nil {
+		return err
+	}
+	an, in, mn := objectNames(ds.Name, id)
+	put := target.PutOptions{ChecksumSHA256: true, Metadata: map[string]string{"custos-archive": id}}
+	if pt.Kind == policy.KindS3 {
+		if pt.ObjectLock != nil {
+			put.Retention = &target.Retention{Mode: target.RetentionMode(pt.ObjectLock.Mode), Until: start.Add(pt.ObjectLock.Retention.D())}
+		}
+		put.LegalHold = pt.LegalHold
+	}
+
+	// The index goes to a temporary file (it is uploaded after the
+	// archive); the archive streams straight to the target.
+	ixf, err := os.CreateTemp("", "custos-index-*.age")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(ixf.Name())
+	defer ixf.Close()
+
+	pr, pw := io.Pipe()
+	type putResult struct {
+		info target.ObjectInfo
+		err  error
+	}
+	done := make(chan putResult, 1)
+	go func() {
+		info, err := t.Put(ctx, an, pr, put)
+		pr.CloseWithError(err) // unblocks Create if the upload failed
+		done <- putResult{info, err}
+	}()
+	m, cerr := archive.Create(ctx, sources, pw, ixf, archive.CreateOptions{
+		ArchiveID: id, Dataset: ds.Name, Classification: ds.Classification,
+		Recipient: rcp, Policy: &dec,
+	})
+	if cerr != nil {
+		pw.CloseWithError(cerr)
+	} else {
+		pw.Close()
+	}
+	res := <-done
+	if cerr != nil {
+		if res.err == nil {
+			t.Delete(ctx, an) // best effort: a locked object stays, without manifest
+		}
+		return fmt.Errorf("creating the archive: %w", cerr)
+	}
+	if res.err != nil {
+		return fmt.Errorf("uploading %s to %q: %w", an, tname, res.err)
+	}
+	if res.info.SHA256 != "" && res.info.SHA256 != m.Archive.SHA256 {
+		return fmt.Errorf("uploading %s: the target stored SHA-256 %s, the archive is %s", an, res.info.SHA256, m.Archive.SHA256)
+	}
+	if _, err := ixf.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	ip := put
+	ip.Size = m.Index.Size
+	if info, err := t.Put(ctx, in, ixf, ip); err != nil {
+		return fmt.Errorf("uploading %s to %q: %w", in, tname, err)
+	} else if info.SHA256 != "" && info.SHA256 != m.Index.SHA256 {
+		return fmt.Errorf("uploading %s: the target stored SHA-256 %s, the index is %s", in, info.SHA256, m.Index.SHA256)
+	}
+	elapsed := time.Since(start)
+
+	// Attest the transfer; its receipt goes in the manifest.
+	logIndex, err := c.Attest(ctx, client.AttestRequest{
+		Type: client.AttestTransfer, KEKID: m.KEK.ID, KEKVersion: m.KEK.Version,
+		Details: map[string]string{
+			"archive":  id,
+			"dataset":  ds.Name,
+			"sha256":   m.Archive.SHA256,
+			"size":     fmt.Sprint(m.Archive.Size),
+			"target":   tname,
+			"region":   pt.Region,
+			"decision": dec.Why,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("attesting the transfer (archive and index are on %q, without manifest): %w", tname, err)
+	}
+	m.Receipt = &archive.Receipt{LogIndex: logIndex, Target: tname, Object: an}
+	mb, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	mp := put
+	mp.Size = int64(len(mb))
+	if _, err := t.Put(ctx, mn, strings.NewReader(string(mb)), mp); err != nil {
+		return fmt.Errorf("uploading %s to %q: %w", mn, tname, err)
+	}
+
+	ratio := 0.0
+	if m.Archive.Size > 0 {
+		ratio = float64(m.Stats.TarBytes) / float64(m.Archive.Size)
+	}
+	w := s.out
+	fmt.Fprintf(w, "archive    %s\n", id)
+	fmt.Fprintf(w, "dataset    %s (%s, %s)\n", ds.Name, ds.Classification, ds.Residency)
+	fmt.Fprintf(w, "target     %s (%s, region %s, jurisdiction %s)\n", tname, pt.Kind, pt.Region, pt.Jurisdiction)
+	fmt.Fprintf(w, "policy     %s\n", dec.Why)
+	fmt.Fprintf(w, "content    %d files, %d dirs, %d symlinks, %s\n", m.Stats.Files, m.Stats.Dirs, m.Stats.Symlinks, bkMiB(m.Stats.FileBytes))
+	fmt.Fprintf(w, "archive    %s (ratio %.2f), index %s\n", bkMiB(m.Archive.Size), ratio, bkMiB(m.Index.Size))
+	fmt.Fprintf(w, "sha256     %s\n", m.Archive.SHA256)
+	fmt.Fprintf(w, "time       %s, %s\n", elapsed.Round(time.Millisecond), bkRate(m.Stats.FileBytes, elapsed))
+	fmt.Fprintf(w, "kek        %s version %d, wrap receipt: log entry %d\n", m.KEK.ID, m.KEK.Version, m.KEK.WrapLogIndex)
+	fmt.Fprintf(w, "transfer   receipt: log entry %d\n", logIndex)
+	if put.Retention != nil {
+		fmt.Fprintf(w, "locked     %s until %s\n", put.Retention.Mode, put.Retention.Until.UTC().Format(time.RFC3339))
+	}
+	if put.LegalHold {
+		fmt.Fprintln(w, "legal hold on")
+	}
+	return nil
+}
+
+// refusal formats a policy refusal.
+func refusal(err error) error {
+	var re *policy.RefusedError
+	if errors.As(err, &re) {
+		return fmt.Errorf("refused by policy (%s): %s; nothing was sent", re.Code, re.Decision.Why)
+	}
+	return err
+}
+
+// ---- list ----
+
+func runBackupList(ctx context.Context, s stdio, args []string) error {
+	fs := flag.NewFlagSet("backup list", flag.ContinueOnError)
+	bf := addBackupFlags(fs, s, false)
+	fs.StringVar(&bf.dataset, "dataset", "", "only this dataset")
+	if err := noArgs(fs, args); err != nil {
+		return err
+	}
+	p, err := bf.load()
+	if err != nil {
+		return err
+	}
+	names, err := bf.targetNames(p)
+	if err != nil {
+		return err
+	}
+	all, err := listArchives(ctx, p, names, bf.dataset, s.err)
+	if err != nil {
+		return err
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(s.out, "no archives")
+		return nil
+	}
+	fmt.Fprintf(s.out, "%-34s  %-12s  %-10s  %-20s  %10s  %10s  %s\n", "ARCHIVE", "DATASET", "TARGET", "CREATED", "CONTENT", "STORED", "RECEIPTS")
+	for _, a := range all {
+		rc := fmt.Sprintf("wrap %d", a.m.KEK.WrapLogIndex)
+		if a.m.Receipt != nil {
+			rc += fmt.Sprintf(", transfer %d", a.m.Receipt.LogIndex)
+		}
+		fmt.Fprintf(s.out, "%-34s  %-12s  %-10s  %-20s  %10s  %10s  %s\n", a.m.ArchiveID, a.m.Dataset, a.target,
+			a.m.Created.UTC().Format("2006-01-02T15:04:05Z"), bkMiB(a.m.Stats.FileBytes), bkMiB(a.m.Archive.Size+a.m.Index.Size), rc)
+	}
+	return nil
+}
+
+// ---- restore, verify, drill ----
+
+// archiveCmd parses the flags of the commands that take an ARCHIVE, finds
+// it and returns the API client (nil when needAPI is false).
+type archiveCmd struct {
+	p      *policy.Policy
+	t      target.Target
+	tname  string
+	m      *archive.Manifest
+	client *client.Client
+}
+
+func (a *archiveCmd) close() {
+	if a.t != nil {
+		closeTarget(a.t)
+	}
+	if a.client != nil {
+		a.client.Close()
+	}
+}
+
+func openArchiveCmd(ctx context.Context, fs *flag.FlagSet, bf *backupFlags, args []string, needAPI func() bool) (*archiveCmd, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != 1 {
+		return nil, errors.New("give exactly one ARCHIVE id (see custos backup list)")
+	}
+	p, err := bf.load()
+	if err != nil {
+		return nil, err
+	}
+	names, err := bf.targetNames(p)
+	if err != nil {
+		return nil, err
+	}
+	a := &archiveCmd{p: p}
+	a.t, a.tname, a.m, err = findArchive(ctx, p, names, pos[0])
+	if err != nil {
+		return nil, err
+	}
+	if needAPI() {
+		if a.client, err = bf.api.client(); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *archiveCmd) identity(ctx context.Context) *custosage.Identity {
+	id := custosage.NewIdentity(ctx, a.client)
+	id.Expect = a.m.Expect()
+	return id
+}
+
+func runBackupRestore(ctx context.Context, s stdio, args []string) error {
+	fs := flag.NewFlagSet("backup restore", flag.ContinueOnError)
+	bf := addBackupFlags(fs, s, true)
+	var to string
+	fs.StringVar(&to, "to", "", "the directory to restore into (required; created if missing; existing names are not overwritten)")
+	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return true })
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if to == "" {
+		return errors.New("--to DIR is required")
+	}
+	arc, idx, err := openParts(ctx, a.t, a.m)
+	if err != nil {
+		return err
+	}
+	defer arc.Close()
+	defer idx.Close()
+	id := a.identity(ctx)
+	res, err := archive.Restore(ctx, a.m, arc, idx, id, to)
+	if err != nil {
+		if strings.Contains(err.Error(), "nothing was restored") {
+			return fmt.Errorf("restoring %s: %w", a.m.ArchiveID, err)
+		}
+		return fmt.Errorf("restoring %s: %w (nothing was restored)", a.m.ArchiveID, err)
+	}
+	fmt.Fprintf(s.out, "restored   %s from %q into %s\n", a.m.ArchiveID, a.tname, to)
+	fmt.Fprintf(s.out, "content    %d files, %d dirs, %d symlinks, %s, every file hash verified\n", res.Files, res.Dirs, res.Symlinks, bkMiB(res.Bytes))
+	fmt.Fprintf(s.out, "time       %s, %s\n", res.Duration.Round(time.Millisecond), bkRate(res.Bytes, res.Duration))
+	if rc, ok := id.Receipt(); ok {
+		fmt.Fprintf(s.out, "unwrap     receipt: log entry %d\n", rc.LogIndex)
+	}
+	return nil
+}
+
+func runBackupVerify(ctx context.Context, s stdio, args []string) error {
+	fs := flag.NewFlagSet("backup verify", flag.ContinueOnError)
+	bf := addBackupFlags(fs, s, true)
+	var full bool
+	fs.BoolVar(&full, "full", false, "also decrypt (unwrap through the API, logged) and check every file's hash; writes nothing")
+	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return full })
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	arc, idx, err := openParts(ctx, a.t, a.m)
+	if err != nil {
+		return err
+	}
+	defer arc.Close()
+	defer idx.Close()
+	if !full {
+		if err := archive.VerifyCiphertext(arc, a.m.Archive); err != nil {
+			return fmt.Errorf("%s: archive: %w", a.m.ArchiveID, err)
+		}
+		if err := archive.VerifyCiphertext(idx, a.m.Index); err != nil {
+			return fmt.Errorf("%s: index: %w", a.m.ArchiveID, err)
+		}
+		fmt.Fprintf(s.out, "ok         %s on %q: archive (%s) and index match the manifest's SHA-256 (not decrypted)\n", a.m.ArchiveID, a.tname, bkMiB(a.m.Archive.Size))
+		return nil
+	}
+	res, err := archive.Verify(ctx, a.m, arc, idx, a.identity(ctx))
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.m.ArchiveID, err)
+	}
+	fmt.Fprintf(s.out, "ok         %s on %q: decrypted, %d entries, %d files (%s) match the index's hashes, ciphertexts match the manifest\n",
+		a.m.ArchiveID, a.tname, res.Entries, res.Files, bkMiB(res.Bytes))
+	fmt.Fprintf(s.out, "time       %s, %s\n", res.Duration.Round(time.Millisecond), bkRate(res.Bytes, res.Duration))
+	return nil
+}
+
+func runBackupDrill(ctx context.Context, s stdio, args []string) error {
+	fs := flag.NewFlagSet("backup drill", flag.ContinueOnError)
+	bf := addBackupFlags(fs, s, true)
+	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return true })
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	tmp, err := os.MkdirTemp("", "custos-drill-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	start := time.Now()
+	res, rerr := func() (*archive.Result, error) {
+		arc, idx, err := openParts(ctx, a.t, a.m)
+		if err != nil {
+			return nil, err
+		}
+		defer arc.Close()
+		defer idx.Close()
+		return archive.Restore(ctx, a.m, arc, idx, a.identity(ctx), filepath.Join(tmp, "restore"))
+	}()
+	elapsed := time.Since(start)
+	result := "ok"
+	if rerr != nil {
+		// The log gets the kind of failure, not the error text, which
+		// may name files (names travel only encrypted).
+		result = "failed: restore error"
+		if errors.Is(rerr, archive.ErrIntegrity) {
+			result = "failed: integrity check"
+		}
+	}
+	var rto time.Duration
+	if ds, ok := a.p.Dataset(a.m.Dataset); ok {
+		rto = ds.RTO.D()
+	}
+	if rerr == nil && rto > 0 && elapsed > rto {
+		result = fmt.Sprintf("restored, but in %s, over the RTO of %s", elapsed.Round(time.Second), rto)
+	}
+	logIndex, aerr := a.client.Attest(ctx, client.AttestRequest{
+		Type: client.AttestDrill, KEKID: a.m.KEK.ID, KEKVersion: a.m.KEK.Version,
+		Details: map[string]string{
+			"archive":         a.m.ArchiveID,
+			"dataset":         a.m.Dataset,
+			"result":          result,
+			"restore_seconds": fmt.Sprintf("%.3f", elapsed.Seconds()),
+		},
+	})
+	if rerr != nil {
+		if aerr != nil {
+			return fmt.Errorf("drill of %s failed: %w (and recording it failed: %v)", a.m.ArchiveID, rerr, aerr)
+		}
+		return fmt.Errorf("drill of %s failed (recorded in log entry %d): %w", a.m.ArchiveID, logIndex, rerr)
+	}
+	if aerr != nil {
+		return fmt.Errorf("drill of %s restored but recording it failed: %w", a.m.ArchiveID, aerr)
+	}
+	fmt.Fprintf(s.out, "drill      %s from %q: %s\n", a.m.ArchiveID, a.tname, result)
+	fmt.Fprintf(s.out, "content    %d files, %d dirs, %d symlinks, %s, every file hash verified\n", res.Files, res.Dirs, res.Symlinks, bkMiB(res.Bytes))
+	rtoText := "no RTO set"
+	if rto > 0 {
+		rtoText = "RTO " + rto.String()
+	}
+	fmt.Fprintf(s.out, "restore    %.3fs (%s), %s\n", elapsed.Seconds(), rtoText, bkRate(res.Bytes, elapsed))
+	fmt.Fprintf(s.out, "recorded   log entry %d\n", logIndex)
+	if result != "ok" {
+		return fmt.Errorf("drill missed its RTO: %s", result)
+	}
+	return nil
+}
