@@ -10,13 +10,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/custos-eu/custos/backup/s3/versitygw"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -276,6 +286,9 @@ func runClusterDemo(ctx context.Context, w io.Writer, dir, custosd string, keep 
 		return fmt.Errorf("consistency proof: %w", err)
 	}
 	say("Consistency proof %d -> %d verified: nothing acknowledged before the crash was rewritten.", cp1.Size, cp2.Size)
+	if err := runBackupDemo(ctx, w, c, say, title, bound); err != nil {
+		return err
+	}
 	fmt.Fprintln(w, "\nCluster demo complete.")
 	return nil
 }
@@ -365,4 +378,429 @@ func proveEntry(ctx context.Context, cl *client.Client, cp ledger.Checkpoint, i 
 	say("Entry %d (%s by %s, %s) is in the checkpoint: inclusion proof of %d hashes verified.",
 		i, e.Type, e.Actor.Identity, e.Outcome, len(p.Hashes))
 	return nil
+}
+
+// demoS3 is the demo's versitygw, run by pid.
+type demoS3 struct {
+	endpoint, access, secret string
+	dir, log                 string
+	cmd                      *exec.Cmd
+	done                     chan struct{}
+}
+
+// startDemoS3 starts versitygw (posix backend with versioning, so Object Lock
+// works) on 127.0.0.1 under dir.
+func startDemoS3(dir string) (*demoS3, error) {
+	bin, err := versitygw.FindBinary()
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"iam", "versions", "data"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := &demoS3{
+		endpoint: "http://" + addr,
+		access:   "custos-demo-access",
+		secret:   "custos-demo-secret-key-0123456789",
+		dir:      dir,
+		log:      filepath.Join(dir, "versitygw.log"),
+		done:     make(chan struct{}),
+	}
+	logf, err := os.Create(s.log)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--port", addr, "--access", s.access, "--secret", s.secret,
+		"--region", versitygw.Region, "--iam-dir", filepath.Join(dir, "iam"),
+		"posix", "--versioning-dir", filepath.Join(dir, "versions"), filepath.Join(dir, "data"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	s.cmd = cmd
+	go func() { cmd.Wait(); logf.Close(); close(s.done) }()
+	hc := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("versitygw exited during start-up; log %s", s.log)
+		default:
+		}
+		if resp, err := hc.Get(s.endpoint + "/"); err == nil {
+			resp.Body.Close()
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("versitygw not answering on %s after 30s; log %s", s.endpoint, s.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM to versitygw's pid, waits up to 10s, then SIGKILLs it
+// and waits up to 5s more.
+func (s *demoS3) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return
+	case <-time.After(10 * time.Second):
+	}
+	_ = s.cmd.Process.Kill()
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (s *demoS3) client() *awss3.Client {
+	return awss3.New(awss3.Options{
+		Region:       versitygw.Region,
+		BaseEndpoint: aws.String(s.endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(s.access, s.secret, ""),
+	})
+}
+
+// countObjects counts the object versions in bucket.
+func (s *demoS3) countObjects(ctx context.Context, bucket string) (int, error) {
+	out, err := s.client().ListObjectVersions(ctx, &awss3.ListObjectVersionsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		return 0, err
+	}
+	return len(out.Versions), nil
+}
+
+// runBackupDemo backs a sample directory up to a local versitygw bucket
+// named as off-region, restores it, drills it, and has the auditor export
+// and verify the log.
+func runBackupDemo(ctx context.Context, w io.Writer, c *devcluster.Cluster, say func(string, ...any), title func(string), bound func(time.Duration) context.Context) (err error) {
+	dir := filepath.Join(c.Dir, "backup")
+	title("Back up a directory to an off-region S3 bucket with Object Lock")
+	gw, err := startDemoS3(filepath.Join(dir, "versitygw"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		gw.stop()
+		say("versitygw (pid %d) stopped.", gw.cmd.Process.Pid)
+	}()
+	const bucket = "custos-offsite"
+	if _, err := gw.client().CreateBucket(bound(30*time.Second), &awss3.CreateBucketInput{
+		Bucket: aws.String(bucket), ObjectLockEnabledForBucket: aws.Bool(true),
+	}); err != nil {
+		return fmt.Errorf("create bucket %q with Object Lock: %w (log %s)", bucket, err, gw.log)
+	}
+	say("versitygw (an S3-compatible server, pid %d) serves %s; bucket %q has Object Lock enabled.", gw.cmd.Process.Pid, gw.endpoint, bucket)
+	say("The policy calls it a store in the US, under US law.")
+	for k, v := range map[string]string{envS3AccessKey: gw.access, envS3SecretKey: gw.secret, envS3Region: versitygw.Region} {
+		old, had := os.LookupEnv(k)
+		os.Setenv(k, v)
+		defer func() {
+			if had {
+				os.Setenv(k, old)
+			} else {
+				os.Unsetenv(k)
+			}
+		}()
+	}
+
+	src, hr := filepath.Join(dir, "payroll"), filepath.Join(dir, "hr")
+	if err := writeSampleTree(src, hr); err != nil {
+		return err
+	}
+	pol := filepath.Join(dir, "agent.toml")
+	policyText := fmt.Sprintf(`region = "DE"
+
+[[dataset]]
+name           = "payroll"
+paths          = [%q]
+classification = "confidential"
+residency      = "encrypted-off-region-allowed"
+kek            = %q
+retention      = "1h"
+rpo            = "24h"
+rto            = "5m"
+
+[[dataset]]
+name           = "hr"
+paths          = [%q]
+classification = "restricted"
+residency      = "eu-only"
+kek            = %q
+retention      = "1h"
+rpo            = "24h"
+rto            = "5m"
+
+[[target]]
+name         = "offsite-us"
+kind         = "s3"
+region       = "US"
+jurisdiction = "US"
+bucket       = %q
+endpoint     = %q
+legal_hold   = false
+[target.object_lock]
+mode      = "GOVERNANCE"
+retention = "10m"
+`, src, devcluster.DemoKEK, hr, devcluster.DemoKEK, bucket, gw.endpoint)
+	if err := os.WriteFile(pol, []byte(policyText), 0o600); err != nil {
+		return err
+	}
+	say("The agent's policy, backup/agent.toml (credentials come from $%s and $%s):", envS3AccessKey, envS3SecretKey)
+	printIndented(w, policyText, func(l string) bool {
+		return l == "" || strings.HasPrefix(l, "paths") || strings.HasPrefix(l, "endpoint")
+	})
+
+	backup := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := runBackupCmd(ctx, stdio{in: bytes.NewReader(nil), out: &out, err: &errOut}, append(args, "--policy", pol))
+		if err != nil {
+			return out.String() + errOut.String() + "error: " + err.Error() + "\n", err
+		}
+		return out.String() + errOut.String(), nil
+	}
+	say("hr is eu-only: the policy refuses to send it to the US target, before the cluster is contacted:")
+	say("  $ custos backup run --policy backup/agent.toml --dataset hr --target offsite-us")
+	out, err := backup("run", "--dataset", "hr", "--target", "offsite-us", "--env", agentEnv(c))
+	if err == nil || !strings.Contains(err.Error(), "refused by policy") {
+		return fmt.Errorf("backup of the eu-only dataset to a US target: %v, want a refusal:\n%s", err, out)
+	}
+	printIndented(w, out, nil)
+	n, err := gw.countObjects(bound(10*time.Second), bucket)
+	if err != nil {
+		return err
+	}
+	if n != 0 {
+		return fmt.Errorf("the refused backup left %d objects in the bucket", n)
+	}
+	say("  The bucket holds %d objects: nothing was sent.", n)
+
+	say("payroll (backup/payroll: a few files and a symlink) may leave the EU as ciphertext. Its age file key is")
+	say("wrapped by the cluster with KEK %q; the transfer is attested in the key-op log:", devcluster.DemoKEK)
+	say("  $ custos backup run --policy backup/agent.toml --dataset payroll")
+	if out, err = backup("run", "--dataset", "payroll", "--env", agentEnv(c)); err != nil {
+		return fmt.Errorf("backup run: %w\n%s", err, out)
+	}
+	printIndented(w, out, func(l string) bool { return strings.HasPrefix(l, "sha256") || strings.HasPrefix(l, "policy") })
+	m := regexp.MustCompile(`(?m)^archive +(\S+)$`).FindStringSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("backup run printed no archive id:\n%s", out)
+	}
+	id := m[1]
+	say("  $ custos backup list --policy backup/agent.toml")
+	if out, err = backup("list"); err != nil {
+		return fmt.Errorf("backup list: %w\n%s", err, out)
+	}
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		say("  %s", l)
+	}
+
+	title("Restore the archive, and drill it against the RTO")
+	to := filepath.Join(dir, "restored")
+	say("  $ custos backup restore %s --to backup/restored --policy backup/agent.toml", id)
+	if out, err = backup("restore", id, "--to", to, "--env", agentEnv(c)); err != nil {
+		return fmt.Errorf("backup restore: %w\n%s", err, out)
+	}
+	printIndented(w, out, func(l string) bool { return strings.HasPrefix(l, "restored") })
+	if err := demoSameTree(src, filepath.Join(to, src)); err != nil {
+		return fmt.Errorf("the restored tree differs from the source: %w", err)
+	}
+	say("  Restored under backup/restored at the source's full path, the tree is identical to backup/payroll:")
+	say("  every file's contents, mode and mtime, and the symlink.")
+	say("A drill restores into a temporary directory, times it and records the result in the log:")
+	say("  $ custos backup drill %s --policy backup/agent.toml", id)
+	if out, err = backup("drill", id, "--env", agentEnv(c)); err != nil {
+		return fmt.Errorf("backup drill: %w\n%s", err, out)
+	}
+	printIndented(w, out, nil)
+
+	title("The auditor exports the log and verifies it offline")
+	audit := func(args ...string) (string, error) {
+		// node-1, which the env file names, restarted after the crash: it
+		// may serve a checkpoint a moment before its own log has caught
+		// up with it, so a read beyond its log is retried for a while.
+		for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+			var out, errOut bytes.Buffer
+			err := runAuditCmd(ctx, stdio{in: bytes.NewReader(nil), out: &out, err: &errOut}, args)
+			if err == nil {
+				return out.String() + errOut.String(), nil
+			}
+			if !strings.Contains(err.Error(), "beyond this node's log") || time.Since(start) > 15*time.Second {
+				return out.String() + errOut.String() + "error: " + err.Error() + "\n", err
+			}
+		}
+	}
+	trust, pack := filepath.Join(dir, "trust.json"), filepath.Join(dir, "evidence.pack")
+	say("The auditor (own certificate, role auditor) pins a verified checkpoint and the genesis:")
+	say("  $ custos audit checkpoint --out backup/trust.json")
+	if out, err = audit("checkpoint", "--out", trust, "--env", agentEnv(c)); err != nil {
+		return fmt.Errorf("audit checkpoint: %w\n%s", err, out)
+	}
+	printIndented(w, out, func(l string) bool {
+		return strings.HasPrefix(l, "Next:") || strings.HasPrefix(l, "later packs:") || strings.HasPrefix(l, "The node keys")
+	})
+	say("  $ custos audit export --out backup/evidence.pack")
+	if out, err = audit("export", "--out", pack, "--env", agentEnv(c)); err != nil {
+		return fmt.Errorf("audit export: %w\n%s", err, out)
+	}
+	printIndented(w, out, func(l string) bool { return strings.HasPrefix(l, "Verify it offline") })
+	say("  $ custos audit verify backup/evidence.pack --trust backup/trust.json")
+	if out, err = audit("verify", pack, "--trust", trust); err != nil {
+		return fmt.Errorf("audit verify: %w\n%s", err, out)
+	}
+	printIndented(w, out, nil)
+	aud, err := c.Client(identity.RoleAuditor)
+	if err != nil {
+		return err
+	}
+	defer aud.Close()
+	m = regexp.MustCompile(`entries +\d+ to (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("audit verify printed no entry range:\n%s", out)
+	}
+	end, _ := strconv.ParseUint(m[1], 10, 64)
+	var counts map[string]int
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		if counts, err = entryTypes(bound(10*time.Second), aud, end); err == nil {
+			break
+		}
+		if time.Since(start) > 15*time.Second { // a restarted node catches up within this
+			return err
+		}
+	}
+	say("Among the verified entries: %d backup.transfer (the archive and index stored on offsite-us)", counts["backup.transfer"])
+	say("and %d backup.drill (result ok), next to %d kek.wrap and %d kek.unwrap.", counts["backup.drill"], counts["kek.wrap"], counts["kek.unwrap"])
+	if counts["backup.transfer"] == 0 || counts["backup.drill"] == 0 {
+		return fmt.Errorf("the log lacks the backup entries: %v", counts)
+	}
+	return nil
+}
+
+// entryTypes counts the log's entries before end by type.
+func entryTypes(ctx context.Context, cl *client.Client, end uint64) (map[string]int, error) {
+	counts := map[string]int{}
+	for i := uint64(0); i < end; {
+		entries, err := cl.Entries(ctx, i, 256)
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) == 0 {
+			return counts, nil
+		}
+		for _, raw := range entries[:min(uint64(len(entries)), end-i)] {
+			e, err := ledger.ParseEntry(raw)
+			if err != nil {
+				return nil, err
+			}
+			counts[string(e.Type)]++
+		}
+		i += uint64(len(entries))
+	}
+	return counts, nil
+}
+
+// writeSampleTree writes the demo's payroll directory (a few files and a
+// symlink) and a small hr directory.
+func writeSampleTree(src, hr string) error {
+	files := map[string]string{
+		filepath.Join(src, "README.txt"):        "Payroll exports, one CSV per month.\n",
+		filepath.Join(src, "2026/bonus/q1.csv"): "employee,bonus\nE0002,1200.00\n",
+		filepath.Join(hr, "staff.csv"):          "employee,name\nE0001,Ada\nE0002,Grace\n",
+	}
+	for month := 1; month <= 3; month++ {
+		var b strings.Builder
+		b.WriteString("employee,gross,net\n")
+		for e := 1; e <= 20000; e++ {
+			gross := 3000 + (e*37+month*11)%4000
+			fmt.Fprintf(&b, "E%05d,%d.00,%d.%02d\n", e, gross, gross*7/10, (e*month)%100)
+		}
+		files[filepath.Join(src, fmt.Sprintf("2026/%02d.csv", month))] = b.String()
+	}
+	for p, body := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			return err
+		}
+	}
+	return os.Symlink("2026/03.csv", filepath.Join(src, "latest.csv"))
+}
+
+// demoSameTree compares two trees: names, types, modes, mtimes, contents and
+// link targets.
+func demoSameTree(a, b string) error {
+	seen := map[string]bool{}
+	err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(a, p)
+		seen[rel] = true
+		q := filepath.Join(b, rel)
+		ai, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		bi, err := os.Lstat(q)
+		if err != nil {
+			return err
+		}
+		if rel != "." && ai.Mode() != bi.Mode() { // the roots' own modes may differ
+			return fmt.Errorf("%s: mode %v, restored %v", rel, ai.Mode(), bi.Mode())
+		}
+		switch {
+		case ai.Mode()&fs.ModeSymlink != 0:
+			at, _ := os.Readlink(p)
+			bt, _ := os.Readlink(q)
+			if at != bt {
+				return fmt.Errorf("%s: link to %q, restored %q", rel, at, bt)
+			}
+		case ai.Mode().IsRegular():
+			if !ai.ModTime().Equal(bi.ModTime()) {
+				return fmt.Errorf("%s: mtime %v, restored %v", rel, ai.ModTime(), bi.ModTime())
+			}
+			x, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			y, err := os.ReadFile(q)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(x, y) {
+				return fmt.Errorf("%s: contents differ", rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(b, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if rel, _ := filepath.Rel(b, p); !seen[rel] {
+			return fmt.Errorf("%s: restored but not in the source", rel)
+		}
+		return nil
+	})
 }
