@@ -31,13 +31,15 @@ TOOLS_BIN ?= $(shell gobin=$$($(GO) env GOBIN); if [ -n "$$gobin" ]; then echo "
 all: build
 
 # System packages: SoftHSM (PKCS#11 token for tests and demo), a C compiler for cgo, and the
-# age and zstd CLIs (disaster-recovery decryption with age-plugin-custos is tested with them).
+# age and zstd CLIs (disaster-recovery decryption with age-plugin-custos is tested with them), and
+# restic (make bench-backup compares with it).
 deps:
 	@if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1 || \
-	    ! command -v age >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1; then \
-		echo "installing softhsm2, gcc, age and zstd with apt-get"; \
+	    ! command -v age >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1 || \
+	    ! command -v restic >/dev/null 2>&1; then \
+		echo "installing softhsm2, gcc, age, zstd and restic with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 gcc libc6-dev age zstd >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 gcc libc6-dev age zstd restic >/dev/null; \
 	fi
 	@command -v softhsm2-util >/dev/null || { echo "softhsm2-util still missing"; exit 1; }
 	@command -v age >/dev/null || { echo "age still missing"; exit 1; }
@@ -103,16 +105,25 @@ bench_cluster = set -e; dir="$(BENCH_DIR)"; tmp=""; \
 	trap 'exit 130' INT TERM; \
 	bin/custos dev up --nodes 3 --dir "$$dir"
 
-.PHONY: bench-rss bench-keyops
+.PHONY: bench-rss bench-keyops bench-backup
 bench: deps
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
-	@$(bench_cluster); bin/custos dev bench --dir "$$dir" $(BENCH_ARGS) $(KEYOPS_ARGS)
+	@$(bench_cluster); bin/custos dev bench --dir "$$dir" $(BENCH_ARGS) $(KEYOPS_ARGS); \
+	bin/custos dev bench-backup --dir "$$dir" $(BACKUP_BENCH_ARGS)
 
 # The key-op phase alone, on a fresh cluster (~4 min at the default KEYOPS_DURATION).
 bench-keyops: deps
 	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
 	@$(bench_cluster); bin/custos dev bench --dir "$$dir" --concurrency none --failovers 0 $(KEYOPS_ARGS)
+
+# Backup and restore throughput and peak RSS of custos backup run|restore (local target) on a
+# generated BACKUP_BENCH_MB corpus, beside tar | zstd -1 | age and restic, with the targets.
+BACKUP_BENCH_MB ?= 1024
+BACKUP_BENCH_ARGS ?= --mb $(BACKUP_BENCH_MB) --results $(CURDIR)/bench-results/backup.json
+bench-backup: deps
+	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
+	@$(bench_cluster); bin/custos dev bench-backup --dir "$$dir" $(BACKUP_BENCH_ARGS)
 
 # RSS and disk of every node at 1M then 5M log entries, on one cluster (long: ~15-30 min), with
 # the load figures at each size.
@@ -123,7 +134,7 @@ bench-rss: deps
 	bin/custos dev bench --dir "$$dir" --failovers 0 --fill 5000000
 
 # KEEP=1 leaves the demo cluster running.
-demo: deps build
+demo: deps tools build
 	@rm -rf $(DEMO_DIR)
 	bin/custos demo --dir $(DEMO_DIR) --custosd bin/custosd $(if $(KEEP),--keep)
 
