@@ -441,6 +441,14 @@ func (n *Node) waitApplied(ctx context.Context, i uint64) error {
 	return n.waitState(ctx, func() bool { return n.state.applied.Load() >= i })
 }
 
+// WaitLogged waits, up to 2 s, until this node's key-op log holds size entries.
+func (n *Node) WaitLogged(ctx context.Context, size uint64) error {
+	if size == 0 {
+		return nil
+	}
+	return n.waitLogged(ctx, size-1)
+}
+
 // waitLogged waits, up to 2 s, until this node has applied key-op log entry i.
 func (n *Node) waitLogged(ctx context.Context, i uint64) error {
 	return n.waitState(ctx, func() bool { return n.state.logSize.Load() > i })

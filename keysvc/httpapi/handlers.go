@@ -129,6 +129,7 @@ func (a *api) inclusion(w http.ResponseWriter, r *http.Request) error {
 	if index >= size {
 		return badRequest(fmt.Sprintf("index %d must be below size %d", index, size))
 	}
+	a.waitLogged(r, size)
 	p, err := a.svc.ProveInclusion(index, size)
 	if err != nil {
 		return err
@@ -150,6 +151,7 @@ func (a *api) consistency(w http.ResponseWriter, r *http.Request) error {
 	if oldSize > newSize {
 		return badRequest(fmt.Sprintf("old size %d is above new size %d", oldSize, newSize))
 	}
+	a.waitLogged(r, newSize)
 	p, err := a.svc.ProveConsistency(oldSize, newSize)
 	if err != nil {
 		return err
@@ -276,4 +278,15 @@ func uintParam(q url.Values, name string, required bool) (uint64, error) {
 		return 0, badRequest(fmt.Sprintf("query parameter %s=%q: want a decimal integer below 2^63", name, s))
 	}
 	return v, nil
+}
+
+// waitLogged gives a node that lags the tree size a client asks about (a
+// size from the leader's checkpoint, say) a moment to apply it, so that a
+// proof asked of any node right after a checkpoint can be answered.
+func (a *api) waitLogged(r *http.Request, size uint64) {
+	if w, ok := a.svc.(interface {
+		WaitLogged(ctx context.Context, size uint64) error
+	}); ok && size > 0 {
+		_ = w.WaitLogged(r.Context(), size) // a node still behind answers not_found, as before
+	}
 }
