@@ -229,6 +229,22 @@ func (n *Node) HoldEscrowShare(pid, off string, share []byte) error {
 	return nil
 }
 
+// evaluateWith decides, in tx, whether pending ceremony c (proposal p)
+// would be ready with one more approval by officer: how the leader decides
+// to deal, and each node to seal. Apply decides again when it commits.
+func (n *Node) evaluateWith(tx *bbolt.Tx, c Ceremony, p ceremony.Proposal, officer string, sig []byte) (ceremony.Outcome, error) {
+	r, err := rules(tx)
+	if err != nil {
+		return ceremony.Outcome{}, err
+	}
+	approvals := make([]ceremony.Approval, 0, len(c.Approvals)+1)
+	for _, a := range c.Approvals {
+		approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: a.Officer, Signature: a.Signature})
+	}
+	approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: officer, Signature: sig})
+	return ceremony.Evaluate(p, approvals, r, n.cfg.Now(), getU64(tx.Bucket(bucketMeta), keyStateVersion), verifier(tx))
+}
+
 // dealt is what the leader dealt for an approval, to clean up if the
 // approval does not execute it.
 type dealt struct {
@@ -253,16 +269,7 @@ func (n *Node) prepareApproval(ctx context.Context, cmd *command) *dealt {
 		if p, err = ceremony.ParseProposal([]byte(c.Proposal)); err != nil || !dealsKEK(p.Operation()) {
 			return err
 		}
-		r, err := rules(tx)
-		if err != nil {
-			return err
-		}
-		approvals := make([]ceremony.Approval, 0, len(c.Approvals)+1)
-		for _, a := range c.Approvals {
-			approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: a.Officer, Signature: a.Signature})
-		}
-		approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: cmd.Officer, Signature: cmd.Signature})
-		out, err := ceremony.Evaluate(p, approvals, r, n.cfg.Now(), getU64(tx.Bucket(bucketMeta), keyStateVersion), verifier(tx))
+		out, err := n.evaluateWith(tx, c, p, cmd.Officer, cmd.Signature)
 		ready = err == nil && out.Ready
 		return nil
 	})
@@ -444,12 +451,25 @@ func cmp(err, otherwise error) error {
 	return otherwise
 }
 
-// kekIDOf returns the KEK id a KEK proposal names.
+// kekIDOf returns the KEK id a KEK, legal hold or escrow proposal names,
+// and "" for any other.
 func kekIDOf(p ceremony.Proposal) string {
 	switch ps := p.Params.(type) {
 	case ceremony.KEKCreate:
 		return ps.KEKID
 	case ceremony.KEKRotate:
+		return ps.KEKID
+	case ceremony.KEKDisable:
+		return ps.KEKID
+	case ceremony.KEKEnable:
+		return ps.KEKID
+	case ceremony.KEKDestroy:
+		return ps.KEKID
+	case ceremony.KEKPolicy:
+		return ps.KEKID
+	case ceremony.LegalHoldSet:
+		return ps.KEKID
+	case ceremony.LegalHoldRelease:
 		return ps.KEKID
 	case ceremony.EscrowRecover:
 		return ps.KEKID
@@ -615,16 +635,7 @@ func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 		}
 		// The approval must make the proposal ready in this node's own
 		// state: no quorum, nothing sealed (and no live key replaced).
-		r, err := rules(tx)
-		if err != nil {
-			return err
-		}
-		approvals := make([]ceremony.Approval, 0, len(c.Approvals)+1)
-		for _, a := range c.Approvals {
-			approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: a.Officer, Signature: a.Signature})
-		}
-		approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: req.Officer, Signature: req.Signature})
-		out, err := ceremony.Evaluate(p, approvals, r, n.cfg.Now(), getU64(tx.Bucket(bucketMeta), keyStateVersion), verifier(tx))
+		out, err := n.evaluateWith(tx, c, p, req.Officer, req.Signature)
 		if err != nil || !out.Ready {
 			why = fmt.Sprintf("proposal %s is not approved by a quorum (%v)", req.Proposal, cmp(err, errors.New(out.String())))
 		}

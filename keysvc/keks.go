@@ -462,27 +462,8 @@ func refuse(code, format string, a ...any) *refusal {
 // executeKEK carries out a ready KEK, legal hold or escrow proposal. The
 // details go into the ceremony.execute entry; created is that entry's index.
 func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64) (*refusal, map[string]string, error) {
-	var id string
-	switch ps := p.Params.(type) {
-	case ceremony.KEKCreate:
-		id = ps.KEKID
-	case ceremony.KEKRotate:
-		id = ps.KEKID
-	case ceremony.KEKDisable:
-		id = ps.KEKID
-	case ceremony.KEKEnable:
-		id = ps.KEKID
-	case ceremony.KEKDestroy:
-		id = ps.KEKID
-	case ceremony.KEKPolicy:
-		id = ps.KEKID
-	case ceremony.LegalHoldSet:
-		id = ps.KEKID
-	case ceremony.LegalHoldRelease:
-		id = ps.KEKID
-	case ceremony.EscrowRecover:
-		id = ps.KEKID
-	default:
+	id := kekIDOf(p)
+	if id == "" {
 		return refuse(CodeNotSupportedYet, "operation %s is not supported", p.Operation()), nil, nil
 	}
 	k, found, err := getKEK(tx, id)
