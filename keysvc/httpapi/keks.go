@@ -147,6 +147,21 @@ func (a *api) destructionCertificate(w http.ResponseWriter, r *http.Request) err
 	return nil
 }
 
+// internalRequest is the start of every internal KEK route: the service,
+// the calling node (a registered member, else refused) and its request
+// decoded into req.
+func (a *api) internalRequest(w http.ResponseWriter, r *http.Request, req any) (KEKService, string, error) {
+	ks, err := a.kekService()
+	if err != nil {
+		return nil, "", err
+	}
+	from, err := a.memberNode(r)
+	if err != nil {
+		return nil, "", err
+	}
+	return ks, from, decodeJSON(w, r, maxJSONBody, req, false)
+}
+
 // memberNode returns the internal caller's node id, refusing a non-member.
 func (a *api) memberNode(r *http.Request) (string, error) {
 	c := callerOf(r.Context())
@@ -158,16 +173,9 @@ func (a *api) memberNode(r *http.Request) (string, error) {
 
 // POST /v1/internal/kek/seal (node): the leader hands this node its share.
 func (a *api) internalSeal(w http.ResponseWriter, r *http.Request) error {
-	ks, err := a.kekService()
-	if err != nil {
-		return err
-	}
-	from, err := a.memberNode(r)
-	if err != nil {
-		return err
-	}
 	var req keysvc.SealRequest
-	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
+	ks, from, err := a.internalRequest(w, r, &req)
+	if err != nil {
 		return err
 	}
 	defer clear(req.Share)
@@ -181,16 +189,9 @@ func (a *api) internalSeal(w http.ResponseWriter, r *http.Request) error {
 
 // POST /v1/internal/kek/discard (node): destroy an uncommitted dealt key.
 func (a *api) internalDiscard(w http.ResponseWriter, r *http.Request) error {
-	ks, err := a.kekService()
-	if err != nil {
-		return err
-	}
-	from, err := a.memberNode(r)
-	if err != nil {
-		return err
-	}
 	var req keysvc.DiscardRequest
-	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
+	ks, from, err := a.internalRequest(w, r, &req)
+	if err != nil {
 		return err
 	}
 	if err := ks.DiscardShare(r.Context(), from, req); err != nil {
@@ -202,16 +203,9 @@ func (a *api) internalDiscard(w http.ResponseWriter, r *http.Request) error {
 
 // POST /v1/internal/kek/attest (node): a node's destruction statement. Leader.
 func (a *api) internalAttest(w http.ResponseWriter, r *http.Request) error {
-	ks, err := a.kekService()
-	if err != nil {
-		return err
-	}
-	from, err := a.memberNode(r)
-	if err != nil {
-		return err
-	}
 	var req keysvc.AttestRequest
-	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
+	ks, from, err := a.internalRequest(w, r, &req)
+	if err != nil {
 		return err
 	}
 	if err := ks.Attest(r.Context(), from, req, callerOf(r.Context()).actor); err != nil {
@@ -224,16 +218,9 @@ func (a *api) internalAttest(w http.ResponseWriter, r *http.Request) error {
 // POST /v1/internal/kek/release (node): a peer's activation asks for this
 // node's share; the node checks membership, state and policy itself.
 func (a *api) internalRelease(w http.ResponseWriter, r *http.Request) error {
-	ks, err := a.kekService()
-	if err != nil {
-		return err
-	}
-	from, err := a.memberNode(r)
-	if err != nil {
-		return err
-	}
 	var req keysvc.ReleaseRequest
-	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
+	ks, from, err := a.internalRequest(w, r, &req)
+	if err != nil {
 		return err
 	}
 	resp, err := ks.ReleaseShare(r.Context(), from, req)
