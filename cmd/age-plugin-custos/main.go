@@ -18,7 +18,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,7 +26,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -129,7 +127,7 @@ func encodeIdentity(c config) (string, error) {
 		*p = abs
 	}
 	if c.Env != "" {
-		if _, err := readEnvFile(c.Env); err != nil {
+		if _, err := client.ReadEnvFile(c.Env); err != nil {
 			return "", err
 		}
 	}
@@ -154,7 +152,7 @@ func newClient(data []byte) (*client.Client, error) {
 		vars[k] = os.Getenv(k)
 	}
 	if c.Env != "" {
-		fv, err := readEnvFile(c.Env)
+		fv, err := client.ReadEnvFile(c.Env)
 		if err != nil {
 			return nil, fmt.Errorf("custos identity: %w", err)
 		}
@@ -182,41 +180,4 @@ func newClient(data []byte) (*client.Client, error) {
 		}
 	}
 	return client.New(client.Config{Endpoints: endpoints, TLSFiles: files, Timeout: 30 * time.Second})
-}
-
-// readEnvFile reads KEY=VALUE lines, optionally prefixed by "export", with
-// values bare, 'single-quoted' or "double-quoted"; blank lines and #
-// comments are skipped (the format of `custos dev up`'s env file).
-func readEnvFile(path string) (map[string]string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(fh)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimSpace(strings.TrimPrefix(line, "export "))
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%s:%d: not KEY=VALUE", path, n)
-		}
-		switch {
-		case strings.HasPrefix(v, `"`):
-			if v, err = strconv.Unquote(v); err != nil {
-				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
-			}
-		case strings.HasPrefix(v, "'"):
-			if len(v) < 2 || !strings.HasSuffix(v, "'") || strings.Contains(v[1:len(v)-1], "'") {
-				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
-			}
-			v = v[1 : len(v)-1]
-		}
-		vars[k] = v
-	}
-	return vars, sc.Err()
 }

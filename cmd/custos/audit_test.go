@@ -149,7 +149,7 @@ func TestAuditCLI(t *testing.T) {
 	// Pin, with the auditor's certificate from CUSTOS_AUDITOR_* although
 	// the env file's default certificate is an agent's (which may not read
 	// the log).
-	aud, err := readEnvFile(h.auditor)
+	aud, err := client.ReadEnvFile(h.auditor)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func (f *apiFlags) lookup(name string) (string, error) {
 		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 			path = filepath.Join(path, "env")
 		}
-		vars, err := readEnvFile(path)
+		vars, err := client.ReadEnvFile(path)
 		if err != nil {
 			return "", err
 		}

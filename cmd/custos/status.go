@@ -5,7 +5,6 @@ package main
 // API commands share.
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -65,7 +63,7 @@ func (f *apiFlags) client() (*client.Client, error) {
 		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 			path = filepath.Join(path, "env")
 		}
-		fileVars, err := readEnvFile(path)
+		fileVars, err := client.ReadEnvFile(path)
 		if err != nil {
 			return nil, err
 		}
@@ -100,43 +98,6 @@ func (f *apiFlags) client() (*client.Client, error) {
 		}
 	}
 	return client.New(client.Config{Endpoints: endpoints, TLSFiles: files, Timeout: f.timeout})
-}
-
-// readEnvFile reads KEY=VALUE lines, optionally prefixed by "export", with
-// values bare, 'single-quoted' or "double-quoted" (Go/shell escapes). Blank
-// lines and # comments are skipped.
-func readEnvFile(path string) (map[string]string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(fh)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimSpace(strings.TrimPrefix(line, "export "))
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%s:%d: not KEY=VALUE", path, n)
-		}
-		switch {
-		case strings.HasPrefix(v, `"`):
-			if v, err = strconv.Unquote(v); err != nil {
-				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
-			}
-		case strings.HasPrefix(v, "'"):
-			if len(v) < 2 || !strings.HasSuffix(v, "'") || strings.Contains(v[1:len(v)-1], "'") {
-				return nil, fmt.Errorf("%s:%d: %s: bad quoting", path, n, k)
-			}
-			v = v[1 : len(v)-1]
-		}
-		vars[k] = v
-	}
-	return vars, sc.Err()
 }
 
 func runStatusCmd(ctx context.Context, stdout io.Writer, args []string) error {

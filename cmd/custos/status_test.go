@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -93,7 +94,7 @@ func TestStatus(t *testing.T) {
 func TestStatusSettings(t *testing.T) {
 	clearEnv(t)
 	_, envFile := statusCluster(t)
-	vars, err := readEnvFile(envFile)
+	vars, err := client.ReadEnvFile(envFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestStatusSettings(t *testing.T) {
 func TestReadEnvFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "env")
 	os.WriteFile(p, []byte("# comment\n\nexport A=\"x y\\\"z\"\nB='s p'\nexport C=bare\n"), 0o600)
-	vars, err := readEnvFile(p)
+	vars, err := client.ReadEnvFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
