@@ -573,7 +573,7 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 		_ = kek.Destroy(n.cfg.Token, req.KEKID, req.Version)
 		return SealResponse{}, err
 	}
-	text := sealedStatement(n.cfg.Cluster, n.cfg.NodeID, req.KEKID, req.Version, sh.Index, req.PublicKey, req.Commitments, sealed, req.Proposal)
+	text := ledger.ShareSealedStatement(n.cfg.Cluster, n.cfg.NodeID, req.KEKID, req.Version, sh.Index, req.PublicKey, req.Commitments, sealed, req.Proposal)
 	stmt, err := n.keys.signStatement(text)
 	if err != nil {
 		_ = kek.Destroy(n.cfg.Token, req.KEKID, req.Version)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc/kek"
+	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 // reconcileEvery is how often a node re-checks without a wake-up (a failed
@@ -81,7 +82,7 @@ func (n *Node) destroyPending() error {
 			continue
 		}
 		n.log.Info("keysvc: destroyed kek sealing key", "kek", p.id, "version", p.version, "ceremony", p.proposal)
-		stmt, err := n.keys.signStatement(destroyedStatement(n.cfg.Cluster, n.cfg.NodeID, p.id, p.version, p.proposal))
+		stmt, err := n.keys.signStatement(ledger.ShareDestroyedStatement(n.cfg.Cluster, n.cfg.NodeID, p.id, p.version, p.proposal))
 		if err != nil {
 			return err
 		}

@@ -202,35 +202,6 @@ func hashHex(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// sealedStatement is the text a node signs after sealing its share: every
-// public fact the share is bound to. Apply rebuilds it from the material
-// and compares, so a statement proves exactly these facts.
-func sealedStatement(cluster, node, id string, version uint32, index uint16, pub, commitments, sealed []byte, proposal string) string {
-	return "custos/v1 kek share sealed\n" +
-		"cluster " + cluster + "\n" +
-		"node " + node + "\n" +
-		"kek " + id + "\n" +
-		"version " + strconv.FormatUint(uint64(version), 10) + "\n" +
-		"share " + strconv.FormatUint(uint64(index), 10) + "\n" +
-		"label " + kek.Label(id, version) + "\n" +
-		"public-key " + hashHex(pub) + "\n" +
-		"commitments " + hashHex(commitments) + "\n" +
-		"sealed " + hashHex(sealed) + "\n" +
-		"ceremony " + proposal + "\n"
-}
-
-// destroyedStatement is the text a node signs after destroying its
-// sealing key of a version destroyed by ceremony proposal.
-func destroyedStatement(cluster, node, id string, version uint32, proposal string) string {
-	return "custos/v1 kek share destroyed\n" +
-		"cluster " + cluster + "\n" +
-		"node " + node + "\n" +
-		"kek " + id + "\n" +
-		"version " + strconv.FormatUint(uint64(version), 10) + "\n" +
-		"label " + kek.Label(id, version) + "\n" +
-		"ceremony " + proposal + "\n"
-}
-
 // kekMaterial is a dealt KEK version, as the leader proposes it with the
 // approval that executes kek.create, kek.rotate or escrow.recover.
 type kekMaterial struct {
@@ -384,7 +355,7 @@ func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *kekMateri
 		if err != nil {
 			return fmt.Sprintf("node %s: %v", s.Node, err), nil
 		}
-		if want := sealedStatement(cluster, s.Node, id, ver, s.Index, m.PublicKey, m.Commitments, s.Sealed, pid); text != want {
+		if want := ledger.ShareSealedStatement(cluster, s.Node, id, ver, s.Index, m.PublicKey, m.Commitments, s.Sealed, pid); text != want {
 			return fmt.Sprintf("node %s: its statement does not attest this share", s.Node), nil
 		}
 	}
@@ -684,7 +655,7 @@ func applyAttest(tx *bbolt.Tx, cmd *command) (result, error) {
 		return result{}, cmdErr(typ, "%v", err)
 	}
 	cluster := string(tx.Bucket(bucketMeta).Get(keyCluster))
-	if text != destroyedStatement(cluster, cmd.NodeID, a.KEKID, a.Version, v.DestroyCeremony) {
+	if text != ledger.ShareDestroyedStatement(cluster, cmd.NodeID, a.KEKID, a.Version, v.DestroyCeremony) {
 		return result{}, cmdErr(typ, "statement does not attest the destruction of kek %q v%d by node %q", a.KEKID, a.Version, cmd.NodeID)
 	}
 	details := map[string]string{"node.id": cmd.NodeID, "statement": hashHex(a.Statement), "ceremony": v.DestroyCeremony,

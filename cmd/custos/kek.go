@@ -685,7 +685,7 @@ func sealedChecks(ctx context.Context, cl *client.Client, k client.KEK, keys []l
 	return out
 }
 
-// Header of a node's sealing statement (keysvc's sealedStatement).
+// Header of a node's sealing statement (ledger.ShareSealedStatement).
 const sealedHeader = "custos/v1 kek share sealed"
 
 // verifySealed checks share sh's statement: signed by its node's key, of
@@ -853,7 +853,7 @@ func accessWords(a ceremony.Access) string {
 	return strings.Join(who, ", ") + ", from " + strings.Join(a.Regions, ", ")
 }
 
-// Fields of a node's destruction statement (keysvc's destroyedStatement).
+// Fields of a node's destruction statement (ledger.ShareDestroyedStatement).
 const destroyedHeader = "custos/v1 kek share destroyed"
 
 // checkDestroyedStatement checks that text is a destruction statement of

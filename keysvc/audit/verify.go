@@ -991,19 +991,6 @@ func (v *verifier) nodeKey(id string) (ledger.NodeKey, error) {
 	return k, nil
 }
 
-// destroyedStatement is the text a node signs once it destroyed its
-// sealing key of a KEK version (docs/keks.md).
-func destroyedStatement(cluster, node, kekID string, version uint32, proposal string) string {
-	v := strconv.FormatUint(uint64(version), 10)
-	return "custos/v1 kek share destroyed\n" +
-		"cluster " + cluster + "\n" +
-		"node " + node + "\n" +
-		"kek " + kekID + "\n" +
-		"version " + v + "\n" +
-		"label custos:kek:" + kekID + ":" + v + "\n" +
-		"ceremony " + proposal + "\n"
-}
-
 // statement checks holder k's destruction statement in cc; index is the
 // entry concerned, or -1.
 func (v *verifier) statement(cc *certCheck, k int, index int64) error {
@@ -1024,7 +1011,7 @@ func (v *verifier) statement(cc *certCheck, k int, index int64) error {
 	if err != nil {
 		return v.fail(KindAuthorisation, index, err, "%snode %s's destruction statement for kek %s v%d does not verify: %v", where, h.Node, dc.KEKID, dc.Version, err)
 	}
-	if text != destroyedStatement(dc.Cluster, h.Node, dc.KEKID, dc.Version, dc.Ceremony) {
+	if text != ledger.ShareDestroyedStatement(dc.Cluster, h.Node, dc.KEKID, dc.Version, dc.Ceremony) {
 		return v.fail(KindAuthorisation, index, nil, "%snode %s's signed statement does not attest the destruction of kek %s v%d by ceremony %s: %q", where, h.Node, dc.KEKID, dc.Version, dc.Ceremony, text)
 	}
 	cc.verified[k] = true

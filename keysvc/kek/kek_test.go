@@ -1,9 +1,12 @@
 package kek_test
 
 import (
+	"strings"
+
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"github.com/custos-eu/custos/keysvc/ledger"
 	"testing"
 
 	"github.com/custos-eu/custos/hsm"
@@ -197,5 +200,18 @@ func BenchmarkUnwrap2of3Fake(b *testing.B) {
 			b.Fatal(err)
 		}
 		k.Destroy()
+	}
+}
+
+// The statements nodes sign (package ledger) name this package's labels.
+func TestStatementsNameTheLabel(t *testing.T) {
+	want := "label " + kek.Label("payroll", 3) + "\n"
+	for _, s := range []string{
+		ledger.ShareDestroyedStatement("c", "n1", "payroll", 3, "p"),
+		ledger.ShareSealedStatement("c", "n1", "payroll", 3, 1, nil, nil, nil, "p"),
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("statement %q lacks %q", s, want)
+		}
 	}
 }

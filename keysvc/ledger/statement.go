@@ -7,8 +7,11 @@ package ledger
 
 import (
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
@@ -75,4 +78,47 @@ func VerifyStatement(msg []byte, key NodeKey) (string, error) {
 		return "", fmt.Errorf("%w: %q has no %s signature", ErrStatement, key.Name, strings.Join(missing, " or "))
 	}
 	return n.Text, nil
+}
+
+// The statements of KEK custody (docs/keks.md). Nodes sign them; the state
+// machine and auditors rebuild them from public facts and compare.
+
+// ShareSealedStatement is the text a node signs after sealing its share
+// (index) of KEK kekID version in its HSM, for ceremony proposal: every
+// public fact the share is bound to.
+func ShareSealedStatement(cluster, node, kekID string, version uint32, index uint16, publicKey, commitments, sealed []byte, proposal string) string {
+	return "custos/v1 kek share sealed\n" +
+		"cluster " + cluster + "\n" +
+		"node " + node + "\n" +
+		"kek " + kekID + "\n" +
+		"version " + strconv.FormatUint(uint64(version), 10) + "\n" +
+		"share " + strconv.FormatUint(uint64(index), 10) + "\n" +
+		"label " + kekLabel(kekID, version) + "\n" +
+		"public-key " + sha256Text(publicKey) + "\n" +
+		"commitments " + sha256Text(commitments) + "\n" +
+		"sealed " + sha256Text(sealed) + "\n" +
+		"ceremony " + proposal + "\n"
+}
+
+// ShareDestroyedStatement is the text a node signs after destroying its
+// sealing key of KEK kekID version, destroyed by ceremony proposal.
+func ShareDestroyedStatement(cluster, node, kekID string, version uint32, proposal string) string {
+	return "custos/v1 kek share destroyed\n" +
+		"cluster " + cluster + "\n" +
+		"node " + node + "\n" +
+		"kek " + kekID + "\n" +
+		"version " + strconv.FormatUint(uint64(version), 10) + "\n" +
+		"label " + kekLabel(kekID, version) + "\n" +
+		"ceremony " + proposal + "\n"
+}
+
+// kekLabel is the HSM label of a node's sealing key of a KEK version, as
+// keysvc/kek.Label makes it (a test there keeps the two equal).
+func kekLabel(id string, version uint32) string {
+	return "custos:kek:" + id + ":" + strconv.FormatUint(uint64(version), 10)
+}
+
+func sha256Text(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
