@@ -32,7 +32,7 @@
 // changes the state logs its entry in the same transaction; membership
 // commands log denied requests too. Unknown or malformed commands are
 // rejected with a *CommandError on every node alike. The state lives in
-// DataDir/state.db (buckets meta, nodes, ledger; see fsm.go), never whole in
+// DataDir/state.db (buckets meta, nodes, ledger, drills and more; see fsm.go), never whole in
 // memory. Snapshots stream a read transaction of the database; Restore keeps
 // a database that already contains the snapshot's state (the restart case)
 // and replaces it otherwise.

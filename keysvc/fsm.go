@@ -49,16 +49,20 @@ import (
 //	            accepted approvals, status, refusal code, log indexes)
 //	keks    kek id -> JSON KEK (policy, legal hold, versions with public
 //	        keys, commitments, sealed shares and the nodes' statements)
+//	drills  dataset -> 8-byte BE log index of its newest backup.drill entry,
+//	        derived from the log (meta "drills_indexed": the log size it covers)
 //	ledger  the ledger package's own bucket (entries, hashes, size)
 var (
-	bucketMeta  = []byte("meta")
-	bucketNodes = []byte("nodes")
+	bucketMeta   = []byte("meta")
+	bucketNodes  = []byte("nodes")
+	bucketDrills = []byte("drills")
 
 	keyApplied  = []byte("applied")
 	keyCluster  = []byte("cluster")
 	keyRegions  = []byte("allowed_regions")
 	keyGenesis  = []byte("genesis")
 	keyLastTime = []byte("last_time")
+	keyDrills   = []byte("drills_indexed")
 )
 
 const stateFile = "state.db"
@@ -124,12 +128,18 @@ func (s *stateDB) openDB(path string) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("keysvc: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies, bucketKEKs} {
+		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies, bucketKEKs, bucketDrills} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		// A database or snapshot written before the drills index (or by an
+		// older node) is indexed up to its log's size once, here.
+		n, err := indexDrills(tx)
+		if n > 0 {
+			s.log.Info("keysvc: indexed restore drills from the log", "entries_scanned", n)
+		}
+		return err
 	})
 	if err != nil {
 		db.Close()
@@ -206,6 +216,9 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 			res, err = applyCommand(tx, index, cmd)
 		}
 		if err != nil {
+			return err
+		}
+		if _, err := indexDrills(tx); err != nil {
 			return err
 		}
 		if sz, err := ledger.Size(tx); err == nil {
@@ -335,6 +348,9 @@ func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
 	if err := meta.Put(keyLastTime, u64(uint64(last))); err != nil {
 		return result{}, err
 	}
+	if err := indexAppended(tx, first, entries); err != nil {
+		return result{}, err
+	}
 	return result{First: first, Count: uint64(len(entries)), Outcome: string(ledger.OutcomeOK)}, nil
 }
 
@@ -375,6 +391,140 @@ func stamp(raw []byte, index uint64, last int64) ([]byte, int64, error) {
 	out = append(out, ts...)
 	out = append(out, raw[end:]...)
 	return out, last, nil
+}
+
+// TypeBackupDrill is the entry type of a restore drill attested by a backup
+// agent (client.AttestDrill). The state machine keeps the newest one of
+// each dataset (details "dataset"), whatever its outcome.
+const TypeBackupDrill = "backup.drill"
+
+// drillPrefix is what follows the time of a backup.drill entry in canonical form.
+var drillPrefix = []byte(`","type":"` + TypeBackupDrill + `"`)
+
+// isDrill reports whether raw, a canonical entry, has type backup.drill,
+// without parsing it: the type comes right after the index and time.
+func isDrill(raw []byte) bool {
+	rest, ok := bytes.CutPrefix(raw, []byte(`{"index":`))
+	if !ok {
+		return false
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"time":"`))
+	return ok && len(rest) > len(timeFormat) && bytes.HasPrefix(rest[len(timeFormat):], drillPrefix)
+}
+
+// indexDrills brings the drills bucket up to the log's size: for every
+// backup.drill entry after meta "drills_indexed", in log order, it records
+// the entry's index under its dataset. It depends on the log alone, so every
+// node has the same index at the same raft index, however it got there
+// (applied, restored from a snapshot, or indexed at open after an upgrade).
+// It returns the number of entries it read.
+func indexDrills(tx *bbolt.Tx) (int, error) {
+	meta := tx.Bucket(bucketMeta)
+	size, err := ledger.Size(tx)
+	if err != nil {
+		return 0, err
+	}
+	from := getU64(meta, keyDrills)
+	if from == size {
+		return 0, nil
+	}
+	if from > size { // cannot happen; rebuild rather than trust it
+		if err := tx.DeleteBucket(bucketDrills); err != nil {
+			return 0, err
+		}
+		if _, err := tx.CreateBucket(bucketDrills); err != nil {
+			return 0, err
+		}
+		from = 0
+	}
+	drills, n := tx.Bucket(bucketDrills), 0
+	for start := from; start < size; {
+		page, err := ledger.ReadEntries(tx, start, 1024)
+		if err != nil {
+			return n, err
+		}
+		for i, raw := range page {
+			if err := recordDrill(drills, start+uint64(i), raw); err != nil {
+				return n, err
+			}
+		}
+		n += len(page)
+		start += uint64(len(page))
+	}
+	return n, meta.Put(keyDrills, u64(size))
+}
+
+// indexAppended records the drills among entries, just appended from index
+// first, when the drills index was up to date before them (as it is after
+// every command); indexDrills then has nothing left to read back.
+func indexAppended(tx *bbolt.Tx, first uint64, entries [][]byte) error {
+	meta := tx.Bucket(bucketMeta)
+	if getU64(meta, keyDrills) != first {
+		return nil // indexDrills catches up after the command
+	}
+	drills := tx.Bucket(bucketDrills)
+	for i, raw := range entries {
+		if err := recordDrill(drills, first+uint64(i), raw); err != nil {
+			return err
+		}
+	}
+	return meta.Put(keyDrills, u64(first+uint64(len(entries))))
+}
+
+// recordDrill records raw, the log's entry index, if it is a drill with a dataset.
+func recordDrill(drills *bbolt.Bucket, index uint64, raw []byte) error {
+	if !isDrill(raw) {
+		return nil
+	}
+	e, err := ledger.ParseEntry(raw)
+	if err != nil {
+		return fmt.Errorf("keysvc: log entry %d: %w", index, err)
+	}
+	if ds := e.Details["dataset"]; e.Type == TypeBackupDrill && ds != "" && e.Index == index {
+		return drills.Put([]byte(ds), u64(index))
+	}
+	return nil
+}
+
+// Drill is the newest backup.drill entry logged for a dataset.
+type Drill struct {
+	Dataset  string
+	LogIndex uint64
+	Entry    []byte // canonical bytes
+}
+
+// Drills returns the newest drill of every dataset, sorted by dataset, or
+// of dataset alone (none if it has no drill), from this node's state (which
+// may lag the leader's).
+func (n *Node) Drills(dataset string) ([]Drill, error) {
+	out := []Drill{}
+	err := n.state.view(func(tx *bbolt.Tx) error {
+		add := func(k, v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("keysvc: drill record %q: %w", k, ledger.ErrCorrupt)
+			}
+			i := binary.BigEndian.Uint64(v)
+			raw, err := ledger.ReadEntry(tx, i)
+			if err != nil {
+				return err
+			}
+			out = append(out, Drill{Dataset: string(k), LogIndex: i, Entry: raw})
+			return nil
+		}
+		b := tx.Bucket(bucketDrills)
+		if dataset == "" {
+			return b.ForEach(add)
+		}
+		if v := b.Get([]byte(dataset)); v != nil {
+			return add([]byte(dataset), v)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // opContext is what every membership command carries: time and actor.

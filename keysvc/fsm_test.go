@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -398,5 +399,116 @@ func TestAppendRefusesReservedTypes(t *testing.T) {
 		if _, _, err := stamp(raw, 5, 0); err == nil || !strings.Contains(err.Error(), "reserved") {
 			t.Errorf("%s: %v, want a refusal", typ, err)
 		}
+	}
+}
+
+// drillCmd appends one backup.drill entry per dataset=archive pair.
+func drillCmd(t *testing.T, at time.Time, result string, pairs ...string) []byte {
+	t.Helper()
+	var raws []json.RawMessage
+	for i := 0; i < len(pairs); i += 2 {
+		outcome := ledger.OutcomeOK
+		if result != "ok" {
+			outcome = ledger.OutcomeError
+		}
+		raw, err := ledger.Entry{Time: at, Type: TypeBackupDrill, Actor: ledger.Actor{Identity: "custos://test/agent/backup-1?region=DE", Role: "agent"},
+			Node: "n1", Outcome: outcome, Details: map[string]string{"dataset": pairs[i], "archive": pairs[i+1], "result": result, "restore_seconds": "2"}}.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	return mustEncode(t, &command{Type: cmdLedgerAppend, Entries: raws})
+}
+
+// drillIndex reads the drills bucket: dataset -> log index.
+func drillIndex(t *testing.T, s *stateDB) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	err := s.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDrills).ForEach(func(k, v []byte) error {
+			out[string(k)] = getU64(tx.Bucket(bucketDrills), k)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The state machine keeps the newest backup.drill entry of each dataset,
+// whatever its result, identically on every node, through snapshots, and
+// indexes a log written without it (an older node's) when it opens it.
+func TestDrillIndex(t *testing.T) {
+	cmds := script(t)
+	cmds = append(cmds,
+		drillCmd(t, t0.Add(20*time.Second), "ok", "hr", "hr-1", "crm", "crm-1"), // entries 15, 16
+		appendCmd(t, t0.Add(21*time.Second), "r8"),                              // 17
+		drillCmd(t, t0.Add(22*time.Second), "hash mismatch", "hr", "hr-2"),      // 18: newer, failed
+		drillCmd(t, t0.Add(23*time.Second), "ok", "", "no-dataset"),             // 19: no dataset, not indexed
+	)
+	want := map[string]uint64{"hr": 18, "crm": 16}
+	a, b := newTestState(t), newTestState(t)
+	run(t, a, cmds, 1)
+	run(t, b, cmds, 1)
+	if got := drillIndex(t, a); !maps.Equal(got, want) {
+		t.Fatalf("drills %v, want %v", got, want)
+	}
+	if !maps.Equal(drillIndex(t, b), want) || digest(t, a) != digest(t, b) {
+		t.Fatal("two state machines disagree")
+	}
+	raw := entries(t, a)
+	for ds, i := range want {
+		e, err := ledger.ParseEntry(raw[i])
+		if err != nil || e.Type != TypeBackupDrill || e.Details["dataset"] != ds {
+			t.Errorf("%s: entry %d is %+v, %v", ds, i, e, err)
+		}
+	}
+	for i, r := range raw {
+		if e, _ := ledger.ParseEntry(r); isDrill(r) != (e.Type == TypeBackupDrill) {
+			t.Errorf("entry %d (%s): isDrill %v", i, e.Type, isDrill(r))
+		}
+	}
+
+	// A node installing a snapshot has the same index.
+	dst := newTestState(t)
+	if err := dst.Restore(bytes.NewReader(snapshotBytes(t, a))); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(drillIndex(t, dst), want) {
+		t.Fatalf("restored drills %v, want %v", drillIndex(t, dst), want)
+	}
+	// Replayed commands change nothing; a new drill moves its dataset on.
+	run(t, dst, cmds[len(cmds)-2:], uint64(len(cmds)-1))
+	run(t, dst, [][]byte{drillCmd(t, t0.Add(time.Minute), "ok", "crm", "crm-2")}, uint64(len(cmds)+1))
+	if got := drillIndex(t, dst); got["crm"] != 20 || got["hr"] != 18 || len(got) != 2 {
+		t.Fatalf("after a new drill: %v", got)
+	}
+
+	// A database whose log predates the index (or was written by an older
+	// node) is indexed when opened, as a restored snapshot would be.
+	dir := t.TempDir()
+	old, err := openStateDB(dir, true, discard(), newCounters())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, old, cmds, 1)
+	if err := old.db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket(bucketDrills); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Delete(keyDrills)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	old.close()
+	reopened, err := openStateDB(dir, true, discard(), newCounters())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reopened.close() })
+	if !maps.Equal(drillIndex(t, reopened), want) || digest(t, reopened) != digest(t, a) {
+		t.Fatalf("reindexed drills %v, want %v", drillIndex(t, reopened), want)
 	}
 }

@@ -1,11 +1,12 @@
 package main
 
 // `custos backup status`: per dataset, the age of the newest complete
-// archive against its RPO, and the last drill (from the key-op log) against
-// its RTO. Exits non-zero when a target is missed, for cron and monitoring.
+// archive against its RPO, and the last restore drill against its RTO.
+// Exits non-zero when a target is missed, for cron and monitoring.
 //
-// Reading the log needs a certificate that may read it (auditor, operator
-// or officer; agents may not), and the whole log is scanned: O(log size).
+// The last drill of each dataset comes from the node's record of the newest
+// backup.drill attestation (GET /v1/attestations/drills), which an agent
+// certificate may read: no scan of the key-op log.
 
 import (
 	"context"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/client"
-	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 // lastDrill is the newest backup.drill entry of a dataset.
@@ -27,30 +27,20 @@ type lastDrill struct {
 	seconds float64
 }
 
-// drillsFromLog scans the key-op log for backup.drill entries.
-func drillsFromLog(ctx context.Context, c *client.Client) (map[string]lastDrill, error) {
-	out := map[string]lastDrill{}
-	for start := uint64(0); ; {
-		raw, err := c.Entries(ctx, start, 500)
-		if err != nil {
-			return nil, fmt.Errorf("reading the key-op log (needs an auditor, operator or officer certificate): %w", err)
-		}
-		if len(raw) == 0 {
-			return out, nil
-		}
-		for _, b := range raw {
-			e, err := ledger.ParseEntry(b)
-			if err != nil {
-				return nil, fmt.Errorf("log entry %d: %w", start, err)
-			}
-			start = e.Index + 1
-			if e.Type != client.AttestDrill || e.Outcome != ledger.OutcomeOK {
-				continue
-			}
-			secs, _ := strconv.ParseFloat(e.Details["restore_seconds"], 64)
-			out[e.Details["dataset"]] = lastDrill{index: e.Index, time: e.Time, archive: e.Details["archive"], result: e.Details["result"], seconds: secs}
-		}
+// lastDrills returns the newest drill of each dataset (of dataset alone when
+// not empty), whatever its result, as the cluster recorded it.
+func lastDrills(ctx context.Context, c *client.Client, dataset string) (map[string]lastDrill, error) {
+	ds, err := c.Drills(ctx, dataset)
+	if err != nil {
+		return nil, fmt.Errorf("reading the last restore drills: %w", err)
 	}
+	out := make(map[string]lastDrill, len(ds))
+	for _, d := range ds {
+		e := d.Entry
+		secs, _ := strconv.ParseFloat(e.Details["restore_seconds"], 64)
+		out[d.Dataset] = lastDrill{index: e.Index, time: e.Time, archive: e.Details["archive"], result: e.Details["result"], seconds: secs}
+	}
+	return out, nil
 }
 
 func runBackupStatus(ctx context.Context, s stdio, args []string) error {
@@ -82,7 +72,7 @@ func runBackupStatus(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	defer c.Close()
-	drills, err := drillsFromLog(ctx, c)
+	drills, err := lastDrills(ctx, c, bf.dataset)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,11 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
+
+	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 // Attestation types (entry types) and the details each requires.
@@ -43,4 +47,70 @@ func (c *Client) Attest(ctx context.Context, req AttestRequest) (uint64, error) 
 	}
 	var li LogIndex
 	return li.LogIndex, resp.decode("attestation", &li)
+}
+
+// Drills is the answer of GET /v1/attestations/drills (agent, operator,
+// auditor, officer): the newest backup.drill entry of each dataset, sorted
+// by dataset.
+type Drills struct {
+	Drills []DrillRecord `json:"drills"`
+}
+
+// DrillRecord is one dataset's newest drill: its log index and the entry's
+// canonical bytes (base64 in JSON).
+type DrillRecord struct {
+	Dataset  string `json:"dataset"`
+	LogIndex uint64 `json:"log_index"`
+	Entry    []byte `json:"entry"`
+}
+
+// Drill is a dataset's newest restore drill, checked and parsed by Drills.
+type Drill struct {
+	Dataset  string
+	LogIndex uint64
+	Entry    ledger.Entry // Type AttestDrill; Details carry archive, result, restore_seconds
+	Raw      []byte       // the canonical entry bytes, for ledger.VerifyInclusion
+}
+
+// Drills returns the newest drill attestation (whatever its result) of
+// every dataset, sorted by dataset, or of dataset alone when not empty
+// (none if it has had no drill). The node answers from its committed state,
+// not by scanning the log. Each record is checked: its entry must parse,
+// be a drill of that dataset and sit at the log index given.
+func (c *Client) Drills(ctx context.Context, dataset string) ([]Drill, error) {
+	var q url.Values
+	if dataset != "" {
+		q = url.Values{"dataset": {dataset}}
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/attestations/drills", query: q})
+	if err != nil {
+		return nil, err
+	}
+	var ds Drills
+	if err := resp.decode("drills", &ds); err != nil {
+		return nil, err
+	}
+	out := make([]Drill, 0, len(ds.Drills))
+	for i, d := range ds.Drills {
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("custos api %s: drills: record %d (dataset %q): %s", resp.endpoint, i, d.Dataset, fmt.Sprintf(format, args...))
+		}
+		e, err := ledger.ParseEntry(d.Entry)
+		switch {
+		case err != nil:
+			return nil, bad("%v", err)
+		case e.Type != AttestDrill:
+			return nil, bad("entry type %q, want %s", e.Type, AttestDrill)
+		case e.Index != d.LogIndex:
+			return nil, bad("entry index %d, record says %d", e.Index, d.LogIndex)
+		case e.Details["dataset"] != d.Dataset:
+			return nil, bad("entry is a drill of dataset %q", e.Details["dataset"])
+		case dataset != "" && d.Dataset != dataset:
+			return nil, bad("asked for dataset %q", dataset)
+		case i > 0 && d.Dataset <= ds.Drills[i-1].Dataset:
+			return nil, bad("not sorted by dataset")
+		}
+		out = append(out, Drill{Dataset: d.Dataset, LogIndex: d.LogIndex, Entry: e, Raw: d.Entry})
+	}
+	return out, nil
 }

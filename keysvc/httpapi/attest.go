@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
@@ -65,3 +66,42 @@ func (a *api) attest(w http.ResponseWriter, r *http.Request) error {
 }
 
 var attestRoles = []identity.Role{identity.RoleAgent, identity.RoleOperator}
+
+// DrillService is what GET /v1/attestations/drills needs; a Service that
+// also implements it (*keysvc.Node does) serves it, and any other answers
+// 501 not_supported_yet.
+type DrillService interface {
+	Drills(dataset string) ([]keysvc.Drill, error)
+}
+
+var _ DrillService = (*keysvc.Node)(nil)
+
+// drillReaders may read the newest drill of each dataset: the agents that
+// run `custos backup status`, and those who may read the log anyway.
+var drillReaders = []identity.Role{identity.RoleAgent, identity.RoleOperator, identity.RoleAuditor, identity.RoleOfficer}
+
+// GET /v1/attestations/drills[?dataset=NAME] (agent, operator, auditor,
+// officer): the newest backup.drill entry of each dataset (or of NAME),
+// sorted by dataset, from this node's committed state (a follower's may lag
+// the leader's, as for the log routes).
+func (a *api) drills(w http.ResponseWriter, r *http.Request) error {
+	ds, ok := a.svc.(DrillService)
+	if !ok {
+		return &apiError{http.StatusNotImplemented, client.CodeNotSupportedYet, "this node does not serve drills"}
+	}
+	q := r.URL.Query()
+	dataset := q.Get("dataset")
+	if q.Has("dataset") && dataset == "" {
+		return badRequest("dataset must not be empty")
+	}
+	list, err := ds.Drills(dataset)
+	if err != nil {
+		return err
+	}
+	out := client.Drills{Drills: make([]client.DrillRecord, 0, len(list))}
+	for _, d := range list {
+		out.Drills = append(out.Drills, client.DrillRecord{Dataset: d.Dataset, LogIndex: d.LogIndex, Entry: d.Entry})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
