@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -19,9 +20,10 @@ import (
 // Local is a Target in a local directory. Writes are atomic and durable:
 // the object is written to a temporary file, fsynced, linked to its name
 // (which fails if the name exists: Local never overwrites, ErrExists) and
-// the directory fsynced. Each object then gets a sidecar with its SHA-256
-// and metadata under ".custos-meta/" (an object a crash left without one
-// lists with an empty SHA256). A directory cannot enforce retention or
+// the directory fsynced. Each object then gets a sidecar with its size,
+// metadata and, when PutOptions.ChecksumSHA256 asks, its SHA-256 under
+// ".custos-meta/" (an object a crash left without one lists with an empty
+// SHA256). A directory cannot enforce retention or
 // legal hold, so Put refuses them (ErrUnsupported). All access goes
 // through an os.Root, so names cannot leave the directory.
 type Local struct {
@@ -136,8 +138,17 @@ func (l *Local) writeTemp(ctx context.Context, dir string, r io.Reader, opts Put
 		l.root.Remove(name)
 		return tempFile{}, err
 	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	sw := &syncingWriter{f: f}
+	var w io.Writer = sw
+	var h hash.Hash
+	if opts.ChecksumSHA256 {
+		h = sha256.New()
+		w = io.MultiWriter(sw, h)
+	}
+	n, err := io.Copy(w, ctxReader{ctx, r})
+	if serr := sw.wait(); err == nil && serr != nil {
+		err = serr
+	}
 	if err != nil {
 		return fail(fmt.Errorf("local target: writing %s: %w", name, err))
 	}
@@ -151,7 +162,11 @@ func (l *Local) writeTemp(ctx context.Context, dir string, r io.Reader, opts Put
 		l.root.Remove(name)
 		return tempFile{}, err
 	}
-	return tempFile{name: name, sha: hex.EncodeToString(h.Sum(nil)), size: n}, nil
+	tf := tempFile{name: name, size: n}
+	if h != nil {
+		tf.sha = hex.EncodeToString(h.Sum(nil))
+	}
+	return tf, nil
 }
 
 // writeAtomic replaces name with b: temp file, fsync, rename, fsync dir.
@@ -187,6 +202,56 @@ func (l *Local) syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// syncEvery is how much a Put writes between background fsyncs, so the
+// final fsync of a large object waits for the last few MiB only, not for
+// the whole object to reach the disk.
+const syncEvery = 32 << 20
+
+// syncingWriter writes to f and, every syncEvery bytes, fsyncs it on
+// another goroutine while writing goes on (one fsync at a time).
+type syncingWriter struct {
+	f       *os.File
+	pending int64
+	busy    chan struct{} // closed when the running fsync ends
+	err     error         // first fsync error, read after busy is closed
+}
+
+func (s *syncingWriter) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	s.pending += int64(n)
+	if err != nil || s.pending < syncEvery {
+		return n, err
+	}
+	if s.busy != nil {
+		select {
+		case <-s.busy:
+		default:
+			return n, nil // the last one is still running
+		}
+		if s.err != nil {
+			return n, s.err
+		}
+	}
+	s.pending = 0
+	busy := make(chan struct{})
+	s.busy = busy
+	go func() {
+		if err := s.f.Sync(); err != nil {
+			s.err = err
+		}
+		close(busy)
+	}()
+	return n, nil
+}
+
+// wait waits for a running fsync and returns the first fsync error.
+func (s *syncingWriter) wait() error {
+	if s.busy != nil {
+		<-s.busy
+	}
+	return s.err
 }
 
 type ctxReader struct {

@@ -46,7 +46,10 @@ func TestLocal(t *testing.T) {
 	if string(got) != body || gi.SHA256 != oi.SHA256 || gi.Metadata["dataset"] != "hr" {
 		t.Errorf("get: %q %+v", got, gi)
 	}
-	l.Put(ctx, "hr/a2.age", strings.NewReader("x"), target.PutOptions{})
+	// Without ChecksumSHA256 nothing is hashed (the caller has the hash).
+	if oi, err := l.Put(ctx, "hr/a2.age", strings.NewReader("x"), target.PutOptions{}); err != nil || oi.SHA256 != "" || oi.Size != 1 {
+		t.Errorf("put without checksum: %+v, %v", oi, err)
+	}
 	l.Put(ctx, "web/a1.age", strings.NewReader("y"), target.PutOptions{})
 	list, err := l.List(ctx, "hr/")
 	if err != nil || len(list) != 2 || list[0].Name != "hr/a1.age" || list[1].Name != "hr/a2.age" {
@@ -109,7 +112,7 @@ func TestLocalPutRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := l.Put(context.Background(), "x/same", strings.NewReader(strings.Repeat("a", i+1)), target.PutOptions{})
+			_, err := l.Put(context.Background(), "x/same", strings.NewReader(strings.Repeat("a", i+1)), target.PutOptions{ChecksumSHA256: true})
 			if err == nil {
 				mu.Lock()
 				wins++

@@ -48,7 +48,8 @@ type PutOptions struct {
 	// LegalHold places a legal hold on the object.
 	LegalHold bool
 	// ChecksumSHA256 asks the target to verify a SHA-256 of the content
-	// end to end (S3: per-part checksums; local: computed while writing).
+	// end to end (S3: per-part checksums; local: computed while writing,
+	// otherwise not computed at all).
 	ChecksumSHA256 bool
 	// Metadata is stored with the object (short ASCII keys and values).
 	Metadata map[string]string
