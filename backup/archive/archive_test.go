@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -195,5 +197,21 @@ func TestSeveralSources(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(dst, base, p, "f")); err != nil || string(b) != p {
 			t.Errorf("%s: %q %v", p, b, err)
 		}
+	}
+}
+
+// Progress counts every byte of file content, and only that.
+func TestCreateProgress(t *testing.T) {
+	src := makeTree(t)
+	ks := newKeys(t, testID)
+	var done atomic.Int64
+	m, err := archive.Create(context.Background(), []string{src}, io.Discard, io.Discard, archive.CreateOptions{
+		ArchiveID: testID, Dataset: "hr", Recipient: ks.rcp, Progress: &done,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Stats.FileBytes == 0 || done.Load() != m.Stats.FileBytes {
+		t.Errorf("progress %d, file bytes %d", done.Load(), m.Stats.FileBytes)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -49,6 +50,9 @@ type CreateOptions struct {
 	// Policy is the decision that let this archive go to its target,
 	// recorded in the manifest.
 	Policy *policy.Decision
+	// Progress, if set, is added the bytes of file content read so far
+	// (for a progress bar; the total is the sum of the files' sizes).
+	Progress *atomic.Int64
 }
 
 // WrapContext is the context archives wrap their file keys under: the
@@ -151,7 +155,7 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 		return nil, err
 	}
 
-	c := &creator{ctx: ctx, tw: tw, ienc: ienc, st: &m.Stats, buf: make([]byte, 256<<10)}
+	c := &creator{ctx: ctx, tw: tw, ienc: ienc, st: &m.Stats, buf: make([]byte, 256<<10), progress: opts.Progress}
 	for _, src := range srcs {
 		if err := filepath.WalkDir(src, c.visit); err != nil {
 			return nil, err
@@ -180,6 +184,18 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 	return m, nil
 }
 
+// countingReader adds the bytes read through it to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	k, err := c.r.Read(b)
+	c.n.Add(int64(k))
+	return k, err
+}
+
 // checkSources returns the sources sorted, refusing relative, unclean,
 // root, missing or nested ones.
 func checkSources(sources []string) ([]string, error) {
@@ -205,12 +221,13 @@ func checkSources(sources []string) ([]string, error) {
 }
 
 type creator struct {
-	ctx     context.Context
-	tw      *tar.Writer
-	ienc    *json.Encoder
-	st      *Stats
-	entries int64
-	buf     []byte
+	ctx      context.Context
+	tw       *tar.Writer
+	ienc     *json.Encoder
+	st       *Stats
+	entries  int64
+	buf      []byte
+	progress *atomic.Int64
 }
 
 func (c *creator) visit(p string, d fs.DirEntry, err error) error {
@@ -295,7 +312,11 @@ func (c *creator) file(p string, hdr *tar.Header, ie *IndexEntry) error {
 		return fmt.Errorf("archive: tar: %w", err)
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(c.tw, h), io.LimitReader(f, hdr.Size), c.buf)
+	var r io.Reader = io.LimitReader(f, hdr.Size)
+	if c.progress != nil {
+		r = &countingReader{r: r, n: c.progress}
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(c.tw, h), r, c.buf)
 	if err != nil {
 		return fmt.Errorf("archive: %s: %w", p, err)
 	}

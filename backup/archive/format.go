@@ -45,6 +45,10 @@ type KEKRef struct {
 	// WrapLogIndex is the key-op log entry of the (online) wrap; 0 when
 	// wrapped offline with the version's public key.
 	WrapLogIndex uint64 `json:"wrap_log_index,omitempty"`
+	// KeyLogIndex is, for an offline wrap, the key-op log entry (the
+	// ceremony.execute that dealt the version) against which the agent
+	// checked the public key it wrapped with; 0 for an online wrap.
+	KeyLogIndex uint64 `json:"key_log_index,omitempty"`
 }
 
 // Stats counts what an archive holds. Nothing here names a file.

@@ -14,6 +14,7 @@
 //	retention      = "90d"           # how long archives are kept
 //	rpo            = "24h"           # newest good backup may be at most this old
 //	rto            = "4h"            # a drill must restore within this
+//	wrap           = "online"        # or "offline": wrap with the KEK's public key, checked against the log
 //
 //	[[target]]
 //	name         = "offsite"
@@ -61,6 +62,15 @@ type Residency string
 const (
 	EUOnly                    Residency = "eu-only"
 	EncryptedOffRegionAllowed Residency = "encrypted-off-region-allowed"
+)
+
+// Wrap modes of a dataset: how the agent wraps an archive's file key.
+const (
+	// WrapOnline asks the cluster to wrap (a logged kek.wrap); the default.
+	WrapOnline = "online"
+	// WrapOffline wraps with the KEK version's public key, which the agent
+	// checks against the key-op log with a pinned trust file.
+	WrapOffline = "offline"
 )
 
 // Kinds of target.
@@ -119,6 +129,16 @@ type Dataset struct {
 	Retention      Duration  `toml:"retention"`
 	RPO            Duration  `toml:"rpo"`
 	RTO            Duration  `toml:"rto"`
+	// Wrap is WrapOnline (also when empty) or WrapOffline.
+	Wrap string `toml:"wrap"`
+}
+
+// WrapMode returns the dataset's wrap mode: WrapOnline or WrapOffline.
+func (d *Dataset) WrapMode() string {
+	if d.Wrap == "" {
+		return WrapOnline
+	}
+	return d.Wrap
 }
 
 // ObjectLock is a target's [target.object_lock] table.
@@ -243,6 +263,8 @@ func (d *Dataset) validate() error {
 		return fmt.Errorf("rpo is required (e.g. \"24h\")")
 	case d.RTO <= 0:
 		return fmt.Errorf("rto is required (e.g. \"4h\")")
+	case d.Wrap != "" && d.Wrap != WrapOnline && d.Wrap != WrapOffline:
+		return fmt.Errorf("wrap %q: want %q (the default) or %q", d.Wrap, WrapOnline, WrapOffline)
 	}
 	if err := wrapkey.ValidateKEKID(d.KEK); err != nil {
 		return fmt.Errorf("kek: %v", err)

@@ -187,3 +187,27 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestParseWrap(t *testing.T) {
+	p := mustParse(t, good)
+	hr, _ := p.Dataset("hr")
+	if hr.Wrap != "" || hr.WrapMode() != policy.WrapOnline {
+		t.Errorf("default wrap: %q, mode %q", hr.Wrap, hr.WrapMode())
+	}
+	for _, mode := range []string{policy.WrapOnline, policy.WrapOffline} {
+		p := mustParse(t, strings.Replace(good, `kek = "backups"`, "kek = \"backups\"\nwrap = \""+mode+"\"", 1))
+		hr, _ := p.Dataset("hr")
+		if hr.Wrap != mode || hr.WrapMode() != mode {
+			t.Errorf("wrap %q: got %q, mode %q", mode, hr.Wrap, hr.WrapMode())
+		}
+		if web, _ := p.Dataset("web"); web.WrapMode() != policy.WrapOnline {
+			t.Errorf("wrap %q of hr leaks to web: %q", mode, web.WrapMode())
+		}
+	}
+	for _, bad := range []string{"Offline", "hsm", " online"} {
+		_, err := policy.Parse(strings.NewReader(strings.Replace(good, `kek = "backups"`, "kek = \"backups\"\nwrap = \""+bad+"\"", 1)))
+		if err == nil || !strings.Contains(err.Error(), `dataset 1 ("hr"): wrap "`+bad+`"`) || !strings.Contains(err.Error(), `"offline"`) {
+			t.Errorf("wrap %q: %v", bad, err)
+		}
+	}
+}

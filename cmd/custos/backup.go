@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -56,6 +57,7 @@ func backupUsage(w io.Writer) {
 
 commands:
   run      --policy FILE --dataset NAME [--target NAME]   back up a dataset
+           [--trust FILE]                                 (offline wrap: the pinned trust file)
   list     --policy FILE [--dataset NAME] [--target NAME] archives on the targets
   restore  ARCHIVE --to DIR --policy FILE [--target NAME] restore an archive
   verify   ARCHIVE --policy FILE [--target NAME] [--full] check an archive
@@ -63,11 +65,21 @@ commands:
   prune    --policy FILE [--dataset NAME] [--target NAME] [--dry-run]
                                                           delete archives past retention (not locked ones)
   status   --policy FILE [--dataset NAME] [--target NAME] RPO and RTO per dataset; exit 1 if missed
-                                                          (reads the log: auditor/operator certificate)
 
+run, restore, verify and drill show progress on stderr: --progress auto (a bar
+on a terminal, log lines otherwise), bar, log or none.
 API flags (--env FILE, --addr, --cert, --key, --ca) as for every command;
 S3 credentials from $`+envS3AccessKey+` and $`+envS3SecretKey+`.
 `)
+}
+
+// wrapReceipt tells how an archive's key was wrapped and which log entry
+// shows it.
+func wrapReceipt(k archive.KEKRef) string {
+	if k.WrapLogIndex == 0 && k.KeyLogIndex != 0 {
+		return fmt.Sprintf("wrapped offline with the public key of log entry %d (checked with an inclusion proof)", k.KeyLogIndex)
+	}
+	return fmt.Sprintf("wrap receipt: log entry %d", k.WrapLogIndex)
 }
 
 func runBackupCmd(ctx context.Context, s stdio, args []string) error {
@@ -98,10 +110,25 @@ func runBackupCmd(ctx context.Context, s stdio, args []string) error {
 
 // backupFlags are the flags shared by the backup commands.
 type backupFlags struct {
-	api     *apiFlags
-	policy  string
-	target  string
-	dataset string
+	api      *apiFlags
+	policy   string
+	target   string
+	dataset  string
+	progress string
+}
+
+// addProgressFlag adds --progress, for the commands that move an archive.
+func (bf *backupFlags) addProgressFlag(fs *flag.FlagSet) {
+	fs.StringVar(&bf.progress, "progress", progressAuto, "progress on stderr: auto (a bar on a terminal, log lines otherwise), bar, log or none")
+}
+
+// startProgress starts reporting op on stderr as --progress says.
+func (bf *backupFlags) startProgress(s stdio, op string, total int64, attrs ...any) (*progress, error) {
+	mode, err := progressModeOf(bf.progress, s.err)
+	if err != nil {
+		return nil, err
+	}
+	return startProgress(s.err, mode, op, total, attrs...), nil
 }
 
 func addBackupFlags(fs *flag.FlagSet, s stdio, withAPI bool) *backupFlags {
@@ -331,6 +358,9 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("backup run", flag.ContinueOnError)
 	bf := addBackupFlags(fs, s, true)
 	fs.StringVar(&bf.dataset, "dataset", "", "the dataset to back up (required)")
+	bf.addProgressFlag(fs)
+	var trustPath string
+	fs.StringVar(&trustPath, "trust", "", "the trust file (made by custos audit checkpoint) that checks the kek's public key for a dataset with wrap = \"offline\" (default $"+envTrust+")")
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
@@ -382,12 +412,16 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 
 	start := time.Now()
 	id := archive.NewID(start)
-	rcp, err := custosage.NewOnlineRecipient(ctx, c, ds.KEK, archive.WrapContext(ds.Name, ds.Classification, id))
+	rcp, wrapMode, keyLogIndex, err := backupRecipient(ctx, c, ds, trustPath, archive.WrapContext(ds.Name, ds.Classification, id))
 	if err != nil {
 		return err
 	}
 	an, in, mn := objectNames(ds.Name, id)
-	put := target.PutOptions{ChecksumSHA256: true, Metadata: map[string]string{"custos-archive": id}}
+	// The archive's SHA-256 is computed once, while it is made; a remote
+	// store also verifies per-part SHA-256 checksums end to end. A local
+	// directory gets the same bytes from this process, so it is not asked
+	// to hash them again.
+	put := target.PutOptions{ChecksumSHA256: pt.Kind == policy.KindS3, Metadata: map[string]string{"custos-archive": id}}
 	if pt.Kind == policy.KindS3 {
 		if pt.ObjectLock != nil {
 			put.Retention = &target.Retention{Mode: target.RetentionMode(pt.ObjectLock.Mode), Until: start.Add(pt.ObjectLock.Retention.D())}
@@ -404,6 +438,14 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	defer os.Remove(ixf.Name())
 	defer ixf.Close()
 
+	var total int64
+	if bf.progress != progressNone {
+		total = sourceBytes(sources) // for the ETA
+	}
+	prog, err := bf.startProgress(s, "backup", total, "dataset", ds.Name, "archive", id, "target", tname)
+	if err != nil {
+		return err
+	}
 	pr, pw := io.Pipe()
 	type putResult struct {
 		info target.ObjectInfo
@@ -417,7 +459,7 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	}()
 	m, cerr := archive.Create(ctx, sources, pw, ixf, archive.CreateOptions{
 		ArchiveID: id, Dataset: ds.Name, Classification: ds.Classification,
-		Recipient: rcp, Policy: &dec,
+		Recipient: rcp, Policy: &dec, Progress: &prog.Done,
 	})
 	if cerr != nil {
 		pw.CloseWithError(cerr)
@@ -425,6 +467,7 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 		pw.Close()
 	}
 	res := <-done
+	prog.Stop(errors.Join(cerr, res.err))
 	if cerr != nil {
 		if res.err == nil {
 			t.Delete(ctx, an) // best effort: a locked object stays, without manifest
@@ -460,12 +503,14 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 			"target":   tname,
 			"region":   pt.Region,
 			"decision": dec.Why,
+			"wrap":     wrapMode,
 		},
 	})
 	if err != nil {
 		return fmt.Errorf("attesting the transfer (archive and index are on %q, without manifest): %w", tname, err)
 	}
 	m.Receipt = &archive.Receipt{LogIndex: logIndex, Target: tname, Object: an}
+	m.KEK.KeyLogIndex = keyLogIndex // offline: the entry that proved the key
 	mb, err := m.Marshal()
 	if err != nil {
 		return err
@@ -489,7 +534,7 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	fmt.Fprintf(w, "archive    %s (ratio %.2f), index %s\n", bkMiB(m.Archive.Size), ratio, bkMiB(m.Index.Size))
 	fmt.Fprintf(w, "sha256     %s\n", m.Archive.SHA256)
 	fmt.Fprintf(w, "time       %s, %s\n", elapsed.Round(time.Millisecond), bkRate(m.Stats.FileBytes, elapsed))
-	fmt.Fprintf(w, "kek        %s version %d, wrap receipt: log entry %d\n", m.KEK.ID, m.KEK.Version, m.KEK.WrapLogIndex)
+	fmt.Fprintf(w, "kek        %s version %d, %s\n", m.KEK.ID, m.KEK.Version, wrapReceipt(m.KEK))
 	fmt.Fprintf(w, "transfer   receipt: log entry %d\n", logIndex)
 	if put.Retention != nil {
 		fmt.Fprintf(w, "locked     %s until %s\n", put.Retention.Mode, put.Retention.Until.UTC().Format(time.RFC3339))
@@ -537,6 +582,9 @@ func runBackupList(ctx context.Context, s stdio, args []string) error {
 	fmt.Fprintf(s.out, "%-34s  %-12s  %-10s  %-20s  %10s  %10s  %s\n", "ARCHIVE", "DATASET", "TARGET", "CREATED", "CONTENT", "STORED", "RECEIPTS")
 	for _, a := range all {
 		rc := fmt.Sprintf("wrap %d", a.m.KEK.WrapLogIndex)
+		if a.m.KEK.WrapLogIndex == 0 && a.m.KEK.KeyLogIndex != 0 {
+			rc = fmt.Sprintf("offline wrap, key %d", a.m.KEK.KeyLogIndex)
+		}
 		if a.m.Receipt != nil {
 			rc += fmt.Sprintf(", transfer %d", a.m.Receipt.LogIndex)
 		}
@@ -597,6 +645,41 @@ func openArchiveCmd(ctx context.Context, fs *flag.FlagSet, bf *backupFlags, args
 	return a, nil
 }
 
+// openParts opens the archive and index objects and starts reporting op's
+// progress through the archive's ciphertext.
+func (a *archiveCmd) openParts(ctx context.Context, s stdio, bf *backupFlags, op string) (arc, idx io.ReadCloser, prog *progress, err error) {
+	if prog, err = bf.startProgress(s, op, a.m.Archive.Size, "dataset", a.m.Dataset, "archive", a.m.ArchiveID, "target", a.tname); err != nil {
+		return nil, nil, nil, err
+	}
+	if arc, idx, err = openParts(ctx, a.t, a.m); err != nil {
+		prog.Stop(err)
+		return nil, nil, nil, err
+	}
+	return countingReadCloser{countingReader{arc, &prog.Done}, arc}, idx, prog, nil
+}
+
+type countingReadCloser struct {
+	countingReader
+	io.Closer
+}
+
+// sourceBytes sums the sizes of the regular files under sources (what a
+// backup will read; errors are left for the backup to report).
+func sourceBytes(sources []string) int64 {
+	var n int64
+	for _, src := range sources {
+		filepath.WalkDir(src, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+	}
+	return n
+}
+
 func (a *archiveCmd) identity(ctx context.Context) *custosage.Identity {
 	id := custosage.NewIdentity(ctx, a.client)
 	id.Expect = a.m.Expect()
@@ -608,6 +691,7 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 	bf := addBackupFlags(fs, s, true)
 	var to string
 	fs.StringVar(&to, "to", "", "the directory to restore into (required; created if missing; existing names are not overwritten)")
+	bf.addProgressFlag(fs)
 	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return true })
 	if err != nil {
 		return err
@@ -616,7 +700,7 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 	if to == "" {
 		return errors.New("--to DIR is required")
 	}
-	arc, idx, err := openParts(ctx, a.t, a.m)
+	arc, idx, prog, err := a.openParts(ctx, s, bf, "restore")
 	if err != nil {
 		return err
 	}
@@ -624,6 +708,7 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 	defer idx.Close()
 	id := a.identity(ctx)
 	res, err := archive.Restore(ctx, a.m, arc, idx, id, to)
+	prog.Stop(err)
 	if err != nil {
 		if strings.Contains(err.Error(), "nothing was restored") {
 			return fmt.Errorf("restoring %s: %w", a.m.ArchiveID, err)
@@ -644,19 +729,22 @@ func runBackupVerify(ctx context.Context, s stdio, args []string) error {
 	bf := addBackupFlags(fs, s, true)
 	var full bool
 	fs.BoolVar(&full, "full", false, "also decrypt (unwrap through the API, logged) and check every file's hash; writes nothing")
+	bf.addProgressFlag(fs)
 	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return full })
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	arc, idx, err := openParts(ctx, a.t, a.m)
+	arc, idx, prog, err := a.openParts(ctx, s, bf, "verify")
 	if err != nil {
 		return err
 	}
 	defer arc.Close()
 	defer idx.Close()
 	if !full {
-		if err := archive.VerifyCiphertext(arc, a.m.Archive); err != nil {
+		err := archive.VerifyCiphertext(arc, a.m.Archive)
+		prog.Stop(err)
+		if err != nil {
 			return fmt.Errorf("%s: archive: %w", a.m.ArchiveID, err)
 		}
 		if err := archive.VerifyCiphertext(idx, a.m.Index); err != nil {
@@ -666,6 +754,7 @@ func runBackupVerify(ctx context.Context, s stdio, args []string) error {
 		return nil
 	}
 	res, err := archive.Verify(ctx, a.m, arc, idx, a.identity(ctx))
+	prog.Stop(err)
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.m.ArchiveID, err)
 	}
@@ -678,6 +767,7 @@ func runBackupVerify(ctx context.Context, s stdio, args []string) error {
 func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("backup drill", flag.ContinueOnError)
 	bf := addBackupFlags(fs, s, true)
+	bf.addProgressFlag(fs)
 	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return true })
 	if err != nil {
 		return err
@@ -691,13 +781,15 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 
 	start := time.Now()
 	res, rerr := func() (*archive.Result, error) {
-		arc, idx, err := openParts(ctx, a.t, a.m)
+		arc, idx, prog, err := a.openParts(ctx, s, bf, "drill")
 		if err != nil {
 			return nil, err
 		}
 		defer arc.Close()
 		defer idx.Close()
-		return archive.Restore(ctx, a.m, arc, idx, a.identity(ctx), filepath.Join(tmp, "restore"))
+		res, err := archive.Restore(ctx, a.m, arc, idx, a.identity(ctx), filepath.Join(tmp, "restore"))
+		prog.Stop(err)
+		return res, err
 	}()
 	elapsed := time.Since(start)
 	result := "ok"

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -60,7 +61,28 @@ func usage(w io.Writer) {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Stdout, os.Stderr, os.Args[1:]))
+	os.Exit(withCPUProfile(func() int { return run(ctx, os.Stdout, os.Stderr, os.Args[1:]) }))
+}
+
+// withCPUProfile runs f, writing a CPU profile to $CUSTOS_CPUPROFILE if set
+// (to see where a slow backup or restore spends its time).
+func withCPUProfile(f func() int) int {
+	path := os.Getenv("CUSTOS_CPUPROFILE")
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "custos: CUSTOS_CPUPROFILE: %v\n", err)
+		return 1
+	}
+	defer out.Close()
+	if err := pprof.StartCPUProfile(out); err != nil {
+		fmt.Fprintf(os.Stderr, "custos: CUSTOS_CPUPROFILE: %v\n", err)
+		return 1
+	}
+	defer pprof.StopCPUProfile()
+	return f()
 }
 
 // run dispatches to a subcommand, with the process's stdin, and returns

@@ -166,14 +166,17 @@ type UnwrapBatchResponse struct {
 }
 
 // PublicKeyResponse is GET /v1/keks/{id}/versions/{v}/public: a KEK
-// version's X-Wing public key (to wrap offline), its state, and the log
-// index of the entry that created it (check it with an inclusion proof).
+// version's X-Wing public key (to wrap offline), its state, the log index
+// of the entry that created it and that entry's canonical bytes (a
+// ceremony.execute entry naming the key's SHA-256; check it with an
+// inclusion proof, e.g. audit.VerifyKEKKey).
 type PublicKeyResponse struct {
 	KEKID      string `json:"kek_id"`
 	KEKVersion uint32 `json:"kek_version"`
 	PublicKey  []byte `json:"public_key"`
 	State      string `json:"state"`
 	LogIndex   uint64 `json:"log_index"`
+	Entry      []byte `json:"entry"`
 }
 
 func kekPath(id, op string) string { return "/v1/keks/" + url.PathEscape(id) + "/" + op }

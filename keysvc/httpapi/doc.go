@@ -34,6 +34,8 @@
 //	GET  /v1/ledger/keys               any                            200 text/plain: two verifier key lines per node
 //	POST /v1/sys/canary                operator                       200 {"log_index":i}: a "sys.canary" entry, committed
 //	POST /v1/attestations              agent operator                 200 {"log_index":i}: a backup.transfer, backup.drill or backup.prune entry
+//	GET  /v1/attestations/drills       agent operator auditor officer 200 {"drills":[{"dataset","log_index","entry"}…]}
+//	     ?dataset=NAME (optional): the newest backup.drill entry of each dataset, by dataset, from the node's state
 //	POST /v1/sys/join                  node (name, region = body's)   200 {"node","leader"} (leader; see below)
 //	POST /v1/internal/ledger/append    node, registered member        200 {"first":i}: a follower's forwarded batch
 //	POST /v1/sys/init                  operator                       200 {}: cluster.init, once (leader; see Ceremonies)
@@ -47,7 +49,7 @@
 //	GET  /v1/keks/{id}/versions/{v}/destruction-certificate
 //	                                   any                            200 client.DestructionCertificate; 409 not_destroyed
 //	GET  /v1/keks/{id}/versions/{v}/public
-//	                                   any                            200 {"kek_id","kek_version","public_key","state","log_index"}
+//	                                   any                            200 {"kek_id","kek_version","public_key","state","log_index","entry"}
 //	POST /v1/keks/{id}/wrap            any but node (policy decides)  200 {"wrapped","kek_version","log_index"}
 //	POST /v1/keks/{id}/unwrap          any but node (policy decides)  200 {"plaintext","log_index"}
 //	POST /v1/keks/{id}/datakey         any but node (policy decides)  200 {"plaintext"?,"wrapped","kek_version","log_index"}

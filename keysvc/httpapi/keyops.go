@@ -299,7 +299,16 @@ func (a *api) publicKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, client.PublicKeyResponse{KEKID: id, KEKVersion: uint32(v), PublicKey: pub, State: state, LogIndex: created})
+	// The entry that dealt the version, so that a caller who cannot read
+	// the log checks the key against it (with an inclusion proof).
+	es, err := a.svc.Entries(created, 1)
+	if err != nil {
+		return err
+	}
+	if len(es) != 1 {
+		return errors.New("httpapi: the entry that created the kek version is not in this node's log")
+	}
+	writeJSON(w, http.StatusOK, client.PublicKeyResponse{KEKID: id, KEKVersion: uint32(v), PublicKey: pub, State: state, LogIndex: created, Entry: es[0]})
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -323,11 +324,16 @@ func TestKeyOpRoutes(t *testing.T) {
 		pk.LogIndex != k.Versions[0].Created || !bytes.Equal(pk.PublicKey, k.Versions[0].PublicKey) {
 		t.Fatalf("public key: %+v, %v (kek %+v)", pk, err, k.Versions[0])
 	}
+	// With the entry that dealt it, which names the key's hash.
+	if pe, err := ledger.ParseEntry(pk.Entry); err != nil || pe.Index != pk.LogIndex || pe.Type != keysvc.TypeExecute ||
+		pe.Details["kek.id"] != "payroll" || pe.Details["kek.version"] != "1" || pe.Details["kek.public_key"] != fmt.Sprintf("sha256:%x", sha256.Sum256(pk.PublicKey)) {
+		t.Fatalf("public key entry: %+v, %v", pe, err)
+	}
 	resp, body = call(t, e.as(t, identity.RoleNode, "n1", "DE"), http.MethodGet, kc.leaderURL+"/v1/keks/payroll/versions/1/public", nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("public key as a node: %d %s", resp.StatusCode, body)
 	}
-	shape(t, "public key", body, "kek_id", "kek_version", "public_key", "state", "log_index")
+	shape(t, "public key", body, "kek_id", "kek_version", "public_key", "state", "log_index", "entry")
 	_, err = aud.PublicKey(ctx, "payroll", 7)
 	wantCode(t, "public key of an unknown version", err, 404, client.CodeUnknownKEK)
 	_, err = aud.PublicKey(ctx, "nope", 1)

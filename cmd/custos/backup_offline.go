@@ -1,0 +1,149 @@
+package main
+
+// Offline wrap for `custos backup run`: the archive's file key is wrapped
+// with the KEK version's public key, without a wrap call, once the key is
+// checked against the key-op log through a pinned trust file (made by
+// `custos audit checkpoint`). Only the unwrap at restore goes through the
+// cluster (authorised and logged).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"filippo.io/age"
+
+	"github.com/custos-eu/custos/backup/custosage"
+	"github.com/custos-eu/custos/backup/policy"
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/audit"
+	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
+)
+
+// envTrust names the trust file `backup run` checks an offline wrap's KEK
+// public key with, when --trust is not given.
+const envTrust = "CUSTOS_TRUST"
+
+// kekKeySource is what the offline wrap asks the cluster (*client.Client).
+type kekKeySource interface {
+	KEK(ctx context.Context, id string) (client.KEK, error)
+	PublicKey(ctx context.Context, kekID string, version uint32) (client.PublicKeyResponse, error)
+	Checkpoint(ctx context.Context) ([]byte, error)
+	ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (ledger.ConsistencyProof, error)
+	InclusionProof(ctx context.Context, index, size uint64) (ledger.InclusionProof, error)
+}
+
+// offlineKeySource returns where the offline wrap gets the key and proofs
+// from: the API client (tests interpose).
+var offlineKeySource = func(c *client.Client) kekKeySource { return c }
+
+// provedKEKKey is a KEK version's public key, checked against the log.
+type provedKEKKey struct {
+	kekID    string
+	version  uint32
+	pub      []byte
+	logIndex uint64            // the ceremony.execute entry that dealt it
+	cp       ledger.Checkpoint // the checkpoint it was proved in
+}
+
+// backupRecipient returns the recipient that wraps a dataset's archive key
+// under wctx: online (a logged wrap call) unless the dataset's wrap is
+// offline, then with the newest active version's public key once checked
+// against the log with the trust file at trustPath (--trust, or
+// $CUSTOS_TRUST). keyLogIndex is, offline, the entry that proved the key.
+func backupRecipient(ctx context.Context, c *client.Client, ds *policy.Dataset, trustPath string, wctx wrapkey.Context) (rcp age.Recipient, mode string, keyLogIndex uint64, err error) {
+	mode = ds.WrapMode()
+	if mode != policy.WrapOffline {
+		r, err := custosage.NewOnlineRecipient(ctx, c, ds.KEK, wctx)
+		return r, mode, 0, err
+	}
+	if trustPath == "" {
+		trustPath = os.Getenv(envTrust)
+	}
+	if trustPath == "" {
+		return nil, mode, 0, fmt.Errorf("dataset %q wraps offline: give the trust file with --trust FILE (or $%s), made by custos audit checkpoint, to check the kek's public key against the log; nothing was sent", ds.Name, envTrust)
+	}
+	pt, err := readTrust(trustPath)
+	if err != nil {
+		return nil, mode, 0, fmt.Errorf("offline wrap: trust file: %w; nothing was sent", err)
+	}
+	k, err := proveKEKKey(ctx, offlineKeySource(c), pt.t, ds.KEK)
+	if err != nil {
+		return nil, mode, 0, fmt.Errorf("offline wrap with kek %s: %w; nothing was sent", ds.KEK, err)
+	}
+	r, err := custosage.NewOfflineRecipient(k.kekID, k.version, k.pub, wctx)
+	if err != nil {
+		return nil, mode, 0, fmt.Errorf("offline wrap with kek %s v%d: %w; nothing was sent", k.kekID, k.version, err)
+	}
+	return r, mode, k.logIndex, nil
+}
+
+// proveKEKKey fetches the newest active version of KEK kekID, its public
+// key with the entry that dealt it, a current checkpoint, a consistency
+// proof with the trust file's pin and the entry's inclusion proof, and
+// checks them with audit.VerifyKEKKey.
+func proveKEKKey(ctx context.Context, src kekKeySource, t *audit.Trust, kekID string) (*provedKEKKey, error) {
+	k, err := src.KEK(ctx, kekID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the kek: %w", err)
+	}
+	var version uint32
+	for _, v := range k.Versions {
+		if v.State == keysvc.KEKActive && v.Version > version {
+			version = v.Version
+		}
+	}
+	if version == 0 {
+		return nil, errors.New("the kek has no active version")
+	}
+	pk, err := src.PublicKey(ctx, kekID, version)
+	if err != nil {
+		return nil, fmt.Errorf("public key of v%d: %w", version, err)
+	}
+	switch {
+	case pk.KEKID != kekID || pk.KEKVersion != version:
+		return nil, fmt.Errorf("asked for the public key of v%d, the cluster answered kek %q v%d", version, pk.KEKID, pk.KEKVersion)
+	case pk.State != keysvc.KEKActive:
+		return nil, fmt.Errorf("v%d is %s, not active", version, pk.State)
+	case len(pk.Entry) == 0:
+		return nil, errors.New("the cluster served the public key without the log entry that dealt it (a node older than this agent?): wrap online, or upgrade the cluster")
+	}
+	note, err := src.Checkpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	p := audit.KEKKeyProof{Checkpoint: note, Entry: pk.Entry, Index: pk.LogIndex}
+	keys, err := ledger.ParseNodeKeys([]byte(t.NodeKeys))
+	if err != nil {
+		return nil, err
+	}
+	cp, _, err := ledger.VerifyCheckpoint(note, t.Origin, keys...)
+	if err != nil {
+		// VerifyKEKKey says why, and what to do.
+		_, err := audit.VerifyKEKKey(t, p, kekID, version, pk.PublicKey)
+		return nil, err
+	}
+	if cp.Size <= pk.LogIndex {
+		return nil, fmt.Errorf("the cluster's checkpoint (size %d) does not cover entry %d that dealt v%d yet: retry", cp.Size, pk.LogIndex, version)
+	}
+	pinned := t.Pinned()
+	if lo, hi := min(pinned.Size, cp.Size), max(pinned.Size, cp.Size); lo != hi {
+		cons, err := src.ConsistencyProof(ctx, lo, hi)
+		if err != nil {
+			return nil, fmt.Errorf("consistency proof from size %d to %d: %w", lo, hi, err)
+		}
+		p.Consistency = cons.Hashes
+	}
+	incl, err := src.InclusionProof(ctx, pk.LogIndex, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("inclusion proof of entry %d in size %d: %w", pk.LogIndex, cp.Size, err)
+	}
+	p.Inclusion = incl.Hashes
+	if _, err := audit.VerifyKEKKey(t, p, kekID, version, pk.PublicKey); err != nil {
+		return nil, err
+	}
+	return &provedKEKKey{kekID: kekID, version: version, pub: pk.PublicKey, logIndex: pk.LogIndex, cp: cp}, nil
+}
