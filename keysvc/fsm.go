@@ -6,6 +6,7 @@ package keysvc
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -498,11 +499,18 @@ type Drill struct {
 }
 
 // Drills returns the newest drill of every dataset, sorted by dataset, or
-// of dataset alone (none if it has no drill), from this node's state (which
-// may lag the leader's).
-func (n *Node) Drills(dataset string) ([]Drill, error) {
+// of dataset alone (none if it has no drill). Leader only (else
+// *NotLeaderError naming the leader), after every committed entry is
+// applied: a drill just acknowledged is in the answer.
+func (n *Node) Drills(ctx context.Context, dataset string) ([]Drill, error) {
+	n.cpMu.Lock()
+	err := n.leaderApplied(ctx)
+	n.cpMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	out := []Drill{}
-	err := n.state.view(func(tx *bbolt.Tx) error {
+	err = n.state.view(func(tx *bbolt.Tx) error {
 		add := func(k, v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("keysvc: drill record %q: %w", k, ledger.ErrCorrupt)

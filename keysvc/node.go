@@ -612,18 +612,10 @@ func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq)
 // committed entry is applied, so the checkpoint covers everything
 // acknowledged so far. Signed notes are cached per tree head.
 func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
-	ctx, cancel := n.bound(ctx)
-	defer cancel()
-	if err := n.leaderOnly(); err != nil {
-		return nil, err
-	}
 	n.cpMu.Lock()
 	defer n.cpMu.Unlock()
-	if gen := n.leaderGen.Load(); gen != n.cpBarrierGen {
-		if err := n.raft.Barrier(ctx); err != nil {
-			return nil, fmt.Errorf("keysvc: checkpoint: %w", n.mapRaftErr("barrier", err))
-		}
-		n.cpBarrierGen = gen
+	if err := n.leaderApplied(ctx); err != nil {
+		return nil, fmt.Errorf("keysvc: checkpoint: %w", err)
 	}
 	var head ledger.Checkpoint
 	err := n.state.view(func(tx *bbolt.Tx) error {
@@ -650,6 +642,25 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 	n.cpHead, n.cpNote = head, note
 	n.m.checkpoints.Add(1)
 	return bytes.Clone(note), nil
+}
+
+// leaderApplied returns ErrNotLeader (naming the leader) on a follower;
+// on the leader, the first call of its term waits until every committed
+// entry is applied, so what it then reads covers everything acknowledged.
+// The caller holds cpMu.
+func (n *Node) leaderApplied(ctx context.Context) error {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	if err := n.leaderOnly(); err != nil {
+		return err
+	}
+	if gen := n.leaderGen.Load(); gen != n.cpBarrierGen {
+		if err := n.raft.Barrier(ctx); err != nil {
+			return n.mapRaftErr("barrier", err)
+		}
+		n.cpBarrierGen = gen
+	}
+	return nil
 }
 
 // Entries returns up to limit committed entries (canonical bytes) from

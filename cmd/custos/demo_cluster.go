@@ -595,7 +595,7 @@ retention = "10m"
 	say("payroll (backup/payroll: a few files and a symlink) may leave the EU as ciphertext. Its age file key is")
 	say("wrapped by the cluster with KEK %q; the transfer is attested in the key-op log:", devcluster.DemoKEK)
 	say("  $ custos backup run --policy backup/agent.toml --dataset payroll")
-	if out, err = backup("run", "--dataset", "payroll", "--env", agentEnv(c)); err != nil {
+	if out, err = backup("run", "--dataset", "payroll", "--env", agentEnv(c), "--progress", "none"); err != nil {
 		return fmt.Errorf("backup run: %w\n%s", err, out)
 	}
 	printIndented(w, out, func(l string) bool { return strings.HasPrefix(l, "sha256") || strings.HasPrefix(l, "policy") })
@@ -615,7 +615,7 @@ retention = "10m"
 	title("Restore the archive, and drill it against the RTO")
 	to := filepath.Join(dir, "restored")
 	say("  $ custos backup restore %s --to backup/restored --policy backup/agent.toml", id)
-	if out, err = backup("restore", id, "--to", to, "--env", agentEnv(c)); err != nil {
+	if out, err = backup("restore", id, "--to", to, "--env", agentEnv(c), "--progress", "none"); err != nil {
 		return fmt.Errorf("backup restore: %w\n%s", err, out)
 	}
 	printIndented(w, out, func(l string) bool { return strings.HasPrefix(l, "restored") })
@@ -626,8 +626,15 @@ retention = "10m"
 	say("  every file's contents, mode and mtime, and the symlink.")
 	say("A drill restores into a temporary directory, times it and records the result in the log:")
 	say("  $ custos backup drill %s --policy backup/agent.toml", id)
-	if out, err = backup("drill", id, "--env", agentEnv(c)); err != nil {
+	if out, err = backup("drill", id, "--env", agentEnv(c), "--progress", "none"); err != nil {
 		return fmt.Errorf("backup drill: %w\n%s", err, out)
+	}
+	printIndented(w, out, nil)
+	say("The agent's cron job checks the RPO and the RTO; a miss exits non-zero. The cluster keeps each")
+	say("dataset's newest drill, which the agent's own certificate may read:")
+	say("  $ custos backup status --dataset payroll --policy backup/agent.toml")
+	if out, err = backup("status", "--dataset", "payroll", "--env", agentEnv(c)); err != nil {
+		return fmt.Errorf("backup status: %w\n%s", err, out)
 	}
 	printIndented(w, out, nil)
 

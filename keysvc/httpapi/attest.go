@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -71,7 +72,7 @@ var attestRoles = []identity.Role{identity.RoleAgent, identity.RoleOperator}
 // also implements it (*keysvc.Node does) serves it, and any other answers
 // 501 not_supported_yet.
 type DrillService interface {
-	Drills(dataset string) ([]keysvc.Drill, error)
+	Drills(ctx context.Context, dataset string) ([]keysvc.Drill, error)
 }
 
 var _ DrillService = (*keysvc.Node)(nil)
@@ -94,7 +95,7 @@ func (a *api) drills(w http.ResponseWriter, r *http.Request) error {
 	if q.Has("dataset") && dataset == "" {
 		return badRequest("dataset must not be empty")
 	}
-	list, err := ds.Drills(dataset)
+	list, err := ds.Drills(r.Context(), dataset)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@
 //	POST /v1/sys/canary                operator                       200 {"log_index":i}: a "sys.canary" entry, committed
 //	POST /v1/attestations              agent operator                 200 {"log_index":i}: a backup.transfer, backup.drill or backup.prune entry
 //	GET  /v1/attestations/drills       agent operator auditor officer 200 {"drills":[{"dataset","log_index","entry"}…]}
-//	     ?dataset=NAME (optional): the newest backup.drill entry of each dataset, by dataset, from the node's state
+//	     ?dataset=NAME (optional): the newest backup.drill entry of each dataset, by dataset (leader)
 //	POST /v1/sys/join                  node (name, region = body's)   200 {"node","leader"} (leader; see below)
 //	POST /v1/internal/ledger/append    node, registered member        200 {"first":i}: a follower's forwarded batch
 //	POST /v1/sys/init                  operator                       200 {}: cluster.init, once (leader; see Ceremonies)
