@@ -141,6 +141,9 @@ func bbGenCorpus(dir string, size int64) (bbCorpus, error) {
 // exits non-zero, with its stderr. The parent's copies of the pipe ends
 // (from bbPipeline) are closed once all have started.
 func bbMeasure(pipes []*os.File, cmds ...*exec.Cmd) (time.Duration, []int64, error) {
+	// Write back what earlier steps left dirty (the corpus, the last
+	// tool's output), so no tool pays for another's disk writes.
+	syscall.Sync()
 	defer func() {
 		for _, p := range pipes {
 			p.Close()
