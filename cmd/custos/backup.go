@@ -21,6 +21,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -71,6 +73,18 @@ on a terminal, log lines otherwise), bar, log or none.
 API flags (--env FILE, --addr, --cert, --key, --ca) as for every command;
 S3 credentials from $`+envS3AccessKey+` and $`+envS3SecretKey+`.
 `)
+}
+
+// setBackupMemoryLimit sets a soft limit on the Go heap (unless $GOMEMLIMIT
+// does) of twice what a backup holds — 2 × (cores + 1) chunks in, as many
+// out — plus 24 MiB for the encoders and buffers: the garbage collector
+// then runs before the heap doubles, which keeps the peak RSS near the
+// working set (about 45 MiB on 2 cores instead of 60) at no measurable cost.
+func setBackupMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(int64(4*(runtime.GOMAXPROCS(0)+1)*archive.DefaultChunkSize + 24<<20))
 }
 
 // wrapReceipt tells how an archive's key was wrapped and which log entry
@@ -438,6 +452,7 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	defer os.Remove(ixf.Name())
 	defer ixf.Close()
 
+	setBackupMemoryLimit()
 	var total int64
 	if bf.progress != progressNone {
 		total = sourceBytes(sources) // for the ETA
