@@ -346,19 +346,6 @@ func writeBenchBackup(path string, r *bbResult) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-func dirBytes(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
-}
-
 func devBenchBackup(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("dev bench-backup", flag.ContinueOnError)
 	dir := fs.String("dir", ".custos-dev", "the directory of a running `custos dev up` cluster (its env file is the agent's)")
@@ -451,7 +438,7 @@ path         = %q
 	if err != nil {
 		return err
 	}
-	r.add("custos", "backup", d, rss, dirBytes(tdir))
+	r.add("custos", "backup", d, rss, sourceBytes([]string{tdir}))
 	archiveID := ""
 	for _, line := range strings.Split(out.String(), "\n") {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == "archive" {
@@ -469,7 +456,7 @@ path         = %q
 	if d, rss, err = bbMeasure(nil, c); err != nil {
 		return err
 	}
-	r.add("custos", "restore", d, rss, dirBytes(rdir))
+	r.add("custos", "restore", d, rss, sourceBytes([]string{rdir}))
 	os.RemoveAll(rdir)
 	os.RemoveAll(tdir)
 
@@ -563,7 +550,7 @@ func benchTarPipeline(ctx context.Context, w io.Writer, r *bbResult, wd string) 
 	if err != nil {
 		return err
 	}
-	r.add(tool, "restore", d, rss, dirBytes(rdir))
+	r.add(tool, "restore", d, rss, sourceBytes([]string{rdir}))
 	os.RemoveAll(rdir)
 	os.Remove(arc)
 	return nil
@@ -591,13 +578,13 @@ func benchRestic(ctx context.Context, w io.Writer, r *bbResult, wd string) error
 	if err != nil {
 		return err
 	}
-	r.add(tool, "backup", d, rss, dirBytes(repo))
+	r.add(tool, "backup", d, rss, sourceBytes([]string{repo}))
 	rdir := filepath.Join(wd, "restore-restic")
 	fmt.Fprintln(w, "restic restore …")
 	if d, rss, err = bbMeasure(nil, cmd("restore", "latest", "--target", rdir)); err != nil {
 		return err
 	}
-	r.add(tool, "restore", d, rss, dirBytes(rdir))
+	r.add(tool, "restore", d, rss, sourceBytes([]string{rdir}))
 	os.RemoveAll(rdir)
 	os.RemoveAll(repo)
 	return nil
