@@ -195,8 +195,9 @@ func progressETA(n, total int64, r float64) (time.Duration, bool) {
 // progressLine renders one bar line of at most width columns:
 // "backup  412.3 MiB / 1.0 GiB  40% [####......]  287.1 MiB/s  ETA 0:02".
 func progressLine(op string, n, total int64, r float64, eta time.Duration, etaOK bool, width int) string {
-	head := fmt.Sprintf("%-7s %s", op, humanBytes(n))
-	tail := fmt.Sprintf("  %s/s", humanBytes(int64(r)))
+	// Fixed-width numbers, so the bar does not jitter as they grow.
+	head := fmt.Sprintf("%-7s %10s", op, humanBytes(n))
+	tail := fmt.Sprintf("  %10s/s", humanBytes(int64(r)))
 	if etaOK {
 		tail += "  ETA " + clock(eta)
 	}
