@@ -33,5 +33,7 @@
 //
 // Memory: Create holds about 2 × (workers + 1) chunks plus the zstd
 // encoders' state (peak Go heap ≈ 24-37 MiB at 1 MiB chunks on 2 cores);
-// Restore and Verify about 20 MiB.
+// Restore and Verify about 20 MiB plus up to 3 × cores + 1 buffers of 1 MiB:
+// files up to 1 MiB are checked and written on one goroutine per core while
+// the archive is decrypted and decompressed on others; larger files stream.
 package archive

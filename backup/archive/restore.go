@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -100,7 +101,7 @@ func Restore(ctx context.Context, m *Manifest, archive, index io.Reader, identit
 		_ = root.Remove(staging)
 		return nil, err
 	}
-	x := &extractor{root: sroot}
+	x := &extractor{root: sroot, made: map[string]bool{}}
 	res, err := run(ctx, m, archive, index, identity, x)
 	sroot.Close()
 	if err == nil {
@@ -148,12 +149,19 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 	}
 	defer zr.Close()
 	tr := tar.NewReader(zr)
+	pool := newFilePool(x, runtime.GOMAXPROCS(0))
+	defer pool.wait()
+	var d dirHandle // large files' directory
+	defer d.close()
 	res := &Result{}
 	buf := make([]byte, 256<<10)
 	links := map[string]bool{} // nothing may be archived beneath a symlink
 	var prev string            // the previous entry's name
 	for {
 		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := pool.failed(); err != nil {
 			return nil, err
 		}
 		th, err := tr.Next()
@@ -208,34 +216,21 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 			}
 		case TypeFile:
 			res.Files++
-			var dst io.Writer = io.Discard
-			var f *os.File
-			if x != nil {
-				if f, err = x.create(want); err != nil {
+			res.Bytes += want.Size
+			if want.Size <= smallFile {
+				if err := pool.submit(want, tr); err != nil {
 					return nil, err
 				}
-				dst = f
+				continue
 			}
-			h := sha256.New()
-			n, err := io.CopyBuffer(io.MultiWriter(dst, h), tr, buf)
-			if f != nil {
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-			}
-			if err != nil {
-				return nil, readErr(fmt.Sprintf("entry %q", want.Name), err)
-			}
-			if n != want.Size || hex.EncodeToString(h.Sum(nil)) != want.SHA256 {
-				return nil, integrity("entry %q: content does not match its SHA-256 in the index", want.Name)
-			}
-			res.Bytes += n
-			if x != nil {
-				if err := x.fileDone(want); err != nil {
-					return nil, err
-				}
+			if err := x.largeFile(&d, want, tr, buf); err != nil {
+				return nil, err
 			}
 		}
+	}
+	// Every file checked (and written) before the end is looked at.
+	if err := pool.wait(); err != nil {
+		return nil, err
 	}
 	// The tar end: what follows (record padding) must be zeros to the end
 	// of the stream, which also makes age check its final chunk.
@@ -404,14 +399,22 @@ func (h *hashingReader) part() Part {
 // extractor writes entries under a staging root.
 type extractor struct {
 	root *os.Root
-	dirs []IndexEntry // to apply modes and mtimes last, deepest first
+	dirs []IndexEntry    // to apply modes and mtimes last, deepest first
+	made map[string]bool // directories that exist under root
 }
 
+// check makes e's parent directories (those not archived: the sources'
+// own parents).
 func (x *extractor) check(e IndexEntry) error {
-	if d := path.Dir(e.Name); d != "." {
-		if err := x.root.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
-		}
+	d := path.Dir(e.Name)
+	if d == "." || x.made[d] {
+		return nil
+	}
+	if err := x.root.MkdirAll(d, 0o700); err != nil {
+		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	}
+	for ; d != "." && !x.made[d]; d = path.Dir(d) {
+		x.made[d] = true
 	}
 	return nil
 }
@@ -424,6 +427,7 @@ func (x *extractor) dir(e IndexEntry) error {
 		return integrity("entry %q: directory repeats another entry's name", e.Name)
 	}
 	x.dirs = append(x.dirs, e)
+	x.made[e.Name] = true
 	return nil
 }
 
@@ -437,25 +441,36 @@ func (x *extractor) symlink(e IndexEntry) error {
 	return nil
 }
 
-func (x *extractor) create(e IndexEntry) (*os.File, error) {
-	f, err := x.root.OpenFile(e.Name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil, integrity("entry %q repeats another entry's name", e.Name)
+// largeFile streams e's content from r through a hash (and, restoring,
+// into its file), in the reader's goroutine; x may be nil (verify).
+func (x *extractor) largeFile(d *dirHandle, e IndexEntry, r io.Reader, buf []byte) error {
+	var dst io.Writer = io.Discard
+	var f *os.File
+	if x != nil {
+		var err error
+		if f, err = x.create(d, e); err != nil {
+			return err
 		}
-		return nil, fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+		dst = f
 	}
-	return f, nil
-}
-
-func (x *extractor) fileDone(e IndexEntry) error {
-	if err := x.root.Chmod(e.Name, e.Mode); err != nil {
-		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	h := sha256.New()
+	n, err := io.CopyBuffer(io.MultiWriter(dst, h), r, buf)
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return readErr(fmt.Sprintf("entry %q", e.Name), err)
 	}
-	if err := x.root.Chtimes(e.Name, e.MTime, e.MTime); err != nil {
-		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	if n != e.Size || hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
+		if f != nil {
+			f.Close()
+		}
+		return integrity("entry %q: content does not match its SHA-256 in the index", e.Name)
 	}
-	return nil
+	if f == nil {
+		return nil
+	}
+	return x.fileDone(d, f, e)
 }
 
 // commit moves the verified tree from staging into root, then applies the

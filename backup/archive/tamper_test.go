@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +123,13 @@ func hexSum(b []byte) string {
 // only the restore's own checks stand between it and the disk.
 func craft(t *testing.T, ks keys, hdrs []*tar.Header, bodies []string) (*archive.Manifest, []byte, []byte) {
 	t.Helper()
+	return craftIndexed(t, ks, hdrs, bodies, bodies)
+}
+
+// craftIndexed is craft with the index's sizes and hashes taken from
+// indexed instead of bodies.
+func craftIndexed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []string) (*archive.Manifest, []byte, []byte) {
+	t.Helper()
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
 	var index bytes.Buffer
@@ -144,7 +152,7 @@ func craft(t *testing.T, ks keys, hdrs []*tar.Header, bodies []string) (*archive
 		default:
 			e.Type = archive.TypeFile
 			tw.Write([]byte(bodies[i]))
-			e.Size, e.SHA256 = int64(len(bodies[i])), hexSum([]byte(bodies[i]))
+			e.Size, e.SHA256 = int64(len(indexed[i])), hexSum([]byte(indexed[i]))
 		}
 		enc.Encode(e)
 	}
@@ -207,5 +215,33 @@ func TestHostileEntries(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "a", "l")); err != nil || string(b) != "good" {
 		t.Errorf("benign: %q %v", b, err)
+	}
+}
+
+// Content that does not match the index fails the restore, whether the file
+// is small (checked and written by the file workers) or large (streamed),
+// and whether it comes first or last.
+func TestContentMismatch(t *testing.T) {
+	ks := newKeys(t, testID)
+	small, large := "good", strings.Repeat("L", 3<<20)
+	bad := func(s string) string { return strings.ToUpper(s[:1]) + s[1:] } // same size, other bytes
+	file := func(n string, size int) *tar.Header {
+		return &tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(size)}
+	}
+	for _, tc := range []struct {
+		name            string
+		bodies, indexed []string
+	}{
+		{"small first", []string{bad(small), small, large}, []string{small, small, large}},
+		{"small last", []string{small, large, bad(small)}, []string{small, large, small}},
+		{"large", []string{small, "l" + large[1:], small}, []string{small, large, small}},
+	} {
+		hdrs := make([]*tar.Header, len(tc.bodies))
+		for i, b := range tc.bodies {
+			hdrs[i] = file(fmt.Sprintf("d/f%d", i), len(b))
+		}
+		m, a, ix := craftIndexed(t, ks, append([]*tar.Header{{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}}, hdrs...),
+			append([]string{""}, tc.bodies...), append([]string{""}, tc.indexed...))
+		expectNothingRestored(t, tc.name, m, a, ix, ks, "does not match its SHA-256 in the index")
 	}
 }
