@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,49 +17,8 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/backup/archive"
+	"github.com/custos-eu/custos/internal/benchcorpus"
 )
-
-// genCorpus writes about size bytes under dir: 80% compressible text in
-// files of 4-64 KiB, 20% random bytes in files of 64 KiB-2 MiB, in nested
-// directories. Deterministic.
-func genCorpus(tb testing.TB, dir string, size int64) int64 {
-	tb.Helper()
-	rng := rand.New(rand.NewPCG(1, 2))
-	words := []string{"custody", "archive", "kek", "wrap", "region", "backup", "ledger", "quorum", "officer", "drill", "restore", "policy", "zstd", "age", "tar"}
-	var total int64
-	n := 0
-	write := func(sz int, text bool) {
-		d := filepath.Join(dir, fmt.Sprintf("d%02d", n%37), fmt.Sprintf("e%d", n%5))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		f, err := os.Create(filepath.Join(d, fmt.Sprintf("f%05d", n)))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		w := bufio.NewWriterSize(f, 64<<10)
-		if text {
-			for written := 0; written < sz; {
-				k, _ := fmt.Fprintf(w, "%s %d %s\n", words[rng.IntN(len(words))], rng.IntN(100000), words[rng.IntN(len(words))])
-				written += k
-			}
-		} else {
-			cr := rand.NewChaCha8([32]byte{byte(n), byte(n >> 8)})
-			io.CopyN(w, cr, int64(sz))
-		}
-		w.Flush()
-		f.Close()
-		total += int64(sz)
-		n++
-	}
-	for total < size*8/10 {
-		write(4<<10+rng.IntN(60<<10), true)
-	}
-	for total < size {
-		write(64<<10+rng.IntN(2<<20-64<<10), false)
-	}
-	return total
-}
 
 var (
 	corpusOnce sync.Once
@@ -98,7 +55,11 @@ func benchCorpus(b *testing.B) (string, int64) {
 			corpusTemp = d
 			corpusDir = filepath.Join(d, "corpus")
 		}
-		corpusSize = genCorpus(b, corpusDir, mb<<20)
+		c, err := benchcorpus.Generate(corpusDir, mb<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		corpusSize = c.Bytes
 	})
 	return corpusDir, corpusSize
 }
@@ -209,7 +170,9 @@ func TestBoundedMemory(t *testing.T) {
 		t.Skip("writes 48 MiB")
 	}
 	dir := filepath.Join(t.TempDir(), "c")
-	genCorpus(t, dir, 48<<20)
+	if _, err := benchcorpus.Generate(dir, 48<<20); err != nil {
+		t.Fatal(err)
+	}
 	ks := newKeys(t, testID)
 	runtime.GC()
 	stop := sampleHeap()

@@ -5,14 +5,12 @@ package main
 // `tar | zstd -1 | age` and `restic` on the same generated corpus.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/custos-eu/custos/internal/benchcorpus"
 )
 
 // bbRun is one timed tool run.
@@ -48,92 +48,16 @@ type bbTarget struct {
 	Note string  `json:"note,omitempty"`
 }
 
-type bbCorpus struct {
-	MiB         int64 `json:"mib"`
-	Bytes       int64 `json:"bytes"`
-	Files       int   `json:"files"`
-	TextBytes   int64 `json:"text_bytes"`
-	RandomBytes int64 `json:"random_bytes"`
-}
-
 type bbResult struct {
-	Started  time.Time  `json:"started"`
-	Host     string     `json:"host"`
-	CPUs     int        `json:"cpus"`
-	Corpus   bbCorpus   `json:"corpus"`
-	Runs     []bbRun    `json:"runs"`
-	Targets  []bbTarget `json:"targets"`
-	Versions []string   `json:"versions,omitempty"`
+	Started  time.Time          `json:"started"`
+	Host     string             `json:"host"`
+	CPUs     int                `json:"cpus"`
+	Corpus   benchcorpus.Corpus `json:"corpus"`
+	Runs     []bbRun            `json:"runs"`
+	Targets  []bbTarget         `json:"targets"`
+	Versions []string           `json:"versions,omitempty"`
 	// RSSSource says how peak RSS was measured.
 	RSSSource string `json:"rss_source"`
-}
-
-// bbGenCorpus writes about size bytes under dir, deterministically: 80%
-// compressible text in files of 4-64 KiB, 20% random bytes in files of
-// 64 KiB-2 MiB, in nested directories (as backup/archive's bench corpus).
-func bbGenCorpus(dir string, size int64) (bbCorpus, error) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	words := []string{"custody", "archive", "kek", "wrap", "region", "backup", "ledger", "quorum", "officer", "drill", "restore", "policy", "zstd", "age", "tar"}
-	c := bbCorpus{MiB: size >> 20}
-	write := func(sz int, text bool) error {
-		n := c.Files
-		d := filepath.Join(dir, fmt.Sprintf("d%02d", n%37), fmt.Sprintf("e%d", n%5))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(d, fmt.Sprintf("f%05d", n)))
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriterSize(f, 64<<10)
-		if text {
-			for written := 0; written < sz; {
-				k, _ := fmt.Fprintf(w, "%s %d %s\n", words[rng.IntN(len(words))], rng.IntN(100000), words[rng.IntN(len(words))])
-				written += k
-			}
-			c.TextBytes += int64(sz)
-		} else {
-			cr := rand.NewChaCha8([32]byte{byte(n), byte(n >> 8)})
-			if _, err := io.CopyN(w, cr, int64(sz)); err != nil {
-				f.Close()
-				return err
-			}
-			c.RandomBytes += int64(sz)
-		}
-		if err := w.Flush(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		c.Files++
-		return nil
-	}
-	total := func() int64 { return c.TextBytes + c.RandomBytes }
-	for total() < size*8/10 {
-		if err := write(4<<10+rng.IntN(60<<10), true); err != nil {
-			return c, err
-		}
-	}
-	for total() < size {
-		if err := write(64<<10+rng.IntN(2<<20-64<<10), false); err != nil {
-			return c, err
-		}
-	}
-	// Text files are written a line at a time: count the bytes on disk.
-	var sum int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			fi, err := d.Info()
-			if err == nil {
-				sum += fi.Size()
-			}
-		}
-		return err
-	})
-	c.Bytes = sum
-	return c, err
 }
 
 // bbMeasure starts cmds (already wired together), waits for all, and
@@ -393,7 +317,7 @@ func devBenchBackup(ctx context.Context, w io.Writer, args []string) error {
 
 	corpus := filepath.Join(wd, "corpus")
 	fmt.Fprintf(w, "generating a %d MiB corpus in %s\n", *mb, corpus)
-	if r.Corpus, err = bbGenCorpus(corpus, *mb<<20); err != nil {
+	if r.Corpus, err = benchcorpus.Generate(corpus, *mb<<20); err != nil {
 		return fmt.Errorf("corpus: %w", err)
 	}
 	// Warm the page cache equally for every tool.

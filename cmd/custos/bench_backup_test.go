@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custos-eu/custos/internal/benchcorpus"
 )
 
 func TestBenchBackupReport(t *testing.T) {
-	r := &bbResult{Corpus: bbCorpus{Bytes: 100 << 20, Files: 10, TextBytes: 80 << 20, RandomBytes: 20 << 20}, RSSSource: "test"}
+	r := &bbResult{Corpus: benchcorpus.Corpus{Bytes: 100 << 20, Files: 10, TextBytes: 80 << 20, RandomBytes: 20 << 20}, RSSSource: "test"}
 	r.add("custos", "backup", time.Second, []int64{40 << 10}, 1)
 	r.add("custos", "restore", 2*time.Second, []int64{70 << 10}, 1)
 	r.add("tar|zstd|age", "backup", 2*time.Second, []int64{10 << 10, 20 << 10, 5 << 10}, 1)
@@ -44,20 +46,5 @@ func TestBenchBackupReport(t *testing.T) {
 	var back bbResult
 	if err := json.Unmarshal(data, &back); err != nil || len(back.Runs) != 4 || back.Runs[0].MiBps != 100 {
 		t.Fatalf("json %v: %s", err, data)
-	}
-}
-
-func TestBenchBackupCorpus(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "c")
-	c, err := bbGenCorpus(dir, 2<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Files < 20 || c.Bytes < 2<<20 || c.TextBytes < (2<<20)*8/10 || c.RandomBytes == 0 {
-		t.Fatalf("corpus %+v", c)
-	}
-	c2, _ := bbGenCorpus(filepath.Join(t.TempDir(), "c"), 2<<20)
-	if c2 != c {
-		t.Fatalf("not deterministic: %+v vs %+v", c, c2)
 	}
 }
