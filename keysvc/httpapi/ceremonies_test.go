@@ -4,17 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
-	"github.com/custos-eu/custos/keysvc/httpapi"
-	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
-	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
@@ -29,22 +26,10 @@ func wantCode(t *testing.T, what string, err error, status int, code string) {
 // Init, proposals and approvals over mutual TLS against two real nodes,
 // through the follower (redirected to the leader).
 func TestCeremonyRoutes(t *testing.T) {
-	pki := httpapitest.NewPKI(t, "test")
-	ids := []string{"n1", "n2"}
-	handlers, urls := map[string]*swapHandler{}, map[string]string{}
-	for _, id := range ids {
-		handlers[id] = &swapHandler{}
-		urls[id] = pki.Serve(t, id, keysvctest.Region(id), handlers[id]).URL
-	}
-	c := keysvctest.NewCluster(t, 2, keysvctest.Options{
-		Configure: func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
-	})
-	for _, id := range ids {
-		handlers[id].set(httpapi.New(c.Node(id), httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
-	}
-	fURL := urls[c.Follower().Info().ID]
+	s := agentcluster.Serve(t, agentcluster.ServeOptions{})
+	c, fURL := s.Cluster, s.FollowerURL()
 	ctx := context.Background()
-	e := &env{pki: pki}
+	e := &env{pki: s.PKI}
 	signers := map[string]*officer.Signer{}
 	sdks := map[string]*client.Client{}
 	var bundles []string

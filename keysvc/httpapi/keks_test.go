@@ -2,74 +2,29 @@ package httpapi_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
-	"github.com/custos-eu/custos/keysvc/httpapi"
-	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 )
 
 // A KEK created by ceremony through the API, read back by an agent; the
 // read and internal routes' refusals.
 func TestKEKRoutes(t *testing.T) {
-	pki := httpapitest.NewPKI(t, "test")
-	ids := []string{"n1", "n2"}
-	handlers, urls := map[string]*swapHandler{}, map[string]string{}
-	for _, id := range ids {
-		handlers[id] = &swapHandler{}
-		urls[id] = pki.Serve(t, id, keysvctest.Region(id), handlers[id]).URL
-	}
-	c := keysvctest.NewCluster(t, 2, keysvctest.Options{
-		Configure: func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
-	})
-	for _, id := range ids {
-		handlers[id].set(httpapi.New(c.Node(id), httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
-	}
-	leaderURL := urls[c.Leader().Info().ID]
+	s := agentcluster.Serve(t, agentcluster.ServeOptions{})
+	c, leaderURL := s.Cluster, s.LeaderURL()
 	ctx := context.Background()
-	e := &env{pki: pki}
-	signers := map[string]*officer.Signer{}
-	var bundles []string
-	for _, name := range []string{"alice", "bob"} {
-		s, err := officer.Generate(officer.Config{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		signers[name] = s
-		bundles = append(bundles, string(s.Public().Marshal()))
-	}
-	if err := e.sdk(t, identity.RoleOperator, "ops", "DE", leaderURL).Init(ctx, client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.sdk(t, identity.RoleOperator, "ops", "DE", leaderURL).Cluster(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := &env{pki: s.PKI}
+	officers := s.InitOfficers(t, func(role identity.Role, name string) *client.Client { return e.sdk(t, role, name, "DE", leaderURL) })
 	pol := ceremony.Policy{Threshold: 2, Wrap: ceremony.Access{Roles: []string{"agent"}, Regions: []string{"DE"}}}
-	id, _ := ceremony.NewID(rand.Reader)
-	now := time.Now()
-	p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: "payroll", Policy: pol}, Proposer: "alice",
-		Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
-	b, _ := p.Marshal()
-	if _, err := e.sdk(t, identity.RoleOfficer, "alice", "DE", leaderURL).Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: string(sign1(t, signers["alice"], p))}); err != nil {
-		t.Fatal(err)
-	}
-	cer, err := e.sdk(t, identity.RoleOfficer, "bob", "DE", leaderURL).Approve(ctx, id, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
-	if err != nil || cer.Status != keysvc.StatusExecuted {
-		t.Fatalf("kek.create: %+v, %v", cer, err)
-	}
+	id := officers.Execute(t, ceremony.KEKCreate{KEKID: "payroll", Policy: pol})
 
 	// Auditors get the transcript: officers' bundles and approvals' signatures.
 	aud := e.sdk(t, identity.RoleAuditor, "audit", "DE", leaderURL)

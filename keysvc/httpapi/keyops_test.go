@@ -20,11 +20,10 @@ import (
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
-	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/keysvc/ledger"
-	"github.com/custos-eu/custos/keysvc/officer"
 )
 
 // keyOpCluster is a 2-node cluster of real keysvc nodes, each behind its own
@@ -41,67 +40,21 @@ type keyOpCluster struct {
 
 func newKeyOpCluster(t *testing.T) *keyOpCluster {
 	t.Helper()
-	pki := httpapitest.NewPKI(t, "test")
-	ids := []string{"n1", "n2"}
-	handlers, urls := map[string]*swapHandler{}, map[string]string{}
-	for _, id := range ids {
-		handlers[id] = &swapHandler{}
-		urls[id] = pki.Serve(t, id, keysvctest.Region(id), handlers[id]).URL
-	}
-	c := keysvctest.NewCluster(t, 2, keysvctest.Options{
-		NoForwarder: true,
-		Configure:   func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
-	})
-	kc := &keyOpCluster{env: &env{pki: pki}, c: c, logs: map[string]*syncBuffer{}}
-	for _, id := range ids {
-		n := c.Node(id)
-		fwd := httpapi.NewForwarder(pki.ClientTLS(t, pki.Issue(t, identity.RoleNode, id, keysvctest.Region(id))))
-		t.Cleanup(fwd.Close)
-		n.SetForwarder(fwd)
+	kc := &keyOpCluster{logs: map[string]*syncBuffer{}}
+	for _, id := range []string{"n1", "n2"} {
 		kc.logs[id] = &syncBuffer{}
-		log := slog.New(slog.NewJSONHandler(kc.logs[id], &slog.HandlerOptions{Level: slog.LevelDebug}))
-		handlers[id].set(httpapi.New(n, httpapi.Options{Logger: log}))
 	}
-	kc.leaderURL = urls[c.Leader().Info().ID]
-	kc.followerURL = urls[c.Follower().Info().ID]
-
-	ctx := context.Background()
-	signers := map[string]*officer.Signer{}
-	var bundles []string
-	for _, name := range []string{"alice", "bob"} {
-		s, err := officer.Generate(officer.Config{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		signers[name] = s
-		bundles = append(bundles, string(s.Public().Marshal()))
-	}
-	ops := kc.env.sdk(t, identity.RoleOperator, "ops", "DE", kc.leaderURL)
-	if err := ops.Init(ctx, client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}); err != nil {
-		t.Fatal(err)
-	}
-	alice := kc.env.sdk(t, identity.RoleOfficer, "alice", "DE", kc.leaderURL)
-	bob := kc.env.sdk(t, identity.RoleOfficer, "bob", "DE", kc.leaderURL)
+	s := agentcluster.Serve(t, agentcluster.ServeOptions{Forward: true, Logger: func(id string) *slog.Logger {
+		return slog.New(slog.NewJSONHandler(kc.logs[id], &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}})
+	kc.env, kc.c = &env{pki: s.PKI}, s.Cluster
+	kc.leaderURL, kc.followerURL = s.LeaderURL(), s.FollowerURL()
+	offs := s.InitOfficers(t, func(role identity.Role, name string) *client.Client {
+		return kc.env.sdk(t, role, name, "DE", kc.leaderURL)
+	})
 	kc.execute = func(t *testing.T, params ceremony.Params) {
 		t.Helper()
-		st, err := ops.Cluster(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := ceremony.NewID(rand.Reader)
-		now := time.Now()
-		p := ceremony.Proposal{Cluster: "test", ID: id, Params: params, Proposer: "alice",
-			Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
-		b, _ := p.Marshal()
-		if _, err := alice.Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: string(sign1(t, signers["alice"], p))}); err != nil {
-			t.Fatal(err)
-		}
-		cer, err := bob.Approve(ctx, id, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
-		if err != nil || cer.Status != keysvc.StatusExecuted {
-			t.Fatalf("%s: %+v, %v", params.Operation(), cer, err)
-		}
-		c.WaitConverged()
+		offs.Execute(t, params)
 	}
 	return kc
 }

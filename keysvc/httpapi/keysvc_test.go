@@ -2,33 +2,17 @@ package httpapi_test
 
 import (
 	"context"
-	"log/slog"
-	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
-	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
-
-// swapHandler serves whatever handler was set last (503 before).
-type swapHandler struct{ h atomic.Pointer[http.Handler] }
-
-func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
-
-func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h := s.h.Load(); h != nil {
-		(*h).ServeHTTP(w, r)
-		return
-	}
-	http.Error(w, "starting", http.StatusServiceUnavailable)
-}
 
 // Three real keysvc nodes (in-memory raft), each behind its own API over
 // mutual TLS, forwarding through httpapi.Forwarder: the write path, the
@@ -37,29 +21,13 @@ func TestWithKeysvcNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
-	pki := httpapitest.NewPKI(t, "test")
-	ids := []string{"n1", "n2", "n3"}
-	handlers, urls := map[string]*swapHandler{}, map[string]string{}
-	for _, id := range ids {
-		handlers[id] = &swapHandler{}
-		urls[id] = pki.Serve(t, id, keysvctest.Region(id), handlers[id]).URL
-	}
-	c := keysvctest.NewCluster(t, 3, keysvctest.Options{
-		NoForwarder: true,
-		Configure:   func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
-	})
-	for _, id := range ids {
-		n := c.Node(id)
-		fwd := httpapi.NewForwarder(pki.ClientTLS(t, pki.Issue(t, identity.RoleNode, id, keysvctest.Region(id))))
-		t.Cleanup(fwd.Close)
-		n.SetForwarder(fwd)
-		handlers[id].set(httpapi.New(n, httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
-	}
+	srv := agentcluster.Serve(t, agentcluster.ServeOptions{Nodes: 3, Forward: true})
+	pki, c, urls := srv.PKI, srv.Cluster, srv.URL
 	leader, follower := c.Leader(), c.Follower()
 	fURL := urls[follower.Info().ID]
 	ctx := context.Background()
 
-	for _, id := range ids {
+	for _, id := range []string{"n1", "n2", "n3"} {
 		env := &env{pki: pki}
 		sdk := env.sdk(t, identity.RoleAgent, "agent", "DE", urls[id])
 		h, err := sdk.Health(ctx)

@@ -1,11 +1,14 @@
-// Package agentcluster starts an in-memory two-node Custos cluster behind the
-// real API for the backup packages' tests, with a KEK and an agent client.
+// Package agentcluster starts in-memory Custos clusters behind the real API
+// over mutual TLS, for the tests of the API and of the backup packages:
+// Serve (the nodes and their APIs), Officers (initialised officers who run
+// ceremonies) and New (both, with KEKs and agent clients).
 // Tests only: it imports keysvc, which the backup packages themselves must not.
 package agentcluster
 
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -58,76 +61,143 @@ func (e *Env) ClientIn(tb testing.TB, role identity.Role, name, region string) *
 	return cl
 }
 
-// New starts two nodes (n1 in DE, n2 in FR), initialises two officers
-// (quorum 2) and creates each of kekIDs by ceremony: threshold 2, wrap and
-// unwrap for role agent from DE, context field "dataset" required.
-func New(tb testing.TB, kekIDs ...string) *Env {
-	tb.Helper()
-	pki := httpapitest.NewPKI(tb, "test")
-	ids := []string{"n1", "n2"}
-	handlers, urls := map[string]*swapHandler{}, map[string]string{}
-	for _, id := range ids {
-		handlers[id] = &swapHandler{}
-		urls[id] = pki.Serve(tb, id, keysvctest.Region(id), handlers[id]).URL
-	}
-	c := keysvctest.NewCluster(tb, 2, keysvctest.Options{
-		NoForwarder: true,
-		Configure:   func(cfg *keysvc.Config) { cfg.APIAdvertise = urls[cfg.NodeID] },
-	})
-	for _, id := range ids {
-		n := c.Node(id)
-		fwd := httpapi.NewForwarder(pki.ClientTLS(tb, pki.Issue(tb, identity.RoleNode, id, keysvctest.Region(id))))
-		tb.Cleanup(fwd.Close)
-		n.SetForwarder(fwd)
-		handlers[id].set(httpapi.New(n, httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
-	}
-	leader := urls[c.Leader().Info().ID]
-	e := &Env{PKI: pki, URLs: []string{leader, urls[c.Follower().Info().ID]}, Cluster: c}
+// ServeOptions configures Serve.
+type ServeOptions struct {
+	// Nodes is how many nodes (n1, n2, …); 2 if 0.
+	Nodes int
+	// Forward routes the nodes' forwarding (appends, share release)
+	// through httpapi.Forwarder over mutual TLS, as custosd does, instead
+	// of keysvctest's in-process forwarder.
+	Forward bool
+	// Logger returns node id's API logger; nil discards.
+	Logger func(id string) *slog.Logger
+}
 
-	ctx := context.Background()
-	signers := map[string]*officer.Signer{}
+// Served is a cluster of keysvc nodes (in-memory raft, keysvctest regions),
+// each behind its own API over mutual TLS.
+type Served struct {
+	PKI     *httpapitest.PKI
+	Cluster *keysvctest.Cluster
+	URL     map[string]string // node id -> API base URL
+}
+
+// Serve starts the nodes and their APIs.
+func Serve(tb testing.TB, o ServeOptions) *Served {
+	tb.Helper()
+	if o.Nodes == 0 {
+		o.Nodes = 2
+	}
+	s := &Served{PKI: httpapitest.NewPKI(tb, "test"), URL: map[string]string{}}
+	handlers := map[string]*swapHandler{}
+	for i := 1; i <= o.Nodes; i++ {
+		id := fmt.Sprintf("n%d", i)
+		handlers[id] = &swapHandler{}
+		s.URL[id] = s.PKI.Serve(tb, id, keysvctest.Region(id), handlers[id]).URL
+	}
+	s.Cluster = keysvctest.NewCluster(tb, o.Nodes, keysvctest.Options{
+		NoForwarder: o.Forward,
+		Configure:   func(cfg *keysvc.Config) { cfg.APIAdvertise = s.URL[cfg.NodeID] },
+	})
+	for id, h := range handlers {
+		n := s.Cluster.Node(id)
+		if o.Forward {
+			fwd := httpapi.NewForwarder(s.PKI.ClientTLS(tb, s.PKI.Issue(tb, identity.RoleNode, id, keysvctest.Region(id))))
+			tb.Cleanup(fwd.Close)
+			n.SetForwarder(fwd)
+		}
+		log := slog.New(slog.DiscardHandler)
+		if o.Logger != nil {
+			log = o.Logger(id)
+		}
+		h.set(httpapi.New(n, httpapi.Options{Logger: log}))
+	}
+	return s
+}
+
+// LeaderURL is the API of the current leader.
+func (s *Served) LeaderURL() string { return s.URL[s.Cluster.Leader().Info().ID] }
+
+// FollowerURL is the API of a follower.
+func (s *Served) FollowerURL() string { return s.URL[s.Cluster.Follower().Info().ID] }
+
+// Officers are officers alice and bob, initialised (quorum 2, default
+// threshold 2), who run ceremonies through the API.
+type Officers struct {
+	Signers    map[string]*officer.Signer
+	ops        *client.Client
+	alice, bob *client.Client
+	converged  func()
+}
+
+// InitOfficers makes officers alice and bob and initialises the cluster
+// with them; sdk returns a client for a role and name.
+func (s *Served) InitOfficers(tb testing.TB, sdk func(role identity.Role, name string) *client.Client) *Officers {
+	tb.Helper()
+	o := &Officers{Signers: map[string]*officer.Signer{}, converged: s.Cluster.WaitConverged}
 	var bundles []string
 	for _, name := range []string{"alice", "bob"} {
-		s, err := officer.Generate(officer.Config{Name: name})
+		sg, err := officer.Generate(officer.Config{Name: name})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		tb.Cleanup(func() { s.Close() })
-		signers[name] = s
-		bundles = append(bundles, string(s.Public().Marshal()))
+		tb.Cleanup(func() { sg.Close() })
+		o.Signers[name] = sg
+		bundles = append(bundles, string(sg.Public().Marshal()))
 	}
-	ops := e.Client(tb, identity.RoleOperator, "ops")
-	if err := ops.Init(ctx, client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}); err != nil {
+	o.ops = sdk(identity.RoleOperator, "ops")
+	if err := o.ops.Init(context.Background(), client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}); err != nil {
 		tb.Fatal(err)
 	}
-	alice := e.Client(tb, identity.RoleOfficer, "alice")
-	bob := e.Client(tb, identity.RoleOfficer, "bob")
-	sign := func(name string, p ceremony.Proposal) string {
-		sig, err := signers[name].Sign(p.Digest())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return string(sig.Marshal())
+	o.alice, o.bob = sdk(identity.RoleOfficer, "alice"), sdk(identity.RoleOfficer, "bob")
+	return o
+}
+
+// Sign is officer name's signature of p.
+func (o *Officers) Sign(tb testing.TB, name string, p ceremony.Proposal) string {
+	tb.Helper()
+	sig, err := o.Signers[name].Sign(p.Digest())
+	if err != nil {
+		tb.Fatal(err)
 	}
+	return string(sig.Marshal())
+}
+
+// Execute runs a ceremony with params to execution (alice proposes, bob
+// approves), waits for the nodes to converge and returns its id.
+func (o *Officers) Execute(tb testing.TB, params ceremony.Params) string {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := o.ops.Cluster(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id, _ := ceremony.NewID(rand.Reader)
+	now := time.Now()
+	p := ceremony.Proposal{Cluster: "test", ID: id, Params: params, Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+	b, _ := p.Marshal()
+	if _, err := o.alice.Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: o.Sign(tb, "alice", p)}); err != nil {
+		tb.Fatal(err)
+	}
+	cer, err := o.bob.Approve(ctx, id, client.ApproveRequest{Officer: "bob", Signature: o.Sign(tb, "bob", p)})
+	if err != nil || cer.Status != keysvc.StatusExecuted {
+		tb.Fatalf("%s: %+v, %v", params.Operation(), cer, err)
+	}
+	o.converged()
+	return id
+}
+
+// New starts two nodes (n1 in DE, n2 in FR) forwarding over mutual TLS,
+// initialises two officers (quorum 2) and creates each of kekIDs by
+// ceremony: threshold 2, wrap and unwrap for role agent from DE, context
+// field "dataset" required.
+func New(tb testing.TB, kekIDs ...string) *Env {
+	tb.Helper()
+	s := Serve(tb, ServeOptions{Forward: true})
+	e := &Env{PKI: s.PKI, URLs: []string{s.LeaderURL(), s.FollowerURL()}, Cluster: s.Cluster}
+	offs := s.InitOfficers(tb, func(role identity.Role, name string) *client.Client { return e.Client(tb, role, name) })
 	access := ceremony.Access{Roles: []string{"agent"}, Regions: []string{"DE"}}
 	for _, kekID := range kekIDs {
-		st, err := ops.Cluster(ctx)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		params := ceremony.KEKCreate{KEKID: kekID, Policy: ceremony.Policy{Threshold: 2, ActivationTTL: time.Minute, Wrap: access, Unwrap: access, Context: []string{"dataset"}}}
-		id, _ := ceremony.NewID(rand.Reader)
-		now := time.Now()
-		p := ceremony.Proposal{Cluster: "test", ID: id, Params: params, Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
-		b, _ := p.Marshal()
-		if _, err := alice.Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: sign("alice", p)}); err != nil {
-			tb.Fatal(err)
-		}
-		cer, err := bob.Approve(ctx, id, client.ApproveRequest{Officer: "bob", Signature: sign("bob", p)})
-		if err != nil || cer.Status != keysvc.StatusExecuted {
-			tb.Fatalf("kek.create %s: %+v, %v", kekID, cer, err)
-		}
-		c.WaitConverged()
+		offs.Execute(tb, ceremony.KEKCreate{KEKID: kekID, Policy: ceremony.Policy{Threshold: 2, ActivationTTL: time.Minute, Wrap: access, Unwrap: access, Context: []string{"dataset"}}})
 	}
 	return e
 }
