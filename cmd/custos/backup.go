@@ -262,6 +262,32 @@ type listed struct {
 	m      *archive.Manifest
 }
 
+// parseListing parses the flags of a command that lists archives (no
+// positionals; --dataset is registered by the caller) and lists the
+// archives of --dataset, or all, on the targets (--target, or all). With
+// known, a --dataset the policy does not name is refused first.
+func (bf *backupFlags) parseListing(ctx context.Context, s stdio, fs *flag.FlagSet, args []string, known bool) (*policy.Policy, []string, []listed, error) {
+	if err := noArgs(fs, args); err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := bf.load()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	names, err := bf.targetNames(p)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if _, ok := p.Dataset(bf.dataset); known && bf.dataset != "" && !ok {
+		return nil, nil, nil, fmt.Errorf("the policy names no dataset %q", bf.dataset)
+	}
+	all, err := listArchives(ctx, p, names, bf.dataset, s.err)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return p, names, all, nil
+}
+
 // listArchives lists the complete archives (those with a manifest) on the
 // named targets, oldest first. Unreadable manifests are reported on warn.
 func listArchives(ctx context.Context, p *policy.Policy, names []string, dataset string, warn io.Writer) ([]listed, error) {
@@ -576,18 +602,7 @@ func runBackupList(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("backup list", flag.ContinueOnError)
 	bf := addBackupFlags(fs, s, false)
 	fs.StringVar(&bf.dataset, "dataset", "", "only this dataset")
-	if err := noArgs(fs, args); err != nil {
-		return err
-	}
-	p, err := bf.load()
-	if err != nil {
-		return err
-	}
-	names, err := bf.targetNames(p)
-	if err != nil {
-		return err
-	}
-	all, err := listArchives(ctx, p, names, bf.dataset, s.err)
+	_, _, all, err := bf.parseListing(ctx, s, fs, args, false)
 	if err != nil {
 		return err
 	}

@@ -22,18 +22,7 @@ func runBackupPrune(ctx context.Context, s stdio, args []string) error {
 	fs.StringVar(&bf.dataset, "dataset", "", "only this dataset")
 	var dryRun bool
 	fs.BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
-	if err := noArgs(fs, args); err != nil {
-		return err
-	}
-	p, err := bf.load()
-	if err != nil {
-		return err
-	}
-	names, err := bf.targetNames(p)
-	if err != nil {
-		return err
-	}
-	all, err := listArchives(ctx, p, names, bf.dataset, s.err)
+	p, _, all, err := bf.parseListing(ctx, s, fs, args, false)
 	if err != nil {
 		return err
 	}

@@ -47,23 +47,7 @@ func runBackupStatus(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("backup status", flag.ContinueOnError)
 	bf := addBackupFlags(fs, s, true)
 	fs.StringVar(&bf.dataset, "dataset", "", "only this dataset")
-	if err := noArgs(fs, args); err != nil {
-		return err
-	}
-	p, err := bf.load()
-	if err != nil {
-		return err
-	}
-	names, err := bf.targetNames(p)
-	if err != nil {
-		return err
-	}
-	if bf.dataset != "" {
-		if _, ok := p.Dataset(bf.dataset); !ok {
-			return fmt.Errorf("the policy names no dataset %q", bf.dataset)
-		}
-	}
-	all, err := listArchives(ctx, p, names, bf.dataset, s.err)
+	p, names, all, err := bf.parseListing(ctx, s, fs, args, true)
 	if err != nil {
 		return err
 	}
