@@ -123,8 +123,9 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 		return nil, err
 	}
 	// Index: hash, decrypt, header.
-	ich := &hashingReader{r: index, h: sha256.New()}
-	ir, err := age.Decrypt(ich, identity)
+	ich := &countingHash{dst: io.Discard, h: sha256.New()}
+	index = io.TeeReader(index, ich)
+	ir, err := age.Decrypt(index, identity)
 	if err != nil {
 		return nil, fmt.Errorf("archive: decrypting the index: %w", ageErr(err))
 	}
@@ -138,8 +139,9 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 		return nil, integrity("index header %q/%q/%q does not match the manifest's archive %s of dataset %s", hdr.Format, hdr.ArchiveID, hdr.Dataset, m.ArchiveID, m.Dataset)
 	}
 
-	ach := &hashingReader{r: archive, h: sha256.New()}
-	ar, err := age.Decrypt(ach, identity)
+	ach := &countingHash{dst: io.Discard, h: sha256.New()}
+	archive = io.TeeReader(archive, ach)
+	ar, err := age.Decrypt(archive, identity)
 	if err != nil {
 		return nil, fmt.Errorf("archive: decrypting the archive: %w", ageErr(err))
 	}
@@ -257,13 +259,13 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 		return nil, readErr("index", err)
 	}
 	// Both ciphertexts read to the end: compare with the manifest.
-	if _, err := io.Copy(io.Discard, ach); err != nil {
+	if _, err := io.Copy(io.Discard, archive); err != nil {
 		return nil, err
 	}
 	if got := ach.part(); got != m.Archive {
 		return nil, integrity("archive ciphertext (%d bytes, SHA-256 %s) does not match the manifest (%d bytes, %s)", got.Size, got.SHA256, m.Archive.Size, m.Archive.SHA256)
 	}
-	if _, err := io.Copy(io.Discard, ich); err != nil {
+	if _, err := io.Copy(io.Discard, index); err != nil {
 		return nil, err
 	}
 	if got := ich.part(); got != m.Index {
@@ -374,26 +376,6 @@ func (ir *indexReader) next() (IndexEntry, error) {
 		return e, integrity("index record: %v", err)
 	}
 	return e, nil
-}
-
-type hashingReader struct {
-	r io.Reader
-	h interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
-	n int64
-}
-
-func (h *hashingReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
-	h.n += int64(n)
-	return n, err
-}
-
-func (h *hashingReader) part() Part {
-	return Part{Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil))}
 }
 
 // extractor writes entries under a staging root.
