@@ -12,7 +12,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -36,23 +35,11 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	st, err := cl.Cluster(ctx)
+	lc, err := fetchLatestCheckpoint(ctx, cl)
 	if err != nil {
 		return err
 	}
-	keys, err := cl.NodeKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("node keys: %w", err)
-	}
-	note, err := cl.Checkpoint(ctx)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	origin := keysvc.Origin(st.Cluster)
-	cp, signer, err := ledger.VerifyCheckpoint(note, origin, keys...)
-	if err != nil {
-		return fmt.Errorf("the latest checkpoint does not verify with the cluster's node keys: %w", err)
-	}
+	st, keys, note, cp, signer := lc.status, lc.keys, lc.note, lc.cp, lc.signer
 	if cp.Size == 0 {
 		return errors.New("the log is empty: nothing to pin yet")
 	}

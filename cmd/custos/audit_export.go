@@ -176,23 +176,11 @@ func runAuditExport(ctx context.Context, s stdio, args []string) error {
 	start := time.Now()
 
 	// The checkpoint first: the pack ends at its size.
-	st, err := cl.Cluster(ctx)
+	lc, err := fetchLatestCheckpoint(ctx, cl)
 	if err != nil {
 		return err
 	}
-	keys, err := cl.NodeKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("node keys: %w", err)
-	}
-	note, err := cl.Checkpoint(ctx)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	origin := keysvc.Origin(st.Cluster)
-	cp, signer, err := ledger.VerifyCheckpoint(note, origin, keys...)
-	if err != nil {
-		return fmt.Errorf("the latest checkpoint does not verify with the cluster's node keys: %w", err)
-	}
+	st, keys, note, cp, signer, origin := lc.status, lc.keys, lc.note, lc.cp, lc.signer, keysvc.Origin(lc.status.Cluster)
 	if set["to"] && *to != cp.Size {
 		return fmt.Errorf("--to %d: the cluster serves a signed checkpoint of its latest size only (%d now), and a pack must end at a signed checkpoint: leave out --to (or give --to %d)", *to, cp.Size, cp.Size)
 	}
