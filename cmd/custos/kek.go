@@ -702,17 +702,9 @@ func verifySealed(cluster, id string, v client.KEKVersion, sh client.KEKShare, k
 	if err != nil {
 		return err
 	}
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if lines[0] != sealedHeader {
-		return fmt.Errorf("not a sealing statement (first line %q)", lines[0])
-	}
-	fields := map[string]string{}
-	for _, l := range lines[1:] {
-		f, val, _ := strings.Cut(l, " ")
-		if _, dup := fields[f]; dup {
-			return fmt.Errorf("statement names %q twice", f)
-		}
-		fields[f] = val
+	fields, err := statementFields(text, sealedHeader, "sealing")
+	if err != nil {
+		return err
 	}
 	want := map[string]string{
 		"cluster": cluster, "node": sh.Node, "kek": id,
@@ -728,6 +720,29 @@ func verifySealed(cluster, id string, v client.KEKVersion, sh client.KEKShare, k
 	if len(v.Recovered) == 0 {
 		want["ceremony"] = v.Ceremony
 	}
+	return checkFields(fields, want)
+}
+
+// statementFields splits a statement's text (header line, then one
+// "field value" line each) into its fields.
+func statementFields(text, header, kind string) (map[string]string, error) {
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if lines[0] != header {
+		return nil, fmt.Errorf("not a %s statement (first line %q)", kind, lines[0])
+	}
+	fields := map[string]string{}
+	for _, l := range lines[1:] {
+		f, val, _ := strings.Cut(l, " ")
+		if _, dup := fields[f]; dup {
+			return nil, fmt.Errorf("statement names %q twice", f)
+		}
+		fields[f] = val
+	}
+	return fields, nil
+}
+
+// checkFields checks that fields has each of want's fields with its value.
+func checkFields(fields, want map[string]string) error {
 	for _, f := range slices.Sorted(maps.Keys(want)) {
 		got, ok := fields[f]
 		if !ok {
@@ -859,38 +874,21 @@ const destroyedHeader = "custos/v1 kek share destroyed"
 // checkDestroyedStatement checks that text is a destruction statement of
 // node for the certificate's cluster, KEK, version and ceremony.
 func checkDestroyedStatement(text string, dc client.DestructionCertificate, node string) error {
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if len(lines) == 0 || lines[0] != destroyedHeader {
-		return fmt.Errorf("not a destruction statement (first line %q)", lines[0])
+	fields, err := statementFields(text, destroyedHeader, "destruction")
+	if err != nil {
+		return err
 	}
-	fields := map[string]string{}
-	for _, l := range lines[1:] {
-		k, v, _ := strings.Cut(l, " ")
-		if _, dup := fields[k]; dup {
-			return fmt.Errorf("statement names %q twice", k)
-		}
-		fields[k] = v
-	}
-	want := []struct{ field, value string }{
-		{"cluster", dc.Cluster},
-		{"node", node},
-		{"kek", dc.KEKID},
-		{"version", strconv.FormatUint(uint64(dc.Version), 10)},
-		{"ceremony", dc.Ceremony},
+	want := map[string]string{
+		"cluster":  dc.Cluster,
+		"node":     node,
+		"kek":      dc.KEKID,
+		"version":  strconv.FormatUint(uint64(dc.Version), 10),
+		"ceremony": dc.Ceremony,
 	}
 	if _, ok := fields["label"]; ok {
-		want = append(want, struct{ field, value string }{"label", kek.Label(dc.KEKID, dc.Version)})
+		want["label"] = kek.Label(dc.KEKID, dc.Version)
 	}
-	for _, f := range want {
-		got, ok := fields[f.field]
-		if !ok {
-			return fmt.Errorf("statement names no %s", f.field)
-		}
-		if got != f.value {
-			return fmt.Errorf("statement names %s %q, not %q", f.field, got, f.value)
-		}
-	}
-	return nil
+	return checkFields(fields, want)
 }
 
 func runKEKCertificate(ctx context.Context, stdout io.Writer, args []string) error {
