@@ -225,10 +225,7 @@ func logEntries(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, es 
 
 func applyInit(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
 	typ := cmd.Type
-	if !genesisDone(tx) {
-		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
-	}
-	t, actor, err := opContext(cmd)
+	t, actor, err := opContextIn(tx, cmd, false)
 	if err != nil {
 		return result{}, err
 	}
@@ -401,10 +398,7 @@ func supported(op ceremony.Operation) bool {
 
 func applyPropose(tx *bbolt.Tx, cmd *command) (result, error) {
 	typ := cmd.Type
-	if !initialized(tx) {
-		return result{}, &CommandError{Type: typ, Err: ErrNotInitialized}
-	}
-	t, actor, err := opContext(cmd)
+	t, actor, err := opContextIn(tx, cmd, true)
 	if err != nil {
 		return result{}, err
 	}
@@ -474,10 +468,7 @@ func applyPropose(tx *bbolt.Tx, cmd *command) (result, error) {
 
 func applyApprove(tx *bbolt.Tx, cmd *command) (result, error) {
 	typ := cmd.Type
-	if !initialized(tx) {
-		return result{}, &CommandError{Type: typ, Err: ErrNotInitialized}
-	}
-	t, actor, err := opContext(cmd)
+	t, actor, err := opContextIn(tx, cmd, true)
 	if err != nil {
 		return result{}, err
 	}

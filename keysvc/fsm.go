@@ -535,6 +535,18 @@ func (n *Node) Drills(ctx context.Context, dataset string) ([]Drill, error) {
 	return out, err
 }
 
+// opContextIn is opContext for a command that needs the cluster
+// bootstrapped (genesis logged) or, with officers, initialised.
+func opContextIn(tx *bbolt.Tx, cmd *command, officers bool) (time.Time, ledger.Actor, error) {
+	switch {
+	case officers && !initialized(tx):
+		return time.Time{}, ledger.Actor{}, &CommandError{Type: cmd.Type, Err: ErrNotInitialized}
+	case !officers && !genesisDone(tx):
+		return time.Time{}, ledger.Actor{}, &CommandError{Type: cmd.Type, Err: ErrNotBootstrapped}
+	}
+	return opContext(cmd)
+}
+
 // opContext is what every membership command carries: time and actor.
 func opContext(cmd *command) (time.Time, ledger.Actor, error) {
 	t, err := parseTime(cmd.Time)
@@ -632,10 +644,7 @@ func logOne(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, outcome
 
 func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
 	typ := cmd.Type
-	if !genesisDone(tx) {
-		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
-	}
-	t, actor, err := opContext(cmd)
+	t, actor, err := opContextIn(tx, cmd, false)
 	if err != nil {
 		return result{}, err
 	}
@@ -685,10 +694,7 @@ func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
 
 func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 	typ := cmd.Type
-	if !genesisDone(tx) {
-		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
-	}
-	t, actor, err := opContext(cmd)
+	t, actor, err := opContextIn(tx, cmd, false)
 	if err != nil {
 		return result{}, err
 	}
