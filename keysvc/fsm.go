@@ -27,6 +27,7 @@ import (
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/raft"
@@ -848,7 +849,7 @@ func (s *stateDB) Restore(r io.Reader) error {
 	if err := os.Rename(tmp, s.path); err != nil {
 		return s.restoreFailed(err)
 	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(s.path)); err != nil {
 		return s.restoreFailed(err)
 	}
 	db, err := s.openDB(s.path)

@@ -17,6 +17,7 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -113,7 +114,7 @@ func loadSeed(tok hsm.Token, path string, aad []byte) (*[mldsa65.SeedSize]byte, 
 		clear(seed[:])
 		return nil, fmt.Errorf("keysvc: seal ML-DSA seed: %w", err)
 	}
-	if err := writeFileSync(path, sealed, 0o600); err != nil {
+	if err := atomicfile.Write(path, sealed, 0o600); err != nil {
 		clear(seed[:])
 		return nil, fmt.Errorf("keysvc: store sealed ML-DSA seed: %w", err)
 	}
@@ -139,45 +140,4 @@ func (k *nodeKeys) zero() {
 		k.ml = nil
 	}
 	k.ec = nil
-}
-
-// writeFileSync writes data to a new temporary file beside path, syncs it,
-// renames it over path and syncs the directory: path then holds either the
-// old content or all of data.
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -70,7 +71,7 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(*out, data, 0o644); err != nil {
+	if err := atomicfile.Write(*out, data, 0o644); err != nil {
 		return err
 	}
 	names := make([]string, len(keys))

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/audit"
 )
 
@@ -140,7 +141,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 		_, err = s.out.Write(buf.Bytes())
 		return err
 	}
-	if err := writeFileAtomic(*out, buf.Bytes(), 0o644); err != nil {
+	if err := atomicfile.Write(*out, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
 	status := "verified"

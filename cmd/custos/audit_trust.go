@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/audit"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
@@ -77,7 +78,7 @@ func (t *pinnedTrust) save(path string, n *audit.Trust) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, b, 0o644); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return err
 	}
 	w, err := wrapTrust(n)

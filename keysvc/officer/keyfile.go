@@ -16,6 +16,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/internal/atomicfile"
 )
 
 // Work factors (log2 of scrypt's N) of the key file's passphrase encryption.
@@ -297,33 +298,11 @@ func refuseExisting(path string) error {
 // over an existing file: it writes a temporary file in the same directory, syncs
 // it, then hard-links it to path, which fails if path exists.
 func writeNew(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("officer: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(perm)
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("officer: write %s: %w", path, err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteNew(path, data, perm); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("officer: %s already exists; refusing to overwrite it: %w", path, fs.ErrExist)
 		}
 		return fmt.Errorf("officer: write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
