@@ -38,10 +38,10 @@ import (
 )
 
 const (
-	envAddr = "CUSTOS_ADDR"
-	envCert = "CUSTOS_CLIENT_CERT"
-	envKey  = "CUSTOS_CLIENT_KEY"
-	envCA   = "CUSTOS_CA"
+	envAddr = client.EnvAddr
+	envCert = client.EnvCert
+	envKey  = client.EnvKey
+	envCA   = client.EnvCA
 )
 
 // config is an identity's payload (JSON).
@@ -147,37 +147,12 @@ func newClient(data []byte) (*client.Client, error) {
 	if err := dec.Decode(&c); err != nil || c.V != 1 {
 		return nil, errors.New("custos identity: malformed (make a new one with age-plugin-custos --identity)")
 	}
-	vars := map[string]string{}
-	for _, k := range []string{envAddr, envCert, envKey, envCA} {
-		vars[k] = os.Getenv(k)
+	st, err := client.ResolveSettings(client.Settings{Addr: c.Addr, TLSFiles: identity.TLSFiles{Cert: c.Cert, Key: c.Key, CA: c.CA}}, c.Env)
+	if err != nil {
+		return nil, fmt.Errorf("custos identity: %w", err)
 	}
-	if c.Env != "" {
-		fv, err := client.ReadEnvFile(c.Env)
-		if err != nil {
-			return nil, fmt.Errorf("custos identity: %w", err)
-		}
-		for k := range vars {
-			if v, ok := fv[k]; ok {
-				vars[k] = v
-			}
-		}
-	}
-	pick := func(v, k string) string {
-		if v != "" {
-			return v
-		}
-		return vars[k]
-	}
-	addr := pick(c.Addr, envAddr)
-	files := identity.TLSFiles{Cert: pick(c.Cert, envCert), Key: pick(c.Key, envKey), CA: pick(c.CA, envCA)}
-	if addr == "" || files.Cert == "" || files.Key == "" || files.CA == "" {
+	if st.Addr == "" || st.Cert == "" || st.Key == "" || st.CA == "" {
 		return nil, fmt.Errorf("custos identity: no cluster to ask: %s, %s, %s and %s are needed (in the identity, its env file or the environment)", envAddr, envCert, envKey, envCA)
 	}
-	var endpoints []string
-	for _, a := range strings.Split(addr, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			endpoints = append(endpoints, a)
-		}
-	}
-	return client.New(client.Config{Endpoints: endpoints, TLSFiles: files, Timeout: 30 * time.Second})
+	return client.New(st.Config(30 * time.Second))
 }

@@ -27,10 +27,10 @@ import (
 // Environment variables naming the cluster and the client's TLS files, as
 // `custos dev up` exports them in DIR/env.
 const (
-	envAddr = "CUSTOS_ADDR"        // comma-separated API base URLs
-	envCert = "CUSTOS_CLIENT_CERT" // client certificate (PEM)
-	envKey  = "CUSTOS_CLIENT_KEY"  // its key
-	envCA   = "CUSTOS_CA"          // cluster CA certificate
+	envAddr = client.EnvAddr
+	envCert = client.EnvCert
+	envKey  = client.EnvKey
+	envCA   = client.EnvCA
 )
 
 // apiFlags are the flags of every command that calls the API. Each falls
@@ -54,35 +54,17 @@ func addAPIFlags(fs *flag.FlagSet) *apiFlags {
 // client builds an API client from the flags, the env file and the
 // environment, in that order of precedence.
 func (f *apiFlags) client() (*client.Client, error) {
-	vars := map[string]string{}
-	for _, k := range []string{envAddr, envCert, envKey, envCA} {
-		vars[k] = os.Getenv(k)
+	path := f.env
+	if fi, err := os.Stat(path); path != "" && err == nil && fi.IsDir() {
+		path = filepath.Join(path, "env")
 	}
-	if f.env != "" {
-		path := f.env
-		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-			path = filepath.Join(path, "env")
-		}
-		fileVars, err := client.ReadEnvFile(path)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range fileVars {
-			if _, ok := vars[k]; ok {
-				vars[k] = v
-			}
-		}
+	st, err := client.ResolveSettings(client.Settings{Addr: f.addr, TLSFiles: identity.TLSFiles{Cert: f.cert, Key: f.key, CA: f.ca}}, path)
+	if err != nil {
+		return nil, err
 	}
-	pick := func(flagVal, name string) string {
-		if flagVal != "" {
-			return flagVal
-		}
-		return vars[name]
-	}
-	addr, files := pick(f.addr, envAddr), identity.TLSFiles{Cert: pick(f.cert, envCert), Key: pick(f.key, envKey), CA: pick(f.ca, envCA)}
 	var missing []string
 	for _, m := range []struct{ val, flag, env string }{
-		{addr, "--addr", envAddr}, {files.Cert, "--cert", envCert}, {files.Key, "--key", envKey}, {files.CA, "--ca", envCA},
+		{st.Addr, "--addr", envAddr}, {st.Cert, "--cert", envCert}, {st.Key, "--key", envKey}, {st.CA, "--ca", envCA},
 	} {
 		if m.val == "" {
 			missing = append(missing, m.flag+" or $"+m.env)
@@ -91,13 +73,7 @@ func (f *apiFlags) client() (*client.Client, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("no cluster to talk to: set %s (or --env DIR/env after `custos dev up`)", strings.Join(missing, ", "))
 	}
-	var endpoints []string
-	for _, a := range strings.Split(addr, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			endpoints = append(endpoints, a)
-		}
-	}
-	return client.New(client.Config{Endpoints: endpoints, TLSFiles: files, Timeout: f.timeout})
+	return client.New(st.Config(f.timeout))
 }
 
 func runStatusCmd(ctx context.Context, stdout io.Writer, args []string) error {

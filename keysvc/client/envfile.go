@@ -9,6 +9,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc/identity"
 )
 
 // ReadEnvFile reads KEY=VALUE lines, optionally prefixed by "export", with
@@ -47,4 +50,60 @@ func ReadEnvFile(path string) (map[string]string, error) {
 		vars[k] = v
 	}
 	return vars, sc.Err()
+}
+
+// The variables (in the environment or an env file) that say where a
+// client connects and with which TLS files.
+const (
+	EnvAddr = "CUSTOS_ADDR"        // comma-separated API base URLs
+	EnvCert = "CUSTOS_CLIENT_CERT" // client certificate (PEM)
+	EnvKey  = "CUSTOS_CLIENT_KEY"  // its key
+	EnvCA   = "CUSTOS_CA"          // cluster CA certificate
+)
+
+// Settings say where a client connects (Addr: comma-separated API base
+// URLs) and with which TLS files; "" is unset.
+type Settings struct {
+	Addr string
+	identity.TLSFiles
+}
+
+// ResolveSettings fills s's unset fields from the env file at envFile (if
+// not ""), then from the environment.
+func ResolveSettings(s Settings, envFile string) (Settings, error) {
+	vars := map[string]string{}
+	for _, k := range []string{EnvAddr, EnvCert, EnvKey, EnvCA} {
+		vars[k] = os.Getenv(k)
+	}
+	if envFile != "" {
+		fv, err := ReadEnvFile(envFile)
+		if err != nil {
+			return s, err
+		}
+		for k := range vars {
+			if v, ok := fv[k]; ok {
+				vars[k] = v
+			}
+		}
+	}
+	for _, f := range []struct {
+		field *string
+		name  string
+	}{{&s.Addr, EnvAddr}, {&s.Cert, EnvCert}, {&s.Key, EnvKey}, {&s.CA, EnvCA}} {
+		if *f.field == "" {
+			*f.field = vars[f.name]
+		}
+	}
+	return s, nil
+}
+
+// Config is the client configuration of s, with timeout.
+func (s Settings) Config(timeout time.Duration) Config {
+	var endpoints []string
+	for _, a := range strings.Split(s.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			endpoints = append(endpoints, a)
+		}
+	}
+	return Config{Endpoints: endpoints, TLSFiles: s.TLSFiles, Timeout: timeout}
 }
