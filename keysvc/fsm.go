@@ -220,9 +220,6 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if _, err := indexDrills(tx); err != nil {
-			return err
-		}
 		if sz, err := ledger.Size(tx); err == nil {
 			logSize = sz
 		}
@@ -310,6 +307,10 @@ func appendLogged(tx *bbolt.Tx, typ string, entries ...ledger.Entry) (first uint
 	if err != nil {
 		return 0, err
 	}
+	// The state machine's own entries are never drills.
+	if err := indexAppended(tx, first, len(entries), nil); err != nil {
+		return 0, err
+	}
 	return first, meta.Put(keyLastTime, u64(uint64(last)))
 }
 
@@ -350,7 +351,7 @@ func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
 	if err := meta.Put(keyLastTime, u64(uint64(last))); err != nil {
 		return result{}, err
 	}
-	if err := indexAppended(tx, first, entries); err != nil {
+	if err := indexAppended(tx, first, len(entries), func(i int) []byte { return entries[i] }); err != nil {
 		return result{}, err
 	}
 	return result{First: first, Count: uint64(len(entries)), Outcome: string(ledger.OutcomeOK)}, nil
@@ -460,21 +461,26 @@ func indexDrills(tx *bbolt.Tx) (int, error) {
 	return n, meta.Put(keyDrills, u64(size))
 }
 
-// indexAppended records the drills among entries, just appended from index
-// first, when the drills index was up to date before them (as it is after
-// every command); indexDrills then has nothing left to read back.
-func indexAppended(tx *bbolt.Tx, first uint64, entries [][]byte) error {
+// indexAppended keeps the drills index up to date as n entries are
+// appended from index first: raw(i) is entry i's canonical bytes, or raw is
+// nil when none of them can be a drill. Every append goes through here, so
+// the index is behind only if it was when the database was opened, and
+// then indexDrills catches up from the log.
+func indexAppended(tx *bbolt.Tx, first uint64, n int, raw func(i int) []byte) error {
 	meta := tx.Bucket(bucketMeta)
 	if getU64(meta, keyDrills) != first {
-		return nil // indexDrills catches up after the command
+		_, err := indexDrills(tx)
+		return err
 	}
-	drills := tx.Bucket(bucketDrills)
-	for i, raw := range entries {
-		if err := recordDrill(drills, first+uint64(i), raw); err != nil {
-			return err
+	if raw != nil {
+		drills := tx.Bucket(bucketDrills)
+		for i := range n {
+			if err := recordDrill(drills, first+uint64(i), raw(i)); err != nil {
+				return err
+			}
 		}
 	}
-	return meta.Put(keyDrills, u64(first+uint64(len(entries))))
+	return meta.Put(keyDrills, u64(first+uint64(n)))
 }
 
 // recordDrill records raw, the log's entry index, if it is a drill with a dataset.
