@@ -45,8 +45,7 @@ type provedKEKKey struct {
 	kekID    string
 	version  uint32
 	pub      []byte
-	logIndex uint64            // the ceremony.execute entry that dealt it
-	cp       ledger.Checkpoint // the checkpoint it was proved in
+	logIndex uint64 // the ceremony.execute entry that dealt it
 }
 
 // backupRecipient returns the recipient that wraps a dataset's archive key
@@ -116,14 +115,8 @@ func proveKEKKey(ctx context.Context, src kekKeySource, t *audit.Trust, kekID st
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	p := audit.KEKKeyProof{Checkpoint: note, Entry: pk.Entry, Index: pk.LogIndex}
-	keys, err := ledger.ParseNodeKeys([]byte(t.NodeKeys))
+	cp, err := t.VerifyNote(note)
 	if err != nil {
-		return nil, err
-	}
-	cp, _, err := ledger.VerifyCheckpoint(note, t.Origin, keys...)
-	if err != nil {
-		// VerifyKEKKey says why, and what to do.
-		_, err := audit.VerifyKEKKey(t, p, kekID, version, pk.PublicKey)
 		return nil, err
 	}
 	if cp.Size <= pk.LogIndex {
@@ -145,5 +138,5 @@ func proveKEKKey(ctx context.Context, src kekKeySource, t *audit.Trust, kekID st
 	if _, err := audit.VerifyKEKKey(t, p, kekID, version, pk.PublicKey); err != nil {
 		return nil, err
 	}
-	return &provedKEKKey{kekID: kekID, version: version, pub: pk.PublicKey, logIndex: pk.LogIndex, cp: cp}, nil
+	return &provedKEKKey{kekID: kekID, version: version, pub: pk.PublicKey, logIndex: pk.LogIndex}, nil
 }

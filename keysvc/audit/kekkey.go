@@ -59,6 +59,20 @@ type KEKKeyProof struct {
 	Inclusion tlog.RecordProof
 }
 
+// VerifyNote verifies a signed checkpoint note of the cluster with the
+// node keys t trusts; failures wrap ErrKEKKeyCheckpoint and say what to do.
+func (t *Trust) VerifyNote(note []byte) (ledger.Checkpoint, error) {
+	if t == nil || len(t.keys) == 0 {
+		return ledger.Checkpoint{}, fmt.Errorf("%w: no trust file (make one with custos audit checkpoint)", ErrKEKKeyCheckpoint)
+	}
+	cp, _, err := ledger.VerifyCheckpoint(note, t.Origin, t.keys...)
+	if err != nil {
+		return ledger.Checkpoint{}, fmt.Errorf("%w: %v; check that the trust file (of cluster %s, pinned at size %d) is of this cluster, and re-pin it with custos audit checkpoint if nodes changed since",
+			ErrKEKKeyCheckpoint, err, t.Cluster, t.Pinned().Size)
+	}
+	return cp, nil
+}
+
 // VerifyKEKKey checks that pub is the public key of version version of
 // KEK kekID as the log that t vouches for records it: p.Checkpoint
 // verifies with t's node keys and origin; its tree and t's pinned one are
@@ -69,13 +83,9 @@ type KEKKeyProof struct {
 // pub. It returns the verified checkpoint. It needs no network; each
 // failure wraps one of the ErrKEKKey errors and says what to do.
 func VerifyKEKKey(t *Trust, p KEKKeyProof, kekID string, version uint32, pub []byte) (ledger.Checkpoint, error) {
-	if t == nil || len(t.keys) == 0 {
-		return ledger.Checkpoint{}, fmt.Errorf("%w: no trust file (make one with custos audit checkpoint)", ErrKEKKeyCheckpoint)
-	}
-	cp, _, err := ledger.VerifyCheckpoint(p.Checkpoint, t.Origin, t.keys...)
+	cp, err := t.VerifyNote(p.Checkpoint)
 	if err != nil {
-		return ledger.Checkpoint{}, fmt.Errorf("%w: %v; check that the trust file (of cluster %s, pinned at size %d) is of this cluster, and re-pin it with custos audit checkpoint if nodes changed since",
-			ErrKEKKeyCheckpoint, err, t.Cluster, t.Pinned().Size)
+		return ledger.Checkpoint{}, err
 	}
 	pinned := t.Pinned()
 	older, newer := pinned, cp
