@@ -202,6 +202,10 @@ func Fingerprint(cert *x509.Certificate) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// CheckName checks a cluster or identity name: 1-63 bytes of a-z 0-9 . _ -,
+// starting and ending with a letter or digit, without "..".
+func CheckName(s string) error { return checkLabel("name", s) }
+
 // checkLabel checks a cluster or identity name.
 func checkLabel(field, s string) error {
 	bad := func(why string) error {

@@ -33,6 +33,10 @@ func (c Context) Validate() error {
 	return err
 }
 
+// Canonical returns c's canonical encoding (see appendCanonical), the bytes
+// that Info binds and that a signed key-op request hashes.
+func (c Context) Canonical() ([]byte, error) { return c.appendCanonical(nil) }
+
 // appendCanonical appends uint16 count, then for each entry in bytewise key
 // order uint16 len(key), key, uint16 len(value), value.
 func (c Context) appendCanonical(out []byte) ([]byte, error) {

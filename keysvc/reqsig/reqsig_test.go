@@ -1,0 +1,113 @@
+package reqsig_test
+
+import (
+	"crypto/x509"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
+)
+
+func signed(t *testing.T, ca *identity.CA, id identity.Identity, r reqsig.Request) reqsig.Signed {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Issue(id, identity.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := parsePair(t, certPEM, keyPEM)
+	msg, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := reqsig.Sign(key, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reqsig.Signed{Message: msg, Signature: sig, Cert: cert.Raw}
+}
+
+func TestSignVerify(t *testing.T) {
+	ca, err := identity.NewCA("c1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	now := time.Now()
+	ctxHash, _ := reqsig.ContextHash(wrapkey.Context{"dataset": "db"})
+	r := reqsig.Request{Cluster: "c1", Op: reqsig.OpUnwrap, KEKID: "k1", Version: 1, Body: reqsig.BodyHash([]byte("blob")),
+		Context: ctxHash, RequestID: reqsig.NewRequestID(), Time: now.Unix()}
+	agent := identity.Identity{Cluster: "c1", Name: "a1", Role: identity.RoleAgent, Region: "DE"}
+	s := signed(t, ca, agent, r)
+	opts := reqsig.Options{Cluster: "c1", Roots: roots, Now: now}
+	v, err := s.Verify(opts)
+	if err != nil || v.Identity != agent || v.Request != r {
+		t.Fatalf("Verify = %+v, %v", v, err)
+	}
+	if err := v.Request.Matches(r); err != nil {
+		t.Fatal(err)
+	}
+	other := r
+	other.Body = reqsig.BodyHash([]byte("other"))
+	if reqsig.CodeOf(v.Request.Matches(other)) != reqsig.CodeMismatch {
+		t.Error("a different body matched")
+	}
+	// Each attack fails with its own code.
+	cases := map[string]struct {
+		s    reqsig.Signed
+		o    reqsig.Options
+		code string
+	}{
+		"tampered": {reqsig.Signed{Message: append([]byte{}, s.Message...), Signature: s.Signature, Cert: s.Cert}, opts, reqsig.CodeMalformed},
+		"stale":    {s, reqsig.Options{Cluster: "c1", Roots: roots, Now: now.Add(10 * time.Minute)}, reqsig.CodeStale},
+		"cluster":  {s, reqsig.Options{Cluster: "c2", Roots: roots, Now: now}, reqsig.CodeMismatch},
+		"revoked":  {s, reqsig.Options{Cluster: "c1", Roots: roots, Now: now, Revoked: func(string) bool { return true }}, reqsig.CodeUntrusted},
+		"no roots": {s, reqsig.Options{Cluster: "c1", Now: now}, reqsig.CodeUntrusted},
+	}
+	cases["tampered"].s.Message[len("custos-request-v1\ncluster c1\nop ")] = 'x'
+	bad := s
+	bad.Signature = append([]byte{}, s.Signature...)
+	bad.Signature[len(bad.Signature)-1] ^= 1
+	cases["bad signature"] = struct {
+		s    reqsig.Signed
+		o    reqsig.Options
+		code string
+	}{bad, opts, reqsig.CodeInvalid}
+	other2, _ := identity.NewCA("c1", time.Hour)
+	cases["other ca"] = struct {
+		s    reqsig.Signed
+		o    reqsig.Options
+		code string
+	}{signed(t, other2, agent, r), opts, reqsig.CodeUntrusted}
+	for name, c := range cases {
+		_, err := c.s.Verify(c.o)
+		var e *reqsig.Error
+		if !errors.As(err, &e) || e.Code != c.code {
+			t.Errorf("%s: Verify = %v, want code %s", name, err, c.code)
+		}
+	}
+}
+
+func TestParseCanonical(t *testing.T) {
+	r := reqsig.Request{Cluster: "c1", Op: reqsig.OpWrap, KEKID: "k1", RequestID: "abcdefgh", Time: 1}
+	msg, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := reqsig.Parse(msg)
+	if err != nil || got != r {
+		t.Fatalf("Parse = %+v, %v", got, err)
+	}
+	for _, bad := range [][]byte{
+		append(append([]byte{}, msg...), '\n'),
+		msg[:len(msg)-1],
+		[]byte(string(msg[:len(msg)-2]) + "01\n"),
+	} {
+		if _, err := reqsig.Parse(bad); reqsig.CodeOf(err) != reqsig.CodeMalformed {
+			t.Errorf("Parse(%q) = %v", bad, err)
+		}
+	}
+}
