@@ -22,6 +22,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -66,6 +67,11 @@ func (e *KeyOpError) Error() string {
 type Caller struct {
 	ID    identity.Identity
 	Actor ledger.Actor
+	// Signed is the client's signed request, which the API layer has checked
+	// against the request it came with and the caller's certificate. An
+	// operation that must activate a key refuses without it: peers release
+	// shares only for a signed request.
+	Signed *reqsig.Signed
 }
 
 // Wrapped is a wrapped data key and the receipt of its log entry.
