@@ -6,10 +6,11 @@ package keysvc
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,36 +19,56 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
-	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
 
-// ReleaseRequest asks a peer for its share of a KEK version, for an unwrap
-// by Caller with Context. The peer checks the caller against the policy
-// itself.
+// ReleaseRequest asks a peer for its share of a KEK version for one
+// activation: the kek.activate entry at log index Activation, which carries
+// the client's signed request. The peer reads that entry from its own log
+// and checks it itself; it takes nothing else on the requester's word but
+// Context, whose hash the client signed.
 type ReleaseRequest struct {
-	KEKID     string            `json:"kek_id"`
-	Version   uint32            `json:"version"`
-	Caller    string            `json:"caller"` // identity URI of the unwrapping client
-	Context   map[string]string `json:"context"`
-	RequestID string            `json:"request_id,omitempty"`
-	// Applied is the requester's applied raft index: the peer decides on a
-	// state at least as recent (it waits briefly to catch up).
-	Applied uint64 `json:"applied"`
+	KEKID      string `json:"kek_id"`
+	Version    uint32 `json:"version"`
+	Activation uint64 `json:"activation"`
+	// Context is the unwrap's context (single operations; empty for a
+	// batch): the peer checks it against the signed context hash, then the
+	// KEK policy's required fields.
+	Context map[string]string `json:"context,omitempty"`
 }
 
-// ReleaseResponse carries the peer's share (threshold.Share encoding):
-// secret, sent only inside mutual TLS.
+// ReleaseResponse carries the peer's share sealed to the requester's node
+// KEM key (kek.SealRelease): only the requester's HSM-sealed KEM seed opens it.
 type ReleaseResponse struct {
-	Index uint16 `json:"index"`
-	Share []byte `json:"share"`
+	Index  uint16 `json:"index"`
+	Sealed []byte `json:"sealed"`
 }
 
 // ErrReleaseRefused: a peer refused to release its share.
 var ErrReleaseRefused = errors.New("keysvc: peer refused to release its share")
+
+// Release refusal codes: stable, in the refusing peer's kek.release entry
+// (reason "code: why") and in its answer.
+const (
+	CodeReleaseToSelf       = "release_to_self"       // a node never releases to itself over the network
+	CodeReleaseNotMember    = "release_not_member"    // the requester is not a current member
+	CodeReleaseNotCaughtUp  = "release_not_caught_up" // this peer has not applied the activation yet
+	CodeReleaseNoActivation = "release_no_activation" // no committed kek.activate of this node, KEK and version at that index
+	CodeReleaseSignature    = "release_bad_signature" // the activation's client signature does not verify
+	CodeReleaseReplayed     = "release_replayed"      // the signed request was used by an earlier activation
+	CodeReleaseDenied       = "release_policy_denied" // the verified client may not unwrap with this KEK
+	CodeReleaseInactive     = "release_version_inactive"
+	CodeReleaseDuplicate    = "release_duplicate" // this peer already released for that activation
+	CodeReleaseNoShare      = "release_no_share"
+)
+
+// maxActivationAge bounds how long after its client's signature an
+// activation can still gather shares.
+const maxActivationAge = reqsig.MaxSkew
 
 // cachedKey is an activated key and when it expires.
 type cachedKey struct {
@@ -149,13 +170,13 @@ func (b *batchKeys) destroy() {
 func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, bk *batchKeys, fn func(*wrapkey.Key) ([]byte, error)) ([]byte, error) {
 	if k.Policy.ActivationTTL == 0 {
 		if bk != nil {
-			key, err := bk.get(v.Version, func() (*wrapkey.Key, error) { return n.activate(ctx, caller, k, v, c) })
+			key, err := bk.get(v.Version, func() (*wrapkey.Key, error) { return n.activate(ctx, caller, k, v, c, true) })
 			if err != nil {
 				return nil, err
 			}
 			return fn(key)
 		}
-		key, err := n.activate(ctx, caller, k, v, c)
+		key, err := n.activate(ctx, caller, k, v, c, false)
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +224,7 @@ func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion
 				close(done)
 				n.kc.mu.Unlock()
 			}()
-			key, err := n.activate(ctx, caller, k, v, c)
+			key, err := n.activate(ctx, caller, k, v, c, bk != nil)
 			if err != nil {
 				return nil, false, err
 			}
@@ -231,12 +252,17 @@ func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion
 	}
 }
 
-// activate reconstitutes version v of KEK k: this node's share from its
-// HSM and t-1 more released by peers, each verified against the
-// commitments. The activation is logged before the key is used (fail
-// closed).
-func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context) (*wrapkey.Key, error) {
+// activate reconstitutes version v of KEK k for caller's signed request:
+// it commits a kek.activate entry carrying that request (fail closed: no
+// entry, no shares), opens this node's share in its HSM, and gathers t-1
+// more from peers, each of which checks the activation itself and sends its
+// share sealed to this node's KEM key.
+func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, batch bool) (*wrapkey.Key, error) {
 	pub, err := v.Public(k.ID)
+	if err != nil {
+		return nil, err
+	}
+	ai, err := n.logActivation(ctx, caller, k, v, batch)
 	if err != nil {
 		return nil, err
 	}
@@ -266,12 +292,15 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req := ReleaseRequest{KEKID: k.ID, Version: v.Version, Caller: caller.ID.String(), Context: c, Applied: n.appliedIndex()}
+	req := ReleaseRequest{KEKID: k.ID, Version: v.Version, Activation: ai}
+	if !batch {
+		req.Context = c
+	}
 	f := n.forwarder()
 	ask := func(hs HeldShare) {
 		api := apis[hs.Node]
 		if f == nil || api == "" {
-			results <- got{hs.Node, nil, errors.New("not reachable (no forwarder or not a member)")}
+			results <- got{hs.Node, nil, errors.New("not reachable (no peer channel or not a member)")}
 			return
 		}
 		resp, err := f.ReleaseShare(rctx, api, req)
@@ -279,11 +308,10 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 			results <- got{hs.Node, nil, err}
 			return
 		}
-		defer clear(resp.Share)
-		sh := new(threshold.Share)
-		if err := sh.UnmarshalBinary(resp.Share); err != nil || sh.Index != hs.Index || threshold.Verify(pub.Commitments, sh) != nil {
-			sh.Zeroize()
-			results <- got{hs.Node, nil, errors.New("released a share that does not verify against the commitments")}
+		rel := kek.Release{From: hs.Node, To: n.cfg.NodeID, Activation: ai, Index: hs.Index}
+		sh, err := n.keys.openRelease(n.cfg.Cluster, pub, rel, resp.Sealed)
+		if err != nil {
+			results <- got{hs.Node, nil, err}
 			return
 		}
 		results <- got{hs.Node, sh, nil}
@@ -294,7 +322,6 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	var (
 		shares []threshold.Share
-		from   []string
 		fails  []string
 	)
 	defer func() {
@@ -324,61 +351,157 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 			fails = append(fails, r.node+": "+r.err.Error())
 		} else {
 			shares = append(shares, *r.sh)
-			from = append(from, r.node)
+			*r.sh = threshold.Share{} // the copy in shares is the one zeroised
 		}
 		launch()
 	}
 	cancel()
+	// Shares that arrive after the threshold was met are wiped too.
+	go func(left int) {
+		for ; left > 0; left-- {
+			if r := <-results; r.sh != nil {
+				r.sh.Zeroize()
+			}
+		}
+	}(pending)
 	if len(shares) < v.Threshold {
-		n.log.Warn("keysvc: activation failed", "kek", k.ID, "version", v.Version, "shares", len(shares), "need", v.Threshold, "failures", strings.Join(fails, "; "))
+		n.log.Warn("keysvc: activation failed", "kek", k.ID, "version", v.Version, "activation", ai, "shares", len(shares), "need", v.Threshold, "failures", strings.Join(fails, "; "))
 		return nil, deny(CodeSharesUnavailable, "%d of the %d node shares kek %q v%d needs could be gathered (nodes down or refusing; the serving node logs why); retry", len(shares), v.Threshold, k.ID, v.Version)
 	}
 	key, err := kek.Reconstitute(pub, shares)
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(from)
-	e := ledger.Entry{Type: TypeActivate, Actor: n.actor, KEKID: k.ID, KEKVersion: v.Version, Outcome: ledger.OutcomeOK,
-		Details: map[string]string{"shares_from": strings.Join(from, ","), "ttl_seconds": strconv.FormatInt(int64(k.Policy.ActivationTTL/time.Second), 10),
-			"for": caller.ID.String()}}
-	if _, err := n.Append(ctx, e); err != nil {
-		key.Destroy()
-		return nil, err
-	}
 	n.m.activations.Add(1)
 	return key, nil
 }
 
-// ReleaseShare is a peer's part of an activation: from (the requesting
-// node, a member, as the transport checked) gets this node's share of the
-// version if, in this node's own state, the version is active and the
-// KEK's policy lets req.Caller unwrap with req.Context.
-func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest) (ReleaseResponse, error) {
-	refused := func(format string, a ...any) (ReleaseResponse, error) {
-		return ReleaseResponse{}, fmt.Errorf("%w: %s", ErrReleaseRefused, fmt.Sprintf(format, a...))
+// logActivation checks caller's signed request and commits the kek.activate
+// entry that carries it; it returns the entry's index. A request without a
+// valid signature, or one used before, is refused (a *denyErr).
+func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, batch bool) (uint64, error) {
+	s := caller.Signed
+	if s == nil {
+		return 0, deny(reqsig.CodeMissing, "activating kek %q v%d needs the client's signed request (%s header); peers release shares for nothing else", k.ID, v.Version, reqsig.Header)
 	}
+	vr, err := n.verifyRequest(*s)
+	if err != nil {
+		return 0, deny(reqsig.CodeOf(err), "%v", err)
+	}
+	if vr.Identity != caller.ID {
+		return 0, deny(reqsig.CodeMismatch, "the request is signed by %s, not by the caller %s", vr.Identity, caller.ID)
+	}
+	if err := activationFits(vr.Request, k.ID, v.Version, batch); err != nil {
+		return 0, deny(reqsig.CodeMismatch, "%v", err)
+	}
+	var seen bool
+	_ = n.state.view(func(tx *bbolt.Tx) error {
+		_, seen = activationOf(tx, vr.Fingerprint, vr.Request.RequestID)
+		return nil
+	})
+	if seen {
+		return 0, deny(reqsig.CodeReplayed, "request %s of %s was already used: sign every request afresh", vr.Request.RequestID, vr.Identity)
+	}
+	e := ledger.Entry{Type: TypeActivate, Actor: Actor(vr.Identity, vr.Certificate), KEKID: k.ID, KEKVersion: v.Version,
+		RequestID: vr.Request.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
+			"request":     base64.StdEncoding.EncodeToString(s.Message),
+			"signature":   base64.StdEncoding.EncodeToString(s.Signature),
+			"client_cert": base64.StdEncoding.EncodeToString(s.Cert),
+			"ttl_seconds": strconv.FormatInt(int64(k.Policy.ActivationTTL/time.Second), 10),
+		}}
+	if len(e.Details["client_cert"]) > ledger.MaxFieldLen {
+		return 0, deny(reqsig.CodeMalformed, "the client certificate (%d bytes) is too large to log; issue a smaller one", len(s.Cert))
+	}
+	return n.Append(ctx, e)
+}
+
+// verifyRequest checks a signed request against the cluster CA, the
+// revocations and this node's wall clock (the client's clock is a wall
+// clock too; Config.Now is the clock of entry times).
+func (n *Node) verifyRequest(s reqsig.Signed) (reqsig.Verified, error) {
+	return s.Verify(reqsig.Options{Cluster: n.cfg.Cluster, Roots: n.cfg.CAs, Now: time.Now(), Revoked: n.revokedFingerprint})
+}
+
+// activationFits checks that a signed request may activate version ver of
+// KEK id: an unwrap or rewrap of that version, or an unwrap batch of the KEK.
+func activationFits(r reqsig.Request, id string, ver uint32, batch bool) error {
+	switch {
+	case r.KEKID != id:
+		return fmt.Errorf("the request is signed for kek %q, not %q", r.KEKID, id)
+	case batch && r.Op != reqsig.OpUnwrapBatch:
+		return fmt.Errorf("a batch activation needs an %s request, not %s", reqsig.OpUnwrapBatch, r.Op)
+	case !batch && r.Op != reqsig.OpUnwrap && r.Op != reqsig.OpRewrap:
+		return fmt.Errorf("an activation needs an %s or %s request, not %s", reqsig.OpUnwrap, reqsig.OpRewrap, r.Op)
+	case !batch && r.Version != ver:
+		return fmt.Errorf("the request is signed for v%d, not v%d", r.Version, ver)
+	}
+	return nil
+}
+
+// ReleaseShare is a peer's part of an activation: from (the requesting
+// node, authenticated by the peer channel) gets this node's share, sealed to
+// from's KEM key, only if this node itself finds: from is another current
+// member; the kek.activate entry at req.Activation is committed, made by
+// from for this KEK and version, and recent; its client signature verifies
+// to the cluster CA and is not revoked; its request was not used by an
+// earlier activation; the verified client may unwrap under the KEK policy
+// (with the context it signed); the version is active; and this node has
+// not released for that activation before. The release is logged (and so
+// is every refusal) before the share leaves.
+func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest) (ReleaseResponse, error) {
 	if err := n.checkOpen(); err != nil {
 		return ReleaseResponse{}, err
 	}
-	caller, err := identity.ParseURI(req.Caller)
-	if err != nil {
-		return refused("caller: %v", err)
+	// One release decision at a time, so that "not released before" holds
+	// from the check to the commit.
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
+		Details: map[string]string{"activation": strconv.FormatUint(req.Activation, 10), "to": from}}
+	if wrapkey.ValidateKEKID(req.KEKID) != nil {
+		e.KEKID = ""
 	}
-	if err := n.waitApplied(ctx, req.Applied); err != nil {
-		return refused("this node has not applied index %d yet", req.Applied)
+	refuse := func(code, format string, a ...any) (ReleaseResponse, error) {
+		reason := fmt.Sprintf(format, a...)
+		e.Outcome, e.Reason = ledger.OutcomeDenied, clip(code+": "+reason)
+		if _, err := n.Append(ctx, e); err != nil {
+			n.log.Warn("keysvc: share release refused but not logged", "code", code, "err", err)
+		}
+		n.m.releasesRefused.Add(1)
+		return ReleaseResponse{}, fmt.Errorf("%w: %s: %s", ErrReleaseRefused, code, reason)
+	}
+	if from == n.cfg.NodeID {
+		return refuse(CodeReleaseToSelf, "a node opens its own share locally, never over the network")
+	}
+	if err := n.waitLogged(ctx, req.Activation); err != nil {
+		return refuse(CodeReleaseNotCaughtUp, "this node has not applied log entry %d yet; retry", req.Activation)
 	}
 	var (
-		pol ceremony.Policy
-		kv  *KEKVersion
-		pub *kek.Version
-		mem bool
+		pol     ceremony.Policy
+		kv      *KEKVersion
+		pub     *kek.Version
+		member  bool
+		toKEM   []byte
+		act     ledger.Entry
+		actErr  error
+		firstAt uint64
+		firstOK bool
+		dup     bool
 	)
-	err = n.state.view(func(tx *bbolt.Tx) error {
-		r, found, err := getNode(tx, from)
-		if err != nil {
+	err := n.state.view(func(tx *bbolt.Tx) error {
+		if r, found, err := getNode(tx, from); err != nil {
 			return err
+		} else if found && !r.Removed {
+			member = true
+			toKEM, _ = r.KEMKey()
 		}
-		mem = found && !r.Removed
+		raw, err := ledger.ReadEntries(tx, req.Activation, 1)
+		if err != nil || len(raw) != 1 {
+			actErr = fmt.Errorf("no log entry %d", req.Activation)
+		} else if act, actErr = ledger.ParseEntry(raw[0]); actErr == nil {
+			firstAt, firstOK = activationOf(tx, act.Actor.CertFingerprint, act.RequestID)
+		}
+		_, dup = releaseOf(tx, req.Activation, n.cfg.NodeID)
 		k, found, err := getKEK(tx, req.KEKID)
 		if err != nil || !found {
 			return err
@@ -394,29 +517,65 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	if err != nil {
 		return ReleaseResponse{}, err
 	}
+	if !member || toKEM == nil {
+		return refuse(CodeReleaseNotMember, "node %q is not a current member with a KEM key", from)
+	}
 	switch {
-	case !mem:
-		return refused("node %q is not a member", from)
+	case actErr != nil:
+		return refuse(CodeReleaseNoActivation, "log entry %d: %v", req.Activation, actErr)
+	case act.Type != TypeActivate || act.Outcome != ledger.OutcomeOK:
+		return refuse(CodeReleaseNoActivation, "log entry %d is a %s (%s), not an activation", req.Activation, act.Type, act.Outcome)
+	case act.Node != from:
+		return refuse(CodeReleaseNoActivation, "activation %d was served by %q, not by the requester %q", req.Activation, act.Node, from)
+	case act.KEKID != req.KEKID || act.KEKVersion != req.Version:
+		return refuse(CodeReleaseNoActivation, "activation %d is for kek %q v%d, not %q v%d", req.Activation, act.KEKID, act.KEKVersion, req.KEKID, req.Version)
+	}
+	now := n.cfg.Now() // the clock of entry times
+	s, err := signedOf(act)
+	if err != nil {
+		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, err)
+	}
+	vr, err := n.verifyRequest(s)
+	if err != nil {
+		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, err)
+	}
+	e.RequestID = vr.Request.RequestID
+	e.Details["for"] = vr.Identity.String()
+	batch := vr.Request.Op == reqsig.OpUnwrapBatch
+	switch {
+	case Actor(vr.Identity, vr.Certificate) != act.Actor || vr.Request.RequestID != act.RequestID:
+		return refuse(CodeReleaseSignature, "activation %d names %s as its actor, but its request is signed by %s", req.Activation, act.Actor.Identity, vr.Identity)
+	case activationFits(vr.Request, req.KEKID, req.Version, batch) != nil:
+		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, activationFits(vr.Request, req.KEKID, req.Version, batch))
+	case now.Sub(act.Time) > maxActivationAge:
+		return refuse(CodeReleaseSignature, "activation %d is %s old, more than %s", req.Activation, now.Sub(act.Time).Round(time.Second), maxActivationAge)
+	case !firstOK || firstAt != req.Activation:
+		return refuse(CodeReleaseReplayed, "request %s of %s was first used by activation %d, not %d", act.RequestID, vr.Identity, firstAt, req.Activation)
+	case dup:
+		return refuse(CodeReleaseDuplicate, "this node already released its share for activation %d", req.Activation)
 	case kv == nil:
-		return refused("no kek %q v%d", req.KEKID, req.Version)
+		return refuse(CodeReleaseInactive, "no kek %q v%d", req.KEKID, req.Version)
 	case kv.State != KEKActive:
-		return refused("kek %q v%d is %s", req.KEKID, req.Version, kv.State)
+		return refuse(CodeReleaseInactive, "kek %q v%d is %s", req.KEKID, req.Version, kv.State)
 	}
-	if caller.Cluster != n.cfg.Cluster {
-		return refused("caller %s is of another cluster", req.Caller)
-	}
-	if d := allowed(pol, true, caller, req.Context); d != nil {
-		return refused("%s", d.reason)
+	if batch {
+		if d := allowedIdentity(pol, true, vr.Identity); d != nil {
+			return refuse(CodeReleaseDenied, "%s", d.reason)
+		}
+	} else {
+		c := wrapkey.Context(req.Context)
+		if h, err := reqsig.ContextHash(c); err != nil || h != vr.Request.Context {
+			return refuse(CodeReleaseSignature, "the context sent is not the one the client signed")
+		}
+		if d := allowed(pol, true, vr.Identity, c); d != nil {
+			return refuse(CodeReleaseDenied, "%s", d.reason)
+		}
 	}
 	hs, ok := kv.Share(n.cfg.NodeID)
 	if !ok {
-		return refused("this node holds no share of kek %q v%d", req.KEKID, req.Version)
+		return refuse(CodeReleaseNoShare, "this node holds no share of kek %q v%d", req.KEKID, req.Version)
 	}
-	// The peer's own record of the release, committed before the share
-	// leaves: a node that asks for shares in a client's name cannot do so
-	// unseen by the log.
-	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, KEKID: req.KEKID, KEKVersion: req.Version, RequestID: req.RequestID,
-		Outcome: ledger.OutcomeOK, Details: map[string]string{"to": from, "for": req.Caller}}
+	// The release is committed before the share leaves.
 	if _, err := n.Append(ctx, e); err != nil {
 		return ReleaseResponse{}, err
 	}
@@ -425,12 +584,29 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		return ReleaseResponse{}, err
 	}
 	defer sh.Zeroize()
-	b, err := sh.MarshalBinary()
+	rel := kek.Release{From: n.cfg.NodeID, To: from, Activation: req.Activation, Index: hs.Index}
+	sealed, err := kek.SealRelease(crand.Reader, n.cfg.Cluster, pub, rel, toKEM, sh)
 	if err != nil {
 		return ReleaseResponse{}, err
 	}
 	n.m.sharesReleased.Add(1)
-	return ReleaseResponse{Index: hs.Index, Share: b}, nil
+	return ReleaseResponse{Index: hs.Index, Sealed: sealed}, nil
+}
+
+// signedOf reads the signed request a kek.activate entry carries.
+func signedOf(e ledger.Entry) (reqsig.Signed, error) {
+	var s reqsig.Signed
+	for _, f := range []struct {
+		key string
+		dst *[]byte
+	}{{"request", &s.Message}, {"signature", &s.Signature}, {"client_cert", &s.Cert}} {
+		b, err := base64.StdEncoding.Strict().DecodeString(e.Details[f.key])
+		if err != nil || len(b) == 0 {
+			return s, fmt.Errorf("detail %q is not base64", f.key)
+		}
+		*f.dst = b
+	}
+	return s, nil
 }
 
 // appliedIndex is the raft index of the last command this node applied.

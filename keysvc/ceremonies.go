@@ -674,7 +674,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		}
 		return "", "", map[string]string{"allowed_regions": strings.Join(ps.Regions, ",")}, meta.Put(keyRegions, v)
 	case ceremony.NodeAdd:
-		info := NodeInfo{ID: ps.ID, Region: ps.Region, RaftAddr: ps.RaftAddr, APIAddr: ps.APIAddr, Keys: ps.Keys}
+		info := NodeInfo{ID: ps.ID, Region: ps.Region, RaftAddr: ps.RaftAddr, APIAddr: ps.APIAddr, Keys: ps.Keys, KEM: ps.KEM, Cert: ps.Cert}
 		if err := info.validate(string(meta.Get(keyCluster))); err != nil {
 			return "invalid_node", err.Error(), nil, nil
 		}

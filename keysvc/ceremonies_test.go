@@ -394,7 +394,7 @@ func TestNodeCeremonies(t *testing.T) {
 	f.init(2, "alice", "bob")
 	n2 := f.c.Start("n2")
 	add := f.proposal("alice", ceremony.NodeAdd{ID: "n2", Region: keysvctest.Region("n2"), RaftAddr: n2.Info().RaftAddr,
-		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys})
+		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys, KEM: n2.Info().KEM})
 	f.mustPropose(add, true)
 	if c, err := f.approve("bob", add); err != nil || c.Status != keysvc.StatusExecuted {
 		t.Fatalf("node.add: %+v, %v", c, err)
@@ -414,7 +414,7 @@ func TestNodeCeremonies(t *testing.T) {
 	}
 	// Adding it again is refused at execution.
 	again := f.proposal("alice", ceremony.NodeAdd{ID: "n2", Region: keysvctest.Region("n2"), RaftAddr: n2.Info().RaftAddr,
-		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys})
+		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys, KEM: n2.Info().KEM})
 	f.mustPropose(again, true)
 	if c, _ := f.approve("bob", again); c.Status != keysvc.StatusRefused || c.Code != "node_conflict" {
 		t.Fatalf("node.add again: %+v", c)

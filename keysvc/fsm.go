@@ -354,6 +354,11 @@ func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
 	if err := indexAppended(tx, first, len(entries), func(i int) []byte { return entries[i] }); err != nil {
 		return result{}, err
 	}
+	for i, raw := range entries {
+		if err := recordCustody(tx, first+uint64(i), raw); err != nil {
+			return result{}, err
+		}
+	}
 	return result{First: first, Count: uint64(len(entries)), Outcome: string(ledger.OutcomeOK)}, nil
 }
 
@@ -406,18 +411,7 @@ var drillPrefix = []byte(`","type":"` + TypeBackupDrill + `"`)
 
 // isDrill reports whether raw, a canonical entry, has type backup.drill,
 // without parsing it: the type comes right after the index and time.
-func isDrill(raw []byte) bool {
-	rest, ok := bytes.CutPrefix(raw, []byte(`{"index":`))
-	if !ok {
-		return false
-	}
-	i := 0
-	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-		i++
-	}
-	rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"time":"`))
-	return ok && len(rest) > len(timeFormat) && bytes.HasPrefix(rest[len(timeFormat):], drillPrefix)
-}
+func isDrill(raw []byte) bool { return hasType(raw, drillPrefix) }
 
 // indexDrills brings the drills bucket up to the log's size: for every
 // backup.drill entry after meta "drills_indexed", in log order, it records

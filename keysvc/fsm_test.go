@@ -1,6 +1,7 @@
 package keysvc
 
 import (
+	"encoding/base64"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
@@ -39,7 +40,8 @@ func testInfo(t *testing.T, id, region string) NodeInfo {
 		t.Fatal(err)
 	}
 	defer k.zero()
-	return NodeInfo{ID: id, Region: region, RaftAddr: id + ":7000", APIAddr: "https://" + id + ".test:8201", Keys: k.text}
+	return NodeInfo{ID: id, Region: region, RaftAddr: id + ":7000", APIAddr: "https://" + id + ".test:8201", Keys: k.text,
+		KEM: base64.StdEncoding.EncodeToString(k.kemPub)}
 }
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -51,7 +51,7 @@ func TestSealNeedsQuorumApproval(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := f.n.Unwrap(ctx, agentDE, id, c, w.Blob, ""); err != nil {
+		if _, _, err := f.n.Unwrap(ctx, agent.Unwrap(id, w.Blob, c), id, c, w.Blob, ""); err != nil {
 			t.Fatalf("%s after the attempt: %v", id, err)
 		}
 	}
@@ -98,7 +98,7 @@ func TestDiscardOnlyFromLeaderForItsDealing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := f.n.Unwrap(ctx, agentDE, id, cx, w.Blob, ""); err != nil {
+		if _, _, err := f.n.Unwrap(ctx, agent.Unwrap(id, w.Blob, cx), id, cx, w.Blob, ""); err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
 	}
@@ -119,7 +119,7 @@ func TestNoUnwrapAnsweredAfterDisable(t *testing.T) {
 	}
 	f.c.WaitConverged()
 	fol := f.c.Follower()
-	if _, _, err := fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, ""); err != nil {
+	if _, _, err := fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, ""); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -136,7 +136,7 @@ func TestNoUnwrapAnsweredAfterDisable(t *testing.T) {
 					return
 				default:
 				}
-				if _, i, err := fol.Unwrap(context.Background(), agentDE, "payroll", c, w.Blob, ""); err == nil {
+				if _, i, err := fol.Unwrap(context.Background(), agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, ""); err == nil {
 					mu.Lock()
 					oks = append(oks, i)
 					mu.Unlock()
@@ -179,7 +179,7 @@ func TestActivationsAreBounded(t *testing.T) {
 		items[i] = keysvc.UnwrapItem{Context: c, Blob: w.Blob}
 	}
 	before := f.n.Metrics().Activations
-	for _, r := range f.n.UnwrapBatch(ctx, agentDE, "zero", items, "") {
+	for _, r := range f.n.UnwrapBatch(ctx, agent.UnwrapBatch("zero", items), "zero", items, "") {
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -195,7 +195,7 @@ func TestActivationsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, _, err := f.n.Unwrap(ctx, agentDE, "short", c, w.Blob, ""); err != nil {
+		if _, _, err := f.n.Unwrap(ctx, agent.Unwrap("short", w.Blob, c), "short", c, w.Blob, ""); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(1100 * time.Millisecond)

@@ -94,6 +94,23 @@ func deny(code, format string, a ...any) *denyErr {
 // with policy p, with context c: granted to its role or identity, from one
 // of the regions, with every required context field.
 func allowed(p ceremony.Policy, unwrap bool, who identity.Identity, c wrapkey.Context) *denyErr {
+	if d := allowedIdentity(p, unwrap, who); d != nil {
+		return d
+	}
+	for _, f := range p.Context {
+		if c[f] == "" {
+			return deny(CodeContextMissing, "context field %q is required by the kek's policy", f)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return deny(CodeInvalidContext, "%v", err)
+	}
+	return nil
+}
+
+// allowedIdentity is allowed without the context: the role or identity,
+// and the region.
+func allowedIdentity(p ceremony.Policy, unwrap bool, who identity.Identity) *denyErr {
 	a, what := p.Wrap, "wrap"
 	if unwrap {
 		a, what = p.Unwrap, "unwrap"
@@ -104,14 +121,6 @@ func allowed(p ceremony.Policy, unwrap bool, who identity.Identity, c wrapkey.Co
 	}
 	if !slices.Contains(a.Regions, who.Region) {
 		return deny(CodeRegionDenied, "the kek's policy does not allow %s from region %s", what, who.Region)
-	}
-	for _, f := range p.Context {
-		if c[f] == "" {
-			return deny(CodeContextMissing, "context field %q is required by the kek's policy", f)
-		}
-	}
-	if err := c.Validate(); err != nil {
-		return deny(CodeInvalidContext, "%v", err)
 	}
 	return nil
 }

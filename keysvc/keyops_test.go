@@ -21,7 +21,11 @@ func caller(role identity.Role, name, region string) keysvc.Caller {
 	return keysvc.Caller{ID: id, Actor: ledger.Actor{Identity: id.String(), Role: string(role), Region: region}}
 }
 
-var agentDE = caller(identity.RoleAgent, "agent-1", "DE")
+// agent signs its requests with a certificate of the "test" cluster's CA.
+var (
+	agent   = keysvctest.NewClient("test", identity.RoleAgent, "agent-1", "DE")
+	agentDE = agent.Caller()
+)
 
 func wantKeyOp(t *testing.T, what string, err error, code string) {
 	t.Helper()
@@ -58,11 +62,11 @@ func TestKeyOps(t *testing.T) {
 	// share and a peer's.
 	f.c.WaitConverged()
 	fol := f.c.Follower()
-	got, idx, err := fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "req-2")
+	got, idx, err := fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, "req-2")
 	if err != nil || string(got) != string(dek) || idx <= w.LogIndex {
 		t.Fatalf("unwrap: %q %d %v", got, idx, err)
 	}
-	if _, _, err := fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "req-3"); err != nil {
+	if _, _, err := fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, "req-3"); err != nil {
 		t.Fatal(err)
 	}
 	if m := fol.Metrics(); m.Activations != 1 || m.KeyCacheHits < 1 || m.CachedKeys != 1 {
@@ -88,15 +92,15 @@ func TestKeyOps(t *testing.T) {
 	wantKeyOp(t, "wrap of nothing", err, keysvc.CodeInvalidPlaintext)
 	_, err = f.n.Wrap(ctx, agentDE, "nope", c, dek, "")
 	wantKeyOp(t, "unknown kek", err, keysvc.CodeUnknownKEK)
-	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, []byte("not a blob"), "")
+	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", []byte("not a blob"), c), "payroll", c, []byte("not a blob"), "")
 	wantKeyOp(t, "malformed blob", err, keysvc.CodeMalformedBlob)
-	_, _, err = fol.Unwrap(ctx, agentDE, "other", c, w.Blob, "")
+	_, _, err = fol.Unwrap(ctx, agent.Unwrap("other", w.Blob, c), "other", c, w.Blob, "")
 	wantKeyOp(t, "blob of another kek", err, keysvc.CodeWrongKEK)
-	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", wrapkey.Context{"dataset": "finance"}, w.Blob, "")
+	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, wrapkey.Context{"dataset": "finance"}), "payroll", wrapkey.Context{"dataset": "finance"}, w.Blob, "")
 	wantKeyOp(t, "wrong context", err, keysvc.CodeUnwrapFailed)
 	tampered := append([]byte(nil), w.Blob...)
 	tampered[len(tampered)-1] ^= 1
-	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, tampered, "")
+	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", tampered, c), "payroll", c, tampered, "")
 	wantKeyOp(t, "tampered blob", err, keysvc.CodeUnwrapFailed)
 	if m := fol.Metrics(); m.KeyOpsDenied == 0 {
 		t.Error("no denial counted")
@@ -107,7 +111,7 @@ func TestKeyOps(t *testing.T) {
 	if err != nil || len(plain) != 32 {
 		t.Fatalf("datakey: %v", err)
 	}
-	if back, _, err := fol.Unwrap(ctx, agentDE, "payroll", c, dw.Blob, ""); err != nil || string(back) != string(plain) {
+	if back, _, err := fol.Unwrap(ctx, agent.Unwrap("payroll", dw.Blob, c), "payroll", c, dw.Blob, ""); err != nil || string(back) != string(plain) {
 		t.Fatalf("datakey round trip: %v", err)
 	}
 	if p, _, err := f.n.DataKey(ctx, agentDE, "payroll", c, true, ""); err != nil || p != nil {
@@ -115,11 +119,11 @@ func TestKeyOps(t *testing.T) {
 	}
 	f.mustExecute(ceremony.KEKRotate{KEKID: "payroll"})
 	f.c.WaitConverged()
-	rw, err := fol.Rewrap(ctx, agentDE, "payroll", c, w.Blob, "")
+	rw, err := fol.Rewrap(ctx, agent.Rewrap("payroll", w.Blob, c), "payroll", c, w.Blob, "")
 	if err != nil || rw.Version != 2 {
 		t.Fatalf("rewrap: %+v, %v", rw, err)
 	}
-	if back, _, err := f.n.Unwrap(ctx, agentDE, "payroll", c, rw.Blob, ""); err != nil || string(back) != string(dek) {
+	if back, _, err := f.n.Unwrap(ctx, agent.Unwrap("payroll", rw.Blob, c), "payroll", c, rw.Blob, ""); err != nil || string(back) != string(dek) {
 		t.Fatalf("unwrap the rewrapped blob: %v", err)
 	}
 	if w2, err := f.n.Wrap(ctx, agentDE, "payroll", c, dek, ""); err != nil || w2.Version != 2 {
@@ -129,14 +133,14 @@ func TestKeyOps(t *testing.T) {
 	// Disable v1: refused, and its cached key is purged.
 	f.mustExecute(ceremony.KEKDisable{KEKID: "payroll", Version: 1})
 	f.c.WaitConverged()
-	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "")
+	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, "")
 	wantKeyOp(t, "unwrap with a disabled version", err, keysvc.CodeKEKDisabled)
 	keysvctest.WaitFor(t, "the disabled version's key is purged", func() bool {
 		return fol.Metrics().CachedKeys <= 1 // v2's, if any
 	})
 	f.mustExecute(ceremony.KEKDestroy{KEKID: "payroll", Version: 1})
 	f.c.WaitConverged()
-	_, _, err = fol.Unwrap(ctx, agentDE, "payroll", c, w.Blob, "")
+	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, "")
 	wantKeyOp(t, "unwrap with a destroyed version", err, keysvc.CodeKEKDestroyed)
 
 	// Batches: one result per item, one entry per batch (every item's receipt).
@@ -153,7 +157,8 @@ func TestKeyOps(t *testing.T) {
 		t.Errorf("batch entry: %+v, %v", be.Details, err)
 	}
 	wantKeyOp(t, "batch item without context", res[1].Err, keysvc.CodeContextMissing)
-	un := fol.UnwrapBatch(ctx, agentDE, "payroll", []keysvc.UnwrapItem{{Context: c, Blob: res[0].Wrapped.Blob}, {Context: c, Blob: tampered}}, "batch-2")
+	uitems := []keysvc.UnwrapItem{{Context: c, Blob: res[0].Wrapped.Blob}, {Context: c, Blob: tampered}}
+	un := fol.UnwrapBatch(ctx, agent.UnwrapBatch("payroll", uitems), "payroll", uitems, "batch-2")
 	if un[0].Err != nil || string(un[0].Plaintext) != string(dek) {
 		t.Fatalf("unwrap batch item 0: %+v", un[0])
 	}
@@ -176,32 +181,12 @@ func TestActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, _, err := f.n.Unwrap(ctx, agentDE, "strict", c, w.Blob, ""); err != nil {
+		if _, _, err := f.n.Unwrap(ctx, agent.Unwrap("strict", w.Blob, c), "strict", c, w.Blob, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if m := f.n.Metrics(); m.Activations != 2 || m.CachedKeys != 0 {
 		t.Errorf("ttl 0: %d activations, %d cached, want 2 and 0", m.Activations, m.CachedKeys)
-	}
-	// A peer refuses a non-member, a caller the policy does not allow, and
-	// a version that is not active.
-	fol := f.c.Follower()
-	req := keysvc.ReleaseRequest{KEKID: "strict", Version: 1, Caller: agentDE.ID.String(), Context: c}
-	if _, err := fol.ReleaseShare(ctx, "n9", req); !errors.Is(err, keysvc.ErrReleaseRefused) {
-		t.Errorf("release to a non-member: %v", err)
-	}
-	bad := req
-	bad.Caller = caller(identity.RoleAgent, "agent-1", "FR").ID.String()
-	if _, err := fol.ReleaseShare(ctx, f.n.Info().ID, bad); !errors.Is(err, keysvc.ErrReleaseRefused) {
-		t.Errorf("release for a caller from FR: %v", err)
-	}
-	bad = req
-	bad.Context = nil
-	if _, err := fol.ReleaseShare(ctx, f.n.Info().ID, bad); !errors.Is(err, keysvc.ErrReleaseRefused) {
-		t.Errorf("release without the required context: %v", err)
-	}
-	if _, err := fol.ReleaseShare(ctx, f.n.Info().ID, req); err != nil {
-		t.Errorf("a valid release: %v", err)
 	}
 	// t = 3 with a node down: the log still commits, but the shares do not
 	// suffice; the refusal is logged.
@@ -212,7 +197,7 @@ func TestActivation(t *testing.T) {
 		}
 	}
 	f.c.Stop(down)
-	_, _, err = f.n.Unwrap(ctx, agentDE, "strict", c, w.Blob, "")
+	_, _, err = f.n.Unwrap(ctx, agent.Unwrap("strict", w.Blob, c), "strict", c, w.Blob, "")
 	wantKeyOp(t, "unwrap with a node down and t=3", err, keysvc.CodeSharesUnavailable)
 }
 
@@ -228,7 +213,7 @@ func TestUnwrapFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.n.Unwrap(ctx, agentDE, "k", c, w.Blob, ""); err != nil { // key now cached
+	if _, _, err := f.n.Unwrap(ctx, agent.Unwrap("k", w.Blob, c), "k", c, w.Blob, ""); err != nil { // key now cached
 		t.Fatal(err)
 	}
 	leader := f.n.Info().ID
@@ -239,7 +224,7 @@ func TestUnwrapFailsClosed(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	dek, _, err := f.n.Unwrap(short, agentDE, "k", c, w.Blob, "")
+	dek, _, err := f.n.Unwrap(short, agent.Unwrap("k", w.Blob, c), "k", c, w.Blob, "")
 	if err == nil || dek != nil {
 		t.Fatalf("unwrap without a quorum: %q, %v", dek, err)
 	}
@@ -314,14 +299,14 @@ func BenchmarkUnwrap(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, _, err := n.Unwrap(context.Background(), agentDE, "k", c, w.Blob, ""); err != nil { // activate once
+	if _, _, err := n.Unwrap(context.Background(), agent.Unwrap("k", w.Blob, c), "k", c, w.Blob, ""); err != nil { // activate once
 		b.Fatal(err)
 	}
 	b.SetParallelism(16)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := n.Unwrap(context.Background(), agentDE, "k", c, w.Blob, ""); err != nil {
+			if _, _, err := n.Unwrap(context.Background(), agent.Unwrap("k", w.Blob, c), "k", c, w.Blob, ""); err != nil {
 				b.Error(err)
 				return
 			}
@@ -344,7 +329,7 @@ func BenchmarkUnwrapBatch100(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		for _, r := range n.UnwrapBatch(context.Background(), agentDE, "k", items, "") {
+		for _, r := range n.UnwrapBatch(context.Background(), agent.UnwrapBatch("k", items), "k", items, "") {
 			if r.Err != nil {
 				b.Fatal(r.Err)
 			}

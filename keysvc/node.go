@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,11 +62,15 @@ type Node struct {
 	escrow        escrowShares
 	dealMu        sync.Mutex    // serialises approvals on the leader (see ceremonyCommand)
 	kc            keyCache      // activated KEK versions
+	releaseMu     sync.Mutex    // one share release decision at a time (see ReleaseShare)
 	kekRecs       kekCache      // decoded KEK records for key operations
 	dealings      sync.Map      // HSM label -> id of the dealing this node last sealed under it
 	kekWake       chan struct{} // a KEK changed: reconcile HSM keys with the state
 	reconcileDone chan struct{}
 	actor         ledger.Actor // this node, as the actor of what it does itself
+	// certFingerprint is identity.Fingerprint of the node's TLS certificate
+	// ("" without TLS).
+	certFingerprint string
 
 	leaderGen atomic.Uint64 // changes at every change of leader or raft state
 
@@ -104,6 +109,9 @@ func Open(cfg Config) (*Node, error) {
 		watchDone:     make(chan struct{}),
 	}
 	leaf, _ := leafOf(cfg.Certificate)
+	if leaf != nil {
+		n.certFingerprint = identity.Fingerprint(leaf)
+	}
 	n.actor = Actor(identity.Identity{Cluster: cfg.Cluster, Name: cfg.NodeID, Role: identity.RoleNode, Region: cfg.Region}, leaf)
 	var err error
 	if n.keys, err = loadNodeKeys(cfg.Token, cfg.DataDir, cfg.Cluster, cfg.NodeID); err != nil {
@@ -257,6 +265,8 @@ func (n *Node) Info() NodeInfo {
 		RaftAddr: n.raft.Addr(),
 		APIAddr:  n.cfg.APIAdvertise,
 		Keys:     n.keys.text,
+		KEM:      base64.StdEncoding.EncodeToString(n.keys.kemPub),
+		Cert:     n.certFingerprint,
 	}
 }
 

@@ -21,7 +21,8 @@ func TestNodeKeysSealedSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	labels, _ := tok.List()
-	if len(labels) != 2 || labels[0] != (hsm.KeyInfo{Label: LabelIdentity, Kind: hsm.KindECDSA}) || labels[1] != (hsm.KeyInfo{Label: LabelMLDSASeal, Kind: hsm.KindAES}) {
+	if len(labels) != 3 || labels[0] != (hsm.KeyInfo{Label: LabelIdentity, Kind: hsm.KindECDSA}) || labels[1] != (hsm.KeyInfo{Label: LabelKEMSeal, Kind: hsm.KindAES}) ||
+		labels[2] != (hsm.KeyInfo{Label: LabelMLDSASeal, Kind: hsm.KindAES}) {
 		t.Fatalf("HSM keys %v", labels)
 	}
 	sealed, err := os.ReadFile(filepath.Join(dir, mldsaSeedFile))

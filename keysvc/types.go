@@ -3,6 +3,7 @@
 package keysvc
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"unicode"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -31,6 +33,13 @@ type NodeInfo struct {
 	// ML-DSA-65, as ledger.NodeKey.MarshalText writes them), under the name
 	// KeyName(cluster, ID).
 	Keys string `json:"keys"`
+	// KEM is the node's X-Wing public key (standard base64), to which peers
+	// seal the shares they release to it. Its seed is sealed by the node's HSM.
+	KEM string `json:"kem"`
+	// Cert is the fingerprint (identity.Fingerprint) of the node's TLS
+	// certificate: the only certificate its raft and peer connections may
+	// present. Empty only for nodes without TLS (in-memory tests).
+	Cert string `json:"cert,omitempty"`
 }
 
 // NodeKey parses i.Keys.
@@ -62,7 +71,36 @@ func (i NodeInfo) validate(cluster string) error {
 	if want := KeyName(cluster, i.ID); k.Name != want {
 		return bad("keys are named %q, want %q", k.Name, want)
 	}
+	if _, err := i.KEMKey(); err != nil {
+		return bad("kem: %v", err)
+	}
+	if i.Cert != "" && !validFingerprint(i.Cert) {
+		return bad("cert %q: want sha256:<64 lower-case hex digits>", i.Cert)
+	}
 	return nil
+}
+
+// KEMKey decodes i.KEM: a 1216-byte X-Wing public key.
+func (i NodeInfo) KEMKey() ([]byte, error) {
+	b, err := base64.StdEncoding.Strict().DecodeString(i.KEM)
+	if err != nil || len(b) != wrapkey.PublicKeySize {
+		return nil, fmt.Errorf("not a base64 X-Wing public key of %d bytes", wrapkey.PublicKeySize)
+	}
+	return b, nil
+}
+
+// validFingerprint: "sha256:" and 64 lower-case hex digits.
+func validFingerprint(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // printable: 1..256 bytes of UTF-8 without spaces or control characters.
@@ -155,7 +193,9 @@ type Metrics struct {
 	Activations   uint64 // KEK versions this node reconstituted from shares
 	KeyCacheHits  uint64 // unwraps served by a cached (activated) key
 	SharesRelease uint64 // shares this node released to peers for their activations
-	CachedKeys    int    // gauge: activated keys held in memory
+	// ReleasesRefused: share requests this node refused (each logged).
+	ReleasesRefused uint64
+	CachedKeys      int // gauge: activated keys held in memory
 }
 
 // errKeysMismatch wraps ErrKeysMismatch with the node id.

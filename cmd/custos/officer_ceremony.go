@@ -285,7 +285,7 @@ func proposeParams(op ceremony.Operation, m int, id, bundle, regions, node strin
 		if err := json.Unmarshal(b, &info); err != nil {
 			return nil, fmt.Errorf("%s: %w", node, err)
 		}
-		ps = ceremony.NodeAdd{ID: info.ID, Region: info.Region, RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys}
+		ps = ceremony.NodeAdd{ID: info.ID, Region: info.Region, RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys, KEM: info.KEM, Cert: info.Cert}
 	default:
 		return nil, fmt.Errorf("unknown operation %q: the operations are %s (custos officer propose -h lists their flags)", op, strings.Join(operationNames(), ", "))
 	}

@@ -100,11 +100,13 @@ func opOf(ps Params) Operation {
 // keysvc.NodeInfo, which the state machine checks in full (key names, key
 // parsing) when it executes; the region must be one the cluster allows.
 type NodeAdd struct {
-	ID       string `json:"id"`        // node id: identity name rule
-	Region   string `json:"region"`    // EU/EEA code
-	RaftAddr string `json:"raft_addr"` // host:port raft peers dial
-	APIAddr  string `json:"api_addr"`  // https base URL
-	Keys     string `json:"keys"`      // checkpoint verifier key lines
+	ID       string `json:"id"`             // node id: identity name rule
+	Region   string `json:"region"`         // EU/EEA code
+	RaftAddr string `json:"raft_addr"`      // host:port raft peers dial
+	APIAddr  string `json:"api_addr"`       // https base URL
+	Keys     string `json:"keys"`           // checkpoint verifier key lines
+	KEM      string `json:"kem"`            // X-Wing public key, standard base64
+	Cert     string `json:"cert,omitempty"` // TLS certificate fingerprint, sha256:<hex>
 }
 
 func (NodeAdd) Operation() Operation { return OpNodeAdd }
@@ -122,7 +124,16 @@ func (p NodeAdd) Validate() error {
 	if err := checkAPIAddr(p.APIAddr); err != nil {
 		return err
 	}
-	return checkASCIILines("keys", p.Keys, MaxNodeKeysLen)
+	if err := checkASCIILines("keys", p.Keys, MaxNodeKeysLen); err != nil {
+		return err
+	}
+	if err := checkToken("kem", p.KEM, 2048); err != nil {
+		return err
+	}
+	if p.Cert != "" {
+		return checkToken("cert", p.Cert, 80)
+	}
+	return nil
 }
 
 // NodeRemove removes a node from the cluster.

@@ -113,6 +113,11 @@ type NodeInfo struct {
 	// Keys are the node's two checkpoint verifier key lines (ECDSA P-256 and
 	// ML-DSA-65), as ledger.NodeKey.MarshalText writes them.
 	Keys string `json:"keys"`
+	// KEM is the node's X-Wing public key (standard base64): peers seal the
+	// shares they release to it.
+	KEM string `json:"kem"`
+	// Cert is the fingerprint ("sha256:<hex>") of the node's TLS certificate.
+	Cert string `json:"cert,omitempty"`
 }
 
 // Leader names the leader as the answering node knows it.

@@ -216,7 +216,8 @@ func (a *api) internalAttest(w http.ResponseWriter, r *http.Request) error {
 }
 
 // POST /v1/internal/kek/release (node): a peer's activation asks for this
-// node's share; the node checks membership, state and policy itself.
+// node's share; the node checks the activation, the client's signature,
+// membership, state and policy itself.
 func (a *api) internalRelease(w http.ResponseWriter, r *http.Request) error {
 	var req keysvc.ReleaseRequest
 	ks, from, err := a.internalRequest(w, r, &req)
@@ -227,15 +228,8 @@ func (a *api) internalRelease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	defer clear(resp.Share)
-	var b secretJSON // the share is secret: a buffer this handler clears
-	defer b.wipe()
-	b.str(`{"index":`)
-	b.uint(uint64(resp.Index))
-	b.str(`,"share":`)
-	b.b64(resp.Share)
-	b.str("}")
-	writeSecret(w, &b)
+	// The share is sealed to the requester's node KEM key: only its HSM opens it.
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 

@@ -52,37 +52,39 @@ type nodeCollector struct {
 	isLeader, ready                          *prometheus.Desc
 	keyOpsDenied, activations, keyCacheHits  *prometheus.Desc
 	sharesReleased, cachedKeys               *prometheus.Desc
+	releasesRefused                          *prometheus.Desc
 }
 
 func newNodeCollector(svc Service) *nodeCollector {
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	return &nodeCollector{
-		svc:            svc,
-		appends:        d("custos_ledger_appends_total", "Log entries acknowledged as committed to callers on this node."),
-		appendFailures: d("custos_ledger_append_failures_total", "Log entries whose append returned an error on this node."),
-		forwarded:      d("custos_ledger_forwarded_entries_total", "Log entries this node forwarded to the leader."),
-		batches:        d("custos_ledger_batches_total", "Group-commit batches this node proposed as leader."),
-		batchFailures:  d("custos_ledger_batch_failures_total", "Proposed batches not confirmed committed."),
-		batchEntries:   d("custos_ledger_batch_entries_total", "Entries in the proposed batches."),
-		batchSize:      d("custos_ledger_batch_size_entries", "Entries per proposed batch."),
-		commitLatency:  d("custos_ledger_commit_latency_seconds", "Time from an append entering the queue to its acknowledgement."),
-		applied:        d("custos_state_applied_total", "Raft commands applied by this node's state machine."),
-		rejected:       d("custos_state_rejected_total", "Applied raft commands the state machine rejected."),
-		restores:       d("custos_state_restores_total", "Snapshots installed into the state database."),
-		checkpoints:    d("custos_ledger_checkpoints_signed_total", "Checkpoints this node signed."),
-		queueDepth:     d("custos_ledger_queue_depth", "Appends waiting for a batch."),
-		inFlight:       d("custos_ledger_batches_in_flight", "Batches proposed and not yet answered."),
-		logSize:        d("custos_ledger_size_entries", "Entries in this node's copy of the key-op log."),
-		term:           d("custos_raft_term", "Current raft term."),
-		commitIndex:    d("custos_raft_commit_index", "Last raft index known committed."),
-		appliedIndex:   d("custos_raft_applied_index", "Last raft index applied to the state machine."),
-		isLeader:       d("custos_raft_leader", "1 if this node is the leader."),
-		ready:          d("custos_node_ready", "1 if the node is ready to serve (its health check passes)."),
-		keyOpsDenied:   d("custos_keyops_denied_total", "Key operations (batch items included) this node refused; every refusal is logged."),
-		activations:    d("custos_kek_activations_total", "KEK versions this node reconstituted from t shares."),
-		keyCacheHits:   d("custos_kek_cache_hits_total", "Key operations served by an activated key from this node's cache."),
-		sharesReleased: d("custos_kek_shares_released_total", "Shares this node released to peers for their activations."),
-		cachedKeys:     d("custos_kek_cached_keys", "Activated KEK versions held in this node's memory."),
+		svc:             svc,
+		appends:         d("custos_ledger_appends_total", "Log entries acknowledged as committed to callers on this node."),
+		appendFailures:  d("custos_ledger_append_failures_total", "Log entries whose append returned an error on this node."),
+		forwarded:       d("custos_ledger_forwarded_entries_total", "Log entries this node forwarded to the leader."),
+		batches:         d("custos_ledger_batches_total", "Group-commit batches this node proposed as leader."),
+		batchFailures:   d("custos_ledger_batch_failures_total", "Proposed batches not confirmed committed."),
+		batchEntries:    d("custos_ledger_batch_entries_total", "Entries in the proposed batches."),
+		batchSize:       d("custos_ledger_batch_size_entries", "Entries per proposed batch."),
+		commitLatency:   d("custos_ledger_commit_latency_seconds", "Time from an append entering the queue to its acknowledgement."),
+		applied:         d("custos_state_applied_total", "Raft commands applied by this node's state machine."),
+		rejected:        d("custos_state_rejected_total", "Applied raft commands the state machine rejected."),
+		restores:        d("custos_state_restores_total", "Snapshots installed into the state database."),
+		checkpoints:     d("custos_ledger_checkpoints_signed_total", "Checkpoints this node signed."),
+		queueDepth:      d("custos_ledger_queue_depth", "Appends waiting for a batch."),
+		inFlight:        d("custos_ledger_batches_in_flight", "Batches proposed and not yet answered."),
+		logSize:         d("custos_ledger_size_entries", "Entries in this node's copy of the key-op log."),
+		term:            d("custos_raft_term", "Current raft term."),
+		commitIndex:     d("custos_raft_commit_index", "Last raft index known committed."),
+		appliedIndex:    d("custos_raft_applied_index", "Last raft index applied to the state machine."),
+		isLeader:        d("custos_raft_leader", "1 if this node is the leader."),
+		ready:           d("custos_node_ready", "1 if the node is ready to serve (its health check passes)."),
+		keyOpsDenied:    d("custos_keyops_denied_total", "Key operations (batch items included) this node refused; every refusal is logged."),
+		activations:     d("custos_kek_activations_total", "KEK versions this node reconstituted from t shares."),
+		keyCacheHits:    d("custos_kek_cache_hits_total", "Key operations served by an activated key from this node's cache."),
+		sharesReleased:  d("custos_kek_shares_released_total", "Shares this node released to peers for their activations."),
+		releasesRefused: d("custos_kek_share_releases_refused_total", "Share requests this node refused (each is logged)."),
+		cachedKeys:      d("custos_kek_cached_keys", "Activated KEK versions held in this node's memory."),
 	}
 }
 
@@ -91,7 +93,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.appends, c.appendFailures, c.forwarded, c.batches, c.batchFailures, c.batchEntries,
 		c.batchSize, c.commitLatency, c.applied, c.rejected, c.restores, c.checkpoints,
 		c.queueDepth, c.inFlight, c.logSize, c.term, c.commitIndex, c.appliedIndex, c.isLeader, c.ready,
-		c.keyOpsDenied, c.activations, c.keyCacheHits, c.sharesReleased, c.cachedKeys,
+		c.keyOpsDenied, c.activations, c.keyCacheHits, c.sharesReleased, c.cachedKeys, c.releasesRefused,
 	} {
 		ch <- d
 	}
@@ -121,6 +123,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.activations, m.Activations)
 	counter(c.keyCacheHits, m.KeyCacheHits)
 	counter(c.sharesReleased, m.SharesRelease)
+	counter(c.releasesRefused, m.ReleasesRefused)
 	gauge(c.cachedKeys, float64(m.CachedKeys))
 	histogram(ch, c.batchSize, m.BatchSize)
 	histogram(ch, c.commitLatency, m.CommitLatency)

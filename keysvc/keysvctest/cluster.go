@@ -7,6 +7,7 @@ package keysvctest
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
@@ -119,6 +120,7 @@ func (c *Cluster) Config(id string) keysvc.Config {
 		DataDir:        dir,
 		APIAdvertise:   APIAddr(id),
 		Token:          tok,
+		CAs:            c.CAs(),
 		AllowedRegions: c.opts.AllowedRegions,
 		Logger:         rafttest.Logger(),
 		Raft: keysvc.RaftTuning{
@@ -133,6 +135,14 @@ func (c *Cluster) Config(id string) keysvc.Config {
 		c.opts.Configure(&cfg)
 	}
 	return cfg
+}
+
+// CAs is the pool of the cluster's test CA, which nodes trust for client
+// request signatures.
+func (c *Cluster) CAs() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(CA(c.Name).Certificate())
+	return pool
 }
 
 // Token returns node id's fake HSM.
