@@ -1,9 +1,9 @@
 package keysvc
 
 import (
-	"encoding/base64"
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"

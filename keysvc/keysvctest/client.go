@@ -2,10 +2,10 @@ package keysvctest
 
 import (
 	"crypto"
-	"fmt"
-	"sync"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/custos-eu/custos/keysvc"
