@@ -456,7 +456,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	// from the check to the commit.
 	n.releaseMu.Lock()
 	defer n.releaseMu.Unlock()
-	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
+	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, Node: n.cfg.NodeID, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
 		Details: map[string]string{"activation": strconv.FormatUint(req.Activation, 10), "to": from}}
 	if wrapkey.ValidateKEKID(req.KEKID) != nil {
 		e.KEKID = ""
@@ -575,9 +575,14 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	if !ok {
 		return refuse(CodeReleaseNoShare, "this node holds no share of kek %q v%d", req.KEKID, req.Version)
 	}
-	// The release is committed before the share leaves.
-	if _, err := n.Append(ctx, e); err != nil {
+	// The release is committed before the share leaves, and applied here
+	// before the next decision (releaseMu), which then sees it.
+	ri, err := n.Append(ctx, e)
+	if err != nil {
 		return ReleaseResponse{}, err
+	}
+	if err := n.waitLogged(ctx, ri); err != nil {
+		return ReleaseResponse{}, fmt.Errorf("keysvc: release %d committed but not applied here: %w", ri, err)
 	}
 	sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
 	if err != nil {

@@ -1,0 +1,188 @@
+package keysvc_test
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
+)
+
+// TestReleaseRefusesALyingMember: a member node, with its certificate and
+// its place in the log, asks its peers for their shares without a real
+// client request. It can append whatever entries it likes in its own name;
+// every peer still refuses, with a stable code, logs the refusal, and sends
+// no share.
+func TestReleaseRefusesALyingMember(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
+	ctx := ctxT(t, 60*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c.WaitConverged()
+	liar := f.c.Follower() // the compromised member
+	var peer *keysvc.Node  // a peer it asks
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if n := f.c.Node(id); n != nil && n != liar {
+			peer = n
+			break
+		}
+	}
+	// A real unwrap through the liar, to have a genuine activation to replay.
+	if _, _, err := liar.Unwrap(ctx, agent.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
+		t.Fatal(err)
+	}
+	genuine := f.entries(keysvc.TypeActivate)
+	if len(genuine) != 1 || genuine[0].Actor.Identity != agent.ID.String() || genuine[0].Node != liar.Info().ID {
+		t.Fatalf("activation entries: %+v", genuine)
+	}
+	real := genuine[0]
+
+	// activation appends a kek.activate entry in the liar's name, as a
+	// compromised node may, and returns its index.
+	activation := func(e ledger.Entry) uint64 {
+		t.Helper()
+		i, err := liar.Append(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	forge := func(signer *keysvctest.Client, mutate func(*reqsig.Request)) ledger.Entry {
+		ch, _ := reqsig.ContextHash(c)
+		r := reqsig.Request{Op: reqsig.OpUnwrap, KEKID: "vault", Version: 1, Body: reqsig.BodyHash(w.Blob), Context: ch}
+		if mutate != nil {
+			mutate(&r)
+		}
+		s := signer.Sign(r).Signed
+		rr, _ := reqsig.Parse(s.Message)
+		return ledger.Entry{Type: keysvc.TypeActivate, Actor: keysvc.Actor(signer.ID, signer.Cert), KEKID: "vault", KEKVersion: 1,
+			RequestID: rr.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
+				"request": base64.StdEncoding.EncodeToString(s.Message), "signature": base64.StdEncoding.EncodeToString(s.Signature),
+				"client_cert": base64.StdEncoding.EncodeToString(s.Cert), "ttl_seconds": "0"}}
+	}
+	agentFR := keysvctest.NewClient("test", identity.RoleAgent, "agent-fr", "FR")
+	officerCert := keysvctest.NewClient("test", identity.RoleOfficer, "alice", "DE")
+
+	// A forged client name: the actor says agent-1, the signature is another's.
+	forgedName := forge(agentFR, nil)
+	forgedName.Actor = real.Actor
+	// A tampered signature.
+	tampered := forge(agent, nil)
+	sig, _ := base64.StdEncoding.DecodeString(tampered.Details["signature"])
+	sig[len(sig)-1] ^= 1
+	tampered.Details["signature"] = base64.StdEncoding.EncodeToString(sig)
+	// A replay: the genuine activation's signed request, committed again.
+	replay := real
+	replay.Index, replay.Time = 0, time.Time{}
+	// A stale request: signed ten minutes ago.
+	stale := forge(&keysvctest.Client{ID: agent.ID, Cert: agent.Cert, Key: agent.Key, Now: func() time.Time { return time.Now().Add(-10 * time.Minute) }}, nil)
+	// A request for another KEK version.
+	otherVersion := forge(agent, func(r *reqsig.Request) { r.Version = 2 })
+
+	var notActivation uint64
+	for _, e := range f.entries(keysvc.TypeWrap) {
+		notActivation = e.Index
+	}
+	cases := []struct {
+		name string
+		from string
+		req  keysvc.ReleaseRequest
+		code string
+	}{
+		{"no activation at that index", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: notActivation, Context: c}, keysvc.CodeReleaseNoActivation},
+		{"an index beyond the log", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: 1 << 40, Context: c}, keysvc.CodeReleaseNotCaughtUp},
+		{"forged client name", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forgedName), Context: c}, keysvc.CodeReleaseSignature},
+		{"tampered signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(tampered), Context: c}, keysvc.CodeReleaseSignature},
+		{"replayed client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(replay), Context: c}, keysvc.CodeReleaseReplayed},
+		{"stale client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(stale), Context: c}, keysvc.CodeReleaseSignature},
+		{"signed for another version", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(otherVersion), Context: c}, keysvc.CodeReleaseSignature},
+		{"region-denied agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agentFR, nil)), Context: c}, keysvc.CodeReleaseDenied},
+		{"an officer is no agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(officerCert, nil)), Context: c}, keysvc.CodeReleaseDenied},
+		{"context other than signed", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agent, nil)), Context: wrapkey.Context{"dataset": "finance"}}, keysvc.CodeReleaseSignature},
+		{"another node's activation", "n9", keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, keysvc.CodeReleaseNotMember},
+		{"to the peer itself", peer.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, keysvc.CodeReleaseToSelf},
+	}
+	before := peer.Metrics().SharesRelease
+	for _, tc := range cases {
+		_, err := peer.ReleaseShare(ctx, tc.from, tc.req)
+		if !errors.Is(err, keysvc.ErrReleaseRefused) || !strings.Contains(err.Error(), tc.code) {
+			t.Errorf("%s: %v, want refusal %s", tc.name, err, tc.code)
+		}
+	}
+	// The genuine activation gets at most one release from each peer: the
+	// peer that released already refuses a second time; the one that did
+	// not may release once, and only once.
+	for _, p := range []*keysvc.Node{f.c.Node("n1"), f.c.Node("n2"), f.c.Node("n3")} {
+		if p == nil || p == liar {
+			continue
+		}
+		_, err1 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
+		_, err2 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
+		if err2 == nil || !strings.Contains(err2.Error(), keysvc.CodeReleaseDuplicate) {
+			t.Errorf("%s: second release for one activation: %v (first: %v)", p.Info().ID, err2, err1)
+		}
+	}
+	if got := peer.Metrics().SharesRelease - before; got > 1 {
+		t.Errorf("peer released %d shares to the liar, want at most the one the genuine activation allowed", got)
+	}
+	// Every refusal is in the log, with its code.
+	f.c.WaitConverged()
+	denied := map[string]int{}
+	for _, e := range f.entries(keysvc.TypeRelease) {
+		if e.Outcome == ledger.OutcomeDenied {
+			denied[strings.SplitN(e.Reason, ":", 2)[0]]++
+		}
+	}
+	for _, tc := range cases {
+		if denied[tc.code] == 0 {
+			t.Errorf("refusal %s (%s) not logged: %v", tc.code, tc.name, denied)
+		}
+	}
+}
+
+// TestActivationNeedsASignedRequest: a serving node refuses to activate
+// without the client's signed request, or with one for another operation,
+// and logs the refusal.
+func TestActivationNeedsASignedRequest(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = f.n.Unwrap(ctx, agentDE, "vault", c, w.Blob, "")
+	wantKeyOp(t, "unwrap without a signature", err, reqsig.CodeMissing)
+	other := keysvctest.NewClient("test", identity.RoleAgent, "agent-2", "DE")
+	lying := agentDE
+	lying.Signed = other.Unwrap("vault", w.Blob, c).Signed
+	_, _, err = f.n.Unwrap(ctx, lying, "vault", c, w.Blob, "")
+	wantKeyOp(t, "unwrap signed by someone else", err, reqsig.CodeMismatch)
+	wrapSigned := agent.Sign(reqsig.Request{Op: reqsig.OpWrap, KEKID: "vault"})
+	_, _, err = f.n.Unwrap(ctx, wrapSigned, "vault", c, w.Blob, "")
+	wantKeyOp(t, "unwrap signed as a wrap", err, reqsig.CodeMismatch)
+	signed := agent.Unwrap("vault", w.Blob, c)
+	if _, _, err := f.n.Unwrap(ctx, signed, "vault", c, w.Blob, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = f.n.Unwrap(ctx, signed, "vault", c, w.Blob, "")
+	wantKeyOp(t, "the same signed request again", err, reqsig.CodeReplayed)
+	if es := f.entries(keysvc.TypeActivate); len(es) != 1 {
+		t.Errorf("%d activations, want 1", len(es))
+	}
+}
