@@ -8,9 +8,12 @@ package keysvc
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 
 	"go.etcd.io/bbolt"
 
+	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -127,3 +130,38 @@ func parseIndex(s string) (uint64, bool) {
 
 // revokedFingerprint reports whether a client certificate is revoked.
 func (n *Node) revokedFingerprint(fp string) bool { return false }
+
+// ErrForgedEntry: a node forwarded an entry it may not write.
+var ErrForgedEntry = errors.New("keysvc: entry not in the forwarding node's own name")
+
+// CheckForwarded checks an entry that member node from forwards to the
+// leader: an entry whose actor is a node must name from itself (a node acts
+// only in its own name); a share release is always from's own; an
+// activation must carry a client request whose signature verifies now,
+// by the client it names. Errors wrap ErrForgedEntry.
+func (n *Node) CheckForwarded(from string, e ledger.Entry) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrForgedEntry, fmt.Sprintf(format, a...))
+	}
+	self := identity.Identity{Cluster: n.cfg.Cluster, Name: from, Role: identity.RoleNode}
+	if e.Actor.Role == string(identity.RoleNode) || e.Type == TypeRelease {
+		id, err := identity.ParseURI(e.Actor.Identity)
+		if err != nil || id.Cluster != self.Cluster || id.Role != identity.RoleNode || id.Name != from {
+			return bad("node %q may log %s entries only as itself, not as %q", from, e.Type, e.Actor.Identity)
+		}
+	}
+	if e.Type == TypeActivate && e.Outcome == ledger.OutcomeOK {
+		s, err := signedOf(e)
+		if err != nil {
+			return bad("activation: %v", err)
+		}
+		vr, err := n.verifyRequest(s)
+		if err != nil {
+			return bad("activation: %v", err)
+		}
+		if Actor(vr.Identity, vr.Certificate) != e.Actor || vr.Request.RequestID != e.RequestID {
+			return bad("activation names %s, but its request is signed by %s", e.Actor.Identity, vr.Identity)
+		}
+	}
+	return nil
+}

@@ -186,3 +186,46 @@ func TestActivationNeedsASignedRequest(t *testing.T) {
 		t.Errorf("%d activations, want 1", len(es))
 	}
 }
+
+// TestForwardedEntriesNameRealActors: the leader refuses a follower's
+// entries that speak for another node, or an activation whose client
+// signature does not hold.
+func TestForwardedEntriesNameRealActors(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.n.Unwrap(ctx, agent.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
+		t.Fatal(err)
+	}
+	act := f.entries(keysvc.TypeActivate)[0]
+	n3 := ledger.Actor{Identity: identity.Identity{Cluster: "test", Name: "n3", Role: identity.RoleNode, Region: "NL"}.String(), Role: "node", Region: "NL"}
+	release := ledger.Entry{Type: keysvc.TypeRelease, Actor: n3, Outcome: ledger.OutcomeOK}
+	if err := f.n.CheckForwarded("n3", release); err != nil {
+		t.Errorf("n3's own release: %v", err)
+	}
+	if err := f.n.CheckForwarded("n2", release); !errors.Is(err, keysvc.ErrForgedEntry) {
+		t.Errorf("n2 forwarding n3's release: %v", err)
+	}
+	release.Actor = agent.Caller().Actor
+	if err := f.n.CheckForwarded("n2", release); !errors.Is(err, keysvc.ErrForgedEntry) {
+		t.Errorf("a release in a client's name: %v", err)
+	}
+	if err := f.n.CheckForwarded("n2", act); err != nil {
+		t.Errorf("a genuine activation: %v", err)
+	}
+	forged := act
+	forged.Details = map[string]string{}
+	for k, v := range act.Details {
+		forged.Details[k] = v
+	}
+	forged.Actor = keysvctest.NewClient("test", identity.RoleAgent, "agent-2", "DE").Caller().Actor
+	if err := f.n.CheckForwarded("n2", forged); !errors.Is(err, keysvc.ErrForgedEntry) {
+		t.Errorf("an activation naming another client: %v", err)
+	}
+}

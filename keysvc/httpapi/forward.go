@@ -99,6 +99,13 @@ func (a *api) internalAppend(w http.ResponseWriter, r *http.Request) error {
 		default:
 			return forbidden(fmt.Sprintf("entry %d is attributed to node %q; node %q may forward only its own", i, e.Node, c.id.Name))
 		}
+		if cf, ok := a.svc.(interface {
+			CheckForwarded(string, ledger.Entry) error
+		}); ok {
+			if err := cf.CheckForwarded(c.id.Name, e); err != nil {
+				return forbidden(fmt.Sprintf("entry %d: %v", i, err))
+			}
+		}
 		check := e // the leader stamps index and time; the rest must be valid now
 		check.Index, check.Time = 0, time.Unix(0, 0)
 		if _, err := check.Marshal(); err != nil {
