@@ -36,8 +36,13 @@ func humanTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func (p NodeAdd) describe() string {
 	sum := sha256.Sum256([]byte(p.Keys))
-	return fmt.Sprintf("Add node %q in region %s as a voting member (raft address %s, API %s, checkpoint keys SHA-256 %s); refused unless %s is an allowed region.",
-		p.ID, p.Region, p.RaftAddr, p.APIAddr, hex.EncodeToString(sum[:]), p.Region)
+	kem := sha256.Sum256([]byte(p.KEM))
+	cert := ""
+	if p.Cert != "" {
+		cert = ", TLS certificate " + p.Cert
+	}
+	return fmt.Sprintf("Add node %q in region %s as a voting member (raft address %s, API %s, checkpoint keys SHA-256 %s, KEM key SHA-256 %s%s); refused unless %s is an allowed region.",
+		p.ID, p.Region, p.RaftAddr, p.APIAddr, hex.EncodeToString(sum[:]), hex.EncodeToString(kem[:]), cert, p.Region)
 }
 
 func (p NodeRemove) describe() string {

@@ -42,9 +42,10 @@ func TestDescribePinned(t *testing.T) {
 		{ceremony.LegalHoldSet{KEKID: "payroll", Reason: `case "17" <b>`},
 			`Place KEK "payroll" under legal hold (reason: "case \"17\" <b>"): none of its versions can be disabled or ` +
 				`destroyed until the hold is released.`},
-		{ceremony.NodeAdd{ID: "node-4", Region: "DE", RaftAddr: "10.0.0.4:7000", APIAddr: "https://node-4:8443", Keys: "k\n"},
+		{ceremony.NodeAdd{ID: "node-4", Region: "DE", RaftAddr: "10.0.0.4:7000", APIAddr: "https://node-4:8443", Keys: "k\n", KEM: "kem"},
 			`Add node "node-4" in region DE as a voting member (raft address 10.0.0.4:7000, API https://node-4:8443, ` +
-				`checkpoint keys SHA-256 19732980d68fbd00358a0a4d98246c960400b87e4fa2a2e155db98be2b42ed6c); ` +
+				`checkpoint keys SHA-256 19732980d68fbd00358a0a4d98246c960400b87e4fa2a2e155db98be2b42ed6c, ` +
+				`KEM key SHA-256 2080150a7f6914e9d0e9f68651573ee083f73feeebd73cdabe68f24926d4890b); ` +
 				`refused unless DE is an allowed region.`},
 		{ceremony.QuorumSet{M: 3},
 			`Set the officer quorum to 3: every later proposal needs approvals from 3 distinct officers.`},

@@ -79,7 +79,7 @@ func FuzzMarshalProposal(f *testing.F) {
 		case 2:
 			params = ceremony.LegalHoldSet{KEKID: kek, Reason: text}
 		case 3:
-			params = ceremony.NodeAdd{ID: kek, Region: region, RaftAddr: role, APIAddr: ident, Keys: text}
+			params = ceremony.NodeAdd{ID: kek, Region: region, RaftAddr: role, APIAddr: ident, Keys: text, KEM: text}
 		case 4:
 			fp := ceremony.BundleFingerprint(text)
 			if flag {

@@ -47,7 +47,7 @@ func sampleParams() []struct {
 		params ceremony.Params
 	}{
 		{"node.add", ceremony.NodeAdd{ID: "node-4", Region: "DE", RaftAddr: "10.0.0.4:7000",
-			APIAddr: "https://node-4.custos.example:8443", Keys: nodeKey}},
+			APIAddr: "https://node-4.custos.example:8443", Keys: nodeKey, KEM: "a2VtCg=="}},
 		{"node.remove", ceremony.NodeRemove{ID: "node-2"}},
 		{"officer.add", ceremony.OfficerAdd{ID: "dave", Bundle: officerBundle,
 			Fingerprint: "sha256:906bd264e0d05e0e91d620b164ce190f58e46b207627527f62b3235736050563"}},
