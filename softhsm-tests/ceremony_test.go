@@ -172,7 +172,7 @@ func TestNodeJoinsOnlyByCeremony(t *testing.T) {
 	now := time.Now()
 	p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Proposer: "alice", Created: now, Expires: now.Add(time.Hour),
 		StateVersion: st.StateVersion, Params: ceremony.NodeAdd{ID: info.ID, Region: info.Region,
-			RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys}}
+			RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys, KEM: info.KEM, Cert: info.Cert}}
 	b, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)

@@ -255,15 +255,15 @@ func TestVerifyLiveCluster(t *testing.T) {
 		Wrap:   ceremony.Access{Roles: []string{"agent"}, Regions: []string{"DE"}},
 		Unwrap: ceremony.Access{Roles: []string{"agent"}, Regions: []string{"DE"}}}
 	l.run(ceremony.KEKCreate{KEKID: "payroll", Policy: policy}, "alice", "bob")
-	id := identity.Identity{Cluster: "test", Role: identity.RoleAgent, Name: "agent-1", Region: "DE"}
-	agent := keysvc.Caller{ID: id, Actor: ledger.Actor{Identity: id.String(), Role: "agent", Region: "DE"}}
+	client := keysvctest.NewClient("test", identity.RoleAgent, "agent-1", "DE")
+	agent := client.Caller()
 	wc := wrapkey.Context{"dataset": "hr"}
 	ctx := ctxT(t)
 	w, err := l.c.Leader().Wrap(ctx, agent, "payroll", wc, []byte("0123456789abcdef0123456789abcdef"), "req-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := l.c.Leader().Unwrap(ctx, agent, "payroll", wc, w.Blob, "req-2"); err != nil {
+	if _, _, err := l.c.Leader().Unwrap(ctx, client.Unwrap("payroll", w.Blob, wc), "payroll", wc, w.Blob, "req-2"); err != nil {
 		t.Fatal(err)
 	}
 	l.run(ceremony.OfficerAdd{ID: "dave", Bundle: string(l.signer("dave").Public().Marshal()), Fingerprint: l.signer("dave").Public().Fingerprint()}, "alice", "bob")
@@ -276,7 +276,7 @@ func TestVerifyLiveCluster(t *testing.T) {
 	})
 	n4 := l.c.Start("n4")
 	info := n4.Info()
-	l.run(ceremony.NodeAdd{ID: info.ID, Region: info.Region, RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys}, "alice", "bob", "dave")
+	l.run(ceremony.NodeAdd{ID: info.ID, Region: info.Region, RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys, KEM: info.KEM, Cert: info.Cert}, "alice", "bob", "dave")
 
 	pack, _ := l.export(0)
 	r := mustVerify(t, pack, trust0, audit.Options{})
@@ -293,7 +293,7 @@ func TestVerifyLiveCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := l.c.Leader().Unwrap(ctx, agent, "payroll", wc, w.Blob, "req-3"); err == nil {
+	if _, _, err := l.c.Leader().Unwrap(ctx, client.Unwrap("payroll", w.Blob, wc), "payroll", wc, w.Blob, "req-3"); err == nil {
 		t.Error("unwrap with a destroyed version")
 	}
 	l.run(ceremony.QuorumSet{M: 2}, "alice", "bob", "dave")

@@ -13,8 +13,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"maps"
 	"slices"
 	"strconv"
@@ -331,7 +333,9 @@ func officerAdd(tb testing.TB, name string) ceremony.OfficerAdd {
 
 func nodeAdd(tb testing.TB, id string) ceremony.NodeAdd {
 	n := synthNodeKey(tb, id)
-	return ceremony.NodeAdd{ID: id, Region: "DE", RaftAddr: id + ":7000", APIAddr: "https://" + id + ".custos.test:8201", Keys: n.text}
+	kem, _ := wrapkey.PublicKey(bytes.Repeat([]byte{byte(len(id))}, 32))
+	return ceremony.NodeAdd{ID: id, Region: "DE", RaftAddr: id + ":7000", APIAddr: "https://" + id + ".custos.test:8201", Keys: n.text,
+		KEM: base64.StdEncoding.EncodeToString(kem)}
 }
 
 // destroy runs a kek.destroy ceremony of kek v1 and logs every active
