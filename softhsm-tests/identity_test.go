@@ -195,4 +195,3 @@ func TestNodeIdentityInHSM(t *testing.T) {
 		})
 	}
 }
-
