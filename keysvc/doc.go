@@ -16,7 +16,9 @@
 // (LabelMLDSASeal, the AAD binding cluster and node). Checkpoints carry both
 // signatures under the key name KeyName(cluster, id); the log origin is
 // Origin(cluster). NodeKeys lists every registered node's public keys, for
-// ledger.VerifyCheckpoint.
+// ledger.VerifyCheckpoint. The node's TLS key is a third HSM key
+// (LabelTLS, see TLSSigner): its certificate is issued from a CSR, and no
+// node private key is ever a file.
 //
 // # State machine
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -57,13 +59,10 @@ func (c *tcpCluster) ForwardAttest(context.Context, string, keysvc.AttestRequest
 	return errors.New("tcpCluster: no KEK custody")
 }
 
+// issue is a client certificate and its key.
 func issue(tb testing.TB, ca *identity.CA, id identity.Identity) tls.Certificate {
 	tb.Helper()
-	var opts identity.IssueOptions
-	if id.Role == identity.RoleNode {
-		opts = identity.IssueOptions{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
-	}
-	certPEM, keyPEM, err := ca.Issue(id, opts)
+	certPEM, keyPEM, err := ca.Issue(id, identity.IssueOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -72,6 +71,30 @@ func issue(tb testing.TB, ca *identity.CA, id identity.Identity) tls.Certificate
 		tb.Fatal(err)
 	}
 	return cert
+}
+
+// nodeCert is the certificate of node id for its TLS key in tok, issued
+// from the node's CSR as in production: no key leaves the token.
+func nodeCert(tb testing.TB, ca *identity.CA, tok hsm.Token, id identity.Identity) tls.Certificate {
+	tb.Helper()
+	signer, err := keysvc.TLSSigner(tok)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	csr, err := identity.NewCSR(signer, id, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certPEM, err := ca.IssueCSR(csr, identity.IssueOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, _ := pem.Decode(certPEM)
+	leaf, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{b.Bytes}, PrivateKey: signer, Leaf: leaf}
 }
 
 func newTCPCluster(tb testing.TB, n int, gc keysvc.GroupCommit) *tcpCluster {
@@ -85,14 +108,15 @@ func newTCPCluster(tb testing.TB, n int, gc keysvc.GroupCommit) *tcpCluster {
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		region := keysvctest.Region(id)
+		tok := hsmtest.NewFake()
 		cfg := keysvc.Config{
 			NodeID: id, Region: region, Cluster: "test",
 			DataDir:        tb.TempDir(),
 			RaftAdvertise:  "127.0.0.1:0",
 			APIAdvertise:   keysvctest.APIAddr(id),
-			Certificate:    issue(tb, ca, identity.Identity{Cluster: "test", Name: id, Role: identity.RoleNode, Region: region}),
+			Certificate:    nodeCert(tb, ca, tok, identity.Identity{Cluster: "test", Name: id, Role: identity.RoleNode, Region: region}),
 			CAs:            c.pool,
-			Token:          hsmtest.NewFake(),
+			Token:          tok,
 			AllowedRegions: []string{"DE", "FR", "NL"},
 			GroupCommit:    gc,
 			Logger:         rafttest.Logger(),
@@ -208,7 +232,7 @@ func TestOpenChecksCertificateIdentity(t *testing.T) {
 		"other region": {Cluster: "test", Name: "n1", Role: identity.RoleNode, Region: "FR"},
 	} {
 		cfg := base
-		cfg.Certificate = issue(t, ca, id)
+		cfg.Certificate = nodeCert(t, ca, cfg.Token, id)
 		n, err := keysvc.Open(cfg)
 		if err == nil {
 			n.Close()
@@ -218,7 +242,7 @@ func TestOpenChecksCertificateIdentity(t *testing.T) {
 	}
 	cfg := base
 	cfg.Region = "de"
-	cfg.Certificate = issue(t, ca, identity.Identity{Cluster: "test", Name: "n1", Role: identity.RoleNode, Region: "DE"})
+	cfg.Certificate = nodeCert(t, ca, cfg.Token, identity.Identity{Cluster: "test", Name: "n1", Role: identity.RoleNode, Region: "DE"})
 	if _, err := keysvc.Open(cfg); err == nil {
 		t.Error("lower-case region accepted")
 	}

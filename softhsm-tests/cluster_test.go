@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -428,13 +429,19 @@ func TestNodeWithoutValidCertificateIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The rogue's node certificate names node-1 of cluster "dev", exactly like
-	// one of ours, but another CA issued it.
-	rogueNode := identity.TLSFiles{
-		Cert: filepath.Join(rogue.NodeDir("node-1"), "cert.pem"),
-		Key:  filepath.Join(rogue.NodeDir("node-1"), "key.pem"),
-		CA:   c.ClientTLS(identity.RoleOperator).CA,
+	// one of ours, but another CA issued it (with a key the test holds: the
+	// rogue's own node key is in its HSM).
+	rogueCA, err := identity.LoadCA(filepath.Join(rogue.Dir, "ca", "ca.pem"), filepath.Join(rogue.Dir, "ca", "ca.key"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	cfg, err := tls.LoadX509KeyPair(rogueNode.Cert, rogueNode.Key)
+	certPEM, keyPEM, err := rogueCA.Issue(identity.Identity{Cluster: "dev", Name: "node-1", Role: identity.RoleNode, Region: "FR"},
+		identity.IssueOptions{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueNode := identity.TLSFiles{CA: c.ClientTLS(identity.RoleOperator).CA}
+	cfg, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// The daemon's life: open token, TLS and node; serve; bootstrap or join;
+// The daemon's life: open token, TLS (its key in the token) and node; serve; bootstrap or join;
 // shut down in order.
 
 package main
@@ -51,8 +51,25 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 	}
 	log.Info("custosd: starting", attrs...)
 
-	// TLS first: a wrong file is the commonest mistake and costs nothing to check.
-	files := identity.TLSFiles{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA}
+	// The token first: the node's TLS key lives there.
+	tok, err := openToken(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := tok.Close(); cerr != nil {
+			log.Warn("custosd: closing the HSM token", slog.Any("err", cerr))
+		}
+	}()
+	signer, err := tok.Signer(keysvc.LabelTLS)
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		return &configError{fmt.Errorf("tls: the HSM token %q holds no node TLS key (%s): run `custosd -config FILE -csr` "+
+			"to make it and a certificate request, and have the cluster CA sign the request into %s", cfg.HSM.TokenLabel, keysvc.LabelTLS, cfg.TLS.Cert)}
+	}
+	if err != nil {
+		return fmt.Errorf("tls: node TLS key: %w", err)
+	}
+	files := identity.TLSFiles{Cert: cfg.TLS.Cert, CA: cfg.TLS.CA, Signer: signer}
 	serverTLS, err := identity.ServerConfig(files)
 	if err != nil {
 		return &configError{fmt.Errorf("tls: %w", err)}
@@ -61,26 +78,6 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 	if err != nil {
 		return &configError{fmt.Errorf("tls (as a client of other nodes): %w", err)}
 	}
-
-	// SoftHSM reads SOFTHSM2_CONF when the module is first loaded.
-	if cfg.HSM.SoftHSMConf != "" {
-		if err := os.Setenv("SOFTHSM2_CONF", cfg.HSM.SoftHSMConf); err != nil {
-			return fmt.Errorf("set SOFTHSM2_CONF: %w", err)
-		}
-	}
-	hcfg := hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile, PINEnv: cfg.HSM.PINEnv}
-	tok, err := hsm.Open(hcfg)
-	if err != nil {
-		if errors.Is(err, hsm.ErrNoPIN) || errors.Is(err, hsm.ErrWrongPIN) || errors.Is(err, hsm.ErrTokenNotFound) || errors.Is(err, hsm.ErrModule) {
-			return &configError{fmt.Errorf("hsm %v: %w", hcfg, err)}
-		}
-		return fmt.Errorf("hsm %v: %w", hcfg, err)
-	}
-	defer func() {
-		if cerr := tok.Close(); cerr != nil {
-			log.Warn("custosd: closing the HSM token", slog.Any("err", cerr))
-		}
-	}()
 
 	kcfg := keysvc.Config{
 		NodeID: cfg.NodeID, Region: cfg.Region, Cluster: cfg.Cluster, DataDir: cfg.DataDir,
@@ -186,6 +183,26 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 	case err := <-fatal:
 		return err
 	}
+}
+
+// openToken opens the node's HSM token; a failure the configuration can fix
+// (module, token label, PIN) is a *configError.
+func openToken(cfg *nodecfg.Config) (hsm.Token, error) {
+	// SoftHSM reads SOFTHSM2_CONF when the module is first loaded.
+	if cfg.HSM.SoftHSMConf != "" {
+		if err := os.Setenv("SOFTHSM2_CONF", cfg.HSM.SoftHSMConf); err != nil {
+			return nil, fmt.Errorf("set SOFTHSM2_CONF: %w", err)
+		}
+	}
+	hcfg := hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile, PINEnv: cfg.HSM.PINEnv}
+	tok, err := hsm.Open(hcfg)
+	if err != nil {
+		if errors.Is(err, hsm.ErrNoPIN) || errors.Is(err, hsm.ErrWrongPIN) || errors.Is(err, hsm.ErrTokenNotFound) || errors.Is(err, hsm.ErrModule) {
+			return nil, &configError{fmt.Errorf("hsm %v: %w", hcfg, err)}
+		}
+		return nil, fmt.Errorf("hsm %v: %w", hcfg, err)
+	}
+	return tok, nil
 }
 
 // bootstrap forms the cluster on a node with no state; a node with state

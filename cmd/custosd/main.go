@@ -3,6 +3,13 @@
 //
 //	custosd -config /etc/custos/node.toml
 //	custosd -config /etc/custos/node.toml -describe > node.json   # for a node.add ceremony
+//	custosd -config /etc/custos/node.toml -csr > node.csr         # for the cluster CA
+//
+// The node's TLS key (API, raft, and as a client of other nodes) is an
+// ECDSA P-256 key inside its HSM token, never a file: -csr makes it on
+// first use and prints a certificate request for it, naming the node's
+// identity and the hosts of its API and raft advertise addresses; the
+// cluster CA signs it into the certificate file tls.cert names.
 //
 // The configuration file is described in package nodecfg. On first start a
 // node with bootstrap = true forms the cluster (genesis); a node with a
@@ -32,7 +39,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // configError marks a failure the operator fixes in the configuration or
@@ -42,17 +49,19 @@ type configError struct{ err error }
 func (e *configError) Error() string { return e.err.Error() }
 func (e *configError) Unwrap() error { return e.err }
 
-// run runs the daemon until ctx ends and returns the exit status.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+// run runs the daemon until ctx ends and returns the exit status; -describe
+// and -csr print to stdout.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("custosd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "the node's configuration file (TOML)")
 	describe := fs.Bool("describe", false, "print the node's description (id, region, addresses, public keys) as JSON and exit: the node.json officers need for a node.add ceremony. Creates the node's HSM keys on first use")
+	csr := fs.Bool("csr", false, "print a PEM certificate request for the node's TLS key and exit, for the cluster CA to sign into tls.cert. Creates the key in the node's HSM on first use and reuses it afterwards; starts no listener")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: custosd -config FILE [-describe]")
+	if *path == "" || fs.NArg() > 0 || *describe && *csr {
+		fmt.Fprintln(stderr, "usage: custosd -config FILE [-describe | -csr]")
 		return 2
 	}
 	cfg, err := loadConfig(*path)
@@ -63,9 +72,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	log := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
 	var out io.Writer
 	if *describe {
-		out = os.Stdout
+		out = stdout
 	}
-	err = daemon(ctx, cfg, log, out)
+	if *csr {
+		err = printCSR(cfg, log, stdout)
+	} else {
+		err = daemon(ctx, cfg, log, out)
+	}
 	var ce *configError
 	switch {
 	case err == nil:

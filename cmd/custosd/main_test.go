@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -67,7 +68,6 @@ token_label = "n1"
 pin_env = "CUSTOSD_TEST_PIN"
 [tls]
 cert = "` + filepath.Join(dir, "missing.pem") + `"
-key = "` + filepath.Join(dir, "missing.key") + `"
 ca = "` + filepath.Join(dir, "ca.pem") + `"
 `
 	for _, tc := range []struct {
@@ -80,11 +80,18 @@ ca = "` + filepath.Join(dir, "ca.pem") + `"
 		{"missing file", []string{"-config", filepath.Join(dir, "nope.toml")}, "nope.toml"},
 		{"unknown key", []string{"-config", write("typo.toml", "bogus = 1\n"+valid)}, `unknown key "bogus"`},
 		{"invalid", []string{"-config", write("invalid.toml", strings.Replace(valid, `region = "DE"`, `region = ""`, 1))}, "region is required"},
-		{"missing TLS files", []string{"-config", write("tls.toml", valid)}, "ca.pem: no such file"},
+		{"describe and csr", []string{"-config", write("both.toml", valid), "-describe", "-csr"}, "usage"},
+		{"HSM module", []string{"-config", write("hsm.toml", valid)}, "/nonexistent/libsofthsm2.so"},
+		{"HSM module, csr", []string{"-config", write("hsm.toml", valid), "-csr"}, "/nonexistent/libsofthsm2.so"},
+		// A configuration of the previous release, with the node's key file.
+		{"tls.key", []string{"-config", write("old.toml", strings.Replace(valid, "[tls]\n", "[tls]\nkey = \"/etc/custos/key.pem\"\n", 1))},
+			"node TLS keys live in the HSM: remove tls.key, run `custosd -config FILE -csr` and have the cluster CA sign it"},
+		{"unspecified advertise, csr", []string{"-config", write("any.toml", strings.Replace(valid, "[api]\nlisten = \"127.0.0.1:0\"", "[api]\nlisten = \"0.0.0.0:8200\"", 1)), "-csr"},
+			`api.advertise "0.0.0.0:8200" is not an address others can dial`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			if code := run(context.Background(), tc.args, &stderr); code != 2 {
+			if code := run(context.Background(), tc.args, io.Discard, &stderr); code != 2 {
 				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), tc.want) {
@@ -108,7 +115,7 @@ func (n *node) start(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel, n.done, n.log, n.stopped = cancel, make(chan int, 1), &syncBuffer{}, false
-	go func() { n.done <- run(ctx, []string{"-config", n.cfgPath}, n.log) }()
+	go func() { n.done <- run(ctx, []string{"-config", n.cfgPath}, io.Discard, n.log) }()
 }
 
 // stop sends the equivalent of SIGTERM and returns the exit status.
@@ -151,18 +158,18 @@ func TestDaemonCluster(t *testing.T) {
 	tokens := hsmtest.SoftHSM(t, "d1", "d2", "d3")
 	pki := httpapitest.NewPKI(t, "test")
 	dir := t.TempDir()
+	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), pki.CA.CertPEM())
 	regions := []string{"DE", "FR", "NL"}
 	var nodes []*node
 	for i, region := range regions {
 		id := fmt.Sprintf("n%d", i+1)
-		files := pki.Issue(t, identity.RoleNode, id, region)
 		apiAddr := freeAddr(t)
 		cfg := nodecfg.Config{
 			NodeID: id, Region: region, Cluster: "test", DataDir: filepath.Join(dir, id),
 			API:  nodecfg.Listener{Listen: apiAddr},
 			Raft: nodecfg.Listener{Listen: freeAddr(t)},
 			HSM:  nodecfg.HSM{Module: tokens[i].Module, TokenLabel: tokens[i].TokenLabel, PINFile: tokens[i].PINFile},
-			TLS:  nodecfg.TLS{Cert: files.Cert, Key: files.Key, CA: files.CA},
+			TLS:  nodecfg.TLS{Cert: filepath.Join(dir, id+"-cert.pem"), CA: caFile},
 			Log:  nodecfg.Log{Level: "debug", Format: "json"},
 		}
 		if i == 0 {
@@ -174,6 +181,7 @@ func TestDaemonCluster(t *testing.T) {
 		if err := cfg.Write(n.cfgPath); err != nil {
 			t.Fatal(err)
 		}
+		certify(t, pki.CA, n.cfgPath, cfg.TLS.Cert)
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
@@ -262,6 +270,36 @@ func TestDaemonCluster(t *testing.T) {
 			t.Errorf("%s exit %d", n.id, code)
 		}
 	}
+}
+
+// certify has the node of cfgPath make its certificate request (custosd
+// -csr) and writes the certificate the CA issues from it to certFile, as an
+// operator does: only the certificate, the key stays in the node's HSM.
+func certify(t *testing.T, ca *identity.CA, cfgPath, certFile string) {
+	t.Helper()
+	certPEM, err := ca.IssueCSR(csrOf(t, cfgPath), identity.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, certFile, certPEM)
+}
+
+// csrOf runs custosd -config cfgPath -csr and returns its output.
+func csrOf(t *testing.T, cfgPath string) []byte {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-config", cfgPath, "-csr"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("custosd -csr: exit %d:\n%s", code, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 func waitFor(t *testing.T, d time.Duration, cond func() error) {

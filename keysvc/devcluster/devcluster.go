@@ -7,7 +7,9 @@
 //
 //	DIR/cluster.json            what was created: nodes, ports, pids
 //	DIR/ca/ca.pem, ca.key       the dev cluster CA (key 0600)
-//	DIR/node-N/node.toml        node config; cert.pem, key.pem; data/; custosd.log
+//	DIR/node-N/node.toml        node config; cert.pem (its key is in the node's
+//	                            token: custosd -csr, signed by the CA); data/;
+//	                            custosd.log
 //	DIR/node-N/softhsm/         the node's own SoftHSM: config, token, PIN file (0600)
 //	DIR/clients/ROLE.pem, .key  client certificates: operator, agent, auditor
 //	DIR/env                     shell exports for the custos CLI
@@ -21,6 +23,7 @@
 package devcluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +40,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/hsm/softhsm"
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
 )
@@ -230,22 +234,13 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := identity.Identity{Cluster: c.Name, Name: n.ID, Role: identity.RoleNode, Region: n.Region}
-	certPEM, keyPEM, err := ca.Issue(id, identity.IssueOptions{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}})
-	if err != nil {
-		return nil, err
-	}
-	tlsFiles := identity.TLSFiles{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem"), CA: c.caFile()}
-	if err := identity.WriteKeyPair(tlsFiles.Cert, tlsFiles.Key, certPEM, keyPEM); err != nil {
-		return nil, err
-	}
 	cfg := nodecfg.Config{
 		NodeID: n.ID, Region: n.Region, Cluster: c.Name, DataDir: filepath.Join(dir, "data"),
 		API:  nodecfg.Listener{Listen: fmt.Sprintf("127.0.0.1:%d", n.APIPort)},
 		Raft: nodecfg.Listener{Listen: fmt.Sprintf("127.0.0.1:%d", n.RaftPort)},
 		HSM: nodecfg.HSM{Module: tok.Module, TokenLabel: tok.TokenLabel, PINFile: tok.PINFile,
 			SoftHSMConf: env.ConfPath},
-		TLS:        nodecfg.TLS{Cert: tlsFiles.Cert, Key: tlsFiles.Key, CA: tlsFiles.CA},
+		TLS:        nodecfg.TLS{Cert: filepath.Join(dir, "cert.pem"), CA: c.caFile()},
 		Log:        nodecfg.Log{Level: "info", Format: "json"},
 		RaftTuning: c.RaftTuning,
 	}
@@ -258,8 +253,37 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 	if err := cfg.Write(c.ConfigPath(n.ID)); err != nil {
 		return nil, err
 	}
+	if err := c.certify(ca, n.ID, cfg.TLS.Cert); err != nil {
+		return nil, err
+	}
 	c.Nodes = append(c.Nodes, n)
 	return n, nil
+}
+
+// csrTimeout bounds `custosd -csr`: opening a token and making one key.
+const csrTimeout = time.Minute
+
+// certify gets node id its certificate as an operator would: the node makes
+// its TLS key in its own HSM and a certificate request (`custosd -config F
+// -csr`), the CA issues from the request, and only the certificate is
+// written. No node private key is ever a file.
+func (c *Cluster) certify(ca *identity.CA, id, certFile string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), csrTimeout)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, c.Custosd, "-config", c.ConfigPath(id), "-csr")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("devcluster: %s -config %s -csr: %w\n%s", c.Custosd, c.ConfigPath(id), err, stderr.Bytes())
+	}
+	certPEM, err := ca.IssueCSR(stdout.Bytes(), identity.IssueOptions{})
+	if err != nil {
+		return fmt.Errorf("devcluster: certificate of %s: %w", id, err)
+	}
+	if err := atomicfile.WriteNew(certFile, certPEM, 0o644); err != nil {
+		return fmt.Errorf("devcluster: certificate of %s: %w", id, err)
+	}
+	return nil
 }
 
 // save records the cluster in DIR/cluster.json.

@@ -133,18 +133,42 @@ type IssueOptions struct {
 // every other role's for client authentication only. The certificate
 // carries id's URI SAN, the names in opts, a random 128-bit serial and an
 // ECDSA P-256 key. id must be valid and in the CA's cluster.
+//
+// Nodes keep their key in their HSM: issue their certificates with
+// [CA.IssueCSR] instead.
 func (ca *CA) Issue(id Identity, opts IssueOptions) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity: issue %s: %w", id, err)
+	}
+	certPEM, err = ca.issue(id, &key.PublicKey, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity: issue %s: %w", id, err)
+	}
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), nil
+}
+
+// issue signs a certificate for id and pub, an ECDSA P-256 key: the one
+// issuing path of [CA.Issue] and [CA.IssueCSR].
+func (ca *CA) issue(id Identity, pub *ecdsa.PublicKey, opts IssueOptions) (certPEM []byte, err error) {
 	if err := id.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("identity: issue: %w", err)
+		return nil, fmt.Errorf("identity: issue: %w", err)
 	}
 	if id.Cluster != ca.cluster {
-		return nil, nil, fmt.Errorf("identity: issue %s: %w: this CA is for cluster %q", id, ErrWrongCluster, ca.cluster)
+		return nil, fmt.Errorf("identity: issue %s: %w: this CA is for cluster %q", id, ErrWrongCluster, ca.cluster)
+	}
+	if pub.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("identity: issue %s: key is not ECDSA P-256", id)
 	}
 	if opts.Validity < 0 {
-		return nil, nil, fmt.Errorf("identity: issue %s: negative validity %v", id, opts.Validity)
+		return nil, fmt.Errorf("identity: issue %s: negative validity %v", id, opts.Validity)
 	}
 	if id.Role != RoleNode && (len(opts.DNSNames) > 0 || len(opts.IPAddresses) > 0) {
-		return nil, nil, fmt.Errorf("identity: issue %s: only node certificates carry DNS names or IP addresses", id)
+		return nil, fmt.Errorf("identity: issue %s: only node certificates carry DNS names or IP addresses", id)
 	}
 	validity := opts.Validity
 	if validity == 0 {
@@ -159,7 +183,7 @@ func (ca *CA) Issue(id Identity, opts IssueOptions) (certPEM, keyPEM []byte, err
 		notAfter = ca.cert.NotAfter
 	}
 	if !notAfter.After(notBefore) {
-		return nil, nil, fmt.Errorf("identity: issue %s: the CA expires at %v, before the certificate would start", id, ca.cert.NotAfter)
+		return nil, fmt.Errorf("identity: issue %s: the CA expires at %v, before the certificate would start", id, ca.cert.NotAfter)
 	}
 	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	if id.Role == RoleNode {
@@ -167,11 +191,7 @@ func (ca *CA) Issue(id Identity, opts IssueOptions) (certPEM, keyPEM []byte, err
 	}
 	serial, err := newSerial()
 	if err != nil {
-		return nil, nil, fmt.Errorf("identity: issue %s: %w", id, err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("identity: issue %s: %w", id, err)
+		return nil, fmt.Errorf("identity: issue %s: %w", id, err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -184,16 +204,11 @@ func (ca *CA) Issue(id Identity, opts IssueOptions) (certPEM, keyPEM []byte, err
 		DNSNames:     opts.DNSNames,
 		IPAddresses:  opts.IPAddresses,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("identity: issue %s: %w", id, err)
+		return nil, fmt.Errorf("identity: issue %s: %w", id, err)
 	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("identity: issue %s: %w", id, err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // newSerial returns a random positive serial number of at most 128 bits.

@@ -40,10 +40,18 @@
 // or key exchange ([ErrClassicalKeyExchange]) that is not allowed. The
 // cluster expected is the one in the local certificate.
 //
+// A node's key is not a file: it is an ECDSA P-256 key inside the node's
+// HSM, given as TLSFiles.Signer, and the certificate must be for that key
+// ([ErrCertificateKeyMismatch] otherwise). Client identities keep a key
+// file.
+//
 // # CA
 //
-// [NewCA] makes the ECDSA P-256 CA that `custos dev up` and tests use, and
-// [CA.Issue] issues node and client certificates from it. Real deployments
+// [NewCA] makes the ECDSA P-256 CA that `custos dev up` and tests use.
+// [CA.Issue] issues client certificates from it, with a fresh key; nodes
+// send a certificate request made with their HSM key ([NewCSR]) and
+// [CA.IssueCSR] issues their certificates from it ([ErrBadCSR] for a
+// request it refuses). Real deployments
 // may use another CA that writes the same URI SAN; nothing here depends on
 // which CA issued a certificate beyond chain verification.
 //

@@ -3,6 +3,7 @@
 package identity
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -20,6 +21,11 @@ var (
 	// ErrClassicalKeyExchange means a connection that must be post-quantum
 	// ([RequireHybridKeyExchange]) negotiated another key exchange.
 	ErrClassicalKeyExchange = errors.New("identity: connection did not use the hybrid post-quantum key exchange X25519MLKEM768")
+	// ErrCertificateKeyMismatch means a certificate was issued for
+	// another key than the signer given with it (TLSFiles.Signer): a
+	// certificate from another node, or from before the node's HSM key
+	// was made again.
+	ErrCertificateKeyMismatch = errors.New("identity: certificate issued for another key")
 	// ErrNoPeerCertificate means a connection has no verified peer
 	// certificate, so its peer has no identity.
 	ErrNoPeerCertificate = errors.New("identity: connection has no verified peer certificate")
@@ -29,11 +35,17 @@ var (
 // first, X25519 for peers without it (see [RequireHybridKeyExchange]).
 var curvePreferences = []tls.CurveID{tls.X25519MLKEM768, tls.X25519}
 
-// TLSFiles names the PEM files of one party's TLS material.
+// TLSFiles names the PEM files of one party's TLS material. The private key
+// is either a PEM file (Key, for clients) or a signer whose key never leaves
+// its HSM (Signer, for nodes); exactly one of the two is set.
 type TLSFiles struct {
 	Cert string // certificate, leaf first (intermediates may follow)
 	Key  string // its private key
 	CA   string // the cluster CA certificates, see [LoadCertPool]
+	// Signer holds the certificate's private key instead of Key: a node's
+	// ECDSA P-256 key inside its HSM. The certificate must be for its
+	// public key.
+	Signer crypto.Signer
 }
 
 // Option restricts which peers a configuration accepts.
@@ -174,15 +186,9 @@ func load(files TLSFiles, usage x509.ExtKeyUsage, defaultRoles []Role, opts []Op
 	if err != nil {
 		return fail(err)
 	}
-	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	cert, leaf, err := loadCertificate(files)
 	if err != nil {
-		return fail(fmt.Errorf("identity: load %s and %s: %w", files.Cert, files.Key, err))
-	}
-	leaf := cert.Leaf
-	if leaf == nil { // GODEBUG=x509keypairleaf=0
-		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return fail(fmt.Errorf("identity: %s: %w", files.Cert, err))
-		}
+		return fail(err)
 	}
 	id, err := FromCertificate(leaf)
 	if err != nil {
@@ -207,6 +213,43 @@ func load(files TLSFiles, usage x509.ExtKeyUsage, defaultRoles []Role, opts []Op
 			files.Cert, id, what, files.CA, err))
 	}
 	return cert, pool, id.Cluster, p, nil
+}
+
+// loadCertificate reads the certificate chain and its private key: the Key
+// file, or the Signer, whose public key the leaf must carry.
+func loadCertificate(files TLSFiles) (tls.Certificate, *x509.Certificate, error) {
+	fail := func(err error) (tls.Certificate, *x509.Certificate, error) { return tls.Certificate{}, nil, err }
+	switch {
+	case files.Signer != nil && files.Key != "":
+		return fail(fmt.Errorf("identity: %s: a key file (%s) and a signer were both given; want one", files.Cert, files.Key))
+	case files.Signer == nil:
+		cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+		if err != nil {
+			return fail(fmt.Errorf("identity: load %s and %s: %w", files.Cert, files.Key, err))
+		}
+		leaf := cert.Leaf
+		if leaf == nil { // GODEBUG=x509keypairleaf=0
+			if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+				return fail(fmt.Errorf("identity: %s: %w", files.Cert, err))
+			}
+		}
+		return cert, leaf, nil
+	}
+	certs, err := readCertificates(files.Cert)
+	if err != nil {
+		return fail(err)
+	}
+	leaf := certs[0]
+	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(files.Signer.Public()) {
+		return fail(fmt.Errorf("%w: %s is not for this signer's key (HSM key); have the cluster CA sign a CSR made with it",
+			ErrCertificateKeyMismatch, files.Cert))
+	}
+	cert := tls.Certificate{PrivateKey: files.Signer, Leaf: leaf}
+	for _, c := range certs {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert, leaf, nil
 }
 
 // PeerIdentity returns the identity of the peer of a connection made with

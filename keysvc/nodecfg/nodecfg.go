@@ -68,12 +68,22 @@ type HSM struct {
 	SoftHSMConf string `toml:"softhsm_conf"`
 }
 
-// TLS is the node's certificate and key, and the cluster CA, as PEM files.
+// TLS is the node's certificate and the cluster CA, as PEM files. The
+// certificate's key is the node's TLS key inside its HSM, never a file: the
+// certificate is issued from `custosd -config FILE -csr`.
 type TLS struct {
 	Cert string `toml:"cert"`
-	Key  string `toml:"key"`
 	CA   string `toml:"ca"`
+	// Key was the node's key file before node keys moved into the HSM. It
+	// is read only to refuse it with ErrTLSKeyFile, never written.
+	Key string `toml:"key,omitempty"`
 }
+
+// ErrTLSKeyFile is the error of a configuration that still names a node key
+// file (tls.key), as a configuration from before node keys moved into the
+// HSM does.
+var ErrTLSKeyFile = errors.New("tls.key is set, but node TLS keys live in the HSM: remove tls.key, " +
+	"run `custosd -config FILE -csr` and have the cluster CA sign it (the new certificate goes to tls.cert)")
 
 // Log configures log/slog output on stderr.
 type Log struct {
@@ -170,7 +180,9 @@ func (c *Config) Validate() error {
 	need(c.HSM.Module, "hsm.module")
 	need(c.HSM.TokenLabel, "hsm.token_label")
 	need(c.TLS.Cert, "tls.cert")
-	need(c.TLS.Key, "tls.key")
+	if c.TLS.Key != "" {
+		errs = append(errs, ErrTLSKeyFile)
+	}
 	need(c.TLS.CA, "tls.ca")
 	if c.HSM.PINFile == "" && c.HSM.PINEnv == "" {
 		errs = append(errs, errors.New("hsm.pin_file or hsm.pin_env is required (the PIN is never written in the config)"))

@@ -1,6 +1,7 @@
 package nodecfg
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ func valid() *Config {
 		AllowedRegions: []string{"FR", "DE"},
 		API:            Listener{Listen: "127.0.0.1:8201"}, Raft: Listener{Listen: "127.0.0.1:8301"},
 		HSM: HSM{Module: "/lib.so", TokenLabel: "node-1", PINFile: "/pin"},
-		TLS: TLS{Cert: "c", Key: "k", CA: "ca"},
+		TLS: TLS{Cert: "c", CA: "ca"},
 	}
 }
 
@@ -54,6 +55,33 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 	for _, want := range []string{"node_id is required", "pin_file or hsm.pin_env", "exclusive", `log.level "loud"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+// A configuration of the previous release names the node's key file: it is
+// refused with the way out, not ignored and not an unknown key.
+func TestTLSKeyFileRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "node.toml")
+	if err := valid().Write(p); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if strings.Contains(string(b), "key") {
+		t.Fatalf("Write wrote a key setting:\n%s", b)
+	}
+	old := strings.Replace(string(b), "[tls]\n", "[tls]\n  key = \"/etc/custos/key.pem\"\n", 1)
+	if old == string(b) {
+		t.Fatalf("no [tls] table in\n%s", b)
+	}
+	os.WriteFile(p, []byte(old), 0o600)
+	_, err := Load(p)
+	if !errors.Is(err, ErrTLSKeyFile) {
+		t.Fatalf("got %v, want ErrTLSKeyFile", err)
+	}
+	for _, want := range []string{p, "remove tls.key", "-csr", "cluster CA sign it"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
 }
