@@ -245,6 +245,17 @@ func parseHash(s string) ([32]byte, error) {
 // (datakey).
 func BodyHash(b []byte) [32]byte { return sha256.Sum256(b) }
 
+// BlobVersion is the version a message names for an unwrap or rewrap of
+// blob: the KEK version in the blob's header, or 0 when the blob does not
+// parse (the node then refuses it as malformed, after the signature checks).
+func BlobVersion(blob []byte) uint32 {
+	b, err := wrapkey.Parse(blob)
+	if err != nil {
+		return 0
+	}
+	return b.KEKVersion
+}
+
 // ContextHash is SHA-256 of the context's canonical encoding (uint16 count,
 // then per entry in bytewise key order uint16 key length, key, uint16 value
 // length, value; big-endian).
