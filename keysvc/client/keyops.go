@@ -34,6 +34,20 @@ const (
 	CodeSharesUnavailable = "shares_unavailable" // 503: fewer than t nodes released their shares; retry later
 )
 
+// Codes of refused signed requests (the Custos-Request-Signature header,
+// docs/agent-api.md). The API refuses these before the operation, so they
+// have no log entry of their own; request_replayed comes from the node's
+// check against the log.
+const (
+	CodeSignatureMissing   = reqsig.CodeMissing   // 401: unwrap, rewrap or unwrap batch without the header
+	CodeSignatureMalformed = reqsig.CodeMalformed // 400: the header, message or signature does not parse
+	CodeSignatureInvalid   = reqsig.CodeInvalid   // 401: the signature does not verify with the TLS certificate's key
+	CodeSignatureStale     = reqsig.CodeStale     // 401: the request's time is over 5 minutes from the node's clock
+	CodeSignatureMismatch  = reqsig.CodeMismatch  // 400: the message describes another request (kek, op, version, body, context, cluster)
+	CodeCertUntrusted      = reqsig.CodeUntrusted // 403: the certificate may not sign requests (revoked, or a key that cannot sign)
+	CodeRequestReplayed    = reqsig.CodeReplayed  // 409: the request id was used before
+)
+
 // MaxBatchItems bounds the items of one batch request.
 const MaxBatchItems = 1000
 

@@ -126,7 +126,7 @@ func TestKeyOpRoutes(t *testing.T) {
 
 	agent := e.sdk(t, identity.RoleAgent, "agent-1", "DE", kc.leaderURL)
 	agentF := e.sdk(t, identity.RoleAgent, "agent-1", "DE", kc.followerURL)
-	raw := e.as(t, identity.RoleAgent, "agent-1", "DE")
+	raw := e.signed(t, identity.RoleAgent, "agent-1", "DE")
 	hr := map[string]string{"dataset": "hr"}
 	dek := make([]byte, 32)
 	rand.Read(dek)
@@ -295,8 +295,8 @@ func TestKeyOpRoutes(t *testing.T) {
 	wantError(t, resp, body, 400, client.CodeBadRequest)
 
 	// Refusals: each with its status and code, in the error body's shape.
-	fr := e.as(t, identity.RoleAgent, "agent-1", "FR")
-	auditor := e.as(t, identity.RoleAuditor, "audit", "DE")
+	fr := e.signed(t, identity.RoleAgent, "agent-1", "FR")
+	auditor := e.signed(t, identity.RoleAuditor, "audit", "DE")
 	for _, tc := range []struct {
 		what   string
 		hc     *http.Client
