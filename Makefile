@@ -17,7 +17,8 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/officer:FuzzParsePKCS11URI ./keysvc/ledger:FuzzVerifyStatement \
              ./keysvc/audit:FuzzReader ./keysvc/audit:FuzzParseEntry \
              ./backup/custosage:FuzzDecodeContext ./backup/custosage:FuzzParseStanza \
-             ./backup/policy:FuzzParse ./backup/archive:FuzzParseManifest
+             ./backup/policy:FuzzParse ./backup/archive:FuzzParseManifest \
+             ./keysvc/reqsig:FuzzParse
 
 export CGO_ENABLED := 1
 

@@ -128,7 +128,7 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 		return fmt.Errorf("api listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           httpapi.New(node, httpapi.Options{Logger: log}),
+		Handler:           httpapi.New(node, httpapi.Options{Logger: log, ClientCAs: serverTLS.ClientCAs}),
 		TLSConfig:         serverTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,

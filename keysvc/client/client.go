@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/reqsig"
 )
 
 // maxResponse bounds a response body the client reads (the server pages
@@ -52,6 +53,7 @@ type Client struct {
 	endpoints []string
 	pref      atomic.Int32 // index of the endpoint that answered last
 	hc        *http.Client
+	signer    signer
 }
 
 // New checks cfg, loads the TLS material and returns a Client. It does not
@@ -102,6 +104,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		endpoints: eps,
+		signer:    newSigner(tc),
 		hc: &http.Client{
 			Transport: tr,
 			Timeout:   cfg.Timeout,
@@ -148,6 +151,11 @@ type request struct {
 	accept string
 	// endpoint pins the call to one node: no failover, no redirect.
 	endpoint string
+	// signature is the reqsig.Header value of a key operation. The
+	// failover and the redirect of do send it again: they are the same
+	// attempt of the same call (a failover only when the request never
+	// left; a redirect only from a node that did not serve it).
+	signature string
 }
 
 // do sends req and returns a 2xx answer, or an *APIError, or a transport
@@ -225,6 +233,9 @@ func (c *Client) send(ctx context.Context, base string, req request) (*response,
 	}
 	hr.Header.Set("Accept", accept)
 	hr.Header.Set("User-Agent", "custos-client/1")
+	if req.signature != "" {
+		hr.Header.Set(reqsig.Header, req.signature)
+	}
 	var wrote atomic.Bool
 	hr = hr.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
 	resp, err := c.hc.Do(hr)

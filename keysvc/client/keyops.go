@@ -6,9 +6,12 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/custos-eu/custos/keysvc/reqsig"
 )
 
 // Codes of refused key operations. Each refusal is also logged in the
@@ -29,6 +32,20 @@ const (
 	CodeKEKDestroyed      = "kek_destroyed"      // 410: the version is destroyed
 	CodeNotCaughtUp       = "not_caught_up"      // 503: the node could not confirm its answer against its own state in time; retry
 	CodeSharesUnavailable = "shares_unavailable" // 503: fewer than t nodes released their shares; retry later
+)
+
+// Codes of refused signed requests (the Custos-Request-Signature header,
+// docs/agent-api.md). The API refuses these before the operation, so they
+// have no log entry of their own; request_replayed comes from the node's
+// check against the log.
+const (
+	CodeSignatureMissing   = reqsig.CodeMissing   // 401: unwrap, rewrap or unwrap batch without the header
+	CodeSignatureMalformed = reqsig.CodeMalformed // 400: the header, message or signature does not parse
+	CodeSignatureInvalid   = reqsig.CodeInvalid   // 401: the signature does not verify with the TLS certificate's key
+	CodeSignatureStale     = reqsig.CodeStale     // 401: the request's time is over 5 minutes from the node's clock
+	CodeSignatureMismatch  = reqsig.CodeMismatch  // 400: the message describes another request (kek, op, version, body, context, cluster)
+	CodeCertUntrusted      = reqsig.CodeUntrusted // 403: the certificate may not sign requests (revoked, or a key that cannot sign)
+	CodeRequestReplayed    = reqsig.CodeReplayed  // 409: the request id was used before
 )
 
 // MaxBatchItems bounds the items of one batch request.
@@ -181,16 +198,21 @@ type PublicKeyResponse struct {
 
 func kekPath(id, op string) string { return "/v1/keks/" + url.PathEscape(id) + "/" + op }
 
-// keyOp posts in to the key-op route op of KEK id and decodes the answer
-// into out. The request body and the raw answer, which may hold data keys,
-// are cleared afterwards.
-func (c *Client) keyOp(ctx context.Context, id, op string, in, out any) error {
+// keyOp signs sr, posts in to the key-op route op of KEK id and decodes
+// the answer into out. The request body and the raw answer, which may hold
+// data keys, are cleared afterwards.
+func (c *Client) keyOp(ctx context.Context, id, op string, sr reqsig.Request, in, out any) error {
+	sr.KEKID = id
+	sig, err := c.signer.sign(sr)
+	if err != nil {
+		return err
+	}
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
 	defer clear(body)
-	resp, err := c.do(ctx, request{method: http.MethodPost, path: kekPath(id, op), body: body})
+	resp, err := c.do(ctx, request{method: http.MethodPost, path: kekPath(id, op), body: body, signature: sig})
 	if err != nil {
 		return err
 	}
@@ -198,18 +220,51 @@ func (c *Client) keyOp(ctx context.Context, id, op string, in, out any) error {
 	return resp.decode(op, out)
 }
 
+// single is the signed request of a single-item operation on body under
+// context ctxFields.
+func single(op string, version uint32, body []byte, ctxFields map[string]string) (reqsig.Request, error) {
+	ch, err := contextHash(op, ctxFields)
+	if err != nil {
+		return reqsig.Request{}, err
+	}
+	return reqsig.Request{Op: op, Version: version, Body: reqsig.BodyHash(body), Context: ch}, nil
+}
+
+// batch is the signed request of a batch of items (body, context).
+func batch(op string, n int, item func(i int) ([]byte, map[string]string)) (reqsig.Request, error) {
+	items := make([]reqsig.Item, n)
+	for i := range items {
+		body, ctxFields := item(i)
+		ch, err := contextHash(fmt.Sprintf("%s item %d", op, i), ctxFields)
+		if err != nil {
+			return reqsig.Request{}, err
+		}
+		items[i] = reqsig.Item{Body: reqsig.BodyHash(body), Context: ch}
+	}
+	empty, _ := reqsig.ContextHash(nil) // the empty context always encodes
+	return reqsig.Request{Op: op, Body: reqsig.BatchHash(items), Context: empty}, nil
+}
+
 // Wrap wraps plaintext (a data key, 1..4096 bytes) with the latest active
 // version of KEK kekID under context c. Any node serves it.
 func (c *Client) Wrap(ctx context.Context, kekID string, plaintext []byte, ctxFields map[string]string) (WrapResponse, error) {
 	var out WrapResponse
-	return out, c.keyOp(ctx, kekID, "wrap", WrapRequest{Plaintext: plaintext, Context: ctxFields}, &out)
+	sr, err := single(reqsig.OpWrap, 0, plaintext, ctxFields)
+	if err != nil {
+		return out, err
+	}
+	return out, c.keyOp(ctx, kekID, "wrap", sr, WrapRequest{Plaintext: plaintext, Context: ctxFields}, &out)
 }
 
 // Unwrap opens wrapped under context c with KEK kekID. The plaintext is
 // secret: clear it after use.
 func (c *Client) Unwrap(ctx context.Context, kekID string, wrapped []byte, ctxFields map[string]string) (UnwrapResponse, error) {
 	var out UnwrapResponse
-	return out, c.keyOp(ctx, kekID, "unwrap", UnwrapRequest{Wrapped: wrapped, Context: ctxFields}, &out)
+	sr, err := single(reqsig.OpUnwrap, reqsig.BlobVersion(wrapped), wrapped, ctxFields)
+	if err != nil {
+		return out, err
+	}
+	return out, c.keyOp(ctx, kekID, "unwrap", sr, UnwrapRequest{Wrapped: wrapped, Context: ctxFields}, &out)
 }
 
 // DataKey asks for a fresh 32-byte data key wrapped with KEK kekID under
@@ -217,31 +272,48 @@ func (c *Client) Unwrap(ctx context.Context, kekID string, wrapped []byte, ctxFi
 // wrappedOnly.
 func (c *Client) DataKey(ctx context.Context, kekID string, ctxFields map[string]string, wrappedOnly bool) (DataKeyResponse, error) {
 	var out DataKeyResponse
-	return out, c.keyOp(ctx, kekID, "datakey", DataKeyRequest{Context: ctxFields, WrappedOnly: wrappedOnly}, &out)
+	sr, err := single(reqsig.OpDataKey, 0, nil, ctxFields)
+	if err != nil {
+		return out, err
+	}
+	return out, c.keyOp(ctx, kekID, "datakey", sr, DataKeyRequest{Context: ctxFields, WrappedOnly: wrappedOnly}, &out)
 }
 
 // Rewrap opens wrapped and wraps its data key to the latest active version
 // of KEK kekID, without the data key leaving the node.
 func (c *Client) Rewrap(ctx context.Context, kekID string, wrapped []byte, ctxFields map[string]string) (WrapResponse, error) {
 	var out WrapResponse
-	return out, c.keyOp(ctx, kekID, "rewrap", RewrapRequest{Wrapped: wrapped, Context: ctxFields}, &out)
+	sr, err := single(reqsig.OpRewrap, reqsig.BlobVersion(wrapped), wrapped, ctxFields)
+	if err != nil {
+		return out, err
+	}
+	return out, c.keyOp(ctx, kekID, "rewrap", sr, RewrapRequest{Wrapped: wrapped, Context: ctxFields}, &out)
 }
 
 // WrapBatch wraps 1..MaxBatchItems items with KEK kekID. Each item has its
 // own result, in order; one log entry records the batch and is every
 // item's receipt (LogIndex). A refused item does not fail the call: check
 // each result's Err. The call fails as a whole only when the batch could
-// not be logged (no_quorum, for example) or was malformed.
+// not be logged (no_quorum, for example) or was malformed, or when an
+// item's context cannot be signed (it breaks the context bounds).
 func (c *Client) WrapBatch(ctx context.Context, kekID string, items []WrapItem) (WrapBatchResponse, error) {
 	var out WrapBatchResponse
-	return out, c.keyOp(ctx, kekID, "wrap/batch", WrapBatchRequest{Items: items}, &out)
+	sr, err := batch(reqsig.OpWrapBatch, len(items), func(i int) ([]byte, map[string]string) { return items[i].Plaintext, items[i].Context })
+	if err != nil {
+		return out, err
+	}
+	return out, c.keyOp(ctx, kekID, "wrap/batch", sr, WrapBatchRequest{Items: items}, &out)
 }
 
 // UnwrapBatch unwraps 1..MaxBatchItems items with KEK kekID; like
 // WrapBatch, check each result's Err. Plaintexts are secret.
 func (c *Client) UnwrapBatch(ctx context.Context, kekID string, items []UnwrapItem) (UnwrapBatchResponse, error) {
 	var out UnwrapBatchResponse
-	return out, c.keyOp(ctx, kekID, "unwrap/batch", UnwrapBatchRequest{Items: items}, &out)
+	sr, err := batch(reqsig.OpUnwrapBatch, len(items), func(i int) ([]byte, map[string]string) { return items[i].Wrapped, items[i].Context })
+	if err != nil {
+		return out, err
+	}
+	return out, c.keyOp(ctx, kekID, "unwrap/batch", sr, UnwrapBatchRequest{Items: items}, &out)
 }
 
 // PublicKey returns version v of KEK kekID's public key, its state and the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -51,7 +52,6 @@ func TestKeyOps(t *testing.T) {
 		"POST /v1/keks/payroll/wrap/batch":       `{"results":[{"wrapped":"AQ==","kek_version":1,"log_index":14},{"error":{"code":"context_missing","message":"dataset","log_index":14}}]}`,
 		"POST /v1/keks/payroll/unwrap/batch":     `{"results":[{"error":{"code":"unwrap_failed","message":"no"}},{"plaintext":"Ag==","log_index":15}]}`,
 		"GET /v1/keks/payroll/versions/2/public": `{"kek_id":"payroll","kek_version":2,"public_key":"AwQ=","state":"active","log_index":7}`,
-		"POST /v1/keks/odd%2Fid/datakey":         `{"wrapped":"CQ==","kek_version":1,"log_index":16}`,
 	}}
 	url := pki.Serve(t, "n1", "DE", rec).URL
 	c := newClient(t, pki, identity.RoleAgent, url)
@@ -89,12 +89,23 @@ func TestKeyOps(t *testing.T) {
 	if m := sent("POST /v1/keks/payroll/datakey"); m["wrapped_only"] != false || len(m) != 2 {
 		t.Errorf("datakey sent %v", m)
 	}
-	dk, err = c.DataKey(ctx, "odd/id", nil, true)
-	if err != nil || dk.Plaintext != nil || dk.LogIndex != 16 {
+	dk, err = c.DataKey(ctx, "payroll", nil, true)
+	if err != nil || dk.LogIndex != 12 {
 		t.Errorf("wrapped-only datakey: %+v, %v", dk, err)
 	}
-	if m := sent("POST /v1/keks/odd%2Fid/datakey"); m["wrapped_only"] != true {
+	if m := sent("POST /v1/keks/payroll/datakey"); m["wrapped_only"] != true {
 		t.Errorf("datakey sent %v", m)
+	}
+	// A KEK id no request can name is refused before anything is sent:
+	// it cannot be signed.
+	if _, err := c.DataKey(ctx, "odd/id", nil, true); err == nil || !strings.Contains(err.Error(), "kek") {
+		t.Errorf("datakey with kek id odd/id: %v", err)
+	}
+	rec.mu.Lock()
+	_, odd := rec.got["POST /v1/keks/odd%2Fid/datakey"]
+	rec.mu.Unlock()
+	if odd {
+		t.Error("a request with an unsignable kek id was sent")
 	}
 	rw, err := c.Rewrap(ctx, "payroll", []byte{1}, hr)
 	if err != nil || rw.KEKVersion != 3 || rw.LogIndex != 13 {

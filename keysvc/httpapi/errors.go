@@ -68,6 +68,9 @@ func classify(err error) mapping {
 	if m, ok := classifyKeyOp(err); ok {
 		return m
 	}
+	if m, ok := classifyReqsig(err); ok {
+		return m
+	}
 	if m, ok := classifyKEK(err); ok {
 		return m
 	}

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,12 @@ type Options struct {
 	// registry already holds these metrics (New called twice with one
 	// registry), as prometheus' MustRegister does.
 	Registry *prometheus.Registry
+	// ClientCAs is the cluster CA pool the certificates of signed key-op
+	// requests are checked against: custosd passes its server TLS
+	// configuration's ClientCAs. nil means the root that verified the
+	// request's TLS client chain, which that configuration took from its
+	// ClientCAs: the same check, one root at a time.
+	ClientCAs *x509.CertPool
 }
 
 // Request body limits.
@@ -89,6 +96,8 @@ type api struct {
 	reg     *prometheus.Registry
 	metrics *httpMetrics
 	nodeID  string
+	// clientRoots is Options.ClientCAs.
+	clientRoots *x509.CertPool
 
 	promHandler http.Handler
 }
@@ -99,7 +108,7 @@ type api struct {
 // certificate is answered 401 and never reaches a route. See the package
 // documentation for routes, roles and error codes.
 func New(svc Service, opts Options) http.Handler {
-	a := &api{svc: svc, log: opts.Logger, reg: opts.Registry, nodeID: svc.Info().ID}
+	a := &api{svc: svc, log: opts.Logger, reg: opts.Registry, nodeID: svc.Info().ID, clientRoots: opts.ClientCAs}
 	if a.log == nil {
 		a.log = slog.Default()
 	}

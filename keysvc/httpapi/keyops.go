@@ -7,18 +7,22 @@ package httpapi
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -77,10 +81,110 @@ func (a *api) keyOpRoutes(r chi.Router) {
 	r.With(a.allow(anyRole...)).Get(publicKeyRoute, a.handle(a.publicKey))
 }
 
-// keyOpCaller is the request's caller as keysvc sees it.
-func keyOpCaller(r *http.Request) keysvc.Caller {
+// signatureRequired reports whether op needs a signed request: the
+// operations that may activate a key (open a blob). The others are checked
+// when they carry one.
+func signatureRequired(op string) bool {
+	switch op {
+	case reqsig.OpUnwrap, reqsig.OpRewrap, reqsig.OpUnwrapBatch:
+		return true
+	}
+	return false
+}
+
+// signedCaller is the request's caller as keysvc sees it, with its signed
+// request (see verifySignature) for a single-item operation on a body whose
+// hash is body, under context c.
+func (a *api) signedCaller(r *http.Request, op string, version uint32, body [32]byte, c map[string]string) (keysvc.Caller, error) {
+	if r.Header.Get(reqsig.Header) == "" {
+		return a.verifySignature(r, reqsig.Request{Op: op}) // unsigned: allowed, or refused as missing
+	}
+	ch, err := reqsig.ContextHash(wrapkey.Context(c))
+	if err != nil {
+		return keysvc.Caller{}, &apiError{http.StatusBadRequest, client.CodeInvalidContext, "context: " + contextReason(err)}
+	}
+	return a.verifySignature(r, reqsig.Request{Op: op, Version: version, Body: body, Context: ch})
+}
+
+// signedBatchCaller is signedCaller for a batch of n items, each a body
+// and a context.
+func (a *api) signedBatchCaller(r *http.Request, op string, n int, item func(i int) ([]byte, map[string]string)) (keysvc.Caller, error) {
+	if r.Header.Get(reqsig.Header) == "" {
+		return a.verifySignature(r, reqsig.Request{Op: op}) // unsigned: allowed, or refused as missing
+	}
+	items := make([]reqsig.Item, n)
+	for i := range items {
+		body, c := item(i)
+		ch, err := reqsig.ContextHash(wrapkey.Context(c))
+		if err != nil {
+			return keysvc.Caller{}, &apiError{http.StatusBadRequest, client.CodeInvalidContext,
+				"item " + strconv.Itoa(i) + ": context: " + contextReason(err)}
+		}
+		items[i] = reqsig.Item{Body: reqsig.BodyHash(body), Context: ch}
+	}
+	empty, _ := reqsig.ContextHash(nil) // the empty context always encodes
+	return a.verifySignature(r, reqsig.Request{Op: op, Body: reqsig.BatchHash(items), Context: empty})
+}
+
+// contextReason is why a context cannot be hashed (wrapkey's bounds), for
+// the client.
+func contextReason(err error) string {
+	var e *reqsig.Error
+	if errors.As(err, &e) {
+		return strings.TrimPrefix(e.Reason, "wrapkey: ")
+	}
+	return "does not encode"
+}
+
+// verifySignature checks the request's Custos-Request-Signature header, if
+// it has one or op requires one, and returns the caller with the signed
+// request keysvc gets. The header must be signed with the key of the
+// certificate the TLS connection presented, chain to the cluster CA, be
+// within reqsig.MaxSkew of this node's clock, and describe the request
+// received: want (op, version, body and context hashes), the KEK in the
+// path and the caller's cluster. Replays are keysvc's to refuse: it sees
+// every node's requests through the log. Errors are *reqsig.Error, which
+// classify maps.
+func (a *api) verifySignature(r *http.Request, want reqsig.Request) (keysvc.Caller, error) {
 	c := callerOf(r.Context())
-	return keysvc.Caller{ID: c.id, Actor: c.actor}
+	caller := keysvc.Caller{ID: c.id, Actor: c.actor}
+	h := r.Header.Get(reqsig.Header)
+	if h == "" && !signatureRequired(want.Op) {
+		return caller, nil
+	}
+	if h == "" {
+		return caller, &reqsig.Error{Code: reqsig.CodeMissing, Reason: want.Op + " requires a " + reqsig.Header +
+			" header: sign the request with the client certificate's key as docs/agent-api.md describes (the custos SDK does)"}
+	}
+	msg, sig, err := reqsig.DecodeHeader(h)
+	if err != nil {
+		return caller, err
+	}
+	s := reqsig.Signed{Message: msg, Signature: sig, Cert: r.TLS.PeerCertificates[0].Raw}
+	v, err := s.Verify(reqsig.Options{Cluster: c.id.Cluster, Roots: a.clientCAs(r), Now: time.Now()})
+	if err != nil {
+		return caller, err
+	}
+	want.Cluster, want.KEKID = c.id.Cluster, chi.URLParam(r, "id")
+	if err := v.Request.Matches(want); err != nil {
+		return caller, err
+	}
+	caller.Signed = &s
+	return caller, nil
+}
+
+// clientCAs is the pool client certificates are checked against:
+// Options.ClientCAs, or the root that verified this connection's client
+// chain (which the TLS configuration took from its ClientCAs).
+func (a *api) clientCAs(r *http.Request) *x509.CertPool {
+	if a.clientRoots != nil {
+		return a.clientRoots
+	}
+	p := x509.NewCertPool()
+	if ch := r.TLS.VerifiedChains; len(ch) > 0 && len(ch[0]) > 0 {
+		p.AddCert(ch[0][len(ch[0])-1])
+	}
+	return p
 }
 
 // POST /v1/keks/{id}/wrap.
@@ -94,7 +198,11 @@ func (a *api) wrap(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
 		return err
 	}
-	wr, err := ks.Wrap(r.Context(), keyOpCaller(r), chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.Plaintext, requestID(r.Context()))
+	caller, err := a.signedCaller(r, reqsig.OpWrap, 0, reqsig.BodyHash(req.Plaintext), req.Context)
+	if err != nil {
+		return err
+	}
+	wr, err := ks.Wrap(r.Context(), caller, chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.Plaintext, requestID(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -112,7 +220,11 @@ func (a *api) unwrap(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
 		return err
 	}
-	dek, idx, err := ks.Unwrap(r.Context(), keyOpCaller(r), chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.Wrapped, requestID(r.Context()))
+	caller, err := a.signedCaller(r, reqsig.OpUnwrap, reqsig.BlobVersion(req.Wrapped), reqsig.BodyHash(req.Wrapped), req.Context)
+	if err != nil {
+		return err
+	}
+	dek, idx, err := ks.Unwrap(r.Context(), caller, chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.Wrapped, requestID(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -138,7 +250,11 @@ func (a *api) dataKey(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
 		return err
 	}
-	dek, wr, err := ks.DataKey(r.Context(), keyOpCaller(r), chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.WrappedOnly, requestID(r.Context()))
+	caller, err := a.signedCaller(r, reqsig.OpDataKey, 0, reqsig.BodyHash(nil), req.Context)
+	if err != nil {
+		return err
+	}
+	dek, wr, err := ks.DataKey(r.Context(), caller, chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.WrappedOnly, requestID(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -172,7 +288,11 @@ func (a *api) rewrap(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
 		return err
 	}
-	wr, err := ks.Rewrap(r.Context(), keyOpCaller(r), chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.Wrapped, requestID(r.Context()))
+	caller, err := a.signedCaller(r, reqsig.OpRewrap, reqsig.BlobVersion(req.Wrapped), reqsig.BodyHash(req.Wrapped), req.Context)
+	if err != nil {
+		return err
+	}
+	wr, err := ks.Rewrap(r.Context(), caller, chi.URLParam(r, "id"), wrapkey.Context(req.Context), req.Wrapped, requestID(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -209,11 +329,17 @@ func (a *api) wrapBatch(w http.ResponseWriter, r *http.Request) error {
 	if err := checkBatch(len(req.Items)); err != nil {
 		return err
 	}
+	caller, err := a.signedBatchCaller(r, reqsig.OpWrapBatch, len(req.Items), func(i int) ([]byte, map[string]string) {
+		return req.Items[i].Plaintext, req.Items[i].Context
+	})
+	if err != nil {
+		return err
+	}
 	items := make([]keysvc.WrapItem, len(req.Items))
 	for i, it := range req.Items {
 		items[i] = keysvc.WrapItem{Context: wrapkey.Context(it.Context), Plaintext: it.Plaintext}
 	}
-	res := ks.WrapBatch(r.Context(), keyOpCaller(r), chi.URLParam(r, "id"), items, requestID(r.Context()))
+	res := ks.WrapBatch(r.Context(), caller, chi.URLParam(r, "id"), items, requestID(r.Context()))
 	if err := batchFailed(res); err != nil {
 		return err
 	}
@@ -244,11 +370,17 @@ func (a *api) unwrapBatch(w http.ResponseWriter, r *http.Request) error {
 	if err := checkBatch(len(req.Items)); err != nil {
 		return err
 	}
+	caller, err := a.signedBatchCaller(r, reqsig.OpUnwrapBatch, len(req.Items), func(i int) ([]byte, map[string]string) {
+		return req.Items[i].Wrapped, req.Items[i].Context
+	})
+	if err != nil {
+		return err
+	}
 	items := make([]keysvc.UnwrapItem, len(req.Items))
 	for i, it := range req.Items {
 		items[i] = keysvc.UnwrapItem{Context: wrapkey.Context(it.Context), Blob: it.Wrapped}
 	}
-	res := ks.UnwrapBatch(r.Context(), keyOpCaller(r), chi.URLParam(r, "id"), items, requestID(r.Context()))
+	res := ks.UnwrapBatch(r.Context(), caller, chi.URLParam(r, "id"), items, requestID(r.Context()))
 	defer func() {
 		for _, ir := range res {
 			clear(ir.Plaintext)
@@ -399,7 +531,44 @@ func keyOpStatus(code string) int {
 	case keysvc.CodeSharesUnavailable, keysvc.CodeNotCaughtUp:
 		return http.StatusServiceUnavailable
 	}
+	if st, ok := reqsigStatus(code); ok {
+		return st
+	}
 	return http.StatusForbidden // a refusal this version does not know more about
+}
+
+// reqsigStatus is the status of a signed-request refusal, by its reqsig
+// code: the request does not describe itself (400), is not authenticated
+// by a fresh valid signature (401), comes from a certificate that may not
+// sign (403: revoked, or a key that cannot sign), or was seen before (409).
+func reqsigStatus(code string) (int, bool) {
+	switch code {
+	case reqsig.CodeMalformed, reqsig.CodeMismatch:
+		return http.StatusBadRequest, true
+	case reqsig.CodeMissing, reqsig.CodeInvalid, reqsig.CodeStale:
+		return http.StatusUnauthorized, true
+	case reqsig.CodeUntrusted:
+		return http.StatusForbidden, true
+	case reqsig.CodeReplayed:
+		return http.StatusConflict, true
+	}
+	return 0, false
+}
+
+// classifyReqsig maps a *reqsig.Error (from the API's checks, or from
+// keysvc's, which repeat them and add the replay check) to its status; the
+// code is reqsig's and the message its reason (names, times, hashes; no
+// key material).
+func classifyReqsig(err error) (mapping, bool) {
+	var e *reqsig.Error
+	if !errors.As(err, &e) {
+		return mapping{}, false
+	}
+	st, ok := reqsigStatus(e.Code)
+	if !ok {
+		st = http.StatusUnauthorized // a code this version does not know: refuse as unauthenticated
+	}
+	return mapping{status: st, code: e.Code, message: e.Reason, level: slog.LevelInfo}, true
 }
 
 // secretJSON builds a JSON answer that holds key material in a buffer it

@@ -126,7 +126,7 @@ func TestKeyOpRoutes(t *testing.T) {
 
 	agent := e.sdk(t, identity.RoleAgent, "agent-1", "DE", kc.leaderURL)
 	agentF := e.sdk(t, identity.RoleAgent, "agent-1", "DE", kc.followerURL)
-	raw := e.as(t, identity.RoleAgent, "agent-1", "DE")
+	raw := e.signed(t, identity.RoleAgent, "agent-1", "DE")
 	hr := map[string]string{"dataset": "hr"}
 	dek := make([]byte, 32)
 	rand.Read(dek)
@@ -295,8 +295,8 @@ func TestKeyOpRoutes(t *testing.T) {
 	wantError(t, resp, body, 400, client.CodeBadRequest)
 
 	// Refusals: each with its status and code, in the error body's shape.
-	fr := e.as(t, identity.RoleAgent, "agent-1", "FR")
-	auditor := e.as(t, identity.RoleAuditor, "audit", "DE")
+	fr := e.signed(t, identity.RoleAgent, "agent-1", "FR")
+	auditor := e.signed(t, identity.RoleAuditor, "audit", "DE")
 	for _, tc := range []struct {
 		what   string
 		hc     *http.Client
@@ -440,9 +440,13 @@ func TestOpenAPI(t *testing.T) {
 	// and their operations line by line instead of parsing.
 	lines := strings.Split(doc, "\n")
 	ops := map[string][]string{}
+	sigParam := map[string]string{} // path -> the signature header parameter its operation names
 	var cur string
 	inPaths := false
 	for _, l := range lines {
+		if inPaths && cur != "" && strings.HasPrefix(l, `        - $ref: "#/components/parameters/RequestSignature`) {
+			sigParam[cur] = strings.TrimSuffix(strings.TrimPrefix(l, `        - $ref: "#/components/parameters/`), `"`)
+		}
 		switch {
 		case l == "paths:":
 			inPaths = true
@@ -465,10 +469,23 @@ func TestOpenAPI(t *testing.T) {
 			t.Errorf("path %s: operations %v, want %s", path, ops[path], method)
 		}
 	}
+	for path, param := range map[string]string{
+		"/v1/keks/{id}/wrap": "RequestSignature", "/v1/keks/{id}/datakey": "RequestSignature", "/v1/keks/{id}/wrap/batch": "RequestSignature",
+		"/v1/keks/{id}/unwrap": "RequestSignatureRequired", "/v1/keks/{id}/rewrap": "RequestSignatureRequired", "/v1/keks/{id}/unwrap/batch": "RequestSignatureRequired",
+	} {
+		if sigParam[path] != param {
+			t.Errorf("path %s: signature parameter %q, want %s", path, sigParam[path], param)
+		}
+	}
+	if !strings.Contains(doc, "      name: Custos-Request-Signature\n      in: header\n      required: true\n") {
+		t.Error("no required Custos-Request-Signature header parameter")
+	}
 	for _, code := range []string{client.CodeAccessDenied, client.CodeRegionDenied, client.CodeContextMissing, client.CodeInvalidContext,
 		client.CodeInvalidPlaintext, client.CodeMalformedBlob, client.CodeWrongKEK, client.CodeUnwrapFailed, client.CodeUnknownKEK,
 		client.CodeUnknownVersion, client.CodeKEKDisabled, client.CodeNoActiveVersion, client.CodeKEKDestroyed,
-		client.CodeSharesUnavailable, client.CodeTooLarge, client.CodeForbidden, client.CodeBadRequest} {
+		client.CodeSharesUnavailable, client.CodeTooLarge, client.CodeForbidden, client.CodeBadRequest,
+		client.CodeSignatureMissing, client.CodeSignatureMalformed, client.CodeSignatureInvalid, client.CodeSignatureStale,
+		client.CodeSignatureMismatch, client.CodeCertUntrusted, client.CodeRequestReplayed} {
 		if !strings.Contains(doc, "        - "+code+"\n") {
 			t.Errorf("code %s not in the ErrorCode enum", code)
 		}

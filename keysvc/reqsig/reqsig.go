@@ -245,6 +245,17 @@ func parseHash(s string) ([32]byte, error) {
 // (datakey).
 func BodyHash(b []byte) [32]byte { return sha256.Sum256(b) }
 
+// BlobVersion is the version a message names for an unwrap or rewrap of
+// blob: the KEK version in the blob's header, or 0 when the blob does not
+// parse (the node then refuses it as malformed, after the signature checks).
+func BlobVersion(blob []byte) uint32 {
+	b, err := wrapkey.Parse(blob)
+	if err != nil {
+		return 0
+	}
+	return b.KEKVersion
+}
+
 // ContextHash is SHA-256 of the context's canonical encoding (uint16 count,
 // then per entry in bytewise key order uint16 key length, key, uint16 value
 // length, value; big-endian).
@@ -322,16 +333,29 @@ func DecodeHeader(v string) (msg, sig []byte, err error) {
 		return nil, nil, fail(CodeMalformed, "%s header of %d bytes", Header, len(v))
 	}
 	m, s, ok := strings.Cut(v, ".")
-	if !ok {
+	if !ok || !base64URL(m) || !base64URL(s) {
 		return nil, nil, fail(CodeMalformed, "%s header is not message.signature", Header)
 	}
-	if msg, err = base64.RawURLEncoding.DecodeString(m); err != nil {
+	// Strict: one encoding per value (no stray bits in the last character).
+	if msg, err = base64.RawURLEncoding.Strict().DecodeString(m); err != nil {
 		return nil, nil, fail(CodeMalformed, "%s header message: not unpadded base64url", Header)
 	}
-	if sig, err = base64.RawURLEncoding.DecodeString(s); err != nil {
+	if sig, err = base64.RawURLEncoding.Strict().DecodeString(s); err != nil {
 		return nil, nil, fail(CodeMalformed, "%s header signature: not unpadded base64url", Header)
 	}
 	return msg, sig, nil
+}
+
+// base64URL reports whether s holds only base64url characters (the
+// decoder would skip newlines).
+func base64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Signed is a signed request as a node forwards it to its peers and logs it:

@@ -1,8 +1,11 @@
 package reqsig_test
 
 import (
+	"bytes"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -110,4 +113,57 @@ func TestParseCanonical(t *testing.T) {
 			t.Errorf("Parse(%q) = %v", bad, err)
 		}
 	}
+}
+
+// Parse never panics, accepts only what Marshal writes back byte for byte,
+// and fails only with *reqsig.Error; the header decoder likewise.
+func FuzzParse(f *testing.F) {
+	var vf struct {
+		Requests []struct {
+			Message string `json:"message"`
+			Header  string `json:"header"`
+		} `json:"requests"`
+		Malformed []struct {
+			Message string `json:"message"`
+		} `json:"malformed"`
+	}
+	raw, err := os.ReadFile(vectorsPath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &vf); err != nil {
+		f.Fatal(err)
+	}
+	for _, v := range vf.Requests {
+		f.Add([]byte(v.Message))
+		f.Add([]byte(v.Header))
+	}
+	for _, v := range vf.Malformed {
+		f.Add([]byte(v.Message))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := reqsig.Parse(b)
+		if err != nil {
+			var e *reqsig.Error
+			if !errors.As(err, &e) || e.Code != reqsig.CodeMalformed {
+				t.Fatalf("Parse error %T %v, want a *reqsig.Error with code %s", err, err, reqsig.CodeMalformed)
+			}
+		} else {
+			again, err := r.Marshal()
+			if err != nil || !bytes.Equal(again, b) {
+				t.Fatalf("Parse→Marshal = %q, %v; want %q", again, err, b)
+			}
+			if r2, err := reqsig.Parse(again); err != nil || r2 != r {
+				t.Fatalf("Parse of Marshal = %+v, %v", r2, err)
+			}
+		}
+		if msg, sig, err := reqsig.DecodeHeader(string(b)); err != nil {
+			var e *reqsig.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("DecodeHeader error %T %v", err, err)
+			}
+		} else if reqsig.EncodeHeader(msg, sig) != string(b) {
+			t.Fatalf("DecodeHeader→EncodeHeader does not round-trip %q", b)
+		}
+	})
 }
