@@ -73,7 +73,10 @@ func (n *Node) PeerListener() net.Listener { return n.peers }
 // Config.Memory it connects through the MemNetwork with net.Pipe (synchronous, no
 // buffering), failing if no node is at addr or either end is isolated.
 //
-// The caller checks that PeerConn.PeerID is the node it meant to reach. Errors: ctx's,
+// The caller checks that PeerConn.PeerID is the node it meant to reach. Under TLS 1.3 the
+// server verifies this node's certificate after the client's side of the handshake is
+// done: a refusal by the server arrives as an error at the first read, not from DialPeer.
+// Errors: ctx's,
 // dial and handshake errors, ErrShutdown after Shutdown. Safe for concurrent use.
 func (n *Node) DialPeer(ctx context.Context, addr string) (*PeerConn, error) {
 	if n.down.Load() {
