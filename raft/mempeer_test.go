@@ -1,4 +1,5 @@
-// The peer channel on the in-memory network, and a state machine that refuses a snapshot.
+// The peer channel on the in-memory network, and state machines that refuse a snapshot,
+// in memory and on disk.
 
 package raft_test
 
@@ -151,4 +152,47 @@ func TestRestoreErrorLeavesStateUnchanged(t *testing.T) {
 	if n3.Restores() == 0 {
 		t.Error("n3 caught up without the snapshot")
 	}
+}
+
+// On disk, a leader's snapshot refused by Restore is removed again: it is not the
+// follower's latest snapshot, and a restart does not trip over it.
+func TestTCPRefusedSnapshotRemoved(t *testing.T) {
+	c := newTCPClusterWith(t, 3, func(cfg *raft.Config) { cfg.TrailingLogs = 2 })
+	c.apply("first")
+	var victim *tcpNode
+	for _, tn := range c.running() {
+		if !tn.node.IsLeader() {
+			victim = tn
+		}
+	}
+	var sm *refusing
+	c.wrap = func(id string, ch *rafttest.Chain) raft.StateMachine {
+		if id != victim.id {
+			return ch
+		}
+		sm = &refusing{Chain: ch}
+		sm.refuse.Store(true)
+		return sm
+	}
+	c.stop(victim)
+	cmds := []string{"first"}
+	for i := range 6 {
+		cmds = append(cmds, fmt.Sprintf("c-%d", i))
+		c.apply(cmds[len(cmds)-1])
+	}
+	if err := c.leader().node.Snapshot(ctxT(t, rafttest.WaitTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	c.start(victim)
+	rafttest.WaitFor(t, "the follower to refuse the snapshot", func() bool { return sm.refused.Load() > 1 })
+	if st := victim.node.Stats(); st.LastSnapshotIndex != 0 || sm.Restores() != 0 {
+		t.Fatalf("after refusing: last snapshot index %d, %d restores; want 0, 0", st.LastSnapshotIndex, sm.Restores())
+	}
+	c.stop(victim)
+	c.start(victim) // a fresh refusing state machine: still no snapshot to trip over
+	if sm.Restores() != 0 {
+		t.Fatal("refused snapshot restored at start")
+	}
+	sm.refuse.Store(false)
+	c.waitHead(chainHead(cmds...))
 }

@@ -59,7 +59,7 @@ type Node struct {
 	log    *slog.Logger
 	raft   *hraft.Raft
 	trans  hraft.Transport
-	snaps  hraft.SnapshotStore
+	snaps  *snapshotStore
 	stream *tlsStream            // nil in memory
 	bolt   *raftboltdb.BoltStore // nil in memory
 	links  *linkSet              // established connections, for DropPeer and ReverifyPeers
@@ -117,12 +117,13 @@ func Open(cfg Config, sm StateMachine) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.trans, logs, stable, n.snaps = trans, st.logs, st.logs, st.snaps
+		n.trans, logs, stable = trans, st.logs, st.logs
+		n.snaps = newSnapshotStore(st.snaps, n.log, nil)
 	} else if err := n.openDisk(cfg, &logs, &stable); err != nil {
 		n.closeResources()
 		return nil, err
 	}
-	r, err := hraft.NewRaft(cfg.raftConfig(), &fsm{sm: sm, log: n.log}, logs, stable, n.snaps, n.trans)
+	r, err := hraft.NewRaft(cfg.raftConfig(), &fsm{sm: sm, log: n.log, snaps: n.snaps}, logs, stable, n.snaps, n.trans)
 	if err != nil {
 		n.closeResources()
 		return nil, fmt.Errorf("raft: start %q: %w", cfg.ID, err)
@@ -167,10 +168,17 @@ func (n *Node) openDisk(cfg Config, logs *hraft.LogStore, stable *hraft.StableSt
 		return fmt.Errorf("raft: log cache: %w", err)
 	}
 	*logs, *stable = cache, bolt
-	n.snaps, err = hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, newHCLogger(n.log, "raft-snapshot"))
+	files, err := hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, newHCLogger(n.log, "raft-snapshot"))
 	if err != nil {
 		return fmt.Errorf("raft: snapshot store: %w", err)
 	}
+	n.snaps = newSnapshotStore(files, n.log, func(id string) error {
+		// FileSnapshotStore keeps snapshot id in DataDir/snapshots/id.
+		if id == "" || id != filepath.Base(id) || id == "." || id == ".." {
+			return fmt.Errorf("unexpected snapshot id %q", id)
+		}
+		return os.RemoveAll(filepath.Join(cfg.DataDir, "snapshots", id))
+	})
 	n.stream, err = newTLSStream(cfg, n.links, n.guard)
 	if err != nil {
 		return err

@@ -122,8 +122,10 @@ type tcpCluster struct {
 	tb        testing.TB
 	ca        *testCA
 	configure func(*raft.Config) // adjusts each node's configuration, if set
-	mu        sync.Mutex
-	nodes     []*tcpNode
+	// wrap, if set, gives the state machine a node is started with, around its chain.
+	wrap  func(id string, ch *rafttest.Chain) raft.StateMachine
+	mu    sync.Mutex
+	nodes []*tcpNode
 }
 
 func tcpConfig(id, dir, addr string, cert tls.Certificate, ca *testCA) raft.Config {
@@ -180,7 +182,11 @@ func (c *tcpCluster) start(tn *tcpNode) {
 	if c.configure != nil {
 		c.configure(&cfg)
 	}
-	node, err := raft.Open(cfg, chain)
+	var sm raft.StateMachine = chain
+	if c.wrap != nil {
+		sm = c.wrap(tn.id, chain)
+	}
+	node, err := raft.Open(cfg, sm)
 	if err != nil {
 		c.tb.Fatalf("open %s: %v", tn.id, err)
 	}
