@@ -73,7 +73,8 @@ func (n *Node) PeerListener() net.Listener { return n.peers }
 // Config.Memory it connects through the MemNetwork with net.Pipe (synchronous, no
 // buffering), failing if no node is at addr or either end is isolated.
 //
-// The caller checks that PeerConn.PeerID is the node it meant to reach. Under TLS 1.3 the
+// The caller checks that PeerConn.PeerID is the node it meant to reach, and closes the
+// connection; Shutdown closes those still open. Under TLS 1.3 the
 // server verifies this node's certificate after the client's side of the handshake is
 // done: a refusal by the server arrives as an error at the first read, not from DialPeer.
 // Errors: ctx's,
