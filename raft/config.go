@@ -45,9 +45,12 @@ type Config struct {
 	CAs *x509.CertPool
 
 	// VerifyPeer, if set, is called with each peer's leaf certificate after its chain has
-	// been verified against CAs, on both sides of every connection; an error refuses the
-	// connection. Use it to require a node certificate rather than any certificate from
-	// the CA. It is called concurrently.
+	// been verified against CAs, on both sides of every connection, raft and peer
+	// channel: at every handshake, inbound and outbound (there is no session resumption,
+	// and no result is cached); an error refuses the connection. Use it to require a
+	// current member's node certificate rather than any certificate from the CA. When
+	// its answer changes for established connections, call Node.ReverifyPeers or
+	// Node.DropPeer. It is called concurrently.
 	VerifyPeer func(*x509.Certificate) error
 
 	// PeerID, if set, returns the node id a peer's leaf certificate (already verified,
