@@ -258,6 +258,7 @@ func (c Config) raftConfig() raft.Config {
 		Certificate:        c.Certificate,
 		CAs:                c.CAs,
 		VerifyPeer:         verifyNodePeer(c.Cluster),
+		PeerID:             nodePeerID,
 		Logger:             c.Logger,
 		HeartbeatTimeout:   r.HeartbeatTimeout,
 		ElectionTimeout:    r.ElectionTimeout,
@@ -273,9 +274,19 @@ func (c Config) raftConfig() raft.Config {
 	if r.Memory == nil {
 		rc.DataDir = raftDir(c.DataDir)
 	} else {
-		rc.VerifyPeer = nil
+		rc.VerifyPeer, rc.PeerID = nil, nil
 	}
 	return rc
+}
+
+// nodePeerID is the node id a raft peer's certificate names (its identity URI's name),
+// which raft binds the peer's RPCs to.
+func nodePeerID(cert *x509.Certificate) (string, error) {
+	id, err := identity.FromCertificate(cert)
+	if err != nil {
+		return "", err
+	}
+	return id.Name, nil
 }
 
 // verifyNodePeer accepts a raft peer only if its certificate (already

@@ -45,10 +45,32 @@ type Config struct {
 	CAs *x509.CertPool
 
 	// VerifyPeer, if set, is called with each peer's leaf certificate after its chain has
-	// been verified against CAs, on both sides of every connection; an error refuses the
-	// connection. Use it to require a node certificate rather than any certificate from
-	// the CA. It is called concurrently.
+	// been verified against CAs, on both sides of every connection, raft and peer
+	// channel: at every handshake, inbound and outbound (there is no session resumption,
+	// and no result is cached); an error refuses the connection. Use it to require a
+	// current member's node certificate rather than any certificate from the CA. When
+	// its answer changes for established connections, call Node.ReverifyPeers or
+	// Node.DropPeer. It is called concurrently.
 	VerifyPeer func(*x509.Certificate) error
+
+	// PeerID, if set, returns the node id a peer's leaf certificate (already verified,
+	// and accepted by VerifyPeer) names; an error or an empty id refuses the connection.
+	// It binds raft RPCs to connections: every inbound RPC must claim, as its sender,
+	// the id of the certificate of the connection it arrives on, and as its sender's
+	// address (RPC header, and a leader's or candidate's address field) one whose host
+	// the certificate names and which, if this node's latest configuration lists that
+	// id, is the address listed there. An RPC that fails is never seen by raft: its
+	// connection is closed, counted in Stats.RPCRejected and logged. Node.DropPeer
+	// matches connections by this id. Nil: no binding (RPCs are believed), and
+	// DropPeer finds nothing on TCP. Called concurrently; not used with Memory.
+	PeerID func(*x509.Certificate) (id string, err error)
+
+	// AcceptSnapshot, if set, is asked before a snapshot sent by node fromID (the
+	// certified sender with PeerID) is installed, after the built-in check that fromID
+	// is a voter in this node's latest configuration; an error refuses it: the
+	// connection is closed and counted in Stats.SnapshotRefused. Called concurrently
+	// with raft; it must not call the Node. Not used with Memory.
+	AcceptSnapshot func(fromID string) error
 
 	// Logger receives raft's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -265,7 +287,9 @@ func (c Config) LogValue() slog.Value {
 			slog.String("bind_addr", d.BindAddr),
 			slog.String("data_dir", d.DataDir),
 			slog.Bool("cas", d.CAs != nil),
-			slog.Bool("verify_peer", d.VerifyPeer != nil))
+			slog.Bool("verify_peer", d.VerifyPeer != nil),
+			slog.Bool("peer_id", d.PeerID != nil),
+			slog.Bool("accept_snapshot", d.AcceptSnapshot != nil))
 		if leaf, err := d.leaf(); err == nil {
 			sum := sha256.Sum256(leaf.Raw)
 			attrs = append(attrs,

@@ -40,8 +40,31 @@
 // serverAuth and clientAuth. Connections that fail the handshake never reach raft; they
 // are logged and counted in Stats.TLSRejected.
 //
+// # Who may say what
+//
+// hashicorp/raft believes the sender id and address an RPC claims. Here, with
+// Config.PeerID set, every inbound RPC (AppendEntries and heartbeats, RequestVote,
+// RequestPreVote, InstallSnapshot, TimeoutNow) is decoded before raft sees it, and must
+// claim the node id of its connection's certificate and an address of that node (named
+// by the certificate, and the one in this node's configuration). An InstallSnapshot must
+// also come from a voter of this node's latest configuration and pass
+// Config.AcceptSnapshot. A refused RPC closes its connection and is counted in
+// Stats.RPCRejected (Stats.SnapshotRefused for snapshots); raft never sees it.
+// VerifyPeer runs at every handshake, inbound and outbound, with no session resumption;
+// Node.DropPeer and Node.ReverifyPeers close established connections of a peer that is
+// no longer accepted.
+//
+// # Peer channel
+//
+// The raft listener also speaks ALPN "custos-peer/1", with the same TLS and the same
+// checks, for the owner's node-to-node protocol: Node.DialPeer dials another node's raft
+// address, Node.PeerListener accepts. Each side gets a *PeerConn carrying the other's
+// node id and certificate. Raft and peer-channel connections never cross.
+//
 // # Tests
 //
 // Config.Memory runs nodes on an in-process MemNetwork, with in-memory storage that
-// survives a node restart; package rafttest builds clusters on it.
+// survives a node restart; package rafttest builds clusters on it. There is no TLS in
+// memory, so no RPC binding; the peer channel runs over net.Pipe, with identities set
+// by MemNetwork.SetPeerIdentity.
 package raft

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -44,6 +46,11 @@ type Stats struct {
 	LastSnapshotIndex uint64    // index of the latest snapshot on this node, 0 if none
 	LastContact       time.Time // when this node last heard from a leader (on followers); zero if never
 	TLSRejected       uint64    // inbound connections refused at the TLS handshake
+	// RPCRejected counts inbound raft connections dropped because an RPC failed a check:
+	// it claimed another node's id or an address not its own (see Config.PeerID), was
+	// malformed, or was an InstallSnapshot refused (also counted in SnapshotRefused).
+	RPCRejected     uint64
+	SnapshotRefused uint64 // InstallSnapshot RPCs refused: sender not a voter, or Config.AcceptSnapshot
 }
 
 // Node is a running raft member. Its methods are safe for concurrent use.
@@ -52,9 +59,14 @@ type Node struct {
 	log    *slog.Logger
 	raft   *hraft.Raft
 	trans  hraft.Transport
-	snaps  hraft.SnapshotStore
+	snaps  *snapshotStore
 	stream *tlsStream            // nil in memory
 	bolt   *raftboltdb.BoltStore // nil in memory
+	links  *linkSet              // established connections, for DropPeer and ReverifyPeers
+	peers  *peerListener
+	guard  *rpcGuard
+	ready  atomic.Pointer[hraft.Raft] // raft, once running: read by the RPC checks
+	down   atomic.Bool                // Shutdown called
 
 	observer *hraft.Observer
 	obsCh    chan hraft.Observation
@@ -87,27 +99,37 @@ func Open(cfg Config, sm StateMachine) (*Node, error) {
 		obsStop: make(chan struct{}),
 		obsDone: make(chan struct{}),
 		changed: make(chan struct{}),
+		links:   newLinkSet(),
+	}
+	n.guard = &rpcGuard{
+		log:            cfg.Logger,
+		bind:           cfg.PeerID != nil,
+		addrOf:         n.addrOf,
+		acceptSnapshot: n.acceptSnapshot,
 	}
 	var (
 		logs   hraft.LogStore
 		stable hraft.StableStore
 	)
 	if cfg.Memory != nil {
-		trans, st, err := cfg.Memory.join(cfg.ID, cfg.Addr)
+		n.peers = newPeerListener(advertiseAddr(cfg.Addr))
+		trans, st, err := cfg.Memory.join(cfg.ID, cfg.Addr, n.peers, n.links, cfg.VerifyPeer)
 		if err != nil {
 			return nil, err
 		}
-		n.trans, logs, stable, n.snaps = trans, st.logs, st.logs, st.snaps
+		n.trans, logs, stable = trans, st.logs, st.logs
+		n.snaps = newSnapshotStore(st.snaps, n.log, nil)
 	} else if err := n.openDisk(cfg, &logs, &stable); err != nil {
 		n.closeResources()
 		return nil, err
 	}
-	r, err := hraft.NewRaft(cfg.raftConfig(), &fsm{sm: sm, log: n.log}, logs, stable, n.snaps, n.trans)
+	r, err := hraft.NewRaft(cfg.raftConfig(), &fsm{sm: sm, log: n.log, snaps: n.snaps}, logs, stable, n.snaps, n.trans)
 	if err != nil {
 		n.closeResources()
 		return nil, fmt.Errorf("raft: start %q: %w", cfg.ID, err)
 	}
 	n.raft = r
+	n.ready.Store(r)
 	n.observer = hraft.NewObserver(n.obsCh, true, func(o *hraft.Observation) bool {
 		switch o.Data.(type) {
 		case hraft.LeaderObservation, hraft.RaftState:
@@ -146,14 +168,22 @@ func (n *Node) openDisk(cfg Config, logs *hraft.LogStore, stable *hraft.StableSt
 		return fmt.Errorf("raft: log cache: %w", err)
 	}
 	*logs, *stable = cache, bolt
-	n.snaps, err = hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, newHCLogger(n.log, "raft-snapshot"))
+	files, err := hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, newHCLogger(n.log, "raft-snapshot"))
 	if err != nil {
 		return fmt.Errorf("raft: snapshot store: %w", err)
 	}
-	n.stream, err = newTLSStream(cfg)
+	n.snaps = newSnapshotStore(files, n.log, func(id string) error {
+		// FileSnapshotStore keeps snapshot id in DataDir/snapshots/id.
+		if id == "" || id != filepath.Base(id) || id == "." || id == ".." {
+			return fmt.Errorf("unexpected snapshot id %q", id)
+		}
+		return os.RemoveAll(filepath.Join(cfg.DataDir, "snapshots", id))
+	})
+	n.stream, err = newTLSStream(cfg, n.links, n.guard)
 	if err != nil {
 		return err
 	}
+	n.peers = n.stream.peers
 	n.trans = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
 		Stream:  n.stream,
 		MaxPool: maxPool,
@@ -354,6 +384,8 @@ func (n *Node) Stats() Stats {
 	if n.stream != nil {
 		st.TLSRejected = n.stream.rejected.Load()
 	}
+	st.RPCRejected = n.guard.rejected.Load()
+	st.SnapshotRefused = n.guard.snapshotRefused.Load()
 	return st
 }
 
@@ -361,6 +393,7 @@ func (n *Node) Stats() Stats {
 // ErrShutdown or ErrLeadershipLost. It is idempotent and returns the first call's error.
 func (n *Node) Shutdown() error {
 	n.shutdownOnce.Do(func() {
+		n.down.Store(true)
 		err := n.raft.Shutdown().Error()
 		n.raft.DeregisterObserver(n.observer)
 		close(n.obsStop)
@@ -376,6 +409,10 @@ func (n *Node) closeResources() error {
 	var errs []error
 	if n.cfg.Memory != nil {
 		n.cfg.Memory.leave(n.cfg.ID)
+		if n.peers != nil {
+			n.peers.Close()
+		}
+		n.links.closeIf(func(*link) bool { return true })
 	}
 	if c, ok := n.trans.(hraft.WithClose); ok {
 		errs = append(errs, c.Close())
@@ -386,6 +423,40 @@ func (n *Node) closeResources() error {
 		errs = append(errs, n.bolt.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// addrOf returns the address of server id in this node's latest configuration.
+func (n *Node) addrOf(id string) (string, bool) {
+	r := n.ready.Load()
+	if r == nil {
+		return "", false
+	}
+	for _, s := range r.GetConfiguration().Configuration().Servers {
+		if string(s.ID) == id {
+			return string(s.Address), true
+		}
+	}
+	return "", false
+}
+
+// acceptSnapshot decides whether to install a snapshot sent by node from: from must be
+// a voter in this node's latest configuration (any sender passes while that is empty,
+// on a node never yet part of a cluster), then Config.AcceptSnapshot must accept it.
+func (n *Node) acceptSnapshot(from string) error {
+	r := n.ready.Load()
+	if r == nil {
+		return errors.New("raft is not running yet")
+	}
+	servers := r.GetConfiguration().Configuration().Servers
+	if len(servers) > 0 && !slices.ContainsFunc(servers, func(s hraft.Server) bool {
+		return string(s.ID) == from && s.Suffrage == hraft.Voter
+	}) {
+		return fmt.Errorf("sender %q is not a voter in this node's configuration", from)
+	}
+	if n.cfg.AcceptSnapshot != nil {
+		return n.cfg.AcceptSnapshot(from)
+	}
+	return nil
 }
 
 // awaitLeader returns nil when this node is the leader, a *NotLeaderError when another

@@ -5,6 +5,7 @@ package raft
 import (
 	"io"
 	"log/slog"
+	"sync"
 
 	hraft "github.com/hashicorp/raft"
 )
@@ -33,6 +34,13 @@ type StateMachine interface {
 	// Restore replaces the whole state with the one read from r, a stream written by
 	// Snapshot.WriteTo on this or another node. It runs when a lagging node installs a
 	// leader's snapshot and when a node starts with a snapshot on disk.
+	//
+	// An error refuses the snapshot, and Restore must then leave the state exactly as it
+	// was. A leader's snapshot refused so is not installed: the node keeps its log and
+	// applied index, the leader gets the error and retries later, and the received
+	// snapshot is removed from DataDir (with Memory it stays as the node's latest
+	// in-memory snapshot). At start, a refused snapshot on disk is skipped for the
+	// next older one; Open fails if none is accepted.
 	Restore(r io.Reader) error
 }
 
@@ -52,8 +60,9 @@ type applyResult struct {
 
 // fsm adapts a StateMachine to hashicorp/raft's FSM.
 type fsm struct {
-	sm  StateMachine
-	log *slog.Logger
+	sm    StateMachine
+	log   *slog.Logger
+	snaps *snapshotStore
 }
 
 func (f *fsm) Apply(l *hraft.Log) any {
@@ -74,7 +83,12 @@ func (f *fsm) Snapshot() (hraft.FSMSnapshot, error) {
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.sm.Restore(rc)
+	err := f.sm.Restore(rc)
+	if err != nil {
+		f.log.Error("raft: state machine refused snapshot", "err", err)
+		f.snaps.restoreFailed()
+	}
+	return err
 }
 
 type fsmSnapshot struct{ s Snapshot }
@@ -88,3 +102,72 @@ func (s fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
 }
 
 func (s fsmSnapshot) Release() { s.s.Release() }
+
+// snapshotStore wraps a node's snapshot store so that a snapshot received from a leader
+// and refused by StateMachine.Restore does not stay behind: hashicorp/raft writes a
+// received snapshot to the store before it asks the state machine to restore it, and
+// one left there would be restored first at the next start and would push the node's
+// own snapshots out of the store's retention. Safe for concurrent use.
+type snapshotStore struct {
+	hraft.SnapshotStore
+	log    *slog.Logger
+	remove func(id string) error // nil: the store cannot remove one (memory)
+
+	mu      sync.Mutex
+	created map[string]bool // snapshots written since Open
+	opened  string          // the last snapshot opened, which Restore is reading
+}
+
+func newSnapshotStore(inner hraft.SnapshotStore, log *slog.Logger, remove func(id string) error) *snapshotStore {
+	return &snapshotStore{SnapshotStore: inner, log: log, remove: remove, created: map[string]bool{}}
+}
+
+func (s *snapshotStore) Create(version hraft.SnapshotVersion, index, term uint64, conf hraft.Configuration,
+	confIndex uint64, trans hraft.Transport) (hraft.SnapshotSink, error) {
+	sink, err := s.SnapshotStore.Create(version, index, term, conf, confIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &recordedSink{SnapshotSink: sink, s: s}, nil
+}
+
+func (s *snapshotStore) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser, error) {
+	s.mu.Lock()
+	s.opened = id
+	s.mu.Unlock()
+	return s.SnapshotStore.Open(id)
+}
+
+// restoreFailed removes the snapshot Restore was reading if it was written since Open,
+// that is, received from a leader (at start, the snapshots restored are older; the node's
+// own new snapshots are never restored while it runs).
+func (s *snapshotStore) restoreFailed() {
+	s.mu.Lock()
+	id := s.opened
+	ours := s.created[id]
+	delete(s.created, id)
+	s.mu.Unlock()
+	if !ours || s.remove == nil {
+		return
+	}
+	if err := s.remove(id); err != nil {
+		s.log.Error("raft: cannot remove refused snapshot", "snapshot", id, "err", err)
+		return
+	}
+	s.log.Warn("raft: removed snapshot refused by the state machine", "snapshot", id)
+}
+
+type recordedSink struct {
+	hraft.SnapshotSink
+	s *snapshotStore
+}
+
+func (r *recordedSink) Close() error {
+	if err := r.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	r.s.mu.Lock()
+	r.s.created[r.ID()] = true
+	r.s.mu.Unlock()
+	return nil
+}

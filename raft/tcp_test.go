@@ -103,6 +103,14 @@ func requireNodeRole(c *x509.Certificate) error {
 	return nil
 }
 
+// nodeID is the PeerID hook of the test clusters: a node certificate's common name.
+func nodeID(c *x509.Certificate) (string, error) {
+	if c.Subject.CommonName == "" {
+		return "", errors.New("no common name")
+	}
+	return c.Subject.CommonName, nil
+}
+
 type tcpNode struct {
 	id, dir, addr string
 	node          *raft.Node
@@ -111,8 +119,11 @@ type tcpNode struct {
 
 // tcpCluster is a set of nodes on loopback with mutual TLS and bbolt storage.
 type tcpCluster struct {
-	tb    testing.TB
-	ca    *testCA
+	tb        testing.TB
+	ca        *testCA
+	configure func(*raft.Config) // adjusts each node's configuration, if set
+	// wrap, if set, gives the state machine a node is started with, around its chain.
+	wrap  func(id string, ch *rafttest.Chain) raft.StateMachine
 	mu    sync.Mutex
 	nodes []*tcpNode
 }
@@ -125,6 +136,7 @@ func tcpConfig(id, dir, addr string, cert tls.Certificate, ca *testCA) raft.Conf
 		Certificate:        cert,
 		CAs:                ca.pool,
 		VerifyPeer:         requireNodeRole,
+		PeerID:             nodeID,
 		Logger:             rafttest.Logger(),
 		HeartbeatTimeout:   time.Second,
 		ElectionTimeout:    time.Second,
@@ -136,7 +148,13 @@ func tcpConfig(id, dir, addr string, cert tls.Certificate, ca *testCA) raft.Conf
 // and waits for a leader.
 func newTCPCluster(tb testing.TB, n int) *tcpCluster {
 	tb.Helper()
-	c := &tcpCluster{tb: tb, ca: newCA(tb, "custos test cluster CA")}
+	return newTCPClusterWith(tb, n, nil)
+}
+
+// newTCPClusterWith is newTCPCluster with configure applied to each node's configuration.
+func newTCPClusterWith(tb testing.TB, n int, configure func(*raft.Config)) *tcpCluster {
+	tb.Helper()
+	c := &tcpCluster{tb: tb, ca: newCA(tb, "custos test cluster CA"), configure: configure}
 	tb.Cleanup(func() {
 		for _, tn := range c.running() {
 			tn.node.Shutdown()
@@ -160,7 +178,15 @@ func newTCPCluster(tb testing.TB, n int) *tcpCluster {
 func (c *tcpCluster) start(tn *tcpNode) {
 	c.tb.Helper()
 	chain := rafttest.NewChain()
-	node, err := raft.Open(tcpConfig(tn.id, tn.dir, tn.addr, c.ca.issue(c.tb, tn.id, "node"), c.ca), chain)
+	cfg := tcpConfig(tn.id, tn.dir, tn.addr, c.ca.issue(c.tb, tn.id, "node"), c.ca)
+	if c.configure != nil {
+		c.configure(&cfg)
+	}
+	var sm raft.StateMachine = chain
+	if c.wrap != nil {
+		sm = c.wrap(tn.id, chain)
+	}
+	node, err := raft.Open(cfg, sm)
 	if err != nil {
 		c.tb.Fatalf("open %s: %v", tn.id, err)
 	}

@@ -1,15 +1,19 @@
-// The raft stream layer: TCP inside mutual TLS 1.3 with the hybrid post-quantum key
-// exchange, where both ends present and verify certificates from the cluster CA.
+// The raft listener: TCP inside mutual TLS 1.3 with the hybrid post-quantum key exchange,
+// where both ends present and verify certificates from the cluster CA. One listener
+// serves two application protocols, told apart by ALPN: raft itself, and the peer
+// channel that the node's owner uses for its own node-to-node traffic.
 
 package raft
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,59 +21,87 @@ import (
 	hraft "github.com/hashicorp/raft"
 )
 
-// alpnProto names the raft protocol in the TLS handshake, so a certificate from the same
-// CA used for another Custos protocol (the HTTP API) cannot be replayed against raft, and
-// a raft peer never talks to another service by mistake.
-const alpnProto = "custos-raft/1"
+// ALPN protocol names. A certificate from the same CA used for another Custos protocol
+// (the HTTP API) cannot be replayed against raft, a raft peer never talks to another
+// service by mistake, and raft and peer-channel connections never cross.
+const (
+	alpnRaft = "custos-raft/1"
+	alpnPeer = "custos-peer/1"
+)
 
 // maxHandshakes bounds inbound TLS handshakes in progress; more connections wait in the
-// kernel's accept queue.
+// kernel's accept queue. A slot is freed as soon as its handshake ends.
 const maxHandshakes = 64
 
-// tlsConfigs returns the server and client TLS configurations for cfg: TLS 1.3 only,
-// X25519MLKEM768 only, certificates required and verified against cfg.CAs both ways,
-// then cfg.VerifyPeer. No session resumption: every connection is fully authenticated.
-func tlsConfigs(cfg Config) (server, client *tls.Config) {
+// tlsConfigs returns the server configuration (both protocols) and the client
+// configurations for raft and for the peer channel: TLS 1.3 only, X25519MLKEM768 only,
+// certificates required and verified against cfg.CAs both ways, then cfg.VerifyPeer and
+// cfg.PeerID. No session resumption: every connection runs the full verification.
+func tlsConfigs(cfg Config) (server, raftClient, peerClient *tls.Config) {
 	cert := cfg.Certificate
-	verify := func(cs tls.ConnectionState) error {
-		switch {
-		case cs.Version != tls.VersionTLS13:
-			return fmt.Errorf("raft tls: version %#x, want TLS 1.3", cs.Version)
-		case cs.CurveID != tls.X25519MLKEM768:
-			return fmt.Errorf("raft tls: key exchange %v, want X25519MLKEM768", cs.CurveID)
-		case cs.NegotiatedProtocol != alpnProto:
-			return fmt.Errorf("raft tls: application protocol %q, want %q", cs.NegotiatedProtocol, alpnProto)
-		case len(cs.PeerCertificates) == 0:
-			return errors.New("raft tls: peer sent no certificate")
-		}
-		if cfg.VerifyPeer != nil {
-			leaf := cs.PeerCertificates[0]
-			if err := cfg.VerifyPeer(leaf); err != nil {
-				return fmt.Errorf("raft tls: peer %q refused: %w", leaf.Subject, err)
+	verify := func(protos ...string) func(cs tls.ConnectionState) error {
+		return func(cs tls.ConnectionState) error {
+			switch {
+			case cs.Version != tls.VersionTLS13:
+				return fmt.Errorf("raft tls: version %#x, want TLS 1.3", cs.Version)
+			case cs.CurveID != tls.X25519MLKEM768:
+				return fmt.Errorf("raft tls: key exchange %v, want X25519MLKEM768", cs.CurveID)
+			case !slices.Contains(protos, cs.NegotiatedProtocol):
+				return fmt.Errorf("raft tls: application protocol %q, want one of %q", cs.NegotiatedProtocol, protos)
+			case len(cs.PeerCertificates) == 0:
+				return errors.New("raft tls: peer sent no certificate")
 			}
+			_, err := cfg.checkPeer(cs.PeerCertificates[0])
+			return err
 		}
-		return nil
 	}
 	base := &tls.Config{
 		MinVersion:             tls.VersionTLS13,
 		CurvePreferences:       []tls.CurveID{tls.X25519MLKEM768},
-		NextProtos:             []string{alpnProto},
 		SessionTicketsDisabled: true,
-		VerifyConnection:       verify,
 	}
 	server = base.Clone()
+	server.NextProtos = []string{alpnRaft, alpnPeer}
+	server.VerifyConnection = verify(alpnRaft, alpnPeer)
 	server.Certificates = []tls.Certificate{cert}
 	server.ClientAuth = tls.RequireAndVerifyClientCert
 	server.ClientCAs = cfg.CAs
 
-	client = base.Clone()
+	client := base.Clone()
 	client.RootCAs = cfg.CAs
 	// Always present the node certificate, so a mismatch is refused, and logged, by the
 	// server rather than silently sending none.
 	client.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		return &cert, nil
 	}
-	return server, client
+	raftClient = client.Clone()
+	raftClient.NextProtos = []string{alpnRaft}
+	raftClient.VerifyConnection = verify(alpnRaft)
+	peerClient = client.Clone()
+	peerClient.NextProtos = []string{alpnPeer}
+	peerClient.VerifyConnection = verify(alpnPeer)
+	return server, raftClient, peerClient
+}
+
+// checkPeer runs VerifyPeer on a peer's leaf certificate (its chain already verified) and
+// returns the node id PeerID finds in it ("" without PeerID).
+func (c Config) checkPeer(leaf *x509.Certificate) (string, error) {
+	if c.VerifyPeer != nil {
+		if err := c.VerifyPeer(leaf); err != nil {
+			return "", fmt.Errorf("raft tls: peer %q refused: %w", leaf.Subject, err)
+		}
+	}
+	if c.PeerID == nil {
+		return "", nil
+	}
+	id, err := c.PeerID(leaf)
+	if err == nil && id == "" {
+		err = errors.New("empty node id")
+	}
+	if err != nil {
+		return "", fmt.Errorf("raft tls: peer %q has no node id: %w", leaf.Subject, err)
+	}
+	return id, nil
 }
 
 // advertiseAddr is the address peers dial, kept as written (a DNS name stays a name, so
@@ -79,15 +111,22 @@ type advertiseAddr string
 func (a advertiseAddr) Network() string { return "tcp" }
 func (a advertiseAddr) String() string  { return string(a) }
 
-// tlsStream implements hraft.StreamLayer. Accept hands out only connections whose TLS
-// handshake succeeded; handshakes run off the accept loop, bounded in number and time.
+// tlsStream implements hraft.StreamLayer for raft connections and feeds the peer
+// listener. Accept hands out only raft connections whose TLS handshake succeeded, with
+// their RPCs checked by an rpcFilter; handshakes run off the accept loop, bounded in
+// number and time.
 type tlsStream struct {
-	ln        net.Listener
-	advertise net.Addr
-	server    *tls.Config
-	client    *tls.Config
-	timeout   time.Duration // handshake bound
-	log       *slog.Logger
+	cfg        Config
+	ln         net.Listener
+	advertise  net.Addr
+	server     *tls.Config
+	raftClient *tls.Config
+	peerClient *tls.Config
+	timeout    time.Duration // handshake bound
+	log        *slog.Logger
+	links      *linkSet
+	peers      *peerListener
+	guard      *rpcGuard
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -99,7 +138,7 @@ type tlsStream struct {
 	rejected atomic.Uint64 // inbound handshakes refused or failed
 }
 
-func newTLSStream(cfg Config) (*tlsStream, error) {
+func newTLSStream(cfg Config, links *linkSet, guard *rpcGuard) (*tlsStream, error) {
 	bind := cfg.Addr
 	if cfg.BindAddr != "" {
 		bind = cfg.BindAddr
@@ -115,19 +154,24 @@ func newTLSStream(cfg Config) (*tlsStream, error) {
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		adv = advertiseAddr(net.JoinHostPort(host, port))
 	}
-	server, client := tlsConfigs(cfg)
+	server, raftClient, peerClient := tlsConfigs(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &tlsStream{
-		ln:        ln,
-		advertise: adv,
-		server:    server,
-		client:    client,
-		timeout:   cfg.RPCTimeout,
-		log:       cfg.Logger,
-		ctx:       ctx,
-		cancel:    cancel,
-		conns:     make(chan net.Conn),
-		sem:       make(chan struct{}, maxHandshakes),
+		cfg:        cfg,
+		ln:         ln,
+		advertise:  adv,
+		server:     server,
+		raftClient: raftClient,
+		peerClient: peerClient,
+		timeout:    cfg.RPCTimeout,
+		log:        cfg.Logger,
+		links:      links,
+		peers:      newPeerListener(adv),
+		guard:      guard,
+		ctx:        ctx,
+		cancel:     cancel,
+		conns:      make(chan net.Conn),
+		sem:        make(chan struct{}, maxHandshakes),
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -164,13 +208,15 @@ func (s *tlsStream) acceptLoop() {
 	}
 }
 
+// handshake runs the server side of the TLS handshake on raw, then hands the connection
+// to raft or to the peer listener according to the negotiated protocol.
 func (s *tlsStream) handshake(raw net.Conn) {
 	defer s.wg.Done()
-	defer func() { <-s.sem }()
 	conn := tls.Server(raw, s.server)
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	err := conn.HandshakeContext(ctx)
 	cancel()
+	<-s.sem // the slot bounds handshakes, not connections waiting to be taken
 	if err != nil {
 		raw.Close()
 		if s.ctx.Err() == nil {
@@ -179,14 +225,44 @@ func (s *tlsStream) handshake(raw net.Conn) {
 		}
 		return
 	}
-	select {
-	case s.conns <- conn:
-	case <-s.ctx.Done():
+	cs := conn.ConnectionState()
+	l, err := s.link(conn, cs)
+	if err != nil { // VerifyConnection already passed; only a PeerID that changed its mind
 		conn.Close()
+		s.rejected.Add(1)
+		s.log.Warn("raft: refused connection", "remote", raw.RemoteAddr().String(), "err", err)
+		return
+	}
+	switch cs.NegotiatedProtocol {
+	case alpnRaft:
+		select {
+		case s.conns <- newRPCFilter(l, s.guard):
+		case <-s.ctx.Done():
+			l.Close()
+		}
+	case alpnPeer:
+		if !s.peers.deliver(&PeerConn{Conn: l, tlsConn: conn, PeerID: l.id, Certificate: l.leaf}) {
+			s.log.Warn("raft: peer channel connection dropped: peer listener closed or full",
+				"remote", raw.RemoteAddr().String(), "peer", l.id)
+			l.Close()
+		}
+	default: // unreachable: VerifyConnection allows only the two
+		l.Close()
 	}
 }
 
-// Accept returns the next inbound connection that completed the mutual TLS handshake.
+// link registers an established TLS connection under its peer's identity.
+func (s *tlsStream) link(conn *tls.Conn, cs tls.ConnectionState) (*link, error) {
+	leaf := cs.PeerCertificates[0]
+	id, err := s.cfg.checkPeer(leaf)
+	if err != nil {
+		return nil, err
+	}
+	return s.links.add(conn, id, leaf), nil
+}
+
+// Accept returns the next inbound raft connection that completed the mutual TLS
+// handshake.
 func (s *tlsStream) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.conns:
@@ -196,13 +272,16 @@ func (s *tlsStream) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops listening and waits for handshakes in progress to end. Idempotent.
+// Close stops listening, waits for handshakes in progress to end, closes the peer
+// listener and every connection still open. Idempotent.
 func (s *tlsStream) Close() error {
 	var err error
 	s.once.Do(func() {
 		s.cancel()
 		err = s.ln.Close()
 		s.wg.Wait()
+		s.peers.Close()
+		s.links.closeIf(func(*link) bool { return true })
 	})
 	return err
 }
@@ -210,11 +289,31 @@ func (s *tlsStream) Close() error {
 // Addr returns the advertised address.
 func (s *tlsStream) Addr() net.Addr { return s.advertise }
 
-// Dial connects to a peer and completes the TLS handshake within timeout. The peer's
-// certificate must chain to the cluster CA and name the dialled host.
+// Dial connects to a peer for raft and completes the TLS handshake within timeout. The
+// peer's certificate must chain to the cluster CA, name the dialled host and pass
+// VerifyPeer.
 func (s *tlsStream) Dial(addr hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: s.client}
-	return d.DialContext(ctx, "tcp", string(addr))
+	conn, err := s.dial(ctx, string(addr), s.raftClient)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+// dial dials addr with conf and registers the connection.
+func (s *tlsStream) dial(ctx context.Context, addr string, conf *tls.Config) (*link, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: conf}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conn := c.(*tls.Conn)
+	l, err := s.link(conn, conn.ConnectionState())
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return l, nil
 }
