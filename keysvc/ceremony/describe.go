@@ -121,6 +121,15 @@ func (p EscrowRecover) describe() string {
 		p.Version, p.KEKID, p.Reason)
 }
 
+func (p IdentityRevoke) describe() string {
+	what := fmt.Sprintf("the certificate with fingerprint %s", p.Fingerprint)
+	if p.Fingerprint == "" {
+		role, name, _ := strings.Cut(p.Identity, "/")
+		what = fmt.Sprintf("every certificate of %s %q, in any region", role, name)
+	}
+	return fmt.Sprintf("Revoke %s (reason: %q): the cluster refuses it on its API and between nodes from then on, for good; refused if it is a member node's (remove the node instead) or would leave fewer usable officers than the quorum.", what, p.Reason)
+}
+
 // describeUse describes who may use a KEK under p, and how: everything in
 // p but threshold and escrow.
 func (p Policy) describeUse() string {
