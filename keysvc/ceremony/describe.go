@@ -41,7 +41,7 @@ func (p NodeAdd) describe() string {
 }
 
 func (p NodeRemove) describe() string {
-	return fmt.Sprintf("Remove node %q from the cluster: it stops voting and serving; its record stays so that the checkpoints it signed still verify.", p.ID)
+	return fmt.Sprintf("Remove node %q from the cluster: it stops voting and serving, and every certificate of node %s is revoked for good; its record stays so that the checkpoints it signed still verify.", p.ID, p.ID)
 }
 
 func (p OfficerAdd) describe() string {
@@ -49,7 +49,7 @@ func (p OfficerAdd) describe() string {
 }
 
 func (p OfficerRemove) describe() string {
-	return fmt.Sprintf("Remove officer %q: %s may no longer propose or approve ceremonies; escrow shares already sealed to %s stay usable for the versions they belong to.", p.ID, p.ID, p.ID)
+	return fmt.Sprintf("Remove officer %q: %s may no longer propose or approve ceremonies, and every officer certificate of %s is revoked for good; escrow shares already sealed to %s stay usable for the versions they belong to.", p.ID, p.ID, p.ID, p.ID)
 }
 
 func (p QuorumSet) describe() string {
