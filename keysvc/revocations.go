@@ -49,7 +49,7 @@ func (r Revocation) key() string {
 	return identityKey(r.Identity)
 }
 
-func fingerprintKey(fp string) string { return "fingerprint:" + fp }
+func fingerprintKey(fp string) string     { return "fingerprint:" + fp }
 func identityKey(principal string) string { return "identity:" + principal }
 
 // principal is how a revocation names an identity: "<role>/<name>".
