@@ -390,7 +390,7 @@ func proposalDetails(p ceremony.Proposal) map[string]string {
 func supported(op ceremony.Operation) bool {
 	switch op {
 	case ceremony.OpOfficerAdd, ceremony.OpOfficerRemove, ceremony.OpQuorumSet, ceremony.OpRegionsSet,
-		ceremony.OpNodeAdd, ceremony.OpNodeRemove:
+		ceremony.OpNodeAdd, ceremony.OpNodeRemove, ceremony.OpIdentityRevoke:
 		return true
 	}
 	return isKEKOp(op)
@@ -627,6 +627,11 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		if len(active) >= maxOfficers {
 			return string(ceremony.CodeInvalidParams), fmt.Sprintf("the cluster already has %d officers", len(active)), nil, nil
 		}
+		if rv, revoked, err := identityRevoked(tx, identity.RoleOfficer, ps.ID); err != nil {
+			return "", "", nil, err
+		} else if revoked {
+			return CodeIdentityRevoked, fmt.Sprintf("officer identity %s was revoked by entry %d: add the officer under another name", ps.ID, rv.Entry), nil, nil
+		}
 		size, err := ledger.Size(tx)
 		if err != nil {
 			return "", "", nil, err
@@ -649,7 +654,12 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 			return "", "", nil, err
 		}
 		o.Active, o.Removed = false, size
-		return "", "", map[string]string{"officer.id": ps.ID}, putJSON(tx.Bucket(bucketOfficers), o.ID, o)
+		details, err := revokeRemoved(tx, identity.RoleOfficer, ps.ID, size, cmd.Time, p.ID)
+		if err != nil {
+			return "", "", nil, err
+		}
+		details["officer.id"] = ps.ID
+		return "", "", details, putJSON(tx.Bucket(bucketOfficers), o.ID, o)
 	case ceremony.QuorumSet:
 		if ps.M > len(active) {
 			return CodeBelowQuorum, fmt.Sprintf("quorum %d exceeds the %d active officers", ps.M, len(active)), nil, nil
@@ -692,6 +702,11 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		if found && (!old.Removed || old.Keys != info.Keys) {
 			return "node_conflict", fmt.Sprintf("node %s is (or was) registered", info.ID), nil, nil
 		}
+		if rv, revoked, err := identityRevoked(tx, identity.RoleNode, info.ID); err != nil {
+			return "", "", nil, err
+		} else if revoked {
+			return CodeIdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: add the node under another id", info.ID, rv.Entry), nil, nil
+		}
 		size, err := ledger.Size(tx)
 		if err != nil {
 			return "", "", nil, err
@@ -717,8 +732,23 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		if active <= 1 {
 			return "last_node", fmt.Sprintf("node %s is the last member", ps.ID), nil, nil
 		}
+		size, err := ledger.Size(tx)
+		if err != nil {
+			return "", "", nil, err
+		}
+		details, err := revokeRemoved(tx, identity.RoleNode, ps.ID, size, cmd.Time, p.ID)
+		if err != nil {
+			return "", "", nil, err
+		}
+		details["node.id"] = ps.ID
 		rec.Removed = true
-		return "", "", map[string]string{"node.id": ps.ID}, putNode(tx, rec)
+		return "", "", details, putNode(tx, rec)
+	case ceremony.IdentityRevoke:
+		size, err := ledger.Size(tx)
+		if err != nil {
+			return "", "", nil, err
+		}
+		return executeRevoke(tx, ps, p.ID, size, cmd.Time)
 	}
 	return CodeNotSupportedYet, fmt.Sprintf("operation %s is not supported by this version of Custos yet", p.Operation()), nil, nil
 }

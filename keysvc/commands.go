@@ -138,6 +138,7 @@ var denials = map[string]error{
 	"last_node":            ErrLastNode,
 	"invalid_node":         ErrInvalidNode,
 	"ceremony_required":    ErrCeremonyRequired,
+	CodeIdentityRevoked:    ErrIdentityRevoked,
 	CodeAlreadyInitialized: ErrAlreadyInitialized,
 	CodeInvalidInit:        ErrInvalidInit,
 }

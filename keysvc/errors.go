@@ -45,8 +45,13 @@ var (
 	ErrNodeConflict = errors.New("keysvc: node id registered with other details")
 
 	// ErrCeremonyRequired: after initialisation a new node is added only by an
-	// executed node.add ceremony; a join then finds it registered.
-	ErrCeremonyRequired = errors.New("keysvc: after initialisation a node joins only once officers have executed a node.add ceremony for it")
+	// executed node.add ceremony (a join then finds it registered), and a
+	// member is removed only by an executed node.remove ceremony.
+	ErrCeremonyRequired = errors.New("keysvc: after initialisation nodes join and leave only by an executed node.add or node.remove ceremony")
+
+	// ErrIdentityRevoked: the node's identity was revoked (its removal
+	// revoked it); it cannot be registered again under that id.
+	ErrIdentityRevoked = errors.New("keysvc: identity revoked")
 
 	// ErrLastNode: removing the node would leave the cluster without members.
 	ErrLastNode = errors.New("keysvc: cannot remove the last node")

@@ -51,6 +51,8 @@ import (
 //	            accepted approvals, status, refusal code, log indexes)
 //	keks    kek id -> JSON KEK (policy, legal hold, versions with public
 //	        keys, commitments, sealed shares and the nodes' statements)
+//	revocations  "fingerprint:sha256:<hex>" or "identity:<role>/<name>" ->
+//	        JSON Revocation (revocations.go); never deleted
 //	drills  dataset -> 8-byte BE log index of its newest backup.drill entry,
 //	        derived from the log (meta "drills_indexed": the log size it covers)
 //	ledger  the ledger package's own bucket (entries, hashes, size)
@@ -99,6 +101,10 @@ type stateDB struct {
 	appliedMu sync.Mutex
 	appliedCh chan struct{}
 
+	// revoked is the revocations bucket in memory, reloaded before the
+	// index of a command that may revoke counts as applied.
+	revoked revokedCache
+
 	mu     sync.RWMutex // held for writing only while Restore swaps db
 	db     *bbolt.DB
 	broken error // guarded by mu
@@ -111,6 +117,10 @@ func openStateDB(dir string, noSync bool, log *slog.Logger, m *counters) (*state
 		return nil, err
 	}
 	s.db = db
+	if err := s.revoked.load(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("keysvc: %s: %w", s.path, err)
+	}
 	s.appliedCh = make(chan struct{})
 	s.setApplied()
 	return s, nil
@@ -130,7 +140,7 @@ func (s *stateDB) openDB(path string) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("keysvc: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies, bucketKEKs, bucketDrills} {
+		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies, bucketKEKs, bucketDrills, bucketRevocations} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -230,6 +240,11 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 		s.m.applied.Add(1)
 		if s.onKEK != nil && cmd != nil && (cmd.Type == cmdApprove || cmd.Type == cmdPropose || cmd.Type == cmdAttest) {
 			s.onKEK() // before advance: a waiter that sees index applied sees its KEK changes too
+		}
+		if mayRevoke(cmd) {
+			if err := s.revoked.load(db); err != nil {
+				return nil, s.setBroken(fmt.Errorf("apply %d: reload revocations: %w", index, err))
+			}
 		}
 		s.logSize.Store(logSize)
 		s.advance(index)
@@ -683,6 +698,11 @@ func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
 	if initialized(tx) {
 		return deny("ceremony_required", fmt.Sprintf("node %s is not registered: after initialisation officers add nodes by a node.add ceremony", info.ID))
 	}
+	if rv, revoked, err := identityRevoked(tx, "node", info.ID); err != nil {
+		return result{}, err
+	} else if revoked {
+		return deny(CodeIdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: choose another node id", info.ID, rv.Entry))
+	}
 	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", nodeDetails(info))
 	if err != nil {
 		return result{}, err
@@ -713,6 +733,13 @@ func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 	case rec.Removed:
 		return logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "already removed", details)
 	}
+	pid, code, reason, err := nodeRemovalAllowed(tx, rec)
+	if err != nil {
+		return result{}, err
+	}
+	if code != "" {
+		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, code, reason, details)
+	}
 	active := 0
 	if err := forNodes(tx, func(r nodeRecord) error {
 		if !r.Removed {
@@ -725,6 +752,20 @@ func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 	if active <= 1 {
 		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "last_node", fmt.Sprintf("node %s is the last member", cmd.NodeID), details)
 	}
+	size, err := ledger.Size(tx)
+	if err != nil {
+		return result{}, err
+	}
+	revoked, err := revokeRemoved(tx, "node", cmd.NodeID, size, cmd.Time, pid)
+	if err != nil {
+		return result{}, err
+	}
+	for k, v := range revoked {
+		details[k] = v
+	}
+	if pid != "" {
+		details["proposal.id"] = pid
+	}
 	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", details)
 	if err != nil {
 		return result{}, err
@@ -734,6 +775,23 @@ func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 		return result{}, err
 	}
 	return r, putNode(tx, rec)
+}
+
+// nodeRemovalAllowed decides whether a node.remove command may remove rec,
+// a member: before initialisation the operator forms the cluster alone;
+// after it, only an executed node.remove ceremony of this registration of
+// the node (closed after the node was added, so a ceremony is consumed by
+// the registration it removed) authorises it, and pid is that ceremony.
+// A refusal is a code and reason.
+func nodeRemovalAllowed(tx *bbolt.Tx, rec nodeRecord) (pid, code, reason string, err error) {
+	if !initialized(tx) {
+		return "", "", "", nil
+	}
+	c, found, err := executedNodeRemoval(tx, rec.ID, rec.Added)
+	if err != nil || !found {
+		return "", "ceremony_required", fmt.Sprintf("node %s is a member: after initialisation officers remove nodes by a node.remove ceremony", rec.ID), err
+	}
+	return c.ID, "", "", nil
 }
 
 // Snapshot implements raft.StateMachine: a read transaction, streamed by
@@ -854,6 +912,10 @@ func (s *stateDB) Restore(r io.Reader) error {
 	}
 	db, err := s.openDB(s.path)
 	if err != nil {
+		return s.restoreFailed(err)
+	}
+	if err := s.revoked.load(db); err != nil {
+		db.Close()
 		return s.restoreFailed(err)
 	}
 	s.db = db

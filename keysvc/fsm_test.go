@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -200,6 +201,16 @@ func TestDeterminism(t *testing.T) {
 	if !removed.Removed {
 		t.Error("n3 not marked removed")
 	}
+	// Its removal revoked its identity, in the entry that removed it, and
+	// the cache (what the ports consult) says so on both.
+	for _, st := range []*stateDB{a, b} {
+		if r, ok := st.revoked.lookup(identity.Identity{Role: identity.RoleNode, Name: "n3"}, ""); !ok || r.Entry != 11 || r.Identity != "node/n3" || r.Time != formatTime(t0.Add(8*time.Second)) {
+			t.Errorf("n3's revocation: %+v, %v", r, ok)
+		}
+	}
+	if !bytes.Contains(ea[11], []byte(`"revoked.identity":"node/n3"`)) {
+		t.Errorf("removal entry does not name the revocation: %s", ea[11])
+	}
 	if !bytes.Contains(ea[8], []byte(`"dek.sha256":"ab<&>`+"\u2028"+`"`)) {
 		t.Errorf("entry bytes changed in transit: %s", ea[8])
 	}
@@ -248,6 +259,9 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	if digest(t, dst) != digest(t, src) || dst.m.restores.Load() != 1 {
 		t.Fatal("restored state differs from the source")
+	}
+	if _, ok := dst.revoked.lookup(identity.Identity{Role: identity.RoleNode, Name: "n3"}, ""); !ok {
+		t.Fatal("restored state's revocations not loaded")
 	}
 
 	// A restart: raft restores an older snapshot over a newer database, which is kept.
@@ -367,7 +381,7 @@ func TestNodeInfoValidate(t *testing.T) {
 // equal digests mean equal replicated state. For tests and diagnostics.
 func stateDigest(tx *bbolt.Tx) ([32]byte, error) {
 	h := sha256.New()
-	for _, name := range [][]byte{bucketMeta, bucketNodes} {
+	for _, name := range [][]byte{bucketMeta, bucketNodes, bucketRevocations} {
 		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 			if bytes.Equal(name, bucketMeta) && bytes.Equal(k, keyApplied) {
 				return nil // the content, not how far raft got

@@ -59,6 +59,7 @@ var opFlags = map[ceremony.Operation][]string{
 	ceremony.OpLegalHoldSet:     {"kek", "reason"},
 	ceremony.OpLegalHoldRelease: {"kek", "reason"},
 	ceremony.OpEscrowRecover:    {"kek", "version", "reason"},
+	ceremony.OpIdentityRevoke:   {"fingerprint", "identity", "reason"},
 }
 
 // opUsage is the table `custos officer propose -h` prints.
@@ -80,6 +81,7 @@ operations and their flags:
   legal_hold.set      --kek ID  --reason TEXT
   legal_hold.release  --kek ID  --reason TEXT
   escrow.recover      --kek ID  --version N  --reason TEXT   (sends your opened escrow share with your signature)
+  identity.revoke     --fingerprint sha256:HEX | --identity ROLE/NAME  --reason TEXT   (for good: refused on the API and between nodes)
 
 policy flags: --threshold N (default: the cluster's default threshold, at least 2), --ttl 5m,
   --wrap-roles agent, --unwrap-roles agent, --wrap-identities, --unwrap-identities (ROLE/NAME,…),
@@ -108,7 +110,7 @@ func addKEKFlags(fs *flag.FlagSet, regions *string) *kekFlags {
 	fs.StringVar(&kf.kek, "kek", "", "KEK ceremonies: the KEK id")
 	fs.UintVar(&kf.version, "version", 0, "kek.disable, kek.enable, kek.destroy, escrow.recover: the KEK version")
 	fs.BoolVar(&kf.all, "all", false, "kek.disable, kek.enable: every version (instead of --version)")
-	fs.StringVar(&kf.reason, "reason", "", "legal_hold.set, legal_hold.release, escrow.recover: why (recorded in the log)")
+	fs.StringVar(&kf.reason, "reason", "", "legal_hold.set, legal_hold.release, escrow.recover, identity.revoke: why (recorded in the log)")
 	fs.StringVar(&kf.policy, "policy", "", "kek.create, kek.policy: the policy as a file of canonical policy JSON (instead of the policy flags)")
 	fs.IntVar(&kf.threshold, "threshold", 0, "kek.create, kek.policy: t, the node shares needed to use a version (default: the cluster's default threshold, at least 2)")
 	fs.DurationVar(&kf.ttl, "ttl", defaultActivationTTL, "kek.create, kek.policy: how long a reconstituted key stays in memory, whole seconds; 0: per request")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
@@ -130,6 +131,9 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	bundle := fs.String("bundle", "", "officer.add: the new officer's NAME.pub file")
 	regions := fs.String("regions", "", "regions.set: the allowed regions, comma-separated EU/EEA codes; kek.create, kek.policy: the regions wrap and unwrap are allowed from (default: the cluster's allowed regions)")
 	node := fs.String("node", "", "node.add: a JSON file with the node's id, region, raft_addr, api_addr and keys")
+	var rf revokeFlags
+	fs.StringVar(&rf.fingerprint, "fingerprint", "", "identity.revoke: the certificate to revoke, sha256:HEX (as the log's cert_fingerprint shows it)")
+	fs.StringVar(&rf.identity, "identity", "", "identity.revoke: revoke every certificate of ROLE/NAME (or an identity URI custos://CLUSTER/ROLE/NAME?region=XX), whatever its region")
 	kf := addKEKFlags(fs, regions)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), opUsage)
@@ -145,9 +149,13 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	}
 	var ps ceremony.Params
 	kekOp := isKEKOp(ceremony.Operation(op))
-	if kekOp {
+	switch {
+	case kekOp:
 		err = kf.check(ceremony.Operation(op))
-	} else {
+	case ceremony.Operation(op) == ceremony.OpIdentityRevoke:
+		rf.reason = kf.reason
+		ps, err = rf.params()
+	default:
 		ps, err = proposeParams(ceremony.Operation(op), *m, *id, *bundle, *regions, *node)
 	}
 	if err != nil {
@@ -164,6 +172,9 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	}
 	if !st.Initialized {
 		return errors.New("the cluster has no officers yet: an operator must run custos operator init first")
+	}
+	if rf.cluster != "" && rf.cluster != st.Cluster {
+		return fmt.Errorf("--identity %s names cluster %q, but this cluster is %q", rf.identity, rf.cluster, st.Cluster)
 	}
 	if kekOp {
 		if ps, err = kf.params(ctx, cl, st, ceremony.Operation(op)); err != nil {
@@ -221,7 +232,41 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 func operationNames() []string {
 	return []string{"officer.add", "officer.remove", "quorum.set", "regions.set", "node.add", "node.remove",
 		"kek.create", "kek.policy", "kek.rotate", "kek.disable", "kek.enable", "kek.destroy",
-		"legal_hold.set", "legal_hold.release", "escrow.recover"}
+		"legal_hold.set", "legal_hold.release", "escrow.recover", "identity.revoke"}
+}
+
+// revokeFlags are the flags of identity.revoke.
+type revokeFlags struct {
+	fingerprint, identity, reason string
+	cluster                       string // of an --identity URI
+}
+
+// params builds identity.revoke's parameters: --fingerprint or
+// --identity (ROLE/NAME, or an identity URI whose region is dropped: a
+// revocation covers every region), and --reason.
+func (rf *revokeFlags) params() (ceremony.Params, error) {
+	const op = ceremony.OpIdentityRevoke
+	switch {
+	case rf.fingerprint == "" && rf.identity == "":
+		return nil, fmt.Errorf("%s needs --fingerprint sha256:HEX or --identity ROLE/NAME", op)
+	case rf.fingerprint != "" && rf.identity != "":
+		return nil, fmt.Errorf("%s: give --fingerprint or --identity, not both", op)
+	case rf.reason == "":
+		return nil, fmt.Errorf("%s needs --reason TEXT", op)
+	}
+	who := rf.identity
+	if strings.HasPrefix(who, identity.Scheme+"://") {
+		id, err := identity.ParseURI(who)
+		if err != nil {
+			return nil, fmt.Errorf("--identity: %w", err)
+		}
+		who, rf.cluster = string(id.Role)+"/"+id.Name, id.Cluster
+	}
+	ps := ceremony.IdentityRevoke{Fingerprint: strings.ToLower(rf.fingerprint), Identity: who, Reason: rf.reason}
+	if err := ps.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return ps, nil
 }
 
 // proposeParams builds the parameters of op from the flags (every

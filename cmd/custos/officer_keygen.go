@@ -24,7 +24,7 @@ import (
 var officerCommands = []command{
 	{"keygen", "create your officer key: keygen --out DIR --name NAME [--classical ecdsa-p256|ed25519] [--pkcs11-uri URI]", runOfficerKeygen},
 	{"pubkey", "print the public key bundle of a key file: pubkey --key FILE", runOfficerPubkey},
-	{"propose", "propose a ceremony: propose OPERATION [flags] [--expires 24h]; operations: officer.add, officer.remove, quorum.set, regions.set, node.add, node.remove, kek.create, kek.policy, kek.rotate, kek.disable, kek.enable, kek.destroy, legal_hold.set, legal_hold.release, escrow.recover (propose -h lists their flags)", runOfficerPropose},
+	{"propose", "propose a ceremony: propose OPERATION [flags] [--expires 24h]; operations: officer.add, officer.remove, quorum.set, regions.set, node.add, node.remove, kek.create, kek.policy, kek.rotate, kek.disable, kek.enable, kek.destroy, legal_hold.set, legal_hold.release, escrow.recover, identity.revoke (propose -h lists their flags)", runOfficerPropose},
 	{"approve", "review and approve a proposal: approve ID (escrow.recover: sends your opened escrow share)", runOfficerApprove},
 	{"list", "list proposals and their status", runOfficerList},
 	{"show", "show what a proposal does, its approvals and status: show ID", runOfficerShow},

@@ -46,7 +46,7 @@ func (p NodeAdd) describe() string {
 }
 
 func (p NodeRemove) describe() string {
-	return fmt.Sprintf("Remove node %q from the cluster: it stops voting and serving; its record stays so that the checkpoints it signed still verify.", p.ID)
+	return fmt.Sprintf("Remove node %q from the cluster: it stops voting and serving, and every certificate of node %s is revoked for good; its record stays so that the checkpoints it signed still verify.", p.ID, p.ID)
 }
 
 func (p OfficerAdd) describe() string {
@@ -54,7 +54,7 @@ func (p OfficerAdd) describe() string {
 }
 
 func (p OfficerRemove) describe() string {
-	return fmt.Sprintf("Remove officer %q: %s may no longer propose or approve ceremonies; escrow shares already sealed to %s stay usable for the versions they belong to.", p.ID, p.ID, p.ID)
+	return fmt.Sprintf("Remove officer %q: %s may no longer propose or approve ceremonies, and every officer certificate of %s is revoked for good; escrow shares already sealed to %s stay usable for the versions they belong to.", p.ID, p.ID, p.ID, p.ID)
 }
 
 func (p QuorumSet) describe() string {
@@ -124,6 +124,15 @@ func (p LegalHoldRelease) describe() string {
 func (p EscrowRecover) describe() string {
 	return fmt.Sprintf("Recover version %d of KEK %q from officer escrow (reason: %q): the officers' escrow shares rebuild it, and it is split again across the cluster's current nodes.",
 		p.Version, p.KEKID, p.Reason)
+}
+
+func (p IdentityRevoke) describe() string {
+	what := fmt.Sprintf("the certificate with fingerprint %s", p.Fingerprint)
+	if p.Fingerprint == "" {
+		role, name, _ := strings.Cut(p.Identity, "/")
+		what = fmt.Sprintf("every certificate of %s %q, in any region", role, name)
+	}
+	return fmt.Sprintf("Revoke %s (reason: %q): the cluster refuses it on its API and between nodes from then on, for good; refused if it is a member node's (remove the node instead) or would leave fewer usable officers than the quorum.", what, p.Reason)
 }
 
 // describeUse describes who may use a KEK under p, and how: everything in

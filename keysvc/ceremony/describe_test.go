@@ -93,6 +93,11 @@ func TestDescribeDistinct(t *testing.T) {
 		case ceremony.QuorumSet, ceremony.RegionsSet:
 		case ceremony.EscrowRecover:
 			subject = p.Reason
+		case ceremony.IdentityRevoke:
+			subject = p.Fingerprint
+			if subject == "" {
+				_, subject, _ = strings.Cut(p.Identity, "/")
+			}
 		default:
 			subject = `KEK "`
 		}

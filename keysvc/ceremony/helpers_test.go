@@ -69,6 +69,8 @@ func sampleParams() []struct {
 		{"legal_hold.set", ceremony.LegalHoldSet{KEKID: "payroll", Reason: `case 2026-17 "Müller v. ACME" <litigation> & more`}},
 		{"legal_hold.release", ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "case closed"}},
 		{"escrow.recover", ceremony.EscrowRecover{KEKID: "payroll", Version: 2, Reason: "all node HSMs lost in the fire at site A"}},
+		{"identity.revoke/fingerprint", ceremony.IdentityRevoke{Fingerprint: "sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", Reason: "laptop stolen"}},
+		{"identity.revoke/identity", ceremony.IdentityRevoke{Identity: "agent/agent-payroll", Reason: `agent host "db-3" decommissioned`}},
 	}
 }
 

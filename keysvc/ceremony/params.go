@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Operation names what a proposal does. It is the "operation" field of the
@@ -32,6 +33,7 @@ const (
 	OpLegalHoldSet     Operation = "legal_hold.set"
 	OpLegalHoldRelease Operation = "legal_hold.release"
 	OpEscrowRecover    Operation = "escrow.recover"
+	OpIdentityRevoke   Operation = "identity.revoke"
 )
 
 // decoders maps each operation to the strict decoder of its parameters.
@@ -51,6 +53,7 @@ var decoders = map[Operation]func([]byte) (Params, error){
 	OpLegalHoldSet:     decodeParams[LegalHoldSet],
 	OpLegalHoldRelease: decodeParams[LegalHoldRelease],
 	OpEscrowRecover:    decodeParams[EscrowRecover],
+	OpIdentityRevoke:   decodeParams[IdentityRevoke],
 }
 
 // Operations returns every operation, sorted.
@@ -90,7 +93,7 @@ func opOf(ps Params) Operation {
 	switch ps.(type) {
 	case NodeAdd, NodeRemove, OfficerAdd, OfficerRemove, QuorumSet, RegionsSet,
 		KEKCreate, KEKRotate, KEKDisable, KEKEnable, KEKDestroy, KEKPolicy,
-		LegalHoldSet, LegalHoldRelease, EscrowRecover:
+		LegalHoldSet, LegalHoldRelease, EscrowRecover, IdentityRevoke:
 		return ps.Operation()
 	}
 	return ""
@@ -373,4 +376,53 @@ func (p EscrowRecover) Validate() error {
 		return err
 	}
 	return checkText("reason", p.Reason)
+}
+
+// IdentityRevoke revokes client or node certificates: one certificate by
+// its Fingerprint, or every certificate of an Identity, whatever region
+// it names. Exactly one of the two is set. A revoked certificate is refused
+// on the API and raft ports from the moment the ceremony is applied, and
+// for good: there is no operation that lifts a revocation. The state
+// machine refuses to revoke a current member node's identity (node.remove
+// does that) or an officer's identity when fewer usable officers than the
+// quorum would remain.
+type IdentityRevoke struct {
+	Fingerprint string `json:"fingerprint"` // "sha256:" and 64 lowercase hex digits (identity.Fingerprint), or ""
+	Identity    string `json:"identity"`    // "<role>/<name>", e.g. "agent/agent-payroll", or ""
+	Reason      string `json:"reason"`      // required; printable text, at most MaxTextLen bytes
+}
+
+func (IdentityRevoke) Operation() Operation { return OpIdentityRevoke }
+
+func (p IdentityRevoke) Validate() error {
+	switch {
+	case p.Fingerprint == "" && p.Identity == "":
+		return fmt.Errorf("fingerprint or identity: set one")
+	case p.Fingerprint != "" && p.Identity != "":
+		return fmt.Errorf("fingerprint and identity: set one or the other")
+	case p.Fingerprint != "":
+		if err := checkFingerprint(p.Fingerprint); err != nil {
+			return err
+		}
+	default:
+		if err := checkPrincipal(p.Identity); err != nil {
+			return err
+		}
+	}
+	return checkText("reason", p.Reason)
+}
+
+// checkFingerprint checks a certificate fingerprint: "sha256:" and 64
+// lowercase hex digits.
+func checkFingerprint(s string) error {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 64 {
+		return fmt.Errorf("fingerprint %q is not sha256:<64 hex digits>", s)
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return fmt.Errorf("fingerprint %q is not sha256:<64 lowercase hex digits>", s)
+		}
+	}
+	return nil
 }

@@ -84,6 +84,15 @@ func TestParamsValidate(t *testing.T) {
 		{"release: kek id", ceremony.LegalHoldRelease{Reason: "done"}, "kek id"},
 		{"recover: version 0", ceremony.EscrowRecover{KEKID: "k", Reason: "lost"}, "at least 1"},
 		{"recover: no reason", ceremony.EscrowRecover{KEKID: "k", Version: 1}, "reason is required"},
+		{"revoke: neither", ceremony.IdentityRevoke{Reason: "r"}, "set one"},
+		{"revoke: both", ceremony.IdentityRevoke{Fingerprint: "sha256:" + strings.Repeat("a", 64), Identity: "agent/a", Reason: "r"}, "one or the other"},
+		{"revoke: fingerprint upper case", ceremony.IdentityRevoke{Fingerprint: "sha256:" + strings.Repeat("A", 64), Reason: "r"}, "lowercase hex"},
+		{"revoke: fingerprint short", ceremony.IdentityRevoke{Fingerprint: "sha256:abcd", Reason: "r"}, "64 hex"},
+		{"revoke: fingerprint other hash", ceremony.IdentityRevoke{Fingerprint: "sha1:" + strings.Repeat("a", 64), Reason: "r"}, "sha256:"},
+		{"revoke: identity without role", ceremony.IdentityRevoke{Identity: "agent-1", Reason: "r"}, "<role>/<name>"},
+		{"revoke: identity bad role", ceremony.IdentityRevoke{Identity: "admin/root", Reason: "r"}, `role "admin"`},
+		{"revoke: identity as URI", ceremony.IdentityRevoke{Identity: "custos://prod/agent/a?region=DE", Reason: "r"}, "identity"},
+		{"revoke: no reason", ceremony.IdentityRevoke{Identity: "agent/a"}, "reason is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,23 +24,24 @@ const (
 
 // Error codes: the "code" of an error body. They are stable; messages are not.
 const (
-	CodeBadRequest       = "bad_request"        // 400: malformed parameters or body
-	CodeUnauthenticated  = "unauthenticated"    // 401: no verified client certificate
-	CodeForbidden        = "forbidden"          // 403: the certificate's role (or name) may not do this
-	CodeRegionNotAllowed = "region_not_allowed" // 403: a region outside the cluster's allowed regions
-	CodeNotFound         = "not_found"          // 404: no such route, node, entry or tree size (yet)
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeConflict         = "conflict"           // 409: contradicts the cluster state (node id taken, already bootstrapped, last node)
-	CodeTooLarge         = "too_large"          // 413: body or batch over its limit
-	CodeRejected         = "rejected"           // 422: the state machine rejected the command
-	CodeInternal         = "internal"           // 500: the node failed; the cause is in its log under the request id
-	CodeNotLeader        = "not_leader"         // 307: ask the leader (HeaderLeader); nothing was done
-	CodeNoLeader         = "no_leader"          // 503: no leader known (an election is under way); nothing was done
-	CodeNoQuorum         = "no_quorum"          // 503: not confirmed committed in time: the outcome is unknown, treat it as failed
-	CodeNotReady         = "not_ready"          // 503: the node cannot serve yet (not bootstrapped, not caught up)
-	CodeUnavailable      = "unavailable"        // 503: the node is shutting down or its state is broken; try another
-	CodeNotBootstrapped  = "not_bootstrapped"   // 503: the cluster has no genesis yet
-	CodeRequestCanceled  = "canceled"           // 503: the request was canceled before it finished
+	CodeBadRequest       = "bad_request"         // 400: malformed parameters or body
+	CodeUnauthenticated  = "unauthenticated"     // 401: no verified client certificate
+	CodeForbidden        = "forbidden"           // 403: the certificate's role (or name) may not do this
+	CodeCertRevoked      = "certificate_revoked" // 403: the certificate, or every certificate of its identity, was revoked by ceremony
+	CodeRegionNotAllowed = "region_not_allowed"  // 403: a region outside the cluster's allowed regions
+	CodeNotFound         = "not_found"           // 404: no such route, node, entry or tree size (yet)
+	CodeMethodNotAllowed = "method_not_allowed"  // 405
+	CodeConflict         = "conflict"            // 409: contradicts the cluster state (node id taken, already bootstrapped, last node)
+	CodeTooLarge         = "too_large"           // 413: body or batch over its limit
+	CodeRejected         = "rejected"            // 422: the state machine rejected the command
+	CodeInternal         = "internal"            // 500: the node failed; the cause is in its log under the request id
+	CodeNotLeader        = "not_leader"          // 307: ask the leader (HeaderLeader); nothing was done
+	CodeNoLeader         = "no_leader"           // 503: no leader known (an election is under way); nothing was done
+	CodeNoQuorum         = "no_quorum"           // 503: not confirmed committed in time: the outcome is unknown, treat it as failed
+	CodeNotReady         = "not_ready"           // 503: the node cannot serve yet (not bootstrapped, not caught up)
+	CodeUnavailable      = "unavailable"         // 503: the node is shutting down or its state is broken; try another
+	CodeNotBootstrapped  = "not_bootstrapped"    // 503: the cluster has no genesis yet
+	CodeRequestCanceled  = "canceled"            // 503: the request was canceled before it finished
 
 	// Officers and ceremonies. A refused proposal or approval answers one of
 	// the refusal codes of package ceremony (invalid_proposal,

@@ -18,6 +18,11 @@
 // request without one (plain HTTP, a misconfigured server) is answered 401
 // unauthenticated. The caller is logged as the actor of any entry the
 // request appends: identity URI, role, region, certificate fingerprint.
+// A certificate revoked by ceremony (identity.revoke by fingerprint or
+// identity, or the removal of its officer or node) is answered 403
+// certificate_revoked on every route, reads included, as soon as the
+// serving node has applied the revocation (Service.Revoked, checked on
+// every request, so an open connection loses access too).
 //
 // # Routes
 //
@@ -110,7 +115,8 @@
 //	{"error": {"code": "no_quorum", "message": "…", "request_id": "…"}}
 //
 // with one of the stable codes in package client: bad_request (400),
-// unauthenticated (401), forbidden and region_not_allowed (403), not_found
+// unauthenticated (401), forbidden, certificate_revoked and
+// region_not_allowed (403), not_found
 // (404), method_not_allowed (405), conflict (409), too_large (413),
 // rejected (422), internal (500), not_leader (307), no_leader, no_quorum,
 // not_ready, not_bootstrapped, unavailable, canceled (503). classify is the

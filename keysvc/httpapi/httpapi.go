@@ -44,6 +44,10 @@ type Service interface {
 	AppendBatch(ctx context.Context, entries []ledger.Entry) (uint64, error)
 	AddNode(ctx context.Context, info keysvc.NodeInfo, actor ledger.Actor) error
 	Metrics() keysvc.Metrics
+	// Revoked reports whether the certificate with fingerprint held by id
+	// is revoked (by fingerprint, or by id's role and name). It is called
+	// on every request, so it must be cheap.
+	Revoked(id identity.Identity, fingerprint string) (keysvc.Revocation, bool)
 }
 
 var _ Service = (*keysvc.Node)(nil)
@@ -224,6 +228,10 @@ func (a *api) begin(next http.Handler) http.Handler {
 // authenticate reads the verified client certificate's identity. The TLS
 // configuration already refused connections without one; this refuses a
 // request that somehow arrives without (plain HTTP, a misconfigured server).
+// A revoked certificate, or a certificate of a revoked identity, is refused
+// 403 certificate_revoked on every route, reads included, from the moment
+// this node has applied the revocation: a connection made before it does
+// not keep access.
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
@@ -236,6 +244,11 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		c := caller{id: id, actor: keysvc.Actor(id, r.TLS.VerifiedChains[0][0])}
+		if rv, revoked := a.svc.Revoked(id, c.actor.CertFingerprint); revoked {
+			err := &keysvc.RevokedError{Identity: id, Fingerprint: c.actor.CertFingerprint, Revocation: rv}
+			a.writeError(w, r, &apiError{http.StatusForbidden, client.CodeCertRevoked, err.Error()})
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
 }

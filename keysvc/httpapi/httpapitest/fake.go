@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -42,6 +43,7 @@ type Fake struct {
 	ml       *mldsa65.PrivateKey
 	key      ledger.NodeKey
 	metrics  keysvc.Metrics
+	revoked  map[string]keysvc.Revocation // by fingerprint or "<role>/<name>"
 }
 
 // Added records one AddNode call.
@@ -77,6 +79,32 @@ func NewFake(cluster, id, region, apiAddr string) *Fake {
 	f.leader = keysvc.Leader{ID: id, APIAddr: apiAddr}
 	f.members = []keysvc.Member{{ID: id, Region: region, RaftAddr: f.info.RaftAddr, APIAddr: apiAddr, Voter: true, Registered: true, Leader: true}}
 	return f
+}
+
+// Revoke records r: the certificate r.Fingerprint, or every certificate of
+// r.Identity ("<role>/<name>"), is revoked from now on.
+func (f *Fake) Revoke(r keysvc.Revocation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.revoked == nil {
+		f.revoked = map[string]keysvc.Revocation{}
+	}
+	if r.Fingerprint != "" {
+		f.revoked[r.Fingerprint] = r
+	} else {
+		f.revoked[r.Identity] = r
+	}
+}
+
+// Revoked implements httpapi.Service.
+func (f *Fake) Revoked(id identity.Identity, fingerprint string) (keysvc.Revocation, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.revoked[fingerprint]; ok && fingerprint != "" {
+		return r, true
+	}
+	r, ok := f.revoked[string(id.Role)+"/"+id.Name]
+	return r, ok
 }
 
 // Key is the fake node's checkpoint key.
