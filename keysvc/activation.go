@@ -419,7 +419,7 @@ func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKV
 // revocations and this node's wall clock (the client's clock is a wall
 // clock too; Config.Now is the clock of entry times).
 func (n *Node) verifyRequest(s reqsig.Signed) (reqsig.Verified, error) {
-	return s.Verify(reqsig.Options{Cluster: n.cfg.Cluster, Roots: n.cfg.CAs, Now: time.Now(), Revoked: n.revokedFingerprint})
+	return s.Verify(reqsig.Options{Cluster: n.cfg.Cluster, Roots: n.cfg.CAs, Now: time.Now(), Revoked: n.revokedClient})
 }
 
 // activationFits checks that a signed request may activate version ver of

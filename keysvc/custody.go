@@ -128,8 +128,11 @@ func parseIndex(s string) (uint64, bool) {
 	return v, true
 }
 
-// revokedFingerprint reports whether a client certificate is revoked.
-func (n *Node) revokedFingerprint(fp string) bool { return false }
+// revokedClient reports whether a client certificate, or its identity, is revoked.
+func (n *Node) revokedClient(id identity.Identity, fp string) bool {
+	_, revoked := n.Revoked(id, fp)
+	return revoked
+}
 
 // ErrForgedEntry: a node forwarded an entry it may not write.
 var ErrForgedEntry = errors.New("keysvc: entry not in the forwarding node's own name")

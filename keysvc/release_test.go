@@ -229,3 +229,47 @@ func TestForwardedEntriesNameRealActors(t *testing.T) {
 		t.Errorf("an activation naming another client: %v", err)
 	}
 }
+
+// TestReleaseRefusesRevokedClient: right after an identity.revoke ceremony
+// commits, no peer releases a share for that client's signed request, and
+// the serving node refuses to activate for it.
+func TestReleaseRefusesRevokedClient(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
+	ctx := ctxT(t, 30*time.Second)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := keysvctest.NewClient("test", identity.RoleAgent, "agent-gone", "DE")
+	if _, _, err := f.n.Unwrap(ctx, gone.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
+		t.Fatalf("before the revocation: %v", err)
+	}
+	f.mustExecute(ceremony.IdentityRevoke{Identity: "agent/agent-gone", Reason: "laptop stolen"})
+	f.c.WaitConverged()
+	_, _, err = f.n.Unwrap(ctx, gone.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, "")
+	wantKeyOp(t, "unwrap by a revoked agent", err, reqsig.CodeUntrusted)
+
+	liar := f.c.Follower()
+	s := gone.Unwrap("vault", w.Blob, c).Signed
+	r, _ := reqsig.Parse(s.Message)
+	i, err := liar.Append(ctx, ledger.Entry{Type: keysvc.TypeActivate, Actor: gone.Caller().Actor, KEKID: "vault", KEKVersion: 1,
+		RequestID: r.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
+			"request": base64.StdEncoding.EncodeToString(s.Message), "signature": base64.StdEncoding.EncodeToString(s.Signature),
+			"client_cert": base64.StdEncoding.EncodeToString(s.Cert), "ttl_seconds": "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		p := f.c.Node(id)
+		if p == nil || p == liar {
+			continue
+		}
+		_, err := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: i, Context: c})
+		if !errors.Is(err, keysvc.ErrReleaseRefused) || !strings.Contains(err.Error(), "revoked") {
+			t.Errorf("%s released for a revoked agent: %v", id, err)
+		}
+	}
+}

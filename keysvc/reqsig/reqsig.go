@@ -371,8 +371,9 @@ type Options struct {
 	Cluster string         // the message and the certificate must name it
 	Roots   *x509.CertPool // the cluster CA
 	Now     time.Time      // the checker's clock
-	// Revoked, if set, reports whether a certificate (by identity.Fingerprint) is revoked.
-	Revoked func(fingerprint string) bool
+	// Revoked, if set, reports whether a certificate (its identity, or
+	// itself by identity.Fingerprint) is revoked.
+	Revoked func(id identity.Identity, fingerprint string) bool
 }
 
 // Verified is a request whose signature checked out.
@@ -417,7 +418,7 @@ func (s Signed) Verify(o Options) (Verified, error) {
 		return v, fail(CodeUntrusted, "certificate of %s cannot sign a client request in cluster %q", id, o.Cluster)
 	}
 	fp := identity.Fingerprint(cert)
-	if o.Revoked != nil && o.Revoked(fp) {
+	if o.Revoked != nil && o.Revoked(id, fp) {
 		return v, fail(CodeUntrusted, "certificate %s of %s is revoked", fp, id)
 	}
 	if err := VerifySignature(cert.PublicKey, s.Message, s.Signature); err != nil {

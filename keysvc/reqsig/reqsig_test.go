@@ -67,7 +67,7 @@ func TestSignVerify(t *testing.T) {
 		"tampered": {reqsig.Signed{Message: append([]byte{}, s.Message...), Signature: s.Signature, Cert: s.Cert}, opts, reqsig.CodeMalformed},
 		"stale":    {s, reqsig.Options{Cluster: "c1", Roots: roots, Now: now.Add(10 * time.Minute)}, reqsig.CodeStale},
 		"cluster":  {s, reqsig.Options{Cluster: "c2", Roots: roots, Now: now}, reqsig.CodeMismatch},
-		"revoked":  {s, reqsig.Options{Cluster: "c1", Roots: roots, Now: now, Revoked: func(string) bool { return true }}, reqsig.CodeUntrusted},
+		"revoked":  {s, reqsig.Options{Cluster: "c1", Roots: roots, Now: now, Revoked: func(identity.Identity, string) bool { return true }}, reqsig.CodeUntrusted},
 		"no roots": {s, reqsig.Options{Cluster: "c1", Now: now}, reqsig.CodeUntrusted},
 	}
 	cases["tampered"].s.Message[len("custos-request-v1\ncluster c1\nop ")] = 'x'
