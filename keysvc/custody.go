@@ -8,8 +8,10 @@ package keysvc
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -165,6 +167,58 @@ func (n *Node) CheckForwarded(from string, e ledger.Entry) error {
 		if Actor(vr.Identity, vr.Certificate) != e.Actor || vr.Request.RequestID != e.RequestID {
 			return bad("activation names %s, but its request is signed by %s", e.Actor.Identity, vr.Identity)
 		}
+	}
+	return nil
+}
+
+// reverifyEvery is how often established raft and peer connections are
+// checked again against membership and revocations.
+const reverifyEvery = time.Second
+
+// peerID is the node id a verified node certificate names.
+func peerID(cert *x509.Certificate) (string, error) {
+	id, err := identity.FromCertificate(cert)
+	if err != nil {
+		return "", err
+	}
+	return id.Name, nil
+}
+
+// verifyMember accepts a raft or peer-channel connection from (or to) a node
+// certificate only if, in this node's replicated state, it names a current
+// member (a node registered by genesis or by an executed node.add, not
+// removed), is the certificate registered for that node, and neither it
+// nor its identity is revoked. Before genesis has been applied here (a new
+// node waiting to be added) any node certificate of the cluster is
+// accepted: the node has no state to check against yet.
+func (n *Node) verifyMember(cert *x509.Certificate) error {
+	if err := verifyNodePeer(n.cfg.Cluster)(cert); err != nil {
+		return err
+	}
+	id, _ := identity.FromCertificate(cert)
+	fp := identity.Fingerprint(cert)
+	if r, revoked := n.Revoked(id, fp); revoked {
+		return fmt.Errorf("node %s: certificate revoked by entry %d: %s", id.Name, r.Entry, r.Reason)
+	}
+	var (
+		rec     nodeRecord
+		found   bool
+		genesis bool
+	)
+	if err := n.state.view(func(tx *bbolt.Tx) (err error) {
+		genesis = genesisDone(tx)
+		rec, found, err = getNode(tx, id.Name)
+		return err
+	}); err != nil {
+		return err
+	}
+	switch {
+	case !genesis:
+		return nil
+	case !found || rec.Removed:
+		return fmt.Errorf("node %s is not a member of the cluster", id.Name)
+	case rec.Cert != "" && rec.Cert != fp:
+		return fmt.Errorf("node %s: certificate %s is not the one registered for it (%s)", id.Name, fp, rec.Cert)
 	}
 	return nil
 }

@@ -137,7 +137,12 @@ func Open(cfg Config) (*Node, error) {
 	if cluster != "" && cluster != cfg.Cluster {
 		return fail(fmt.Errorf("keysvc: %s holds the state of cluster %q, not %q", cfg.DataDir, cluster, cfg.Cluster))
 	}
-	if n.raft, err = raft.Open(cfg.raftConfig(), n.state); err != nil {
+	rc := cfg.raftConfig()
+	if rc.VerifyPeer != nil {
+		rc.VerifyPeer = n.verifyMember
+		rc.PeerID = peerID
+	}
+	if n.raft, err = raft.Open(rc, n.state); err != nil {
 		return fail(err)
 	}
 	n.b = newBatcher(cfg.GroupCommit, cfg.AppendTimeout, n.m, n.commitBatch)
@@ -153,6 +158,8 @@ func raftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
 // watch counts changes of leader or raft state, and logs them.
 func (n *Node) watch() {
 	defer close(n.watchDone)
+	reverify := time.NewTicker(reverifyEvery)
+	defer reverify.Stop()
 	for {
 		ch := n.raft.LeaderChanged()
 		n.leaderGen.Add(1)
@@ -162,10 +169,18 @@ func (n *Node) watch() {
 			n.escrow.drop("") // escrow shares serve only the leader that received them
 		}
 		n.purgeKeys(nil) // activated keys do not outlive a change of leader
-		select {
-		case <-ch:
-		case <-n.stopWatch:
-			return
+	wait:
+		for {
+			select {
+			case <-ch:
+				break wait
+			case <-reverify.C:
+				// Connections of nodes removed or revoked since they
+				// connected are closed; new handshakes are refused at once.
+				n.raft.ReverifyPeers()
+			case <-n.stopWatch:
+				return
+			}
 		}
 	}
 }

@@ -256,3 +256,49 @@ func TestOpenChecksCertificateIdentity(t *testing.T) {
 		t.Error("zero config valid")
 	}
 }
+
+// TestRaftPortRefusesNonMembers: the raft port (both its ALPNs) accepts a
+// node certificate of the cluster CA only if it names a current member and
+// is the certificate registered for it. A minted certificate for a
+// non-member id, and a second certificate for a member's id, are refused at
+// the handshake; the log is unchanged afterwards.
+func TestRaftPortRefusesNonMembers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TCP cluster")
+	}
+	c := newTCPCluster(t, 3, keysvc.GroupCommit{})
+	before, _ := c.nodes[0].TreeHead()
+	target := c.nodes[1].Info().RaftAddr
+	dial := func(cert tls.Certificate, alpn string) error {
+		conf := &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: c.pool, ServerName: "localhost",
+			NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519MLKEM768}}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", target, conf)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		// TLS 1.3: the server's verdict on the client certificate arrives
+		// with the first read.
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		return err
+	}
+	stranger := nodeCert(t, c.ca, hsmtest.NewFake(), identity.Identity{Cluster: "test", Name: "n9", Role: identity.RoleNode, Region: "DE"})
+	twin := nodeCert(t, c.ca, hsmtest.NewFake(), identity.Identity{Cluster: "test", Name: "n3", Role: identity.RoleNode, Region: "NL"})
+	for _, alpn := range []string{"custos-raft/1", "custos-peer/1"} {
+		for name, cert := range map[string]tls.Certificate{"non-member n9": stranger, "second certificate for n3": twin} {
+			err := dial(cert, alpn)
+			var ne net.Error
+			if err == nil || errors.As(err, &ne) && ne.Timeout() {
+				t.Errorf("%s on %s: accepted (%v)", name, alpn, err)
+			}
+		}
+	}
+	after, _ := c.nodes[0].TreeHead()
+	if after.Size != before.Size || after.Hash != before.Hash {
+		t.Errorf("log changed: %+v -> %+v", before, after)
+	}
+	if st := c.nodes[1].Status(); st.Raft.TLSRejected == 0 {
+		t.Errorf("refused handshakes not counted: %+v", st.Raft)
+	}
+}
