@@ -5,6 +5,7 @@ package httpapitest
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
@@ -40,6 +41,13 @@ func NewPKI(tb testing.TB, cluster string) *PKI {
 		tb.Fatal(err)
 	}
 	return p
+}
+
+// Pool is a certificate pool holding the CA.
+func (p *PKI) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.CA.Certificate())
+	return pool
 }
 
 // Issue issues a certificate for name with role in region and writes it;

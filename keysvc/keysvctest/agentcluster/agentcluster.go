@@ -96,7 +96,10 @@ func Serve(tb testing.TB, o ServeOptions) *Served {
 	}
 	s.Cluster = keysvctest.NewCluster(tb, o.Nodes, keysvctest.Options{
 		NoForwarder: o.Forward,
-		Configure:   func(cfg *keysvc.Config) { cfg.APIAdvertise = s.URL[cfg.NodeID] },
+		Configure: func(cfg *keysvc.Config) {
+			cfg.APIAdvertise = s.URL[cfg.NodeID]
+			cfg.CAs = s.PKI.Pool() // the CA of the clients' certificates
+		},
 	})
 	for id, h := range handlers {
 		n := s.Cluster.Node(id)
