@@ -594,7 +594,7 @@ func TestAuditLargeLog(t *testing.T) {
 	pki := httpapitest.NewPKI(t, "test")
 	// Patient raft timeouts: three nodes share this process's CPUs with
 	// the appends, the API and the exporter.
-	c := keysvctest.NewCluster(t, 3, keysvctest.Options{Configure: func(cfg *keysvc.Config) {
+	c := keysvctest.NewCluster(t, 3, keysvctest.Options{CAs: pki.Pool(), Configure: func(cfg *keysvc.Config) {
 		cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = 2*time.Second, 2*time.Second, time.Second
 	}})
 	leader := c.Leader()

@@ -42,7 +42,7 @@ type kekHarness struct {
 func newKEKHarness(t *testing.T) *kekHarness {
 	clearEnv(t)
 	pki := httpapitest.NewPKI(t, "test")
-	c := keysvctest.NewCluster(t, 3, keysvctest.Options{})
+	c := keysvctest.NewCluster(t, 3, keysvctest.Options{CAs: pki.Pool()})
 	leader := c.Leader()
 	id := leader.Info().ID
 	srv := pki.Serve(t, id, keysvctest.Region(id), httpapi.New(leader, httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))

@@ -24,7 +24,7 @@ import (
 func TestOfficerCeremonyCLI(t *testing.T) {
 	clearEnv(t)
 	pki := httpapitest.NewPKI(t, "test")
-	c := keysvctest.NewCluster(t, 1, keysvctest.Options{})
+	c := keysvctest.NewCluster(t, 1, keysvctest.Options{CAs: pki.Pool()})
 	srv := pki.Serve(t, "n1", "DE", httpapi.New(c.Node("n1"), httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
 	dir := t.TempDir()
 	passFile := filepath.Join(dir, "passphrase")

@@ -52,6 +52,9 @@ type Options struct {
 	Configure func(*keysvc.Config)
 	// NoForwarder leaves nodes without a Forwarder.
 	NoForwarder bool
+	// CAs, if set, is the CA pool nodes trust for client request
+	// signatures, instead of the cluster name's test CA (CA).
+	CAs *x509.CertPool
 }
 
 // Cluster is a set of in-memory nodes.
@@ -137,9 +140,12 @@ func (c *Cluster) Config(id string) keysvc.Config {
 	return cfg
 }
 
-// CAs is the pool of the cluster's test CA, which nodes trust for client
-// request signatures.
+// CAs is the pool nodes trust for client request signatures:
+// Options.CAs, or the cluster name's test CA.
 func (c *Cluster) CAs() *x509.CertPool {
+	if c.opts.CAs != nil {
+		return c.opts.CAs
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(CA(c.Name).Certificate())
 	return pool
