@@ -62,6 +62,9 @@ const (
 // honest peer does not make. It also bounds what is held in memory.
 const ReleaseWindow = 3 * reqsig.MaxSkew
 
+// maxLooked bounds the entries Earlier remembers.
+const maxLooked = 1 << 16
+
 // Operations a client request may activate a KEK for.
 var activatingOps = []string{reqsig.OpUnwrap, reqsig.OpRewrap, reqsig.OpUnwrapBatch}
 
@@ -108,6 +111,7 @@ type ShareReleases struct {
 	queue   []uint64          // held activations, by index
 	byReq   map[string]uint64 // request id → activation index, for held ones
 	dropped uint64            // activations below this index were dropped (out of the window)
+	looked  map[uint64]bool   // entries before start given to Earlier
 	start   uint64            // the first entry followed
 	started bool
 	bound   bool // an entry of the current format was seen: releases must name an activation
@@ -118,7 +122,7 @@ type ShareReleases struct {
 // that the log already recorded activations with signed requests before
 // the first entry it will see (State.ReleasesBound).
 func NewShareReleases(cluster string, bound bool) *ShareReleases {
-	return &ShareReleases{cluster: cluster, acts: map[uint64]*activation{}, byReq: map[string]uint64{}, bound: bound}
+	return &ShareReleases{cluster: cluster, acts: map[uint64]*activation{}, byReq: map[string]uint64{}, looked: map[uint64]bool{}, bound: bound}
 }
 
 // Counts returns what was seen so far.
@@ -137,7 +141,7 @@ func (s *ShareReleases) Needs(e ledger.Entry) (uint64, bool) {
 		return 0, false
 	}
 	a, err := strconv.ParseUint(e.Details["activation"], 10, 64)
-	if err != nil || (s.started && a >= s.start) || s.acts[a] != nil {
+	if err != nil || (s.started && a >= s.start) || s.acts[a] != nil || s.looked[a] {
 		return 0, false
 	}
 	if !s.started && a >= e.Index {
@@ -146,9 +150,14 @@ func (s *ShareReleases) Needs(e ledger.Entry) (uint64, bool) {
 	return a, true
 }
 
-// Earlier adds an activation from before the entries followed, which the
-// caller proved is in the log; it checks it as Entry would.
+// Earlier takes the entry a release named as its activation (Needs), from
+// before the entries followed, which the caller proved is in the log; it
+// checks an activation as Entry would. A release naming an entry given to
+// Earlier is then checked against it like any other.
 func (s *ShareReleases) Earlier(e ledger.Entry) *ReleaseFinding {
+	if len(s.looked) < maxLooked {
+		s.looked[e.Index] = true
+	}
 	if e.Type != TypeActivate || e.Outcome != ledger.OutcomeOK {
 		return nil
 	}
@@ -321,7 +330,7 @@ func (s *ShareReleases) release(e ledger.Entry) *ReleaseFinding {
 	}
 	act := s.acts[a]
 	if act == nil {
-		if a < s.start {
+		if a < s.start && !s.looked[a] {
 			s.counts.BeforeStart++ // before what was followed: its earlier check stands
 			return nil
 		}
