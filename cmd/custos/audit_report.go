@@ -59,8 +59,19 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 
+	hdr, err := readPackHeader(pack)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pack, err)
+	}
+	var trust *pinnedTrust
+	if !*noVerify {
+		if trust, err = readTrust(*trustFile); err != nil {
+			return err
+		}
+	}
 	r := &custodyReport{Pack: pack, Generated: time.Now().UTC()}
 	b := newReportBuilder(r)
+	b.followReleases(hdr, trust)
 	f, err := os.Open(pack)
 	if err != nil {
 		return err
@@ -78,10 +89,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 			r.Verification += fmt.Sprintf(" Reading it stopped early: %v.", err)
 		}
 	} else {
-		t, err := readTrust(*trustFile)
-		if err != nil {
-			return err
-		}
+		t := trust
 		start := time.Now()
 		rep, vErr := verifyPack(in, t, *partial, b.entry)
 		el := time.Since(start)
@@ -102,6 +110,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 			h.Reset()
 			r = &custodyReport{Pack: pack, Generated: r.Generated}
 			b = newReportBuilder(r)
+			b.followReleases(hdr, trust)
 			r.Verification = fmt.Sprintf("Verification against %s FAILED at %s: %s.", *trustFile, where, fl.Message)
 			if contents, err = scanPack(in, b.entry); err != nil {
 				r.Verification += fmt.Sprintf(" Reading it stopped early: %v.", err)
