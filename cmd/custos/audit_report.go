@@ -123,6 +123,11 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 			r.Verification = fmt.Sprintf("Offline, against trust file %s (%s; %s): every entry's leaf and the tree root recomputed up to the checkpoint of size %d signed by %s, %d ceremony executions checked against the officers and quorum in force, %d destruction statements checked (%d entries, %v).",
 				*trustFile, how, relationWords(&pinnedJSON{Relation: rep.Pinned.Relation}), rep.Checkpoint.Size, rep.Checkpoint.KeyName,
 				rep.CeremoniesVerified, rep.StatementsVerified, rep.Entries, el.Round(time.Millisecond))
+			rc := rep.Releases
+			r.Verification += fmt.Sprintf(" %d share releases checked against %d activations and their clients' signed requests.", rc.Releases, rc.Activations)
+			if rc.Unbound > 0 {
+				r.Verification += fmt.Sprintf(" %d activations and releases are of the earlier format, bound to no signed request (flagged below).", rc.Unbound)
+			}
 			if rep.Partial {
 				r.Verification += " PARTIAL: " + rep.PartialReason + "."
 			}
