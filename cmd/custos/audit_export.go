@@ -339,7 +339,7 @@ func notInitialized(err error) bool {
 
 // frontierAt is the frontier of the tree of the first size entries, from
 // entry size-1 and its inclusion proof in that tree.
-func frontierAt(ctx context.Context, cl *client.Client, size uint64) ([]tlog.Hash, error) {
+func frontierAt(ctx context.Context, cl logSource, size uint64) ([]tlog.Hash, error) {
 	page, err := cl.Entries(ctx, size-1, 1)
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", size-1, err)

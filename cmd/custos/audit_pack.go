@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -114,4 +115,22 @@ func scanPack(r io.Reader, onEntry func(ledger.Entry) error) (*audit.Contents, e
 			c.Consistency = rec
 		}
 	}
+}
+
+// readPackHeader reads the header of the pack at path.
+func readPackHeader(path string) (audit.Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return audit.Header{}, err
+	}
+	defer f.Close()
+	rec, err := audit.NewReader(f).Next()
+	if err != nil {
+		return audit.Header{}, err
+	}
+	h, ok := rec.(*audit.Header)
+	if !ok {
+		return audit.Header{}, errors.New("the pack does not start with its header")
+	}
+	return *h, nil
 }

@@ -190,6 +190,8 @@ var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
 		}
 		return s
 	},
+	"releasers":  releasersWords,
+	"flagAdvice": func() string { return flagAdvice },
 }).Parse(reportHTML))
 
 // writeHTML writes r as one self-contained HTML page.
@@ -268,6 +270,8 @@ func (r *custodyReport) writeMarkdown(w io.Writer) error {
 		{"Ceremonies", strconv.Itoa(len(r.Ceremonies))},
 		{"Cross-border transfers", strconv.Itoa(len(r.Transfers) + r.TransferMore)},
 		{"Destroyed KEK versions", strconv.Itoa(len(r.Destroyed))},
+		{"KEK activations", strconv.Itoa(r.ActivationTotal)},
+		{"Flagged activations and share releases", strconv.Itoa(r.FlagTotal)},
 	})
 	chart, err := r.Chart.svg()
 	if err != nil {
@@ -328,6 +332,8 @@ func (r *custodyReport) writeMarkdown(w io.Writer) error {
 	} else {
 		mdTable(&b, []string{"KEK", "wrap", "unwrap", "datakey", "rewrap", "activations", "share releases", "denied"}, rows)
 	}
+
+	r.writeReleasesMarkdown(&b)
 
 	p("## Denials\n\n")
 	rows = nil
@@ -439,4 +445,46 @@ func uintList(xs []uint64) string {
 		s[i] = strconv.FormatUint(x, 10)
 	}
 	return strings.Join(s, ", ")
+}
+
+// writeReleasesMarkdown writes the activations, the share releases that
+// answered them, and what is flagged.
+func (r *custodyReport) writeReleasesMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "## Activations and share releases\n\n")
+	if r.FlagTotal > 0 {
+		fmt.Fprintf(w, "**%d flagged.** %s\n\n", r.FlagTotal, md(flagAdvice))
+		var rows [][]string
+		for _, f := range r.ReleaseFlags {
+			rows = append(rows, []string{strconv.FormatUint(f.Index, 10), fmtTime(f.Time), f.Type, f.Node, f.KEK, f.To, f.For, f.Code, f.Why})
+		}
+		mdTable(w, []string{"entry", "time", "type", "node", "KEK", "to", "for", "finding", "what it means"}, rows)
+		if more := r.FlagTotal - len(r.ReleaseFlags); more > 0 {
+			fmt.Fprintf(w, "… and %d more.\n\n", more)
+		}
+	} else {
+		fmt.Fprintf(w, "Nothing flagged: every share release answers an activation logged before it, with the client's signed request.\n\n")
+	}
+	if r.ActivationTotal == 0 {
+		fmt.Fprintf(w, "No activations recorded.\n\n")
+		return
+	}
+	var rows [][]string
+	for _, a := range r.Activations {
+		rows = append(rows, []string{strconv.FormatUint(a.Index, 10), fmtTime(a.Time), a.Client, a.KEK, a.Node, releasersWords(a)})
+	}
+	fmt.Fprintf(w, "The first %d of %d activations:\n\n", len(rows), r.ActivationTotal)
+	mdTable(w, []string{"activation (entry)", "time", "client", "KEK", "serving node", "shares released by"}, rows)
+}
+
+// flagAdvice says what to do about flagged activations and releases.
+const flagAdvice = "A share release without a valid activation before it means a node's share left for a request no client signed: " +
+	"the requesting node may be impersonated (its TLS files stolen) or compromised. Investigate the requesting node and rotate the KEK. " +
+	"Releases marked unbound are of the earlier log format, which did not bind releases to a client's request."
+
+func releasersWords(a *activationRow) string {
+	s := strings.Join(a.Releasers, ", ")
+	if a.Unbound {
+		s = strings.TrimSpace(s + " (earlier format: as the serving node reported them; no signed request)")
+	}
+	return s
 }

@@ -59,8 +59,19 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 
+	hdr, err := readPackHeader(pack)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pack, err)
+	}
+	var trust *pinnedTrust
+	if !*noVerify {
+		if trust, err = readTrust(*trustFile); err != nil {
+			return err
+		}
+	}
 	r := &custodyReport{Pack: pack, Generated: time.Now().UTC()}
 	b := newReportBuilder(r)
+	b.followReleases(hdr, trust)
 	f, err := os.Open(pack)
 	if err != nil {
 		return err
@@ -78,10 +89,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 			r.Verification += fmt.Sprintf(" Reading it stopped early: %v.", err)
 		}
 	} else {
-		t, err := readTrust(*trustFile)
-		if err != nil {
-			return err
-		}
+		t := trust
 		start := time.Now()
 		rep, vErr := verifyPack(in, t, *partial, b.entry)
 		el := time.Since(start)
@@ -102,6 +110,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 			h.Reset()
 			r = &custodyReport{Pack: pack, Generated: r.Generated}
 			b = newReportBuilder(r)
+			b.followReleases(hdr, trust)
 			r.Verification = fmt.Sprintf("Verification against %s FAILED at %s: %s.", *trustFile, where, fl.Message)
 			if contents, err = scanPack(in, b.entry); err != nil {
 				r.Verification += fmt.Sprintf(" Reading it stopped early: %v.", err)
@@ -114,6 +123,11 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 			r.Verification = fmt.Sprintf("Offline, against trust file %s (%s; %s): every entry's leaf and the tree root recomputed up to the checkpoint of size %d signed by %s, %d ceremony executions checked against the officers and quorum in force, %d destruction statements checked (%d entries, %v).",
 				*trustFile, how, relationWords(&pinnedJSON{Relation: rep.Pinned.Relation}), rep.Checkpoint.Size, rep.Checkpoint.KeyName,
 				rep.CeremoniesVerified, rep.StatementsVerified, rep.Entries, el.Round(time.Millisecond))
+			rc := rep.Releases
+			r.Verification += fmt.Sprintf(" %d share releases checked against %d activations and their clients' signed requests.", rc.Releases, rc.Activations)
+			if rc.Unbound > 0 {
+				r.Verification += fmt.Sprintf(" %d activations and releases are of the earlier format, bound to no signed request (flagged below).", rc.Unbound)
+			}
 			if rep.Partial {
 				r.Verification += " PARTIAL: " + rep.PartialReason + "."
 			}

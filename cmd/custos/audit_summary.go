@@ -66,7 +66,36 @@ type custodyReport struct {
 	TransferMore int // transfers beyond maxListed
 	Destroyed    []*destroyedRow
 
+	// Activations and the share releases that answered them (the first
+	// maxListed activations), and the activations and releases that are
+	// flagged: findings, and releases of the earlier format.
+	Activations     []*activationRow
+	ActivationTotal int
+	ReleaseFlags    []releaseFlag // the first maxListed
+	FlagTotal       int
+
 	Chart barChart
+}
+
+// activationRow is one kek.activate and the peers that released a share for it.
+type activationRow struct {
+	Index     uint64
+	Time      time.Time
+	Client    string
+	KEK       string
+	Node      string   // the serving node
+	Releasers []string // "node (entry N)"
+	Unbound   bool     // the earlier format: logged by the node after the releases, no signed request
+}
+
+// releaseFlag is an activation or release the report flags.
+type releaseFlag struct {
+	Index      uint64
+	Time       time.Time
+	Type, Node string
+	KEK        string
+	To, For    string
+	Code, Why  string
 }
 
 type nameCount struct {
@@ -209,13 +238,19 @@ type reportBuilder struct {
 	types      map[string]int
 	perDay     map[string]map[string]int // day → KEK → unwraps
 	resolving  bool
+
+	cluster  string               // the pack's, for ShareReleases
+	bound    bool                 // the trust file's state says releases are bound
+	releases *audit.ShareReleases // made at the first entry
+	acts     map[uint64]*activationRow
 }
 
 func newReportBuilder(r *custodyReport) *reportBuilder {
 	return &reportBuilder{r: r, keks: map[string]*kekReport{}, ceremonies: map[string]*ceremonyRow{},
 		params: map[string]ceremony.Params{}, certs: map[string]*destroyedRow{},
 		unwraps: map[unwrapKey]*unwrapRow{}, keyOps: map[string]*keyOpRow{},
-		denials: map[denialKey]*denialRow{}, types: map[string]int{}, perDay: map[string]map[string]int{}}
+		denials: map[denialKey]*denialRow{}, types: map[string]int{}, perDay: map[string]map[string]int{},
+		acts: map[uint64]*activationRow{}}
 }
 
 // ceremony records a ceremony transcript: its proposal (canonical bytes),
@@ -316,7 +351,78 @@ func (b *reportBuilder) entry(e ledger.Entry) error {
 	case typeTransfer:
 		b.transfer(e)
 	}
+	b.shareRelease(e)
 	return nil
+}
+
+// followReleases sets what the builder needs to follow share releases: the
+// pack's cluster, and whether the trust file's verified state at the
+// pack's start says the log records signed requests by then (t may be nil).
+func (b *reportBuilder) followReleases(h audit.Header, t *pinnedTrust) {
+	b.cluster = h.Cluster
+	if t != nil {
+		st := t.t.State
+		b.bound = st != nil && st.Size == h.From && st.ReleasesBound
+	}
+}
+
+// shareRelease lists activations with their releases, and flags what
+// ShareReleases finds and the releases no activation backs.
+func (b *reportBuilder) shareRelease(e ledger.Entry) {
+	if b.releases == nil {
+		b.releases = audit.NewShareReleases(b.cluster, b.bound)
+	}
+	f := b.releases.Entry(e)
+	if e.Type != audit.TypeActivate && e.Type != audit.TypeRelease {
+		return
+	}
+	r := b.r
+	if f != nil {
+		b.flag(e, f.Code, f.Msg)
+	}
+	if e.Outcome != ledger.OutcomeOK {
+		return
+	}
+	switch e.Type {
+	case audit.TypeActivate:
+		r.ActivationTotal++
+		if len(r.Activations) >= maxListed {
+			return
+		}
+		a := &activationRow{Index: e.Index, Time: e.Time, Client: e.Actor.Identity, KEK: kekWords(e.KEKID, e.KEKVersion), Node: e.Node}
+		if _, signed := e.Details["request"]; !signed {
+			a.Unbound, a.Client = true, e.Details["for"]
+			if from := e.Details["shares_from"]; from != "" {
+				a.Releasers = strings.Split(from, ",")
+			}
+		}
+		r.Activations = append(r.Activations, a)
+		b.acts[e.Index] = a
+	case audit.TypeRelease:
+		raw, named := e.Details["activation"]
+		if !named {
+			if f == nil {
+				b.flag(e, "unbound", "a share release of the earlier format: it names no activation, so no client's signed request is bound to it")
+			}
+			return
+		}
+		if f != nil {
+			return
+		}
+		if i, err := strconv.ParseUint(raw, 10, 64); err == nil {
+			if a := b.acts[i]; a != nil {
+				a.Releasers = append(a.Releasers, fmt.Sprintf("%s (entry %d)", e.Node, e.Index))
+			}
+		}
+	}
+}
+
+func (b *reportBuilder) flag(e ledger.Entry, code, why string) {
+	b.r.FlagTotal++
+	if len(b.r.ReleaseFlags) < maxListed {
+		b.r.ReleaseFlags = append(b.r.ReleaseFlags, releaseFlag{Index: e.Index, Time: e.Time, Type: e.Type, Node: e.Node,
+			KEK: kekWords(e.KEKID, e.KEKVersion), To: e.Details["to"], For: e.Details["for"], Code: code, Why: why})
+	}
 }
 
 // reasonCode is the code at the start of a denied entry's reason ("code: why").

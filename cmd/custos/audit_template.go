@@ -57,6 +57,8 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 <tr><th>Ceremonies</th><td class="n">{{len .Ceremonies}}</td></tr>
 <tr><th>Cross-border transfers</th><td class="n">{{len .Transfers}}</td></tr>
 <tr><th>Destroyed KEK versions</th><td class="n">{{len .Destroyed}}</td></tr>
+<tr><th>KEK activations</th><td class="n">{{.ActivationTotal}}</td></tr>
+<tr><th>Flagged activations and share releases</th><td class="n">{{if .FlagTotal}}<span class="warn">{{.FlagTotal}}</span>{{else}}0{{end}}</td></tr>
 </table>
 
 <h2>{{.Chart.Title}}</h2>
@@ -92,6 +94,22 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 {{range .KeyOps}}<tr><td><code>{{.KEK}}</code></td><td class="n">{{.Wrap}}</td><td class="n">{{.Unwrap}}</td><td class="n">{{.DataKey}}</td><td class="n">{{.Rewrap}}</td><td class="n">{{.Activate}}</td><td class="n">{{.Release}}</td><td class="n">{{.Denied}}</td></tr>
 {{end}}</table>
 {{else}}<p>None recorded.</p>{{end}}
+
+<h2>Activations and share releases</h2>
+{{if .FlagTotal}}
+<p class="warn">{{.FlagTotal}} flagged. {{flagAdvice}}</p>
+<table>
+<tr><th>entry</th><th>time</th><th>type</th><th>node</th><th>KEK</th><th>to</th><th>for</th><th>finding</th><th>what it means</th></tr>
+{{range .ReleaseFlags}}<tr><td class="n">{{.Index}}</td><td>{{time .Time}}</td><td>{{.Type}}</td><td>{{dash .Node}}</td><td>{{dash .KEK}}</td><td>{{dash .To}}</td><td><code>{{dash .For}}</code></td><td><code class="warn">{{.Code}}</code></td><td>{{.Why}}</td></tr>
+{{end}}</table>
+{{else}}<p>Nothing flagged: every share release answers an activation logged before it, with the client's signed request.</p>{{end}}
+{{if .Activations}}
+<p>The first {{len .Activations}} of {{.ActivationTotal}} activations:</p>
+<table>
+<tr><th>activation (entry)</th><th>time</th><th>client</th><th>KEK</th><th>serving node</th><th>shares released by</th></tr>
+{{range .Activations}}<tr><td class="n">{{.Index}}</td><td>{{time .Time}}</td><td><code>{{dash .Client}}</code></td><td>{{.KEK}}</td><td>{{dash .Node}}</td><td>{{releasers .}}</td></tr>
+{{end}}</table>
+{{else}}<p>No activations recorded.</p>{{end}}
 
 <h2>Denials</h2>
 {{if .Denials}}

@@ -457,8 +457,9 @@ func (f *fakeLog) ConsistencyProof(_ context.Context, oldSize, newSize uint64) (
 // if forged).
 type fakeSource struct {
 	*fakeLog
-	note   []byte
-	forged bool
+	note     []byte
+	forged   bool
+	doctored map[uint64][]byte // entries served instead of the log's
 }
 
 func (s *fakeSource) Checkpoint(context.Context) ([]byte, error) { return s.note, nil }

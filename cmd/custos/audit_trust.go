@@ -99,7 +99,7 @@ func verifyPack(r io.Reader, t *pinnedTrust, partial bool, onEntry func(ledger.E
 func failureOf(err error) *failureJSON {
 	var f *audit.Failure
 	if errors.As(err, &f) {
-		j := &failureJSON{Kind: f.Kind, Message: f.Msg}
+		j := &failureJSON{Kind: f.Kind, Code: f.Code, Message: f.Msg}
 		if f.Index >= 0 {
 			i := uint64(f.Index)
 			j.Index = &i

@@ -19,27 +19,28 @@ import (
 
 // verifyJSON is what verify --json prints.
 type verifyJSON struct {
-	OK                 bool            `json:"ok"`
-	Pack               string          `json:"pack"`
-	Trust              string          `json:"trust"`
-	Cluster            string          `json:"cluster,omitempty"`
-	From               uint64          `json:"from"`
-	To                 uint64          `json:"to"`
-	Entries            uint64          `json:"entries"`
-	Checkpoint         *checkpointJSON `json:"checkpoint,omitempty"`
-	Pinned             *pinnedJSON     `json:"pinned,omitempty"`
-	Partial            bool            `json:"partial"`
-	PartialReason      string          `json:"partial_reason,omitempty"`
-	CeremoniesVerified int             `json:"ceremonies_verified"`
-	ApprovalsVerified  int             `json:"approvals_verified"`
-	StatementsVerified int             `json:"statements_verified"`
-	Certificates       int             `json:"certificates"`
-	Denied             uint64          `json:"denied"`
-	Errored            uint64          `json:"errored"`
-	Advanced           bool            `json:"advanced,omitempty"` // the trust file's pin moved to the pack's checkpoint
-	Seconds            float64         `json:"seconds"`
-	EntriesPerSecond   float64         `json:"entries_per_second"`
-	Failure            *failureJSON    `json:"failure,omitempty"`
+	OK                 bool                 `json:"ok"`
+	Pack               string               `json:"pack"`
+	Trust              string               `json:"trust"`
+	Cluster            string               `json:"cluster,omitempty"`
+	From               uint64               `json:"from"`
+	To                 uint64               `json:"to"`
+	Entries            uint64               `json:"entries"`
+	Checkpoint         *checkpointJSON      `json:"checkpoint,omitempty"`
+	Pinned             *pinnedJSON          `json:"pinned,omitempty"`
+	Partial            bool                 `json:"partial"`
+	PartialReason      string               `json:"partial_reason,omitempty"`
+	CeremoniesVerified int                  `json:"ceremonies_verified"`
+	ApprovalsVerified  int                  `json:"approvals_verified"`
+	StatementsVerified int                  `json:"statements_verified"`
+	Certificates       int                  `json:"certificates"`
+	Releases           *audit.ReleaseCounts `json:"releases,omitempty"`
+	Denied             uint64               `json:"denied"`
+	Errored            uint64               `json:"errored"`
+	Advanced           bool                 `json:"advanced,omitempty"` // the trust file's pin moved to the pack's checkpoint
+	Seconds            float64              `json:"seconds"`
+	EntriesPerSecond   float64              `json:"entries_per_second"`
+	Failure            *failureJSON         `json:"failure,omitempty"`
 }
 
 type checkpointJSON struct {
@@ -57,6 +58,7 @@ type pinnedJSON struct {
 
 type failureJSON struct {
 	Kind    string  `json:"kind"`            // pack, entry, checkpoint, consistency, authorisation, trust, io
+	Code    string  `json:"code,omitempty"`  // a finding's stable code (release_…, activation_…), when it has one
 	Index   *uint64 `json:"index,omitempty"` // the entry concerned
 	Line    int     `json:"line,omitempty"`  // the pack line concerned
 	Message string  `json:"message"`
@@ -128,6 +130,8 @@ func verifyResult(pack, trust string, rep *audit.Report, err error, el time.Dura
 	j.CeremoniesVerified, j.ApprovalsVerified = rep.CeremoniesVerified, rep.ApprovalsVerified
 	j.StatementsVerified, j.Certificates = rep.StatementsVerified, rep.Certificates
 	j.Denied, j.Errored = rep.Denied, rep.Errored
+	rc := rep.Releases
+	j.Releases = &rc
 	return j
 }
 
@@ -152,7 +156,11 @@ func printVerify(w io.Writer, j verifyJSON, el time.Duration) {
 		} else if f.Kind == audit.KindCheckpoint {
 			where = "the checkpoint"
 		}
-		fmt.Fprintf(w, "FAIL: %s (%s): %s\n", where, f.Kind, f.Message)
+		kind := f.Kind
+		if f.Code != "" {
+			kind += ", " + f.Code
+		}
+		fmt.Fprintf(w, "FAIL: %s (%s): %s\n", where, kind, f.Message)
 		fmt.Fprintf(w, "%s does not verify against %s: nothing in it can be relied on.\n", j.Pack, j.Trust)
 		return
 	}
@@ -167,6 +175,15 @@ func printVerify(w io.Writer, j verifyJSON, el time.Duration) {
 	}
 	fmt.Fprintf(w, "  ceremonies  %d executions checked against the officers and quorum in force (%d officer signatures)\n", j.CeremoniesVerified, j.ApprovalsVerified)
 	fmt.Fprintf(w, "  destruction %d node statements, %d certificates checked\n", j.StatementsVerified, j.Certificates)
+	if r := j.Releases; r != nil {
+		fmt.Fprintf(w, "  releases    %d share releases bound to %d activations, each with the client's signed request verified (%d refused)\n", r.Releases, r.Activations, r.Denied)
+		if r.BeforeStart > 0 {
+			fmt.Fprintf(w, "              %d releases answer activations before the pack: checked when those were\n", r.BeforeStart)
+		}
+		if r.Unbound > 0 {
+			fmt.Fprintf(w, "WARNING: %d activations and share releases of the earlier format (before the log recorded signed requests): no client request is bound to them; read them in the report.\n", r.Unbound)
+		}
+	}
 	if j.Partial {
 		fmt.Fprintf(w, "PARTIAL: %s.\n", j.PartialReason)
 	}

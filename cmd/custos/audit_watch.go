@@ -3,7 +3,9 @@ package main
 // `custos audit watch`: follow the cluster's signed checkpoints from the
 // one pinned in a trust file, prove each new one extends it, and move the
 // pin forward; a fork, a rollback or a proof that fails is an ALERT line
-// and a non-zero exit.
+// and a non-zero exit. The new entries are fetched too, proven to be those
+// of the checkpoint, and their activations and share releases checked: a
+// release without a valid activation before it is an ALERT line.
 
 import (
 	"context"
@@ -12,8 +14,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-eu/custos/keysvc/audit"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -23,15 +29,26 @@ type checkpointSource interface {
 	ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (ledger.ConsistencyProof, error)
 }
 
-// alertError is a finding that the log was not append-only as pinned: a
-// fork, a rollback, a checkpoint no trusted node signed, or a consistency
-// proof that fails.
-type alertError struct{ msg string }
+// logSource is what watch asks of the cluster to read the new entries;
+// without it (a source that serves checkpoints only) they are not checked.
+type logSource interface {
+	entrySource
+	InclusionProof(ctx context.Context, index, size uint64) (ledger.InclusionProof, error)
+}
 
-func (e *alertError) Error() string { return "ALERT: " + e.msg }
+// maxAlerts bounds the ALERT lines of one poll.
+const maxAlerts = 100
+
+// alertError is a finding: the log was not append-only as pinned (a fork,
+// a rollback, a checkpoint no trusted node signed, a consistency proof that
+// fails), or its new entries hold a share release without a valid
+// activation. Each message is one ALERT line.
+type alertError struct{ msgs []string }
+
+func (e *alertError) Error() string { return "ALERT: " + strings.Join(e.msgs, "\nALERT: ") }
 
 func alertf(format string, args ...any) *alertError {
-	return &alertError{fmt.Sprintf(format, args...)}
+	return &alertError{[]string{fmt.Sprintf(format, args...)}}
 }
 
 // watcher holds the pin of one trust file.
@@ -41,6 +58,9 @@ type watcher struct {
 	trust  *pinnedTrust
 	pinned ledger.Checkpoint
 	log    *slog.Logger
+
+	releases *audit.ShareReleases // the activations and releases followed so far
+	tree     *audit.Tree          // the tree of the entries followed, while it is at the pin
 }
 
 // newWatcher reads the trust file at path. Moving its pin keeps a verified
@@ -85,13 +105,128 @@ func (w *watcher) poll(ctx context.Context) error {
 		return alertf("fork: the checkpoint of size %d (root %s, signed by %s) does not extend the pinned one of size %d (root %s): %v",
 			cp.Size, rootWords(cp.Hash), signer, old.Size, rootWords(old.Hash), err)
 	}
+	findings, err := w.followEntries(ctx, old, cp)
+	if err != nil {
+		return err
+	}
+	// The log only grew: the pin moves even when its new entries hold
+	// findings, which are alerted once.
 	if err := w.trust.repin(w.path, msg); err != nil {
 		return fmt.Errorf("move the pin in %s: %w", w.path, err)
 	}
 	w.pinned = cp
 	w.log.Info("checkpoint accepted", "size", cp.Size, "root", rootWords(cp.Hash), "signer", signer,
 		"grew", cp.Size-old.Size, "from_size", old.Size)
+	if findings != nil {
+		return findings
+	}
 	return nil
+}
+
+// followEntries fetches the entries between the pinned checkpoint old and
+// cp, proves they are those of cp's tree, and checks their activations and
+// share releases. It returns the findings as an *alertError (nil if none);
+// its error is an *alertError if the entries are not those of the
+// checkpoint, another error when the cluster could not be asked.
+func (w *watcher) followEntries(ctx context.Context, old, cp ledger.Checkpoint) (*alertError, error) {
+	src, ok := w.src.(logSource)
+	if !ok {
+		return nil, nil
+	}
+	if w.tree == nil || w.tree.Size() != old.Size {
+		t := &audit.Tree{}
+		if old.Size > 0 {
+			frontier, err := frontierAt(ctx, src, old.Size)
+			if err != nil {
+				return nil, fmt.Errorf("the tree at the pin: %w", err)
+			}
+			if t, err = audit.NewTreeFromFrontier(old.Size, frontier); err != nil {
+				return nil, err
+			}
+		}
+		if t.Root() != old.Hash {
+			return nil, alertf("the entry the cluster serves at %d, with its proof, does not give the pinned root %s", old.Size-1, rootWords(old.Hash))
+		}
+		w.tree = t
+	}
+	if w.releases == nil {
+		st := w.trust.t.State
+		w.releases = audit.NewShareReleases(w.trust.cluster(), st != nil && st.Size <= old.Size && st.ReleasesBound)
+	}
+	tree, err := audit.NewTreeFromFrontier(w.tree.Size(), w.tree.Frontier()) // a copy, kept only if the root matches
+	if err != nil {
+		return nil, err
+	}
+	var alerts []string
+	more := 0
+	err = fetchEntries(ctx, src, old.Size, cp.Size, exportWorkers, func(i uint64, raw []byte) error {
+		e, err := ledger.ParseEntry(raw)
+		if err != nil || e.Index != i {
+			return alertf("entry %d as the cluster serves it is not a canonical entry %d: %v", i, i, err)
+		}
+		tree.Add(tlog.RecordHash(raw))
+		finding := func(f *audit.ReleaseFinding) {
+			if len(alerts) < maxAlerts {
+				alerts = append(alerts, f.Code+": "+f.Msg)
+			} else {
+				more++
+			}
+		}
+		if a, need := w.releases.Needs(e); need {
+			f, err := w.earlier(ctx, src, cp, a)
+			if err != nil {
+				return err
+			}
+			if f != nil {
+				finding(f)
+			}
+		}
+		if f := w.releases.Entry(e); f != nil {
+			finding(f)
+		}
+		return nil
+	})
+	var alert *alertError
+	if errors.As(err, &alert) {
+		return nil, alert
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch entries %d to %d: %w", old.Size, cp.Size, err)
+	}
+	if tree.Root() != cp.Hash {
+		w.tree = nil
+		return nil, alertf("the entries the cluster serves from %d to %d do not give the root %s of its signed checkpoint", old.Size, cp.Size, rootWords(cp.Hash))
+	}
+	w.tree = tree
+	if len(alerts) == 0 {
+		return nil, nil
+	}
+	if more > 0 {
+		alerts = append(alerts, fmt.Sprintf("%d more findings: verify a pack of entries %d to %d (custos audit export --since, verify, report)", more, old.Size, cp.Size))
+	}
+	return &alertError{alerts}, nil
+}
+
+// earlier fetches activation entry a, from before the entries followed,
+// proves it is in cp's tree, and gives it to the release checker, which
+// may find fault with it.
+func (w *watcher) earlier(ctx context.Context, src logSource, cp ledger.Checkpoint, a uint64) (*audit.ReleaseFinding, error) {
+	page, err := src.Entries(ctx, a, 1)
+	if err != nil || len(page) != 1 {
+		return nil, fmt.Errorf("entry %d, named as an activation: %v", a, err)
+	}
+	proof, err := src.InclusionProof(ctx, a, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("inclusion proof of entry %d: %w", a, err)
+	}
+	if err := ledger.VerifyInclusion(cp, a, page[0], proof.Hashes); err != nil {
+		return nil, alertf("entry %d as the cluster serves it is not in its signed checkpoint of size %d: %v", a, cp.Size, err)
+	}
+	e, err := ledger.ParseEntry(page[0])
+	if err != nil || e.Index != a {
+		return nil, alertf("entry %d as the cluster serves it is not a canonical entry %d: %v", a, a, err)
+	}
+	return w.releases.Earlier(e), nil
 }
 
 func runAuditWatch(ctx context.Context, s stdio, args []string) error {

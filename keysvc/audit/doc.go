@@ -95,6 +95,17 @@
 //     and hashes to what its kek.destroyed entry records; the certificate's
 //     ceremony, approvers and holders are those of the kek.destroy
 //     execution (each cross-check where the pack holds the entry);
+//   - every activation and share release ([ShareReleases]): an ok
+//     kek.activate carries the client's signed request (reqsig), whose
+//     signature verifies with the certificate it carries, whose identity
+//     and fingerprint are the entry's actor, and which asks for this
+//     cluster, KEK, version and request id (unwrap, rewrap or
+//     unwrap-batch), once; an ok kek.release names an earlier such
+//     activation of its KEK, version and request id, served by the node it
+//     released to, for the same client, within [ReleaseWindow]; no node
+//     releases to itself or twice for one activation. Releases of the
+//     earlier format (no activation) are counted, not refused, until the
+//     log's first entry of the current format (State.ReleasesBound);
 //   - the checkpoint: both signatures of an active node whose keys the log
 //     registered (a node removed earlier, or a key the log never
 //     registered, fails), size T, and the root of the entries;
@@ -119,6 +130,12 @@
 //
 // # What it cannot prove
 //
+//   - That the client certificate behind an activation chains to the
+//     cluster CA, was not revoked, or that the KEK policy let that client
+//     unwrap: neither the pack nor the trust file holds the CA, and the
+//     verifier does not follow KEK policies. The nodes check both before
+//     they serve and before they release; the verifier checks the client's
+//     signature with the certificate's own key.
 //   - That key operations happened as logged. Entries of agents' requests
 //     (wrap, unwrap, activations) are written by the serving node and
 //     signed only as part of the tree: a compromised node can serve a

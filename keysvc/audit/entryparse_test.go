@@ -16,6 +16,13 @@ func sampleEntries(t testing.TB) [][]byte {
 		{Index: 7, Time: at, Type: "kek.unwrap", Actor: ledger.Actor{Identity: "custos://test/agent/a?region=DE", Role: "agent", Region: "DE", CertFingerprint: "sha256:00"},
 			Node: "n1", KEKID: "payroll", KEKVersion: 4294967295, RequestID: "r", Outcome: ledger.OutcomeDenied, Reason: "quote \" backslash \\ tab \t nl \n cr \r ctl \x01 \x1f é ✓ <&>",
 			Details: map[string]string{"a": "1", "b.c": "x\"y", "z": ""}},
+		// An activation (base64 with + / =) and a share release naming it.
+		{Index: 8, Time: at, Type: "kek.activate", Actor: ledger.Actor{Identity: "custos://test/agent/a?region=DE", Role: "agent", Region: "DE", CertFingerprint: "sha256:00"},
+			Node: "n1", KEKID: "payroll", KEKVersion: 1, RequestID: "0123456789abcdef", Outcome: ledger.OutcomeOK,
+			Details: map[string]string{"request": "Y3VzdG9z+/8=", "signature": "MEUCIQ==", "client_cert": "MIIB+w==", "ttl_seconds": "300"}},
+		{Index: 9, Time: at, Type: "kek.release", Actor: ledger.Actor{Identity: "custos://test/node/n2?region=DE", Role: "node", Region: "DE"},
+			Node: "n2", KEKID: "payroll", KEKVersion: 1, RequestID: "0123456789abcdef", Outcome: ledger.OutcomeOK,
+			Details: map[string]string{"activation": "8", "to": "n1", "for": "custos://test/agent/a?region=DE"}},
 		{Index: 1<<63 - 2, Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), Type: "x", Actor: ledger.Actor{Identity: "\u2028"}, Outcome: ledger.OutcomeError},
 	} {
 		b, err := e.Marshal()

@@ -38,6 +38,7 @@ var (
 // precisely ("entry 12: approval by officer carol, removed at entry 9").
 type Failure struct {
 	Kind  string `json:"kind"`           // one of the Kind constants
+	Code  string `json:"code,omitempty"` // a finding's stable code (CodeRelease…, CodeActivation…), when it has one
 	Index int64  `json:"index"`          // the entry concerned, or -1
 	Line  int    `json:"line,omitempty"` // the pack line concerned, when known (1-based)
 	Msg   string `json:"message"`

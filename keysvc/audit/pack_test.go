@@ -232,6 +232,8 @@ func FuzzReader(f *testing.F) {
 	s.init(2, "alice", "bob")
 	s.keyOps(3)
 	s.execute("alice", officerAdd(f, "carol"), []string{"alice", "bob"}, ceremonyOpts{})
+	a, req := s.activate(activation{})
+	s.release("n2", "n1", idx(a), req, "payroll")
 	n := s.size()
 	f.Add(s.pack(0, n, packOpts{}))
 	f.Add(s.pack(3, n, packOpts{consistency: [2]uint64{2, n}}))

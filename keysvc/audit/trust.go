@@ -75,6 +75,10 @@ type State struct {
 	Regions      []string       `json:"allowed_regions"`
 	Nodes        []NodeState    `json:"nodes"`    // by id
 	Officers     []OfficerState `json:"officers"` // by id
+	// ReleasesBound: the log records activations with the client's signed
+	// request by Size, so a later share release without one is a finding
+	// (ShareReleases).
+	ReleasesBound bool `json:"releases_bound,omitempty"`
 }
 
 // NodeState is a node the log registered.

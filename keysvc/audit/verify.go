@@ -61,6 +61,10 @@ type Report struct {
 	StatementsVerified int `json:"statements_verified"` // nodes' destruction statements checked
 	Certificates       int `json:"certificates"`        // destruction certificates checked
 
+	// Releases counts the activations and share releases checked (see
+	// ShareReleases).
+	Releases ReleaseCounts `json:"releases"`
+
 	// Partial: the pack starts after entry 0 with no trusted state there
 	// (Options.AllowPartial); PartialReason says what was not checked.
 	Partial       bool   `json:"partial"`
@@ -198,6 +202,7 @@ type verifier struct {
 	ceremonies map[string]*transcript
 	expect     map[uint64][]expectation
 	certs      []*certCheck
+	releases   *ShareReleases
 
 	tree       *Tree
 	pinnedRoot *tlog.Hash // the pack's root at the pinned size, when the pack covers that size
@@ -311,6 +316,8 @@ func (v *verifier) header(h *Header) error {
 	if h.To == 0 {
 		return v.fail(KindPack, -1, nil, "the pack holds no entries and an empty tree")
 	}
+	bound := false
+	defer func() { v.releases = NewShareReleases(h.Cluster, bound) }()
 	switch {
 	case h.From == 0:
 	case t.State != nil && t.State.Size == h.From:
@@ -319,6 +326,7 @@ func (v *verifier) header(h *Header) error {
 			return v.fail(KindTrust, -1, err, "the trust file's state: %v", err)
 		}
 		v.st = st
+		bound = t.State.ReleasesBound
 	default:
 		why := "it holds none"
 		if t.State != nil {
@@ -490,6 +498,9 @@ func (v *verifier) entry(i uint64, b []byte, e *ledger.Entry, perr error, leaf t
 	}
 	if err := v.follow(i, e, prev); err != nil {
 		return err
+	}
+	if f := v.releases.Entry(*e); f != nil {
+		return &Failure{Kind: KindAuthorisation, Code: f.Code, Index: int64(f.Index), Line: v.line, Msg: f.Msg}
 	}
 	if v.opts.OnEntry != nil {
 		return v.opts.OnEntry(*e)
@@ -1128,8 +1139,10 @@ func (v *verifier) finish() error {
 		}
 	}
 	rep.nodeKeys = text.String()
+	rep.Releases = v.releases.Counts()
 	if !v.partial {
 		rep.State = v.st.export(v.cp.Size, v.cp.Hash)
+		rep.State.ReleasesBound = v.releases.Bound()
 	}
 	return nil
 }
