@@ -48,7 +48,9 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func newLiveCluster(t *testing.T, nodes int) *liveCluster {
-	clk := &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	// Entry times start at the wall clock: the clients' signed requests
+	// carry wall-clock times, which verify compares with entry times.
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	c := keysvctest.NewCluster(t, nodes, keysvctest.Options{Configure: func(cfg *keysvc.Config) { cfg.Now = clk.Now }})
 	return &liveCluster{t: t, c: c, clk: clk, signers: map[string]*officer.Signer{}}
 }
