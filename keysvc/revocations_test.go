@@ -127,7 +127,7 @@ func TestRemovalRevokes(t *testing.T) {
 	if err := keysvctest.Retry(func(ctx context.Context) error { return f.c.Leader().AddNode(ctx, n3, keysvctest.Operator) }); !errors.Is(err, keysvc.ErrCeremonyRequired) {
 		t.Fatalf("join of a removed node: %v", err)
 	}
-	f.mustRefuse(ceremony.NodeAdd{ID: "n3", Region: n3.Region, RaftAddr: n3.RaftAddr, APIAddr: n3.APIAddr, Keys: n3.Keys}, keysvc.CodeIdentityRevoked)
+	f.mustRefuse(n3.NodeAdd(), keysvc.CodeIdentityRevoked)
 
 	c = f.mustExecute(ceremony.OfficerRemove{ID: "dave"})
 	r = revokedEverywhere(t, f.c, ident(identity.RoleOfficer, "dave", "DE"), "", c.Closed)

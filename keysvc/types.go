@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
@@ -78,6 +79,11 @@ func (i NodeInfo) validate(cluster string) error {
 		return bad("cert %q: want sha256:<64 lower-case hex digits>", i.Cert)
 	}
 	return nil
+}
+
+// NodeAdd is the node.add ceremony parameters that register i.
+func (i NodeInfo) NodeAdd() ceremony.NodeAdd {
+	return ceremony.NodeAdd{ID: i.ID, Region: i.Region, RaftAddr: i.RaftAddr, APIAddr: i.APIAddr, Keys: i.Keys, KEM: i.KEM, Cert: i.Cert}
 }
 
 // KEMKey decodes i.KEM: a 1216-byte X-Wing public key.

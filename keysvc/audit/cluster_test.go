@@ -278,7 +278,7 @@ func TestVerifyLiveCluster(t *testing.T) {
 	})
 	n4 := l.c.Start("n4")
 	info := n4.Info()
-	l.run(ceremony.NodeAdd{ID: info.ID, Region: info.Region, RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys, KEM: info.KEM, Cert: info.Cert}, "alice", "bob", "dave")
+	l.run(info.NodeAdd(), "alice", "bob", "dave")
 
 	pack, _ := l.export(0)
 	r := mustVerify(t, pack, trust0, audit.Options{})
