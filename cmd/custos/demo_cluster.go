@@ -74,7 +74,8 @@ func runClusterDemo(ctx context.Context, w io.Writer, dir, custosd string, keep 
 		return err
 	}
 	say("Nodes talk raft over mutual TLS 1.3 with hybrid X25519+ML-KEM-768 key exchange;")
-	say("only certificates from the cluster CA with role \"node\" get in. Leader: %s", st.Leader.ID)
+	say("only certificates from the cluster CA with role \"node\" get in, and each node's TLS key was made")
+	say("inside its own HSM (custosd -csr; the CA signed the request): no node key is a file. Leader: %s", st.Leader.ID)
 
 	title("Officers: genesis, then a KEK created by an M-of-N ceremony")
 	say("Genesis is done: at init the operator named three officers, %s, quorum %d", strings.Join(devcluster.DemoOfficers, ", "), st.Quorum)

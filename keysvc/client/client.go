@@ -70,7 +70,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		eps = append(eps, base)
 	}
-	tlsFilesSet := cfg.TLSFiles != (identity.TLSFiles{})
+	tlsFilesSet := !cfg.TLSFiles.IsZero()
 	var tc *tls.Config
 	switch {
 	case cfg.TLS != nil && tlsFilesSet:

@@ -221,3 +221,15 @@ func TestSignerMismatch(t *testing.T) {
 		t.Errorf("key file and signer: %v", err)
 	}
 }
+
+func TestTLSFilesIsZero(t *testing.T) {
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	for _, f := range []identity.TLSFiles{{Cert: "c"}, {Key: "k"}, {CA: "ca"}, {Signer: ed}} {
+		if f.IsZero() {
+			t.Errorf("%+v is zero", f)
+		}
+	}
+	if !(identity.TLSFiles{}).IsZero() {
+		t.Error("the zero TLSFiles is not zero")
+	}
+}

@@ -48,6 +48,13 @@ type TLSFiles struct {
 	Signer crypto.Signer
 }
 
+// IsZero reports whether f names nothing. Use it rather than comparing with
+// TLSFiles{}: a Signer of a non-comparable type (ed25519.PrivateKey, a
+// slice) makes == panic.
+func (f TLSFiles) IsZero() bool {
+	return f.Cert == "" && f.Key == "" && f.CA == "" && f.Signer == nil
+}
+
 // Option restricts which peers a configuration accepts.
 type Option func(*policy)
 

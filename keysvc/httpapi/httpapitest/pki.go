@@ -4,6 +4,9 @@
 package httpapitest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -51,18 +55,36 @@ func (p *PKI) Pool() *x509.CertPool {
 }
 
 // Issue issues a certificate for name with role in region and writes it;
-// node certificates are valid for 127.0.0.1 and localhost.
+// node certificates are valid for 127.0.0.1 and localhost and, as a node's
+// key lives in its HSM, are issued from a CSR for a key held in memory
+// (TLSFiles.Signer), never written.
 func (p *PKI) Issue(tb testing.TB, role identity.Role, name, region string) identity.TLSFiles {
 	tb.Helper()
-	var opts identity.IssueOptions
+	id := identity.Identity{Cluster: p.Cluster, Name: name, Role: role, Region: region}
+	base := filepath.Join(p.dir, fmt.Sprintf("%s-%s-%d", role, name, p.n.Add(1)))
 	if role == identity.RoleNode {
-		opts = identity.IssueOptions{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		csr, err := identity.NewCSR(key, id, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		certPEM, err := p.CA.IssueCSR(csr, identity.IssueOptions{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		f := identity.TLSFiles{Cert: base + ".pem", CA: p.caFile, Signer: key}
+		if err := os.WriteFile(f.Cert, certPEM, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		return f
 	}
-	certPEM, keyPEM, err := p.CA.Issue(identity.Identity{Cluster: p.Cluster, Name: name, Role: role, Region: region}, opts)
+	certPEM, keyPEM, err := p.CA.Issue(id, identity.IssueOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	base := filepath.Join(p.dir, fmt.Sprintf("%s-%s-%d", role, name, p.n.Add(1)))
 	f := identity.TLSFiles{Cert: base + ".pem", Key: base + ".key", CA: p.caFile}
 	if err := identity.WriteKeyPair(f.Cert, f.Key, certPEM, keyPEM); err != nil {
 		tb.Fatal(err)
