@@ -14,6 +14,13 @@
 //
 // Key operations (Wrap, Unwrap, DataKey, Rewrap and the batches) may be
 // served by any node; every answer carries the log index of its entry.
+// Each call is signed (package reqsig, header Custos-Request-Signature)
+// with the private key of the client certificate, which must be ECDSA
+// P-256 or Ed25519: a fresh request id and the current time per call. The
+// failover of a request that never left and the one leader redirect send
+// the same signature (the same attempt); a new call is a new signature. A
+// call whose request cannot be signed (an invalid KEK id or context) fails
+// before anything is sent.
 //
 // # Connections
 //

@@ -71,6 +71,12 @@
 // Key operations are served by any node and answered only once their log
 // entry committed (a batch is one entry); refusals are logged too, and
 // their answer carries the denied entry's index in Custos-Log-Index.
+// Unwrap, rewrap and unwrap batch must carry a Custos-Request-Signature
+// header (package reqsig), signed with the TLS client certificate's key;
+// wrap, datakey and wrap batch are checked when they carry one. The header
+// is checked before the operation (codes request_signature_* 400/401,
+// request_certificate_untrusted 403, request_replayed 409; no log entry)
+// and keysvc gets the signed request in Caller.Signed.
 //
 // Entries travel as base64 of their canonical bytes, which JSON cannot
 // alter (the ledger package explains why). Agents may not page through the

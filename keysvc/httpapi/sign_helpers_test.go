@@ -120,7 +120,8 @@ type signingTransport struct {
 
 func (s *signingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/keks/")
-	if r.Method != http.MethodPost || !ok || r.Body == nil || r.Header.Get(reqsig.Header) != "" {
+	// Bodies over the batch limit are refused for their size first: sent unsigned.
+	if r.Method != http.MethodPost || !ok || r.Body == nil || r.Header.Get(reqsig.Header) != "" || r.ContentLength > 8<<20 {
 		return s.base.RoundTrip(r)
 	}
 	kek, op, _ := strings.Cut(rest, "/")
