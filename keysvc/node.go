@@ -24,6 +24,7 @@ import (
 
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/peer"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -58,6 +59,10 @@ type Node struct {
 	b     *batcher
 	m     *counters
 	fwd   atomic.Pointer[Forwarder]
+	// The peer channel (peerchannel.go): its server, and its client, which
+	// is the Forwarder unless a test sets another.
+	peerSrv *peer.Server
+	peerCli *peer.Client
 	// escrow holds officers' escrow shares for a recovery (leader only).
 	escrow        escrowShares
 	dealMu        sync.Mutex    // serialises approvals on the leader (see ceremonyCommand)
@@ -146,6 +151,7 @@ func Open(cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	n.b = newBatcher(cfg.GroupCommit, cfg.AppendTimeout, n.m, n.commitBatch)
+	n.startPeerChannel()
 	go n.watch()
 	go n.reconcile()
 	n.wakeKEK() // a node that was down destroys what was destroyed meanwhile
@@ -440,8 +446,10 @@ func (n *Node) Leader() Leader {
 	return Leader{ID: id, APIAddr: n.apiAddrOf(id)}
 }
 
-// SetForwarder sets (or, with nil, removes) how a follower's Append reaches
-// the leader. Without one, Append on a follower returns *NotLeaderError.
+// SetForwarder replaces (or, with nil, removes) the node's channel to its
+// peers, which Open sets to the peer channel on the raft listener
+// (peerchannel.go). Tests use it to run nodes in one process without one.
+// Without a Forwarder, Append on a follower returns *NotLeaderError.
 func (n *Node) SetForwarder(f Forwarder) {
 	if f == nil {
 		n.fwd.Store(nil)
@@ -866,6 +874,8 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
 		n.b.close()
+		n.peerSrv.Close()
+		n.peerCli.Close()
 		err := n.raft.Shutdown()
 		n.b.wait()
 		close(n.stopWatch)

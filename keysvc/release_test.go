@@ -273,3 +273,33 @@ func TestReleaseRefusesRevokedClient(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerChannelRefusesForgedForwarding: over the real peer channel, the
+// leader refuses a follower's entry in another node's name, and serves its
+// own; the refusal names the code.
+func TestPeerChannelRefusesForgedForwarding(t *testing.T) {
+	c := keysvctest.NewCluster(t, 3, keysvctest.Options{PeerChannel: true})
+	fol := c.Follower()
+	ctx := ctxT(t, 20*time.Second)
+	own := ledger.Entry{Type: "test.note", Actor: ledger.Actor{Identity: identity.Identity{Cluster: "test", Name: fol.Info().ID,
+		Role: identity.RoleNode, Region: fol.Info().Region}.String(), Role: "node"}, Outcome: ledger.OutcomeOK}
+	if _, err := fol.Append(ctx, own); err != nil {
+		t.Fatalf("a follower's own entry over the peer channel: %v", err)
+	}
+	if fol.Metrics().Forwarded == 0 {
+		t.Error("not forwarded")
+	}
+	other := "n1"
+	if c.Leader().Info().ID == "n1" || fol.Info().ID == "n1" {
+		other = "n2"
+		if c.Leader().Info().ID == "n2" || fol.Info().ID == "n2" {
+			other = "n3"
+		}
+	}
+	forged := own
+	forged.Actor.Identity = identity.Identity{Cluster: "test", Name: other, Role: identity.RoleNode, Region: "DE"}.String()
+	_, err := fol.Append(ctx, forged)
+	if err == nil || !strings.Contains(err.Error(), "forged_entry") {
+		t.Errorf("an entry in %s's name forwarded by %s: %v", other, fol.Info().ID, err)
+	}
+}

@@ -133,7 +133,8 @@ func newTCPCluster(tb testing.TB, n int, gc keysvc.GroupCommit) *tcpCluster {
 			tb.Fatalf("open %s: %v", id, err)
 		}
 		tb.Cleanup(func() { node.Close() })
-		node.SetForwarder(c)
+		// Forwarding goes over the real peer channel (the raft listener's
+		// custos-peer/1 ALPN), which Open sets up.
 		c.mu.Lock()
 		c.byAPI[cfg.APIAdvertise] = node
 		c.mu.Unlock()
@@ -178,6 +179,10 @@ func TestTCPCluster(t *testing.T) {
 	})
 	for _, n := range c.nodes {
 		checkLogged(t, n, got)
+	}
+	// Followers' appends reached the leader over the peer channel.
+	if f := c.nodes[1].Metrics().Forwarded + c.nodes[2].Metrics().Forwarded; f == 0 {
+		t.Error("no entry was forwarded over the peer channel")
 	}
 	note, err := leader.Checkpoint(ctxT(t, 5*time.Second))
 	if err != nil {

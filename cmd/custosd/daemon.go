@@ -119,9 +119,8 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 		_, err = fmt.Fprintf(describe, "%s\n", desc)
 		return err
 	}
-	fwd := httpapi.NewForwarder(clientTLS)
-	defer fwd.Close()
-	node.SetForwarder(fwd)
+	// Node-to-node calls use the peer channel on the raft listener, which
+	// keysvc.Open set up: the API port carries none of them.
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -170,5 +169,3 @@ func serve(h http.Handler, method, path string) *httptest.ResponseRecorder {
 	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
 	return rec
 }
-
-func newForwarder(tc *tls.Config) *httpapi.Forwarder { return httpapi.NewForwarder(tc) }

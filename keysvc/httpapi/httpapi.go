@@ -152,7 +152,6 @@ func New(svc Service, opts Options) http.Handler {
 	r.With(a.allow(anyRole...)).Get("/v1/ledger/proof/consistency", a.handle(a.consistency))
 	r.With(a.allow(anyRole...)).Get("/v1/ledger/keys", a.handle(a.keys))
 
-	r.With(a.allow(identity.RoleNode)).Post(appendPath, a.handle(a.internalAppend))
 	a.kekRoutes(r)
 	a.keyOpRoutes(r)
 	r.With(a.allow(anyRole...)).Get("/v1/openapi.yaml", a.handle(a.openAPI))

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 
@@ -353,7 +352,6 @@ func TestRoleRefusals(t *testing.T) {
 	}{
 		{route{"POST", "/v1/sys/canary"}, []identity.Role{identity.RoleAgent, identity.RoleAuditor, identity.RoleOfficer, identity.RoleNode}},
 		{route{"POST", "/v1/sys/join"}, []identity.Role{identity.RoleAgent, identity.RoleAuditor, identity.RoleOfficer, identity.RoleOperator}},
-		{route{"POST", "/v1/internal/ledger/append"}, []identity.Role{identity.RoleAgent, identity.RoleAuditor, identity.RoleOfficer, identity.RoleOperator}},
 		{route{"GET", "/v1/ledger/entries"}, []identity.Role{identity.RoleAgent}},
 		{route{"GET", "/metrics"}, []identity.Role{identity.RoleAgent, identity.RoleOfficer, identity.RoleNode}},
 	}
@@ -580,110 +578,17 @@ func TestPlainHTTPIsUnauthenticated(t *testing.T) {
 	}
 }
 
-func TestInternalAppend(t *testing.T) {
+// TestNoInternalRoutes: node-to-node calls travel on the peer channel of
+// the raft listener; the public API serves none of them, to nodes either.
+func TestNoInternalRoutes(t *testing.T) {
 	e := newEnv(t)
-	e.fake.AddMember(keysvc.Member{ID: "n2", Region: "FR", Registered: true, Voter: true})
-	n2 := e.as(t, identity.RoleNode, "n2", "FR")
-	post := func(hc *http.Client, body string) (*http.Response, []byte) {
-		return call(t, hc, "POST", e.srv.URL+"/v1/internal/ledger/append", []byte(body))
-	}
-	entry := func(node string) string {
-		return fmt.Sprintf(`{"type":"kek.unwrap","actor":{"identity":"custos://test/agent/a?region=DE","role":"agent"},"node":%q,"outcome":"ok","details":{"x":"<&>"}}`, node)
-	}
-	appendN(t, e.fake, 3)
-	resp, body := post(n2, `{"entries":[`+entry("n2")+`,`+entry("")+`]}`)
-	if resp.StatusCode != 200 || string(body) != "{\"first\":3}\n" {
-		t.Fatalf("append: %d %s", resp.StatusCode, body)
-	}
-	for i := uint64(3); i < 5; i++ {
-		en, err := e.fake.Entry(i)
-		if err != nil || en.Node != "n2" || en.Type != "kek.unwrap" || en.Details["x"] != "<&>" {
-			t.Errorf("entry %d: %+v %v", i, en, err)
+	node := e.as(t, identity.RoleNode, "n2", "FR")
+	for _, path := range []string{"/v1/internal/ledger/append", "/v1/internal/kek/seal", "/v1/internal/kek/discard",
+		"/v1/internal/kek/attest", "/v1/internal/kek/release"} {
+		resp, body := call(t, node, "POST", e.srv.URL+path, []byte(`{}`))
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d %s, want 404", path, resp.StatusCode, body)
 		}
-	}
-
-	resp, body = post(n2, `{"entries":[`+entry("n1")+`]}`)
-	wantError(t, resp, body, 403, client.CodeForbidden)
-	resp, body = post(e.as(t, identity.RoleNode, "n9", "DE"), `{"entries":[`+entry("")+`]}`)
-	wantError(t, resp, body, 403, client.CodeForbidden)
-	resp, body = post(n2, `{"entries":[]}`)
-	wantError(t, resp, body, 400, client.CodeBadRequest)
-	resp, body = post(n2, `{"entries":[{"type":"BAD TYPE","actor":{"identity":"a"},"outcome":"ok"}]}`)
-	wantError(t, resp, body, 400, client.CodeBadRequest)
-	many := strings.Repeat(entry("")+",", keysvc.MaxAppendBatch) + entry("")
-	resp, body = post(n2, `{"entries":[`+many+`]}`)
-	wantError(t, resp, body, 413, client.CodeTooLarge)
-
-	// On a follower: redirect to the leader.
-	e.fake.SetLeader("n2", "https://127.0.0.1:2")
-	resp, body = post(n2, `{"entries":[`+entry("")+`]}`)
-	wantError(t, resp, body, 307, client.CodeNotLeader)
-}
-
-// The Forwarder against a real handler: success, and each failure mapped to
-// what keysvc expects.
-func TestForwarder(t *testing.T) {
-	pki := httpapitest.NewPKI(t, "test")
-	leader := newEnvIn(t, pki, "n1", "DE")
-	leader.fake.AddMember(keysvc.Member{ID: "n2", Region: "FR", Registered: true, Voter: true})
-	fwd := newForwarder(pki.ClientTLS(t, pki.Issue(t, identity.RoleNode, "n2", "FR")))
-	defer fwd.Close()
-	ctx := context.Background()
-	entries := []ledger.Entry{
-		{Type: "a.b", Actor: ledger.Actor{Identity: "x", Role: "agent", Region: "DE", CertFingerprint: "sha256:00"}, Node: "n2",
-			KEKID: "k", KEKVersion: 2, RequestID: "r", Outcome: ledger.OutcomeDenied, Reason: "why <>", Details: map[string]string{"d": "v"}},
-		{Type: "a.c", Actor: ledger.Actor{Identity: "y"}, Outcome: ledger.OutcomeOK},
-	}
-	appendN(t, leader.fake, 1)
-	first, err := fwd.ForwardAppend(ctx, leader.srv.URL, entries)
-	if err != nil || first != 1 {
-		t.Fatalf("forward: %d, %v", first, err)
-	}
-	got, _ := leader.fake.Entry(1)
-	want := entries[0]
-	want.Index, want.Time = 1, got.Time
-	if b1, _ := got.Marshal(); string(b1) != string(mustMarshal(t, want)) {
-		t.Errorf("forwarded entry\n got %s\nwant %s", b1, mustMarshal(t, want))
-	}
-
-	leader.fake.SetLeader("n3", "https://127.0.0.1:3")
-	_, err = fwd.ForwardAppend(ctx, leader.srv.URL, entries)
-	var nl *keysvc.NotLeaderError
-	if !errors.As(err, &nl) || nl.LeaderID != "n3" || nl.LeaderAPI != "https://127.0.0.1:3" {
-		t.Errorf("not leader: %v", err)
-	}
-	leader.fake.SetLeader("", "")
-	if _, err = fwd.ForwardAppend(ctx, leader.srv.URL, entries); !errors.As(err, &nl) || nl.LeaderID != "" {
-		t.Errorf("no leader: %v", err)
-	}
-	leader.fake.SetLeader("n1", leader.srv.URL)
-
-	leader.fake.SetError("AppendBatch", fmt.Errorf("%w: x", keysvc.ErrNoQuorum))
-	if _, err = fwd.ForwardAppend(ctx, leader.srv.URL, entries); !errors.Is(err, keysvc.ErrNoQuorum) {
-		t.Errorf("no quorum: %v", err)
-	}
-	leader.fake.SetError("AppendBatch", errors.New("disk on fire"))
-	if _, err = fwd.ForwardAppend(ctx, leader.srv.URL, entries); !errors.Is(err, keysvc.ErrNoQuorum) {
-		t.Errorf("internal error on the leader: %v, want ErrNoQuorum (outcome unknown)", err)
-	}
-	leader.fake.SetError("AppendBatch", nil)
-
-	// Unreachable leader: outcome unknown, never success.
-	if _, err = fwd.ForwardAppend(ctx, "https://127.0.0.1:1", entries); !errors.Is(err, keysvc.ErrNoQuorum) {
-		t.Errorf("unreachable: %v", err)
-	}
-	if _, err = fwd.ForwardAppend(ctx, "http://127.0.0.1:1", entries); err == nil || errors.Is(err, keysvc.ErrNoQuorum) {
-		t.Errorf("plain http leader address: %v", err)
-	}
-	// A node that is not a member is refused, not "unknown".
-	stranger := newForwarder(pki.ClientTLS(t, pki.Issue(t, identity.RoleNode, "n7", "FR")))
-	defer stranger.Close()
-	before := len(leader.fake.Calls())
-	if _, err = stranger.ForwardAppend(ctx, leader.srv.URL, entries[1:]); err == nil || errors.Is(err, keysvc.ErrNoQuorum) || !strings.Contains(err.Error(), "forbidden") {
-		t.Errorf("non-member: %v", err)
-	}
-	if slices.Contains(leader.fake.Calls()[before:], "AppendBatch") {
-		t.Error("non-member's batch reached AppendBatch")
 	}
 }
 

@@ -52,6 +52,10 @@ type Options struct {
 	Configure func(*keysvc.Config)
 	// NoForwarder leaves nodes without a Forwarder.
 	NoForwarder bool
+	// PeerChannel keeps each node's own peer channel (keysvc/peer over the
+	// in-memory raft network, where each node shows its own id) instead of
+	// the in-process Forwarder.
+	PeerChannel bool
 	// CAs, if set, is the CA pool nodes trust for client request
 	// signatures, instead of the cluster name's test CA (CA).
 	CAs *x509.CertPool
@@ -167,7 +171,11 @@ func (c *Cluster) Start(id string) *keysvc.Node {
 	if err != nil {
 		c.tb.Fatalf("open %s: %v", id, err)
 	}
-	if !c.opts.NoForwarder {
+	switch {
+	case c.opts.PeerChannel:
+	case c.opts.NoForwarder:
+		n.SetForwarder(nil)
+	default:
 		n.SetForwarder(&forwarder{c: c, from: id})
 	}
 	c.mu.Lock()

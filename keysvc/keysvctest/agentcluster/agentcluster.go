@@ -65,9 +65,9 @@ func (e *Env) ClientIn(tb testing.TB, role identity.Role, name, region string) *
 type ServeOptions struct {
 	// Nodes is how many nodes (n1, n2, …); 2 if 0.
 	Nodes int
-	// Forward routes the nodes' forwarding (appends, share release)
-	// through httpapi.Forwarder over mutual TLS, as custosd does, instead
-	// of keysvctest's in-process forwarder.
+	// Forward routes the nodes' forwarding (appends, share release) over
+	// their own peer channel (keysvc/peer on the in-memory raft network),
+	// as custosd does over TCP, instead of keysvctest's in-process forwarder.
 	Forward bool
 	// Logger returns node id's API logger; nil discards.
 	Logger func(id string) *slog.Logger
@@ -95,7 +95,7 @@ func Serve(tb testing.TB, o ServeOptions) *Served {
 		s.URL[id] = s.PKI.Serve(tb, id, keysvctest.Region(id), handlers[id]).URL
 	}
 	s.Cluster = keysvctest.NewCluster(tb, o.Nodes, keysvctest.Options{
-		NoForwarder: o.Forward,
+		PeerChannel: o.Forward,
 		Configure: func(cfg *keysvc.Config) {
 			cfg.APIAdvertise = s.URL[cfg.NodeID]
 			cfg.CAs = s.PKI.Pool() // the CA of the clients' certificates
@@ -103,11 +103,6 @@ func Serve(tb testing.TB, o ServeOptions) *Served {
 	})
 	for id, h := range handlers {
 		n := s.Cluster.Node(id)
-		if o.Forward {
-			fwd := httpapi.NewForwarder(s.PKI.ClientTLS(tb, s.PKI.Issue(tb, identity.RoleNode, id, keysvctest.Region(id))))
-			tb.Cleanup(fwd.Close)
-			n.SetForwarder(fwd)
-		}
 		log := slog.New(slog.DiscardHandler)
 		if o.Logger != nil {
 			log = o.Logger(id)

@@ -1,0 +1,305 @@
+// The node's end of the peer channel (keysvc/peer over the raft listener's
+// "custos-peer/1" ALPN): the calls peers make to this node, and the Forwarder
+// this node uses to reach its peers. Nodes are addressed by id and raft
+// address from the node table; the channel certifies both ends.
+
+package keysvc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/peer"
+	"github.com/custos-eu/custos/raft"
+)
+
+// Peer call names.
+const (
+	callAppend  = "append"
+	callSeal    = "seal"
+	callDiscard = "discard"
+	callAttest  = "attest"
+	callRelease = "release"
+)
+
+// Codes of the peer channel's refusals.
+const (
+	peerNotLeader   = "not_leader"
+	peerNoQuorum    = "no_quorum"
+	peerTooLarge    = "too_large"
+	peerSeal        = "seal_refused"
+	peerLiveShare   = "live_share"
+	peerDiscard     = "discard_refused"
+	peerRelease     = "release_refused"
+	peerForged      = "forged_entry"
+	peerNotMember   = "not_member"
+	peerBadRequest  = "bad_request"
+	peerInternalErr = "internal"
+)
+
+type appendCall struct {
+	Entries []peer.Entry `json:"entries"`
+}
+
+type appendAnswer struct {
+	First uint64 `json:"first"`
+}
+
+// peerConn adapts a raft peer connection to peer.Conn.
+type peerConn struct{ *raft.PeerConn }
+
+func (c peerConn) NodeID() string { return c.PeerID }
+
+// peerListener adapts the raft peer listener to hand out peer.Conns.
+type peerListener struct{ net.Listener }
+
+func (l peerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if pc, ok := c.(*raft.PeerConn); ok {
+		return peerConn{pc}, nil
+	}
+	return c, nil // not certified: the server refuses its calls
+}
+
+// startPeerChannel serves peers' calls on the raft listener's peer ALPN and
+// makes the channel this node's Forwarder.
+func (n *Node) startPeerChannel() {
+	n.peerSrv = peer.Serve(peerListener{n.raft.PeerListener()}, map[string]peer.Handler{
+		callAppend: n.servePeerAppend,
+		callSeal:   peerCall(n, n.SealShare),
+		callDiscard: peerCall(n, func(ctx context.Context, from string, req DiscardRequest) (struct{}, error) {
+			return struct{}{}, n.DiscardShare(ctx, from, req)
+		}),
+		callAttest: peerCall(n, func(ctx context.Context, from string, req AttestRequest) (struct{}, error) {
+			return struct{}{}, n.Attest(ctx, from, req, n.nodeActor(from))
+		}),
+		callRelease: peerCall(n, n.ReleaseShare),
+	}, peerAnswer, n.log)
+	n.peerCli = peer.NewClient(func(ctx context.Context, addr string) (peer.Conn, error) {
+		c, err := n.raft.DialPeer(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		return peerConn{c}, nil
+	})
+	var f Forwarder = &peerForwarder{n: n}
+	n.fwd.Store(&f)
+}
+
+// peerCall decodes a call's body strictly and passes it, with the calling
+// node, to fn; the caller must be a current member.
+func peerCall[Req, Resp any](n *Node, fn func(context.Context, string, Req) (Resp, error)) peer.Handler {
+	return func(ctx context.Context, from string, body []byte) (any, error) {
+		if !n.IsMember(from) {
+			return nil, errNotMember(from)
+		}
+		var req Req
+		if err := strictJSON(body, &req); err != nil {
+			return nil, err
+		}
+		return fn(ctx, from, req)
+	}
+}
+
+type notMemberError string
+
+func (e notMemberError) Error() string {
+	return fmt.Sprintf("node %q is not a member of the cluster", string(e))
+}
+
+func errNotMember(id string) error { return notMemberError(id) }
+
+type badRequestError struct{ err error }
+
+func (e badRequestError) Error() string { return "malformed call: " + e.err.Error() }
+
+func strictJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequestError{err}
+	}
+	if dec.More() {
+		return badRequestError{errors.New("data after the object")}
+	}
+	return nil
+}
+
+// servePeerAppend is the leader's end of a follower's forwarded batch. The
+// caller may log entries only as served by itself and in its own name
+// (CheckForwarded).
+func (n *Node) servePeerAppend(ctx context.Context, from string, body []byte) (any, error) {
+	if !n.IsMember(from) {
+		return nil, errNotMember(from)
+	}
+	var req appendCall
+	if err := strictJSON(body, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Entries) == 0 || len(req.Entries) > MaxAppendBatch {
+		return nil, fmt.Errorf("%w: %d entries, want 1..%d", ErrBatchTooLarge, len(req.Entries), MaxAppendBatch)
+	}
+	entries := make([]ledger.Entry, len(req.Entries))
+	for i, we := range req.Entries {
+		e := we.Ledger()
+		switch e.Node {
+		case "":
+			e.Node = from
+		case from:
+		default:
+			return nil, fmt.Errorf("%w: entry %d is attributed to node %q; node %q may forward only its own", ErrForgedEntry, i, e.Node, from)
+		}
+		if err := n.CheckForwarded(from, e); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		check := e // the leader stamps index and time; the rest must be valid now
+		check.Index, check.Time = 0, time.Unix(0, 0)
+		if _, err := check.Marshal(); err != nil {
+			return nil, badRequestError{fmt.Errorf("entry %d: %v", i, err)}
+		}
+		entries[i] = e
+	}
+	first, err := n.AppendBatch(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	return appendAnswer{First: first}, nil
+}
+
+// nodeActor is member node id as the actor of what it asks.
+func (n *Node) nodeActor(id string) ledger.Actor {
+	a := ledger.Actor{Identity: identity.Identity{Cluster: n.cfg.Cluster, Name: id, Role: identity.RoleNode}.String(), Role: string(identity.RoleNode)}
+	_ = n.state.view(func(tx *bbolt.Tx) error {
+		if r, found, err := getNode(tx, id); err == nil && found {
+			a = Actor(identity.Identity{Cluster: n.cfg.Cluster, Name: id, Role: identity.RoleNode, Region: r.Region}, nil)
+			a.CertFingerprint = r.Cert
+		}
+		return nil
+	})
+	return a
+}
+
+// peerAnswer describes a handler's error to the calling node.
+func peerAnswer(err error) peer.Answer {
+	var nl *NotLeaderError
+	var nm notMemberError
+	var br badRequestError
+	code := peerInternalErr
+	switch {
+	case errors.As(err, &nl):
+		return peer.Answer{Code: peerNotLeader, Message: err.Error(), LeaderID: nl.LeaderID}
+	case errors.As(err, &nm):
+		code = peerNotMember
+	case errors.As(err, &br):
+		code = peerBadRequest
+	case errors.Is(err, ErrForgedEntry):
+		code = peerForged
+	case errors.Is(err, ErrBatchTooLarge):
+		code = peerTooLarge
+	case errors.Is(err, ErrNoQuorum):
+		code = peerNoQuorum
+	case errors.Is(err, ErrSealRefused):
+		code = peerSeal
+	case errors.Is(err, ErrLiveShare):
+		code = peerLiveShare
+	case errors.Is(err, ErrDiscardRefused):
+		code = peerDiscard
+	case errors.Is(err, ErrReleaseRefused):
+		code = peerRelease
+	}
+	return peer.Answer{Code: code, Message: err.Error()}
+}
+
+// peerForwarder is the Forwarder over the peer channel. The Forwarder names
+// nodes by API address (the node table's key for them); it calls the node
+// registered there, at its raft address.
+type peerForwarder struct{ n *Node }
+
+// target finds the member registered with API address api.
+func (f *peerForwarder) target(api string) (id, addr string, err error) {
+	err = f.n.state.view(func(tx *bbolt.Tx) error {
+		return forNodes(tx, func(r nodeRecord) error {
+			if r.APIAddr == api && !r.Removed {
+				id, addr = r.ID, r.RaftAddr
+			}
+			return nil
+		})
+	})
+	if err == nil && id == "" {
+		err = fmt.Errorf("keysvc: no member is registered at %s", api)
+	}
+	return id, addr, err
+}
+
+// call makes one call and maps the answer's refusal to this package's errors.
+func (f *peerForwarder) call(ctx context.Context, api, name string, req, resp any) error {
+	id, addr, err := f.target(api)
+	if err != nil {
+		return err
+	}
+	err = f.n.peerCli.Call(ctx, id, addr, name, req, resp)
+	var pe *peer.Error
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case peerNotLeader:
+		return &NotLeaderError{LeaderID: pe.LeaderID, LeaderAPI: f.n.apiAddrOf(pe.LeaderID)}
+	case peerSeal:
+		return fmt.Errorf("%w: %w", ErrSealRefused, err)
+	case peerLiveShare:
+		return fmt.Errorf("%w: %w", ErrLiveShare, err)
+	case peerDiscard:
+		return fmt.Errorf("%w: %w", ErrDiscardRefused, err)
+	case peerRelease:
+		return fmt.Errorf("%w: %w", ErrReleaseRefused, err)
+	case peerTooLarge:
+		return fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
+	case "", peerNoQuorum, peerInternalErr:
+		if name == callAppend {
+			// The leader may have proposed the batch: the outcome is unknown.
+			return fmt.Errorf("%w: %w", ErrNoQuorum, err)
+		}
+	}
+	return err
+}
+
+func (f *peerForwarder) ForwardAppend(ctx context.Context, leaderAPI string, entries []ledger.Entry) (uint64, error) {
+	req := appendCall{Entries: make([]peer.Entry, len(entries))}
+	for i, e := range entries {
+		req.Entries[i] = peer.FromLedger(e)
+	}
+	var a appendAnswer
+	err := f.call(ctx, leaderAPI, callAppend, req, &a)
+	return a.First, err
+}
+
+func (f *peerForwarder) SealShare(ctx context.Context, peerAPI string, req SealRequest) (SealResponse, error) {
+	var resp SealResponse
+	return resp, f.call(ctx, peerAPI, callSeal, req, &resp)
+}
+
+func (f *peerForwarder) DiscardShare(ctx context.Context, peerAPI string, req DiscardRequest) error {
+	return f.call(ctx, peerAPI, callDiscard, req, nil)
+}
+
+func (f *peerForwarder) ForwardAttest(ctx context.Context, leaderAPI string, req AttestRequest) error {
+	return f.call(ctx, leaderAPI, callAttest, req, nil)
+}
+
+func (f *peerForwarder) ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error) {
+	var resp ReleaseResponse
+	return resp, f.call(ctx, peerAPI, callRelease, req, &resp)
+}
