@@ -195,6 +195,19 @@ func runClusterDemo(ctx context.Context, w io.Writer, dir, custosd string, keep 
 	}
 	printIndented(w, msg, nil)
 
+	grabber := c.Nodes[0].ID
+	say("A node cannot unwrap on its own. Playing a compromised %s, with its HSM key and certificate, ask", grabber)
+	say("the other nodes over the peer channel for their shares, presenting the unwrap's entry %d (no client", unwrapEntry)
+	say("request behind it) as the activation. Each peer checks the log itself, refuses and logs the refusal:")
+	say("  $ custos dev grab-shares --as %s --kek %s --activation %d", grabber, devcluster.DemoKEK, unwrapEntry)
+	var grab bytes.Buffer
+	if err := devGrabShares(ctx, &grab, []string{"--dir", c.Dir, "--as", grabber, "--kek", devcluster.DemoKEK,
+		"--activation", strconv.FormatUint(unwrapEntry, 10)}); err != nil {
+		return fmt.Errorf("share grab: %w\n%s", err, grab.String())
+	}
+	printIndented(w, grab.String(), nil)
+	say("  No share left a node: peers release only for a committed activation carrying a client's signed request.")
+
 	title("Record operations in the key-op log")
 	say("Every key operation is an entry in an append-only Merkle log. The write-path probe")
 	say("(\"canary\", operators only) appends an entry; the answer comes only after a raft quorum")

@@ -29,6 +29,8 @@ func runDevCmd(ctx context.Context, stdout io.Writer, args []string) error {
 		return devBench(ctx, stdout, args[1:])
 	case "bench-backup":
 		return devBenchBackup(ctx, stdout, args[1:])
+	case "grab-shares":
+		return devGrabShares(ctx, stdout, args[1:])
 	}
 	return fmt.Errorf("unknown dev command %q (want up or down)", args[0])
 }
