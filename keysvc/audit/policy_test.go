@@ -147,3 +147,16 @@ func TestActivationPolicyAcrossPacks(t *testing.T) {
 		t.Errorf("partial: policies %+v, want 1 unknown", got)
 	}
 }
+
+func TestReleaseAfterPolicyChange(t *testing.T) {
+	// Permitted when activated; a kek.policy then takes the agent's access
+	// away before a peer releases: that peer should have refused.
+	s := policyLog(t)
+	a, req := s.activate(activation{})
+	s.release("n2", "n1", idx(a), req, "payroll")
+	s.execute("bob", ceremony.KEKPolicy{KEKID: "payroll", Policy: payrollPolicy("agent/restore")}, []string{"bob", "carol"}, ceremonyOpts{})
+	i := s.release("n3", "n1", idx(a), req, "payroll")
+	_, err := verifyAll(t, s)
+	wantCode(t, err, audit.CodeActivationNotPermitted, i, "node n3 released its share of kek payroll v1 to node n1 for activation "+idx(a),
+		"policy in force at the release", "not to agent/backup")
+}

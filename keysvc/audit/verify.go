@@ -504,10 +504,8 @@ func (v *verifier) entry(i uint64, b []byte, e *ledger.Entry, perr error, leaf t
 		return err
 	}
 	f := v.releases.Entry(*e)
-	if f == nil && e.Type == TypeActivate && e.Outcome == ledger.OutcomeOK {
-		if who, ok := v.releases.verified(i); ok {
-			f = v.permitted(e, who)
-		}
+	if f == nil {
+		f = v.policyOf(e)
 	}
 	if f != nil {
 		return &Failure{Kind: KindAuthorisation, Code: f.Code, Index: int64(f.Index), Line: v.line, Msg: f.Msg}
