@@ -116,10 +116,10 @@ func allowedIdentity(p ceremony.Policy, unwrap bool, who identity.Identity) *den
 		a, what = p.Unwrap, "unwrap"
 	}
 	role := string(who.Role)
-	if !slices.Contains(a.Roles, role) && !slices.Contains(a.Identities, role+"/"+who.Name) {
+	if !a.Grants(role, who.Name) {
 		return deny(CodeAccessDenied, "the kek's policy does not let %s/%s %s", role, who.Name, what)
 	}
-	if !slices.Contains(a.Regions, who.Region) {
+	if !a.InRegion(who.Region) {
 		return deny(CodeRegionDenied, "the kek's policy does not allow %s from region %s", what, who.Region)
 	}
 	return nil

@@ -125,6 +125,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 				rep.CeremoniesVerified, rep.StatementsVerified, rep.Entries, el.Round(time.Millisecond))
 			rc := rep.Releases
 			r.Verification += fmt.Sprintf(" %d share releases checked against %d activations and their clients' signed requests.", rc.Releases, rc.Activations)
+			r.Verification += activationPolicyWords(rep.Policies)
 			if rc.Unbound > 0 {
 				r.Verification += fmt.Sprintf(" %d activations and releases are of the earlier format, bound to no signed request (flagged below).", rc.Unbound)
 			}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/audit"
@@ -35,6 +36,7 @@ type verifyJSON struct {
 	StatementsVerified int                  `json:"statements_verified"`
 	Certificates       int                  `json:"certificates"`
 	Releases           *audit.ReleaseCounts `json:"releases,omitempty"`
+	Policies           *audit.PolicyCounts  `json:"policies,omitempty"`
 	Denied             uint64               `json:"denied"`
 	Errored            uint64               `json:"errored"`
 	Advanced           bool                 `json:"advanced,omitempty"` // the trust file's pin moved to the pack's checkpoint
@@ -132,7 +134,19 @@ func verifyResult(pack, trust string, rep *audit.Report, err error, el time.Dura
 	j.Denied, j.Errored = rep.Denied, rep.Errored
 	rc := rep.Releases
 	j.Releases = &rc
+	pc := rep.Policies
+	j.Policies = &pc
 	return j
+}
+
+// activationPolicyWords says how many activations were checked against their KEK's
+// policy, and which KEKs' policies were not followed.
+func activationPolicyWords(p audit.PolicyCounts) string {
+	s := fmt.Sprintf(" %d activations checked against the unwrap access of their KEK's policy in force.", p.Checked)
+	if p.Unknown > 0 {
+		s += fmt.Sprintf(" %d activations of KEKs whose policy this verification did not follow (%s: set before the pack, and not held by the trust file's state, or a partial verification) were not checked against policy.", p.Unknown, strings.Join(p.UnknownKEKs, ", "))
+	}
+	return s
 }
 
 // relationWords says how a pack relates to the pinned checkpoint.
@@ -179,6 +193,12 @@ func printVerify(w io.Writer, j verifyJSON, el time.Duration) {
 		fmt.Fprintf(w, "  releases    %d share releases bound to %d activations, each with the client's signed request verified (%d refused)\n", r.Releases, r.Activations, r.Denied)
 		if r.BeforeStart > 0 {
 			fmt.Fprintf(w, "              %d releases answer activations before the pack: checked when those were\n", r.BeforeStart)
+		}
+		if p := j.Policies; p != nil {
+			fmt.Fprintf(w, "  policies    %d activations' clients checked against the unwrap access of the KEK's policy in force\n", p.Checked)
+			if p.Unknown > 0 {
+				fmt.Fprintf(w, "              %d activations not checked: the policy of kek %s was set before the pack and the trust file's state does not hold it (or the verification is partial)\n", p.Unknown, strings.Join(p.UnknownKEKs, ", "))
+			}
 		}
 		if r.Unbound > 0 {
 			fmt.Fprintf(w, "WARNING: %d activations and share releases of the earlier format (before the log recorded signed requests): no client request is bound to them; read them in the report.\n", r.Unbound)

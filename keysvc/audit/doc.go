@@ -106,6 +106,13 @@
 //     releases to itself or twice for one activation. Releases of the
 //     earlier format (no activation) are counted, not refused, until the
 //     log's first entry of the current format (State.ReleasesBound);
+//   - every activation ShareReleases verified is of a client the unwrap
+//     access of its KEK's policy in force at that entry grants (role, or
+//     role/name, and region; [CodeActivationNotPermitted]). Policies are
+//     followed from the executed kek.create and kek.policy ceremonies (and
+//     State.KEKs); required context fields cannot be checked (the log
+//     holds only the context's hash), and activations of a KEK whose
+//     policy was not followed are counted, not checked ([PolicyCounts]);
 //   - the checkpoint: both signatures of an active node whose keys the log
 //     registered (a node removed earlier, or a key the log never
 //     registered, fails), size T, and the root of the entries;

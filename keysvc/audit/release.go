@@ -96,9 +96,10 @@ type activation struct {
 	kek      string
 	version  uint32
 	request  string
-	node     string   // the serving (requesting) node
-	client   string   // the client's identity URI
-	released []string // nodes that released a share for it
+	node     string            // the serving (requesting) node
+	client   string            // the client's identity URI
+	id       identity.Identity // the client, as its certificate says (verified)
+	released []string          // nodes that released a share for it
 }
 
 // ShareReleases checks a log's activations and share releases, entry by
@@ -131,6 +132,17 @@ func (s *ShareReleases) Counts() ReleaseCounts { return s.counts }
 // Bound reports whether the log records activations with signed requests
 // by now: from then on, a release without one is a finding.
 func (s *ShareReleases) Bound() bool { return s.bound }
+
+// verified returns the client of the activation at entry i when it is
+// held: an ok kek.activate whose signed request verified, of the last
+// ReleaseWindow of log time.
+func (s *ShareReleases) verified(i uint64) (identity.Identity, bool) {
+	a := s.acts[i]
+	if a == nil {
+		return identity.Identity{}, false
+	}
+	return a.id, true
+}
 
 // Needs returns the activation index e names when e is an ok release whose
 // activation comes before the first entry followed and is not held: a
@@ -293,7 +305,7 @@ func (s *ShareReleases) activate(e ledger.Entry) *ReleaseFinding {
 	if prev, dup := s.byReq[e.RequestID]; dup {
 		return finding(CodeActivationReplayed, i, "kek.activate for request id %q, which entry %d already activated: a signed request was used twice (replayed); find who served both (nodes %s and %s)", e.RequestID, prev, s.acts[prev].node, e.Node)
 	}
-	a := &activation{time: e.Time, kek: e.KEKID, version: e.KEKVersion, request: e.RequestID, node: e.Node, client: e.Actor.Identity}
+	a := &activation{time: e.Time, kek: e.KEKID, version: e.KEKVersion, request: e.RequestID, node: e.Node, client: e.Actor.Identity, id: id}
 	s.acts[i] = a
 	s.byReq[e.RequestID] = i
 	if k, _ := slices.BinarySearch(s.queue, i); k == len(s.queue) {

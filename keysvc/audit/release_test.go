@@ -38,16 +38,24 @@ var (
 // synthetic log's times.
 func synthAgent(tb testing.TB, name string) *synthClient {
 	tb.Helper()
+	return synthClientOf(tb, identity.RoleAgent, name, "DE")
+}
+
+// synthClientOf returns the certificate of the client of role and name in
+// region, valid over the synthetic log's times.
+func synthClientOf(tb testing.TB, role identity.Role, name, region string) *synthClient {
+	tb.Helper()
 	clientCAOnce.Do(func() { clientCA, clientCAErr = identity.NewCA(synthCluster, 3*365*24*time.Hour) })
 	if clientCAErr != nil {
 		tb.Fatal(clientCAErr)
 	}
 	clientMu.Lock()
 	defer clientMu.Unlock()
-	if c := clientPool[name]; c != nil {
+	key := string(role) + "/" + name + "?" + region
+	if c := clientPool[key]; c != nil {
 		return c
 	}
-	id := identity.Identity{Cluster: synthCluster, Name: name, Role: identity.RoleAgent, Region: "DE"}
+	id := identity.Identity{Cluster: synthCluster, Name: name, Role: role, Region: region}
 	certPEM, keyPEM, err := clientCA.Issue(id, identity.IssueOptions{NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Validity: 365 * 24 * time.Hour})
 	if err != nil {
 		tb.Fatal(err)
@@ -57,7 +65,7 @@ func synthAgent(tb testing.TB, name string) *synthClient {
 		tb.Fatal(err)
 	}
 	c := &synthClient{id: id, cert: pair.Leaf, key: pair.PrivateKey.(crypto.Signer)}
-	clientPool[name] = c
+	clientPool[key] = c
 	return c
 }
 

@@ -309,6 +309,16 @@ func (s *synth) effect(p ceremony.Proposal) map[string]string {
 	case ceremony.NodeRemove:
 		s.removed[ps.ID] = true
 		return map[string]string{"node.id": ps.ID}
+	case ceremony.KEKCreate:
+		return map[string]string{"kek.id": ps.KEKID, "kek.version": "1", "kek.threshold": strconv.Itoa(ps.Policy.Threshold),
+			"kek.holders": strings.Join(s.activeNodes(), ",")}
+	case ceremony.KEKPolicy:
+		pj, err := ps.Policy.MarshalJSON()
+		if err != nil {
+			s.tb.Fatal(err)
+		}
+		sum := sha256.Sum256(pj)
+		return map[string]string{"kek.id": ps.KEKID, "kek.policy": "sha256:" + hex.EncodeToString(sum[:])}
 	case ceremony.KEKDestroy:
 		return map[string]string{"kek.id": ps.KEKID, "kek.version": strconv.FormatUint(uint64(ps.Version), 10),
 			"kek.holders": strings.Join(s.activeNodes(), ",")}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -79,6 +80,19 @@ type State struct {
 	// request by Size, so a later share release without one is a finding
 	// (ShareReleases).
 	ReleasesBound bool `json:"releases_bound,omitempty"`
+	// KEKs: the policy in force by Size of each KEK whose policy the
+	// verifier followed (from its kek.create, or a later kek.policy), by
+	// id. The activations of a KEK not listed are counted, not checked
+	// against its policy (PolicyCounts.Unknown).
+	KEKs []KEKState `json:"keks,omitempty"`
+}
+
+// KEKState is the policy in force of a KEK, and the ceremony that set it.
+type KEKState struct {
+	ID     string          `json:"id"`
+	Policy ceremony.Policy `json:"policy"`
+	Set    uint64          `json:"set"` // the ceremony.execute entry that set it
+	By     string          `json:"by"`  // its operation: kek.create or kek.policy
 }
 
 // NodeState is a node the log registered.
@@ -283,6 +297,19 @@ func stateFrom(s *State) (*state, error) {
 		}
 		st.officers[o.ID] = &officerInfo{fingerprint: o.Fingerprint, added: o.Added, active: o.Active, removed: o.Removed}
 	}
+	for _, k := range s.KEKs {
+		op := ceremony.Operation(k.By)
+		if k.ID == "" || st.keks[k.ID] != nil {
+			return nil, fmt.Errorf("kek %q listed twice or without an id", k.ID)
+		}
+		if op != ceremony.OpKEKCreate && op != ceremony.OpKEKPolicy {
+			return nil, fmt.Errorf("kek %s: policy set by %q, not kek.create or kek.policy", k.ID, k.By)
+		}
+		if err := k.Policy.Validate(); err != nil {
+			return nil, fmt.Errorf("kek %s: policy: %v", k.ID, err)
+		}
+		st.setPolicy(k.Set, op, k.ID, k.Policy)
+	}
 	if s.Initialized && (s.Quorum < 1 || s.Quorum > st.activeOfficers()) {
 		return nil, fmt.Errorf("quorum %d with %d active officers", s.Quorum, st.activeOfficers())
 	}
@@ -300,6 +327,10 @@ func (st *state) export(size uint64, root tlog.Hash) *State {
 	for _, id := range sortedKeys(st.officers) {
 		o := st.officers[id]
 		s.Officers = append(s.Officers, OfficerState{ID: id, Fingerprint: o.fingerprint, Added: o.added, Active: o.active, Removed: o.removed})
+	}
+	for _, id := range sortedKeys(st.keks) {
+		k := st.keks[id]
+		s.KEKs = append(s.KEKs, KEKState{ID: id, Policy: k.policy, Set: k.set, By: string(k.op)})
 	}
 	return s
 }

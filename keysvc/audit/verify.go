@@ -64,6 +64,9 @@ type Report struct {
 	// Releases counts the activations and share releases checked (see
 	// ShareReleases).
 	Releases ReleaseCounts `json:"releases"`
+	// Policies counts the activations checked against the unwrap access of
+	// their KEK's policy, and those whose KEK's policy was not followed.
+	Policies PolicyCounts `json:"policies"`
 
 	// Partial: the pack starts after entry 0 with no trusted state there
 	// (Options.AllowPartial); PartialReason says what was not checked.
@@ -141,10 +144,11 @@ type state struct {
 	lastTime    time.Time
 	nodes       map[string]*nodeInfo
 	officers    map[string]*officerInfo
+	keks        map[string]*kekPolicy // KEK id -> its policy in force, for the KEKs whose policy was followed
 }
 
 func newState() *state {
-	return &state{nodes: map[string]*nodeInfo{}, officers: map[string]*officerInfo{}}
+	return &state{nodes: map[string]*nodeInfo{}, officers: map[string]*officerInfo{}, keks: map[string]*kekPolicy{}}
 }
 
 func (st *state) activeOfficers() int {
@@ -499,7 +503,11 @@ func (v *verifier) entry(i uint64, b []byte, e *ledger.Entry, perr error, leaf t
 	if err := v.follow(i, e, prev); err != nil {
 		return err
 	}
-	if f := v.releases.Entry(*e); f != nil {
+	f := v.releases.Entry(*e)
+	if f == nil {
+		f = v.policyOf(e)
+	}
+	if f != nil {
 		return &Failure{Kind: KindAuthorisation, Code: f.Code, Index: int64(f.Index), Line: v.line, Msg: f.Msg}
 	}
 	if v.opts.OnEntry != nil {
@@ -928,6 +936,16 @@ func (v *verifier) effect(i uint64, d map[string]string, p ceremony.Proposal) er
 		st.quorum = ps.M
 	case ceremony.RegionsSet:
 		st.regions = slices.Clone(ps.Regions)
+	case ceremony.KEKCreate:
+		if d["kek.id"] != ps.KEKID {
+			return mismatch("kek.id", ps.KEKID)
+		}
+		st.setPolicy(i, ceremony.OpKEKCreate, ps.KEKID, ps.Policy)
+	case ceremony.KEKPolicy:
+		if d["kek.id"] != ps.KEKID {
+			return mismatch("kek.id", ps.KEKID)
+		}
+		st.setPolicy(i, ceremony.OpKEKPolicy, ps.KEKID, ps.Policy)
 	case ceremony.NodeAdd:
 		h := sha256Hex(ps.Keys)
 		if d["node.id"] != ps.ID {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -52,6 +53,17 @@ type Access struct {
 	// against the cluster's allowed regions.
 	Regions []string
 }
+
+// Grants reports whether a grants the operation to the identity of role
+// and name: to every identity of the role, or to "<role>/<name>". The
+// region is checked apart (InRegion). Nodes (who enforce policy) and the
+// offline verifier (who checks it against the log) share this rule.
+func (a Access) Grants(role, name string) bool {
+	return slices.Contains(a.Roles, role) || slices.Contains(a.Identities, role+"/"+name)
+}
+
+// InRegion reports whether a allows callers from region.
+func (a Access) InRegion(region string) bool { return slices.Contains(a.Regions, region) }
 
 // Escrow is the optional officer escrow of each new KEK version: an M-of-N
 // split of the seed among the N officers, each share sealed to one officer.
