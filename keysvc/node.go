@@ -660,6 +660,9 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 	if n.cpNote != nil && n.cpHead == head {
 		return bytes.Clone(n.cpNote), nil
 	}
+	if err := n.state.recordSigned(head); err != nil { // durable before the signature leaves
+		return nil, fmt.Errorf("keysvc: checkpoint: %w", err)
+	}
 	note, err := n.keys.sign(head)
 	if err != nil {
 		return nil, fmt.Errorf("keysvc: checkpoint: %w", err)
