@@ -137,6 +137,9 @@ func Open(cfg Config) (*Node, error) {
 	if cluster != "" && cluster != cfg.Cluster {
 		return fail(fmt.Errorf("keysvc: %s holds the state of cluster %q, not %q", cfg.DataDir, cluster, cfg.Cluster))
 	}
+	if err := checkLayout(n.state, cfg.DataDir); err != nil {
+		return fail(err)
+	}
 	rc := cfg.raftConfig()
 	if rc.VerifyPeer != nil {
 		rc.VerifyPeer = n.verifyMember
