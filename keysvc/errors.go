@@ -78,6 +78,12 @@ var (
 	// good state.
 	ErrStateBroken = errors.New("keysvc: state database failed; restart the node")
 
+	// ErrSnapshotRefused: the state machine refused a raft snapshot that
+	// contradicts what this node applied or signed: its key-op log is not
+	// an extension of the node's log or of the latest checkpoint the node
+	// signed, or it is another cluster's. The state is unchanged.
+	ErrSnapshotRefused = errors.New("keysvc: snapshot refused")
+
 	// ErrClosed: the node is closed.
 	ErrClosed = errors.New("keysvc: node closed")
 )

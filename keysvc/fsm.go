@@ -108,10 +108,21 @@ type stateDB struct {
 	mu     sync.RWMutex // held for writing only while Restore swaps db
 	db     *bbolt.DB
 	broken error // guarded by mu
+
+	// signed is the latest checkpoint this node signed (DataDir/
+	// signed-checkpoint), if hasSigned: no snapshot that contradicts it
+	// is installed. Guarded by signedMu, taken after mu.
+	signedMu  sync.Mutex
+	signed    ledger.Checkpoint
+	hasSigned bool
 }
 
 func openStateDB(dir string, noSync bool, log *slog.Logger, m *counters) (*stateDB, error) {
 	s := &stateDB{path: filepath.Join(dir, stateFile), noSync: noSync, log: log, m: m}
+	var err error
+	if s.signed, s.hasSigned, err = loadSigned(dir); err != nil {
+		return nil, err
+	}
 	db, err := s.openDB(s.path)
 	if err != nil {
 		return nil, err
@@ -840,7 +851,8 @@ func readHead(tx *bbolt.Tx) (stateHead, error) {
 }
 
 // Restore implements raft.StateMachine. The stream (a bbolt file written by
-// Snapshot) goes to a temporary file beside state.db and is checked. Then:
+// Snapshot) goes to a temporary file beside state.db and is checked against
+// the current database and the checkpoint this node signed (judgeSnapshot):
 //
 //   - if the current database already contains the snapshot's state — it
 //     applied at least as far, for the same cluster, and its log extends the
@@ -848,9 +860,13 @@ func readHead(tx *bbolt.Tx) (stateHead, error) {
 //     the restart case: raft restores its latest snapshot at start, and the
 //     database on disk is usually newer; raft then replays the commands after
 //     the snapshot, which Apply skips up to the database's applied index.
-//   - otherwise (a lagging or new node installing the leader's snapshot, or
-//     a database behind or unlike it) the snapshot replaces state.db: rename
-//     over it, sync the directory, reopen.
+//   - if the snapshot is ahead and its log extends both the database's log
+//     and the latest checkpoint this node signed (a lagging or new node
+//     installing the leader's snapshot), it replaces state.db: rename over
+//     it, sync the directory, reopen.
+//   - anything else contradicts what this node applied or signed: it is
+//     refused with an error wrapping ErrSnapshotRefused, counted in
+//     Metrics.SnapshotsRefused, and state.db is left untouched.
 //
 // Committed state at a raft index is the same on every node, so keeping a
 // database that is ahead is as correct as restoring and replaying, and does
@@ -861,42 +877,50 @@ func (s *stateDB) Restore(r io.Reader) error {
 		return fmt.Errorf("keysvc: restore: %w", err)
 	}
 	defer os.Remove(tmp) // no-op once renamed
-	snapHead, snapRoot, err := inspectSnapshot(tmp)
+	snap, snapHead, snapRoot, err := inspectSnapshot(tmp)
 	if err != nil {
 		return fmt.Errorf("keysvc: restore: snapshot: %w", err)
 	}
+	defer snap.Close() // closed before the rename too: a reader's lock would block the reopen
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db != nil && s.broken == nil {
-		keep := false
-		err := s.db.View(func(tx *bbolt.Tx) error {
-			cur, err := readHead(tx)
-			if err != nil {
-				return err
-			}
-			if cur.applied < snapHead.applied || cur.cluster != snapHead.cluster || cur.size < snapHead.size {
-				return nil
-			}
-			root, err := ledger.Root(tx, snapHead.size)
-			if err != nil {
-				return err
-			}
-			keep = root == snapRoot
-			if !keep {
-				s.log.Warn("keysvc: state database diverges from the snapshot's log; replacing it",
-					"snapshot_size", snapHead.size, "db_size", cur.size)
-			}
-			return nil
-		})
-		if err != nil {
-			s.log.Warn("keysvc: cannot compare state database with snapshot; replacing it", "err", err)
+	s.signedMu.Lock()
+	signed, hasSigned := s.signed, s.hasSigned
+	s.signedMu.Unlock()
+	var verdict snapVerdict
+	err = snap.View(func(stx *bbolt.Tx) error {
+		judge := func(cur *bbolt.Tx) (err error) {
+			verdict, err = judgeSnapshot(cur, stx, snapHead, snapRoot, signed, hasSigned)
+			return err
 		}
-		if keep {
-			s.log.Info("keysvc: state database is at or past the snapshot; kept",
+		if s.db == nil {
+			return judge(nil)
+		}
+		err := s.db.View(judge)
+		if err != nil && !errors.Is(err, ErrSnapshotRefused) {
+			// An unreadable database cannot be compared; the signed
+			// checkpoint still is.
+			s.log.Warn("keysvc: cannot compare state database with snapshot; checking the signed checkpoint only", "err", err)
+			return judge(nil)
+		}
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrSnapshotRefused) {
+			s.m.snapshotsRefused.Add(1)
+			s.log.Error("keysvc: snapshot refused; state database unchanged", "err", err,
 				"snapshot_applied", snapHead.applied, "snapshot_log_size", snapHead.size)
-			return nil
 		}
+		return fmt.Errorf("keysvc: restore: %w", err)
+	}
+	if verdict == snapKeep {
+		s.log.Info("keysvc: state database is at or past the snapshot; kept",
+			"snapshot_applied", snapHead.applied, "snapshot_log_size", snapHead.size)
+		return nil
+	}
+	if err := snap.Close(); err != nil {
+		return fmt.Errorf("keysvc: restore: snapshot: %w", err)
 	}
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {
@@ -988,14 +1012,13 @@ func writeStream(path string, r io.Reader) error {
 	return f.Close()
 }
 
-// inspectSnapshot opens a snapshot file read-only and returns its head and
-// log root, checking it is a state database.
-func inspectSnapshot(path string) (stateHead, tlog.Hash, error) {
+// inspectSnapshot opens a snapshot file read-only and returns it with its
+// head and log root, checking it is a state database. The caller closes it.
+func inspectSnapshot(path string) (*bbolt.DB, stateHead, tlog.Hash, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		return stateHead{}, tlog.Hash{}, err
+		return nil, stateHead{}, tlog.Hash{}, err
 	}
-	defer db.Close()
 	var (
 		h    stateHead
 		root tlog.Hash
@@ -1010,7 +1033,11 @@ func inspectSnapshot(path string) (stateHead, tlog.Hash, error) {
 		root, err = ledger.Root(tx, h.size)
 		return err
 	})
-	return h, root, err
+	if err != nil {
+		db.Close()
+		return nil, stateHead{}, tlog.Hash{}, err
+	}
+	return db, h, root, nil
 }
 
 // Reads shared by Node.

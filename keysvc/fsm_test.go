@@ -287,15 +287,17 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatal("lagging node not restored")
 	}
 
-	// A database whose log diverges from the snapshot's is replaced, even if ahead.
+	// A database whose log diverges from the snapshot's is not replaced:
+	// the snapshot is refused (snapguard_test.go has the other refusals).
 	odd := newTestState(t)
 	run(t, odd, cmds[1:3], 1) // genesis and one add, at other indexes
 	run(t, odd, [][]byte{appendCmd(t, t0, "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15")}, 100)
-	if err := odd.Restore(bytes.NewReader(snapNew)); err != nil {
-		t.Fatal(err)
+	oddBefore := digest(t, odd)
+	if err := odd.Restore(bytes.NewReader(snapNew)); !errors.Is(err, ErrSnapshotRefused) {
+		t.Fatalf("divergent snapshot: %v, want ErrSnapshotRefused", err)
 	}
-	if digest(t, odd) != digest(t, src) {
-		t.Fatal("divergent database was kept")
+	if digest(t, odd) != oddBefore || odd.m.snapshotsRefused.Load() != 1 {
+		t.Fatal("divergent snapshot changed the database, or was not counted")
 	}
 
 	// Garbage is refused and the state untouched.

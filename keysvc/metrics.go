@@ -15,6 +15,7 @@ type counters struct {
 	queueDepth, inFlight                     atomic.Int64
 	keyOpDenied, activations, cacheHits      atomic.Uint64
 	sharesReleased, releasesRefused          atomic.Uint64
+	snapshotsRefused                         atomic.Uint64
 	cachedKeys                               atomic.Int64
 }
 
@@ -68,25 +69,26 @@ func (h *histogram) snapshot() Histogram {
 
 func (c *counters) snapshot() Metrics {
 	return Metrics{
-		Appends:         c.appends.Load(),
-		AppendFailures:  c.appendFailures.Load(),
-		Forwarded:       c.forwarded.Load(),
-		Batches:         c.batches.Load(),
-		BatchFailures:   c.batchFailures.Load(),
-		BatchEntries:    c.batchEntries.Load(),
-		BatchSize:       c.batchSize.snapshot(),
-		CommitLatency:   c.commitLatency.snapshot(),
-		Applied:         c.applied.Load(),
-		Rejected:        c.rejected.Load(),
-		Restores:        c.restores.Load(),
-		Checkpoints:     c.checkpoints.Load(),
-		QueueDepth:      int(c.queueDepth.Load()),
-		KeyOpsDenied:    c.keyOpDenied.Load(),
-		Activations:     c.activations.Load(),
-		KeyCacheHits:    c.cacheHits.Load(),
-		SharesRelease:   c.sharesReleased.Load(),
-		ReleasesRefused: c.releasesRefused.Load(),
-		CachedKeys:      int(c.cachedKeys.Load()),
-		InFlight:        int(c.inFlight.Load()),
+		Appends:          c.appends.Load(),
+		AppendFailures:   c.appendFailures.Load(),
+		Forwarded:        c.forwarded.Load(),
+		Batches:          c.batches.Load(),
+		BatchFailures:    c.batchFailures.Load(),
+		BatchEntries:     c.batchEntries.Load(),
+		BatchSize:        c.batchSize.snapshot(),
+		CommitLatency:    c.commitLatency.snapshot(),
+		Applied:          c.applied.Load(),
+		Rejected:         c.rejected.Load(),
+		Restores:         c.restores.Load(),
+		SnapshotsRefused: c.snapshotsRefused.Load(),
+		Checkpoints:      c.checkpoints.Load(),
+		QueueDepth:       int(c.queueDepth.Load()),
+		KeyOpsDenied:     c.keyOpDenied.Load(),
+		Activations:      c.activations.Load(),
+		KeyCacheHits:     c.cacheHits.Load(),
+		SharesRelease:    c.sharesReleased.Load(),
+		ReleasesRefused:  c.releasesRefused.Load(),
+		CachedKeys:       int(c.cachedKeys.Load()),
+		InFlight:         int(c.inFlight.Load()),
 	}
 }

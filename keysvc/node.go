@@ -142,6 +142,9 @@ func Open(cfg Config) (*Node, error) {
 	if cluster != "" && cluster != cfg.Cluster {
 		return fail(fmt.Errorf("keysvc: %s holds the state of cluster %q, not %q", cfg.DataDir, cluster, cfg.Cluster))
 	}
+	if err := checkLayout(n.state, cfg.DataDir); err != nil {
+		return fail(err)
+	}
 	rc := cfg.raftConfig()
 	if rc.VerifyPeer != nil {
 		rc.VerifyPeer = n.verifyMember
@@ -667,6 +670,9 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 	}
 	if n.cpNote != nil && n.cpHead == head {
 		return bytes.Clone(n.cpNote), nil
+	}
+	if err := n.state.recordSigned(head); err != nil { // durable before the signature leaves
+		return nil, fmt.Errorf("keysvc: checkpoint: %w", err)
 	}
 	note, err := n.keys.sign(head)
 	if err != nil {

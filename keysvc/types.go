@@ -188,12 +188,15 @@ type Metrics struct {
 	// acknowledgement, successful ones only.
 	CommitLatency Histogram
 
-	Applied     uint64 // raft commands applied by this node's state machine
-	Rejected    uint64 // of those, rejected (CommandError)
-	Restores    uint64 // snapshots installed into the state database
-	Checkpoints uint64 // checkpoints signed (cache misses)
-	QueueDepth  int    // gauge: appends waiting for a batch
-	InFlight    int    // gauge: batches proposed, not yet answered
+	Applied  uint64 // raft commands applied by this node's state machine
+	Rejected uint64 // of those, rejected (CommandError)
+	Restores uint64 // snapshots installed into the state database
+	// SnapshotsRefused: snapshots refused because they contradict this
+	// node's log or a checkpoint it signed (ErrSnapshotRefused).
+	SnapshotsRefused uint64
+	Checkpoints      uint64 // checkpoints signed (cache misses)
+	QueueDepth       int    // gauge: appends waiting for a batch
+	InFlight         int    // gauge: batches proposed, not yet answered
 
 	KeyOpsDenied  uint64 // key operations refused (and logged as denied)
 	Activations   uint64 // KEK versions this node reconstituted from shares

@@ -53,6 +53,8 @@ type nodeCollector struct {
 	keyOpsDenied, activations, keyCacheHits  *prometheus.Desc
 	sharesReleased, cachedKeys               *prometheus.Desc
 	releasesRefused                          *prometheus.Desc
+
+	snapshotsRefused *prometheus.Desc
 }
 
 func newNodeCollector(svc Service) *nodeCollector {
@@ -85,6 +87,8 @@ func newNodeCollector(svc Service) *nodeCollector {
 		sharesReleased:  d("custos_kek_shares_released_total", "Shares this node released to peers for their activations."),
 		releasesRefused: d("custos_kek_share_releases_refused_total", "Share requests this node refused (each is logged)."),
 		cachedKeys:      d("custos_kek_cached_keys", "Activated KEK versions held in this node's memory."),
+
+		snapshotsRefused: d("custos_state_snapshots_refused_total", "Snapshots refused for contradicting this node's log or a checkpoint it signed."),
 	}
 }
 
@@ -94,6 +98,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.batchSize, c.commitLatency, c.applied, c.rejected, c.restores, c.checkpoints,
 		c.queueDepth, c.inFlight, c.logSize, c.term, c.commitIndex, c.appliedIndex, c.isLeader, c.ready,
 		c.keyOpsDenied, c.activations, c.keyCacheHits, c.sharesReleased, c.cachedKeys, c.releasesRefused,
+		c.snapshotsRefused,
 	} {
 		ch <- d
 	}
@@ -116,6 +121,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.applied, m.Applied)
 	counter(c.rejected, m.Rejected)
 	counter(c.restores, m.Restores)
+	counter(c.snapshotsRefused, m.SnapshotsRefused)
 	counter(c.checkpoints, m.Checkpoints)
 	gauge(c.queueDepth, float64(m.QueueDepth))
 	gauge(c.inFlight, float64(m.InFlight))
