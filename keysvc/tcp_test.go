@@ -28,6 +28,7 @@ type tcpCluster struct {
 	ca    *identity.CA
 	pool  *x509.CertPool
 	nodes []*keysvc.Node
+	certs []tls.Certificate // each node's certificate, with its HSM key
 	mu    sync.Mutex
 	byAPI map[string]*keysvc.Node
 }
@@ -109,12 +110,14 @@ func newTCPCluster(tb testing.TB, n int, gc keysvc.GroupCommit) *tcpCluster {
 		id := fmt.Sprintf("n%d", i)
 		region := keysvctest.Region(id)
 		tok := hsmtest.NewFake()
+		cert := nodeCert(tb, ca, tok, identity.Identity{Cluster: "test", Name: id, Role: identity.RoleNode, Region: region})
+		c.certs = append(c.certs, cert)
 		cfg := keysvc.Config{
 			NodeID: id, Region: region, Cluster: "test",
 			DataDir:        tb.TempDir(),
 			RaftAdvertise:  "127.0.0.1:0",
 			APIAdvertise:   keysvctest.APIAddr(id),
-			Certificate:    nodeCert(tb, ca, tok, identity.Identity{Cluster: "test", Name: id, Role: identity.RoleNode, Region: region}),
+			Certificate:    cert,
 			CAs:            c.pool,
 			Token:          tok,
 			AllowedRegions: []string{"DE", "FR", "NL"},
@@ -264,7 +267,8 @@ func TestOpenChecksCertificateIdentity(t *testing.T) {
 
 // TestRaftPortRefusesNonMembers: the raft port (both its ALPNs) accepts a
 // node certificate of the cluster CA only if it names a current member and
-// is the certificate registered for it. A minted certificate for a
+// is the certificate registered for it, and refuses it once the node is
+// removed. A minted certificate for a
 // non-member id, and a second certificate for a member's id, are refused at
 // the handshake; the log is unchanged afterwards.
 func TestRaftPortRefusesNonMembers(t *testing.T) {
@@ -292,9 +296,7 @@ func TestRaftPortRefusesNonMembers(t *testing.T) {
 	twin := nodeCert(t, c.ca, hsmtest.NewFake(), identity.Identity{Cluster: "test", Name: "n3", Role: identity.RoleNode, Region: "NL"})
 	for _, alpn := range []string{"custos-raft/1", "custos-peer/1"} {
 		for name, cert := range map[string]tls.Certificate{"non-member n9": stranger, "second certificate for n3": twin} {
-			err := dial(cert, alpn)
-			var ne net.Error
-			if err == nil || errors.As(err, &ne) && ne.Timeout() {
+			if err := dial(cert, alpn); err == nil || isTimeout(err) {
 				t.Errorf("%s on %s: accepted (%v)", name, alpn, err)
 			}
 		}
@@ -303,7 +305,26 @@ func TestRaftPortRefusesNonMembers(t *testing.T) {
 	if after.Size != before.Size || after.Hash != before.Hash {
 		t.Errorf("log changed: %+v -> %+v", before, after)
 	}
+	// n3's own certificate works while it is a member, and is refused on
+	// both ALPNs once it is removed (its identity is revoked with it).
+	if err := dial(c.certs[2], "custos-peer/1"); err == nil || !isTimeout(err) {
+		t.Errorf("member n3 on the peer channel: %v, want an open connection", err)
+	}
+	if err := c.nodes[0].RemoveNode(ctxT(t, 10*time.Second), "n3", keysvctest.Operator); err != nil {
+		t.Fatal(err)
+	}
+	keysvctest.WaitFor(t, "n2 to apply the removal", func() bool { return !c.nodes[1].IsMember("n3") })
+	for _, alpn := range []string{"custos-raft/1", "custos-peer/1"} {
+		if err := dial(c.certs[2], alpn); err == nil || isTimeout(err) {
+			t.Errorf("removed n3 on %s: accepted (%v)", alpn, err)
+		}
+	}
 	if st := c.nodes[1].Status(); st.Raft.TLSRejected == 0 {
 		t.Errorf("refused handshakes not counted: %+v", st.Raft)
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
