@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -235,7 +236,10 @@ func TestUnwrapFailsClosed(t *testing.T) {
 
 // benchKEK makes a 3-node in-memory cluster with KEK "k" (agents, DE,
 // activation TTL 1 minute) for the key-operation benchmarks.
-func benchKEK(b *testing.B) *keysvc.Node {
+func benchKEK(b *testing.B) *keysvc.Node { return benchKEKTTL(b, time.Minute) }
+
+// benchKEKTTL is benchKEK with the KEK's activation TTL.
+func benchKEKTTL(b *testing.B, ttl time.Duration) *keysvc.Node {
 	c := keysvctest.NewCluster(b, 3, keysvctest.Options{})
 	n := c.Leader()
 	signers := map[string]*officer.Signer{}
@@ -255,7 +259,7 @@ func benchKEK(b *testing.B) *keysvc.Node {
 	}
 	id, _ := ceremony.NewID(rand.Reader)
 	now := time.Now()
-	p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: "k", Policy: keyOpPolicy(time.Minute)},
+	p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: "k", Policy: keyOpPolicy(ttl)},
 		Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: n.Status().StateVersion}
 	raw, _ := p.Marshal()
 	sign := func(name string) []byte {
@@ -312,6 +316,32 @@ func BenchmarkUnwrap(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkActivation: unwraps under a KEK with activation TTL 0, so each
+// one activates: the kek.activate entry with the signed request, a peer's
+// checks and kek.release, the share sealed to this node's KEM key and
+// opened, reconstitution, the unwrap and its entry.
+func BenchmarkActivation(b *testing.B) {
+	n := benchKEKTTL(b, 0)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := n.Wrap(context.Background(), agentDE, "k", c, make([]byte, 32), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, par := range []int{1, 16} {
+		b.Run(fmt.Sprintf("p%d", par), func(b *testing.B) {
+			b.SetParallelism(par)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := n.Unwrap(context.Background(), agent.Unwrap("k", w.Blob, c), "k", c, w.Blob, ""); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkUnwrapBatch100: batches of 100 unwraps (one log entry each);
