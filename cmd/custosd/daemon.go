@@ -127,7 +127,10 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 		return fmt.Errorf("api listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           httpapi.New(node, httpapi.Options{Logger: log, ClientCAs: serverTLS.ClientCAs}),
+		// No Options.ClientCAs: request signatures are checked against the
+		// root that verified the connection (serverTLS.ClientCAs), so the
+		// handshake's chain check serves them and is not done twice.
+		Handler:           httpapi.New(node, httpapi.Options{Logger: log}),
 		TLSConfig:         serverTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,

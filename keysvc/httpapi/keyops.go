@@ -161,7 +161,13 @@ func (a *api) verifySignature(r *http.Request, want reqsig.Request) (keysvc.Call
 		return caller, err
 	}
 	s := reqsig.Signed{Message: msg, Signature: sig, Cert: r.TLS.PeerCertificates[0].Raw}
-	v, err := s.Verify(reqsig.Options{Cluster: c.id.Cluster, Roots: a.clientCAs(r), Now: time.Now()})
+	o := reqsig.Options{Cluster: c.id.Cluster, Roots: a.clientCAs(r), Now: time.Now()}
+	if a.clientRoots == nil {
+		// The roots are those the TLS handshake verified this very
+		// certificate against: only the signature is left to check.
+		o.Leaf = r.TLS.PeerCertificates[0]
+	}
+	v, err := s.Verify(o)
 	if err != nil {
 		return caller, err
 	}

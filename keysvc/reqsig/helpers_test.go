@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func parsePair(t *testing.T, certPEM, keyPEM []byte) (leaf *x509.Certificate, key crypto.Signer) {
+func parsePair(t testing.TB, certPEM, keyPEM []byte) (leaf *x509.Certificate, key crypto.Signer) {
 	t.Helper()
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {

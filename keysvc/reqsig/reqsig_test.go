@@ -14,7 +14,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
-func signed(t *testing.T, ca *identity.CA, id identity.Identity, r reqsig.Request) reqsig.Signed {
+func signed(t testing.TB, ca *identity.CA, id identity.Identity, r reqsig.Request) reqsig.Signed {
 	t.Helper()
 	certPEM, keyPEM, err := ca.Issue(id, identity.IssueOptions{})
 	if err != nil {
@@ -166,4 +166,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("DecodeHeader→EncodeHeader does not round-trip %q", b)
 		}
 	})
+}
+
+// BenchmarkVerify: a request's checks with the chain (a peer's case) and
+// with a leaf the TLS handshake verified (the API's case).
+func BenchmarkVerify(b *testing.B) {
+	ca, _ := identity.NewCA("c1", time.Hour)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	r := reqsig.Request{Cluster: "c1", Op: reqsig.OpUnwrap, KEKID: "k1", Version: 1, RequestID: reqsig.NewRequestID(), Time: time.Now().Unix()}
+	s := signed(b, ca, identity.Identity{Cluster: "c1", Name: "a1", Role: identity.RoleAgent, Region: "DE"}, r)
+	leaf, _ := x509.ParseCertificate(s.Cert)
+	for _, bc := range []struct {
+		name string
+		leaf *x509.Certificate
+	}{{"chain", nil}, {"leaf", leaf}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Verify(reqsig.Options{Cluster: "c1", Roots: roots, Now: time.Now(), Leaf: bc.leaf}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
