@@ -419,7 +419,14 @@ func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKV
 // revocations and this node's wall clock (the client's clock is a wall
 // clock too; Config.Now is the clock of entry times).
 func (n *Node) verifyRequest(s reqsig.Signed) (reqsig.Verified, error) {
-	return s.Verify(reqsig.Options{Cluster: n.cfg.Cluster, Roots: n.cfg.CAs, Now: time.Now(), Revoked: n.revokedClient})
+	now := time.Now()
+	o := reqsig.Options{Cluster: n.cfg.Cluster, Roots: n.cfg.CAs, Now: now, Revoked: n.revokedClient}
+	o.Leaf = n.verifiedCerts.get(s.Cert, now) // a certificate whose chain checked out recently
+	v, err := s.Verify(o)
+	if err == nil && o.Leaf == nil {
+		n.verifiedCerts.put(v.Certificate, now)
+	}
+	return v, err
 }
 
 // activationFits checks that a signed request may activate version ver of
@@ -452,10 +459,6 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	if err := n.checkOpen(); err != nil {
 		return ReleaseResponse{}, err
 	}
-	// One release decision at a time, so that "not released before" holds
-	// from the check to the commit.
-	n.releaseMu.Lock()
-	defer n.releaseMu.Unlock()
 	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, Node: n.cfg.NodeID, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
 		Details: map[string]string{"activation": strconv.FormatUint(req.Activation, 10), "to": from}}
 	if wrapkey.ValidateKEKID(req.KEKID) != nil {
@@ -473,6 +476,13 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	if from == n.cfg.NodeID {
 		return refuse(CodeReleaseToSelf, "a node opens its own share locally, never over the network")
 	}
+	// One decision per activation at a time, so that "not released
+	// before" holds from the check to the commit; a concurrent second
+	// request for the same activation is a duplicate.
+	if _, busy := n.releasing.LoadOrStore(req.Activation, struct{}{}); busy {
+		return refuse(CodeReleaseDuplicate, "a release for activation %d is already in progress here", req.Activation)
+	}
+	defer n.releasing.Delete(req.Activation)
 	if err := n.waitLogged(ctx, req.Activation); err != nil {
 		return refuse(CodeReleaseNotCaughtUp, "this node has not applied log entry %d yet; retry", req.Activation)
 	}
@@ -502,20 +512,23 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 			firstAt, firstOK = activationOf(tx, act.Actor.CertFingerprint, act.RequestID)
 		}
 		_, dup = releaseOf(tx, req.Activation, n.cfg.NodeID)
-		k, found, err := getKEK(tx, req.KEKID)
-		if err != nil || !found {
-			return err
-		}
-		v, ok := k.Version(req.Version)
-		if !ok {
-			return nil
-		}
-		pol, kv = k.Policy, v
-		pub, err = v.Public(k.ID)
-		return err
+		dup = dup || n.released.has(req.Activation)
+		return nil
 	})
 	if err != nil {
 		return ReleaseResponse{}, err
+	}
+	// The KEK record as of the state just read (the cache is dropped at
+	// every applied change of a KEK).
+	if k, found, err := n.cachedKEK(req.KEKID); err != nil {
+		return ReleaseResponse{}, err
+	} else if found {
+		if v, ok := k.Version(req.Version); ok {
+			pol, kv = k.Policy, v
+			if pub, err = v.Public(k.ID); err != nil {
+				return ReleaseResponse{}, err
+			}
+		}
 	}
 	if !member || toKEM == nil {
 		return refuse(CodeReleaseNotMember, "node %q is not a current member with a KEM key", from)
@@ -575,15 +588,12 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	if !ok {
 		return refuse(CodeReleaseNoShare, "this node holds no share of kek %q v%d", req.KEKID, req.Version)
 	}
-	// The release is committed before the share leaves, and applied here
-	// before the next decision (releaseMu), which then sees it.
-	ri, err := n.Append(ctx, e)
-	if err != nil {
+	// The release is committed before the share leaves, and remembered
+	// here until the state machine's index surely has it.
+	if _, err := n.Append(ctx, e); err != nil {
 		return ReleaseResponse{}, err
 	}
-	if err := n.waitLogged(ctx, ri); err != nil {
-		return ReleaseResponse{}, fmt.Errorf("keysvc: release %d committed but not applied here: %w", ri, err)
-	}
+	n.released.record(req.Activation)
 	sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
 	if err != nil {
 		return ReleaseResponse{}, err

@@ -67,7 +67,9 @@ type Node struct {
 	escrow        escrowShares
 	dealMu        sync.Mutex    // serialises approvals on the leader (see ceremonyCommand)
 	kc            keyCache      // activated KEK versions
-	releaseMu     sync.Mutex    // one share release decision at a time (see ReleaseShare)
+	releasing     sync.Map      // activation index -> struct{}: releases being decided (see ReleaseShare)
+	released      releasedSet   // activations this node released for lately
+	verifiedCerts certCache     // client certificates whose chain verified lately
 	kekRecs       kekCache      // decoded KEK records for key operations
 	dealings      sync.Map      // HSM label -> id of the dealing this node last sealed under it
 	kekWake       chan struct{} // a KEK changed: reconcile HSM keys with the state
