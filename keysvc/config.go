@@ -54,7 +54,10 @@ type Config struct {
 
 	// Certificate is the node's certificate (role node, this NodeID, Region
 	// and Cluster in its identity URI) from the cluster CA, with its private
-	// key; CAs is the cluster CA pool. Required unless Raft.Memory is set.
+	// key (a signer in the node's HSM: TLSSigner); CAs is the cluster CA
+	// pool, which also checks the certificates of clients' signed requests
+	// (without it no activation is possible). Required unless Raft.Memory
+	// is set.
 	Certificate tls.Certificate
 	CAs         *x509.CertPool
 
