@@ -72,8 +72,9 @@
 // delay). It returns only once the command is committed by a quorum and
 // applied: any error means the entry must be treated as not logged
 // (ErrNoQuorum: outcome unknown; *NotLeaderError, ErrClosed: not proposed).
-// A follower forwards its batches to the leader through a Forwarder (the
-// HTTP layer's mutual-TLS client, calling AppendBatch on the leader).
+// A follower forwards its batches to the leader through its Forwarder: the
+// peer channel (keysvc/peer on the raft listener's custos-peer/1 ALPN),
+// whose leader end checks them (CheckForwarded) and calls AppendBatch.
 //
 // # Errors
 //

@@ -1,5 +1,6 @@
 // Node: one Custos cluster member — its keys, replicated state, raft, the
-// group-commit batcher — and the API the HTTP layer and custosd use.
+// group-commit batcher, the peer channel — and the API the HTTP layer and
+// custosd use.
 
 package keysvc
 
@@ -32,15 +33,14 @@ import (
 // and still call itself ready.
 const readyLag = 1024
 
-// Forwarder sends a follower's batch of entries to the leader, whose API is
-// at leaderAPI, and returns the index of the first entry once the leader
-// reports them committed. The HTTP layer implements it over mutual TLS
-// (node certificates only) and calls AppendBatch on the leader. It must
-// return an error unless the leader confirmed the commit.
-//
-// It is also the node's channel to its peers for KEK custody: SealShare and
-// DiscardShare reach the node at peerAPI (Node.SealShare, Node.DiscardShare
-// there), ForwardAttest the leader (Node.Attest).
+// Forwarder is the node's channel to its peers, which are named by their
+// API address (the node table's key for them). ForwardAppend sends a
+// follower's batch of entries to the leader and returns the index of the
+// first entry once the leader reports them committed; it must return an
+// error unless the leader confirmed the commit. SealShare, DiscardShare and
+// ReleaseShare reach a peer (Node.SealShare, DiscardShare, ReleaseShare
+// there), ForwardAttest the leader (Node.Attest). Open sets it to the peer
+// channel (peerchannel.go); tests may set another (SetForwarder).
 type Forwarder interface {
 	ForwardAppend(ctx context.Context, leaderAPI string, entries []ledger.Entry) (first uint64, err error)
 	SealShare(ctx context.Context, peerAPI string, req SealRequest) (SealResponse, error)

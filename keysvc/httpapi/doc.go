@@ -1,10 +1,10 @@
 // Package httpapi is a Custos node's HTTP API: a chi router, its handlers,
-// the one mapping from errors to statuses and codes, Prometheus metrics,
-// and the Forwarder that carries a follower's log appends to the leader.
+// the one mapping from errors to statuses and codes, and Prometheus
+// metrics. Nodes talk to each other on the peer channel (keysvc/peer on the
+// raft listener), never through this API.
 //
 //	h := httpapi.New(node, httpapi.Options{Logger: log})
 //	srv := &http.Server{Handler: h, TLSConfig: serverTLS} // from identity.ServerConfig
-//	node.SetForwarder(httpapi.NewForwarder(clientTLS))   // from identity.ClientConfig
 //
 // The handlers depend on [Service], the few node methods they call, so
 // tests run them against a fake (package httpapitest).
@@ -94,7 +94,7 @@
 // no node holds a request open on another's behalf; client.Client follows
 // the redirect once, and curl does with -L. When no leader is known the
 // answer is 503 no_leader. The canary is served by any node: a follower's
-// keysvc forwards its append through the Forwarder.
+// keysvc forwards its append over the peer channel.
 //
 // # Ceremonies
 //
