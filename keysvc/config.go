@@ -251,6 +251,21 @@ func checkAPIAddr(s string) error {
 	return nil
 }
 
+// forwardTimeout bounds one forward of a follower's entries to the leader:
+// twice the election timeout (1 s by default, raft's default heartbeat
+// timeout). A leader that has not answered by then is presumed paused or
+// partitioned; the followers elect another within about that time.
+func (c Config) forwardTimeout() time.Duration {
+	el := c.Raft.ElectionTimeout
+	if el == 0 {
+		el = c.Raft.HeartbeatTimeout
+	}
+	if el == 0 {
+		el = time.Second
+	}
+	return 2 * el
+}
+
 // raftConfig is the raft package configuration for c (already defaulted).
 func (c Config) raftConfig() raft.Config {
 	r := c.Raft

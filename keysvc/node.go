@@ -627,11 +627,25 @@ func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq)
 			for _, r := range reqs {
 				entries = append(entries, r.entries...)
 			}
-			n.m.forwarded.Add(uint64(len(entries)))
-			first, err := f.ForwardAppend(ctx, api, entries)
+			first, err := n.forwardOnce(ctx, f, api, entries, changed)
+			if errors.Is(err, ErrNotLeader) && ctx.Err() == nil {
+				// Nothing reached that leader: send again, to the next
+				// leader or to this one if it answers again, within ctx.
+				retry := time.NewTimer(100 * time.Millisecond)
+				select {
+				case <-changed:
+					retry.Stop()
+					continue
+				case <-retry.C:
+					continue
+				case <-ctx.Done():
+					retry.Stop()
+				}
+			}
 			if err != nil {
 				return 0, fmt.Errorf("keysvc: forward %d entries to leader %q: %w", len(entries), id, err)
 			}
+			n.m.forwarded.Add(uint64(len(entries)))
 			return first, nil
 		}
 		select {
@@ -640,6 +654,33 @@ func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq)
 			return 0, ctxDone(ctx, "no leader known to forward to")
 		}
 	}
+}
+
+// forwardOnce sends entries to the leader at api, giving up as soon as this
+// node learns of another leader (changed closes) or after forwardTimeout:
+// a paused or partitioned leader then costs the entries in flight, not
+// every append until the client's deadline. A forward that reached the old
+// leader ends in ErrNoQuorum (it may still commit); one that did not, in
+// ErrNotLeader (it did not happen).
+func (n *Node) forwardOnce(ctx context.Context, f Forwarder, api string, entries []ledger.Entry, changed <-chan struct{}) (uint64, error) {
+	fctx, cancel := context.WithTimeout(ctx, n.cfg.forwardTimeout())
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-stop:
+		}
+	}()
+	first, err := f.ForwardAppend(fctx, api, entries)
+	if err != nil && ctx.Err() == nil && fctx.Err() != nil && !errors.Is(err, ErrNotLeader) {
+		// The forward's own bound, not the caller's deadline: %v keeps
+		// its context error out of the chain.
+		return 0, fmt.Errorf("%w: the leader did not answer before a new one was known or within %s: %v", ErrNoQuorum, n.cfg.forwardTimeout(), err)
+	}
+	return first, err
 }
 
 // Checkpoint returns a signed checkpoint of the whole log: the c2sp

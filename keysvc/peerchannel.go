@@ -269,6 +269,10 @@ func (f *peerForwarder) call(ctx context.Context, api, name string, req, resp an
 		return fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
 	case "", peerNoQuorum, peerInternalErr:
 		if name == callAppend {
+			if !pe.Sent {
+				// Nothing reached the leader: not appended, safe to retry.
+				return fmt.Errorf("%w: leader %s not reached: %w", ErrNotLeader, id, err)
+			}
 			// The leader may have proposed the batch: the outcome is unknown.
 			return fmt.Errorf("%w: %w", ErrNoQuorum, err)
 		}

@@ -52,6 +52,10 @@ type Options struct {
 	Configure func(*keysvc.Config)
 	// NoForwarder leaves nodes without a Forwarder.
 	NoForwarder bool
+	// Paused makes an isolated node behave as a paused process towards the
+	// in-process Forwarder: a forward to it hangs until its context ends,
+	// instead of failing at once.
+	Paused bool
 	// PeerChannel keeps each node's own peer channel (keysvc/peer over the
 	// in-memory raft network, where each node shows its own id) instead of
 	// the in-process Forwarder.
@@ -379,7 +383,12 @@ func (f *forwarder) ForwardAppend(ctx context.Context, leaderAPI string, entries
 		}
 	}
 	cut := f.c.isolated[f.from] || f.c.isolated[targetID]
+	paused := f.c.opts.Paused && f.c.isolated[targetID] && !f.c.isolated[f.from]
 	f.c.mu.Unlock()
+	if paused {
+		<-ctx.Done() // sent, and never answered
+		return 0, fmt.Errorf("%w: %s: %w", keysvc.ErrNoQuorum, leaderAPI, ctx.Err())
+	}
 	if target == nil || cut {
 		return 0, fmt.Errorf("%w: %s", ErrUnreachable, leaderAPI)
 	}

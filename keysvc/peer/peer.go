@@ -21,8 +21,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +53,10 @@ type Error struct {
 	Message string
 	// LeaderID and LeaderAddr: where the leader is, for not-leader answers.
 	LeaderID, LeaderAddr string
+	// Sent reports whether the call reached the other node's connection:
+	// false when it was never written (the node could not be dialled), so
+	// it certainly had no effect there.
+	Sent bool
 }
 
 func (e *Error) Error() string {
@@ -227,28 +233,32 @@ func (c *Client) Call(ctx context.Context, id, addr, name string, body, out any)
 		return fmt.Errorf("peer: %s: %w", name, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.Store(true) },
+	}))
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &Error{Node: id, Message: fmt.Sprintf("%s: %v", name, err)}
+		return &Error{Node: id, Message: fmt.Sprintf("%s: %v", name, err), Sent: sent.Load()}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	defer clear(b)
 	if err != nil || len(b) > MaxBody {
-		return &Error{Node: id, Message: fmt.Sprintf("%s: reading the answer: %v", name, err)}
+		return &Error{Node: id, Message: fmt.Sprintf("%s: reading the answer: %v", name, err), Sent: true}
 	}
 	if resp.StatusCode != http.StatusOK {
 		var eb errorBody
 		if json.Unmarshal(b, &eb) != nil || eb.Code == "" {
 			eb.Code, eb.Message = "internal", fmt.Sprintf("HTTP %d", resp.StatusCode)
 		}
-		return &Error{Node: id, Code: eb.Code, Message: eb.Message, LeaderID: eb.LeaderID, LeaderAddr: eb.LeaderAddr}
+		return &Error{Node: id, Code: eb.Code, Message: eb.Message, LeaderID: eb.LeaderID, LeaderAddr: eb.LeaderAddr, Sent: true}
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return &Error{Node: id, Code: "internal", Message: fmt.Sprintf("%s: malformed answer: %v", name, err)}
+		return &Error{Node: id, Code: "internal", Message: fmt.Sprintf("%s: malformed answer: %v", name, err), Sent: true}
 	}
 	return nil
 }

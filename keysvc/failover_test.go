@@ -1,0 +1,91 @@
+package keysvc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/keysvctest"
+)
+
+// TestPausedLeaderCostsAnElection: a leader that stops answering (paused,
+// not dead: forwards to it hang) holds a follower's appends only until the
+// follower learns of the next leader, not until the clients' deadline.
+// Appends in flight end with ErrNoQuorum (they reached the old leader);
+// the next ones commit through the new leader. The clients' deadline here
+// is 30 s, so an append that waited for it would show.
+func TestPausedLeaderCostsAnElection(t *testing.T) {
+	c := keysvctest.NewCluster(t, 3, keysvctest.Options{Paused: true, Configure: func(cfg *keysvc.Config) {
+		cfg.AppendTimeout = 30 * time.Second
+	}})
+	leader := c.Leader()
+	var fol *keysvc.Node
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if n := c.Node(id); n != nil && n != leader {
+			fol = n
+			break
+		}
+	}
+	// Load through the follower.
+	var (
+		mu       sync.Mutex
+		inflight []error
+		wg       sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := fol.Append(ctx, entry(fmt.Sprintf("load-%d-%d", w, i)))
+				cancel()
+				if err != nil {
+					mu.Lock()
+					inflight = append(inflight, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	paused := time.Now()
+	c.Isolate(leader.Info().ID)
+	// The first append through the follower that commits after the pause.
+	var back time.Duration
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := fol.Append(ctx, entry("probe"))
+		cancel()
+		if err == nil {
+			back = time.Since(paused)
+			break
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("an append waited for the client's deadline: %v", err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	c.Heal()
+	t.Logf("paused leader %s: appends through %s committed again after %v", leader.Info().ID, fol.Info().ID, back.Round(time.Millisecond))
+	for _, err := range inflight {
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("an append in flight waited for the client's deadline: %v", err)
+		}
+		if !errors.Is(err, keysvc.ErrNoQuorum) && !errors.Is(err, keysvc.ErrNotLeader) {
+			var nl *keysvc.NotLeaderError
+			if !errors.As(err, &nl) {
+				t.Errorf("an append in flight failed with %v, want no_quorum (outcome unknown) or no_leader", err)
+			}
+		}
+	}
+}
