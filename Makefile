@@ -95,7 +95,7 @@ test-long: deps
 # The key-op phase (unwrap, wrap, datakey at concurrency 1, 8, 32, then batch unwrap of 100) runs
 # KEYOPS_DURATION per point and writes its figures to BENCH_RESULTS (JSON) as well.
 BENCH_DIR      ?=
-BENCH_ARGS     ?= --concurrency 1,32,256 --duration 10s --warmup 2s --failovers 3
+BENCH_ARGS     ?= --concurrency 1,32,256 --duration 10s --warmup 2s --failovers 3 --pauses 3
 KEYOPS_DURATION ?= 20s
 BENCH_RESULTS  ?= $(CURDIR)/bench-results/keyops.json
 KEYOPS_ARGS    ?= --keyops --keyops-concurrency 1,8,32 --keyops-duration $(KEYOPS_DURATION) --batch-size 100 --results $(BENCH_RESULTS)
@@ -116,7 +116,7 @@ bench: deps
 # The key-op phase alone, on a fresh cluster (~4 min at the default KEYOPS_DURATION).
 bench-keyops: deps
 	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
-	@$(bench_cluster); bin/custos dev bench --dir "$$dir" --concurrency none --failovers 0 $(KEYOPS_ARGS)
+	@$(bench_cluster); bin/custos dev bench --dir "$$dir" --concurrency none --failovers 0 --pauses 0 $(KEYOPS_ARGS)
 
 # Backup and restore throughput and peak RSS of custos backup run|restore (local target) on a
 # generated BACKUP_BENCH_MB corpus, beside tar | zstd -1 | age and restic, with the targets.
@@ -131,8 +131,8 @@ bench-backup: deps
 bench-rss: deps
 	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
 	@$(bench_cluster); \
-	bin/custos dev bench --dir "$$dir" --failovers 0 --fill 1000000; \
-	bin/custos dev bench --dir "$$dir" --failovers 0 --fill 5000000
+	bin/custos dev bench --dir "$$dir" --failovers 0 --pauses 0 --fill 1000000; \
+	bin/custos dev bench --dir "$$dir" --failovers 0 --pauses 0 --fill 5000000
 
 # KEEP=1 leaves the demo cluster running.
 demo: deps tools build

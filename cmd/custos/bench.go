@@ -64,6 +64,7 @@ type benchOptions struct {
 	duration        time.Duration
 	warmup          time.Duration
 	failovers       int
+	pauses          int
 	failoverTimeout time.Duration
 	fill            uint64
 	fillConc        int
@@ -80,6 +81,7 @@ func devBench(ctx context.Context, stdout io.Writer, args []string) error {
 	fset.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each load level")
 	fset.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each load level (connections, caches)")
 	fset.IntVar(&o.failovers, "failovers", 3, "kill -9 the leader this many times, restarting it after each; 0 skips the phase")
+	fset.IntVar(&o.pauses, "pauses", 3, "pause the leader (SIGSTOP) this many times, resuming it (SIGCONT) after each; 0 skips the phase")
 	fset.DurationVar(&o.failoverTimeout, "failover-timeout", 60*time.Second, "bound on each failover round's wait for a new leader and an acknowledged append")
 	fill := fset.Uint64("fill", 0, "append until the log holds this many entries, then report each node's RSS and disk use; 0 skips the phase")
 	fset.IntVar(&o.fillConc, "fill-concurrency", 256, "concurrent appenders of the fill phase")
@@ -115,8 +117,8 @@ func devBench(ctx context.Context, stdout io.Writer, args []string) error {
 	switch {
 	case o.duration <= 0 || o.warmup < 0 || o.timeout <= 0 || o.failoverTimeout <= 0:
 		return errors.New("--duration, --timeout and --failover-timeout must be positive, --warmup not negative")
-	case o.failovers < 0:
-		return errors.New("--failovers must not be negative")
+	case o.failovers < 0 || o.pauses < 0:
+		return errors.New("--failovers and --pauses must not be negative")
 	case o.fillConc < 1 || o.fillConc > benchMaxConc:
 		return fmt.Errorf("--fill-concurrency must be 1 to %d", benchMaxConc)
 	case o.keyOps.duration <= 0:
@@ -219,6 +221,7 @@ type (
 		Load     []loadResult    `json:"load,omitempty"`
 		KeyOps   *keyOpsResult   `json:"key_ops,omitempty"`
 		Failover *failoverResult `json:"failover,omitempty"`
+		Pause    *failoverResult `json:"pause,omitempty"`
 	}
 	hostInfo struct {
 		CPUs         int    `json:"cpus"`
@@ -348,10 +351,17 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 		}
 	}
 	if b.o.failovers > 0 {
-		fr, err := b.failoverPhase(ctx)
+		fr, err := b.failoverPhase(ctx, killLeader)
 		rep.Failover = fr
 		if err != nil {
 			return finish(fmt.Errorf("failover: %w", err))
+		}
+	}
+	if b.o.pauses > 0 {
+		pr, err := b.failoverPhase(ctx, pauseLeader)
+		rep.Pause = pr
+		if err != nil {
+			return finish(fmt.Errorf("pause: %w", err))
 		}
 	}
 	return finish(nil)
@@ -540,11 +550,30 @@ func (b *bench) loadLevel(ctx context.Context, cl *client.Client, n int) (loadRe
 	return r, nil
 }
 
-// failoverPhase kills the leader o.failovers times.
-func (b *bench) failoverPhase(ctx context.Context) (*failoverResult, error) {
+// How a failover round takes the leader away.
+type leaderFault int
+
+const (
+	killLeader  leaderFault = iota // kill -9, then restart
+	pauseLeader                    // SIGSTOP: alive but silent, then SIGCONT
+)
+
+func (f leaderFault) String() string {
+	if f == pauseLeader {
+		return "pause (SIGSTOP)"
+	}
+	return "kill -9"
+}
+
+// failoverPhase kills (o.failovers times) or pauses (o.pauses times) the leader.
+func (b *bench) failoverPhase(ctx context.Context, fault leaderFault) (*failoverResult, error) {
 	res := &failoverResult{}
-	for i := 1; i <= b.o.failovers; i++ {
-		r, err := b.failoverRound(ctx, i)
+	rounds := b.o.failovers
+	if fault == pauseLeader {
+		rounds = b.o.pauses
+	}
+	for i := 1; i <= rounds; i++ {
+		r, err := b.failoverRound(ctx, i, rounds, fault)
 		res.Rounds = append(res.Rounds, r)
 		if err != nil {
 			return res, err
@@ -561,16 +590,24 @@ func (b *bench) failoverPhase(ctx context.Context) (*failoverResult, error) {
 	return res, nil
 }
 
-// failoverRound kills the leader under a light append load, times the
-// recovery and restarts the node. A round that times out is recorded with
-// its error; only a failure to restart the node stops the phase.
-func (b *bench) failoverRound(ctx context.Context, round int) (failoverRound, error) {
+// failoverRound kills or pauses the leader under a light append load, times
+// the recovery and restarts (or resumes) the node. A round that times out is
+// recorded with its error; only a failure to bring the node back stops the
+// phase.
+func (b *bench) failoverRound(ctx context.Context, round, rounds int, fault leaderFault) (failoverRound, error) {
 	r := failoverRound{Round: round}
 	leader, eps, err := b.leader(ctx)
 	if err != nil {
 		return r, err
 	}
 	r.Killed = leader
+	if fault == pauseLeader {
+		// A paused node accepts connections and never answers: its own
+		// clients wait for their timeout whatever the cluster does. The
+		// figure that counts is the followers': their appends travel to the
+		// leader over the peer channel.
+		eps = eps[1:]
+	}
 	bg, err := b.operator(eps, 2*time.Second, bgAppenders)
 	if err != nil {
 		return r, err
@@ -606,11 +643,15 @@ func (b *bench) failoverRound(ctx context.Context, round int) (failoverRound, er
 	sleepCtx(ctx, 500*time.Millisecond)
 
 	r.AcksBefore = int(acksBefore.Load())
-	b.logf("failover %d/%d: kill -9 leader %s (pid %d) under %d background appenders (%d acknowledged so far)",
-		round, b.o.failovers, leader, b.c.Node(leader).PID, bgAppenders, r.AcksBefore)
+	b.logf("%s %d/%d: leader %s (pid %d) under %d background appenders (%d acknowledged so far)",
+		fault, round, rounds, leader, b.c.Node(leader).PID, bgAppenders, r.AcksBefore)
 	kill := time.Now()
 	killedAt.Store(kill.UnixNano())
-	if err := b.c.Kill(leader); err != nil {
+	if fault == pauseLeader {
+		if err := b.c.Signal(leader, syscall.SIGSTOP); err != nil {
+			return r, err
+		}
+	} else if err := b.c.Kill(leader); err != nil {
 		return r, err
 	}
 
@@ -626,32 +667,36 @@ func (b *bench) failoverRound(ctx context.Context, round int) (failoverRound, er
 	case lerr != nil:
 		r.Error = "no new leader: " + lerr.Error()
 	case a == 0:
-		r.Error = fmt.Sprintf("no append acknowledged within %v of the kill", b.o.failoverTimeout)
+		r.Error = fmt.Sprintf("no append acknowledged within %v of the %s", b.o.failoverTimeout, fault)
 	default:
 		r.FirstAckMs = ms(time.Duration(a - kill.UnixNano()))
 	}
 	stopBG()
 	wg.Wait()
 	if r.Error == "" {
-		b.logf("failover %d/%d: %s named leader after %.0fms; first append acknowledged after %.0fms",
-			round, b.o.failovers, r.NewLeader, r.LeaderMs, r.FirstAckMs)
+		b.logf("%s %d/%d: %s named leader after %.0fms; first append acknowledged after %.0fms",
+			fault, round, rounds, r.NewLeader, r.LeaderMs, r.FirstAckMs)
 	} else {
-		b.logf("failover %d/%d: %s", round, b.o.failovers, r.Error)
+		b.logf("%s %d/%d: %s", fault, round, rounds, r.Error)
 	}
 
-	// Restart it even if the bench is being interrupted: leave the cluster whole.
+	// Bring it back even if the bench is being interrupted: leave the cluster whole.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), rejoinTimeout)
 	defer rcancel()
 	restart := time.Now()
-	if err := b.c.Start(leader); err != nil {
+	if fault == pauseLeader {
+		if err := b.c.Signal(leader, syscall.SIGCONT); err != nil {
+			return r, fmt.Errorf("resume %s: %w", leader, err)
+		}
+	} else if err := b.c.Start(leader); err != nil {
 		return r, fmt.Errorf("restart %s: %w", leader, err)
 	}
 	if err := b.c.WaitMember(rctx, leader); err != nil {
 		return r, fmt.Errorf("restart %s: %w", leader, err)
 	}
 	r.RejoinMs = ms(time.Since(restart))
-	b.logf("failover %d/%d: restarted %s (pid %d), a voter again after %.0fms",
-		round, b.o.failovers, leader, b.c.Node(leader).PID, r.RejoinMs)
+	b.logf("%s %d/%d: brought %s back (pid %d), a voter again after %.0fms",
+		fault, round, rounds, leader, b.c.Node(leader).PID, r.RejoinMs)
 	sleepCtx(ctx, time.Second) // let it settle before the next round
 	return r, ctx.Err()
 }
@@ -1017,10 +1062,17 @@ func printBenchReport(w io.Writer, rep *benchReport) {
 	if rep.KeyOps != nil {
 		printKeyOps(w, rep.KeyOps)
 	}
-	if f := rep.Failover; f != nil {
-		fmt.Fprintln(w, "\nFailover: kill -9 of the leader under light append load, then restart")
+	printFailover(w, "Failover: kill -9 of the leader under light append load, then restart", "KILLED", rep.Failover)
+	printFailover(w, "Pause: SIGSTOP of the leader under light append load, then SIGCONT", "PAUSED", rep.Pause)
+	fmt.Fprintf(w, "\nTotal %.0fs. Figures from a shared machine are noisy: compare runs, not single numbers.\n", rep.Seconds)
+}
+
+// printFailover prints a kill or pause phase's rounds.
+func printFailover(w io.Writer, title, verb string, f *failoverResult) {
+	if f != nil {
+		fmt.Fprintln(w, "\n"+title)
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "  ROUND\tKILLED\tNEW LEADER\tLEADER NAMED\tFIRST ACK\tREJOINED\t")
+		fmt.Fprintln(tw, "  ROUND\t"+verb+"\tNEW LEADER\tLEADER NAMED\tFIRST ACK\tREJOINED\t")
 		for _, r := range f.Rounds {
 			if r.Error != "" {
 				fmt.Fprintf(tw, "  %d\t%s\t%s\t\t\t%.0fms\t  %s\n", r.Round, r.Killed, dash(r.NewLeader), r.RejoinMs, r.Error)
@@ -1030,9 +1082,8 @@ func printBenchReport(w io.Writer, rep *benchReport) {
 		}
 		fmt.Fprintf(tw, "  median\t\t\t%.0fms\t%.0fms\t%.0fms\t\n", f.MedianLeaderMs, f.MedianFirstAckMs, f.MedianRejoinMs)
 		tw.Flush()
-		fmt.Fprintln(w, "  (times from the SIGKILL; LEADER NAMED: a survivor's /v1/sys/cluster names another leader; FIRST ACK: an append sent after the kill is acknowledged)")
+		fmt.Fprintln(w, "  (times from the signal; LEADER NAMED: a survivor's /v1/sys/cluster names another leader; FIRST ACK: an append sent after the signal is acknowledged)")
 	}
-	fmt.Fprintf(w, "\nTotal %.0fs. Figures from a shared machine are noisy: compare runs, not single numbers.\n", rep.Seconds)
 }
 
 // kinds formats error counts by kind: ": no_quorum 3, timeout 1".
