@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -485,5 +486,93 @@ func TestNodeWithoutValidCertificateIsRefused(t *testing.T) {
 	}
 	if len(st.Members) != 3 {
 		t.Fatalf("members: %+v", st.Members)
+	}
+}
+
+// TestPauseLeaderWhileAppending: a leader stopped with SIGSTOP (alive, its
+// connections open, silent) costs the followers an election, not their
+// clients' deadline. Appends through the followers keep their 5 s client
+// timeout: those in flight at the pause end with no_quorum (outcome
+// unknown) or no_leader, never with the client's timeout, and new ones are
+// acknowledged once another leader is elected. The paused node is resumed
+// and catches up.
+func TestPauseLeaderWhileAppending(t *testing.T) {
+	c := startCluster(t, 3, nodecfg.RaftTuning{})
+	old := leaderOf(t, operator(t, c))
+	var followers []*client.Client
+	for _, n := range c.Nodes {
+		if n.ID != old {
+			cl, err := c.NodeClient(n.ID, identity.RoleOperator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cl.Close)
+			followers = append(followers, cl)
+		}
+	}
+	var (
+		mu       sync.Mutex
+		acked    int
+		failures []error
+		wg       sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for i := range 4 {
+		cl := followers[i%len(followers)]
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := cl.Canary(ctx)
+				cancel()
+				mu.Lock()
+				if err == nil {
+					acked++
+				} else {
+					failures = append(failures, err)
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return acked }
+	poll(t, 60*time.Second, "appends through the followers", func() error {
+		if count() < 20 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err := c.Signal(old, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Signal(old, syscall.SIGCONT) })
+	paused, before := time.Now(), count()
+	poll(t, 30*time.Second, "the followers acknowledging appends again", func() error {
+		if count() <= before+5 {
+			return errors.New("no new acknowledgements yet")
+		}
+		return nil
+	})
+	t.Logf("appends through the followers acknowledged again %v after SIGSTOP of leader %s", time.Since(paused).Round(time.Millisecond), old)
+	close(stop)
+	wg.Wait()
+	if err := c.Signal(old, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range failures {
+		var ae *client.APIError
+		if !errors.As(err, &ae) || (ae.Code != client.CodeNoQuorum && ae.Code != client.CodeNoLeader) {
+			t.Errorf("an append through a follower failed with %v, want no_quorum or no_leader (never the client's timeout)", err)
+		}
+	}
+	if err := c.WaitMember(bounded(t, 60*time.Second), old); err != nil {
+		t.Fatal(err)
 	}
 }
