@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
 // TestPausedLeaderCostsAnElection: a leader that stops answering (paused,
@@ -87,5 +89,39 @@ func TestPausedLeaderCostsAnElection(t *testing.T) {
 				t.Errorf("an append in flight failed with %v, want no_quorum (outcome unknown) or no_leader", err)
 			}
 		}
+	}
+}
+
+// TestLaggingNodeNeverDeniesWhatExists: a follower cut off while a
+// ceremony is proposed cannot say the proposal does not exist: CatchUp fails
+// with ErrNotCaughtUp (the API answers 503 not_caught_up, not 404). Once it
+// reaches the leader again it catches up and finds it; and a key operation
+// on a KEK created meanwhile is served, not refused as unknown_kek.
+func TestLaggingNodeNeverDeniesWhatExists(t *testing.T) {
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	ctx := ctxT(t, 30*time.Second)
+	f.c.WaitConverged()
+	fol := f.c.Follower()
+	f.c.Isolate(fol.Info().ID)
+	p := f.proposal("alice", ceremony.QuorumSet{M: 2})
+	f.mustPropose(p, true)
+	if _, found, _ := fol.Ceremony(p.ID); found {
+		t.Fatal("the isolated follower has the new proposal already")
+	}
+	if err := fol.CatchUp(ctx); !errors.Is(err, keysvc.ErrNotCaughtUp) {
+		t.Fatalf("CatchUp on a cut-off follower: %v, want ErrNotCaughtUp", err)
+	}
+	f.c.Heal()
+	if err := keysvctest.Retry(func(ctx context.Context) error { return fol.CatchUp(ctx) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := fol.Ceremony(p.ID); !found {
+		t.Fatal("caught up, and still no proposal")
+	}
+	// A KEK created through the leader is served at once by a follower.
+	f.mustExecute(ceremony.KEKCreate{KEKID: "fresh", Policy: keyOpPolicy(time.Minute)})
+	if _, err := f.c.Follower().Wrap(ctx, agentDE, "fresh", wrapkey.Context{"dataset": "hr"}, make([]byte, 32), ""); err != nil {
+		t.Fatalf("wrap on a follower right after the KEK was created: %v", err)
 	}
 }

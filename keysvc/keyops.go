@@ -126,13 +126,23 @@ func allowedIdentity(p ceremony.Policy, unwrap bool, who identity.Identity) *den
 }
 
 // lookup returns KEK id's record, or a denial.
-func (n *Node) lookup(id string) (KEK, *denyErr, error) {
+func (n *Node) lookup(ctx context.Context, id string) (KEK, *denyErr, error) {
 	if err := wrapkey.ValidateKEKID(id); err != nil {
 		return KEK{}, deny(CodeUnknownKEK, "%q is not a kek id", id), nil
 	}
 	k, found, err := n.cachedKEK(id)
 	if err != nil {
 		return KEK{}, nil, err
+	}
+	if !found {
+		// Not here yet, or not at all: only a node that has applied what
+		// the leader committed may say "unknown".
+		if err := n.CatchUp(ctx); err != nil {
+			return KEK{}, deny(CodeNotCaughtUp, "kek %q is not known to this node, which could not catch up with the leader to be sure (%v); retry", id, err), nil
+		}
+		if k, found, err = n.cachedKEK(id); err != nil {
+			return KEK{}, nil, err
+		}
 	}
 	if !found {
 		return KEK{}, deny(CodeUnknownKEK, "no kek %q", id), nil
@@ -267,7 +277,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 		e.Details[k] = v
 	}
 	gen := n.kekRecs.generation()
-	k, d, err := n.lookup(id)
+	k, d, err := n.lookup(ctx, id)
 	if err != nil {
 		return Wrapped{}, err
 	}
@@ -328,7 +338,7 @@ func (n *Node) confirm(ctx context.Context, e ledger.Entry, i, gen uint64, check
 // recheck decides again whether caller may wrap (or unwrap) with version
 // ver of KEK id under context c, on this node's current state.
 func (n *Node) recheck(caller Caller, id string, ver uint32, unwrap bool, c wrapkey.Context) *denyErr {
-	k, d, err := n.lookup(id)
+	k, d, err := n.lookup(context.Background(), id)
 	if err != nil {
 		return deny(CodeNotCaughtUp, "cannot read kek %q: %v", id, err)
 	}
@@ -383,7 +393,7 @@ func (n *Node) Unwrap(ctx context.Context, caller Caller, id string, c wrapkey.C
 // unwrapChecked checks and opens blob, filling e's version; a refusal is
 // logged with e and returned.
 func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, e *ledger.Entry) ([]byte, error) {
-	k, d, err := n.lookup(id)
+	k, d, err := n.lookup(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +446,7 @@ func (n *Node) Rewrap(ctx context.Context, caller Caller, id string, c wrapkey.C
 	e := opEntry(TypeRewrap, caller, requestID, id, 0, c)
 	e.Details["from"] = blobHash(blob)
 	gen := n.kekRecs.generation()
-	k, d, err := n.lookup(id)
+	k, d, err := n.lookup(ctx, id)
 	if err != nil {
 		return Wrapped{}, err
 	}
@@ -526,7 +536,7 @@ func forEach(n int, fn func(i int)) {
 func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []WrapItem, requestID string) []ItemResult {
 	out := make([]ItemResult, len(items))
 	gen := n.kekRecs.generation()
-	k, d, err := n.lookup(id)
+	k, d, err := n.lookup(ctx, id)
 	if err == nil && d == nil {
 		var v *KEKVersion
 		v, d = latestActive(&k)
@@ -562,7 +572,7 @@ func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items 
 	var bk batchKeys
 	defer bk.destroy()
 	gen := n.kekRecs.generation()
-	k, d, err := n.lookup(id)
+	k, d, err := n.lookup(ctx, id)
 	if err == nil && d == nil {
 		forEach(len(items), func(i int) {
 			dek, ver, d, err := n.unwrapCore(ctx, caller, &k, items[i].Context, items[i].Blob, &bk)

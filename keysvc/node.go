@@ -47,6 +47,8 @@ type Forwarder interface {
 	DiscardShare(ctx context.Context, peerAPI string, req DiscardRequest) error
 	ForwardAttest(ctx context.Context, leaderAPI string, req AttestRequest) error
 	ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error)
+	// LeaderCommit asks the leader at leaderAPI for its commit index (CommitIndex there).
+	LeaderCommit(ctx context.Context, leaderAPI string) (uint64, error)
 }
 
 // Node is a running cluster member. Its methods are safe for concurrent use.
@@ -656,6 +658,42 @@ func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq)
 	}
 }
 
+// ErrNotCaughtUp: this node could not make sure it has applied what the
+// leader had committed; its "not found" could be stale. Retry.
+var ErrNotCaughtUp = errors.New("keysvc: not caught up with the leader")
+
+// CatchUp waits, up to 2 s, until this node has applied everything the
+// leader had committed when asked: a read after it sees every write a client
+// could have had acknowledged anywhere. Reads call it before they answer
+// "unknown", so that a lagging node never denies what exists. Errors wrap
+// ErrNotCaughtUp.
+func (n *Node) CatchUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrNotCaughtUp, fmt.Sprintf(format, a...))
+	}
+	if n.raft.IsLeader() {
+		if err := n.raft.Barrier(ctx); err != nil {
+			return fail("barrier: %v", err)
+		}
+		return nil
+	}
+	id, _ := n.raft.Leader()
+	api, f := n.apiAddrOf(id), n.forwarder()
+	if id == "" || api == "" || f == nil {
+		return fail("no leader known")
+	}
+	idx, err := f.LeaderCommit(ctx, api)
+	if err != nil {
+		return fail("asking leader %s: %v", id, err)
+	}
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return fail("applied %d of the leader's %d", n.appliedIndex(), idx)
+	}
+	return nil
+}
+
 // forwardOnce sends entries to the leader at api, giving up as soon as this
 // node learns of another leader (changed closes) or after forwardTimeout:
 // a paused or partitioned leader then costs the entries in flight, not
@@ -940,4 +978,12 @@ func (n *Node) Close() error {
 		n.log.Info("keysvc: node closed")
 	})
 	return n.closeErr
+}
+
+// CommitIndex is the leader's commit index. Leader only (else *NotLeaderError).
+func (n *Node) CommitIndex() (uint64, error) {
+	if err := n.leaderOnly(); err != nil {
+		return 0, err
+	}
+	return n.raft.CommitIndex(), nil
 }

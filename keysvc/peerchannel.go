@@ -29,6 +29,7 @@ const (
 	callDiscard = "discard"
 	callAttest  = "attest"
 	callRelease = "release"
+	callCommit  = "commit"
 )
 
 // Codes of the peer channel's refusals.
@@ -52,6 +53,10 @@ type appendCall struct {
 
 type appendAnswer struct {
 	First uint64 `json:"first"`
+}
+
+type commitAnswer struct {
+	Index uint64 `json:"index"`
 }
 
 // peerConn adapts a raft peer connection to peer.Conn.
@@ -86,6 +91,12 @@ func (n *Node) startPeerChannel() {
 			return struct{}{}, n.Attest(ctx, from, req, n.nodeActor(from))
 		}),
 		callRelease: peerCall(n, n.ReleaseShare),
+		callCommit: peerCall(n, func(context.Context, string, struct{}) (commitAnswer, error) {
+			if err := n.leaderOnly(); err != nil {
+				return commitAnswer{}, err
+			}
+			return commitAnswer{Index: n.raft.CommitIndex()}, nil
+		}),
 	}, peerAnswer, n.log)
 	n.peerCli = peer.NewClient(func(ctx context.Context, addr string) (peer.Conn, error) {
 		c, err := n.raft.DialPeer(ctx, addr)
@@ -306,4 +317,9 @@ func (f *peerForwarder) ForwardAttest(ctx context.Context, leaderAPI string, req
 func (f *peerForwarder) ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error) {
 	var resp ReleaseResponse
 	return resp, f.call(ctx, peerAPI, callRelease, req, &resp)
+}
+
+func (f *peerForwarder) LeaderCommit(ctx context.Context, leaderAPI string) (uint64, error) {
+	var a commitAnswer
+	return a.Index, f.call(ctx, leaderAPI, callCommit, struct{}{}, &a)
 }

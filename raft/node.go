@@ -355,6 +355,9 @@ func (n *Node) Leader() (id, addr string) {
 // every committed command yet: see Barrier.
 func (n *Node) IsLeader() bool { return n.raft.State() == hraft.Leader }
 
+// CommitIndex is the last index this node knows committed (cheap, unlike Stats).
+func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
 // LeaderChanged returns a channel that is closed at the next change of leader or of this
 // node's raft state (follower, candidate, leader, shutdown). Get the channel first, then
 // read Leader or IsLeader: a change after that read closes the channel, so none is

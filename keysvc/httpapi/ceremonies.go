@@ -156,6 +156,12 @@ func (a *api) getCeremony(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c, found, err := cs.Ceremony(chi.URLParam(r, "id"))
+	if err == nil && !found {
+		if err := a.catchUp(r); err != nil {
+			return err
+		}
+		c, found, err = cs.Ceremony(chi.URLParam(r, "id"))
+	}
 	if err != nil {
 		return err
 	}

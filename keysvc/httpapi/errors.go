@@ -91,6 +91,9 @@ func classify(err error) mapping {
 	switch {
 	case errors.Is(err, keysvc.ErrNotLeader), errors.Is(err, raft.ErrNotLeader):
 		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNoLeader, message: "no leader is known; retry shortly", level: slog.LevelInfo}
+	case errors.Is(err, keysvc.ErrNotCaughtUp):
+		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNotCaughtUp,
+			message: "this node is behind the leader and could not catch up in time, so it cannot say this does not exist; retry", level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrNoQuorum):
 		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNoQuorum,
 			message: "not confirmed committed by a quorum in time; the outcome is unknown, treat it as failed", level: slog.LevelWarn}

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,17 @@ func (a *api) kekRoutes(r chi.Router) {
 	r.With(a.allow(anyRole...)).Get("/v1/keks", a.handle(a.listKEKs))
 	r.With(a.allow(anyRole...)).Get("/v1/keks/{id}", a.handle(a.getKEK))
 	r.With(a.allow(anyRole...)).Get("/v1/keks/{id}/versions/{v}/destruction-certificate", a.handle(a.destructionCertificate))
+}
+
+// catchUp makes sure, before a read answers "unknown", that this node has
+// applied what the leader had committed (keysvc.Node.CatchUp): a lagging
+// node answers 503 not_caught_up, never a 404 for what exists. Services
+// without it (test fakes) are always caught up.
+func (a *api) catchUp(r *http.Request) error {
+	if c, ok := a.svc.(interface{ CatchUp(context.Context) error }); ok {
+		return c.CatchUp(r.Context())
+	}
+	return nil
 }
 
 func wireKEK(k keysvc.KEK) client.KEK {
@@ -90,6 +102,12 @@ func (a *api) getKEK(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := chi.URLParam(r, "id")
 	k, found, err := ks.KEK(id)
+	if err == nil && !found {
+		if err := a.catchUp(r); err != nil {
+			return err
+		}
+		k, found, err = ks.KEK(id)
+	}
 	if err != nil {
 		return err
 	}

@@ -395,6 +395,15 @@ func (f *forwarder) ForwardAppend(ctx context.Context, leaderAPI string, entries
 	return target.AppendBatch(ctx, entries)
 }
 
+// LeaderCommit asks the leader at leaderAPI for its commit index.
+func (f *forwarder) LeaderCommit(ctx context.Context, leaderAPI string) (uint64, error) {
+	n, err := f.peer(leaderAPI)
+	if err != nil {
+		return 0, err
+	}
+	return n.CommitIndex()
+}
+
 // peer returns the running node whose API address is api, unless it or
 // the caller is isolated.
 func (f *forwarder) peer(api string) (*keysvc.Node, error) {
