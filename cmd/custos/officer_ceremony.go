@@ -395,12 +395,55 @@ func runOfficerApprove(ctx context.Context, stdout io.Writer, args []string) err
 	}
 	c, err = cl.Approve(ctx, id, client.ApproveRequest{Officer: s.Public().Name(), Signature: string(sig.Marshal()), EscrowShare: share})
 	clear(share)
+	if err != nil && outcomeUnknown(err) {
+		// The approval may have committed while its answer was lost (the
+		// leader failed): the ceremony says.
+		rc, found := approvalRecorded(ctx, cl, id, s.Public().Name())
+		if !found {
+			return fmt.Errorf("%w\nthe approval is not recorded in ceremony %s (checked after the error): approve again", err, id)
+		}
+		fmt.Fprintf(stdout, "The answer was lost (%v), but the ceremony records the approval by %s.\n\n", err, s.Public().Name())
+		c, err = rc, nil
+	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Approved by %s.\n\n", s.Public().Name())
 	printCeremony(stdout, c, st.Quorum, st.StateVersion)
 	return nil
+}
+
+// outcomeUnknown reports whether a request's error leaves its outcome
+// unknown: no answer at all (the connection broke), or no_quorum.
+func outcomeUnknown(err error) bool {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return ae.Code == client.CodeNoQuorum
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// approvalRecorded reads ceremony id, for up to 20 s while the cluster
+// elects a leader, and reports whether officer's approval is in it.
+func approvalRecorded(ctx context.Context, cl *client.Client, id, officer string) (client.Ceremony, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		c, err := cl.Ceremony(ctx, id)
+		if err == nil {
+			for _, a := range c.Approvals {
+				if a.Officer == officer {
+					return c, true
+				}
+			}
+			return c, false
+		}
+		select {
+		case <-ctx.Done():
+			return client.Ceremony{}, false
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func runOfficerList(ctx context.Context, stdout io.Writer, args []string) error {

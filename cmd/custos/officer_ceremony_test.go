@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/custos-eu/custos/keysvc/httpapi"
@@ -25,7 +28,17 @@ func TestOfficerCeremonyCLI(t *testing.T) {
 	clearEnv(t)
 	pki := httpapitest.NewPKI(t, "test")
 	c := keysvctest.NewCluster(t, 1, keysvctest.Options{CAs: pki.Pool()})
-	srv := pki.Serve(t, "n1", "DE", httpapi.New(c.Node("n1"), httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
+	api := httpapi.New(c.Node("n1"), httpapi.Options{Logger: slog.New(slog.DiscardHandler)})
+	// loseAnswer makes the next approval commit and its answer get lost,
+	// as when the leader dies between the two.
+	var loseAnswer atomic.Bool
+	srv := pki.Serve(t, "n1", "DE", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/approvals") && loseAnswer.CompareAndSwap(true, false) {
+			api.ServeHTTP(httptest.NewRecorder(), r)
+			panic(http.ErrAbortHandler)
+		}
+		api.ServeHTTP(w, r)
+	}))
 	dir := t.TempDir()
 	passFile := filepath.Join(dir, "passphrase")
 	if err := os.WriteFile(passFile, []byte("correct horse battery staple\n"), 0o600); err != nil {
@@ -100,7 +113,11 @@ func TestOfficerCeremonyCLI(t *testing.T) {
 	}
 	out = cli(0, "officer", "propose", "officer.remove", "--id", "carol", "--env", envs["carol"])
 	other := regexp.MustCompile(`Proposed ([0-9a-f]{32})`).FindStringSubmatch(out)[1]
+	loseAnswer.Store(true)
 	out = cli(0, "officer", "approve", id, "--env", envs["bob"])
+	if !strings.Contains(out, "The answer was lost") || !strings.Contains(out, "records the approval by bob") {
+		t.Errorf("approve whose answer was lost: %s", out)
+	}
 	if !strings.Contains(out, "You are approving:") || !strings.Contains(out, "status     executed") {
 		t.Errorf("approve: %s", out)
 	}
