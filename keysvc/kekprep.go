@@ -538,6 +538,11 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 	}
 	// Decide on a state at least as recent as the leader's.
 	if err := n.waitApplied(ctx, req.Applied); err != nil {
+		if ctx.Err() != nil {
+			// The leader gave up on this request (it was cancelled or
+			// timed out there): that, not this node, is the cause.
+			return refused("the dealing leader's request ended (%v) while this node was applying index %d", ctx.Err(), req.Applied)
+		}
 		return refused("this node has not applied index %d yet", req.Applied)
 	}
 	why, recover, err := n.sealable(req)
