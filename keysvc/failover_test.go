@@ -125,3 +125,38 @@ func TestLaggingNodeNeverDeniesWhatExists(t *testing.T) {
 		t.Fatalf("wrap on a follower right after the KEK was created: %v", err)
 	}
 }
+
+// TestForwardNeverSentIsNoLeader: over the peer channel, an append whose
+// forward never reached the leader (it could not be dialled) is
+// ErrNotLeader (no_leader: not done, safe to retry), not ErrNoQuorum; once
+// a new leader is elected the same node's appends commit through it.
+func TestForwardNeverSentIsNoLeader(t *testing.T) {
+	c := keysvctest.NewCluster(t, 3, keysvctest.Options{PeerChannel: true})
+	leader := c.Leader()
+	var fol *keysvc.Node
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if n := c.Node(id); n != nil && n != leader {
+			fol = n
+			break
+		}
+	}
+	c.Isolate(leader.Info().ID)
+	// Before the followers elect another leader (200 ms here), nothing can
+	// reach the old one; the follower tries again every 100 ms, and the
+	// client gives up between two tries.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err := fol.Append(ctx, entry("unsent"))
+	cancel()
+	if err == nil {
+		t.Skip("a new leader was elected before the append: nothing to check")
+	}
+	if errors.Is(err, keysvc.ErrNoQuorum) || !errors.Is(err, keysvc.ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an append that never reached the leader: %v, want no_leader (not sent)", err)
+	}
+	if err := keysvctest.Retry(func(ctx context.Context) error {
+		_, err := fol.Append(ctx, entry("after"))
+		return err
+	}); err != nil {
+		t.Fatalf("appends through the follower after the election: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ package keysvc
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,12 +16,16 @@ import (
 
 // Request states: a waiter whose context ends while its request is still
 // pending cancels it, and the batcher never proposes it; the batcher takes
-// the requests of a batch at the moment it proposes it, and from then on a
-// request's outcome is the batch's.
+// the requests of a batch when it closes the batch, and marks them sent
+// (claim) just before it proposes them or forwards them to the leader. A
+// waiter may still cancel a taken request until then (it was not done);
+// from sent on, a request's outcome is the batch's. A forward that never
+// reached the leader puts its requests back to taken.
 const (
 	reqPending int32 = iota
 	reqTaken
 	reqCancelled
+	reqSent
 )
 
 // appendReq is one Append or AppendBatch call: its entries stay contiguous.
@@ -40,6 +45,26 @@ type appendRes struct {
 }
 
 func (r *appendReq) take() bool { return r.state.CompareAndSwap(reqPending, reqTaken) }
+
+// claim marks reqs sent and returns those it may send: the ones no waiter
+// cancelled meanwhile, in order.
+func claim(reqs []*appendReq) []*appendReq {
+	out := reqs[:0:0]
+	for _, r := range reqs {
+		if r.state.CompareAndSwap(reqTaken, reqSent) || r.state.Load() == reqSent {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// unsend puts requests whose forward never reached a leader back to taken,
+// where their waiters may still give up on them as not done.
+func unsend(reqs []*appendReq) {
+	for _, r := range reqs {
+		r.state.CompareAndSwap(reqSent, reqTaken)
+	}
+}
 
 // commitFunc commits one batch and must answer every request in it.
 type commitFunc func(ctx context.Context, reqs []*appendReq)
@@ -104,6 +129,10 @@ func (b *batcher) submit(ctx context.Context, req *appendReq) (uint64, error) {
 	case <-ctx.Done():
 		if req.state.CompareAndSwap(reqPending, reqCancelled) {
 			return 0, ctxDone(ctx, "append not proposed")
+		}
+		if req.state.CompareAndSwap(reqTaken, reqCancelled) {
+			// In a batch that has not reached a leader: not done.
+			return 0, fmt.Errorf("%w: append not sent, no leader was reached before the deadline (%v)", ErrNotLeader, ctx.Err())
 		}
 		select {
 		case r := <-req.done:

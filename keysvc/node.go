@@ -556,13 +556,18 @@ func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bo
 func (n *Node) commitBatch(ctx context.Context, reqs []*appendReq) {
 	f := n.forwarder()
 	if f == nil || n.raft.IsLeader() {
-		first, err := n.proposeBatch(ctx, reqs)
+		sent := claim(reqs)
+		if len(sent) == 0 {
+			return
+		}
+		first, err := n.proposeBatch(ctx, sent)
 		var nl *NotLeaderError
 		if f == nil || !errors.As(err, &nl) {
-			deliver(reqs, first, err)
+			deliver(sent, first, err)
 			return
 		}
 		// This node no longer leads; nothing was proposed: forward instead.
+		unsend(sent)
 	}
 	var fwd, local []*appendReq
 	for _, r := range reqs {
@@ -577,8 +582,8 @@ func (n *Node) commitBatch(ctx context.Context, reqs []*appendReq) {
 		deliver(local, 0, n.notLeader(id))
 	}
 	if len(fwd) > 0 {
-		first, err := n.forwardBatch(ctx, f, fwd)
-		deliver(fwd, first, err)
+		sent, first, err := n.forwardBatch(ctx, f, fwd)
+		deliver(sent, first, err)
 	}
 }
 
@@ -614,22 +619,33 @@ func (n *Node) proposeBatch(ctx context.Context, reqs []*appendReq) (uint64, err
 
 // forwardBatch sends reqs' entries to the leader, waiting within ctx for one
 // to be known; if this node becomes the leader meanwhile, it proposes them.
-func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq) (uint64, error) {
+// It returns the requests it sent (those no waiter gave up on first) and
+// their outcome.
+func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq) ([]*appendReq, uint64, error) {
 	for {
 		changed := n.raft.LeaderChanged()
+		sent := claim(reqs)
+		if len(sent) == 0 {
+			return nil, 0, nil // every waiter gave up before anything was sent
+		}
 		if n.raft.IsLeader() {
-			return n.proposeBatch(ctx, reqs)
+			first, err := n.proposeBatch(ctx, sent)
+			return sent, first, err
 		}
 		if id, _ := n.raft.Leader(); id != "" && id != n.cfg.NodeID {
 			api := n.apiAddrOf(id)
 			if api == "" {
-				return 0, n.notLeader(id)
+				unsend(sent)
+				return reqs, 0, n.notLeader(id)
 			}
 			var entries []ledger.Entry
-			for _, r := range reqs {
+			for _, r := range sent {
 				entries = append(entries, r.entries...)
 			}
 			first, err := n.forwardOnce(ctx, f, api, entries, changed)
+			if errors.Is(err, ErrNotLeader) {
+				unsend(sent) // it never reached the leader
+			}
 			if errors.Is(err, ErrNotLeader) && ctx.Err() == nil {
 				// Nothing reached that leader: send again, to the next
 				// leader or to this one if it answers again, within ctx.
@@ -645,15 +661,16 @@ func (n *Node) forwardBatch(ctx context.Context, f Forwarder, reqs []*appendReq)
 				}
 			}
 			if err != nil {
-				return 0, fmt.Errorf("keysvc: forward %d entries to leader %q: %w", len(entries), id, err)
+				return sent, 0, fmt.Errorf("keysvc: forward %d entries to leader %q: %w", len(entries), id, err)
 			}
 			n.m.forwarded.Add(uint64(len(entries)))
-			return first, nil
+			return sent, first, nil
 		}
+		unsend(sent)
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return 0, ctxDone(ctx, "no leader known to forward to")
+			return reqs, 0, fmt.Errorf("%w: no leader known to forward to before the deadline (%v)", ErrNotLeader, ctx.Err())
 		}
 	}
 }
