@@ -82,6 +82,7 @@ type Node struct {
 	certFingerprint string
 
 	leaderGen atomic.Uint64 // changes at every change of leader or raft state
+	acked     atomic.Uint64 // log size covering every append this node had acknowledged
 
 	cpMu         sync.Mutex
 	cpBarrierGen uint64 // leaderGen at the last Barrier before signing
@@ -547,6 +548,7 @@ func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bo
 	}
 	n.m.appends.Add(uint64(len(entries)))
 	n.m.commitLatency.observe(time.Since(req.enqueued).Seconds())
+	n.sawCommitted(first + uint64(len(entries)))
 	return first, nil
 }
 
@@ -1004,3 +1006,19 @@ func (n *Node) CommitIndex() (uint64, error) {
 	}
 	return n.raft.CommitIndex(), nil
 }
+
+// sawCommitted records that the log holds at least size committed entries.
+func (n *Node) sawCommitted(size uint64) {
+	for {
+		old := n.acked.Load()
+		if size <= old || n.acked.CompareAndSwap(old, size) {
+			return
+		}
+	}
+}
+
+// KnownLogSize is the size of the key-op log this node knows committed:
+// what it has applied, or had acknowledged to a caller if more. Clients
+// send the largest they saw back (client.HeaderMinLogSize), and the API
+// waits for this node to have applied that much before it answers.
+func (n *Node) KnownLogSize() uint64 { return max(n.state.logSize.Load(), n.acked.Load()) }

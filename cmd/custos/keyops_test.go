@@ -50,6 +50,12 @@ func TestKeyOpsCLI(t *testing.T) {
 		t.Fatalf("wrap: exit %d: %s", code, stderr)
 	}
 	wantAll(t, "wrap receipt", stderr, `wrapped 32-byte data key with KEK "backups" version 1; receipt: log entry `)
+	// The CLI keeps the log size it saw, for the next command on any node.
+	if files, _ := filepath.Glob(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "custos", "log-size-*")); len(files) != 1 {
+		t.Errorf("log size files after a wrap: %v", files)
+	} else if b, err := os.ReadFile(files[0]); err != nil || strings.TrimSpace(string(b)) == "" || strings.TrimSpace(string(b)) == "0" {
+		t.Errorf("log size kept: %q, %v", b, err)
+	}
 	if !bytes.HasSuffix(wrapped64, []byte("\n")) {
 		t.Errorf("wrap output lacks its newline: %q", wrapped64)
 	}

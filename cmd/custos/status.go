@@ -6,7 +6,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,7 +75,22 @@ func (f *apiFlags) client() (*client.Client, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("no cluster to talk to: set %s (or --env DIR/env after `custos dev up`)", strings.Join(missing, ", "))
 	}
-	return client.New(st.Config(f.timeout))
+	cfg := st.Config(f.timeout)
+	cfg.SeenFile = seenFile(st.CA)
+	return client.New(cfg)
+}
+
+// seenFile is where the CLI keeps the largest key-op log size it has seen
+// for the cluster whose CA file is ca (client.Config.SeenFile): in the user's
+// cache directory, named by the CA's hash. "" when there is none.
+func seenFile(ca string) string {
+	b, err := os.ReadFile(ca)
+	dir, derr := os.UserCacheDir()
+	if err != nil || derr != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return filepath.Join(dir, "custos", "log-size-"+hex.EncodeToString(sum[:8]))
 }
 
 func runStatusCmd(ctx context.Context, stdout io.Writer, args []string) error {

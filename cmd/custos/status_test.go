@@ -51,6 +51,8 @@ func clearEnv(t *testing.T) {
 	for _, k := range []string{envAddr, envCert, envKey, envCA} {
 		t.Setenv(k, "")
 	}
+	// The CLI keeps the log size it has seen in the user's cache directory.
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 }
 
 func TestStatus(t *testing.T) {

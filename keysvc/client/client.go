@@ -15,11 +15,14 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/reqsig"
 )
@@ -46,6 +49,11 @@ type Config struct {
 	// keeps to each node; default 64. Raise it to the concurrency of a
 	// load generator so that no request waits for a new TLS handshake.
 	MaxIdleConnsPerHost int
+	// SeenFile, if set, keeps the largest key-op log size the client has
+	// seen (HeaderLogSize) across processes: read by New, written by Close
+	// when it grew. The CLI sets it, so that one command reads what the
+	// previous one wrote on any node.
+	SeenFile string
 }
 
 // Client calls one cluster's API. It is safe for concurrent use.
@@ -54,6 +62,9 @@ type Client struct {
 	pref      atomic.Int32 // index of the endpoint that answered last
 	hc        *http.Client
 	signer    signer
+	seen      atomic.Uint64 // largest log size seen in an answer (HeaderLogSize)
+	seenFile  string
+	seenAtNew uint64
 }
 
 // New checks cfg, loads the TLS material and returns a Client. It does not
@@ -102,7 +113,7 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{
+	c := &Client{
 		endpoints: eps,
 		signer:    newSigner(tc),
 		hc: &http.Client{
@@ -111,14 +122,34 @@ func New(cfg Config) (*Client, error) {
 			// Redirects are the leader's; do follows them itself, once.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-	}, nil
+		seenFile: cfg.SeenFile,
+	}
+	if c.seenFile != "" {
+		if b, err := os.ReadFile(c.seenFile); err == nil {
+			if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				c.Saw(v)
+			}
+		}
+		c.seenAtNew = c.seen.Load()
+	}
+	return c, nil
 }
 
 // Endpoints returns the endpoints the client was given, normalised.
 func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
 
-// Close closes idle connections. The Client stays usable.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+// Close closes idle connections, and keeps the log size seen in SeenFile
+// if it grew (best effort: a failure to write only loses the hint). The
+// Client stays usable.
+func (c *Client) Close() {
+	c.hc.CloseIdleConnections()
+	if seen := c.seen.Load(); c.seenFile != "" && seen > c.seenAtNew {
+		if os.MkdirAll(filepath.Dir(c.seenFile), 0o700) == nil &&
+			atomicfile.Write(c.seenFile, []byte(strconv.FormatUint(seen, 10)+"\n"), 0o600) == nil {
+			c.seenAtNew = seen
+		}
+	}
+}
 
 // baseURL checks an API base URL and returns it without a trailing slash.
 func baseURL(s string) (string, error) {
@@ -236,6 +267,9 @@ func (c *Client) send(ctx context.Context, base string, req request) (*response,
 	if req.signature != "" {
 		hr.Header.Set(reqsig.Header, req.signature)
 	}
+	if seen := c.seen.Load(); seen > 0 {
+		hr.Header.Set(HeaderMinLogSize, strconv.FormatUint(seen, 10))
+	}
 	var wrote atomic.Bool
 	hr = hr.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
 	resp, err := c.hc.Do(hr)
@@ -250,8 +284,26 @@ func (c *Client) send(ctx context.Context, base string, req request) (*response,
 	if len(b) > maxResponse {
 		return nil, fmt.Errorf("custos api %s: %s %s: answer over %d bytes", base, req.method, req.path, maxResponse)
 	}
+	if v, err := strconv.ParseUint(resp.Header.Get(HeaderLogSize), 10, 64); err == nil {
+		c.Saw(v)
+	}
 	return &response{endpoint: base, status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
+
+// Saw records that the key-op log held at least size entries (from a
+// node's answer, or a size the caller kept from an earlier client): later
+// requests ask nodes to have caught up to it. Safe for concurrent use.
+func (c *Client) Saw(size uint64) {
+	for {
+		old := c.seen.Load()
+		if size <= old || c.seen.CompareAndSwap(old, size) {
+			return
+		}
+	}
+}
+
+// Seen is the largest key-op log size this client has seen.
+func (c *Client) Seen() uint64 { return c.seen.Load() }
 
 // leader returns the leader's base URL if r is a not_leader answer naming one.
 func (r *response) leader() string {

@@ -13,6 +13,14 @@ const (
 	// HeaderRequestID is on every response: the random id the node gave the
 	// request, also in error bodies and in the node's logs.
 	HeaderRequestID = "Custos-Request-Id"
+	// HeaderLogSize is on every response: the size of the key-op log the
+	// answering node knows committed (every entry it has applied or had
+	// acknowledged). A client sends the largest it has seen back as
+	// HeaderMinLogSize, and a node behind that waits to catch up (briefly)
+	// or answers 503 not_caught_up: a client reads its own writes on any
+	// node.
+	HeaderLogSize    = "Custos-Log-Size"
+	HeaderMinLogSize = "Custos-Min-Log-Size"
 	// HeaderLeader is the leader's API base URL, on a not_leader answer.
 	HeaderLeader = "Custos-Leader"
 	// HeaderLeaderID is the leader's node id, on a not_leader answer.

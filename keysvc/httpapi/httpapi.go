@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -202,7 +203,7 @@ func (a *api) begin(next http.Handler) http.Handler {
 		rid := newRequestID()
 		w.Header().Set(client.HeaderRequestID, rid)
 		r = r.WithContext(context.WithValue(r.Context(), ridKey{}, rid))
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, logSize: a.logSize}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -220,6 +221,10 @@ func (a *api) begin(next http.Handler) http.Handler {
 			}
 			a.metrics.observe(route, r.Method, sw.status(), time.Since(start))
 		}()
+		if err := a.catchUpTo(r); err != nil {
+			a.writeError(sw, r, err)
+			return
+		}
 		next.ServeHTTP(sw, r)
 	})
 }
@@ -279,11 +284,21 @@ type statusWriter struct {
 	http.ResponseWriter
 	code        int
 	wroteHeader bool
+	logSize     func() (uint64, bool) // for client.HeaderLogSize
+}
+
+func (w *statusWriter) header() {
+	if w.logSize != nil {
+		if size, ok := w.logSize(); ok {
+			w.ResponseWriter.Header().Set(client.HeaderLogSize, strconv.FormatUint(size, 10))
+		}
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wroteHeader {
 		w.code, w.wroteHeader = code, true
+		w.header()
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -291,8 +306,42 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if !w.wroteHeader {
 		w.code, w.wroteHeader = http.StatusOK, true
+		w.header()
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// logTracker is what read-your-writes needs of the node (*keysvc.Node).
+type logTracker interface {
+	KnownLogSize() uint64
+	WaitLogged(ctx context.Context, size uint64) error
+}
+
+// logSize is the log size the node knows committed, for every answer.
+func (a *api) logSize() (uint64, bool) {
+	if t, ok := a.svc.(logTracker); ok {
+		return t.KnownLogSize(), true
+	}
+	return 0, false
+}
+
+// catchUpTo waits, up to 2 s, until this node has applied the log size the
+// client says it has seen (client.HeaderMinLogSize), so that the client
+// reads its own writes here; a node that cannot is 503 not_caught_up.
+func (a *api) catchUpTo(r *http.Request) error {
+	v := r.Header.Get(client.HeaderMinLogSize)
+	t, ok := a.svc.(logTracker)
+	if v == "" || !ok {
+		return nil
+	}
+	size, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return badRequest(client.HeaderMinLogSize + " is not a decimal log size")
+	}
+	if err := t.WaitLogged(r.Context(), size); err != nil {
+		return fmt.Errorf("%w: this node has not applied the %d log entries the client has seen", keysvc.ErrNotCaughtUp, size)
+	}
+	return nil
 }
 
 func (w *statusWriter) status() int {
