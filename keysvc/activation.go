@@ -7,7 +7,6 @@ package keysvc
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -404,12 +403,10 @@ func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKV
 	}
 	e := ledger.Entry{Type: TypeActivate, Actor: Actor(vr.Identity, vr.Certificate), KEKID: k.ID, KEKVersion: v.Version,
 		RequestID: vr.Request.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
-			"request":     base64.StdEncoding.EncodeToString(s.Message),
-			"signature":   base64.StdEncoding.EncodeToString(s.Signature),
-			"client_cert": base64.StdEncoding.EncodeToString(s.Cert),
 			"ttl_seconds": strconv.FormatInt(int64(k.Policy.ActivationTTL/time.Second), 10),
 		}}
-	if len(e.Details["client_cert"]) > ledger.MaxFieldLen {
+	s.AddDetails(e.Details)
+	if len(e.Details[reqsig.DetailCert]) > ledger.MaxFieldLen {
 		return 0, deny(reqsig.CodeMalformed, "the client certificate (%d bytes) is too large to log; issue a smaller one", len(s.Cert))
 	}
 	return n.Append(ctx, e)
@@ -544,7 +541,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		return refuse(CodeReleaseNoActivation, "activation %d is for kek %q v%d, not %q v%d", req.Activation, act.KEKID, act.KEKVersion, req.KEKID, req.Version)
 	}
 	now := n.cfg.Now() // the clock of entry times
-	s, err := signedOf(act)
+	s, err := reqsig.FromDetails(act.Details)
 	if err != nil {
 		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, err)
 	}
@@ -606,22 +603,6 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	}
 	n.m.sharesReleased.Add(1)
 	return ReleaseResponse{Index: hs.Index, Sealed: sealed}, nil
-}
-
-// signedOf reads the signed request a kek.activate entry carries.
-func signedOf(e ledger.Entry) (reqsig.Signed, error) {
-	var s reqsig.Signed
-	for _, f := range []struct {
-		key string
-		dst *[]byte
-	}{{"request", &s.Message}, {"signature", &s.Signature}, {"client_cert", &s.Cert}} {
-		b, err := base64.StdEncoding.Strict().DecodeString(e.Details[f.key])
-		if err != nil || len(b) == 0 {
-			return s, fmt.Errorf("detail %q is not base64", f.key)
-		}
-		*f.dst = b
-	}
-	return s, nil
 }
 
 // appliedIndex is the raft index of the last command this node applied.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/reqsig"
 )
 
 // reverifyEvery is how often established raft and peer connections are
@@ -94,7 +95,7 @@ func (n *Node) CheckForwarded(from string, e ledger.Entry) error {
 		}
 	}
 	if e.Type == TypeActivate && e.Outcome == ledger.OutcomeOK {
-		s, err := signedOf(e)
+		s, err := reqsig.FromDetails(e.Details)
 		if err != nil {
 			return bad("activation: %v", err)
 		}

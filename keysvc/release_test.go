@@ -1,6 +1,7 @@
 package keysvc_test
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -22,15 +23,7 @@ import (
 // every peer still refuses, with a stable code, logs the refusal, and sends
 // no share.
 func TestReleaseRefusesALyingMember(t *testing.T) {
-	f := newOfficersOn(t, 3, "alice", "bob")
-	f.init(2, "alice", "bob")
-	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
-	ctx := ctxT(t, 60*time.Second)
-	c := wrapkey.Context{"dataset": "hr"}
-	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, ctx, c, w := vaultFixture(t, 60*time.Second)
 	f.c.WaitConverged()
 	liar := f.c.Follower() // the compromised member
 	var peer *keysvc.Node  // a peer it asks
@@ -66,12 +59,7 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 		if mutate != nil {
 			mutate(&r)
 		}
-		s := signer.Sign(r).Signed
-		rr, _ := reqsig.Parse(s.Message)
-		return ledger.Entry{Type: keysvc.TypeActivate, Actor: keysvc.Actor(signer.ID, signer.Cert), KEKID: "vault", KEKVersion: 1,
-			RequestID: rr.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
-				"request": base64.StdEncoding.EncodeToString(s.Message), "signature": base64.StdEncoding.EncodeToString(s.Signature),
-				"client_cert": base64.StdEncoding.EncodeToString(s.Cert), "ttl_seconds": "0"}}
+		return activationEntry(signer, signer.Sign(r).Signed)
 	}
 	agentFR := keysvctest.NewClient("test", identity.RoleAgent, "agent-fr", "FR")
 	officerCert := keysvctest.NewClient("test", identity.RoleOfficer, "alice", "DE")
@@ -157,16 +145,8 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 // without the client's signed request, or with one for another operation,
 // and logs the refusal.
 func TestActivationNeedsASignedRequest(t *testing.T) {
-	f := newOfficersOn(t, 3, "alice", "bob")
-	f.init(2, "alice", "bob")
-	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
-	ctx := ctxT(t, 30*time.Second)
-	c := wrapkey.Context{"dataset": "hr"}
-	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = f.n.Unwrap(ctx, agentDE, "vault", c, w.Blob, "")
+	f, ctx, c, w := vaultFixture(t, 30*time.Second)
+	_, _, err := f.n.Unwrap(ctx, agentDE, "vault", c, w.Blob, "")
 	wantKeyOp(t, "unwrap without a signature", err, reqsig.CodeMissing)
 	other := keysvctest.NewClient("test", identity.RoleAgent, "agent-2", "DE")
 	lying := agentDE
@@ -191,15 +171,7 @@ func TestActivationNeedsASignedRequest(t *testing.T) {
 // entries that speak for another node, or an activation whose client
 // signature does not hold.
 func TestForwardedEntriesNameRealActors(t *testing.T) {
-	f := newOfficersOn(t, 3, "alice", "bob")
-	f.init(2, "alice", "bob")
-	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
-	ctx := ctxT(t, 30*time.Second)
-	c := wrapkey.Context{"dataset": "hr"}
-	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, ctx, c, w := vaultFixture(t, 30*time.Second)
 	if _, _, err := f.n.Unwrap(ctx, agent.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -234,31 +206,18 @@ func TestForwardedEntriesNameRealActors(t *testing.T) {
 // commits, no peer releases a share for that client's signed request, and
 // the serving node refuses to activate for it.
 func TestReleaseRefusesRevokedClient(t *testing.T) {
-	f := newOfficersOn(t, 3, "alice", "bob")
-	f.init(2, "alice", "bob")
-	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
-	ctx := ctxT(t, 30*time.Second)
-	c := wrapkey.Context{"dataset": "hr"}
-	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, ctx, c, w := vaultFixture(t, 30*time.Second)
 	gone := keysvctest.NewClient("test", identity.RoleAgent, "agent-gone", "DE")
 	if _, _, err := f.n.Unwrap(ctx, gone.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
 		t.Fatalf("before the revocation: %v", err)
 	}
 	f.mustExecute(ceremony.IdentityRevoke{Identity: "agent/agent-gone", Reason: "laptop stolen"})
 	f.c.WaitConverged()
-	_, _, err = f.n.Unwrap(ctx, gone.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, "")
+	_, _, err := f.n.Unwrap(ctx, gone.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, "")
 	wantKeyOp(t, "unwrap by a revoked agent", err, reqsig.CodeUntrusted)
 
 	liar := f.c.Follower()
-	s := gone.Unwrap("vault", w.Blob, c).Signed
-	r, _ := reqsig.Parse(s.Message)
-	i, err := liar.Append(ctx, ledger.Entry{Type: keysvc.TypeActivate, Actor: gone.Caller().Actor, KEKID: "vault", KEKVersion: 1,
-		RequestID: r.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
-			"request": base64.StdEncoding.EncodeToString(s.Message), "signature": base64.StdEncoding.EncodeToString(s.Signature),
-			"client_cert": base64.StdEncoding.EncodeToString(s.Cert), "ttl_seconds": "0"}})
+	i, err := liar.Append(ctx, activationEntry(gone, gone.Unwrap("vault", w.Blob, c).Signed))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,4 +261,30 @@ func TestPeerChannelRefusesForgedForwarding(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "forged_entry") {
 		t.Errorf("an entry in %s's name forwarded by %s: %v", other, fol.Info().ID, err)
 	}
+}
+
+// vaultFixture is a 3-node cluster with officers, KEK "vault" (activation
+// TTL 0: every unwrap activates) and a data key wrapped under context c.
+func vaultFixture(t *testing.T, timeout time.Duration) (*officers, context.Context, wrapkey.Context, keysvc.Wrapped) {
+	t.Helper()
+	f := newOfficersOn(t, 3, "alice", "bob")
+	f.init(2, "alice", "bob")
+	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: keyOpPolicy(0)})
+	ctx := ctxT(t, timeout)
+	c := wrapkey.Context{"dataset": "hr"}
+	w, err := f.n.Wrap(ctx, agentDE, "vault", c, []byte("0123456789abcdef0123456789abcdef"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, ctx, c, w
+}
+
+// activationEntry is the kek.activate entry of KEK "vault" v1 for signed,
+// signed by client, as a node (honest or not) appends it.
+func activationEntry(client *keysvctest.Client, signed *reqsig.Signed) ledger.Entry {
+	r, _ := reqsig.Parse(signed.Message)
+	e := ledger.Entry{Type: keysvc.TypeActivate, Actor: keysvc.Actor(client.ID, client.Cert), KEKID: "vault", KEKVersion: 1,
+		RequestID: r.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{"ttl_seconds": "0"}}
+	signed.AddDetails(e.Details)
+	return e
 }

@@ -7,7 +7,7 @@ package audit
 
 import (
 	"crypto/x509"
-	"encoding/base64"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -223,7 +223,7 @@ func finding(code string, i uint64, format string, args ...any) *ReleaseFinding 
 // activate checks an ok kek.activate and holds it for its releases.
 func (s *ShareReleases) activate(e ledger.Entry) *ReleaseFinding {
 	i, d := e.Index, e.Details
-	if d["request"] == "" && d["signature"] == "" && d["client_cert"] == "" {
+	if d[reqsig.DetailRequest] == "" && d[reqsig.DetailSignature] == "" && d[reqsig.DetailCert] == "" {
 		if !s.bound {
 			s.counts.Unbound++ // the earlier format: logged after the releases, by the node
 			return nil
@@ -234,17 +234,13 @@ func (s *ShareReleases) activate(e ledger.Entry) *ReleaseFinding {
 	invalid := func(format string, args ...any) *ReleaseFinding {
 		return finding(CodeActivationRequestInvalid, i, "the signed request of this kek.activate (kek %s v%d, node %s) %s: no client can be shown to have asked for it; treat the activation as unauthorised", e.KEKID, e.KEKVersion, e.Node, fmt.Sprintf(format, args...))
 	}
-	msg, err1 := base64.StdEncoding.DecodeString(d["request"])
-	sig, err2 := base64.StdEncoding.DecodeString(d["signature"])
-	der, err3 := base64.StdEncoding.DecodeString(d["client_cert"])
-	switch {
-	case err1 != nil || len(msg) == 0:
-		return invalid("is missing or not base64 (detail \"request\")")
-	case err2 != nil || len(sig) == 0:
-		return invalid("has no signature, or it is not base64 (detail \"signature\")")
-	case err3 != nil || len(der) == 0:
-		return invalid("has no client certificate, or it is not base64 (detail \"client_cert\")")
+	signed, err := reqsig.FromDetails(d)
+	if err != nil {
+		var re *reqsig.Error
+		errors.As(err, &re)
+		return invalid("is incomplete: %s", re.Reason)
 	}
+	msg, sig, der := signed.Message, signed.Signature, signed.Cert
 	if _, err := strconv.ParseUint(d["ttl_seconds"], 10, 63); err != nil {
 		return invalid("comes with ttl_seconds %q, not a decimal", d["ttl_seconds"])
 	}

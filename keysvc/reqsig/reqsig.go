@@ -366,6 +366,38 @@ type Signed struct {
 	Cert      []byte `json:"cert"`
 }
 
+// Detail keys under which a kek.activate log entry carries its signed
+// request, each value in standard base64.
+const (
+	DetailRequest   = "request"
+	DetailSignature = "signature"
+	DetailCert      = "client_cert"
+)
+
+// AddDetails sets s's details (DetailRequest, DetailSignature, DetailCert) in d.
+func (s Signed) AddDetails(d map[string]string) {
+	d[DetailRequest] = base64.StdEncoding.EncodeToString(s.Message)
+	d[DetailSignature] = base64.StdEncoding.EncodeToString(s.Signature)
+	d[DetailCert] = base64.StdEncoding.EncodeToString(s.Cert)
+}
+
+// FromDetails reads the signed request a log entry's details carry. The
+// error (CodeMalformed) names the first detail missing or not base64.
+func FromDetails(d map[string]string) (Signed, error) {
+	var s Signed
+	for _, f := range []struct {
+		key string
+		dst *[]byte
+	}{{DetailRequest, &s.Message}, {DetailSignature, &s.Signature}, {DetailCert, &s.Cert}} {
+		b, err := base64.StdEncoding.Strict().DecodeString(d[f.key])
+		if err != nil || len(b) == 0 {
+			return Signed{}, fail(CodeMalformed, "detail %q is missing or not base64", f.key)
+		}
+		*f.dst = b
+	}
+	return s, nil
+}
+
 // Options are what Verify checks against.
 type Options struct {
 	Cluster string         // the message and the certificate must name it

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,5 +189,25 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDetails: a signed request survives a log entry's details, and a
+// missing or garbled detail is named.
+func TestDetails(t *testing.T) {
+	s := reqsig.Signed{Message: []byte("m"), Signature: []byte("s"), Cert: []byte("c")}
+	d := map[string]string{"ttl_seconds": "0"}
+	s.AddDetails(d)
+	got, err := reqsig.FromDetails(d)
+	if err != nil || string(got.Message) != "m" || string(got.Signature) != "s" || string(got.Cert) != "c" || d["ttl_seconds"] != "0" {
+		t.Fatalf("FromDetails(AddDetails) = %+v, %v", got, err)
+	}
+	for _, key := range []string{reqsig.DetailRequest, reqsig.DetailSignature, reqsig.DetailCert} {
+		bad := map[string]string{}
+		s.AddDetails(bad)
+		bad[key] = "not base64!"
+		if _, err := reqsig.FromDetails(bad); reqsig.CodeOf(err) != reqsig.CodeMalformed || !strings.Contains(err.Error(), key) {
+			t.Errorf("garbled %s: %v", key, err)
+		}
 	}
 }
