@@ -8,6 +8,7 @@ package keysvc
 
 import (
 	"bytes"
+	"strconv"
 
 	"go.etcd.io/bbolt"
 
@@ -105,22 +106,9 @@ func releaseOf(tx *bbolt.Tx, a uint64, node string) (uint64, bool) {
 	return lookupIndex(tx, bucketReleases, releaseKey(a, node))
 }
 
-// parseIndex parses a decimal log index.
+// parseIndex parses a log index written in canonical decimal (as
+// strconv.FormatUint writes it: no sign, no leading zeros).
 func parseIndex(s string) (uint64, bool) {
-	if s == "" || len(s) > 20 || (len(s) > 1 && s[0] == '0') {
-		return 0, false
-	}
-	var v uint64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if v > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	return v, true
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil && strconv.FormatUint(v, 10) == s
 }

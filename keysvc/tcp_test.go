@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,47 +16,17 @@ import (
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
-	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/raft/rafttest"
 )
 
 // tcpCluster runs n nodes on loopback: raft over TCP inside mutual TLS with
-// certificates from a fresh cluster CA, bbolt with fsync, fake HSMs. Forwarding
-// is in-process (the HTTP layer is not part of this package).
+// certificates from a fresh cluster CA, bbolt with fsync, fake HSMs, and the
+// nodes' own peer channel on the raft listener.
 type tcpCluster struct {
 	ca    *identity.CA
 	pool  *x509.CertPool
 	nodes []*keysvc.Node
 	certs []tls.Certificate // each node's certificate, with its HSM key
-	mu    sync.Mutex
-	byAPI map[string]*keysvc.Node
-}
-
-func (c *tcpCluster) ForwardAppend(ctx context.Context, api string, entries []ledger.Entry) (uint64, error) {
-	c.mu.Lock()
-	n := c.byAPI[api]
-	c.mu.Unlock()
-	if n == nil {
-		return 0, fmt.Errorf("no node at %s", api)
-	}
-	return n.AppendBatch(ctx, entries)
-}
-
-// The KEK custody calls are not exercised over this harness.
-func (c *tcpCluster) SealShare(context.Context, string, keysvc.SealRequest) (keysvc.SealResponse, error) {
-	return keysvc.SealResponse{}, errors.New("tcpCluster: no KEK custody")
-}
-
-func (c *tcpCluster) DiscardShare(context.Context, string, keysvc.DiscardRequest) error {
-	return errors.New("tcpCluster: no KEK custody")
-}
-
-func (c *tcpCluster) ReleaseShare(context.Context, string, keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error) {
-	return keysvc.ReleaseResponse{}, errors.New("tcpCluster: no KEK custody")
-}
-
-func (c *tcpCluster) ForwardAttest(context.Context, string, keysvc.AttestRequest) error {
-	return errors.New("tcpCluster: no KEK custody")
 }
 
 // issue is a client certificate and its key.
@@ -104,7 +73,7 @@ func newTCPCluster(tb testing.TB, n int, gc keysvc.GroupCommit) *tcpCluster {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := &tcpCluster{ca: ca, pool: x509.NewCertPool(), byAPI: map[string]*keysvc.Node{}}
+	c := &tcpCluster{ca: ca, pool: x509.NewCertPool()}
 	c.pool.AddCert(ca.Certificate())
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
@@ -138,9 +107,6 @@ func newTCPCluster(tb testing.TB, n int, gc keysvc.GroupCommit) *tcpCluster {
 		tb.Cleanup(func() { node.Close() })
 		// Forwarding goes over the real peer channel (the raft listener's
 		// custos-peer/1 ALPN), which Open sets up.
-		c.mu.Lock()
-		c.byAPI[cfg.APIAdvertise] = node
-		c.mu.Unlock()
 		c.nodes = append(c.nodes, node)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
