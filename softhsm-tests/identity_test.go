@@ -13,7 +13,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,31 +23,14 @@ import (
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/softhsm"
 	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/identity/identitytest"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
 )
 
 // privateKeyBlocks lists every file under dir holding a PEM private key.
 func privateKeyBlocks(t *testing.T, dir string) []string {
 	t.Helper()
-	var found []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for {
-			var b *pem.Block
-			if b, data = pem.Decode(data); b == nil {
-				return nil
-			}
-			if strings.Contains(b.Type, "PRIVATE KEY") {
-				found = append(found, fmt.Sprintf("%s (%s)", p, b.Type))
-			}
-		}
-	})
+	found, err := identitytest.PrivateKeyFiles(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/identity/identitytest"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
 )
 
@@ -110,26 +111,12 @@ func TestCSR(t *testing.T) {
 // noPrivateKeys fails if any file under dir holds a PEM private key.
 func noPrivateKeys(t *testing.T, dir string) {
 	t.Helper()
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for {
-			var b *pem.Block
-			if b, data = pem.Decode(data); b == nil {
-				return nil
-			}
-			if strings.Contains(b.Type, "PRIVATE KEY") {
-				t.Errorf("%s holds a %s block", p, b.Type)
-			}
-		}
-	})
+	found, err := identitytest.PrivateKeyFiles(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range found {
+		t.Errorf("%s holds a private key", f)
 	}
 }
 
