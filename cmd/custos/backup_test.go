@@ -51,15 +51,8 @@ func newBackupHarness(t *testing.T) *backupHarness {
 
 func (h *backupHarness) writeEnv(name string, role identity.Role) string {
 	files := h.env.PKI.Issue(h.t, role, name, "DE")
-	var b strings.Builder
-	for k, v := range map[string]string{envAddr: strings.Join(h.env.URLs, ","), envCA: files.CA, envCert: files.Cert, envKey: files.Key} {
-		fmt.Fprintf(&b, "export %s=%q\n", k, v)
-	}
-	path := filepath.Join(h.dir, name+".env")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		h.t.Fatal(err)
-	}
-	return path
+	return writeEnvFile(h.t, filepath.Join(h.dir, name+".env"),
+		map[string]string{envAddr: strings.Join(h.env.URLs, ","), envCA: files.CA, envCert: files.Cert, envKey: files.Key})
 }
 
 // writePolicy writes a policy with dataset "hr" (residency) over h.src and

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -60,15 +59,7 @@ func newKEKHarness(t *testing.T) *kekHarness {
 		for k, v := range extra {
 			vars[k] = v
 		}
-		var b strings.Builder
-		for k, v := range vars {
-			fmt.Fprintf(&b, "export %s=%q\n", k, v)
-		}
-		path := filepath.Join(h.dir, name+".env")
-		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		return writeEnvFile(t, filepath.Join(h.dir, name+".env"), vars)
 	}
 	for _, name := range []string{"alice", "bob", "carol"} {
 		key, pub := h.keygen(h.dir, name)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -50,15 +49,7 @@ func TestOfficerCeremonyCLI(t *testing.T) {
 		for k, v := range extra {
 			vars[k] = v
 		}
-		var b strings.Builder
-		for k, v := range vars {
-			fmt.Fprintf(&b, "export %s=%q\n", k, v)
-		}
-		path := filepath.Join(dir, name+".env")
-		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		return writeEnvFile(t, filepath.Join(dir, name+".env"), vars)
 	}
 	envs := map[string]string{}
 	var pubs []string

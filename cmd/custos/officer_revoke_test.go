@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -38,15 +37,7 @@ func TestOfficerRevokeCLI(t *testing.T) {
 		for k, v := range extra {
 			vars[k] = v
 		}
-		var b strings.Builder
-		for k, v := range vars {
-			fmt.Fprintf(&b, "export %s=%q\n", k, v)
-		}
-		path := filepath.Join(dir, name+".env")
-		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		return writeEnvFile(t, filepath.Join(dir, name+".env"), vars)
 	}
 	envs := map[string]string{}
 	var pubs []string

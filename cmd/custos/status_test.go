@@ -36,15 +36,23 @@ func statusCluster(t *testing.T) (fake *httpapitest.Fake, envFile string) {
 		}
 	}
 	files := pki.Issue(t, identity.RoleAgent, "dev-agent", "FR")
-	envFile = filepath.Join(t.TempDir(), "env")
+	envFile = writeEnvFile(t, filepath.Join(t.TempDir(), "env"),
+		map[string]string{envAddr: "https://127.0.0.1:1," + srv.URL, envCA: files.CA, envCert: files.Cert, envKey: files.Key})
+	return fake, envFile
+}
+
+// writeEnvFile writes vars as the shell exports the CLI's --env reads
+// (as `custos dev up` writes DIR/env), 0600, and returns path.
+func writeEnvFile(t *testing.T, path string, vars map[string]string) string {
+	t.Helper()
 	var b strings.Builder
-	for k, v := range map[string]string{envAddr: "https://127.0.0.1:1," + srv.URL, envCA: files.CA, envCert: files.Cert, envKey: files.Key} {
-		fmt.Fprintf(&b, "export %s=%q\n", k, v) // as devcluster.WriteEnv writes it
+	for k, v := range vars {
+		fmt.Fprintf(&b, "export %s=%q\n", k, v)
 	}
-	if err := os.WriteFile(envFile, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return fake, envFile
+	return path
 }
 
 func clearEnv(t *testing.T) {
