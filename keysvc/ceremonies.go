@@ -835,6 +835,12 @@ func (n *Node) ceremonyCommand(ctx context.Context, cmd *command, actor ledger.A
 	} else if !ok {
 		return Ceremony{}, ErrNotInitialized
 	}
+	// Refusals that need no raft round cost none (screen.go).
+	if ref, e, err := n.screen(cmd); err != nil {
+		return Ceremony{}, err
+	} else if ref != nil {
+		return Ceremony{}, n.refuseScreened(ctx, ref, e, actor)
+	}
 	var d *dealt
 	if cmd.Type == cmdApprove {
 		// One approval at a time deals and commits: two dealings of one

@@ -286,15 +286,24 @@ func TestCeremonyRefusals(t *testing.T) {
 			t.Fatalf("quorum %d after refusals", st.Quorum)
 		}
 	})
-	// Every refusal is logged with its code as the reason.
-	denied := 0
-	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove) {
+	// Every refusal is logged with its code as the reason: those the leader
+	// screens before raft (an inactive officer, a foreign or reused
+	// proposal, an unknown or closed one) as ceremony.denied, the others by
+	// the state machine.
+	denied, screened := 0, 0
+	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove, keysvc.TypeCeremonyDenied) {
 		if e.Outcome == ledger.OutcomeDenied {
 			denied++
 		}
+		if e.Type == keysvc.TypeCeremonyDenied {
+			screened++
+			if r := e.Details["request"]; r != "propose" && r != "approve" || e.Details["officer"] == "" {
+				t.Errorf("screened refusal without its request: %+v", e)
+			}
+		}
 	}
-	if denied != 12 {
-		t.Errorf("%d denied propose/approve entries, want 12", denied)
+	if denied != 12 || screened != 6 {
+		t.Errorf("%d denied propose/approve entries (%d screened), want 12 (6)", denied, screened)
 	}
 	if refused := f.entries(keysvc.TypeRefuse); len(refused) != 1 || !strings.HasPrefix(refused[0].Reason, "expired") {
 		t.Errorf("ceremony.refuse entries: %+v", refused)
@@ -370,11 +379,11 @@ func TestCeremonyExecutes(t *testing.T) {
 
 	// Every step is in the log.
 	count := map[string]int{}
-	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove, keysvc.TypeExecute, keysvc.TypeRefuse) {
+	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove, keysvc.TypeExecute, keysvc.TypeRefuse, keysvc.TypeCeremonyDenied) {
 		count[e.Type+" "+string(e.Outcome)]++
 	}
 	want := map[string]int{
-		"ceremony.propose ok": 7, "ceremony.propose denied": 1,
+		"ceremony.propose ok": 7, "ceremony.denied denied": 1,
 		"ceremony.approve ok": 17, "ceremony.approve denied": 1,
 		"ceremony.execute ok": 4, "ceremony.refuse denied": 3,
 	}

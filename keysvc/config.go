@@ -78,6 +78,13 @@ type Config struct {
 	// their context has no deadline. Default 5s.
 	AppendTimeout time.Duration
 
+	// DenialFoldWindow: a denial identical to one logged less than this
+	// long ago (same certificate, type, KEK version and reason) is not
+	// logged on its own; the window's repeats are logged as one entry
+	// with their count and first and last times when it closes. Zero
+	// means DefaultDenialFoldWindow; negative turns folding off.
+	DenialFoldWindow time.Duration
+
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -139,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AppendTimeout == 0 {
 		c.AppendTimeout = 5 * time.Second
+	}
+	if c.DenialFoldWindow == 0 {
+		c.DenialFoldWindow = DefaultDenialFoldWindow
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

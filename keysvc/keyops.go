@@ -252,10 +252,12 @@ func opEntry(typ string, caller Caller, requestID, kekID string, ver uint32, c w
 }
 
 // logDenial logs d and returns it as a *KeyOpError, or the logging error
-// (fail closed: a denial that cannot be logged is not answered as one).
+// (fail closed: a denial that cannot be logged is not answered as one). A
+// repeat of a denial logged lately is folded (denials.go); its Entry is the
+// one that opened the fold.
 func (n *Node) logDenial(ctx context.Context, e ledger.Entry, d *denyErr) error {
 	e.Outcome, e.Reason = ledger.OutcomeDenied, clip(d.code+": "+d.reason)
-	i, err := n.Append(ctx, e)
+	i, err := n.denials.logDenial(ctx, e)
 	if err != nil {
 		return err
 	}

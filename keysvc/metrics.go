@@ -15,7 +15,7 @@ type counters struct {
 	queueDepth, inFlight                     atomic.Int64
 	keyOpDenied, activations, cacheHits      atomic.Uint64
 	sharesReleased, releasesRefused          atomic.Uint64
-	snapshotsRefused                         atomic.Uint64
+	snapshotsRefused, denialsFolded          atomic.Uint64
 	cachedKeys                               atomic.Int64
 }
 
@@ -84,6 +84,7 @@ func (c *counters) snapshot() Metrics {
 		Checkpoints:      c.checkpoints.Load(),
 		QueueDepth:       int(c.queueDepth.Load()),
 		KeyOpsDenied:     c.keyOpDenied.Load(),
+		DenialsFolded:    c.denialsFolded.Load(),
 		Activations:      c.activations.Load(),
 		KeyCacheHits:     c.cacheHits.Load(),
 		SharesRelease:    c.sharesReleased.Load(),

@@ -60,6 +60,8 @@ type Node struct {
 	raft  *raft.Node
 	b     *batcher
 	m     *counters
+	// denials logs refusals, folding repeats (denials.go).
+	denials *denialFolder
 	fwd   atomic.Pointer[Forwarder]
 	// The peer channel (peerchannel.go): its server, and its client, which
 	// is the Forwarder unless a test sets another.
@@ -159,6 +161,8 @@ func Open(cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	n.b = newBatcher(cfg.GroupCommit, cfg.AppendTimeout, n.m, n.commitBatch)
+	n.denials = newDenialFolder(cfg.DenialFoldWindow, cfg.Now, n.log, n.Append,
+		func(k uint64) { n.m.denialsFolded.Add(k) })
 	n.startPeerChannel()
 	go n.watch()
 	go n.reconcile()
@@ -978,6 +982,7 @@ func (n *Node) Metrics() Metrics { return n.m.snapshot() }
 // caller owns it). Idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.denials.close() // its folded entries go out while the node still appends
 		n.closed.Store(true)
 		n.b.close()
 		n.peerSrv.Close()

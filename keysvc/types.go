@@ -199,6 +199,9 @@ type Metrics struct {
 	InFlight         int    // gauge: batches proposed, not yet answered
 
 	KeyOpsDenied  uint64 // key operations refused (and logged as denied)
+	// DenialsFolded: refusals counted in a folded entry instead of logged
+	// one by one (see DetailFoldCount).
+	DenialsFolded uint64
 	Activations   uint64 // KEK versions this node reconstituted from shares
 	KeyCacheHits  uint64 // unwraps served by a cached (activated) key
 	SharesRelease uint64 // shares this node released to peers for their activations
