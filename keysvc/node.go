@@ -62,7 +62,7 @@ type Node struct {
 	m     *counters
 	// denials logs refusals, folding repeats (denials.go).
 	denials *denialFolder
-	fwd   atomic.Pointer[Forwarder]
+	fwd     atomic.Pointer[Forwarder]
 	// The peer channel (peerchannel.go): its server, and its client, which
 	// is the Forwarder unless a test sets another.
 	peerSrv *peer.Server

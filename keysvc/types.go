@@ -198,7 +198,7 @@ type Metrics struct {
 	QueueDepth       int    // gauge: appends waiting for a batch
 	InFlight         int    // gauge: batches proposed, not yet answered
 
-	KeyOpsDenied  uint64 // key operations refused (and logged as denied)
+	KeyOpsDenied uint64 // key operations refused (and logged as denied)
 	// DenialsFolded: refusals counted in a folded entry instead of logged
 	// one by one (see DetailFoldCount).
 	DenialsFolded uint64
