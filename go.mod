@@ -14,6 +14,8 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
+require golang.org/x/time v0.16.0
+
 require (
 	filippo.io/age v1.3.2
 	filippo.io/hpke v0.4.0 // indirect

@@ -82,11 +82,12 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 	kcfg := keysvc.Config{
 		NodeID: cfg.NodeID, Region: cfg.Region, Cluster: cfg.Cluster, DataDir: cfg.DataDir,
 		RaftBind: cfg.Raft.Listen, RaftAdvertise: cfg.Raft.Advertise,
-		APIAdvertise:   "https://" + cfg.API.Advertise,
-		Certificate:    serverTLS.Certificates[0],
-		CAs:            serverTLS.ClientCAs,
-		Token:          tok,
-		AllowedRegions: cfg.AllowedRegions,
+		APIAdvertise:     "https://" + cfg.API.Advertise,
+		Certificate:      serverTLS.Certificates[0],
+		CAs:              serverTLS.ClientCAs,
+		Token:            tok,
+		AllowedRegions:   cfg.AllowedRegions,
+		DenialFoldWindow: cfg.RateLimits.DenialFoldWindow.Duration,
 		GroupCommit: keysvc.GroupCommit{
 			MaxEntries: cfg.GroupCommit.MaxEntries, MaxBytes: cfg.GroupCommit.MaxBytes, MaxDelay: cfg.GroupCommit.MaxDelay.Duration,
 		},
@@ -130,7 +131,7 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 		// No Options.ClientCAs: request signatures are checked against the
 		// root that verified the connection (serverTLS.ClientCAs), so the
 		// handshake's chain check serves them and is not done twice.
-		Handler:           httpapi.New(node, httpapi.Options{Logger: log}),
+		Handler:           httpapi.New(node, httpapi.Options{Logger: log, RateLimits: rateLimits(cfg.RateLimits)}),
 		TLSConfig:         serverTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
@@ -297,5 +298,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// rateLimits is the API's view of the [rate_limits] section.
+func rateLimits(c nodecfg.RateLimits) httpapi.RateLimits {
+	return httpapi.RateLimits{
+		Read: httpapi.RateLimit(c.Read), KeyOp: httpapi.RateLimit(c.KeyOp), Ceremony: httpapi.RateLimit(c.Ceremony),
+		Admin: httpapi.RateLimit(c.Admin), Refused: httpapi.RateLimit(c.Refused),
 	}
 }

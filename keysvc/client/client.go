@@ -241,8 +241,49 @@ func (e *sendError) retryable(method string) bool {
 	return method == http.MethodGet || !e.wrote
 }
 
-// send makes one exchange with the node at base.
+// Rate limits: a 429 rate_limited answer asking to wait at most
+// maxRateWait is waited out and the request sent again to the same node,
+// at most rateRetries times; a longer wait is the caller's (APIError.RetryAfter).
+// The request was not carried out, so sending it again is safe.
+const (
+	maxRateWait = 5 * time.Second
+	rateRetries = 3
+)
+
+// send makes an exchange with the node at base, waiting out short rate
+// limits.
 func (c *Client) send(ctx context.Context, base string, req request) (*response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := c.sendOnce(ctx, base, req)
+		if err != nil || resp.status != http.StatusTooManyRequests || attempt == rateRetries {
+			return resp, err
+		}
+		wait := retryAfter(resp.header)
+		if wait <= 0 || wait > maxRateWait {
+			return resp, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return resp, nil
+		case <-t.C:
+		}
+	}
+}
+
+// retryAfter reads a Retry-After header in seconds; 0 if absent or not
+// seconds.
+func retryAfter(h http.Header) time.Duration {
+	secs, err := strconv.ParseUint(h.Get("Retry-After"), 10, 16)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// sendOnce makes one exchange with the node at base.
+func (c *Client) sendOnce(ctx context.Context, base string, req request) (*response, error) {
 	u := base + req.path
 	if len(req.query) > 0 {
 		u += "?" + req.query.Encode()
@@ -328,6 +369,9 @@ func (r *response) err() error {
 	}
 	e := &APIError{Status: r.status, Endpoint: r.endpoint, RequestID: r.header.Get(HeaderRequestID), Leader: r.header.Get(HeaderLeader)}
 	e.LogIndex, _ = strconv.ParseUint(r.header.Get(HeaderLogIndex), 10, 64)
+	if r.status == http.StatusTooManyRequests {
+		e.RetryAfter = retryAfter(r.header)
+	}
 	var body ErrorBody
 	if json.Unmarshal(r.body, &body) == nil && body.Error.Code != "" {
 		e.Code, e.Message = body.Error.Code, body.Error.Message

@@ -50,6 +50,7 @@ const (
 	CodeUnavailable      = "unavailable"         // 503: the node is shutting down or its state is broken; try another
 	CodeNotBootstrapped  = "not_bootstrapped"    // 503: the cluster has no genesis yet
 	CodeRequestCanceled  = "canceled"            // 503: the request was canceled before it finished
+	CodeRateLimited      = "rate_limited"        // 429: over this identity's rate limit; retry after Retry-After seconds; nothing was done
 
 	// Officers and ceremonies. A refused proposal or approval answers one of
 	// the refusal codes of package ceremony (invalid_proposal,
@@ -91,6 +92,9 @@ type APIError struct {
 	// LogIndex is the log index of the denied entry, for a refusal that
 	// was logged (HeaderLogIndex); 0 otherwise.
 	LogIndex uint64
+	// RetryAfter is how long a 429 rate_limited answer asked to wait
+	// (the client already waited out and retried shorter ones).
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {

@@ -70,6 +70,9 @@ type Options struct {
 	// request's TLS client chain, which that configuration took from its
 	// ClientCAs: the same check, one root at a time.
 	ClientCAs *x509.CertPool
+	// RateLimits are the per-identity limits of each route class; the zero
+	// value takes DefaultRateLimits.
+	RateLimits RateLimits
 }
 
 // Request body limits.
@@ -103,6 +106,7 @@ type api struct {
 	nodeID  string
 	// clientRoots is Options.ClientCAs.
 	clientRoots *x509.CertPool
+	limits      *limiter
 
 	promHandler http.Handler
 }
@@ -113,7 +117,8 @@ type api struct {
 // certificate is answered 401 and never reaches a route. See the package
 // documentation for routes, roles and error codes.
 func New(svc Service, opts Options) http.Handler {
-	a := &api{svc: svc, log: opts.Logger, reg: opts.Registry, nodeID: svc.Info().ID, clientRoots: opts.ClientCAs}
+	a := &api{svc: svc, log: opts.Logger, reg: opts.Registry, nodeID: svc.Info().ID, clientRoots: opts.ClientCAs,
+		limits: newLimiter(opts.RateLimits, time.Now)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -128,7 +133,7 @@ func New(svc Service, opts Options) http.Handler {
 	})
 
 	r := chi.NewRouter()
-	r.Use(a.begin, a.authenticate)
+	r.Use(a.begin, a.authenticate, a.limit)
 	r.NotFound(a.handle(func(http.ResponseWriter, *http.Request) error { return notFound("no such route") }))
 	r.MethodNotAllowed(a.handle(func(http.ResponseWriter, *http.Request) error {
 		return &apiError{http.StatusMethodNotAllowed, client.CodeMethodNotAllowed, "method not allowed on this route"}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -39,6 +40,28 @@ type Config struct {
 	Log         Log         `toml:"log"`
 	GroupCommit GroupCommit `toml:"group_commit"`
 	RaftTuning  RaftTuning  `toml:"raft_tuning"`
+	RateLimits  RateLimits  `toml:"rate_limits"`
+}
+
+// RateLimits are the API's per-identity rate limits by route class (zero
+// fields take the defaults of docs/operations.md, "Rate limits"), and how
+// long identical denials are folded into one log entry.
+type RateLimits struct {
+	Read     RateLimit `toml:"read"`
+	KeyOp    RateLimit `toml:"keyop"`
+	Ceremony RateLimit `toml:"ceremony"`
+	Admin    RateLimit `toml:"admin"`
+	Refused  RateLimit `toml:"refused"`
+	// DenialFoldWindow: 0 means the default (1m); a negative value
+	// ("-1s") logs every denial on its own.
+	DenialFoldWindow Duration `toml:"denial_fold_window"`
+}
+
+// RateLimit is a token bucket: rate requests per second, burst at once. A
+// zero rate takes the default; a negative rate means no limit.
+type RateLimit struct {
+	Rate  float64 `toml:"rate"`
+	Burst int     `toml:"burst"`
 }
 
 // RaftTuning adjusts replication; zero values take the defaults, which are
@@ -205,6 +228,14 @@ func (c *Config) Validate() error {
 	}
 	if c.GroupCommit.MaxEntries < 1 || c.GroupCommit.MaxBytes < 1 || c.GroupCommit.MaxDelay.Duration < 0 {
 		errs = append(errs, errors.New("group_commit bounds must be positive"))
+	}
+	for _, l := range []struct {
+		name string
+		v    RateLimit
+	}{{"read", c.RateLimits.Read}, {"keyop", c.RateLimits.KeyOp}, {"ceremony", c.RateLimits.Ceremony}, {"admin", c.RateLimits.Admin}, {"refused", c.RateLimits.Refused}} {
+		if math.IsNaN(l.v.Rate) || math.IsInf(l.v.Rate, 0) || l.v.Burst < 0 {
+			errs = append(errs, fmt.Errorf("rate_limits.%s: rate %v, burst %d: want a finite rate (negative for no limit) and a burst of 0 or more", l.name, l.v.Rate, l.v.Burst))
+		}
 	}
 	return errors.Join(errs...)
 }

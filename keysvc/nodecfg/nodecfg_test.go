@@ -2,8 +2,10 @@ package nodecfg
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +69,7 @@ func TestTLSKeyFileRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(p)
-	if strings.Contains(string(b), "key") {
+	if regexp.MustCompile(`(?m)^\s*key\s*=`).Match(b) {
 		t.Fatalf("Write wrote a key setting:\n%s", b)
 	}
 	old := strings.Replace(string(b), "[tls]\n", "[tls]\n  key = \"/etc/custos/key.pem\"\n", 1)
@@ -83,5 +85,22 @@ func TestTLSKeyFileRefused(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// Rate limits that cannot work are refused at load, with the key named.
+func TestRateLimitsValidated(t *testing.T) {
+	c := valid()
+	c.RateLimits.KeyOp = RateLimit{Rate: math.NaN()}
+	c.RateLimits.Refused = RateLimit{Rate: 1, Burst: -1}
+	err := c.Validate()
+	for _, want := range []string{"rate_limits.keyop", "rate_limits.refused"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	c.RateLimits = RateLimits{Read: RateLimit{Rate: -1}, DenialFoldWindow: Duration{-time.Second}}
+	if err := c.Validate(); err != nil {
+		t.Errorf("no limit and no folding refused: %v", err)
 	}
 }
