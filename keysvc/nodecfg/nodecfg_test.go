@@ -91,6 +91,7 @@ func TestTLSKeyFileRefused(t *testing.T) {
 // Rate limits that cannot work are refused at load, with the key named.
 func TestRateLimitsValidated(t *testing.T) {
 	c := valid()
+	c.setDefaults()
 	c.RateLimits.KeyOp = RateLimit{Rate: math.NaN()}
 	c.RateLimits.Refused = RateLimit{Rate: 1, Burst: -1}
 	err := c.Validate()
