@@ -5,6 +5,7 @@ package keysvc
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"strconv"
@@ -12,17 +13,6 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/ledger"
-)
-
-// Details of a folded denial entry. The entry is a copy of the first denial
-// of its window (type, actor, KEK, reason, details) standing for Count more
-// identical denials made between First and Last, after the individually
-// logged entry After. Auditors count such an entry as Count denials.
-const (
-	DetailFoldCount = "denials.count"
-	DetailFoldFirst = "denials.first"
-	DetailFoldLast  = "denials.last"
-	DetailFoldAfter = "denials.after"
 )
 
 // DefaultDenialFoldWindow is Config.DenialFoldWindow's default.
@@ -125,10 +115,10 @@ func (w *foldWindow) foldedEntry() ledger.Entry {
 	if e.Details == nil {
 		e.Details = map[string]string{}
 	}
-	e.Details[DetailFoldCount] = strconv.FormatUint(w.count, 10)
-	e.Details[DetailFoldFirst] = formatTime(w.first)
-	e.Details[DetailFoldLast] = formatTime(w.last)
-	e.Details[DetailFoldAfter] = strconv.FormatUint(w.index, 10)
+	e.Details[ledger.DetailFoldCount] = strconv.FormatUint(w.count, 10)
+	e.Details[ledger.DetailFoldFirst] = formatTime(w.first)
+	e.Details[ledger.DetailFoldLast] = formatTime(w.last)
+	e.Details[ledger.DetailFoldAfter] = strconv.FormatUint(w.index, 10)
 	e.RequestID = w.lastRID
 	e.Time = time.Time{}
 	return e
@@ -171,9 +161,14 @@ func (f *denialFolder) flush(all bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := f.appendFn(ctx, e)
 		cancel()
+		var pe *ledger.ParseError
+		if errors.As(err, &pe) { // never loggable: do not retry
+			f.log.Error("keysvc: folded denials refused by the entry rules", slog.String("type", e.Type), slog.Any("err", err))
+			continue
+		}
 		if err != nil {
 			f.log.Warn("keysvc: could not log folded denials; retrying", slog.String("type", e.Type),
-				slog.String("actor", e.Actor.Identity), slog.String("count", e.Details[DetailFoldCount]), slog.Any("err", err))
+				slog.String("actor", e.Actor.Identity), slog.String("count", e.Details[ledger.DetailFoldCount]), slog.Any("err", err))
 			failed = append(failed, e)
 		}
 	}

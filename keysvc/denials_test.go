@@ -95,8 +95,8 @@ func TestDenialFolder(t *testing.T) {
 		t.Fatalf("%d entries after close, want 4: %+v", len(es), es)
 	}
 	fe := es[3]
-	if fe.Details[DetailFoldCount] != "400" || fe.Details[DetailFoldAfter] != "1" || fe.Actor.Identity != "a" ||
-		fe.Reason != "policy_denied: no" || fe.Details[DetailFoldFirst] == "" || fe.Details[DetailFoldLast] == "" {
+	if fe.Details[ledger.DetailFoldCount] != "400" || fe.Details[ledger.DetailFoldAfter] != "1" || fe.Actor.Identity != "a" ||
+		fe.Reason != "policy_denied: no" || fe.Details[ledger.DetailFoldFirst] == "" || fe.Details[ledger.DetailFoldLast] == "" {
 		t.Errorf("folded entry: %+v", fe)
 	}
 	if fe.Details["context"] != "sha256:r0" {
@@ -138,7 +138,7 @@ func TestDenialFolderRetries(t *testing.T) {
 	l.mu.Unlock()
 	f.flush(false)
 	es := l.snapshot()
-	if len(es) != 2 || es[1].Details[DetailFoldCount] != "2" {
+	if len(es) != 2 || es[1].Details[ledger.DetailFoldCount] != "2" {
 		t.Fatalf("entries after the log came back: %+v", es)
 	}
 }

@@ -52,7 +52,7 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		folded = folded[:0]
 		for _, e := range f.entries(keysvc.TypeCeremonyDenied) {
-			if e.Details[keysvc.DetailFoldCount] != "" {
+			if e.Details[ledger.DetailFoldCount] != "" {
 				folded = append(folded, e)
 			}
 		}
@@ -61,8 +61,8 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 		t.Fatalf("%d folded entries, want 3", len(folded))
 	}
 	for _, e := range folded {
-		if e.Details[keysvc.DetailFoldCount] != strconv.Itoa(flood-1) || e.Outcome != ledger.OutcomeDenied ||
-			e.Details[keysvc.DetailFoldFirst] == "" || e.Details[keysvc.DetailFoldLast] == "" || e.Details[keysvc.DetailFoldAfter] == "" {
+		if e.Details[ledger.DetailFoldCount] != strconv.Itoa(flood-1) || e.Outcome != ledger.OutcomeDenied ||
+			e.Details[ledger.DetailFoldFirst] == "" || e.Details[ledger.DetailFoldLast] == "" || e.Details[ledger.DetailFoldAfter] == "" {
 			t.Errorf("folded entry: %+v", e)
 		}
 	}

@@ -200,7 +200,7 @@ type Metrics struct {
 
 	KeyOpsDenied uint64 // key operations refused (and logged as denied)
 	// DenialsFolded: refusals counted in a folded entry instead of logged
-	// one by one (see DetailFoldCount).
+	// one by one (ledger.FoldOf).
 	DenialsFolded uint64
 	Activations   uint64 // KEK versions this node reconstituted from shares
 	KeyCacheHits  uint64 // unwraps served by a cached (activated) key

@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -459,6 +460,10 @@ func (b *reportBuilder) denial(e ledger.Entry) {
 		if why == "" {
 			why = "refused items: " + e.Details["denied"]
 		}
+		if f, ok, err := ledger.FoldOf(e); ok && err == nil {
+			why += fmt.Sprintf(" (%d identical refusals from %s to %s, after entry %d)", f.Count,
+				f.First.Format(time.RFC3339), f.Last.Format(time.RFC3339), f.After)
+		}
 		b.r.DenialList = append(b.r.DenialList, denialEntry{Index: e.Index, Time: e.Time, Type: e.Type,
 			Actor: actorWords(e.Actor), KEK: kekWords(e.KEKID, e.KEKVersion), Why: why})
 	}
@@ -469,6 +474,9 @@ func (b *reportBuilder) denial(e ledger.Entry) {
 func itemCount(e ledger.Entry) int {
 	if n, err := strconv.Atoi(e.Details["items"]); err == nil && n > 0 {
 		return n
+	}
+	if f, ok, err := ledger.FoldOf(e); ok && err == nil {
+		return int(min(f.Count, math.MaxInt32)) // a folded denial: the refusals it stands for
 	}
 	return 1
 }

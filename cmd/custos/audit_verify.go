@@ -38,6 +38,8 @@ type verifyJSON struct {
 	Releases           *audit.ReleaseCounts `json:"releases,omitempty"`
 	Policies           *audit.PolicyCounts  `json:"policies,omitempty"`
 	Denied             uint64               `json:"denied"`
+	Folded             uint64               `json:"folded"`         // denied entries standing for repeats
+	FoldedDenials      uint64               `json:"folded_denials"` // the repeats they stand for
 	Errored            uint64               `json:"errored"`
 	Advanced           bool                 `json:"advanced,omitempty"` // the trust file's pin moved to the pack's checkpoint
 	Seconds            float64              `json:"seconds"`
@@ -132,6 +134,7 @@ func verifyResult(pack, trust string, rep *audit.Report, err error, el time.Dura
 	j.CeremoniesVerified, j.ApprovalsVerified = rep.CeremoniesVerified, rep.ApprovalsVerified
 	j.StatementsVerified, j.Certificates = rep.StatementsVerified, rep.Certificates
 	j.Denied, j.Errored = rep.Denied, rep.Errored
+	j.Folded, j.FoldedDenials = rep.Folded, rep.FoldedDenials
 	rc := rep.Releases
 	j.Releases = &rc
 	pc := rep.Policies
@@ -181,6 +184,9 @@ func printVerify(w io.Writer, j verifyJSON, el time.Duration) {
 	fmt.Fprintf(w, "OK: %s verifies against %s.\n", j.Pack, j.Trust)
 	fmt.Fprintf(w, "  cluster     %s\n", j.Cluster)
 	fmt.Fprintf(w, "  entries     %d to %d (%d entries; %d denied, %d errors): every leaf and the tree recomputed\n", j.From, j.To, j.Entries, j.Denied, j.Errored)
+	if j.Folded > 0 {
+		fmt.Fprintf(w, "  folded      %d denied entries stand for %d more identical refusals (details denials.count, .first, .last)\n", j.Folded, j.FoldedDenials)
+	}
 	if c := j.Checkpoint; c != nil {
 		fmt.Fprintf(w, "  checkpoint  size %d, root %s, signed by %s (%s): ECDSA P-256 and ML-DSA-65 verified\n", c.Size, c.Root, c.Signer, c.KeyName)
 	}

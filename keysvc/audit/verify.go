@@ -51,7 +51,12 @@ type Report struct {
 	Entries uint64            `json:"entries"` // entries verified (To - From)
 	Types   map[string]uint64 `json:"types"`   // entries per type (at most maxTypes types; the rest under "other")
 	Denied  uint64            `json:"denied"`  // entries with outcome denied
-	Errored uint64            `json:"errored"` // entries with outcome error
+	// Folded counts the denied entries that stand for repeats
+	// (ledger.FoldOf), and FoldedDenials the refusals they stand for
+	// beyond the entries themselves' firsts.
+	Folded        uint64 `json:"folded"`
+	FoldedDenials uint64 `json:"folded_denials"`
+	Errored       uint64 `json:"errored"` // entries with outcome error
 
 	Checkpoint CheckpointInfo `json:"checkpoint"` // the pack's checkpoint, verified
 	Pinned     PinnedInfo     `json:"pinned"`     // the trust file's checkpoint and how the pack relates to it
@@ -484,6 +489,14 @@ func (v *verifier) entry(i uint64, b []byte, e *ledger.Entry, perr error, leaf t
 		rep.Types[e.Type] = n + 1
 	} else {
 		rep.Types["other"]++
+	}
+	fold, folded, err := ledger.FoldOf(*e)
+	if err != nil {
+		return v.at(KindEntry, i, "%v", err)
+	}
+	if folded {
+		rep.Folded++
+		rep.FoldedDenials += fold.Count
 	}
 	switch e.Outcome {
 	case ledger.OutcomeDenied:

@@ -190,3 +190,27 @@ func FuzzParseProof(f *testing.F) {
 			func(b []byte) (any, error) { return ledger.ParseConsistencyProof(b) }, err)
 	})
 }
+
+// FuzzFoldOf: a fold read from hostile details never panics, and one it
+// accepts is consistent with its entry.
+func FuzzFoldOf(f *testing.F) {
+	f.Add("3", "2026-12-05T10:00:00.000000000Z", "2026-12-05T10:00:01.000000000Z", "4", uint64(9))
+	f.Add("0", "x", "", "09", uint64(0))
+	f.Fuzz(func(t *testing.T, count, first, last, after string, index uint64) {
+		e := ledger.Entry{Index: index, Time: time.Date(2026, 12, 5, 10, 0, 2, 0, time.UTC), Outcome: ledger.OutcomeDenied,
+			Details: map[string]string{ledger.DetailFoldCount: count, ledger.DetailFoldFirst: first, ledger.DetailFoldLast: last, ledger.DetailFoldAfter: after}}
+		fold, ok, err := ledger.FoldOf(e)
+		if !ok {
+			t.Fatal("fold details not seen")
+		}
+		if err != nil {
+			return
+		}
+		if fold.Count == 0 || fold.Last.Before(fold.First) || e.Time.Before(fold.Last) || (index > 0 && fold.After >= index) {
+			t.Fatalf("accepted an impossible fold %+v of entry %d", fold, index)
+		}
+		if ledger.Denials(e) != fold.Count {
+			t.Fatalf("Denials %d, fold count %d", ledger.Denials(e), fold.Count)
+		}
+	})
+}
