@@ -191,3 +191,13 @@ func (f *denialFolder) close() {
 	}
 	<-f.done
 }
+
+// LogDenial logs e, a refused request (outcome denied), folding it into the
+// open window of an identical one (see Config.DenialFoldWindow). It returns
+// the index of the entry that records it; an error means it is not logged.
+func (n *Node) LogDenial(ctx context.Context, e ledger.Entry) (uint64, error) {
+	if e.Outcome != ledger.OutcomeDenied {
+		return 0, errors.New("keysvc: LogDenial of an entry that is not denied")
+	}
+	return n.denials.logDenial(ctx, e)
+}

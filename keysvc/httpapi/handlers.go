@@ -233,6 +233,11 @@ func (a *api) join(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// denialLogger is how a node (*keysvc.Node) logs refusals, folding repeats.
+type denialLogger interface {
+	LogDenial(ctx context.Context, e ledger.Entry) (uint64, error)
+}
+
 // logDenied appends a denied entry for a refused request that touches
 // membership, as the design asks of every such refusal. It is best effort:
 // the refusal stands whether or not the entry commits.
@@ -248,10 +253,16 @@ func (a *api) logDenied(r *http.Request, typ, reason string, details map[string]
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	c := callerOf(r.Context())
-	_, err := a.svc.Append(ctx, ledger.Entry{
+	e := ledger.Entry{
 		Type: typ, Actor: c.actor, Node: a.nodeID, RequestID: requestID(r.Context()),
 		Outcome: ledger.OutcomeDenied, Reason: reason, Details: details,
-	})
+	}
+	var err error
+	if d, ok := a.svc.(denialLogger); ok {
+		_, err = d.LogDenial(ctx, e) // repeats folded into one entry
+	} else {
+		_, err = a.svc.Append(ctx, e)
+	}
 	if err != nil {
 		a.log.Warn("could not log a refused request", slog.String("request_id", requestID(r.Context())),
 			slog.String("type", typ), slog.Any("cause", err))
