@@ -38,6 +38,7 @@ func foldKeyOf(e ledger.Entry) foldKey {
 // index at opened; count identical ones followed, not yet logged.
 type foldWindow struct {
 	entry       ledger.Entry
+	ready       chan struct{} // closed once the first is logged
 	index       uint64
 	opened      time.Time
 	count       uint64
@@ -73,39 +74,57 @@ func newDenialFolder(window time.Duration, now func() time.Time, log *slog.Logge
 // logDenial logs denial e (outcome denied) and returns the index of the
 // entry that records it: its own, or, for a repeat within the window, the
 // window's first (the folded entry that counts it is written when the
-// window closes). An error means e is not logged: fail closed.
+// window closes). A repeat that arrives while the window's first is being
+// logged waits for it. An error means e is not logged: fail closed.
 func (f *denialFolder) logDenial(ctx context.Context, e ledger.Entry) (uint64, error) {
 	if f.window <= 0 {
 		return f.appendFn(ctx, e)
 	}
 	k := foldKeyOf(e)
-	now := f.now()
-	f.mu.Lock()
-	if w := f.open[k]; w != nil && now.Sub(w.opened) < f.window {
-		if w.count == 0 {
-			w.first = now
+	for {
+		now := f.now()
+		f.mu.Lock()
+		w := f.open[k]
+		if w != nil && now.Sub(w.opened) < f.window {
+			select {
+			case <-w.ready: // its first is logged (a failed one leaves the map)
+				if w.count == 0 {
+					w.first = now
+				}
+				w.count++
+				w.last, w.lastRID = now, e.RequestID
+				f.mu.Unlock()
+				f.folded(1)
+				return w.index, nil
+			default:
+				f.mu.Unlock()
+				select {
+				case <-w.ready:
+					continue
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
+			}
 		}
-		w.count++
-		w.last, w.lastRID = now, e.RequestID
+		if w != nil && w.count > 0 {
+			// Expired, not yet flushed by the loop: its fold goes out first.
+			f.pending = append(f.pending, w.foldedEntry())
+		}
+		nw := &foldWindow{entry: e, opened: now, ready: make(chan struct{})}
+		if w != nil || len(f.open) < maxFolds {
+			f.open[k] = nw
+		}
 		f.mu.Unlock()
-		f.folded(1)
-		return w.index, nil
+		i, err := f.appendFn(ctx, e)
+		f.mu.Lock()
+		nw.index = i
+		if err != nil && f.open[k] == nw {
+			delete(f.open, k)
+		}
+		close(nw.ready)
+		f.mu.Unlock()
+		return i, err
 	}
-	f.mu.Unlock()
-	i, err := f.appendFn(ctx, e)
-	if err != nil {
-		return 0, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if old := f.open[k]; old != nil && old.count > 0 {
-		// Expired, not yet flushed by the loop: its fold goes out first.
-		f.pending = append(f.pending, old.foldedEntry())
-	}
-	if f.open[k] != nil || len(f.open) < maxFolds {
-		f.open[k] = &foldWindow{entry: e, index: i, opened: now}
-	}
-	return i, nil
 }
 
 // foldedEntry is the entry standing for w's folded denials.
@@ -148,6 +167,11 @@ func (f *denialFolder) flush(all bool) {
 	out := f.pending
 	f.pending = nil
 	for k, w := range f.open {
+		select {
+		case <-w.ready:
+		default:
+			continue // its first is still being logged
+		}
 		if all || now.Sub(w.opened) >= f.window {
 			if w.count > 0 {
 				out = append(out, w.foldedEntry())

@@ -142,3 +142,32 @@ func TestDenialFolderRetries(t *testing.T) {
 		t.Fatalf("entries after the log came back: %+v", es)
 	}
 }
+
+// TestDenialFolderConcurrentFirst: identical denials that arrive while the
+// first is being logged wait for it and are folded, not logged again.
+func TestDenialFolderConcurrentFirst(t *testing.T) {
+	var l denialLog
+	gate := make(chan struct{})
+	slow := func(ctx context.Context, e ledger.Entry) (uint64, error) {
+		<-gate
+		return l.append(ctx, e)
+	}
+	clk := &denialClock{t: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}
+	f := newDenialFolder(time.Minute, clk.now, slog.New(slog.DiscardHandler), slow, func(uint64) {})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := f.logDenial(context.Background(), denial("a", "x: y", strconv.Itoa(i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let them queue behind the first
+	close(gate)
+	wg.Wait()
+	f.close()
+	es := l.snapshot()
+	if len(es) != 2 || es[1].Details[ledger.DetailFoldCount] != "7" {
+		t.Fatalf("entries: %+v", es)
+	}
+}

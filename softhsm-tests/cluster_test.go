@@ -33,9 +33,14 @@ var (
 	buildErr  error
 )
 
-// custosdBinary builds cmd/custosd once per test binary.
+// custosdBinary builds cmd/custosd once per test binary, or returns
+// $CUSTOS_TEST_CUSTOSD: another build to run the same tests against (a
+// previous release, to measure what a change did).
 func custosdBinary(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv("CUSTOS_TEST_CUSTOSD"); p != "" {
+		return p
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "custos-bin-")
 		if err != nil {

@@ -54,6 +54,11 @@ type Config struct {
 	// when it grew. The CLI sets it, so that one command reads what the
 	// previous one wrote on any node.
 	SeenFile string
+	// MaxRateLimitWait is the longest Retry-After of a 429 rate_limited
+	// answer the client waits out before sending again (up to three
+	// times); default 5s, negative never waits (a load generator or a test
+	// that wants to see the 429s).
+	MaxRateLimitWait time.Duration
 }
 
 // Client calls one cluster's API. It is safe for concurrent use.
@@ -65,6 +70,7 @@ type Client struct {
 	seen      atomic.Uint64 // largest log size seen in an answer (HeaderLogSize)
 	seenFile  string
 	seenAtNew uint64
+	rateWait  time.Duration // Config.MaxRateLimitWait
 }
 
 // New checks cfg, loads the TLS material and returns a Client. It does not
@@ -105,6 +111,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxIdleConnsPerHost == 0 {
 		cfg.MaxIdleConnsPerHost = 64
 	}
+	if cfg.MaxRateLimitWait == 0 {
+		cfg.MaxRateLimitWait = defaultRateWait
+	}
 	tr := &http.Transport{
 		Proxy:               nil, // cluster traffic never goes through a proxy
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -115,6 +124,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		endpoints: eps,
+		rateWait:  cfg.MaxRateLimitWait,
 		signer:    newSigner(tc),
 		hc: &http.Client{
 			Transport: tr,
@@ -242,12 +252,13 @@ func (e *sendError) retryable(method string) bool {
 }
 
 // Rate limits: a 429 rate_limited answer asking to wait at most
-// maxRateWait is waited out and the request sent again to the same node,
-// at most rateRetries times; a longer wait is the caller's (APIError.RetryAfter).
-// The request was not carried out, so sending it again is safe.
+// Config.MaxRateLimitWait is waited out and the request sent again to the
+// same node, at most rateRetries times; a longer wait is the caller's
+// (APIError.RetryAfter). The request was not carried out, so sending it
+// again is safe.
 const (
-	maxRateWait = 5 * time.Second
-	rateRetries = 3
+	defaultRateWait = 5 * time.Second
+	rateRetries     = 3
 )
 
 // send makes an exchange with the node at base, waiting out short rate
@@ -259,7 +270,7 @@ func (c *Client) send(ctx context.Context, base string, req request) (*response,
 			return resp, err
 		}
 		wait := retryAfter(resp.header)
-		if wait <= 0 || wait > maxRateWait {
+		if wait <= 0 || wait > c.rateWait {
 			return resp, nil
 		}
 		t := time.NewTimer(wait)
