@@ -40,7 +40,7 @@ type Config struct {
 	Log         Log         `toml:"log"`
 	GroupCommit GroupCommit `toml:"group_commit"`
 	RaftTuning  RaftTuning  `toml:"raft_tuning"`
-	RateLimits  RateLimits  `toml:"rate_limits"`
+	RateLimits  RateLimits  `toml:"rate_limits,omitempty"`
 }
 
 // RateLimits are the API's per-identity rate limits by route class (zero
