@@ -43,16 +43,16 @@ func (m *httpMetrics) observe(route, method string, status int, d time.Duration)
 type nodeCollector struct {
 	svc Service
 
-	appends, appendFailures, forwarded       *prometheus.Desc
-	batches, batchFailures, batchEntries     *prometheus.Desc
-	batchSize, commitLatency                 *prometheus.Desc
-	applied, rejected, restores, checkpoints *prometheus.Desc
-	queueDepth, inFlight                     *prometheus.Desc
-	logSize, term, commitIndex, appliedIndex *prometheus.Desc
-	isLeader, ready                          *prometheus.Desc
-	keyOpsDenied, activations, keyCacheHits  *prometheus.Desc
-	sharesReleased, cachedKeys               *prometheus.Desc
-	releasesRefused                          *prometheus.Desc
+	appends, appendFailures, forwarded                     *prometheus.Desc
+	batches, batchFailures, batchEntries                   *prometheus.Desc
+	batchSize, commitLatency                               *prometheus.Desc
+	applied, rejected, restores, checkpoints               *prometheus.Desc
+	queueDepth, inFlight                                   *prometheus.Desc
+	logSize, term, commitIndex, appliedIndex               *prometheus.Desc
+	isLeader, ready                                        *prometheus.Desc
+	keyOpsDenied, denialsFolded, activations, keyCacheHits *prometheus.Desc
+	sharesReleased, cachedKeys                             *prometheus.Desc
+	releasesRefused                                        *prometheus.Desc
 
 	snapshotsRefused *prometheus.Desc
 }
@@ -82,6 +82,7 @@ func newNodeCollector(svc Service) *nodeCollector {
 		isLeader:        d("custos_raft_leader", "1 if this node is the leader."),
 		ready:           d("custos_node_ready", "1 if the node is ready to serve (its health check passes)."),
 		keyOpsDenied:    d("custos_keyops_denied_total", "Key operations (batch items included) this node refused; every refusal is logged."),
+		denialsFolded:   d("custos_denials_folded_total", "Refusals this node counted in a folded log entry instead of logging them one by one."),
 		activations:     d("custos_kek_activations_total", "KEK versions this node reconstituted from t shares."),
 		keyCacheHits:    d("custos_kek_cache_hits_total", "Key operations served by an activated key from this node's cache."),
 		sharesReleased:  d("custos_kek_shares_released_total", "Shares this node released to peers for their activations."),
@@ -97,7 +98,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.appends, c.appendFailures, c.forwarded, c.batches, c.batchFailures, c.batchEntries,
 		c.batchSize, c.commitLatency, c.applied, c.rejected, c.restores, c.checkpoints,
 		c.queueDepth, c.inFlight, c.logSize, c.term, c.commitIndex, c.appliedIndex, c.isLeader, c.ready,
-		c.keyOpsDenied, c.activations, c.keyCacheHits, c.sharesReleased, c.cachedKeys, c.releasesRefused,
+		c.keyOpsDenied, c.denialsFolded, c.activations, c.keyCacheHits, c.sharesReleased, c.cachedKeys, c.releasesRefused,
 		c.snapshotsRefused,
 	} {
 		ch <- d
@@ -126,6 +127,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.queueDepth, float64(m.QueueDepth))
 	gauge(c.inFlight, float64(m.InFlight))
 	counter(c.keyOpsDenied, m.KeyOpsDenied)
+	counter(c.denialsFolded, m.DenialsFolded)
 	counter(c.activations, m.Activations)
 	counter(c.keyCacheHits, m.KeyCacheHits)
 	counter(c.sharesReleased, m.SharesRelease)
