@@ -534,25 +534,22 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	}
 	elapsed := time.Since(start)
 
-	// Attest the transfer; its receipt goes in the manifest.
+	// Attest the transfer: the entry binds both ciphertexts and the
+	// manifest, and is what a restore trusts; its receipt goes in the
+	// manifest.
+	m.KEK.KeyLogIndex = keyLogIndex // offline: the entry that proved the key
+	details, err := m.TransferDetails()
+	if err != nil {
+		return err
+	}
+	details["target"], details["region"], details["decision"], details["wrap"] = tname, pt.Region, dec.Why, wrapMode
 	logIndex, err := c.Attest(ctx, client.AttestRequest{
-		Type: client.AttestTransfer, KEKID: m.KEK.ID, KEKVersion: m.KEK.Version,
-		Details: map[string]string{
-			"archive":  id,
-			"dataset":  ds.Name,
-			"sha256":   m.Archive.SHA256,
-			"size":     fmt.Sprint(m.Archive.Size),
-			"target":   tname,
-			"region":   pt.Region,
-			"decision": dec.Why,
-			"wrap":     wrapMode,
-		},
+		Type: client.AttestTransfer, KEKID: m.KEK.ID, KEKVersion: m.KEK.Version, Details: details,
 	})
 	if err != nil {
 		return fmt.Errorf("attesting the transfer (archive and index are on %q, without manifest): %w", tname, err)
 	}
 	m.Receipt = &archive.Receipt{LogIndex: logIndex, Target: tname, Object: an}
-	m.KEK.KeyLogIndex = keyLogIndex // offline: the entry that proved the key
 	mb, err := m.Marshal()
 	if err != nil {
 		return err

@@ -27,13 +27,52 @@ import (
 // public key with, when --trust is not given.
 const envTrust = "CUSTOS_TRUST"
 
-// kekKeySource is what the offline wrap asks the cluster (*client.Client).
-type kekKeySource interface {
-	KEK(ctx context.Context, id string) (client.KEK, error)
-	PublicKey(ctx context.Context, kekID string, version uint32) (client.PublicKeyResponse, error)
+// proofSource is what proving an entry asks the cluster (*client.Client).
+type proofSource interface {
 	Checkpoint(ctx context.Context) ([]byte, error)
 	ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (ledger.ConsistencyProof, error)
 	InclusionProof(ctx context.Context, index, size uint64) (ledger.InclusionProof, error)
+}
+
+// kekKeySource is what the offline wrap asks the cluster (*client.Client).
+type kekKeySource interface {
+	proofSource
+	KEK(ctx context.Context, id string) (client.KEK, error)
+	PublicKey(ctx context.Context, kekID string, version uint32) (client.PublicKeyResponse, error)
+}
+
+// proveLogEntry fetches a current checkpoint, a consistency proof with t's
+// pin (none for a ServedTrust) and the inclusion proof of entry index,
+// whose canonical bytes are raw, and checks them (audit.VerifyEntry).
+func proveLogEntry(ctx context.Context, src proofSource, t *audit.Trust, index uint64, raw []byte) (ledger.Entry, ledger.Checkpoint, error) {
+	note, err := src.Checkpoint(ctx)
+	if err != nil {
+		return ledger.Entry{}, ledger.Checkpoint{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	p := audit.EntryProof{Checkpoint: note, Entry: raw, Index: index}
+	cp, err := t.VerifyNote(note)
+	if err != nil {
+		return ledger.Entry{}, ledger.Checkpoint{}, err
+	}
+	if cp.Size <= index {
+		return ledger.Entry{}, ledger.Checkpoint{}, fmt.Errorf("the cluster's checkpoint (size %d) does not cover entry %d yet: retry", cp.Size, index)
+	}
+	if !t.Served() {
+		pinned := t.Pinned()
+		if lo, hi := min(pinned.Size, cp.Size), max(pinned.Size, cp.Size); lo != hi {
+			cons, err := src.ConsistencyProof(ctx, lo, hi)
+			if err != nil {
+				return ledger.Entry{}, ledger.Checkpoint{}, fmt.Errorf("consistency proof from size %d to %d: %w", lo, hi, err)
+			}
+			p.Consistency = cons.Hashes
+		}
+	}
+	incl, err := src.InclusionProof(ctx, index, cp.Size)
+	if err != nil {
+		return ledger.Entry{}, ledger.Checkpoint{}, fmt.Errorf("inclusion proof of entry %d in size %d: %w", index, cp.Size, err)
+	}
+	p.Inclusion = incl.Hashes
+	return audit.VerifyEntry(t, p)
 }
 
 // offlineKeySource returns where the offline wrap gets the key and proofs
@@ -110,32 +149,11 @@ func proveKEKKey(ctx context.Context, src kekKeySource, t *audit.Trust, kekID st
 	case len(pk.Entry) == 0:
 		return nil, errors.New("the cluster served the public key without the log entry that dealt it (a node older than this agent?): wrap online, or upgrade the cluster")
 	}
-	note, err := src.Checkpoint(ctx)
+	e, _, err := proveLogEntry(ctx, src, t, pk.LogIndex, pk.Entry)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fmt.Errorf("%w; the key cannot be checked: do not wrap with it", err)
 	}
-	p := audit.KEKKeyProof{Checkpoint: note, Entry: pk.Entry, Index: pk.LogIndex}
-	cp, err := t.VerifyNote(note)
-	if err != nil {
-		return nil, err
-	}
-	if cp.Size <= pk.LogIndex {
-		return nil, fmt.Errorf("the cluster's checkpoint (size %d) does not cover entry %d that dealt v%d yet: retry", cp.Size, pk.LogIndex, version)
-	}
-	pinned := t.Pinned()
-	if lo, hi := min(pinned.Size, cp.Size), max(pinned.Size, cp.Size); lo != hi {
-		cons, err := src.ConsistencyProof(ctx, lo, hi)
-		if err != nil {
-			return nil, fmt.Errorf("consistency proof from size %d to %d: %w", lo, hi, err)
-		}
-		p.Consistency = cons.Hashes
-	}
-	incl, err := src.InclusionProof(ctx, pk.LogIndex, cp.Size)
-	if err != nil {
-		return nil, fmt.Errorf("inclusion proof of entry %d in size %d: %w", pk.LogIndex, cp.Size, err)
-	}
-	p.Inclusion = incl.Hashes
-	if _, err := audit.VerifyKEKKey(t, p, kekID, version, pk.PublicKey); err != nil {
+	if err := audit.CheckKEKKey(e, kekID, version, pk.PublicKey); err != nil {
 		return nil, err
 	}
 	return &provedKEKKey{kekID: kekID, version: version, pub: pk.PublicKey, logIndex: pk.LogIndex}, nil

@@ -187,7 +187,7 @@ func TestBackupOfflineRefusals(t *testing.T) {
 	// A trust file of another cluster (same name, other nodes and log).
 	other := newBackupHarness(t)
 	t.Setenv(envTrust, "")
-	refused("trust file of another cluster", []string{"not signed by a node the trust file trusts", "custos audit checkpoint"}, "--trust", other.pinTrust())
+	refused("trust file of another cluster", []string{"not signed by a trusted node", "custos audit checkpoint"}, "--trust", other.pinTrust())
 
 	trust := h.pinTrust()
 	defer func(f func(*client.Client) kekKeySource) { offlineKeySource = f }(offlineKeySource)

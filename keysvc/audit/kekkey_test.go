@@ -33,7 +33,7 @@ func (s *synth) dealKEK(id, version string, pub []byte, outcome ledger.Outcome) 
 
 // proveKEK returns what the cluster serves for entry index at size, with a
 // consistency proof from (or to) the pinned size.
-func (s *synth) proveKEK(t *testing.T, index, size, pinned uint64, signer string) audit.KEKKeyProof {
+func (s *synth) proveKEK(t *testing.T, index, size, pinned uint64, signer string) audit.EntryProof {
 	t.Helper()
 	incl, err := tlog.ProveRecord(int64(size), int64(index), s.reader())
 	if err != nil {
@@ -46,7 +46,7 @@ func (s *synth) proveKEK(t *testing.T, index, size, pinned uint64, signer string
 			t.Fatal(err)
 		}
 	}
-	return audit.KEKKeyProof{Checkpoint: s.checkpoint(size, signer), Consistency: cons, Entry: s.entries[index], Index: index, Inclusion: incl}
+	return audit.EntryProof{Checkpoint: s.checkpoint(size, signer), Consistency: cons, Entry: s.entries[index], Index: index, Inclusion: incl}
 }
 
 // kekFixture: a log pinned early (before the KEK existed), a KEK "payroll"
@@ -72,7 +72,7 @@ func newKEKFixture(t *testing.T) *kekFixture {
 	return &kekFixture{s: s, trust: trust, pinned: pinned, index: index, pub: pub}
 }
 
-func (f *kekFixture) proof(t *testing.T) audit.KEKKeyProof {
+func (f *kekFixture) proof(t *testing.T) audit.EntryProof {
 	return f.s.proveKEK(t, f.index, f.s.size(), f.pinned, "n1")
 }
 
@@ -146,7 +146,7 @@ func TestVerifyKEKKeyWrongIndex(t *testing.T) {
 	p := f.proof(t)
 	p.Index++
 	_, err := audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyNotIncluded)
+	wantKEKErr(t, err, audit.ErrNotIncluded)
 	// Another entry (a key operation), correctly proved.
 	p = f.s.proveKEK(t, f.index+1, f.s.size(), f.pinned, "n1")
 	_, err = audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
@@ -155,7 +155,7 @@ func TestVerifyKEKKeyWrongIndex(t *testing.T) {
 	p = f.proof(t)
 	p.Index = f.s.size() + 5
 	_, err = audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyNotIncluded)
+	wantKEKErr(t, err, audit.ErrNotIncluded)
 }
 
 func TestVerifyKEKKeyTamperedEntry(t *testing.T) {
@@ -173,16 +173,16 @@ func TestVerifyKEKKeyTamperedEntry(t *testing.T) {
 	p := f.proof(t)
 	p.Entry = b
 	_, err = audit.VerifyKEKKey(f.trust, p, "payroll", 1, evil)
-	wantKEKErr(t, err, audit.ErrKEKKeyNotIncluded)
+	wantKEKErr(t, err, audit.ErrNotIncluded)
 	// Bytes that are no entry at all.
 	p.Entry = []byte("{}")
 	_, err = audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyNotIncluded)
+	wantKEKErr(t, err, audit.ErrNotIncluded)
 	// A broken inclusion proof.
 	p = f.proof(t)
 	p.Inclusion[0][0] ^= 1
 	_, err = audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyNotIncluded)
+	wantKEKErr(t, err, audit.ErrNotIncluded)
 }
 
 func TestVerifyKEKKeyUntrustedCheckpoint(t *testing.T) {
@@ -190,7 +190,7 @@ func TestVerifyKEKKeyUntrustedCheckpoint(t *testing.T) {
 	// Signed by n2, a registered node the trust file does not list.
 	p := f.s.proveKEK(t, f.index, f.s.size(), f.pinned, "n2")
 	_, err := audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyCheckpoint, "custos audit checkpoint")
+	wantKEKErr(t, err, audit.ErrCheckpointUntrusted, "custos audit checkpoint")
 	// A checkpoint of another origin, signed by a trusted key.
 	n := synthNodeKey(t, "n1")
 	note, err := ledger.SignCheckpoint(ledger.Checkpoint{Origin: "custos/other", Size: f.s.size(), Hash: f.s.root(f.s.size())}, n.key.Name, n.ec, n.ml)
@@ -200,15 +200,15 @@ func TestVerifyKEKKeyUntrustedCheckpoint(t *testing.T) {
 	p = f.proof(t)
 	p.Checkpoint = note
 	_, err = audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyCheckpoint)
+	wantKEKErr(t, err, audit.ErrCheckpointUntrusted)
 	// A checkpoint whose signature was tampered with.
 	p = f.proof(t)
 	p.Checkpoint = bytes.Replace(p.Checkpoint, []byte("\n\n— "), []byte("\n\n— x"), 1)
 	_, err = audit.VerifyKEKKey(f.trust, p, "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyCheckpoint)
+	wantKEKErr(t, err, audit.ErrCheckpointUntrusted)
 	// No trust file.
 	_, err = audit.VerifyKEKKey(nil, f.proof(t), "payroll", 1, f.pub)
-	wantKEKErr(t, err, audit.ErrKEKKeyCheckpoint)
+	wantKEKErr(t, err, audit.ErrCheckpointUntrusted)
 }
 
 func TestVerifyKEKKeyForkedLog(t *testing.T) {
@@ -230,7 +230,7 @@ func TestVerifyKEKKeyForkedLog(t *testing.T) {
 	fork.keyOps(1)
 	p := fork.proveKEK(t, index, fork.size(), pinned, "n1")
 	_, err := audit.VerifyKEKKey(trust, p, "payroll", 1, evil)
-	wantKEKErr(t, err, audit.ErrKEKKeyInconsistent, "forked")
+	wantKEKErr(t, err, audit.ErrLogInconsistent, "forked")
 
 	// A fork of the same size as the pin: roots differ.
 	fork = base.clone()
@@ -244,7 +244,7 @@ func TestVerifyKEKKeyForkedLog(t *testing.T) {
 	}
 	p = fork.proveKEK(t, index, pinned, pinned, "n1")
 	_, err = audit.VerifyKEKKey(trust, p, "payroll", 1, evil)
-	wantKEKErr(t, err, audit.ErrKEKKeyInconsistent)
+	wantKEKErr(t, err, audit.ErrLogInconsistent)
 
 	// The honest log with a broken consistency proof.
 	s.keyOps(2)
@@ -252,7 +252,7 @@ func TestVerifyKEKKeyForkedLog(t *testing.T) {
 	p = s.proveKEK(t, index, s.size(), pinned, "n1")
 	p.Consistency = p.Consistency[1:]
 	_, err = audit.VerifyKEKKey(trust, p, "payroll", 1, kekPub("v1-key"))
-	wantKEKErr(t, err, audit.ErrKEKKeyInconsistent)
+	wantKEKErr(t, err, audit.ErrLogInconsistent)
 }
 
 func TestVerifyKEKKeyRefusedEntry(t *testing.T) {

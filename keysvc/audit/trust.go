@@ -59,7 +59,29 @@ type Trust struct {
 	cp     ledger.Checkpoint
 	signer string // key name
 	keys   []ledger.NodeKey
+	// served: the node keys are those the cluster serves, not pinned
+	// (ServedTrust): no checkpoint, no genesis.
+	served bool
 }
+
+// ServedTrust is the trust of a caller without a trust file: the node keys
+// the cluster serves (GET /v1/ledger/keys) for cluster's origin. It checks
+// that a checkpoint is signed by one of them and an entry is in its tree,
+// not that the log extends one seen before: a cluster that lies about its
+// keys is believed. Callers say so.
+func ServedTrust(cluster, keys string) (*Trust, error) {
+	ks, err := ledger.ParseNodeKeys([]byte(keys))
+	if err != nil {
+		return nil, fmt.Errorf("audit: the cluster's node keys: %w", err)
+	}
+	if len(ks) == 0 {
+		return nil, errors.New("audit: the cluster serves no node keys")
+	}
+	return &Trust{Cluster: cluster, Origin: "custos/" + cluster, NodeKeys: keys, keys: ks, served: true}, nil
+}
+
+// Served reports whether t is a ServedTrust.
+func (t *Trust) Served() bool { return t.served }
 
 // State is what the log had established after its first Size entries: the
 // nodes and their registered keys, the officers and their key

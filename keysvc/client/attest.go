@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
@@ -54,6 +55,36 @@ func (c *Client) Attest(ctx context.Context, req AttestRequest) (uint64, error) 
 // by dataset.
 type Drills struct {
 	Drills []DrillRecord `json:"drills"`
+}
+
+// Attested is the answer of GET /v1/attestations/{index}: one of the
+// caller's own attestation entries.
+type Attested struct {
+	LogIndex uint64 `json:"log_index"`
+	Entry    []byte `json:"entry"` // canonical bytes
+}
+
+// Attestation returns the caller's own attestation entry at log index
+// (a transfer it logged, say), parsed, with its canonical bytes. Another
+// identity's entry, another kind of entry or an index beyond the log is an
+// *APIError not_found.
+func (c *Client) Attestation(ctx context.Context, index uint64) (ledger.Entry, []byte, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/attestations/" + strconv.FormatUint(index, 10)})
+	if err != nil {
+		return ledger.Entry{}, nil, err
+	}
+	var a Attested
+	if err := resp.decode("attestation", &a); err != nil {
+		return ledger.Entry{}, nil, err
+	}
+	e, err := ledger.ParseEntry(a.Entry)
+	switch {
+	case err != nil:
+		return ledger.Entry{}, nil, fmt.Errorf("custos api %s: attestation %d: %v", resp.endpoint, index, err)
+	case e.Index != index || a.LogIndex != index:
+		return ledger.Entry{}, nil, fmt.Errorf("custos api %s: asked for attestation %d, got entry %d", resp.endpoint, index, e.Index)
+	}
+	return e, a.Entry, nil
 }
 
 // DrillRecord is one dataset's newest drill: its log index and the entry's

@@ -144,6 +144,7 @@ func New(svc Service, opts Options) http.Handler {
 	r.With(a.allow(identity.RoleOperator)).Post("/v1/sys/canary", a.handle(a.canary))
 	r.With(a.allow(attestRoles...)).Post("/v1/attestations", a.handle(a.attest))
 	r.With(a.allow(drillReaders...)).Get("/v1/attestations/drills", a.handle(a.drills))
+	r.With(a.allow(attestRoles...)).Get("/v1/attestations/{index}", a.handle(a.attestation))
 	r.Post("/v1/sys/join", a.handle(a.join)) // checks roles itself, to log refusals
 	r.With(a.allow(identity.RoleOperator)).Post("/v1/sys/init", a.handle(a.init))
 	r.With(a.allow(identity.RoleOfficer)).Post("/v1/ceremonies", a.handle(a.propose))
