@@ -64,6 +64,8 @@ commands:
   restore  ARCHIVE --to DIR --policy FILE [--target NAME] restore an archive
   verify   ARCHIVE --policy FILE [--target NAME] [--full] check an archive
   drill    ARCHIVE --policy FILE [--target NAME]          timed test restore, logged
+           [--trust FILE]                                 (restore, verify, drill: the pinned log
+                                                          the archive's transfer entry is proved in)
   prune    --policy FILE [--dataset NAME] [--target NAME] [--dry-run]
                                                           delete archives past retention (not locked ones)
   status   --policy FILE [--dataset NAME] [--target NAME] RPO and RTO per dataset; exit 1 if missed
@@ -632,6 +634,7 @@ type archiveCmd struct {
 	tname  string
 	m      *archive.Manifest
 	client *client.Client
+	proof  *provedTransfer
 }
 
 func (a *archiveCmd) close() {
@@ -643,7 +646,14 @@ func (a *archiveCmd) close() {
 	}
 }
 
-func openArchiveCmd(ctx context.Context, fs *flag.FlagSet, bf *backupFlags, args []string, needAPI func() bool) (*archiveCmd, error) {
+// openArchiveCmd parses the command line, finds the archive and proves its
+// manifest against the log (proveTransfer) before anything else is read:
+// the restore, verify and drill commands share it. When the proof fails it
+// returns the error with the command still open (a drill records the
+// refusal); the caller closes it.
+func openArchiveCmd(ctx context.Context, s stdio, fs *flag.FlagSet, bf *backupFlags, args []string) (*archiveCmd, error) {
+	var trustPath string
+	fs.StringVar(&trustPath, "trust", "", "the trust file (made by custos audit checkpoint) to check the archive's transfer entry against (default $"+envTrust+"; without one, the node keys the cluster serves)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return nil, err
@@ -664,12 +674,15 @@ func openArchiveCmd(ctx context.Context, fs *flag.FlagSet, bf *backupFlags, args
 	if err != nil {
 		return nil, err
 	}
-	if needAPI() {
-		if a.client, err = bf.api.client(); err != nil {
-			a.close()
-			return nil, err
-		}
+	if a.client, err = bf.api.client(); err != nil {
+		a.close()
+		return nil, err
 	}
+	if a.proof, err = proveTransfer(ctx, transferSourceOf(a.client), trustPath, a.m); err != nil {
+		// a stays open: a drill records the refusal.
+		return a, fmt.Errorf("%s on %q: refused before reading it (nothing was restored): %w", a.m.ArchiveID, a.tname, err)
+	}
+	fmt.Fprintf(s.out, "log        %s\n", a.proof.describe())
 	return a, nil
 }
 
@@ -721,11 +734,13 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 	var to string
 	fs.StringVar(&to, "to", "", "the directory to restore into (required; created if missing; existing names are not overwritten)")
 	bf.addProgressFlag(fs)
-	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return true })
+	a, err := openArchiveCmd(ctx, s, fs, bf, args)
+	if a != nil {
+		defer a.close()
+	}
 	if err != nil {
 		return err
 	}
-	defer a.close()
 	if to == "" {
 		return errors.New("--to DIR is required")
 	}
@@ -759,11 +774,13 @@ func runBackupVerify(ctx context.Context, s stdio, args []string) error {
 	var full bool
 	fs.BoolVar(&full, "full", false, "also decrypt (unwrap through the API, logged) and check every file's hash; writes nothing")
 	bf.addProgressFlag(fs)
-	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return full })
+	a, err := openArchiveCmd(ctx, s, fs, bf, args)
+	if a != nil {
+		defer a.close()
+	}
 	if err != nil {
 		return err
 	}
-	defer a.close()
 	arc, idx, prog, err := a.openParts(ctx, s, bf, "verify")
 	if err != nil {
 		return err
@@ -779,7 +796,7 @@ func runBackupVerify(ctx context.Context, s stdio, args []string) error {
 		if err := archive.VerifyCiphertext(idx, a.m.Index); err != nil {
 			return fmt.Errorf("%s: index: %w", a.m.ArchiveID, err)
 		}
-		fmt.Fprintf(s.out, "ok         %s on %q: archive (%s) and index match the manifest's SHA-256 (not decrypted)\n", a.m.ArchiveID, a.tname, bkMiB(a.m.Archive.Size))
+		fmt.Fprintf(s.out, "ok         %s on %q: archive (%s) and index match the SHA-256 the log records (not decrypted)\n", a.m.ArchiveID, a.tname, bkMiB(a.m.Archive.Size))
 		return nil
 	}
 	res, err := archive.Verify(ctx, a.m, arc, idx, a.identity(ctx))
@@ -787,7 +804,7 @@ func runBackupVerify(ctx context.Context, s stdio, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.m.ArchiveID, err)
 	}
-	fmt.Fprintf(s.out, "ok         %s on %q: decrypted, %d entries, %d files (%s) match the index's hashes, ciphertexts match the manifest\n",
+	fmt.Fprintf(s.out, "ok         %s on %q: decrypted, %d entries, %d files (%s) match the index's hashes, ciphertexts match the log's\n",
 		a.m.ArchiveID, a.tname, res.Entries, res.Files, bkMiB(res.Bytes))
 	fmt.Fprintf(s.out, "time       %s, %s\n", res.Duration.Round(time.Millisecond), bkRate(res.Bytes, res.Duration))
 	return nil
@@ -797,11 +814,13 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("backup drill", flag.ContinueOnError)
 	bf := addBackupFlags(fs, s, true)
 	bf.addProgressFlag(fs)
-	a, err := openArchiveCmd(ctx, fs, bf, args, func() bool { return true })
-	if err != nil {
+	a, err := openArchiveCmd(ctx, s, fs, bf, args)
+	if a != nil {
+		defer a.close()
+	}
+	if err != nil && (a == nil || a.client == nil || !errors.Is(err, archive.ErrIntegrity)) {
 		return err
 	}
-	defer a.close()
 	tmp, err := os.MkdirTemp("", "custos-drill-*")
 	if err != nil {
 		return err
@@ -810,6 +829,9 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 
 	start := time.Now()
 	res, rerr := func() (*archive.Result, error) {
+		if a.proof == nil { // refused before reading: the drill failed
+			return nil, err
+		}
 		arc, idx, prog, err := a.openParts(ctx, s, bf, "drill")
 		if err != nil {
 			return nil, err
@@ -826,7 +848,10 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 		// The log gets the kind of failure, not the error text, which
 		// may name files (names travel only encrypted).
 		result = "failed: restore error"
-		if errors.Is(rerr, archive.ErrIntegrity) {
+		switch {
+		case a.proof == nil:
+			result = "failed: not proved against the log"
+		case errors.Is(rerr, archive.ErrIntegrity):
 			result = "failed: integrity check"
 		}
 	}

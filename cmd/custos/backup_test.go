@@ -255,8 +255,8 @@ func TestBackupCLI(t *testing.T) {
 	out := h.ok("backup", "list", "--policy", pol)
 	wantAll(t, "list", out, id, "hr", "paris", fmt.Sprintf("transfer %d", tr[0].Index))
 
-	out = h.ok("backup", "verify", id, "--policy", pol)
-	wantAll(t, "verify", out, "ok", "not decrypted")
+	out = h.ok("backup", "verify", id, "--policy", pol, "--env", h.agentEnv)
+	wantAll(t, "verify", out, "ok", "not decrypted", "matches the manifest", "the node keys the cluster serves")
 	out = h.ok("backup", "verify", id, "--full", "--policy", pol, "--env", h.agentEnv)
 	wantAll(t, "verify --full", out, "ok", "decrypted", "53 files")
 
@@ -354,7 +354,7 @@ func TestBackupTampered(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
-		{"backup", "verify", id, "--policy", pol},
+		{"backup", "verify", id, "--policy", pol, "--env", h.agentEnv},
 		{"backup", "verify", id, "--full", "--policy", pol, "--env", h.agentEnv},
 	} {
 		if code, _, errOut := h.cli(args...); code == 0 || !strings.Contains(errOut, "integrity") {
@@ -403,7 +403,7 @@ retention = "1d"
 	id := h.backup(pol)
 	out := h.ok("backup", "list", "--policy", pol)
 	wantAll(t, "list", out, id, "offsite")
-	h.ok("backup", "verify", id, "--policy", pol)
+	h.ok("backup", "verify", id, "--policy", pol, "--env", h.agentEnv)
 	dst := filepath.Join(h.dir, "restored")
 	h.ok("backup", "restore", id, "--to", dst, "--policy", pol, "--env", h.agentEnv)
 	sameTree(t, h.src, filepath.Join(dst, h.src))

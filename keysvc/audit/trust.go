@@ -65,19 +65,15 @@ type Trust struct {
 }
 
 // ServedTrust is the trust of a caller without a trust file: the node keys
-// the cluster serves (GET /v1/ledger/keys) for cluster's origin. It checks
+// the cluster serves (GET /v1/ledger/keys, client NodeKeys) for cluster's origin. It checks
 // that a checkpoint is signed by one of them and an entry is in its tree,
 // not that the log extends one seen before: a cluster that lies about its
 // keys is believed. Callers say so.
-func ServedTrust(cluster, keys string) (*Trust, error) {
-	ks, err := ledger.ParseNodeKeys([]byte(keys))
-	if err != nil {
-		return nil, fmt.Errorf("audit: the cluster's node keys: %w", err)
-	}
-	if len(ks) == 0 {
+func ServedTrust(cluster string, keys []ledger.NodeKey) (*Trust, error) {
+	if len(keys) == 0 {
 		return nil, errors.New("audit: the cluster serves no node keys")
 	}
-	return &Trust{Cluster: cluster, Origin: "custos/" + cluster, NodeKeys: keys, keys: ks, served: true}, nil
+	return &Trust{Cluster: cluster, Origin: "custos/" + cluster, keys: slices.Clone(keys), served: true}, nil
 }
 
 // Served reports whether t is a ServedTrust.
