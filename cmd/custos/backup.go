@@ -821,6 +821,7 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 	if err != nil && (a == nil || a.client == nil || !errors.Is(err, archive.ErrIntegrity)) {
 		return err
 	}
+	proofErr := err // the archive was refused before reading: the drill failed
 	tmp, err := os.MkdirTemp("", "custos-drill-*")
 	if err != nil {
 		return err
@@ -829,8 +830,8 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 
 	start := time.Now()
 	res, rerr := func() (*archive.Result, error) {
-		if a.proof == nil { // refused before reading: the drill failed
-			return nil, err
+		if proofErr != nil {
+			return nil, proofErr
 		}
 		arc, idx, prog, err := a.openParts(ctx, s, bf, "drill")
 		if err != nil {
