@@ -149,7 +149,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	dst := filepath.Join(t.TempDir(), "restore")
-	res, err := archive.Restore(ctx, m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst)
+	res, err := archive.Restore(ctx, m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("restore dir holds %d entries (staging left?)", len(ents))
 	}
 	// Restoring again over the same names: refused, nothing changed.
-	if _, err := archive.Restore(ctx, m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := archive.Restore(ctx, m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("second restore: %v", err)
 	}
 	if ents, _ := os.ReadDir(dst); len(ents) != 1 {
@@ -190,7 +190,7 @@ func TestSeveralSources(t *testing.T) {
 	ks := newKeys(t, testID)
 	m, a, ix := backup(t, ks, testID, filepath.Join(base, "b"), filepath.Join(base, "a-b"), filepath.Join(base, "a"))
 	dst := t.TempDir()
-	if _, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst); err != nil {
+	if _, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"a/c", "a-b/d", "b"} {

@@ -213,7 +213,7 @@ func BenchmarkRestore(b *testing.B) {
 	for b.Loop() {
 		af.Seek(0, 0)
 		i++
-		if _, err := archive.Restore(context.Background(), m, bufio.NewReaderSize(af, 256<<10), bytes.NewReader(ix.Bytes()), ks.id, filepath.Join(out, fmt.Sprint(i))); err != nil {
+		if _, err := archive.Restore(context.Background(), m, bufio.NewReaderSize(af, 256<<10), bytes.NewReader(ix.Bytes()), ks.id, filepath.Join(out, fmt.Sprint(i)), archive.RestoreOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -52,7 +52,7 @@ func TestArchiveThroughCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
-	res, err := archive.Restore(ctx, m, bytes.NewReader(a.Bytes()), bytes.NewReader(ix.Bytes()), id, dst)
+	res, err := archive.Restore(ctx, m, bytes.NewReader(a.Bytes()), bytes.NewReader(ix.Bytes()), id, dst, archive.RestoreOptions{})
 	if err != nil || res.Files != 1 {
 		t.Fatalf("restore: %+v, %v", res, err)
 	}
@@ -65,7 +65,7 @@ func TestArchiveThroughCluster(t *testing.T) {
 	// An agent from a region the KEK's policy leaves out cannot restore.
 	nl := custosage.NewIdentity(ctx, env.ClientIn(t, identity.RoleAgent, "agent-nl", "NL"))
 	dst2 := filepath.Join(t.TempDir(), "r")
-	if _, err := archive.Restore(ctx, m, bytes.NewReader(a.Bytes()), bytes.NewReader(ix.Bytes()), nl, dst2); err == nil || !strings.Contains(err.Error(), "region_denied") {
+	if _, err := archive.Restore(ctx, m, bytes.NewReader(a.Bytes()), bytes.NewReader(ix.Bytes()), nl, dst2, archive.RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "region_denied") {
 		t.Errorf("restore from NL: %v", err)
 	}
 	if ents, _ := os.ReadDir(dst2); len(ents) != 0 {

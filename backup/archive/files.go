@@ -177,7 +177,13 @@ func (x *extractor) create(d *dirHandle, e IndexEntry) (*os.File, error) {
 
 // fileDone sets the mode and mtime of e's file f, written, and closes it.
 func (x *extractor) fileDone(d *dirHandle, f *os.File, e IndexEntry) error {
-	err := f.Chmod(e.Mode)
+	var err error
+	if x.opts.KeepOwners { // before the mode: a chown clears setuid and setgid
+		err = f.Chown(e.uid, e.gid)
+	}
+	if err == nil {
+		err = f.Chmod(x.opts.mode(e))
+	}
 	if err == nil {
 		err = d.root.Chtimes(path.Base(e.Name), e.MTime, e.MTime)
 	}

@@ -173,6 +173,10 @@ type IndexEntry struct {
 
 	End     bool  `json:"end,omitempty"`
 	Entries int64 `json:"entries,omitempty"`
+
+	// uid and gid are the owner the archive's tar header gives the entry
+	// (not in the index): a restore applies them only when asked.
+	uid, gid int
 }
 
 // maxNameLen bounds entry names.

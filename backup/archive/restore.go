@@ -62,6 +62,24 @@ type Result struct {
 	Duration time.Duration
 }
 
+// RestoreOptions are what a restore may put back beyond content, names,
+// permissions and times.
+type RestoreOptions struct {
+	// KeepSetID restores the setuid and setgid bits.
+	KeepSetID bool
+	// KeepOwners restores each entry's owner and group (numeric ids, from
+	// the archive's tar headers); it needs the privilege to chown.
+	KeepOwners bool
+}
+
+// mode is the mode e is restored with.
+func (o RestoreOptions) mode(e IndexEntry) fs.FileMode {
+	if o.KeepSetID {
+		return e.Mode
+	}
+	return e.Mode &^ (fs.ModeSetuid | fs.ModeSetgid)
+}
+
 // Verify decrypts the archive and index with identity, checks them against
 // the manifest (ciphertext hashes and sizes, archive id, dataset) and
 // every entry against the index (order, type, mode, mtime, size, per-file
@@ -81,7 +99,12 @@ func Verify(ctx context.Context, m *Manifest, archive, index io.Reader, identity
 // out of order or repeated are refused. With a custosage.Identity, set
 // its Expect to m.Expect() so a stanza bound to another archive is
 // refused before any unwrap.
-func Restore(ctx context.Context, m *Manifest, archive, index io.Reader, identity age.Identity, dir string) (*Result, error) {
+//
+// Setuid and setgid bits are not restored, nor owners (files belong to
+// whoever restores), unless opts asks: an archive is data, and a restore
+// run as root must not plant a setuid-root program or hand a file to
+// another user because the archive says so.
+func Restore(ctx context.Context, m *Manifest, archive, index io.Reader, identity age.Identity, dir string, opts RestoreOptions) (*Result, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -101,7 +124,7 @@ func Restore(ctx context.Context, m *Manifest, archive, index io.Reader, identit
 		_ = root.Remove(staging)
 		return nil, err
 	}
-	x := &extractor{root: sroot, made: map[string]bool{}}
+	x := &extractor{root: sroot, made: map[string]bool{}, opts: opts}
 	res, err := run(ctx, m, archive, index, identity, x)
 	sroot.Close()
 	if err == nil {
@@ -145,11 +168,17 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 	if err != nil {
 		return nil, fmt.Errorf("archive: decrypting the archive: %w", ageErr(err))
 	}
-	zr, err := newFrameReader(ar)
+	dec, err := newFrameReader(ar)
 	if err != nil {
 		return nil, err
 	}
-	defer zr.Close()
+	defer dec.Close()
+	if m.Stats.TarBytes <= 0 {
+		return nil, integrity("the manifest declares no tar size to bound decompression with")
+	}
+	// The tar stream is exactly as long as the manifest (bound to the log)
+	// says: no more is decompressed, whatever the frames claim.
+	zr := &boundedReader{r: dec, left: m.Stats.TarBytes}
 	tr := tar.NewReader(zr)
 	pool := newFilePool(x, runtime.GOMAXPROCS(0))
 	defer pool.wait()
@@ -177,6 +206,7 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 		if err != nil {
 			return nil, err
 		}
+		want.uid, want.gid = th.Uid, th.Gid
 		if want.End {
 			return nil, integrity("the archive has an entry %q the index does not list", th.Name)
 		}
@@ -238,6 +268,9 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 	// of the stream, which also makes age check its final chunk.
 	if err := drainZeros(zr); err != nil {
 		return nil, err
+	}
+	if zr.left != 0 {
+		return nil, integrity("the tar stream is %d bytes shorter than the manifest declares", zr.left)
 	}
 	end, err := idx.next()
 	if err != nil {
@@ -378,8 +411,31 @@ func (ir *indexReader) next() (IndexEntry, error) {
 	return e, nil
 }
 
+// boundedReader reads at most left bytes from r; past them it fails.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, _ := io.ReadFull(b.r, one[:]); n > 0 {
+			return 0, integrity("the archive decompresses to more than the tar size the manifest declares")
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
 // extractor writes entries under a staging root.
 type extractor struct {
+	opts RestoreOptions
 	root *os.Root
 	dirs []IndexEntry    // to apply modes and mtimes last, deepest first
 	made map[string]bool // directories that exist under root
@@ -419,6 +475,11 @@ func (x *extractor) symlink(e IndexEntry) error {
 			return integrity("entry %q repeats another entry's name", e.Name)
 		}
 		return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
+	}
+	if x.opts.KeepOwners {
+		if err := x.root.Lchown(e.Name, e.uid, e.gid); err != nil {
+			return fmt.Errorf("archive: restoring the owner of %q: %w", e.Name, err)
+		}
 	}
 	return nil
 }
@@ -480,7 +541,12 @@ func (x *extractor) commit(root *os.Root, staging string, res *Result) error {
 		res.Restored = append(res.Restored, n)
 	}
 	for _, e := range slices.Backward(x.dirs) {
-		if err := root.Chmod(e.Name, e.Mode); err != nil {
+		if x.opts.KeepOwners { // before the mode: a chown clears setuid and setgid
+			if err := root.Lchown(e.Name, e.uid, e.gid); err != nil {
+				return fmt.Errorf("archive: restoring the owner of %q: %w", e.Name, err)
+			}
+		}
+		if err := root.Chmod(e.Name, x.opts.mode(e)); err != nil {
 			return fmt.Errorf("archive: restoring %q: %w", e.Name, err)
 		}
 		if err := root.Chtimes(e.Name, e.MTime, e.MTime); err != nil {

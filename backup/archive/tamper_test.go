@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func expectNothingRestored(t *testing.T, name string, m *archive.Manifest, a, ix
 	t.Helper()
 	parent := t.TempDir()
 	dst := filepath.Join(parent, "restore")
-	res, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst)
+	res, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{})
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("%s: restore: %+v, %v; want an error with %q", name, res, err, want)
 	}
@@ -130,6 +131,14 @@ func craft(t *testing.T, ks keys, hdrs []*tar.Header, bodies []string) (*archive
 // indexed instead of bodies.
 func craftIndexed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []string) (*archive.Manifest, []byte, []byte) {
 	t.Helper()
+	return craftTrailed(t, ks, hdrs, bodies, indexed, nil)
+}
+
+// craftTrailed is craftIndexed with trailer appended to the tar stream
+// before compression (the manifest declares the tar stream's size
+// without it).
+func craftTrailed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []string, trailer []byte) (*archive.Manifest, []byte, []byte) {
+	t.Helper()
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
 	var index bytes.Buffer
@@ -143,7 +152,7 @@ func craftIndexed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []s
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
-		e := archive.IndexEntry{Name: strings.TrimSuffix(h.Name, "/"), Mode: h.FileInfo().Mode() & 0o7777, MTime: h.ModTime.UTC(), Target: h.Linkname}
+		e := archive.IndexEntry{Name: strings.TrimSuffix(h.Name, "/"), Mode: h.FileInfo().Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky), MTime: h.ModTime.UTC(), Target: h.Linkname}
 		switch h.Typeflag {
 		case tar.TypeDir:
 			e.Type = archive.TypeDir
@@ -169,10 +178,11 @@ func craftIndexed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []s
 		w.Close()
 		return out.Bytes()
 	}
-	a := seal(zenc.EncodeAll(tb.Bytes(), nil))
+	a := seal(zenc.EncodeAll(append(tb.Bytes(), trailer...), nil))
 	ix := seal(index.Bytes())
 	m := &archive.Manifest{Format: archive.ManifestFormat, ArchiveID: testID, Dataset: "hr", KEK: archive.KEKRef{ID: "backups", Version: 1},
-		Archive: archive.Part{Size: int64(len(a)), SHA256: hexSum(a)}, Index: archive.Part{Size: int64(len(ix)), SHA256: hexSum(ix)}, ChunkSize: archive.DefaultChunkSize}
+		Archive: archive.Part{Size: int64(len(a)), SHA256: hexSum(a)}, Index: archive.Part{Size: int64(len(ix)), SHA256: hexSum(ix)}, ChunkSize: archive.DefaultChunkSize,
+		Stats: archive.Stats{TarBytes: int64(tb.Len())}}
 	return m, a, ix
 }
 
@@ -210,7 +220,7 @@ func TestHostileEntries(t *testing.T) {
 	// The same machinery restores a benign crafted archive.
 	m, a, ix := craft(t, ks, []*tar.Header{dir("a"), link("a/l", "x"), file("a/x")}, []string{"", "", "good"})
 	dst := filepath.Join(t.TempDir(), "r")
-	if _, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst); err != nil {
+	if _, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "a", "l")); err != nil || string(b) != "good" {
@@ -243,5 +253,89 @@ func TestContentMismatch(t *testing.T) {
 		m, a, ix := craftIndexed(t, ks, append([]*tar.Header{{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}}, hdrs...),
 			append([]string{""}, tc.bodies...), append([]string{""}, tc.indexed...))
 		expectNothingRestored(t, tc.name, m, a, ix, ks, "does not match its SHA-256 in the index")
+	}
+}
+
+// A zstd bomb: a small archive whose tar stream is followed by 256 MiB of
+// zeros (zeros are what a tar's end padding holds) decompresses no further
+// than the tar size the manifest declares, and restores nothing.
+func TestZstdBomb(t *testing.T) {
+	ks := newKeys(t, testID)
+	hdrs := []*tar.Header{{Name: "x", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}}
+	m, a, ix := craftTrailed(t, ks, hdrs, []string{"good"}, []string{"good"}, make([]byte, 256<<20))
+	if len(a) > 1<<20 {
+		t.Fatalf("the bomb is %d bytes", len(a))
+	}
+	expectNothingRestored(t, "zstd bomb", m, a, ix, ks, "decompresses to more than the tar size the manifest declares")
+	short := *m
+	short.Stats.TarBytes += 512
+	expectNothingRestored(t, "declared longer", &short, a, ix, ks, "more than the tar size")
+}
+
+// A setuid or setgid file or directory restores without those bits unless
+// asked; other bits (sticky, permissions) stay.
+func TestSetIDNotRestored(t *testing.T) {
+	ks := newKeys(t, testID)
+	hdrs := []*tar.Header{
+		{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o2775},
+		{Name: "d/sticky", Typeflag: tar.TypeDir, Mode: 0o1777},
+		{Name: "d/suid", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 4},
+	}
+	m, a, ix := craft(t, ks, hdrs, []string{"", "", "evil"})
+	for _, keep := range []bool{false, true} {
+		dst := filepath.Join(t.TempDir(), "r")
+		if _, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{KeepSetID: keep}); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]os.FileMode{"d": os.ModeDir | 0o775, "d/suid": 0o755, "d/sticky": os.ModeDir | os.ModeSticky | 0o777}
+		if keep {
+			want["d"] |= os.ModeSetgid
+			want["d/suid"] |= os.ModeSetuid
+		}
+		for name, mode := range want {
+			fi, err := os.Lstat(filepath.Join(dst, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode() & (os.ModeType | os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky); got != mode {
+				t.Errorf("keep %v: %s restored %v, want %v", keep, name, got, mode)
+			}
+		}
+	}
+}
+
+// Owners are the restorer's unless asked; asked, they are the archive's
+// (this needs root, as CI runs; skipped otherwise).
+func TestOwnersNotRestored(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	src := t.TempDir()
+	p := filepath.Join(src, "theirs")
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 12345, 23456); err != nil {
+		t.Fatal(err)
+	}
+	ks := newKeys(t, testID)
+	m, a, ix := backup(t, ks, testID, src)
+	for _, keep := range []bool{false, true} {
+		dst := filepath.Join(t.TempDir(), "r")
+		if _, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{KeepOwners: keep}); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(filepath.Join(dst, strings.TrimPrefix(p, "/")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		wantUID, wantGID := uint32(0), uint32(0)
+		if keep {
+			wantUID, wantGID = 12345, 23456
+		}
+		if st.Uid != wantUID || st.Gid != wantGID {
+			t.Errorf("keep %v: owner %d:%d, want %d:%d", keep, st.Uid, st.Gid, wantUID, wantGID)
+		}
 	}
 }

@@ -62,6 +62,7 @@ commands:
            [--trust FILE]                                 (offline wrap: the pinned trust file)
   list     --policy FILE [--dataset NAME] [--target NAME] archives on the targets
   restore  ARCHIVE --to DIR --policy FILE [--target NAME] restore an archive
+           [--keep-owners] [--keep-setid]                 (owners and setuid/setgid bits: not by default)
   verify   ARCHIVE --policy FILE [--target NAME] [--full] check an archive
   drill    ARCHIVE --policy FILE [--target NAME]          timed test restore, logged
            [--trust FILE]                                 (restore, verify, drill: the pinned log
@@ -732,7 +733,10 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("backup restore", flag.ContinueOnError)
 	bf := addBackupFlags(fs, s, true)
 	var to string
+	var opts archive.RestoreOptions
 	fs.StringVar(&to, "to", "", "the directory to restore into (required; created if missing; existing names are not overwritten)")
+	fs.BoolVar(&opts.KeepOwners, "keep-owners", false, "restore each file's owner and group (numeric ids; needs root)")
+	fs.BoolVar(&opts.KeepSetID, "keep-setid", false, "restore setuid and setgid bits")
 	bf.addProgressFlag(fs)
 	a, err := openArchiveCmd(ctx, s, fs, bf, args)
 	if a != nil {
@@ -750,8 +754,11 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 	}
 	defer arc.Close()
 	defer idx.Close()
+	if os.Geteuid() == 0 && (!opts.KeepOwners || !opts.KeepSetID) {
+		fmt.Fprintln(s.out, "note       running as root: files belong to root and setuid/setgid bits are dropped (--keep-owners, --keep-setid restore them)")
+	}
 	id := a.identity(ctx)
-	res, err := archive.Restore(ctx, a.m, arc, idx, id, to)
+	res, err := archive.Restore(ctx, a.m, arc, idx, id, to, opts)
 	prog.Stop(err)
 	if err != nil {
 		if strings.Contains(err.Error(), "nothing was restored") {
@@ -839,7 +846,7 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 		}
 		defer arc.Close()
 		defer idx.Close()
-		res, err := archive.Restore(ctx, a.m, arc, idx, a.identity(ctx), filepath.Join(tmp, "restore"))
+		res, err := archive.Restore(ctx, a.m, arc, idx, a.identity(ctx), filepath.Join(tmp, "restore"), archive.RestoreOptions{})
 		prog.Stop(err)
 		return res, err
 	}()
