@@ -5,7 +5,6 @@ package main
 // the archive is read, and nothing is written to the restore directory.
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -13,32 +12,25 @@ import (
 	"testing"
 
 	"github.com/custos-eu/custos/backup/archive"
-	"github.com/custos-eu/custos/backup/custosage"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
 )
 
 // forge builds an archive of dir with only the KEK's public key (any role
-// may read it), as archive id of dataset hr, and returns its manifest and
-// the bytes of its archive and index objects.
-func (h *backupHarness) forge(id, dir string) (*archive.Manifest, []byte, []byte) {
+// may read it), under the id and dataset of the archive in store, and
+// returns its manifest and the bytes of its archive and index objects.
+func (h *backupHarness) forge(store, id, dir string) (*archive.Manifest, []byte, []byte) {
 	h.t.Helper()
-	ctx := context.Background()
 	aud := h.env.Client(h.t, identity.RoleAuditor, "anyone")
-	pk, err := aud.PublicKey(ctx, "backups", 1)
+	pk, err := aud.PublicKey(context.Background(), "backups", 1)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	rcp, err := custosage.NewOfflineRecipient("backups", 1, pk.PublicKey, archive.WrapContext("hr", "confidential", id))
+	m, arc, idx, err := forgeArchive(context.Background(), pk.PublicKey, h.manifest(store, id), []string{dir})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var arc, idx bytes.Buffer
-	m, err := archive.Create(ctx, []string{dir}, &arc, &idx, archive.CreateOptions{ArchiveID: id, Dataset: "hr", Classification: "confidential", Recipient: rcp})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return m, arc.Bytes(), idx.Bytes()
+	return m, arc, idx
 }
 
 // put replaces an object of archive id in the local store.
@@ -106,7 +98,7 @@ func TestRestoreRefusesForgeries(t *testing.T) {
 	}
 
 	t.Run("planted archive with the real receipt", func(t *testing.T) {
-		m, arc, idx := h.forge(id, evil)
+		m, arc, idx := h.forge(store, id, evil)
 		m.Receipt = real.Receipt
 		put(t, store, id, suffixArchive, arc)
 		put(t, store, id, suffixIndex, idx)
@@ -114,7 +106,7 @@ func TestRestoreRefusesForgeries(t *testing.T) {
 		h.refusedEverywhere(pol, id, "transfer_mismatch")
 	})
 	t.Run("replaced index", func(t *testing.T) {
-		forged, _, idx := h.forge(other, evil)
+		forged, _, idx := h.forge(store, other, evil)
 		m := h.manifest(store, other)
 		m.Index = forged.Index
 		put(t, store, other, suffixIndex, idx)

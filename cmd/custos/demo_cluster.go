@@ -25,7 +25,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	awstypes "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/custos-eu/custos/backup/archive"
+	"github.com/custos-eu/custos/backup/custosage"
+	"github.com/custos-eu/custos/backup/policy"
 	"github.com/custos-eu/custos/backup/s3/versitygw"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
@@ -644,6 +648,9 @@ retention = "10m"
 		return fmt.Errorf("backup drill: %w\n%s", err, out)
 	}
 	printIndented(w, out, nil)
+	if err := plantedArchiveDemo(ctx, w, c, gw, bucket, pol, id, dir, say, backup); err != nil {
+		return err
+	}
 	say("The agent's cron job checks the RPO and the RTO; a miss exits non-zero. The cluster keeps each")
 	say("dataset's newest drill, which the agent's own certificate may read:")
 	say("  $ custos backup status --dataset payroll --policy backup/agent.toml")
@@ -712,6 +719,104 @@ retention = "10m"
 		return fmt.Errorf("the log lacks the backup entries: %v", counts)
 	}
 	return nil
+}
+
+// plantedArchiveDemo plays a storage-side attacker: it replaces archive
+// id on the target with one built from the KEK's public key alone (any
+// role may read it), with a manifest naming the real transfer entry, and
+// shows the restore refusing it before reading a byte.
+func plantedArchiveDemo(ctx context.Context, w io.Writer, c *devcluster.Cluster, gw *demoS3, bucket, pol, id, dir string, say func(string, ...any), backup func(...string) (string, error)) error {
+	say("A storage-side attacker, with write access to the bucket and nothing else, replaces the archive by")
+	say("one built with the KEK's public key alone (its files: a 'payroll.csv' and a setuid-root script), and")
+	say("its manifest by one that names the real transfer entry:")
+	evil := filepath.Join(dir, "evil")
+	if err := os.MkdirAll(evil, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(evil, "payroll.csv"), []byte("mallory,1000000\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(evil, "fix-permissions"), []byte("#!/bin/sh\n"), 0o4755); err != nil {
+		return err
+	}
+	p, err := policy.Load(pol)
+	if err != nil {
+		return err
+	}
+	lt, err := listArchives(ctx, p, []string{"offsite-us"}, "payroll", io.Discard)
+	if err != nil {
+		return err
+	}
+	var real *archive.Manifest
+	for _, l := range lt {
+		if l.m.ArchiveID == id {
+			real = l.m
+		}
+	}
+	if real == nil {
+		return fmt.Errorf("archive %s not listed", id)
+	}
+	aud, err := c.Client(identity.RoleAuditor)
+	if err != nil {
+		return err
+	}
+	defer aud.Close()
+	pk, err := aud.PublicKey(ctx, real.KEK.ID, real.KEK.Version)
+	if err != nil {
+		return err
+	}
+	m, arc, idx, err := forgeArchive(ctx, pk.PublicKey, real, []string{evil})
+	if err != nil {
+		return err
+	}
+	m.Receipt = real.Receipt
+	mb, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	an, in, mn := objectNames(m.Dataset, m.ArchiveID)
+	for _, o := range []struct {
+		name string
+		b    []byte
+	}{{an, arc}, {in, idx}, {mn, mb}} {
+		// Straight to the bucket, as the attacker would: a new version
+		// of each object (the agent's target never overwrites).
+		if _, err := gw.client().PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(o.name),
+			Body: bytes.NewReader(o.b), ChecksumAlgorithm: awstypes.ChecksumAlgorithmSha256}); err != nil {
+			return fmt.Errorf("planting %s: %w", o.name, err)
+		}
+	}
+	to := filepath.Join(dir, "planted")
+	say("  $ custos backup restore %s --to backup/planted --policy backup/agent.toml", id)
+	out, err := backup("restore", id, "--to", to, "--env", agentEnv(c), "--progress", "none")
+	if err == nil || !strings.Contains(err.Error(), "transfer_mismatch") {
+		return fmt.Errorf("restore of a planted archive: %v, want transfer_mismatch:\n%s", err, out)
+	}
+	printIndented(w, out, nil)
+	if ents, _ := os.ReadDir(to); len(ents) != 0 {
+		return fmt.Errorf("the refused restore wrote %d entries", len(ents))
+	}
+	say("  Refused before a byte of it was read: backup/planted is empty. The log, not the manifest beside")
+	say("  the archive, says what was uploaded.")
+	return nil
+}
+
+// forgeArchive builds what a storage-side attacker can: an archive of
+// sources under real's id, dataset and KEK version, wrapped with the
+// version's public key pub, and returns its manifest (no receipt) and
+// archive and index objects. The demo and the tests use it.
+func forgeArchive(ctx context.Context, pub []byte, real *archive.Manifest, sources []string) (*archive.Manifest, []byte, []byte, error) {
+	rcp, err := custosage.NewOfflineRecipient(real.KEK.ID, real.KEK.Version, pub, archive.WrapContext(real.Dataset, real.Classification, real.ArchiveID))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var arc, idx bytes.Buffer
+	m, err := archive.Create(ctx, sources, &arc, &idx, archive.CreateOptions{ArchiveID: real.ArchiveID, Dataset: real.Dataset,
+		Classification: real.Classification, Recipient: rcp})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return m, arc.Bytes(), idx.Bytes(), nil
 }
 
 // entryTypes counts the log's entries before end by type.
