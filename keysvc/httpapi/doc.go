@@ -120,7 +120,8 @@
 //
 //	{"error": {"code": "no_quorum", "message": "…", "request_id": "…"}}
 //
-// with one of the stable codes in package client: bad_request (400),
+// with one of the stable codes in package client: malformed_request and
+// bad_request (400),
 // unauthenticated (401), forbidden, certificate_revoked and
 // region_not_allowed (403), not_found
 // (404), method_not_allowed (405), conflict (409), too_large (413),
@@ -133,8 +134,12 @@
 //
 // Bodies are limited: 64 KiB for join and canary, twice
 // keysvc.MaxAppendBatchBytes plus framing for forwarded batches; over the
-// limit is 413 too_large. JSON bodies are strict: unknown fields and
-// trailing data are refused.
+// limit is 413 too_large. JSON bodies are strict (internal/strictjson): a
+// body that is not one well-formed JSON object in valid UTF-8 (a syntax
+// error, invalid UTF-8, a lone surrogate escape such as "\ud800", data
+// after the object, none) is malformed_request, never decoded with
+// U+FFFD in place of what the client sent; unknown fields and values of
+// the wrong type are bad_request.
 //
 // A refused join (wrong role, or a certificate naming another node or
 // region) is itself logged as a denied "node.join" entry, best effort;
