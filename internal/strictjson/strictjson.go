@@ -167,7 +167,7 @@ func hex4(b []byte, i int) (rune, bool) {
 // body's length, if the body ends too soon).
 func syntaxError(b []byte, se *json.SyntaxError) *MalformedError {
 	switch {
-	case len(bytes.TrimSpace(b)) == 0:
+	case len(bytes.Trim(b, " \t\r\n")) == 0:
 		return &MalformedError{Offset: int64(len(b)), Reason: "no JSON value"}
 	case strings.HasPrefix(se.Error(), "unexpected end"):
 		return &MalformedError{Offset: int64(len(b)), Reason: "unexpected end of input"}
