@@ -29,7 +29,7 @@ var attestationKinds = map[string][]string{
 // POST /v1/attestations (agent, operator): log what an agent did.
 func (a *api) attest(w http.ResponseWriter, r *http.Request) error {
 	var req client.AttestRequest
-	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxAttestBody, &req, false); err != nil {
 		return err
 	}
 	need, ok := attestationKinds[req.Type]

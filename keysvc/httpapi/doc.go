@@ -132,14 +132,20 @@
 // request id, never sent. no_quorum means the outcome is unknown and must
 // be treated as a failure.
 //
-// Bodies are limited: 64 KiB for join and canary, twice
-// keysvc.MaxAppendBatchBytes plus framing for forwarded batches; over the
-// limit is 413 too_large. JSON bodies are strict (internal/strictjson): a
-// body that is not one well-formed JSON object in valid UTF-8 (a syntax
-// error, invalid UTF-8, a lone surrogate escape such as "\ud800", data
-// after the object, none) is malformed_request, never decoded with
-// U+FFFD in place of what the client sent; unknown fields and values of
-// the wrong type are bad_request.
+// Bodies are limited per route to the largest valid body the route can
+// get, derived in bodylimits.go from the limits keysvc enforces on what
+// it carries (data key and blob sizes, context bounds, batch items,
+// proposal, signature, bundle and entry sizes, name and address lengths)
+// as encoding/json writes them: canary 1 KiB, join 55022 bytes, init
+// 525728, proposals 427106, approvals 33953, attestations 394624, wrap
+// 31260, unwrap and rewrap 32884, datakey 25794, wrap batch 30263024,
+// unwrap batch 31885024. Over the limit is 413 too_large.
+//
+// JSON bodies are strict (internal/strictjson): a body that is not one
+// well-formed JSON object in valid UTF-8 (a syntax error, invalid UTF-8, a
+// lone surrogate escape such as "\ud800", data after the object, none) is
+// malformed_request, never decoded with U+FFFD in place of what the client
+// sent; unknown fields and values of the wrong type are bad_request.
 //
 // A refused join (wrong role, or a certificate naming another node or
 // region) is itself logged as a denied "node.join" entry, best effort;

@@ -74,12 +74,6 @@ type Options struct {
 	ClientCAs *x509.CertPool
 }
 
-// Request body limits.
-const (
-	maxJSONBody   = 64 << 10                                 // join, canary
-	maxAppendBody = 2*keysvc.MaxAppendBatchBytes + (1 << 20) // forwarded batches: canonical bytes plus JSON framing
-)
-
 // Entries paging: a page holds at most maxPageEntries entries and stops
 // once it passes pageBytes of canonical bytes (it always holds one).
 const (

@@ -329,7 +329,8 @@ func TestKeyOpRoutes(t *testing.T) {
 		{"oversized body", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"` + strings.Repeat("A", 70<<10) + `"}`), 413, client.CodeTooLarge},
 		{"empty batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[]}`), 400, client.CodeBadRequest},
 		{"batch of 1001", raw, kc.leaderURL, "unwrap/batch", client.UnwrapBatchRequest{Items: make([]client.UnwrapItem, 1001)}, 413, client.CodeTooLarge},
-		{"oversized batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[{"plaintext":"` + strings.Repeat("A", 9<<20) + `"}]}`), 413, client.CodeTooLarge},
+		{"oversized batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[{"plaintext":"` +
+			strings.Repeat("A", int(httpapi.BodyLimits["POST /v1/keks/{id}/wrap/batch"])) + `"}]}`), 413, client.CodeTooLarge},
 		{"a node", e.as(t, identity.RoleNode, "n1", "DE"), kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 403, client.CodeForbidden},
 		{"a node's batch", e.as(t, identity.RoleNode, "n2", "FR"), kc.followerURL, "unwrap/batch", client.UnwrapBatchRequest{Items: []client.UnwrapItem{{Wrapped: w.Wrapped, Context: hr}}}, 403, client.CodeForbidden},
 	} {
