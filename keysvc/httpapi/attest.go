@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -92,8 +93,8 @@ func (a *api) drills(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	dataset := q.Get("dataset")
-	if q.Has("dataset") && dataset == "" {
-		return badRequest("dataset must not be empty")
+	if q.Has("dataset") && (dataset == "" || len(dataset) > ledger.MaxFieldLen || !utf8.ValidString(dataset)) {
+		return badRequest(fmt.Sprintf("dataset must be 1..%d bytes of UTF-8", ledger.MaxFieldLen))
 	}
 	list, err := ds.Drills(r.Context(), dataset)
 	if err != nil {
