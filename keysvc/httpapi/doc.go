@@ -42,7 +42,6 @@
 //	GET  /v1/attestations/drills       agent operator auditor officer 200 {"drills":[{"dataset","log_index","entry"}…]}
 //	     ?dataset=NAME (optional): the newest backup.drill entry of each dataset, by dataset (leader)
 //	POST /v1/sys/join                  node (name, region = body's)   200 {"node","leader"} (leader; see below)
-//	POST /v1/internal/ledger/append    node, registered member        200 {"first":i}: a follower's forwarded batch
 //	POST /v1/sys/init                  operator                       200 {}: cluster.init, once (leader; see Ceremonies)
 //	POST /v1/ceremonies                officer (the proposer)         200 client.Ceremony (leader)
 //	POST /v1/ceremonies/{id}/approvals officer (the body's officer)   200 client.Ceremony (leader)
@@ -61,10 +60,6 @@
 //	POST /v1/keks/{id}/rewrap          any but node (policy decides)  200 {"wrapped","kek_version","log_index"}
 //	POST /v1/keks/{id}/wrap/batch      any but node (policy decides)  200 {"results":[…]}: per item a result or {"error"}
 //	POST /v1/keks/{id}/unwrap/batch    any but node (policy decides)  200 {"results":[…]}
-//	POST /v1/internal/kek/seal         node, member (leader dealing)  200 {"sealed","statement"}
-//	POST /v1/internal/kek/discard      node, member                   200 {}
-//	POST /v1/internal/kek/attest       node, member (to the leader)   200 {}
-//	POST /v1/internal/kek/release      node, member (activation)      200 {"index","share"}
 //	GET  /v1/openapi.yaml              any                            the OpenAPI 3 document of the public routes
 //	GET  /metrics                      operator auditor               Prometheus text
 //
@@ -85,7 +80,7 @@
 //
 // # Leader-only routes
 //
-// Checkpoint, join and the internal append run on the leader. A follower
+// Checkpoint, join, init, proposals and approvals run on the leader. A follower
 // answers them 307 Temporary Redirect to the same path and query on the
 // leader, with the leader's API base URL in the Custos-Leader header (its
 // id in Custos-Leader-Id) and an error body with code not_leader. It
