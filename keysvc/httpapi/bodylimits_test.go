@@ -249,6 +249,9 @@ func TestBodyLimits(t *testing.T) {
 	unwrapBatchSig := signHeader(t, keyOfFiles(t, files), reqsig.Request{Cluster: "test", KEKID: longKEK, Op: reqsig.OpUnwrapBatch,
 		Body: reqsig.BatchHash(batch), Context: empty})
 
+	if client.MaxBatchItems != keysvc.MaxBatchItems {
+		t.Errorf("the SDK batches %d items, the API takes %d", client.MaxBatchItems, keysvc.MaxBatchItems)
+	}
 	// The OpenAPI document states the limits of its routes.
 	doc := strings.Join(strings.Fields(string(httpapi.OpenAPI())), " ")
 	for name, route := range map[string]string{"wrap": "wrap", "unwrap and rewrap": "unwrap", "datakey": "datakey",
