@@ -26,7 +26,8 @@ const (
 	jsonTextByte = 6
 	// jsonCanonicalByte: a byte of an officer's key bundle or signature in
 	// a JSON string. Both are canonical JSON of names and base64 (their
-	// parsers accept nothing else): only the quotes are escaped.
+	// parsers accept nothing else): only their quotes and a final newline
+	// are escaped, in two bytes each.
 	jsonCanonicalByte = 2
 	// jsonMargin: the field names, separators and braces a route's limit
 	// does not count, and a little whitespace. The widest body (a node
