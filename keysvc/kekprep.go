@@ -735,11 +735,11 @@ func (k *nodeKeys) signStatement(text string) ([]byte, error) {
 func (n *Node) Attest(ctx context.Context, from string, req AttestRequest, actor ledger.Actor) error {
 	ctx, cancel := n.bound(ctx)
 	defer cancel()
-	if err := n.leaderOnly(); err != nil {
-		return err
-	}
 	if wrapkey.ValidateKEKID(req.KEKID) != nil || req.Version == 0 || len(req.Statement) == 0 || len(req.Statement) > ledger.MaxStatementSize {
 		return badRequest("attest: invalid kek id or version, or no statement of at most %d bytes", ledger.MaxStatementSize)
+	}
+	if err := n.leaderOnly(); err != nil {
+		return err
 	}
 	res, err := n.propose(ctx, &command{Type: cmdAttest, Time: formatTime(n.cfg.Now()), ServedBy: n.cfg.NodeID,
 		Actor: toActorJSON(actor), NodeID: from, Attest: &attestJSON{KEKID: req.KEKID, Version: req.Version, Statement: req.Statement}})

@@ -170,3 +170,18 @@ func TestUncertifiedConnectionRefused(t *testing.T) {
 		t.Errorf("uncertified call: %v (served: %v)", err, called)
 	}
 }
+
+// TestBodyOverMaxBody: a call body over MaxBody is refused too_large
+// before any handler sees it, and the server keeps serving.
+func TestBodyOverMaxBody(t *testing.T) {
+	_, cli := setup(t)
+	err := cli.Call(ctxT(t), "n2", "10.0.0.2:7000", "echo", map[string]string{"x": strings.Repeat("a", peer.MaxBody)}, nil)
+	var pe *peer.Error
+	if !errors.As(err, &pe) || pe.Code != "too_large" {
+		t.Errorf("a body over %d bytes: %v", peer.MaxBody, err)
+	}
+	var out map[string]string
+	if err := cli.Call(ctxT(t), "n2", "10.0.0.2:7000", "echo", map[string]string{"x": "1"}, &out); err != nil || out["x"] != "1" {
+		t.Errorf("after: %v %v", out, err)
+	}
+}
