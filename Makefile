@@ -18,7 +18,7 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/audit:FuzzReader ./keysvc/audit:FuzzParseEntry \
              ./backup/custosage:FuzzDecodeContext ./backup/custosage:FuzzParseStanza \
              ./backup/policy:FuzzParse ./backup/archive:FuzzParseManifest \
-             ./keysvc/reqsig:FuzzParse ./keysvc/ledger:FuzzFoldOf
+             ./keysvc/reqsig:FuzzParse ./keysvc/ledger:FuzzFoldOf ./internal/strictjson:FuzzCheck
 
 export CGO_ENABLED := 1
 

@@ -695,7 +695,7 @@ func (n *Node) DiscardShare(ctx context.Context, from string, req DiscardRequest
 		return err
 	}
 	if err := wrapkey.ValidateKEKID(req.KEKID); err != nil || req.Version == 0 {
-		return fmt.Errorf("keysvc: discard: invalid kek id or version")
+		return badRequest("discard: invalid kek id or version")
 	}
 	if leader, _ := n.raft.Leader(); from != leader {
 		return fmt.Errorf("%w: %q is not the leader", ErrDiscardRefused, from)
@@ -730,10 +730,14 @@ func (k *nodeKeys) signStatement(text string) ([]byte, error) {
 
 // Attest proposes node from's destruction statement. Leader only; the
 // statement, not the caller, is the proof: Apply verifies it with the
-// node's recorded keys.
+// node's recorded keys, and rejects (a *CommandError) one that does not
+// attest a destroyed version from's share was sealed under.
 func (n *Node) Attest(ctx context.Context, from string, req AttestRequest, actor ledger.Actor) error {
 	ctx, cancel := n.bound(ctx)
 	defer cancel()
+	if wrapkey.ValidateKEKID(req.KEKID) != nil || req.Version == 0 || len(req.Statement) == 0 || len(req.Statement) > ledger.MaxStatementSize {
+		return badRequest("attest: invalid kek id or version, or no statement of at most %d bytes", ledger.MaxStatementSize)
+	}
 	if err := n.leaderOnly(); err != nil {
 		return err
 	}

@@ -6,16 +6,16 @@
 package keysvc
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
 
+	"github.com/custos-eu/custos/internal/strictjson"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/peer"
@@ -32,7 +32,10 @@ const (
 	callCommit  = "commit"
 )
 
-// Codes of the peer channel's refusals.
+// Codes of the peer channel's answers. All but internal are refusals of
+// what the call asked (a client error, in HTTP's terms); internal is this
+// node's own failure. Those named like an API code (client.Code…) mean the
+// same; a test keeps them equal.
 const (
 	peerNotLeader   = "not_leader"
 	peerNoQuorum    = "no_quorum"
@@ -43,7 +46,9 @@ const (
 	peerRelease     = "release_refused"
 	peerForged      = "forged_entry"
 	peerNotMember   = "not_member"
-	peerBadRequest  = "bad_request"
+	peerMalformed   = "malformed_request" // the body is not one well-formed JSON object in valid UTF-8
+	peerBadRequest  = "bad_request"       // well-formed, but not a valid call: unknown fields, wrong types, invalid values
+	peerRejected    = "rejected"          // the state machine rejected the command the call proposed
 	peerInternalErr = "internal"
 )
 
@@ -132,18 +137,21 @@ func (e notMemberError) Error() string {
 
 func errNotMember(id string) error { return notMemberError(id) }
 
+// badRequestError is a call whose body or values are not valid: answered
+// bad_request, or malformed_request when the body is not well-formed JSON.
 type badRequestError struct{ err error }
 
-func (e badRequestError) Error() string { return "malformed call: " + e.err.Error() }
+func (e badRequestError) Error() string { return "invalid call: " + e.err.Error() }
 
+func (e badRequestError) Unwrap() error { return e.err }
+
+func badRequest(format string, a ...any) error { return badRequestError{fmt.Errorf(format, a...)} }
+
+// strictJSON decodes a call's body strictly (internal/strictjson): one
+// JSON object in valid UTF-8, nothing after it, no unknown fields.
 func strictJSON(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(body, v); err != nil {
 		return badRequestError{err}
-	}
-	if dec.More() {
-		return badRequestError{errors.New("data after the object")}
 	}
 	return nil
 }
@@ -159,7 +167,10 @@ func (n *Node) servePeerAppend(ctx context.Context, from string, body []byte) (a
 	if err := strictJSON(body, &req); err != nil {
 		return nil, err
 	}
-	if len(req.Entries) == 0 || len(req.Entries) > MaxAppendBatch {
+	switch {
+	case len(req.Entries) == 0:
+		return nil, badRequest("no entries")
+	case len(req.Entries) > MaxAppendBatch:
 		return nil, fmt.Errorf("%w: %d entries, want 1..%d", ErrBatchTooLarge, len(req.Entries), MaxAppendBatch)
 	}
 	entries := make([]ledger.Entry, len(req.Entries))
@@ -172,13 +183,16 @@ func (n *Node) servePeerAppend(ctx context.Context, from string, body []byte) (a
 		default:
 			return nil, fmt.Errorf("%w: entry %d is attributed to node %q; node %q may forward only its own", ErrForgedEntry, i, e.Node, from)
 		}
-		if err := n.CheckForwarded(from, e); err != nil {
-			return nil, fmt.Errorf("entry %d: %w", i, err)
+		if slices.Contains(reservedTypes, e.Type) {
+			return nil, badRequest("entry %d: type %q is the state machine's own", i, e.Type)
 		}
 		check := e // the leader stamps index and time; the rest must be valid now
 		check.Index, check.Time = 0, time.Unix(0, 0)
 		if _, err := check.Marshal(); err != nil {
-			return nil, badRequestError{fmt.Errorf("entry %d: %v", i, err)}
+			return nil, badRequest("entry %d: %v", i, err)
+		}
+		if err := n.CheckForwarded(from, e); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
 		}
 		entries[i] = e
 	}
@@ -204,15 +218,21 @@ func (n *Node) nodeActor(id string) ledger.Actor {
 
 // peerAnswer describes a handler's error to the calling node.
 func peerAnswer(err error) peer.Answer {
-	var nl *NotLeaderError
-	var nm notMemberError
-	var br badRequestError
+	var (
+		nl *NotLeaderError
+		nm notMemberError
+		br badRequestError
+		me *strictjson.MalformedError
+		ce *CommandError
+	)
 	code := peerInternalErr
 	switch {
 	case errors.As(err, &nl):
 		return peer.Answer{Code: peerNotLeader, Message: err.Error(), LeaderID: nl.LeaderID}
 	case errors.As(err, &nm):
 		code = peerNotMember
+	case errors.As(err, &br) && errors.As(err, &me):
+		code = peerMalformed
 	case errors.As(err, &br):
 		code = peerBadRequest
 	case errors.Is(err, ErrForgedEntry):
@@ -229,6 +249,8 @@ func peerAnswer(err error) peer.Answer {
 		code = peerDiscard
 	case errors.Is(err, ErrReleaseRefused):
 		code = peerRelease
+	case errors.As(err, &ce):
+		code = peerRejected
 	}
 	return peer.Answer{Code: code, Message: err.Error()}
 }

@@ -62,8 +62,8 @@ func (i NodeInfo) validate(cluster string) error {
 	if !printable(i.RaftAddr) {
 		return bad("raft address %q", i.RaftAddr)
 	}
-	if err := checkAPIAddr(i.APIAddr); err != nil || len(i.APIAddr) > 256 {
-		return bad("api address %q: want an https base URL of at most 256 bytes", i.APIAddr)
+	if err := checkAPIAddr(i.APIAddr); err != nil || len(i.APIAddr) > MaxAddrLen {
+		return bad("api address %q: want an https base URL of at most %d bytes", i.APIAddr, MaxAddrLen)
 	}
 	k, err := i.NodeKey()
 	if err != nil {
@@ -109,9 +109,15 @@ func validFingerprint(s string) bool {
 	return true
 }
 
-// printable: 1..256 bytes of UTF-8 without spaces or control characters.
+// MaxAddrLen bounds a node's raft and API addresses, in bytes.
+const MaxAddrLen = 256
+
+// MaxInitOfficers is the most officers cluster.init may name (Init.Officers).
+const MaxInitOfficers = maxOfficers
+
+// printable: 1..MaxAddrLen bytes of UTF-8 without spaces or control characters.
 func printable(s string) bool {
-	return s != "" && len(s) <= 256 && utf8.ValidString(s) &&
+	return s != "" && len(s) <= MaxAddrLen && utf8.ValidString(s) &&
 		strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) < 0
 }
 

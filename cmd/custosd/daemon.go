@@ -260,7 +260,8 @@ func join(ctx context.Context, node *keysvc.Node, endpoints []string, tc *tls.Co
 			desc, _ := json.Marshal(client.NodeInfo(self))
 			return fmt.Errorf("join refused: officers must first execute a node.add ceremony for %s, then restart this node.\n"+
 				"Give them this node description as node.json (custos officer propose node.add --node node.json):\n%s\n%w", self.ID, desc, err)
-		case client.IsCode(err, client.CodeForbidden, client.CodeRegionNotAllowed, client.CodeConflict, client.CodeBadRequest):
+		case client.IsCode(err, client.CodeForbidden, client.CodeRegionNotAllowed, client.CodeConflict, client.CodeBadRequest,
+			client.CodeMalformedRequest, client.CodeTooLarge):
 			return fmt.Errorf("join refused by the cluster: %w", err)
 		}
 		log.Warn("custosd: join not done yet; retrying", slog.Int("attempt", attempt+1), slog.Any("err", err))

@@ -32,7 +32,8 @@ const (
 
 // Error codes: the "code" of an error body. They are stable; messages are not.
 const (
-	CodeBadRequest       = "bad_request"         // 400: malformed parameters or body
+	CodeBadRequest       = "bad_request"         // 400: invalid parameters, or a well-formed body with invalid values (unknown fields, wrong types)
+	CodeMalformedRequest = "malformed_request"   // 400: the body is not one well-formed JSON object in valid UTF-8 (syntax, invalid UTF-8, a lone surrogate escape, data after it, none)
 	CodeUnauthenticated  = "unauthenticated"     // 401: no verified client certificate
 	CodeForbidden        = "forbidden"           // 403: the certificate's role (or name) may not do this
 	CodeCertRevoked      = "certificate_revoked" // 403: the certificate, or every certificate of its identity, was revoked by ceremony

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -29,7 +30,7 @@ var attestationKinds = map[string][]string{
 // POST /v1/attestations (agent, operator): log what an agent did.
 func (a *api) attest(w http.ResponseWriter, r *http.Request) error {
 	var req client.AttestRequest
-	if err := decodeJSON(w, r, maxJSONBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxAttestBody, &req, false); err != nil {
 		return err
 	}
 	need, ok := attestationKinds[req.Type]
@@ -92,8 +93,8 @@ func (a *api) drills(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	dataset := q.Get("dataset")
-	if q.Has("dataset") && dataset == "" {
-		return badRequest("dataset must not be empty")
+	if q.Has("dataset") && (dataset == "" || len(dataset) > ledger.MaxFieldLen || !utf8.ValidString(dataset)) {
+		return badRequest(fmt.Sprintf("dataset must be 1..%d bytes of UTF-8", ledger.MaxFieldLen))
 	}
 	list, err := ds.Drills(r.Context(), dataset)
 	if err != nil {

@@ -46,7 +46,7 @@ func (a *api) init(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var in client.InitRequest
-	if err := decodeJSON(w, r, maxJSONBody, &in, false); err != nil {
+	if err := decodeJSON(w, r, maxInitBody, &in, false); err != nil {
 		return err
 	}
 	err = cs.Init(r.Context(), keysvc.Init{Officers: in.Officers, Quorum: in.Quorum, DefaultThreshold: in.DefaultThreshold, Regions: in.Regions}, callerOf(r.Context()).actor)
@@ -64,7 +64,7 @@ func (a *api) propose(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var pr client.ProposeRequest
-	if err := decodeJSON(w, r, maxJSONBody, &pr, false); err != nil {
+	if err := decodeJSON(w, r, maxProposeBody, &pr, false); err != nil {
 		return err
 	}
 	c := callerOf(r.Context())
@@ -95,7 +95,7 @@ func (a *api) approve(w http.ResponseWriter, r *http.Request) error {
 	}
 	var ar client.ApproveRequest
 	defer func() { clear(ar.EscrowShare) }()
-	if err := decodeJSON(w, r, maxJSONBody, &ar, false); err != nil {
+	if err := decodeJSON(w, r, maxApproveBody, &ar, false); err != nil {
 		return err
 	}
 	c := callerOf(r.Context())

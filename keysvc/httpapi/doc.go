@@ -42,7 +42,6 @@
 //	GET  /v1/attestations/drills       agent operator auditor officer 200 {"drills":[{"dataset","log_index","entry"}…]}
 //	     ?dataset=NAME (optional): the newest backup.drill entry of each dataset, by dataset (leader)
 //	POST /v1/sys/join                  node (name, region = body's)   200 {"node","leader"} (leader; see below)
-//	POST /v1/internal/ledger/append    node, registered member        200 {"first":i}: a follower's forwarded batch
 //	POST /v1/sys/init                  operator                       200 {}: cluster.init, once (leader; see Ceremonies)
 //	POST /v1/ceremonies                officer (the proposer)         200 client.Ceremony (leader)
 //	POST /v1/ceremonies/{id}/approvals officer (the body's officer)   200 client.Ceremony (leader)
@@ -61,10 +60,6 @@
 //	POST /v1/keks/{id}/rewrap          any but node (policy decides)  200 {"wrapped","kek_version","log_index"}
 //	POST /v1/keks/{id}/wrap/batch      any but node (policy decides)  200 {"results":[…]}: per item a result or {"error"}
 //	POST /v1/keks/{id}/unwrap/batch    any but node (policy decides)  200 {"results":[…]}
-//	POST /v1/internal/kek/seal         node, member (leader dealing)  200 {"sealed","statement"}
-//	POST /v1/internal/kek/discard      node, member                   200 {}
-//	POST /v1/internal/kek/attest       node, member (to the leader)   200 {}
-//	POST /v1/internal/kek/release      node, member (activation)      200 {"index","share"}
 //	GET  /v1/openapi.yaml              any                            the OpenAPI 3 document of the public routes
 //	GET  /metrics                      operator auditor               Prometheus text
 //
@@ -85,7 +80,7 @@
 //
 // # Leader-only routes
 //
-// Checkpoint, join and the internal append run on the leader. A follower
+// Checkpoint, join, init, proposals and approvals run on the leader. A follower
 // answers them 307 Temporary Redirect to the same path and query on the
 // leader, with the leader's API base URL in the Custos-Leader header (its
 // id in Custos-Leader-Id) and an error body with code not_leader. It
@@ -120,7 +115,8 @@
 //
 //	{"error": {"code": "no_quorum", "message": "…", "request_id": "…"}}
 //
-// with one of the stable codes in package client: bad_request (400),
+// with one of the stable codes in package client: malformed_request and
+// bad_request (400),
 // unauthenticated (401), forbidden, certificate_revoked and
 // region_not_allowed (403), not_found
 // (404), method_not_allowed (405), conflict (409), too_large (413),
@@ -131,10 +127,20 @@
 // request id, never sent. no_quorum means the outcome is unknown and must
 // be treated as a failure.
 //
-// Bodies are limited: 64 KiB for join and canary, twice
-// keysvc.MaxAppendBatchBytes plus framing for forwarded batches; over the
-// limit is 413 too_large. JSON bodies are strict: unknown fields and
-// trailing data are refused.
+// Bodies are limited per route to the largest valid body the route can
+// get, derived in bodylimits.go from the limits keysvc enforces on what
+// it carries (data key and blob sizes, context bounds, batch items,
+// proposal, signature, bundle and entry sizes, name and address lengths)
+// as encoding/json writes them: canary 1 KiB, join 55022 bytes, init
+// 525728, proposals 427106, approvals 33953, attestations 394624, wrap
+// 31260, unwrap and rewrap 32884, datakey 25794, wrap batch 30263024,
+// unwrap batch 31885024. Over the limit is 413 too_large.
+//
+// JSON bodies are strict (internal/strictjson): a body that is not one
+// well-formed JSON object in valid UTF-8 (a syntax error, invalid UTF-8, a
+// lone surrogate escape such as "\ud800", data after the object, none) is
+// malformed_request, never decoded with U+FFFD in place of what the client
+// sent; unknown fields and values of the wrong type are bad_request.
 //
 // A refused join (wrong role, or a certificate naming another node or
 // region) is itself logged as a denied "node.join" entry, best effort;

@@ -31,6 +31,12 @@ func badRequest(msg string) error {
 	return &apiError{http.StatusBadRequest, client.CodeBadRequest, msg}
 }
 
+// malformedRequest is a body that is not well-formed JSON; badRequest is
+// for well-formed input with invalid values.
+func malformedRequest(msg string) error {
+	return &apiError{http.StatusBadRequest, client.CodeMalformedRequest, msg}
+}
+
 func forbidden(msg string) error {
 	return &apiError{http.StatusForbidden, client.CodeForbidden, msg}
 }

@@ -25,6 +25,7 @@ func TestClassify(t *testing.T) {
 		code   string
 	}{
 		{badRequest("x"), 400, client.CodeBadRequest},
+		{malformedRequest("x"), 400, client.CodeMalformedRequest},
 		{forbidden("x"), 403, client.CodeForbidden},
 		{notFound("x"), 404, client.CodeNotFound},
 		{tooLarge("x"), 413, client.CodeTooLarge},

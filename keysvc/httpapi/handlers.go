@@ -193,7 +193,7 @@ func (a *api) keys(w http.ResponseWriter, r *http.Request) error {
 // POST /v1/sys/canary (operator): append a sys.canary entry, answer its index.
 func (a *api) canary(w http.ResponseWriter, r *http.Request) error {
 	var body struct{}
-	if err := decodeJSON(w, r, maxJSONBody, &body, true); err != nil {
+	if err := decodeJSON(w, r, maxCanaryBody, &body, true); err != nil {
 		return err
 	}
 	c := callerOf(r.Context())
@@ -218,7 +218,7 @@ func (a *api) join(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var info client.NodeInfo
-	if err := decodeJSON(w, r, maxJSONBody, &info, false); err != nil {
+	if err := decodeJSON(w, r, maxJoinBody, &info, false); err != nil {
 		return err
 	}
 	if info.ID != c.id.Name || info.Region != c.id.Region {

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/custos-eu/custos/internal/strictjson"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -74,12 +76,6 @@ type Options struct {
 	// value takes DefaultRateLimits.
 	RateLimits RateLimits
 }
-
-// Request body limits.
-const (
-	maxJSONBody   = 64 << 10                                 // join, canary
-	maxAppendBody = 2*keysvc.MaxAppendBatchBytes + (1 << 20) // forwarded batches: canonical bytes plus JSON framing
-)
 
 // Entries paging: a page holds at most maxPageEntries entries and stops
 // once it passes pageBytes of canonical bytes (it always holds one).
@@ -375,30 +371,62 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v) // the client may be gone; nothing to do about it
 }
 
-// decodeJSON reads a JSON body of at most limit bytes into v, strictly:
-// unknown fields and trailing data are refused. An empty body decodes as
-// {} when emptyOK.
+// decodeJSON reads a JSON body of at most limit bytes into v, strictly
+// (internal/strictjson): a body over limit is 413 too_large; one that is
+// not one well-formed JSON object in valid UTF-8 (a syntax error, invalid
+// UTF-8, a lone surrogate escape, data after the object, no body) is 400
+// malformed_request; a well-formed one with unknown fields or values of
+// the wrong type is 400 bad_request. An empty body decodes as {} when
+// emptyOK. The body's bytes are cleared once decoded: they may hold keys.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, emptyOK bool) error {
-	body := http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
+	defer clear(body)
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		return tooLarge(fmt.Sprintf("body over %d bytes", limit))
-	case errors.Is(err, io.EOF) && emptyOK:
-		return nil
-	case errors.Is(err, io.EOF):
-		return badRequest("a JSON body is required")
 	case err != nil:
-		return badRequest("malformed JSON body: " + err.Error())
+		return malformedRequest("the body could not be read")
+	case len(bytes.Trim(body, " \t\r\n")) == 0 && emptyOK:
+		return nil
+	case len(bytes.Trim(body, " \t\r\n")) == 0:
+		return malformedRequest("a JSON body is required")
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if errors.As(err, &mbe) {
-			return tooLarge(fmt.Sprintf("body over %d bytes", limit))
-		}
-		return badRequest("malformed JSON body: data after the object")
+	err = strictjson.Decode(body, v)
+	var me *strictjson.MalformedError
+	switch {
+	case errors.As(err, &me):
+		return malformedRequest(me.Error())
+	case err != nil:
+		return badRequest(err.Error())
 	}
 	return nil
+}
+
+// readBody reads all of body, whose announced length is size (-1 if
+// unknown), clearing the buffers it outgrows. It trusts size up to 1 MiB
+// (no growth below that), so that a client announcing a large body does
+// not make the node allocate it before sending it.
+func readBody(body io.Reader, size, limit int64) ([]byte, error) {
+	n := int64(512)
+	if size >= 0 {
+		n = min(size, limit, 1<<20) + 1 // room for the EOF read
+	}
+	b := make([]byte, 0, n)
+	for {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), 2*cap(b))
+			copy(nb, b)
+			clear(b)
+			b = nb
+		}
+		m, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }

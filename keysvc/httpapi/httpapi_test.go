@@ -437,9 +437,13 @@ func TestJoin(t *testing.T) {
 	}
 	e.fake.SetError("AddNode", nil)
 
-	for _, b := range []string{``, `{`, `{"id":"n2","bogus":1}`, `{"id":"n2"} {}`} {
+	for b, code := range map[string]string{``: client.CodeMalformedRequest, `{`: client.CodeMalformedRequest,
+		`{"id":"n2","bogus":1}`: client.CodeBadRequest, `{"id":"n2"} {}`: client.CodeMalformedRequest,
+		// Never read as "n2\ufffd": invalid UTF-8 and lone surrogates are refused.
+		"{\"id\":\"n2\xff\"}": client.CodeMalformedRequest, `{"id":"n2\udc00"}`: client.CodeMalformedRequest,
+		`{"id":2}`: client.CodeBadRequest, `null`: client.CodeBadRequest} {
 		resp, rb := call(t, e.as(t, identity.RoleNode, "n2", "FR"), "POST", e.srv.URL+"/v1/sys/join", []byte(b))
-		wantError(t, resp, rb, 400, client.CodeBadRequest)
+		wantError(t, resp, rb, 400, code)
 	}
 }
 

@@ -41,12 +41,6 @@ type KeyOpService interface {
 
 var _ KeyOpService = (*keysvc.Node)(nil)
 
-// Body limits of the key-operation routes.
-const (
-	maxKeyOpBody = 64 << 10 // one wrap, unwrap, datakey or rewrap
-	maxBatchBody = 8 << 20  // a batch of at most keysvc.MaxBatchItems items
-)
-
 // keyOpRoles may call the key operations: every role but node (nodes never
 // use the agent API). The KEK's policy then decides, and logs a refusal.
 var keyOpRoles = []identity.Role{identity.RoleAgent, identity.RoleOfficer, identity.RoleAuditor, identity.RoleOperator}
@@ -201,7 +195,7 @@ func (a *api) wrap(w http.ResponseWriter, r *http.Request) error {
 	}
 	var req client.WrapRequest
 	defer func() { clear(req.Plaintext) }()
-	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxWrapBody, &req, false); err != nil {
 		return err
 	}
 	caller, err := a.signedCaller(r, reqsig.OpWrap, 0, reqsig.BodyHash(req.Plaintext), req.Context)
@@ -223,7 +217,7 @@ func (a *api) unwrap(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req client.UnwrapRequest
-	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxUnwrapBody, &req, false); err != nil {
 		return err
 	}
 	caller, err := a.signedCaller(r, reqsig.OpUnwrap, reqsig.BlobVersion(req.Wrapped), reqsig.BodyHash(req.Wrapped), req.Context)
@@ -253,7 +247,7 @@ func (a *api) dataKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req client.DataKeyRequest
-	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxDataKeyBody, &req, false); err != nil {
 		return err
 	}
 	caller, err := a.signedCaller(r, reqsig.OpDataKey, 0, reqsig.BodyHash(nil), req.Context)
@@ -291,7 +285,7 @@ func (a *api) rewrap(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req client.RewrapRequest
-	if err := decodeJSON(w, r, maxKeyOpBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxUnwrapBody, &req, false); err != nil {
 		return err
 	}
 	caller, err := a.signedCaller(r, reqsig.OpRewrap, reqsig.BlobVersion(req.Wrapped), reqsig.BodyHash(req.Wrapped), req.Context)
@@ -329,7 +323,7 @@ func (a *api) wrapBatch(w http.ResponseWriter, r *http.Request) error {
 			clear(it.Plaintext)
 		}
 	}()
-	if err := decodeJSON(w, r, maxBatchBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxWrapBatchBody, &req, false); err != nil {
 		return err
 	}
 	if err := checkBatch(len(req.Items)); err != nil {
@@ -370,7 +364,7 @@ func (a *api) unwrapBatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req client.UnwrapBatchRequest
-	if err := decodeJSON(w, r, maxBatchBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, maxUnwrapBatchBody, &req, false); err != nil {
 		return err
 	}
 	if err := checkBatch(len(req.Items)); err != nil {

@@ -321,15 +321,16 @@ func TestKeyOpRoutes(t *testing.T) {
 		{"empty plaintext", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"","context":{"dataset":"hr"}}`), 400, client.CodeInvalidPlaintext},
 		{"no plaintext", raw, kc.leaderURL, "wrap", []byte(`{"context":{"dataset":"hr"}}`), 400, client.CodeInvalidPlaintext},
 		{"plaintext over 4096 bytes", raw, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: make([]byte, 4097), Context: hr}, 400, client.CodeInvalidPlaintext},
-		{"malformed JSON", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":`), 400, client.CodeBadRequest},
+		{"malformed JSON", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":`), 400, client.CodeMalformedRequest},
 		{"not base64", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"!!","context":{}}`), 400, client.CodeBadRequest},
 		{"unknown field", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"AA==","context":{},"extra":1}`), 400, client.CodeBadRequest},
-		{"trailing data", raw, kc.leaderURL, "unwrap", []byte(`{"wrapped":"AA=="} {}`), 400, client.CodeBadRequest},
-		{"no body", raw, kc.leaderURL, "datakey", []byte{}, 400, client.CodeBadRequest},
+		{"trailing data", raw, kc.leaderURL, "unwrap", []byte(`{"wrapped":"AA=="} {}`), 400, client.CodeMalformedRequest},
+		{"no body", raw, kc.leaderURL, "datakey", []byte{}, 400, client.CodeMalformedRequest},
 		{"oversized body", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"` + strings.Repeat("A", 70<<10) + `"}`), 413, client.CodeTooLarge},
 		{"empty batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[]}`), 400, client.CodeBadRequest},
 		{"batch of 1001", raw, kc.leaderURL, "unwrap/batch", client.UnwrapBatchRequest{Items: make([]client.UnwrapItem, 1001)}, 413, client.CodeTooLarge},
-		{"oversized batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[{"plaintext":"` + strings.Repeat("A", 9<<20) + `"}]}`), 413, client.CodeTooLarge},
+		{"oversized batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[{"plaintext":"` +
+			strings.Repeat("A", int(httpapi.BodyLimits["POST /v1/keks/{id}/wrap/batch"])) + `"}]}`), 413, client.CodeTooLarge},
 		{"a node", e.as(t, identity.RoleNode, "n1", "DE"), kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 403, client.CodeForbidden},
 		{"a node's batch", e.as(t, identity.RoleNode, "n2", "FR"), kc.followerURL, "unwrap/batch", client.UnwrapBatchRequest{Items: []client.UnwrapItem{{Wrapped: w.Wrapped, Context: hr}}}, 403, client.CodeForbidden},
 	} {
@@ -483,7 +484,7 @@ func TestOpenAPI(t *testing.T) {
 	for _, code := range []string{client.CodeAccessDenied, client.CodeRegionDenied, client.CodeContextMissing, client.CodeInvalidContext,
 		client.CodeInvalidPlaintext, client.CodeMalformedBlob, client.CodeWrongKEK, client.CodeUnwrapFailed, client.CodeUnknownKEK,
 		client.CodeUnknownVersion, client.CodeKEKDisabled, client.CodeNoActiveVersion, client.CodeKEKDestroyed,
-		client.CodeSharesUnavailable, client.CodeTooLarge, client.CodeForbidden, client.CodeBadRequest,
+		client.CodeSharesUnavailable, client.CodeTooLarge, client.CodeForbidden, client.CodeBadRequest, client.CodeMalformedRequest,
 		client.CodeSignatureMissing, client.CodeSignatureMalformed, client.CodeSignatureInvalid, client.CodeSignatureStale,
 		client.CodeSignatureMismatch, client.CodeCertUntrusted, client.CodeRequestReplayed} {
 		if !strings.Contains(doc, "        - "+code+"\n") {

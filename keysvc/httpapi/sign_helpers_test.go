@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
@@ -120,11 +121,12 @@ type signingTransport struct {
 
 func (s *signingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/keks/")
-	// Bodies over the batch limit are refused for their size first: sent unsigned.
-	if r.Method != http.MethodPost || !ok || r.Body == nil || r.Header.Get(reqsig.Header) != "" || r.ContentLength > 8<<20 {
+	kek, op, _ := strings.Cut(rest, "/")
+	// Bodies over their route's limit are refused for their size first: sent unsigned.
+	if r.Method != http.MethodPost || !ok || r.Body == nil || r.Header.Get(reqsig.Header) != "" ||
+		r.ContentLength > httpapi.BodyLimits["POST /v1/keks/{id}/"+op] {
 		return s.base.RoundTrip(r)
 	}
-	kek, op, _ := strings.Cut(rest, "/")
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, err

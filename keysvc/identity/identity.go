@@ -20,8 +20,8 @@ const Scheme = "custos"
 // grammar is the expected form, quoted in error messages.
 const grammar = "custos://<cluster>/<role>/<name>?region=XX"
 
-// maxLabel is the longest cluster or identity name, in bytes.
-const maxLabel = 63
+// MaxNameLen is the longest cluster or identity name, in bytes.
+const MaxNameLen = 63
 
 // Role is what an identity may do. The zero Role is invalid.
 type Role string
@@ -211,8 +211,8 @@ func checkLabel(field, s string) error {
 	bad := func(why string) error {
 		return &ParseError{Reason: fmt.Sprintf("%s %q %s", field, s, why)}
 	}
-	if s == "" || len(s) > maxLabel {
-		return bad(fmt.Sprintf("must be 1-%d bytes", maxLabel))
+	if s == "" || len(s) > MaxNameLen {
+		return bad(fmt.Sprintf("must be 1-%d bytes", MaxNameLen))
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {

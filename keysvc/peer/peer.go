@@ -26,6 +26,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/custos-eu/custos/internal/strictjson"
 )
 
 // MaxBody bounds a call's request and answer bodies.
@@ -41,7 +43,8 @@ type Conn interface {
 // Dialer opens a certified connection to the node at a raft address.
 type Dialer func(ctx context.Context, addr string) (Conn, error)
 
-// Handler serves one call from node from, with the request body; it returns
+// Handler serves one call from node from, with the request body (up to
+// MaxBody bytes, as sent: the handler decodes it, strictly); it returns
 // the answer (encoded as JSON) or an error, which the caller receives as an
 // *Error with the code that Server's Codes gives it.
 type Handler func(ctx context.Context, from string, body []byte) (any, error)
@@ -249,13 +252,18 @@ func (c *Client) Call(ctx context.Context, id, addr, name string, body, out any)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var eb errorBody
-		if json.Unmarshal(b, &eb) != nil || eb.Code == "" {
+		if strictjson.Check(b) != nil || json.Unmarshal(b, &eb) != nil || eb.Code == "" {
 			eb.Code, eb.Message = "internal", fmt.Sprintf("HTTP %d", resp.StatusCode)
 		}
 		return &Error{Node: id, Code: eb.Code, Message: eb.Message, LeaderID: eb.LeaderID, LeaderAddr: eb.LeaderAddr, Sent: true}
 	}
 	if out == nil {
 		return nil
+	}
+	// Answers are read as strictly as calls, unknown fields aside (a newer
+	// node may add some).
+	if err := strictjson.Check(b); err != nil {
+		return &Error{Node: id, Code: "internal", Message: fmt.Sprintf("%s: malformed answer: %v", name, err), Sent: true}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return &Error{Node: id, Code: "internal", Message: fmt.Sprintf("%s: malformed answer: %v", name, err), Sent: true}

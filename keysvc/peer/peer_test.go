@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,5 +169,56 @@ func TestUncertifiedConnectionRefused(t *testing.T) {
 	var pe *peer.Error
 	if !errors.As(err, &pe) || pe.Code != "unauthenticated" || called {
 		t.Errorf("uncertified call: %v (served: %v)", err, called)
+	}
+}
+
+// idListener certifies every connection it accepts as node id.
+type idListener struct {
+	net.Listener
+	id string
+}
+
+func (l idListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return pipeConn{c, l.id}, nil
+}
+
+// TestBodyOverMaxBody: a call body over MaxBody is refused too_large
+// before any handler sees it, and the server keeps serving. (Over TCP on
+// the loopback: 32 MiB through a net.Pipe is slow under the race
+// detector.)
+func TestBodyOverMaxBody(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var called atomic.Int32
+	srv := peer.Serve(idListener{l, "n1"}, map[string]peer.Handler{"echo": func(_ context.Context, _ string, body []byte) (any, error) {
+		called.Add(1)
+		return json.RawMessage(body), nil
+	}}, func(err error) peer.Answer { return peer.Answer{Code: "internal", Message: err.Error()} }, slog.New(slog.DiscardHandler))
+	defer srv.Close()
+	cli := peer.NewClient(func(ctx context.Context, addr string) (peer.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return pipeConn{c, "n2"}, nil
+	})
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = cli.Call(ctx, "n2", l.Addr().String(), "echo", make([]byte, peer.MaxBody/4*3+1), nil) // over MaxBody in base64
+	var pe *peer.Error
+	if !errors.As(err, &pe) || pe.Code != "too_large" || called.Load() != 0 {
+		t.Errorf("a body over %d bytes: %v (handler called %d times)", peer.MaxBody, err, called.Load())
+	}
+	var out string
+	if err := cli.Call(ctx, "n2", l.Addr().String(), "echo", "x", &out); err != nil || out != "x" || called.Load() != 1 {
+		t.Errorf("after: %q %v", out, err)
 	}
 }

@@ -26,6 +26,9 @@ const (
 	MaxKEKIDLen   = 64   // KEK id bytes; at least 1
 	MinDEKSize    = 1
 	MaxDEKSize    = 4096
+	// MaxBlobSize is the largest blob: the longest KEK id, the largest
+	// enc of a known suite, the largest data key.
+	MaxBlobSize = fixedBeforeID + MaxKEKIDLen + fixedAfterID + EncSize + 4 + MaxDEKSize + TagSize
 )
 
 // Fixed field sizes around the KEK id: magic, version, suite and id length

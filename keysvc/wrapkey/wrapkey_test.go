@@ -85,6 +85,9 @@ func TestRoundTrip(t *testing.T) {
 			if len(blob) != want {
 				t.Errorf("blob is %d bytes, want %d", len(blob), want)
 			}
+			if len(blob) > wrapkey.MaxBlobSize || tc.name == "largest dek" && len(blob) != wrapkey.MaxBlobSize {
+				t.Errorf("blob is %d bytes, MaxBlobSize %d", len(blob), wrapkey.MaxBlobSize)
+			}
 			got, err := wrapkey.Unwrap(seed1, tc.kekID, 7, blob, tc.ctx)
 			if err != nil {
 				t.Fatal(err)
