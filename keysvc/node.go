@@ -47,7 +47,8 @@ type Forwarder interface {
 	DiscardShare(ctx context.Context, peerAPI string, req DiscardRequest) error
 	ForwardAttest(ctx context.Context, leaderAPI string, req AttestRequest) error
 	ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error)
-	// LeaderCommit asks the leader at leaderAPI for its commit index (CommitIndex there).
+	// LeaderCommit asks the leader at leaderAPI what to apply to have seen
+	// what it committed (AppliedCommit there).
 	LeaderCommit(ctx context.Context, leaderAPI string) (uint64, error)
 }
 
@@ -1002,6 +1003,22 @@ func (n *Node) Close() error {
 		n.log.Info("keysvc: node closed")
 	})
 	return n.closeErr
+}
+
+// AppliedCommit is what a follower must apply to have seen everything the
+// leader committed: after a barrier (every committed entry applied here),
+// the raft index of the last command the leader's state machine applied.
+// Not the commit index, which also counts raft's own entries (barriers,
+// no-ops, configurations) that no state machine applies. Leader only
+// (else *NotLeaderError).
+func (n *Node) AppliedCommit(ctx context.Context) (uint64, error) {
+	if err := n.leaderOnly(); err != nil {
+		return 0, err
+	}
+	if err := n.raft.Barrier(ctx); err != nil {
+		return 0, fmt.Errorf("keysvc: barrier: %w", err)
+	}
+	return n.appliedIndex(), nil
 }
 
 // CommitIndex is the leader's commit index. Leader only (else *NotLeaderError).

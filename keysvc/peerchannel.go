@@ -96,11 +96,9 @@ func (n *Node) startPeerChannel() {
 			return struct{}{}, n.Attest(ctx, from, req, n.nodeActor(from))
 		}),
 		callRelease: peerCall(n, n.ReleaseShare),
-		callCommit: peerCall(n, func(context.Context, string, struct{}) (commitAnswer, error) {
-			if err := n.leaderOnly(); err != nil {
-				return commitAnswer{}, err
-			}
-			return commitAnswer{Index: n.raft.CommitIndex()}, nil
+		callCommit: peerCall(n, func(ctx context.Context, _ string, _ struct{}) (commitAnswer, error) {
+			i, err := n.AppliedCommit(ctx)
+			return commitAnswer{Index: i}, err
 		}),
 	}, peerAnswer, n.log)
 	n.peerCli = peer.NewClient(func(ctx context.Context, addr string) (peer.Conn, error) {

@@ -54,6 +54,13 @@ func DefaultRateLimits() RateLimits {
 	}
 }
 
+// Unlimited are limits that never answer 429, for tests that send many
+// requests, refused ones included, on purpose.
+func Unlimited() RateLimits {
+	off := RateLimit{Rate: -1}
+	return RateLimits{Read: off, KeyOp: off, Ceremony: off, Admin: off, Refused: off}
+}
+
 func (l RateLimits) withDefaults() RateLimits {
 	d := DefaultRateLimits()
 	for _, p := range []struct{ v, d *RateLimit }{

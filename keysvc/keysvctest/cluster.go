@@ -395,13 +395,14 @@ func (f *forwarder) ForwardAppend(ctx context.Context, leaderAPI string, entries
 	return target.AppendBatch(ctx, entries)
 }
 
-// LeaderCommit asks the leader at leaderAPI for its commit index.
+// LeaderCommit asks the leader at leaderAPI what to apply to have seen
+// what it committed.
 func (f *forwarder) LeaderCommit(ctx context.Context, leaderAPI string) (uint64, error) {
 	n, err := f.peer(leaderAPI)
 	if err != nil {
 		return 0, err
 	}
-	return n.CommitIndex()
+	return n.AppliedCommit(ctx)
 }
 
 // peer returns the running node whose API address is api, unless it or

@@ -71,6 +71,9 @@ type ServeOptions struct {
 	Forward bool
 	// Logger returns node id's API logger; nil discards.
 	Logger func(id string) *slog.Logger
+	// RateLimits are the APIs' (httpapi.Options.RateLimits): a test that
+	// sends many refused requests on purpose lifts the refusal limit.
+	RateLimits httpapi.RateLimits
 }
 
 // Served is a cluster of keysvc nodes (in-memory raft, keysvctest regions),
@@ -107,7 +110,7 @@ func Serve(tb testing.TB, o ServeOptions) *Served {
 		if o.Logger != nil {
 			log = o.Logger(id)
 		}
-		h.set(httpapi.New(n, httpapi.Options{Logger: log}))
+		h.set(httpapi.New(n, httpapi.Options{Logger: log, RateLimits: o.RateLimits}))
 	}
 	return s
 }
