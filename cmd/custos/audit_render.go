@@ -48,8 +48,12 @@ type svgTick struct {
 type svgLegend struct {
 	Y     float64
 	Fill  string
-	Label string
+	Label string // shortened to fit the legend
+	Full  string
 }
+
+// maxLegend is the longest label the legend's width holds.
+const maxLegend = 24
 
 // layout places c's bars in a width × height picture.
 func (c barChart) layout(width, height int) svgChart {
@@ -101,7 +105,11 @@ func (c barChart) layout(width, height int) svgChart {
 		}
 	}
 	for j, name := range c.Series {
-		s.Legend = append(s.Legend, svgLegend{Y: s.PlotY + 4 + float64(j)*18, Fill: chartColors[j%len(chartColors)], Label: name})
+		label := name
+		if r := []rune(name); len(r) > maxLegend {
+			label = string(r[:maxLegend-1]) + "…"
+		}
+		s.Legend = append(s.Legend, svgLegend{Y: s.PlotY + 4 + float64(j)*18, Fill: chartColors[j%len(chartColors)], Label: label, Full: name})
 	}
 	return s
 }
@@ -141,7 +149,7 @@ var svgTemplate = template.Must(template.New("svg").Funcs(template.FuncMap{"f": 
 {{- end}}
 {{- range .Legend}}
 <rect x="{{f (add $.PlotX (add $.PlotW 16))}}" y="{{f .Y}}" width="12" height="12" fill="{{.Fill}}"/>
-<text x="{{f (add $.PlotX (add $.PlotW 34))}}" y="{{f (add .Y 10)}}" font-family="sans-serif" font-size="12" fill="#222222">{{.Label}}</text>
+<text x="{{f (add $.PlotX (add $.PlotW 34))}}" y="{{f (add .Y 10)}}" font-family="sans-serif" font-size="12" fill="#222222"><title>{{.Full}}</title>{{.Label}}</text>
 {{- end}}
 {{- end}}
 <line x1="{{f .PlotX}}" y1="{{f .Bottom}}" x2="{{f (add .PlotX .PlotW)}}" y2="{{f .Bottom}}" stroke="#444444" stroke-width="1"/>
