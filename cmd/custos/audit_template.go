@@ -77,6 +77,8 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 <tr><th>Ceremonies</th><td class="n">{{len .Ceremonies}}</td></tr>
 <tr><th>Cross-border transfers</th><td class="n">{{len .Transfers}}</td></tr>
 <tr><th>Destroyed KEK versions</th><td class="n">{{len .Destroyed}}</td></tr>
+<tr><th>Restore drills (missed)</th><td class="n">{{.DrillTotal}} ({{if .DrillMisses}}<span class="warn">{{.DrillMisses}}</span>{{else}}0{{end}})</td></tr>
+<tr><th>Datasets without a drill</th><td class="n">{{if .Undrilled}}<span class="warn">{{.Undrilled}}</span>{{else}}0{{end}}</td></tr>
 <tr><th>KEK activations</th><td class="n">{{.ActivationTotal}}</td></tr>
 <tr><th>Flagged activations and share releases</th><td class="n">{{if .FlagTotal}}<span class="warn">{{.FlagTotal}}</span>{{else}}0{{end}}</td></tr>
 </table>
@@ -161,6 +163,22 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 {{if .TransferMore}}<p>… and {{.TransferMore}} more.</p>{{end}}
 {{else}}<p>None recorded.</p>{{end}}
 
+<h2>Restore drills</h2>
+{{if .Drills}}
+<p>{{.DrillWords}}</p>
+<table class="wide">
+<thead><tr><th>dataset</th><th>last drill</th><th>entry</th><th>archive</th><th>restore time</th><th>RTO</th><th>result</th><th>drills</th><th>missed</th></tr></thead>
+{{range .Drills}}<tr><td><code>{{.Dataset}}</code></td>{{with .Last}}<td class="t">{{time .Time}}</td><td class="n">{{.Index}}</td><td><code>{{dash .Archive}}</code></td><td class="n">{{seconds .Restore}}</td><td class="n">{{seconds .RTO}}</td><td class="x">{{if .Missed}}<span class="warn">{{.Verdict}}</span>{{else}}{{.Verdict}}{{end}}</td>{{else}}<td colspan="6" class="warn">No drill in this pack.</td>{{end}}<td class="n">{{.Drills}}</td><td class="n">{{if .Misses}}<span class="warn">{{.Misses}}</span>{{else}}0{{end}}</td></tr>
+{{end}}</table>
+{{if .MissedDrills}}
+<h3>Missed drills</h3>
+<table class="wide">
+<thead><tr><th>entry</th><th>time</th><th>dataset</th><th>archive</th><th>agent</th><th>restore time</th><th>RTO</th><th>result</th></tr></thead>
+{{range .MissedDrills}}<tr><td class="n">{{.Index}}</td><td class="t">{{time .Time}}</td><td><code>{{.Dataset}}</code></td><td><code>{{dash .Archive}}</code></td><td><code>{{.Agent}}</code></td><td class="n">{{seconds .Restore}}</td><td class="n">{{seconds .RTO}}</td><td class="x warn">{{.Verdict}}</td></tr>
+{{end}}</table>
+{{if gt .DrillMisses (len .MissedDrills)}}<p>… and {{sub .DrillMisses (len .MissedDrills)}} more.</p>{{end}}
+{{end}}
+{{else}}<p>None recorded: the pack has no backup entry (transfer, prune or drill) naming a dataset.</p>{{end}}
 
 <h2>Destroyed KEK versions</h2>
 {{range .Destroyed}}
