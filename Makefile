@@ -34,7 +34,7 @@ all: build
 # System packages: SoftHSM (PKCS#11 token for tests and demo), a C compiler for cgo, and the
 # age and zstd CLIs (disaster-recovery decryption with age-plugin-custos is tested with them), and
 # restic (make bench-backup compares with it).
-deps:
+deps: browser
 	@if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1 || \
 	    ! command -v age >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1 || \
 	    ! command -v restic >/dev/null 2>&1; then \
@@ -44,6 +44,18 @@ deps:
 	fi
 	@command -v softhsm2-util >/dev/null || { echo "softhsm2-util still missing"; exit 1; }
 	@command -v age >/dev/null || { echo "age still missing"; exit 1; }
+
+# Debian's chromium and poppler-utils: a test renders the custody report in headless chromium, in
+# a 1280 px window and printed to A4, and reads the PDF's words with pdftotext. Idempotent.
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v pdftotext >/dev/null 2>&1; then \
+		echo "installing chromium and poppler-utils with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null; \
+	fi
+	@command -v chromium >/dev/null || { echo "chromium still missing"; exit 1; }
+	@command -v pdftotext >/dev/null || { echo "pdftotext still missing"; exit 1; }
 
 # Tools the integration tests run (S3 server for backup/s3). Idempotent.
 tools: versitygw

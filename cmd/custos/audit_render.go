@@ -48,8 +48,12 @@ type svgTick struct {
 type svgLegend struct {
 	Y     float64
 	Fill  string
-	Label string
+	Label string // shortened to fit the legend
+	Full  string
 }
+
+// maxLegend is the longest label the legend's width holds.
+const maxLegend = 24
 
 // layout places c's bars in a width × height picture.
 func (c barChart) layout(width, height int) svgChart {
@@ -101,7 +105,11 @@ func (c barChart) layout(width, height int) svgChart {
 		}
 	}
 	for j, name := range c.Series {
-		s.Legend = append(s.Legend, svgLegend{Y: s.PlotY + 4 + float64(j)*18, Fill: chartColors[j%len(chartColors)], Label: name})
+		label := name
+		if r := []rune(name); len(r) > maxLegend {
+			label = string(r[:maxLegend-1]) + "…"
+		}
+		s.Legend = append(s.Legend, svgLegend{Y: s.PlotY + 4 + float64(j)*18, Fill: chartColors[j%len(chartColors)], Label: label, Full: name})
 	}
 	return s
 }
@@ -141,7 +149,7 @@ var svgTemplate = template.Must(template.New("svg").Funcs(template.FuncMap{"f": 
 {{- end}}
 {{- range .Legend}}
 <rect x="{{f (add $.PlotX (add $.PlotW 16))}}" y="{{f .Y}}" width="12" height="12" fill="{{.Fill}}"/>
-<text x="{{f (add $.PlotX (add $.PlotW 34))}}" y="{{f (add .Y 10)}}" font-family="sans-serif" font-size="12" fill="#222222">{{.Label}}</text>
+<text x="{{f (add $.PlotX (add $.PlotW 34))}}" y="{{f (add .Y 10)}}" font-family="sans-serif" font-size="12" fill="#222222"><title>{{.Full}}</title>{{.Label}}</text>
 {{- end}}
 {{- end}}
 <line x1="{{f .PlotX}}" y1="{{f .Bottom}}" x2="{{f (add .PlotX .PlotW)}}" y2="{{f .Bottom}}" stroke="#444444" stroke-width="1"/>
@@ -192,6 +200,8 @@ var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
 	},
 	"releasers":  releasersWords,
 	"flagAdvice": func() string { return flagAdvice },
+	"seconds":    secondsWords,
+	"sub":        func(a, b int) int { return a - b },
 }).Parse(reportHTML))
 
 // writeHTML writes r as one self-contained HTML page.
@@ -270,6 +280,8 @@ func (r *custodyReport) writeMarkdown(w io.Writer) error {
 		{"Ceremonies", strconv.Itoa(len(r.Ceremonies))},
 		{"Cross-border transfers", strconv.Itoa(len(r.Transfers) + r.TransferMore)},
 		{"Destroyed KEK versions", strconv.Itoa(len(r.Destroyed))},
+		{"Restore drills (missed)", fmt.Sprintf("%d (%d)", r.DrillTotal, r.DrillMisses)},
+		{"Datasets without a drill", strconv.Itoa(r.Undrilled)},
 		{"KEK activations", strconv.Itoa(r.ActivationTotal)},
 		{"Flagged activations and share releases", strconv.Itoa(r.FlagTotal)},
 	})
@@ -381,6 +393,8 @@ func (r *custodyReport) writeMarkdown(w io.Writer) error {
 		}
 	}
 
+	r.writeDrillsMarkdown(&b)
+
 	p("## Destroyed KEK versions\n\n")
 	if len(r.Destroyed) == 0 {
 		p("None recorded.\n\n")
@@ -447,6 +461,40 @@ func uintList(xs []uint64) string {
 	return strings.Join(s, ", ")
 }
 
+// writeDrillsMarkdown writes the restore drills: per dataset, its last
+// drill and its misses; then the missed drills.
+func (r *custodyReport) writeDrillsMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "## Restore drills\n\n")
+	if len(r.Drills) == 0 {
+		fmt.Fprintf(w, "None recorded: the pack has no backup entry (transfer, prune or drill) naming a dataset.\n\n")
+		return
+	}
+	fmt.Fprintf(w, "%s\n\n", md(r.DrillWords()))
+	var rows [][]string
+	for _, d := range r.Drills {
+		row := []string{d.Dataset}
+		if l := d.Last; l != nil {
+			row = append(row, fmtTime(l.Time), strconv.FormatUint(l.Index, 10), l.Archive, secondsWords(l.Restore), secondsWords(l.RTO), l.Verdict())
+		} else {
+			row = append(row, "no drill in this pack", "", "", "", "", "")
+		}
+		rows = append(rows, append(row, strconv.Itoa(d.Drills), strconv.Itoa(d.Misses)))
+	}
+	mdTable(w, []string{"dataset", "last drill", "entry", "archive", "restore time", "RTO", "result", "drills", "missed"}, rows)
+	if len(r.MissedDrills) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "### Missed drills\n\n")
+	rows = nil
+	for _, d := range r.MissedDrills {
+		rows = append(rows, []string{strconv.FormatUint(d.Index, 10), fmtTime(d.Time), d.Dataset, d.Archive, d.Agent, secondsWords(d.Restore), secondsWords(d.RTO), d.Verdict()})
+	}
+	mdTable(w, []string{"entry", "time", "dataset", "archive", "agent", "restore time", "RTO", "result"}, rows)
+	if more := r.DrillMisses - len(r.MissedDrills); more > 0 {
+		fmt.Fprintf(w, "… and %d more.\n\n", more)
+	}
+}
+
 // writeReleasesMarkdown writes the activations, the share releases that
 // answered them, and what is flagged.
 func (r *custodyReport) writeReleasesMarkdown(w io.Writer) {
@@ -474,6 +522,56 @@ func (r *custodyReport) writeReleasesMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "The first %d of %d activations:\n\n", len(rows), r.ActivationTotal)
 	mdTable(w, []string{"activation (entry)", "time", "client", "KEK", "serving node", "shares released by"}, rows)
+}
+
+// secondsWords is a drill's recorded time: "42.3 s" under a minute, else a
+// duration ("15m1s", "4h"); "not recorded" if the entry has none.
+func secondsWords(f drillFigure) string {
+	switch {
+	case f.Raw == "":
+		return "not recorded"
+	case !f.OK:
+		return fmt.Sprintf("unreadable (%q)", f.Raw)
+	case f.Seconds < 60:
+		return strconv.FormatFloat(f.Seconds, 'f', 1, 64) + " s"
+	}
+	return shortDuration(time.Duration(f.Seconds * float64(time.Second)))
+}
+
+// shortDuration is d to the second, without trailing zero units: "4h",
+// "1h30m", "15m1s".
+func shortDuration(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// DrillWords sums up the restore drills: how many, how many missed, and
+// which datasets had none.
+func (r *custodyReport) DrillWords() string {
+	var none []string
+	for _, d := range r.Drills {
+		if d.Last == nil {
+			none = append(none, d.Dataset)
+		}
+	}
+	s := fmt.Sprintf("%d restore drills of %d datasets in the pack, %d missed (the drill failed, or its restore time was over the RTO).",
+		r.DrillTotal, len(r.Drills), r.DrillMisses)
+	switch len(none) {
+	case 0:
+		s += " Every dataset had a drill in the pack."
+	case 1:
+		s += " Dataset " + none[0] + " had no drill in the pack."
+	default:
+		s += fmt.Sprintf(" %d datasets had no drill in the pack: %s.", len(none), strings.Join(none, ", "))
+	}
+	return s + " The datasets are those the pack's backup entries (transfers, prunes, drills) name. " +
+		"Each drill is the attestation of the agent that ran it, bound to its certificate: the log proves the agent said so, not that the restore took place."
 }
 
 // flagAdvice says what to do about flagged activations and releases.

@@ -163,7 +163,8 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 	if !r.Verified {
 		status = "NOT VERIFIED"
 	}
-	fmt.Fprintf(s.out, "Wrote %s (%s, %s): cluster %s, entries %d to %d, %d KEKs, %d unwraps, %d denials, %d ceremonies, %d destroyed versions.\n",
-		*out, *format, status, r.Cluster, r.From, r.To, len(r.KEKs), r.UnwrapTotal, r.DenialTotal, len(r.Ceremonies), len(r.Destroyed))
+	fmt.Fprintf(s.out, "Wrote %s (%s, %s): cluster %s, entries %d to %d, %d KEKs, %d unwraps, %d denials, %d ceremonies, %d destroyed versions, %d restore drills (%d missed, %d datasets without one).\n",
+		*out, *format, status, r.Cluster, r.From, r.To, len(r.KEKs), r.UnwrapTotal, r.DenialTotal, len(r.Ceremonies), len(r.Destroyed),
+		r.DrillTotal, r.DrillMisses, r.Undrilled)
 	return nil
 }

@@ -24,6 +24,8 @@ import (
 // Entry types the report reads besides the ceremony and key-operation ones.
 const (
 	typeTransfer  = "backup.transfer" // a backup agent's attested cross-border transfer
+	typeDrill     = "backup.drill"    // a backup agent's attested restore drill
+	typePrune     = "backup.prune"    // a backup agent's attested deletion under retention
 	typeDestroyed = "kek.destroyed"   // a node's attestation that its sealing key is gone
 )
 
@@ -66,6 +68,14 @@ type custodyReport struct {
 	Transfers    []transferRow
 	TransferMore int // transfers beyond maxListed
 	Destroyed    []*destroyedRow
+
+	// Restore drills: per dataset named by the pack's backup entries, its
+	// drills; and the drills that missed (the first maxListed).
+	Drills       []*drillDataset
+	DrillTotal   int
+	DrillMisses  int
+	Undrilled    int // datasets with no drill in the pack
+	MissedDrills []*drillRow
 
 	// Activations and the share releases that answered them (the first
 	// maxListed activations), and the activations and releases that are
@@ -192,6 +202,79 @@ type transferRow struct {
 	Other    string
 }
 
+// drillDataset is one dataset's restore drills in the pack.
+type drillDataset struct {
+	Dataset string
+	Drills  int
+	Misses  int
+	Last    *drillRow // the newest drill; nil if the pack has none
+}
+
+// drillRow is one backup.drill entry: a restore drill as the agent that
+// ran it attested it.
+type drillRow struct {
+	Index   uint64
+	Time    time.Time
+	Dataset string
+	Archive string
+	Agent   string
+	Target  string // where the archive was read from; "" before agents recorded it
+	Result  string // the agent's: "ok", "failed: …", or the RTO it missed
+	Restore drillFigure
+	RTO     drillFigure // the RTO in force; absent before agents recorded it
+}
+
+// drillFigure is a number of seconds a drill entry records, if it does.
+type drillFigure struct {
+	Raw     string  // the detail as recorded ("" if absent)
+	Seconds float64 // valid if OK
+	OK      bool
+}
+
+// missing says why a figure that is not OK is not there.
+func (f drillFigure) missing() string {
+	if f.Raw == "" {
+		return "not recorded"
+	}
+	return "unreadable"
+}
+
+func parseDrillFigure(raw string) drillFigure {
+	f := drillFigure{Raw: raw}
+	if s, err := strconv.ParseFloat(raw, 64); err == nil && s >= 0 && !math.IsInf(s, 0) {
+		f.Seconds, f.OK = s, true
+	}
+	return f
+}
+
+// Over reports whether the restore took longer than the RTO, both recorded.
+func (d *drillRow) Over() bool {
+	return d.Restore.OK && d.RTO.OK && d.RTO.Seconds > 0 && d.Restore.Seconds > d.RTO.Seconds
+}
+
+// Missed reports whether the drill counts as a miss: its result is not ok
+// (failed, or the agent found it over the RTO), or its restore time is
+// over the RTO it records.
+func (d *drillRow) Missed() bool { return d.Result != "ok" || d.Over() }
+
+// Verdict says in a few words how the drill went, against the RTO.
+func (d *drillRow) Verdict() string {
+	switch {
+	case d.Result == "":
+		return "MISSED: no result recorded"
+	case d.Result != "ok":
+		return "MISSED: " + d.Result
+	case d.Over():
+		return "MISSED: restore time over the RTO"
+	case !d.Restore.OK:
+		return "ok, but the restore time is " + d.Restore.missing()
+	case !d.RTO.OK:
+		return "ok; RTO " + d.RTO.missing()
+	default:
+		return "ok, within the RTO"
+	}
+}
+
 type destroyedRow struct {
 	KEK         string
 	Version     uint32
@@ -238,6 +321,7 @@ type reportBuilder struct {
 	denials    map[denialKey]*denialRow
 	types      map[string]int
 	perDay     map[string]map[string]int // day → KEK → unwraps
+	drills     map[string]*drillDataset  // dataset → its drills
 	resolving  bool
 
 	cluster  string               // the pack's, for ShareReleases
@@ -251,7 +335,7 @@ func newReportBuilder(r *custodyReport) *reportBuilder {
 		params: map[string]ceremony.Params{}, certs: map[string]*destroyedRow{},
 		unwraps: map[unwrapKey]*unwrapRow{}, keyOps: map[string]*keyOpRow{},
 		denials: map[denialKey]*denialRow{}, types: map[string]int{}, perDay: map[string]map[string]int{},
-		acts: map[uint64]*activationRow{}}
+		acts: map[uint64]*activationRow{}, drills: map[string]*drillDataset{}}
 }
 
 // ceremony records a ceremony transcript: its proposal (canonical bytes),
@@ -350,7 +434,12 @@ func (b *reportBuilder) entry(e ledger.Entry) error {
 	case typeDestroyed:
 		b.attestation(e)
 	case typeTransfer:
+		b.dataset(e.Details["dataset"])
 		b.transfer(e)
+	case typePrune:
+		b.dataset(e.Details["dataset"])
+	case typeDrill:
+		b.drill(e)
 	}
 	b.shareRelease(e)
 	return nil
@@ -457,8 +546,14 @@ func (b *reportBuilder) denial(e ledger.Entry) {
 	}
 	if len(b.r.DenialList) < maxListed {
 		why := e.Reason
-		if why == "" {
+		switch {
+		case why != "":
+		case e.Type == typeDrill:
+			why = "restore drill: " + e.Details["result"]
+		case e.Details["denied"] != "":
 			why = "refused items: " + e.Details["denied"]
+		default:
+			why = "no reason recorded"
 		}
 		if f, ok, err := ledger.FoldOf(e); ok && err == nil {
 			why += fmt.Sprintf(" (%d identical refusals from %s to %s, after entry %d)", f.Count,
@@ -793,6 +888,42 @@ func (b *reportBuilder) transfer(e ledger.Entry) {
 	b.r.Transfers = append(b.r.Transfers, t)
 }
 
+// dataset is the drills of a dataset a backup entry names ("" for none).
+func (b *reportBuilder) dataset(name string) *drillDataset {
+	if name == "" {
+		return nil
+	}
+	d := b.drills[name]
+	if d == nil {
+		d = &drillDataset{Dataset: name}
+		b.drills[name] = d
+	}
+	return d
+}
+
+// drill records a restore drill: the newest of its dataset so far (entries
+// come in log order), and a miss if it is one.
+func (b *reportBuilder) drill(e ledger.Entry) {
+	name := e.Details["dataset"]
+	if name == "" {
+		name = "(none)"
+	}
+	d := &drillRow{Index: e.Index, Time: e.Time, Dataset: name, Archive: e.Details["archive"], Agent: actorWords(e.Actor),
+		Target: e.Details["target"], Result: e.Details["result"],
+		Restore: parseDrillFigure(e.Details["restore_seconds"]), RTO: parseDrillFigure(e.Details["rto_seconds"])}
+	ds := b.dataset(name)
+	ds.Drills++
+	ds.Last = d
+	b.r.DrillTotal++
+	if d.Missed() {
+		ds.Misses++
+		b.r.DrillMisses++
+		if len(b.r.MissedDrills) < maxListed {
+			b.r.MissedDrills = append(b.r.MissedDrills, d)
+		}
+	}
+}
+
 func actorWords(a ledger.Actor) string {
 	s := a.Identity
 	if a.Region != "" && !strings.Contains(s, "region=") {
@@ -877,6 +1008,13 @@ func (b *reportBuilder) finish() *custodyReport {
 	})
 	for _, d := range r.Destroyed {
 		slices.SortFunc(d.Holders, func(a, b holderRow) int { return cmp.Compare(a.Node, b.Node) })
+	}
+	for _, name := range slices.Sorted(maps.Keys(b.drills)) {
+		d := b.drills[name]
+		if d.Last == nil {
+			r.Undrilled++
+		}
+		r.Drills = append(r.Drills, d)
 	}
 	r.Chart = b.chart()
 	return r

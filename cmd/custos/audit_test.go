@@ -158,6 +158,18 @@ func TestAuditCLI(t *testing.T) {
 	wantAll(t, "checkpoint", out, "Pinned the key-op log of cluster test", "signed by   custos/test/n1", "genesis     entry 0", "node keys   custos/test/n1, custos/test/n2, custos/test/n3")
 	wantAll(t, "checkpoint over an existing file", h.cli(1, "audit", "checkpoint", "--out", trust, "--env", h.auditor), "exists", "--force")
 
+	// The agent attests a restore drill of dataset hr, and a prune of
+	// dataset payroll, which it never drilled.
+	if _, err := h.agent.Attest(context.Background(), client.AttestRequest{Type: client.AttestDrill, KEKID: "backups", KEKVersion: 2,
+		Details: map[string]string{"archive": "20261205T100003Z-0123456789abcdef", "dataset": "hr", "result": "ok", "restore_seconds": "12.500",
+			"rto_seconds": "3600", "target": "local"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.agent.Attest(context.Background(), client.AttestRequest{Type: client.AttestPrune, KEKID: "backups", KEKVersion: 2,
+		Details: map[string]string{"archive": "20250101T000000Z-0123456789abcdef", "dataset": "payroll", "target": "local", "reason": "retention"}}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Export and verify.
 	out = h.cli(0, "audit", "export", "--out", pack, "--env", h.auditor)
 	wantAll(t, "export", out, "Wrote "+pack+": entries 0 to ", "1 destruction certificates", "entries/s")
@@ -171,12 +183,14 @@ func TestAuditCLI(t *testing.T) {
 
 	// Reports.
 	htmlFile, md := h.file("report.html"), h.file("report.md")
-	wantAll(t, "report", h.cli(0, "audit", "report", pack, "--trust", trust, "--out", htmlFile), "(html, verified)", "1 KEKs", "1 destroyed versions")
+	wantAll(t, "report", h.cli(0, "audit", "report", pack, "--trust", trust, "--out", htmlFile), "(html, verified)", "1 KEKs", "1 destroyed versions",
+		"1 restore drills (0 missed, 1 datasets without one)")
 	b, _ := os.ReadFile(htmlFile)
 	report := string(b)
 	wantAll(t, "HTML report", report, "<svg", "Unwraps per day, by KEK", "KEK <code>backups</code>", "Verified.", "alice, bob", "alice, carol",
 		"kek.rotate", "kek.destroy", "legal_hold.set", "case 2026-17", "custos://test/agent/agent-1?region=DE", "unwrap_failed",
-		"Cross-border transfers</h2>\n<p>None recorded.</p>", "attested: its HSM key is destroyed", "complete: every holder attested")
+		"Cross-border transfers</h2>\n<p>None recorded.</p>", "attested: its HSM key is destroyed", "complete: every holder attested",
+		"<h2>Restore drills</h2>", "Dataset payroll had no drill in the pack.", "<code>20261205T100003Z-0123456789abcdef</code>", "ok, within the RTO")
 	wantAll(t, "HTML report, unescaped", html.UnescapeString(report), fmt.Sprintf("size %d, root <code>%s</code>, signed by <code>custos/test/n1</code>", j.To, j.Checkpoint.Root))
 	if strings.Contains(report, "<script") || strings.Contains(report, "http://") && !strings.Contains(report, `xmlns="http://www.w3.org/2000/svg"`) {
 		t.Errorf("the HTML report has a script or an external reference")
@@ -188,7 +202,8 @@ func TestAuditCLI(t *testing.T) {
 	h.cli(0, "audit", "report", pack, "--trust", trust, "--out", md)
 	b, _ = os.ReadFile(md)
 	wantAll(t, "Markdown report", string(b), "# Key custody report: cluster test", "> **Verified.**", "data:image/svg+xml;base64,", "### KEK backups",
-		"alice, carol", "| backups | custos://test/agent/agent-1?region=DE | DE | 4 |", "## Cross-border transfers\n\nNone recorded.")
+		"alice, carol", "| backups | custos://test/agent/agent-1?region=DE | DE | 4 |", "## Cross-border transfers\n\nNone recorded.",
+		"| 20261205T100003Z-0123456789abcdef | 12.5 s | 1h | ok, within the RTO | 1 | 0 |", "| payroll | no drill in this pack |")
 	wantAll(t, "report to stdout", h.cli(0, "audit", "report", pack, "--no-verify", "--format", "markdown", "--out", "-"), "NOT VERIFIED", "--no-verify")
 
 	// Tampering: each is caught, naming the entry.

@@ -282,7 +282,8 @@ func TestBackupCLI(t *testing.T) {
 	out = h.ok("backup", "drill", id, "--policy", pol, "--env", h.agentEnv)
 	wantAll(t, "drill", out, "ok", "RTO 4h0m0s", "recorded   log entry")
 	dr := h.entriesOf(client.AttestDrill, id)
-	if len(dr) != 1 || dr[0].Details["result"] != "ok" || dr[0].Details["restore_seconds"] == "" || dr[0].Details["dataset"] != "hr" {
+	if len(dr) != 1 || dr[0].Details["result"] != "ok" || dr[0].Details["restore_seconds"] == "" || dr[0].Details["dataset"] != "hr" ||
+		dr[0].Details["rto_seconds"] != "14400" || dr[0].Details["target"] == "" {
 		t.Fatalf("drill entries %+v", dr)
 	}
 

@@ -20,7 +20,10 @@ const (
 	// decision (the policy's reason it may go there).
 	AttestTransfer = "backup.transfer"
 	// AttestDrill: a restore drill. Details archive, dataset, result
-	// ("ok" or why not), restore_seconds.
+	// ("ok" or why not), restore_seconds; and, from agents of this
+	// release on, target (where the archive was read from) and
+	// rto_seconds (the dataset's RTO the drill was measured against,
+	// absent when the agent's policy sets none).
 	AttestDrill = "backup.drill"
 	// AttestPrune: an archive deleted under retention. Details archive,
 	// dataset, target, reason.
