@@ -58,10 +58,10 @@ type APIListener struct {
 	Listen    string `toml:"listen"`    // host:port to bind
 	Advertise string `toml:"advertise"` // host:port others dial; defaults to Listen
 
-	// The http.Server's timeouts. ReadHeaderTimeout also bounds the TLS
-	// handshake. WriteTimeout runs from the end of the request's headers:
-	// it bounds reading the body, the handler and writing the answer, so a
-	// client that does not read its answer is cut off after it.
+	// The http.Server's timeouts; the smallest of the first three bounds
+	// the TLS handshake. WriteTimeout runs from the end of the request's
+	// headers: it bounds reading the body, the handler and writing the
+	// answer, so a client that does not read its answer is cut off after it.
 	ReadHeaderTimeout Duration `toml:"read_header_timeout,omitempty"` // default 10s
 	ReadTimeout       Duration `toml:"read_timeout,omitempty"`        // default 1m
 	WriteTimeout      Duration `toml:"write_timeout,omitempty"`       // default 30s
