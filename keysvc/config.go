@@ -125,6 +125,11 @@ type RaftTuning struct {
 	TrailingLogs       uint64
 	MaxAppendEntries   int
 	RPCTimeout         time.Duration
+
+	// The raft listener's bounds on inbound handshakes (raft.Config): the time to
+	// the first byte, and how many one IP address may have in progress.
+	FirstBytesTimeout  time.Duration
+	MaxHandshakesPerIP int
 }
 
 func (c Config) withDefaults() Config {
@@ -297,6 +302,8 @@ func (c Config) raftConfig() raft.Config {
 		TrailingLogs:       r.TrailingLogs,
 		MaxAppendEntries:   r.MaxAppendEntries,
 		RPCTimeout:         r.RPCTimeout,
+		FirstBytesTimeout:  r.FirstBytesTimeout,
+		MaxHandshakesPerIP: r.MaxHandshakesPerIP,
 		Memory:             r.Memory,
 	}
 	if r.Memory == nil {

@@ -98,8 +98,23 @@ type Config struct {
 	TrailingLogs uint64
 	// MaxAppendEntries: most log entries sent in one replication RPC. Default 64, at most 1024.
 	MaxAppendEntries int
-	// RPCTimeout bounds each transport read and write (scaled up for snapshots). Default 10s.
+	// RPCTimeout bounds each transport read and write (scaled up for snapshots), and
+	// each inbound TLS handshake once its first bytes arrived. Default 10s.
 	RPCTimeout time.Duration
+
+	// FirstBytesTimeout: an inbound connection must start its TLS handshake (the first
+	// byte of a ClientHello) within this long after it is accepted, or it is closed and
+	// counted in Stats.TLSRejected; then RPCTimeout bounds the rest of the handshake. An
+	// idle connection holds one of the listener's 64 handshake slots for no longer than
+	// this. Default 1s.
+	FirstBytesTimeout time.Duration
+	// MaxHandshakesPerIP caps the inbound TLS handshakes in progress (from accept to the
+	// end of the handshake) from one IP address, so that one address cannot take all 64
+	// handshake slots. A connection over the cap is closed at once, unread and without
+	// taking a slot, and counted in Stats.TLSRejected and Stats.TLSOverIPCap. Nodes that
+	// share an address (a cluster on one host) share its cap; a node itself keeps at most
+	// 1 handshake in flight to any one address. Default 4.
+	MaxHandshakesPerIP int
 
 	// Memory, if set, runs the node on that in-process network instead: in-memory log,
 	// stable and snapshot stores kept by the network, no DataDir, no sockets, no TLS; Addr
@@ -135,6 +150,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RPCTimeout == 0 {
 		c.RPCTimeout = 10 * time.Second
+	}
+	if c.FirstBytesTimeout == 0 {
+		c.FirstBytesTimeout = time.Second
+	}
+	if c.MaxHandshakesPerIP == 0 {
+		c.MaxHandshakesPerIP = 4
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -211,8 +232,11 @@ func (c Config) Validate() error {
 	} else if c.DataDir != "" || c.BindAddr != "" {
 		bad("DataDir and BindAddr must be empty with Memory")
 	}
-	if c.RPCTimeout < 0 {
-		bad("RPCTimeout must not be negative")
+	if c.RPCTimeout < 0 || c.FirstBytesTimeout < 0 {
+		bad("RPCTimeout and FirstBytesTimeout must not be negative")
+	}
+	if c.MaxHandshakesPerIP < 0 {
+		bad("MaxHandshakesPerIP must not be negative")
 	}
 	if c.ID != "" {
 		if err := hraft.ValidateConfig(c.raftConfig()); err != nil {
@@ -302,6 +326,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("election_timeout", d.ElectionTimeout),
 		slog.Duration("leader_lease_timeout", d.LeaderLeaseTimeout),
 		slog.Uint64("snapshot_threshold", d.SnapshotThreshold),
-		slog.Uint64("trailing_logs", d.TrailingLogs))
+		slog.Uint64("trailing_logs", d.TrailingLogs),
+		slog.Duration("first_bytes_timeout", d.FirstBytesTimeout),
+		slog.Int("max_handshakes_per_ip", d.MaxHandshakesPerIP))
 	return slog.GroupValue(attrs...)
 }

@@ -47,6 +47,8 @@ func TestConfigValidate(t *testing.T) {
 		{"host not in certificate", func(c *raft.Config) { c.Addr = "10.1.2.3:7000" }, "does not name Addr host"},
 		{"lease above heartbeat", func(c *raft.Config) { c.HeartbeatTimeout = time.Second; c.LeaderLeaseTimeout = 2 * time.Second }, "LeaderLeaseTimeout"},
 		{"too many entries per RPC", func(c *raft.Config) { c.MaxAppendEntries = 5000 }, "MaxAppendEntries"},
+		{"negative first-bytes timeout", func(c *raft.Config) { c.FirstBytesTimeout = -time.Second }, "FirstBytesTimeout"},
+		{"negative handshake cap", func(c *raft.Config) { c.MaxHandshakesPerIP = -1 }, "MaxHandshakesPerIP"},
 		{"DataDir with Memory", func(c *raft.Config) { c.Memory = raft.NewMemNetwork() }, "must be empty with Memory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

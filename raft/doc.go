@@ -40,6 +40,13 @@
 // serverAuth and clientAuth. Connections that fail the handshake never reach raft; they
 // are logged and counted in Stats.TLSRejected.
 //
+// At most 64 inbound handshakes run at once. A connection must begin its handshake
+// within Config.FirstBytesTimeout (1 s), so an idle one holds its slot no longer; one IP
+// address holds at most Config.MaxHandshakesPerIP (4) of them, and a connection over
+// that cap is closed at once without taking a slot (Stats.TLSOverIPCap). A node keeps at
+// most 1 of its own handshakes in flight to any one address, so that its own bursts of
+// new connections stay within a peer's cap.
+//
 // # Who may say what
 //
 // hashicorp/raft believes the sender id and address an RPC claims. Here, with

@@ -45,7 +45,13 @@ type Stats struct {
 	AppliedIndex      uint64    // last index handed to the state machine
 	LastSnapshotIndex uint64    // index of the latest snapshot on this node, 0 if none
 	LastContact       time.Time // when this node last heard from a leader (on followers); zero if never
-	TLSRejected       uint64    // inbound connections refused at the TLS handshake
+	// TLSRejected counts inbound connections refused at or before the TLS handshake: a
+	// handshake that failed, or did not begin within Config.FirstBytesTimeout, or a
+	// connection over its address's cap (also counted in TLSOverIPCap).
+	TLSRejected uint64
+	// TLSOverIPCap counts inbound connections closed unread at accept because their IP
+	// address already had Config.MaxHandshakesPerIP handshakes in progress.
+	TLSOverIPCap uint64
 	// RPCRejected counts inbound raft connections dropped because an RPC failed a check:
 	// it claimed another node's id or an address not its own (see Config.PeerID), was
 	// malformed, or was an InstallSnapshot refused (also counted in SnapshotRefused).
@@ -386,6 +392,7 @@ func (n *Node) Stats() Stats {
 	}
 	if n.stream != nil {
 		st.TLSRejected = n.stream.rejected.Load()
+		st.TLSOverIPCap = n.stream.perIP.Refused()
 	}
 	st.RPCRejected = n.guard.rejected.Load()
 	st.SnapshotRefused = n.guard.snapshotRefused.Load()

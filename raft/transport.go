@@ -1,7 +1,9 @@
 // The raft listener: TCP inside mutual TLS 1.3 with the hybrid post-quantum key exchange,
 // where both ends present and verify certificates from the cluster CA. One listener
 // serves two application protocols, told apart by ALPN: raft itself, and the peer
-// channel that the node's owner uses for its own node-to-node traffic.
+// channel that the node's owner uses for its own node-to-node traffic. Before a
+// handshake takes one of the listener's slots, its address must be under its cap; an
+// idle connection gives its slot back after Config.FirstBytesTimeout.
 
 package raft
 
@@ -11,14 +13,18 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/custos-eu/custos/internal/connlimit"
 )
 
 // ALPN protocol names. A certificate from the same CA used for another Custos protocol
@@ -30,8 +36,19 @@ const (
 )
 
 // maxHandshakes bounds inbound TLS handshakes in progress; more connections wait in the
-// kernel's accept queue. A slot is freed as soon as its handshake ends.
+// kernel's accept queue. A slot is freed as soon as its handshake ends. One IP address
+// holds at most Config.MaxHandshakesPerIP of them.
 const maxHandshakes = 64
+
+// maxDialsPerAddr bounds this node's own outbound handshakes in flight to one address,
+// so that its bursts of new connections stay within a peer's per-address cap (default
+// 4). One, not more: under TLS 1.3 the dialler's handshake ends before the peer's
+// (which still checks the client certificate), so the peer may count a few of a
+// dialler's handshakes at once; with 2 in flight, bursts of 64 dials met a cap of 4.
+const maxDialsPerAddr = 1
+
+// recordHandshake is the first byte of a TLS handshake record, which a ClientHello opens.
+const recordHandshake = 0x16
 
 // tlsConfigs returns the server configuration (both protocols) and the client
 // configurations for raft and for the peer channel: TLS 1.3 only, X25519MLKEM768 only,
@@ -114,7 +131,7 @@ func (a advertiseAddr) String() string  { return string(a) }
 // tlsStream implements hraft.StreamLayer for raft connections and feeds the peer
 // listener. Accept hands out only raft connections whose TLS handshake succeeded, with
 // their RPCs checked by an rpcFilter; handshakes run off the accept loop, bounded in
-// number and time.
+// number (in all and per address) and time (to the first byte, then in all).
 type tlsStream struct {
 	cfg        Config
 	ln         net.Listener
@@ -122,7 +139,8 @@ type tlsStream struct {
 	server     *tls.Config
 	raftClient *tls.Config
 	peerClient *tls.Config
-	timeout    time.Duration // handshake bound
+	timeout    time.Duration // handshake bound, from its first byte
+	firstBytes time.Duration // bound from accept to the handshake's first byte
 	log        *slog.Logger
 	links      *linkSet
 	peers      *peerListener
@@ -132,10 +150,12 @@ type tlsStream struct {
 	cancel context.CancelFunc
 	conns  chan net.Conn
 	sem    chan struct{}
+	perIP  *connlimit.Counter // inbound handshakes in progress per address
+	dials  dialLimit          // outbound handshakes in flight per address
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	rejected atomic.Uint64 // inbound handshakes refused or failed
+	rejected atomic.Uint64 // inbound handshakes refused or failed, over the cap included
 }
 
 func newTLSStream(cfg Config, links *linkSet, guard *rpcGuard) (*tlsStream, error) {
@@ -164,6 +184,7 @@ func newTLSStream(cfg Config, links *linkSet, guard *rpcGuard) (*tlsStream, erro
 		raftClient: raftClient,
 		peerClient: peerClient,
 		timeout:    cfg.RPCTimeout,
+		firstBytes: cfg.FirstBytesTimeout,
 		log:        cfg.Logger,
 		links:      links,
 		peers:      newPeerListener(adv),
@@ -172,6 +193,8 @@ func newTLSStream(cfg Config, links *linkSet, guard *rpcGuard) (*tlsStream, erro
 		cancel:     cancel,
 		conns:      make(chan net.Conn),
 		sem:        make(chan struct{}, maxHandshakes),
+		perIP:      connlimit.NewCounter(cfg.MaxHandshakesPerIP),
+		dials:      dialLimit{max: maxDialsPerAddr},
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -197,25 +220,42 @@ func (s *tlsStream) acceptLoop() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		// An address at its cap loses this connection, not the others their turn: the
+		// loop waits only for a slot, and one address holds few of them.
+		release, ok := s.perIP.Acquire(raw.RemoteAddr())
+		if !ok {
+			connlimit.Refuse(raw)
+			s.rejected.Add(1)
+			s.log.Debug("raft: refused connection: its address is at its handshake cap",
+				"remote", raw.RemoteAddr().String(), "cap", s.cfg.MaxHandshakesPerIP)
+			continue
+		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.ctx.Done():
+			release()
 			raw.Close()
 			return
 		}
 		s.wg.Add(1)
-		go s.handshake(raw)
+		go s.handshake(raw, release)
 	}
 }
 
 // handshake runs the server side of the TLS handshake on raw, then hands the connection
-// to raft or to the peer listener according to the negotiated protocol.
-func (s *tlsStream) handshake(raw net.Conn) {
+// to raft or to the peer listener according to the negotiated protocol. release frees
+// raw's place under its address's cap.
+func (s *tlsStream) handshake(raw net.Conn, release func()) {
 	defer s.wg.Done()
-	conn := tls.Server(raw, s.server)
-	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
-	err := conn.HandshakeContext(ctx)
-	cancel()
+	started, err := s.awaitFirstByte(raw)
+	var conn *tls.Conn
+	if err == nil {
+		conn = tls.Server(started, s.server)
+		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+		err = conn.HandshakeContext(ctx)
+		cancel()
+	}
+	release()
 	<-s.sem // the slot bounds handshakes, not connections waiting to be taken
 	if err != nil {
 		raw.Close()
@@ -249,6 +289,47 @@ func (s *tlsStream) handshake(raw net.Conn) {
 	default: // unreachable: VerifyConnection allows only the two
 		l.Close()
 	}
+}
+
+// awaitFirstByte waits up to firstBytes for raw's first byte, which must open a TLS
+// handshake record, and returns raw with that byte put back in front. Close
+// interrupts the wait.
+func (s *tlsStream) awaitFirstByte(raw net.Conn) (net.Conn, error) {
+	if err := raw.SetReadDeadline(time.Now().Add(s.firstBytes)); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(s.ctx, func() { _ = raw.SetReadDeadline(time.Now()) })
+	var b [1]byte
+	_, err := io.ReadFull(raw, b[:])
+	stop()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, fmt.Errorf("no TLS handshake begun within %s", s.firstBytes)
+	case err != nil:
+		return nil, fmt.Errorf("before the TLS handshake: %w", err)
+	case b[0] != recordHandshake:
+		return nil, fmt.Errorf("not a TLS handshake (first byte %#x)", b[0])
+	}
+	if err := raw.SetReadDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	return &prefixConn{Conn: raw, prefix: b[:]}, nil
+}
+
+// prefixConn reads prefix before the connection's own bytes. Like tls.Conn, which
+// wraps it, it is read by one goroutine at a time.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // link registers an established TLS connection under its peer's identity.
@@ -302,10 +383,16 @@ func (s *tlsStream) Dial(addr hraft.ServerAddress, timeout time.Duration) (net.C
 	return conn, nil
 }
 
-// dial dials addr with conf and registers the connection.
+// dial dials addr with conf and registers the connection. At most maxDialsPerAddr
+// handshakes to one address are in flight; more wait, within ctx.
 func (s *tlsStream) dial(ctx context.Context, addr string, conf *tls.Config) (*link, error) {
+	done, err := s.dials.wait(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
 	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: conf}
 	c, err := d.DialContext(ctx, "tcp", addr)
+	done()
 	if err != nil {
 		return nil, err
 	}
@@ -316,4 +403,32 @@ func (s *tlsStream) dial(ctx context.Context, addr string, conf *tls.Config) (*l
 		return nil, err
 	}
 	return l, nil
+}
+
+// dialLimit bounds outbound handshakes in flight per dialled address. Its map keeps one
+// entry per address ever dialled: the cluster's members.
+type dialLimit struct {
+	max int
+	mu  sync.Mutex
+	sem map[string]chan struct{}
+}
+
+// wait takes a place for addr, waiting within ctx; done gives it back.
+func (d *dialLimit) wait(ctx context.Context, addr string) (done func(), err error) {
+	d.mu.Lock()
+	if d.sem == nil {
+		d.sem = make(map[string]chan struct{})
+	}
+	sem, ok := d.sem[addr]
+	if !ok {
+		sem = make(chan struct{}, d.max)
+		d.sem[addr] = sem
+	}
+	d.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dial %s: waiting for earlier handshakes to it: %w", addr, ctx.Err())
+	}
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -97,6 +96,9 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 			SnapshotInterval:  cfg.RaftTuning.SnapshotInterval.Duration,
 			SnapshotThreshold: cfg.RaftTuning.SnapshotThreshold,
 			TrailingLogs:      cfg.RaftTuning.TrailingLogs,
+
+			FirstBytesTimeout:  cfg.Raft.FirstBytesTimeout.Duration,
+			MaxHandshakesPerIP: cfg.Raft.MaxHandshakesPerIP,
 		},
 		Logger: log,
 	}
@@ -123,24 +125,15 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 	// Node-to-node calls use the peer channel on the raft listener, which
 	// keysvc.Open set up: the API port carries none of them.
 
-	ln, err := net.Listen("tcp", cfg.API.Listen)
+	ln, err := listenAPI(cfg.API)
 	if err != nil {
-		return fmt.Errorf("api listen: %w", err)
+		return err
 	}
-	srv := &http.Server{
-		// No Options.ClientCAs: request signatures are checked against the
-		// root that verified the connection (serverTLS.ClientCAs), so the
-		// handshake's chain check serves them and is not done twice.
-		Handler:           httpapi.New(node, httpapi.Options{Logger: log, RateLimits: rateLimits(cfg.RateLimits)}),
-		TLSConfig:         serverTLS,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		// TLS handshake failures (a client without a valid certificate) are
-		// worth seeing, not worth an error.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelInfo),
-	}
+	// No Options.ClientCAs: request signatures are checked against the root
+	// that verified the connection (serverTLS.ClientCAs), so the handshake's
+	// chain check serves them and is not done twice.
+	handler := httpapi.New(node, httpapi.Options{Logger: log, Registry: apiRegistry(ln), RateLimits: rateLimits(cfg.RateLimits)})
+	srv := apiServer(cfg.API, handler, serverTLS, log)
 	fatal := make(chan error, 2)
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {

@@ -41,8 +41,8 @@ func nodeConfig(t *testing.T, dir, caFile string, tok hsm.Config) (string, *node
 	cfg := &nodecfg.Config{
 		NodeID: "n1", Region: "DE", Cluster: "test", DataDir: filepath.Join(dir, "data"),
 		Bootstrap: true, AllowedRegions: []string{"DE"},
-		API:  nodecfg.Listener{Listen: freeAddr(t)},
-		Raft: nodecfg.Listener{Listen: freeAddr(t)},
+		API:  nodecfg.APIListener{Listen: freeAddr(t)},
+		Raft: nodecfg.RaftListener{Listen: freeAddr(t)},
 		HSM:  nodecfg.HSM{Module: tok.Module, TokenLabel: tok.TokenLabel, PINFile: tok.PINFile},
 		TLS:  nodecfg.TLS{Cert: filepath.Join(dir, "cert.pem"), CA: caFile},
 		Log:  nodecfg.Log{Level: "debug", Format: "json"},

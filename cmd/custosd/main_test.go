@@ -166,8 +166,8 @@ func TestDaemonCluster(t *testing.T) {
 		apiAddr := freeAddr(t)
 		cfg := nodecfg.Config{
 			NodeID: id, Region: region, Cluster: "test", DataDir: filepath.Join(dir, id),
-			API:  nodecfg.Listener{Listen: apiAddr},
-			Raft: nodecfg.Listener{Listen: freeAddr(t)},
+			API:  nodecfg.APIListener{Listen: apiAddr},
+			Raft: nodecfg.RaftListener{Listen: freeAddr(t)},
 			HSM:  nodecfg.HSM{Module: tokens[i].Module, TokenLabel: tokens[i].TokenLabel, PINFile: tokens[i].PINFile},
 			TLS:  nodecfg.TLS{Cert: filepath.Join(dir, id+"-cert.pem"), CA: caFile},
 			Log:  nodecfg.Log{Level: "debug", Format: "json"},

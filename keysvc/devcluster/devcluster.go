@@ -236,8 +236,8 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 	}
 	cfg := nodecfg.Config{
 		NodeID: n.ID, Region: n.Region, Cluster: c.Name, DataDir: filepath.Join(dir, "data"),
-		API:  nodecfg.Listener{Listen: fmt.Sprintf("127.0.0.1:%d", n.APIPort)},
-		Raft: nodecfg.Listener{Listen: fmt.Sprintf("127.0.0.1:%d", n.RaftPort)},
+		API:  nodecfg.APIListener{Listen: fmt.Sprintf("127.0.0.1:%d", n.APIPort), MaxConnsPerIP: devMaxConnsPerIP},
+		Raft: nodecfg.RaftListener{Listen: fmt.Sprintf("127.0.0.1:%d", n.RaftPort), MaxHandshakesPerIP: devMaxHandshakesPerIP},
 		HSM: nodecfg.HSM{Module: tok.Module, TokenLabel: tok.TokenLabel, PINFile: tok.PINFile,
 			SoftHSMConf: env.ConfPath},
 		TLS:        nodecfg.TLS{Cert: filepath.Join(dir, "cert.pem"), CA: c.caFile()},
@@ -262,6 +262,17 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 
 // csrTimeout bounds `custosd -csr`: opening a token and making one key.
 const csrTimeout = time.Minute
+
+// Per-address caps of a dev cluster's listeners. Every node and every client
+// of a dev cluster is 127.0.0.1, so the production defaults (512 API
+// connections, 4 raft handshakes per address) would count them all as one:
+// custos dev bench goes up to 4096 concurrent clients, and every other node
+// dials each node's raft listener from the same address. 64 is the raft
+// listener's own bound on handshakes in progress.
+const (
+	devMaxConnsPerIP      = 8192
+	devMaxHandshakesPerIP = 64
+)
 
 // certify gets node id its certificate as an operator would: the node makes
 // its TLS key in its own HSM and a certificate request (`custosd -config F

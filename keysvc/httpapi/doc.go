@@ -150,6 +150,7 @@
 //
 // custos_http_requests_total and custos_http_request_duration_seconds by
 // route pattern, method and status; the node's keysvc.Metrics
-// (custos_ledger_*, custos_state_*) and raft gauges read at scrape time;
-// and, with the default registry, Go runtime and process metrics.
+// (custos_ledger_*, custos_state_*), raft gauges and the raft listener's
+// refused connections (custos_raft_tls_*) read at scrape time; and, with the
+// default registry, Go runtime and process metrics.
 package httpapi

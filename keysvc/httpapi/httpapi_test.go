@@ -17,6 +17,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/raft"
 )
 
 // appendN logs n entries through the fake directly.
@@ -506,6 +507,7 @@ func TestMetrics(t *testing.T) {
 	e := newEnv(t)
 	e.fake.SetMetrics(keysvc.Metrics{Appends: 7, Forwarded: 2,
 		CommitLatency: keysvc.Histogram{Bounds: []float64{0.001, 0.01}, Counts: []uint64{3, 7}, Count: 7, Sum: 0.02}})
+	e.fake.SetRaftStats(raft.Stats{TLSRejected: 12, TLSOverIPCap: 9})
 	hc := e.operator(t)
 	call(t, hc, "GET", e.srv.URL+"/v1/sys/health", nil)
 	call(t, hc, "GET", e.srv.URL+"/v1/ledger/proof/inclusion?index=9&size=1", nil)
@@ -521,6 +523,8 @@ func TestMetrics(t *testing.T) {
 		`custos_ledger_forwarded_entries_total 2`,
 		`custos_ledger_commit_latency_seconds_bucket{le="0.01"} 7`,
 		`custos_raft_leader 1`,
+		`custos_raft_tls_rejected_total 12`,
+		`custos_raft_tls_over_ip_cap_total 9`,
 		`custos_node_ready 1`,
 		`go_goroutines`,
 		`process_`,

@@ -54,7 +54,8 @@ type nodeCollector struct {
 	sharesReleased, cachedKeys                             *prometheus.Desc
 	releasesRefused                                        *prometheus.Desc
 
-	snapshotsRefused *prometheus.Desc
+	snapshotsRefused          *prometheus.Desc
+	tlsRejected, tlsOverIPCap *prometheus.Desc
 }
 
 func newNodeCollector(svc Service) *nodeCollector {
@@ -90,6 +91,10 @@ func newNodeCollector(svc Service) *nodeCollector {
 		cachedKeys:      d("custos_kek_cached_keys", "Activated KEK versions held in this node's memory."),
 
 		snapshotsRefused: d("custos_state_snapshots_refused_total", "Snapshots refused for contradicting this node's log or a checkpoint it signed."),
+		tlsRejected: d("custos_raft_tls_rejected_total",
+			"Inbound connections to the raft listener (raft and peer channel) refused at or before the TLS handshake: failed, not begun within the first-bytes timeout, or over the per-address cap."),
+		tlsOverIPCap: d("custos_raft_tls_over_ip_cap_total",
+			"Inbound connections to the raft listener closed at accept because their IP address already had its cap of handshakes in progress."),
 	}
 }
 
@@ -99,7 +104,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.batchSize, c.commitLatency, c.applied, c.rejected, c.restores, c.checkpoints,
 		c.queueDepth, c.inFlight, c.logSize, c.term, c.commitIndex, c.appliedIndex, c.isLeader, c.ready,
 		c.keyOpsDenied, c.denialsFolded, c.activations, c.keyCacheHits, c.sharesReleased, c.cachedKeys, c.releasesRefused,
-		c.snapshotsRefused,
+		c.snapshotsRefused, c.tlsRejected, c.tlsOverIPCap,
 	} {
 		ch <- d
 	}
@@ -141,6 +146,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.term, float64(st.Raft.Term))
 	gauge(c.commitIndex, float64(st.Raft.CommitIndex))
 	gauge(c.appliedIndex, float64(st.Raft.AppliedIndex))
+	counter(c.tlsRejected, st.Raft.TLSRejected)
+	counter(c.tlsOverIPCap, st.Raft.TLSOverIPCap)
 	gauge(c.isLeader, boolFloat(st.Leader.ID != "" && st.Leader.ID == st.NodeID))
 	gauge(c.ready, boolFloat(st.NotReady == ""))
 }

@@ -33,14 +33,14 @@ type Config struct {
 	// through, when DataDir holds no state and Bootstrap is false.
 	Join []string `toml:"join"`
 
-	API         Listener    `toml:"api"`
-	Raft        Listener    `toml:"raft"`
-	HSM         HSM         `toml:"hsm"`
-	TLS         TLS         `toml:"tls"`
-	Log         Log         `toml:"log"`
-	GroupCommit GroupCommit `toml:"group_commit"`
-	RaftTuning  RaftTuning  `toml:"raft_tuning"`
-	RateLimits  RateLimits  `toml:"rate_limits,omitempty"`
+	API         APIListener  `toml:"api"`
+	Raft        RaftListener `toml:"raft"`
+	HSM         HSM          `toml:"hsm"`
+	TLS         TLS          `toml:"tls"`
+	Log         Log          `toml:"log"`
+	GroupCommit GroupCommit  `toml:"group_commit"`
+	RaftTuning  RaftTuning   `toml:"raft_tuning"`
+	RateLimits  RateLimits   `toml:"rate_limits,omitempty"`
 }
 
 // RateLimits are the API's per-identity rate limits by route class (zero
@@ -74,10 +74,39 @@ type RaftTuning struct {
 	TrailingLogs      uint64   `toml:"trailing_logs"`      // log entries kept after a snapshot
 }
 
-// Listener is where a node listens and the address peers reach it at.
-type Listener struct {
+// APIListener is where the API listens, the address clients reach it at, and
+// how long and how many connections one client may hold. Zero values take the
+// defaults, which Load fills in.
+type APIListener struct {
 	Listen    string `toml:"listen"`    // host:port to bind
 	Advertise string `toml:"advertise"` // host:port others dial; defaults to Listen
+
+	// The http.Server's timeouts; the smallest of the first three bounds
+	// the TLS handshake. WriteTimeout runs from the end of the request's
+	// headers: it bounds reading the body, the handler and writing the
+	// answer, so a client that does not read its answer is cut off after it.
+	ReadHeaderTimeout Duration `toml:"read_header_timeout,omitempty"` // default 10s
+	ReadTimeout       Duration `toml:"read_timeout,omitempty"`        // default 1m
+	WriteTimeout      Duration `toml:"write_timeout,omitempty"`       // default 30s
+	IdleTimeout       Duration `toml:"idle_timeout,omitempty"`        // default 2m
+	// MaxConnsPerIP caps the open connections from one IP address; more
+	// are closed at accept. Several agents behind one NAT address share it.
+	MaxConnsPerIP int `toml:"max_conns_per_ip,omitzero"` // default 512
+}
+
+// RaftListener is where raft and the peer channel listen, the address peers
+// reach it at, and the listener's bounds on inbound handshakes. Zero values
+// take the raft package's defaults.
+type RaftListener struct {
+	Listen    string `toml:"listen"`    // host:port to bind
+	Advertise string `toml:"advertise"` // host:port others dial; defaults to Listen
+
+	// FirstBytesTimeout: a connection must begin its TLS handshake this soon
+	// after it is accepted. Default 1s.
+	FirstBytesTimeout Duration `toml:"first_bytes_timeout,omitempty"`
+	// MaxHandshakesPerIP caps the handshakes in progress from one IP address
+	// (of 64 at once in all). Nodes sharing an address share it. Default 4.
+	MaxHandshakesPerIP int `toml:"max_handshakes_per_ip,omitzero"`
 }
 
 // HSM names the node's PKCS#11 token. The PIN is read from PINFile or PINEnv.
@@ -169,6 +198,23 @@ func (c *Config) setDefaults() {
 	if c.Raft.Advertise == "" {
 		c.Raft.Advertise = c.Raft.Listen
 	}
+	a := &c.API
+	for _, d := range []struct {
+		v   *Duration
+		def time.Duration
+	}{
+		{&a.ReadHeaderTimeout, 10 * time.Second},
+		{&a.ReadTimeout, time.Minute},
+		{&a.WriteTimeout, 30 * time.Second},
+		{&a.IdleTimeout, 2 * time.Minute},
+	} {
+		if d.v.Duration == 0 {
+			d.v.Duration = d.def
+		}
+	}
+	if a.MaxConnsPerIP == 0 {
+		a.MaxConnsPerIP = 512
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -236,6 +282,13 @@ func (c *Config) Validate() error {
 		if math.IsNaN(l.v.Rate) || math.IsInf(l.v.Rate, 0) || l.v.Burst < 0 {
 			errs = append(errs, fmt.Errorf("rate_limits.%s: rate %v, burst %d: want a finite rate (negative for no limit) and a burst of 0 or more", l.name, l.v.Rate, l.v.Burst))
 		}
+	}
+	a := c.API
+	if a.ReadHeaderTimeout.Duration < 0 || a.ReadTimeout.Duration < 0 || a.WriteTimeout.Duration < 0 || a.IdleTimeout.Duration < 0 || a.MaxConnsPerIP < 0 {
+		errs = append(errs, errors.New("api timeouts and max_conns_per_ip must not be negative (0 takes the default)"))
+	}
+	if c.Raft.FirstBytesTimeout.Duration < 0 || c.Raft.MaxHandshakesPerIP < 0 {
+		errs = append(errs, errors.New("raft.first_bytes_timeout and raft.max_handshakes_per_ip must not be negative (0 takes the default)"))
 	}
 	return errors.Join(errs...)
 }

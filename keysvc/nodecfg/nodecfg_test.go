@@ -15,7 +15,7 @@ func valid() *Config {
 	return &Config{
 		NodeID: "node-1", Region: "FR", Cluster: "dev", DataDir: "/d", Bootstrap: true,
 		AllowedRegions: []string{"FR", "DE"},
-		API:            Listener{Listen: "127.0.0.1:8201"}, Raft: Listener{Listen: "127.0.0.1:8301"},
+		API:            APIListener{Listen: "127.0.0.1:8201"}, Raft: RaftListener{Listen: "127.0.0.1:8301"},
 		HSM: HSM{Module: "/lib.so", TokenLabel: "node-1", PINFile: "/pin"},
 		TLS: TLS{Cert: "c", CA: "ca"},
 	}
@@ -88,14 +88,44 @@ func TestTLSKeyFileRefused(t *testing.T) {
 	}
 }
 
-// Rate limits that cannot work are refused at load, with the key named.
-func TestRateLimitsValidated(t *testing.T) {
+// The API's timeouts and per-address cap default when unset and keep what is
+// written; the raft listener's bounds stay zero (the raft package's defaults).
+func TestConnectionLimits(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "node.toml")
+	if err := valid().Write(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := got.API
+	if a.ReadHeaderTimeout.Duration != 10*time.Second || a.ReadTimeout.Duration != time.Minute ||
+		a.WriteTimeout.Duration != 30*time.Second || a.IdleTimeout.Duration != 2*time.Minute || a.MaxConnsPerIP != 512 {
+		t.Errorf("API defaults: %+v", a)
+	}
+	if got.Raft.FirstBytesTimeout.Duration != 0 || got.Raft.MaxHandshakesPerIP != 0 {
+		t.Errorf("raft listener bounds set by Load: %+v", got.Raft)
+	}
+
+	b, _ := os.ReadFile(p)
+	text := strings.Replace(string(b), "[api]\n", "[api]\n  write_timeout = \"5s\"\n  max_conns_per_ip = 20\n", 1)
+	text = strings.Replace(text, "[raft]\n", "[raft]\n  first_bytes_timeout = \"250ms\"\n  max_handshakes_per_ip = 8\n", 1)
+	p2 := filepath.Join(t.TempDir(), "set.toml")
+	os.WriteFile(p2, []byte(text), 0o600)
+	got, err = Load(p2)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if got.API.WriteTimeout.Duration != 5*time.Second || got.API.MaxConnsPerIP != 20 || got.API.IdleTimeout.Duration != 2*time.Minute ||
+		got.Raft.FirstBytesTimeout.Duration != 250*time.Millisecond || got.Raft.MaxHandshakesPerIP != 8 {
+		t.Errorf("loaded %+v %+v", got.API, got.Raft)
+	}
+
 	c := valid()
-	c.setDefaults()
-	c.RateLimits.KeyOp = RateLimit{Rate: math.NaN()}
-	c.RateLimits.Refused = RateLimit{Rate: 1, Burst: -1}
-	err := c.Validate()
-	for _, want := range []string{"rate_limits.keyop", "rate_limits.refused"} {
+	c.API.WriteTimeout.Duration, c.Raft.MaxHandshakesPerIP = -time.Second, -1
+	err = c.Validate()
+	for _, want := range []string{"api timeouts and max_conns_per_ip", "raft.max_handshakes_per_ip"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

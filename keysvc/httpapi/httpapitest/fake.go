@@ -20,6 +20,7 @@ import (
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/raft"
 )
 
 // Fake is an httpapi.Service in memory. By default it is a ready leader of
@@ -43,6 +44,7 @@ type Fake struct {
 	ml       *mldsa65.PrivateKey
 	key      ledger.NodeKey
 	metrics  keysvc.Metrics
+	raft     raft.Stats
 	revoked  map[string]keysvc.Revocation // by fingerprint or "<role>/<name>"
 }
 
@@ -184,6 +186,14 @@ func (f *Fake) SetMetrics(m keysvc.Metrics) {
 	f.metrics = m
 }
 
+// SetRaftStats sets the raft figures Status reports, but for State, Term
+// and LeaderID, which follow the fake's leader.
+func (f *Fake) SetRaftStats(st raft.Stats) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.raft = st
+}
+
 // Calls returns the methods called so far, in order (Info, Leader, Status
 // and Metrics are not recorded: the handler's plumbing calls them).
 func (f *Fake) Calls() []string {
@@ -247,6 +257,7 @@ func (f *Fake) Status() keysvc.Status {
 		NodeID: f.info.ID, Region: f.info.Region, Cluster: f.cluster, Leader: f.leader,
 		Members: slices.Clone(f.members), LogSize: uint64(len(f.raws)), AllowedRegions: slices.Clone(f.regions),
 	}
+	st.Raft = f.raft
 	st.Raft.State = "Follower"
 	if f.leader.ID == f.info.ID {
 		st.Raft.State = "Leader"
