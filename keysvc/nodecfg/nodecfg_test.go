@@ -130,6 +130,20 @@ func TestConnectionLimits(t *testing.T) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
 	}
+}
+
+// Rate limits that cannot work are refused at load, with the key named.
+func TestRateLimitsValidated(t *testing.T) {
+	c := valid()
+	c.setDefaults()
+	c.RateLimits.KeyOp = RateLimit{Rate: math.NaN()}
+	c.RateLimits.Refused = RateLimit{Rate: 1, Burst: -1}
+	err := c.Validate()
+	for _, want := range []string{"rate_limits.keyop", "rate_limits.refused"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
 	c.RateLimits = RateLimits{Read: RateLimit{Rate: -1}, DenialFoldWindow: Duration{-time.Second}}
 	if err := c.Validate(); err != nil {
 		t.Errorf("no limit and no folding refused: %v", err)
