@@ -1,6 +1,10 @@
 # Custos — build, test and demo.
 # `make demo` and `make test` work on a fresh Debian machine with Go: they install what they need.
 
+# The Go toolchain for every recipe and every `go` the tests start. The go command fetches it
+# from the module proxy on first use; go.mod requires it, so an older local Go fails clearly.
+export GOTOOLCHAIN := go1.27.3
+
 GO        ?= go
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR  ?= $(CURDIR)/.demo
@@ -25,7 +29,7 @@ export CGO_ENABLED := 1
 # Test tools installed with `go install`, pinned. They go to $(go env GOBIN), or the first
 # $(go env GOPATH)/bin, where the tests also look for them.
 VERSITYGW_VERSION := v1.8.0
-TOOLS_BIN ?= $(shell gobin=$$($(GO) env GOBIN); if [ -n "$$gobin" ]; then echo "$$gobin"; else echo "$$($(GO) env GOPATH | cut -d: -f1)/bin"; fi)
+TOOLS_BIN ?= $(shell export GOTOOLCHAIN=$(GOTOOLCHAIN); gobin=$$($(GO) env GOBIN); if [ -n "$$gobin" ]; then echo "$$gobin"; else echo "$$($(GO) env GOPATH | cut -d: -f1)/bin"; fi)
 
 .PHONY: all build deps tools versitygw demo test test-long bench fuzz vet clean
 
@@ -71,9 +75,11 @@ build:
 	$(GO) build ./...
 	$(GO) build -o bin/ ./cmd/...
 
+# gofmt of the same toolchain (GOTOOLCHAIN), not whichever gofmt is first in PATH.
 vet:
 	$(GO) vet ./...
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@gofmt="$$($(GO) env GOROOT)/bin/gofmt"; [ -x "$$gofmt" ] || { echo "no gofmt at $$gofmt"; exit 1; }; \
+		out=$$("$$gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')) || exit 1; \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
