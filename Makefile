@@ -1,6 +1,10 @@
 # Custos — build, test and demo.
 # `make demo` and `make test` work on a fresh Debian machine with Go: they install what they need.
 
+# The Go toolchain for every recipe and every `go` the tests start. The go command fetches it
+# from the module proxy on first use; go.mod requires it, so an older local Go fails clearly.
+export GOTOOLCHAIN := go1.27.3
+
 GO        ?= go
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR  ?= $(CURDIR)/.demo
@@ -25,9 +29,9 @@ export CGO_ENABLED := 1
 # Test tools installed with `go install`, pinned. They go to $(go env GOBIN), or the first
 # $(go env GOPATH)/bin, where the tests also look for them.
 VERSITYGW_VERSION := v1.8.0
-TOOLS_BIN ?= $(shell gobin=$$($(GO) env GOBIN); if [ -n "$$gobin" ]; then echo "$$gobin"; else echo "$$($(GO) env GOPATH | cut -d: -f1)/bin"; fi)
+TOOLS_BIN ?= $(shell export GOTOOLCHAIN=$(GOTOOLCHAIN); gobin=$$($(GO) env GOBIN); if [ -n "$$gobin" ]; then echo "$$gobin"; else echo "$$($(GO) env GOPATH | cut -d: -f1)/bin"; fi)
 
-.PHONY: all build deps tools versitygw demo test test-long bench fuzz vet clean
+.PHONY: all build deps tools versitygw vulncheck demo test test-long bench fuzz vet clean
 
 all: build
 
@@ -83,15 +87,57 @@ build:
 	$(GO) build ./...
 	$(GO) build -o bin/ ./cmd/...
 
+# gofmt of the same toolchain (GOTOOLCHAIN), not whichever gofmt is first in PATH.
 vet:
 	$(GO) vet ./...
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@gofmt="$$($(GO) env GOROOT)/bin/gofmt"; [ -x "$$gofmt" ] || { echo "no gofmt at $$gofmt"; exit 1; }; \
+		out=$$("$$gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')) || exit 1; \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Known vulnerabilities in the code the build calls: govulncheck at GOVULNCHECK_VERSION against a
+# database built offline from the golang.org/x/vulndb module at VULNDB_VERSION (its data/osv
+# reports, indexed by its own cmd/indexdb); both come from the Go module proxy and nothing else
+# is fetched. Fails when called code is affected. Both are kept in CACHE_DIR, keyed by version,
+# so a second run only scans. To update the database, set VULNDB_VERSION to a newer
+# pseudo-version of golang.org/x/vulndb (docs/operations.md).
+GOVULNCHECK_VERSION := v1.9.0
+VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
+CACHE_DIR   := $(CURDIR)/.cache
+GOVULNCHECK := $(CACHE_DIR)/tools/$(GOTOOLCHAIN)/govulncheck@$(GOVULNCHECK_VERSION)/govulncheck
+VULNDB_DIR  := $(CACHE_DIR)/vulndb/$(VULNDB_VERSION)
+# e.g. VULNCHECK_FLAGS='-show verbose' to list uncalled advisories too.
+VULNCHECK_FLAGS ?=
+
+vulncheck: $(GOVULNCHECK) $(VULNDB_DIR)/index/db.json
+	$(GOVULNCHECK) -db file://$(VULNDB_DIR) $(VULNCHECK_FLAGS) ./...
+
+$(GOVULNCHECK):
+	@echo "vulncheck: installing golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) with $(GOTOOLCHAIN)"
+	@mkdir -p "$(@D)" && GOBIN="$(@D)" $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) </dev/null
+
+# Built in a temporary directory and renamed into place, so an interrupted build leaves nothing
+# that looks complete; databases of other versions are removed.
+$(VULNDB_DIR)/index/db.json:
+	@set -e; mkdir -p "$(CACHE_DIR)/vulndb"; \
+	tmp=$$(mktemp -d "$(CACHE_DIR)/vulndb/.build.XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "vulncheck: building the vulnerability database from golang.org/x/vulndb@$(VULNDB_VERSION)"; \
+	$(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) </dev/null >"$$tmp/download.json" || \
+		{ cat "$$tmp/download.json"; exit 1; }; \
+	src=$$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p' "$$tmp/download.json"); \
+	n=$$(find "$$src/data/osv" -maxdepth 1 -name '*.json' | wc -l); \
+	[ "$$n" -gt 0 ] || { echo "vulncheck: no reports in $$src/data/osv"; exit 1; }; \
+	GOBIN="$$tmp/bin" $(GO) install golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) </dev/null; \
+	"$$tmp/bin/indexdb" -vulns "$$src/data/osv" -out "$$tmp/db"; \
+	m=$$(find "$$tmp/db/ID" -maxdepth 1 -name '*.json' | wc -l); \
+	[ "$$m" -eq "$$n" ] || { echo "vulncheck: database has $$m entries, $$src/data/osv has $$n"; exit 1; }; \
+	find "$(CACHE_DIR)/vulndb" -mindepth 1 -maxdepth 1 ! -name '.build.*' -exec rm -rf {} +; \
+	mv "$$tmp/db" "$(VULNDB_DIR)"; \
+	echo "vulncheck: $$n reports indexed into $(VULNDB_DIR)"
 
 # Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
 # must run: CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM or versitygw into a failure
 # instead of a skip.
-test: deps tools vet
+test: deps vulncheck tools vet
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Slow runs: every fuzzer for FUZZTIME.

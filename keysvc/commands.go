@@ -34,8 +34,8 @@ const timeFormat = "2006-01-02T15:04:05.000000000Z"
 
 // command is the envelope of every raft command. Encoding: one compact JSON
 // object, fields in this order, empty ones omitted, nothing HTML-escaped;
-// entries are embedded as their exact canonical bytes. Decoding is strict:
-// unknown fields, trailing data and other versions are rejected.
+// entries come last, embedded as their exact canonical bytes. Decoding is
+// strict: unknown fields, trailing data and other versions are rejected.
 type command struct {
 	V              int               `json:"v"`
 	Type           string            `json:"type"`
@@ -46,7 +46,6 @@ type command struct {
 	AllowedRegions []string          `json:"allowed_regions,omitempty"`
 	Node           *NodeInfo         `json:"node,omitempty"`
 	NodeID         string            `json:"node_id,omitempty"`
-	Entries        []json.RawMessage `json:"entries,omitempty"`
 	Init           *initJSON         `json:"init,omitempty"`
 	Proposal       string            `json:"proposal,omitempty"` // canonical proposal bytes
 	ProposalID     string            `json:"proposal_id,omitempty"`
@@ -55,6 +54,7 @@ type command struct {
 	KEK            *kekMaterial      `json:"kek,omitempty"`        // a dealt version, with the approval that executes it
 	PrepError      string            `json:"prep_error,omitempty"` // why the leader could not deal it
 	Attest         *attestJSON       `json:"attest,omitempty"`
+	Entries        []json.RawMessage `json:"entries,omitempty"` // last: encodeCommand writes it by hand
 }
 
 type actorJSON struct {
@@ -75,15 +75,36 @@ func (a *actorJSON) actor() ledger.Actor {
 	return ledger.Actor{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
 }
 
+// encodeCommand returns c's envelope with c.V set to commandVersion.
 func encodeCommand(c *command) ([]byte, error) {
 	c.V = commandVersion
+	head := *c
+	head.Entries = nil
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(c); err != nil {
+	if err := enc.Encode(&head); err != nil {
 		return nil, fmt.Errorf("keysvc: encode %s command: %w", c.Type, err)
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	if len(c.Entries) == 0 {
+		return out, nil
+	}
+	// Entries are copied, not encoded: encoding/json may rewrite a
+	// json.RawMessage (since Go 1.27 it escapes U+2028 and U+2029 in one even
+	// with SetEscapeHTML(false)), and any changed byte makes the entry
+	// non-canonical, so the state machine would refuse the whole batch.
+	out = append(out[:len(out)-1], `,"entries":[`...) // out ends with the object's '}'
+	for i, raw := range c.Entries {
+		if !json.Valid(raw) {
+			return nil, fmt.Errorf("keysvc: encode %s command: entry %d is not JSON", c.Type, i)
+		}
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, raw...)
+	}
+	return append(out, "]}"...), nil
 }
 
 // decodeCommand parses an envelope. Its errors are *CommandError.

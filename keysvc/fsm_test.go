@@ -340,6 +340,37 @@ func TestStorageFailureStopsApplying(t *testing.T) {
 	}
 }
 
+// Entries cross the raft log byte for byte, whatever encoding/json would
+// escape in a json.RawMessage (U+2028 and U+2029 since Go 1.27, '<' '>' '&'
+// by default).
+func TestCommandKeepsEntryBytes(t *testing.T) {
+	var raws []json.RawMessage
+	for _, s := range []string{"a\u2028b\u2029c", "<&>", "\"\\\n\x01", "€ \U0001F512"} {
+		raw, err := ledger.Entry{Time: t0, Type: "kek.unwrap", Actor: ledger.Actor{Identity: "agent-1", Role: "agent"},
+			Outcome: ledger.OutcomeOK, Reason: s, Details: map[string]string{"dek.sha256": s}}.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	data := mustEncode(t, &command{Type: cmdLedgerAppend, Entries: raws})
+	c, err := decodeCommand(data)
+	if err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+	if len(c.Entries) != len(raws) {
+		t.Fatalf("%d entries decoded, want %d", len(c.Entries), len(raws))
+	}
+	for i := range raws {
+		if !bytes.Equal(c.Entries[i], raws[i]) {
+			t.Errorf("entry %d:\n got %q\nwant %q", i, c.Entries[i], raws[i])
+		}
+	}
+	if _, err := encodeCommand(&command{Type: cmdLedgerAppend, Entries: []json.RawMessage{[]byte(`{"a":`)}}); err == nil {
+		t.Error("an entry that is not JSON was encoded")
+	}
+}
+
 func TestDecodeCommandStrict(t *testing.T) {
 	for _, in := range []string{
 		``, `{}`, `{"v":1}`, `{"v":1,"type":"ledger.append","extra":1}`, `{"v":1,"type":"x"}`,

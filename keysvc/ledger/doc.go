@@ -55,10 +55,11 @@
 // hash, tlog.RecordHash(bytes), is well defined. Entries hold no secrets:
 // Details carries hashes and identifiers, never key material or plaintext.
 //
-// Serving entries inside a JSON response: json.Marshal rewrites '<', '>' and
-// '&' even inside a json.RawMessage, which would change the bytes an auditor
-// hashes. Send them base64-encoded, or encode with json.Encoder and
-// SetEscapeHTML(false).
+// Carrying entries inside JSON: encoding/json may rewrite a json.RawMessage
+// (json.Marshal escapes '<', '>' and '&'; since Go 1.27 every encoder also
+// escapes U+2028 and U+2029, even with SetEscapeHTML(false)), which would
+// change the bytes an auditor hashes. Send them base64-encoded, or copy the
+// bytes into the output by hand as the raft command envelope does.
 //
 // # Checkpoints
 //
