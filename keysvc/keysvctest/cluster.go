@@ -136,9 +136,9 @@ func (c *Cluster) Config(id string) keysvc.Config {
 		Logger:         rafttest.Logger(),
 		Raft: keysvc.RaftTuning{
 			Memory:             c.Net,
-			HeartbeatTimeout:   200 * time.Millisecond,
-			ElectionTimeout:    200 * time.Millisecond,
-			LeaderLeaseTimeout: 150 * time.Millisecond,
+			HeartbeatTimeout:   500 * time.Millisecond,
+			ElectionTimeout:    500 * time.Millisecond,
+			LeaderLeaseTimeout: 400 * time.Millisecond,
 			CommitTimeout:      5 * time.Millisecond,
 		},
 	}
