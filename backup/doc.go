@@ -29,8 +29,7 @@
 // The age-plugin-custos command (cmd/age-plugin-custos) lets a stock age
 // decrypt an archive through the cluster.
 //
-// Not yet: the `custos backup` commands (run, list, restore, verify,
-// drill, prune, status), the attestation of uploads in the key-op log,
-// drills, progress output, and the offline-wrap check of a public key
-// against the log.
+// The agent's commands (custos backup run, list, restore, verify, drill,
+// prune, status) live in cmd/custos; a restore proves an archive's manifest
+// against its transfer entry in the key-op log before reading it.
 package backup

@@ -22,9 +22,10 @@
 //
 // # State machine
 //
-// Raft commands are a versioned JSON envelope, {"v":1,"type":…}, of seven
+// Raft commands are a versioned JSON envelope, {"v":1,"type":…}, of eight
 // types: "ledger.append" (entries in canonical form with index 0),
-// "cluster.genesis", "node.add", "node.remove", and for officers
+// "cluster.genesis", "node.add", "node.remove", "kek.attest" (a node's
+// statement that it destroyed a sealing key), and for officers
 // "cluster.init", "ceremony.propose" and "ceremony.approve" (see
 // Ceremonies). Apply is deterministic (no
 // clock, HSM, randomness or network: the leader stamps entry times before
@@ -58,9 +59,12 @@
 // the operation in the same command ("ceremony.execute"), or closes it
 // refused ("ceremony.refuse") when the state forbids it; a final refusal
 // (expired, superseded) also closes it. officer.add/remove, quorum.set,
-// regions.set and node.add/remove execute; node ceremonies are then
-// followed by the leader's raft AddVoter or RemoveServer. KEK, legal hold
-// and escrow operations are refused at proposal (not_supported_yet). The
+// regions.set, identity.revoke, node.add/remove and the KEK, legal hold
+// and escrow operations execute; node ceremonies are then followed by the
+// leader's raft AddVoter or RemoveServer. A proposal or approval the state
+// machine would only refuse (an officer who is not active, an unknown or
+// closed proposal, an oversized signature, …) is refused by the leader
+// before raft and logged as "ceremony.denied" (screen.go). The
 // state version (meta) is 1 at init and grows with every executed ceremony,
 // so an executed ceremony supersedes every other open proposal: each was
 // reviewed against a state that no longer holds.
