@@ -16,6 +16,8 @@ require (
 
 require golang.org/x/time v0.16.0
 
+require github.com/DataDog/zstd v1.5.7
+
 require (
 	filippo.io/age v1.3.2
 	filippo.io/hpke v0.4.0 // indirect

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/custos-eu/custos/backup/custosage"
 	"github.com/custos-eu/custos/backup/policy"
@@ -43,8 +42,6 @@ type CreateOptions struct {
 	ChunkSize int
 	// Workers compressing at once; GOMAXPROCS if 0.
 	Workers int
-	// Level; zstd.SpeedFastest if 0.
-	Level zstd.EncoderLevel
 	// Now; time.Now if nil.
 	Now func() time.Time
 	// Policy is the decision that let this archive go to its target,
@@ -53,6 +50,14 @@ type CreateOptions struct {
 	// Progress, if set, is added the bytes of file content read so far
 	// (for a progress bar; the total is the sum of the files' sizes).
 	Progress *atomic.Int64
+}
+
+// CreateBufferBytes is the most memory Create's chunk buffers take with
+// chunks of chunk bytes compressed on workers goroutines: (2 × workers +
+// 3) × chunk (see frameWriter). libzstd's state is small beside it (about
+// 1 MiB per worker, outside the Go heap).
+func CreateBufferBytes(chunk, workers int) int64 {
+	return int64(2*workers+3) * int64(chunk)
 }
 
 // WrapContext is the context archives wrap their file keys under: the
@@ -79,8 +84,8 @@ type receipter interface {
 // Create archives sources (absolute, clean paths, none inside another) to
 // archive, an age file of a zstd-compressed PAX tar, and writes the
 // encrypted index (entry names, modes, mtimes, per-file SHA-256) to
-// index. It streams with bounded memory (about 2 × (Workers+1) ×
-// ChunkSize) and returns the manifest with sizes and the ciphertexts'
+// index. It streams with bounded memory (CreateBufferBytes, plus a few MiB)
+// and returns the manifest with sizes and the ciphertexts'
 // SHA-256; the caller adds the policy decision and the upload receipt.
 //
 // Entry names are the sources' paths without the leading "/", so
@@ -116,10 +121,6 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	level := opts.Level
-	if level == 0 {
-		level = zstd.SpeedFastest
-	}
 	srcs, err := checkSources(sources)
 	if err != nil {
 		return nil, err
@@ -136,7 +137,7 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 			m.KEK = KEKRef{ID: rc.KEKID, Version: rc.KEKVersion, WrapLogIndex: rc.LogIndex}
 		}
 	}
-	fw, err := newFrameWriter(aw, level, chunk, workers)
+	fw, err := newFrameWriter(aw, chunk, workers)
 	if err != nil {
 		return nil, err
 	}

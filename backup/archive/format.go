@@ -24,9 +24,9 @@ const (
 )
 
 // Chunk sizes of the compressor: each chunk of tar stream is one
-// independent zstd frame.
+// independent zstd frame, whose window is at most the chunk.
 const (
-	DefaultChunkSize = 1 << 20
+	DefaultChunkSize = 4 << 20
 	MinChunkSize     = 64 << 10
 	MaxChunkSize     = 8 << 20
 )

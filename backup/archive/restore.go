@@ -80,6 +80,14 @@ func (o RestoreOptions) mode(e IndexEntry) fs.FileMode {
 	return e.Mode &^ (fs.ModeSetuid | fs.ModeSetgid)
 }
 
+// RestoreBufferBytes is about the most memory Restore and Verify hold in
+// buffers on workers goroutines: 3 × workers + 1 small-file buffers (see
+// filePool) and the decompressor's window of two frames of the default
+// chunk size.
+func RestoreBufferBytes(workers int) int64 {
+	return int64(3*workers+1)*smallFile + 2*DefaultChunkSize
+}
+
 // Verify decrypts the archive and index with identity, checks them against
 // the manifest (ciphertext hashes and sizes, archive id, dataset) and
 // every entry against the index (order, type, mode, mtime, size, per-file
