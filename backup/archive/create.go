@@ -83,8 +83,8 @@ type receipter interface {
 
 // Create archives sources (absolute, clean paths, none inside another) to
 // archive, an age file of a zstd-compressed PAX tar, and writes the
-// encrypted index (entry names, modes, mtimes, per-file SHA-256) to
-// index. It streams with bounded memory (CreateBufferBytes, plus a few MiB)
+// encrypted index (zstd-compressed JSON lines: entry names, modes, mtimes,
+// per-file SHA-256) to index. It streams with bounded memory (CreateBufferBytes, plus a few MiB)
 // and returns the manifest with sizes and the ciphertexts'
 // SHA-256; the caller adds the policy decision and the upload receipt.
 //
@@ -144,13 +144,18 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 	defer fw.abort()
 	tw := tar.NewWriter(fw)
 
-	// Index: JSON lines → age → hash → index.
+	// Index: JSON lines → zstd → age → hash → index.
 	ich := &countingHash{dst: index, h: sha256.New()}
 	iw, err := age.Encrypt(ich, opts.Recipient)
 	if err != nil {
 		return nil, fmt.Errorf("archive: encrypting the index: %w", err)
 	}
-	ib := bufio.NewWriterSize(iw, 64<<10)
+	izw, err := newIndexWriter(iw)
+	if err != nil {
+		return nil, err
+	}
+	defer izw.Close()
+	ib := bufio.NewWriterSize(izw, 64<<10)
 	ienc := json.NewEncoder(ib)
 	if err := ienc.Encode(IndexEntry{Format: IndexFormat, ArchiveID: m.ArchiveID, Dataset: m.Dataset}); err != nil {
 		return nil, err
@@ -176,6 +181,9 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 		return nil, err
 	}
 	if err := ib.Flush(); err != nil {
+		return nil, fmt.Errorf("archive: writing the index: %w", err)
+	}
+	if err := izw.Close(); err != nil {
 		return nil, fmt.Errorf("archive: writing the index: %w", err)
 	}
 	if err := iw.Close(); err != nil {

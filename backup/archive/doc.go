@@ -9,10 +9,11 @@
 //     built without cgo, by klauspost/compress); a frame's window is at
 //     most its chunk. Any zstd decoder reads the frames as one stream, so
 //     `age -d | zstd -d | tar -x` works too.
-//   - the index: an age file of JSON lines: a header (format, archive id,
-//     dataset), one record per tar entry in the same order (name, type,
-//     mode, mtime, size, SHA-256, link target), and a trailer (count).
-//     File names and hashes travel only here, encrypted.
+//   - the index: an age file of zstd-compressed JSON lines (format /2;
+//     the uncompressed /1 of earlier releases is still read): a header
+//     (format, archive id, dataset), one record per tar entry in the same
+//     order (name, type, mode, mtime, size, SHA-256, link target), and a
+//     trailer (count). File names and hashes travel only here, encrypted.
 //   - the manifest (clear JSON, Manifest): archive id, dataset,
 //     classification, KEK id/version and the wrap's log index, size and
 //     SHA-256 of both ciphertexts, counts and sizes, the policy decision

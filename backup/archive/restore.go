@@ -160,14 +160,21 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 	if err != nil {
 		return nil, fmt.Errorf("archive: decrypting the index: %w", ageErr(err))
 	}
-	idx := &indexReader{s: bufio.NewScanner(ir)}
+	lines, idec, err := newIndexReader(ir, m.indexFormat())
+	if err != nil {
+		return nil, err
+	}
+	if idec != nil {
+		defer idec.Close()
+	}
+	idx := &indexReader{s: bufio.NewScanner(lines)}
 	idx.s.Buffer(make([]byte, 64<<10), 2*maxNameLen+4096)
 	hdr, err := idx.next()
 	if err != nil {
 		return nil, err
 	}
-	if hdr.Format != IndexFormat || hdr.ArchiveID != m.ArchiveID || hdr.Dataset != m.Dataset {
-		return nil, integrity("index header %q/%q/%q does not match the manifest's archive %s of dataset %s", hdr.Format, hdr.ArchiveID, hdr.Dataset, m.ArchiveID, m.Dataset)
+	if hdr.Format != m.indexFormat() || hdr.ArchiveID != m.ArchiveID || hdr.Dataset != m.Dataset {
+		return nil, integrity("index header %q/%q/%q does not match the manifest's %s archive %s of dataset %s", hdr.Format, hdr.ArchiveID, hdr.Dataset, m.Format, m.ArchiveID, m.Dataset)
 	}
 
 	ach := &countingHash{dst: io.Discard, h: sha256.New()}
@@ -295,6 +302,9 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 			return nil, readErr("index", err)
 		}
 		return nil, integrity("data after the index's trailer")
+	}
+	if _, err := io.Copy(io.Discard, lines); err != nil {
+		return nil, readErr("index", err)
 	}
 	if _, err := io.Copy(io.Discard, ir); err != nil {
 		return nil, readErr("index", err)

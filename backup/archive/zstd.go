@@ -5,6 +5,8 @@ package archive
 // restore decompresses them with (newFrameReader).
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -240,4 +242,48 @@ const maxFrameWindow = 2 * MaxChunkSize
 
 func newFrameReader(r io.Reader) (*zstd.Decoder, error) {
 	return zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxFrameWindow), zstd.WithDecoderMaxMemory(4*maxFrameWindow), zstd.WithDecoderConcurrency(2))
+}
+
+// The index is JSON lines compressed as one zstd stream (pure Go: it is
+// small beside the archive, a few hundred bytes per entry before
+// compression, about a quarter of that after), with a window of
+// indexWindow; a restore accepts at most maxIndexWindow.
+const (
+	indexWindow    = 1 << 20
+	maxIndexWindow = 8 << 20
+)
+
+func newIndexWriter(w io.Writer) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(indexWindow), zstd.WithLowerEncoderMem(true))
+}
+
+// zstdMagic starts every zstd frame.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// newIndexReader reads an index's JSON lines from r, the decrypted index of
+// format format: decompressed for IndexFormat, as they are for
+// IndexFormatV1. The caller closes the decoder it returns (nil for V1).
+func newIndexReader(r io.Reader, format string) (io.Reader, *zstd.Decoder, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(len(zstdMagic))
+	if err != nil && err != io.EOF {
+		return nil, nil, readErr("index", err)
+	}
+	compressed := bytes.Equal(head, zstdMagic)
+	if format == IndexFormatV1 {
+		if compressed {
+			return nil, nil, integrity("the index is compressed, but its manifest is of format %s", ManifestFormatV1)
+		}
+		return br, nil, nil
+	}
+	if !compressed {
+		return nil, nil, integrity("the index is not zstd-compressed, as format %s wants", format)
+	}
+	dec, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxIndexWindow), zstd.WithDecoderMaxMemory(4*maxIndexWindow),
+		zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, nil, err
+	}
+	return dec, dec, nil
 }
