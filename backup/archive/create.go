@@ -55,9 +55,19 @@ type CreateOptions struct {
 // CreateBufferBytes is the most memory Create's chunk buffers take with
 // chunks of chunk bytes compressed on workers goroutines: (2 × workers +
 // 3) × chunk (see frameWriter). libzstd's state is small beside it (about
-// 1 MiB per worker, outside the Go heap).
+// 1 MiB per worker).
 func CreateBufferBytes(chunk, workers int) int64 {
 	return int64(2*workers+3) * int64(chunk)
+}
+
+// CreateHeapBytes is the part of CreateBufferBytes on the Go heap, for a
+// soft memory limit: none with cgo, whose buffers are C memory; all of it
+// without.
+func CreateHeapBytes(chunk, workers int) int64 {
+	if buffersInC {
+		return 0
+	}
+	return CreateBufferBytes(chunk, workers)
 }
 
 // WrapContext is the context archives wrap their file keys under: the

@@ -4,7 +4,7 @@
 //
 //   - the archive: an age file (filippo.io/age, STREAM of 64 KiB chunks)
 //     of a zstd stream of a PAX tar. The zstd stream is a concatenation of
-//     independent frames, one per chunk of tar (DefaultChunkSize, 4 MiB),
+//     independent frames, one per chunk of tar (DefaultChunkSize, 2 MiB),
 //     compressed on all cores at once by libzstd through cgo (Compressor;
 //     built without cgo, by klauspost/compress); a frame's window is at
 //     most its chunk. Any zstd decoder reads the frames as one stream, so
@@ -35,10 +35,11 @@
 // failures wrap ErrIntegrity.
 //
 // Memory: Create holds at most (2 × workers + 3) chunks
-// (CreateBufferBytes: 28 MiB at 4 MiB chunks on 2 cores) plus about 1 MiB
-// of libzstd state per worker and a few MiB besides; Restore and Verify
-// hold up to 3 × cores + 1 buffers of 1 MiB and the decompressor's window
-// (RestoreBufferBytes) plus a few MiB: files up to 1 MiB are checked and
-// written on one goroutine per core while the archive is decrypted and
-// decompressed on others; larger files stream.
+// (CreateBufferBytes: 14 MiB at 2 MiB chunks on 2 cores; C memory with
+// cgo, outside the Go heap) plus about 1 MiB of libzstd state per worker
+// and a few MiB besides; Restore and Verify hold up to 3 × cores + 1
+// buffers of 1 MiB and the decompressor's window (RestoreBufferBytes)
+// plus a few MiB: files up to 1 MiB are checked and written on one
+// goroutine per core while the archive is decrypted and decompressed on
+// others; larger files stream.
 package archive

@@ -39,7 +39,7 @@ func (m *Manifest) indexFormat() string {
 // Chunk sizes of the compressor: each chunk of tar stream is one
 // independent zstd frame, whose window is at most the chunk.
 const (
-	DefaultChunkSize = 4 << 20
+	DefaultChunkSize = 2 << 20
 	MinChunkSize     = 64 << 10
 	MaxChunkSize     = 8 << 20
 )

@@ -38,7 +38,10 @@ type frameEncoder interface {
 // chunk's input buffer is reused as soon as it is compressed, its frame's
 // buffer once written, so the buffers are at most workers+2 inputs and
 // workers+1 outputs: (2 × workers + 3) × chunkSize, whatever the size of
-// the stream.
+// the stream. With cgo they are C memory (allocBuf), outside the Go heap:
+// the garbage collector neither scans nor counts them, and an output
+// buffer's pages are resident only as far as frames have filled them.
+// Close frees them.
 type frameWriter struct {
 	dst     io.Writer
 	chunk   int
@@ -51,8 +54,9 @@ type frameWriter struct {
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	err      error // first error
-	in, out  int64 // bytes in, compressed bytes out
+	bufs     [][]byte // every buffer allocBuf gave, for Close to free
+	err      error    // first error
+	in, out  int64    // bytes in, compressed bytes out
 	closed   bool
 	closeErr error
 }
@@ -118,13 +122,19 @@ func (w *frameWriter) getBuf(free chan []byte, size int) []byte {
 	case b := <-free:
 		return b[:0]
 	default:
-		return make([]byte, 0, size)
+		b := allocBuf(size)
+		w.mu.Lock()
+		w.bufs = append(w.bufs, b)
+		w.mu.Unlock()
+		return b
 	}
 }
 
+// putBuf returns b to free. A buffer an encoder grew (a Go slice: it
+// misjudged its bound) is dropped; the one it replaced is freed by Close.
 func (w *frameWriter) putBuf(free chan []byte, b []byte, size int) {
-	if cap(b) < size || cap(b) > size+size/4 {
-		return // grown by an encoder that misjudged its bound: let it go
+	if cap(b) != size {
+		return
 	}
 	select {
 	case free <- b:
@@ -211,6 +221,14 @@ func (w *frameWriter) Close() error {
 	w.wg.Wait()
 	<-w.done
 	w.closeErr = w.failed()
+	// Nothing refers to the buffers any more: every job was written or
+	// dropped, and w.buf is never used after Close.
+	w.mu.Lock()
+	for _, b := range w.bufs {
+		freeBuf(b)
+	}
+	w.bufs, w.buf = nil, nil
+	w.mu.Unlock()
 	return w.closeErr
 }
 

@@ -11,6 +11,7 @@ package archive
 
 /*
 #include <stddef.h>
+#include <stdlib.h>
 
 typedef struct ZSTD_CCtx_s ZSTD_CCtx;
 typedef enum {
@@ -49,7 +50,7 @@ var Compressor = fmt.Sprintf("libzstd %d.%d.%d (cgo)", C.ZSTD_versionNumber()/10
 // frameParams are libzstd's parameters for a chunk of chunk bytes: level 3's
 // strategy (double fast: a long and a short hash table) with tables about
 // level 1's size, so that it costs little more than level 1 and compresses
-// like level 3, and a window as large as the chunk (4 MiB by default
+// like level 3, and a window as large as the chunk (2 MiB by default
 // instead of level 1's 512 KiB: source trees repeat themselves at longer
 // distances). No checksum: age authenticates every 64 KiB of the archive
 // and the index holds every file's SHA-256. Measured in docs/agent.md
@@ -66,6 +67,21 @@ func frameParams(chunk int) []cParam {
 		{C.ZSTD_c_contentSizeFlag, 1},
 	}
 }
+
+// buffersInC says that allocBuf's buffers are outside the Go heap.
+const buffersInC = true
+
+// allocBuf returns an empty slice of C memory with capacity n, for
+// freeBuf to free; chunk buffers live outside the Go heap (frameWriter).
+func allocBuf(n int) []byte {
+	p := C.malloc(C.size_t(n))
+	if p == nil {
+		panic(fmt.Sprintf("archive: cannot allocate a buffer of %d bytes", n))
+	}
+	return unsafe.Slice((*byte)(p), n)[:0]
+}
+
+func freeBuf(b []byte) { C.free(unsafe.Pointer(unsafe.SliceData(b))) }
 
 type cParam struct {
 	p C.ZSTD_cParameter

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -229,3 +230,39 @@ func TestFrameWriterDestinationFails(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("disk full") }
+
+// However long the stream and however slow the destination, the writer
+// allocates no more buffers than CreateBufferBytes counts, and Close frees
+// them.
+func TestFrameWriterBuffersBounded(t *testing.T) {
+	for _, workers := range []int{1, 2, 4} {
+		slow := writerFunc(func(p []byte) (int, error) { time.Sleep(time.Millisecond); return len(p), nil })
+		fw, err := newFrameWriter(slow, MinChunkSize, workers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := mixedData(MinChunkSize)
+		for range 10 {
+			if _, err := fw.Write(data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fw.mu.Lock()
+		n := len(fw.bufs)
+		fw.mu.Unlock()
+		if err := fw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d workers: %d buffers", workers, n)
+		if max := CreateBufferBytes(MinChunkSize, workers) / MinChunkSize; int64(n) > max || n < workers {
+			t.Errorf("%d workers: %d buffers, want at most %d", workers, n, max)
+		}
+		if fw.bufs != nil || fw.buf != nil {
+			t.Errorf("%d workers: buffers left after Close", workers)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

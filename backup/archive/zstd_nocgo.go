@@ -13,6 +13,15 @@ import (
 // Compressor names the zstd implementation archives are compressed with.
 const Compressor = "klauspost/compress (pure Go: built without cgo)"
 
+// buffersInC says that allocBuf's buffers are outside the Go heap.
+const buffersInC = false
+
+// allocBuf returns an empty buffer of capacity n: without cgo, on the Go
+// heap (freeBuf leaves it to the garbage collector).
+func allocBuf(n int) []byte { return make([]byte, 0, n) }
+
+func freeBuf([]byte) {}
+
 type goEncoder struct{ enc *zstd.Encoder }
 
 // newFrameEncoder uses the fastest level, with entropy coding of blocks

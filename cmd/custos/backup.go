@@ -80,19 +80,18 @@ S3 credentials from $`+envS3AccessKey+` and $`+envS3SecretKey+`.
 }
 
 // setMemoryLimit sets a soft limit on the Go heap (unless $GOMEMLIMIT does)
-// of what a backup or restore holds in buffers (archive.CreateBufferBytes
-// or RestoreBufferBytes) plus 12 MiB for the rest (tar, index, age, the API
+// of what a backup or restore holds there in buffers (archive.
+// CreateHeapBytes: nothing with cgo, whose chunk buffers are C memory; or
+// RestoreBufferBytes) plus 20 MiB for the rest (tar, index, age, the API
 // client): the garbage collector then runs before the heap doubles, which
-// keeps the peak RSS near the working set at no measurable cost (on 2
-// cores a backup's limit is 40 MiB and its peak RSS about 56 MiB, of which
-// about 22 MiB are the binary's own pages; 48 MiB gave 63 MiB, 34 MiB cost
-// 15% more CPU in garbage collection). libzstd's state is C memory, outside
-// the limit (about 1 MiB per core).
-func setMemoryLimit(buffers int64) {
+// keeps the peak RSS near the working set. A limit at the live heap's size
+// costs CPU instead: with the chunk buffers on the Go heap, a limit of
+// buffers + 12 MiB made the collector run without pause (15% more CPU).
+func setMemoryLimit(heapBuffers int64) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(buffers + 12<<20)
+	debug.SetMemoryLimit(heapBuffers + 20<<20)
 }
 
 // wrapReceipt tells how an archive's key was wrapped and which log entry
@@ -486,7 +485,7 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	defer os.Remove(ixf.Name())
 	defer ixf.Close()
 
-	setMemoryLimit(archive.CreateBufferBytes(archive.DefaultChunkSize, runtime.GOMAXPROCS(0)))
+	setMemoryLimit(archive.CreateHeapBytes(archive.DefaultChunkSize, runtime.GOMAXPROCS(0)))
 	var total int64
 	if bf.progress != progressNone {
 		total = sourceBytes(sources) // for the ETA
