@@ -171,9 +171,13 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 		return nil, err
 	}
 
-	c := &creator{ctx: ctx, tw: tw, ienc: ienc, st: &m.Stats, buf: make([]byte, 256<<10), progress: opts.Progress}
-	for _, src := range srcs {
-		if err := filepath.WalkDir(src, c.visit); err != nil {
+	c := &creator{tw: tw, ienc: ienc, st: &m.Stats, buf: make([]byte, 256<<10), progress: opts.Progress}
+	wk := newWalker(ctx, srcs, max(2, workers), opts.Progress)
+	defer wk.close()
+	for e := wk.next(); e != nil; e = wk.next() {
+		err := c.add(e)
+		wk.done(e)
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -240,7 +244,6 @@ func checkSources(sources []string) ([]string, error) {
 }
 
 type creator struct {
-	ctx      context.Context
 	tw       *tar.Writer
 	ienc     *json.Encoder
 	st       *Stats
@@ -249,23 +252,17 @@ type creator struct {
 	progress *atomic.Int64
 }
 
-func (c *creator) visit(p string, d fs.DirEntry, err error) error {
-	if err != nil {
-		return fmt.Errorf("archive: walking: %w", err)
+// add writes e to the tar stream and the index.
+func (c *creator) add(e *walkEntry) error {
+	if e.err != nil {
+		return e.err
 	}
-	if err := c.ctx.Err(); err != nil {
-		return err
-	}
+	p, fi := e.path, e.fi
 	name := strings.TrimPrefix(filepath.ToSlash(p), "/")
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("archive: %v", err)
 	}
-	fi, err := d.Info()
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
 	ie := IndexEntry{Name: name, Mode: fi.Mode() & modeMask, MTime: fi.ModTime().UTC()}
-	var link string
 	switch t := fi.Mode().Type(); {
 	case t == fs.ModeDir:
 		ie.Type = TypeDir
@@ -273,15 +270,12 @@ func (c *creator) visit(p string, d fs.DirEntry, err error) error {
 		ie.Type = TypeFile
 	case t == fs.ModeSymlink:
 		ie.Type = TypeSymlink
-		if link, err = os.Readlink(p); err != nil {
-			return fmt.Errorf("archive: %w", err)
-		}
-		ie.Target = link
+		ie.Target = e.link
 	default:
 		c.st.SkippedSpecial++
 		return nil
 	}
-	hdr, err := tar.FileInfoHeader(fi, link)
+	hdr, err := tar.FileInfoHeader(fi, e.link)
 	if err != nil {
 		return fmt.Errorf("archive: %s: %w", p, err)
 	}
@@ -302,7 +296,7 @@ func (c *creator) visit(p string, d fs.DirEntry, err error) error {
 			return fmt.Errorf("archive: tar: %w", err)
 		}
 	case TypeFile:
-		if err := c.file(p, hdr, &ie); err != nil {
+		if err := c.file(e, hdr, &ie); err != nil {
 			return err
 		}
 	}
@@ -310,37 +304,35 @@ func (c *creator) visit(p string, d fs.DirEntry, err error) error {
 	return c.ienc.Encode(ie)
 }
 
-// file writes a regular file: header from an fstat of the open file, then
-// exactly that many bytes, hashed on the way.
-func (c *creator) file(p string, hdr *tar.Header, ie *IndexEntry) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("archive: %s changed type during the backup", p)
-	}
-	hdr.Size = fi.Size()
+// file writes a regular file: the header (its size from an fstat of the
+// open file), then exactly that many bytes, read ahead and hashed by the
+// walker or streamed and hashed here.
+func (c *creator) file(e *walkEntry, hdr *tar.Header, ie *IndexEntry) error {
+	hdr.Size = e.fi.Size()
 	ie.Size = hdr.Size
 	if err := c.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("archive: tar: %w", err)
 	}
+	if e.f == nil {
+		if _, err := c.tw.Write(e.data); err != nil {
+			return fmt.Errorf("archive: %s: %w", e.path, err)
+		}
+		ie.SHA256 = hex.EncodeToString(e.sum[:])
+		c.st.Files++
+		c.st.FileBytes += hdr.Size
+		return nil
+	}
 	h := sha256.New()
-	var r io.Reader = io.LimitReader(f, hdr.Size)
+	var r io.Reader = io.LimitReader(e.f, hdr.Size)
 	if c.progress != nil {
 		r = &countingReader{r: r, n: c.progress}
 	}
 	n, err := io.CopyBuffer(io.MultiWriter(c.tw, h), r, c.buf)
 	if err != nil {
-		return fmt.Errorf("archive: %s: %w", p, err)
+		return fmt.Errorf("archive: %s: %w", e.path, err)
 	}
 	if n != hdr.Size {
-		return fmt.Errorf("archive: %s shrank from %d to %d bytes during the backup", p, hdr.Size, n)
+		return fmt.Errorf("archive: %s shrank from %d to %d bytes during the backup", e.path, hdr.Size, n)
 	}
 	ie.SHA256 = hex.EncodeToString(h.Sum(nil))
 	c.st.Files++

@@ -271,9 +271,13 @@ const (
 	maxIndexWindow = 8 << 20
 )
 
+// newIndexWriter compresses at the fastest level with entropy coding of
+// blocks without matches (the hex SHA-256s are most of an index): on the
+// index of 285 MiB of source files, 4.8 MB → 0.96 MB in 15-25 ms, smaller
+// and quicker than the default level (0.99 MB, 27-44 ms).
 func newIndexWriter(w io.Writer) (*zstd.Encoder, error) {
-	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(indexWindow), zstd.WithLowerEncoderMem(true))
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true),
+		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(indexWindow), zstd.WithLowerEncoderMem(true))
 }
 
 // zstdMagic starts every zstd frame.
