@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/bits"
 	"os"
 	"path/filepath"
 	"sync"
@@ -57,14 +56,15 @@ type walker struct {
 	progress *atomic.Int64
 
 	mu   sync.Mutex
-	used int                        // bytes of read-ahead buffers taken
-	kept int                        // bytes of the buffers in free
-	free [readAheadClasses][][]byte // buffers given back, by size class
+	used int                             // bytes of read-ahead buffers taken
+	kept int                             // bytes of the buffers in free
+	free [len(readAheadClasses)][][]byte // buffers given back, by class
 }
 
-// readAheadClasses are the size classes of read-ahead buffers: powers of
-// two from 4 KiB (class 0) to readAheadMax.
-const readAheadClasses = 21 - 12 + 1
+// readAheadClasses are the capacities of read-ahead buffers: few, so
+// that a buffer given back is likely to be taken again (a file takes the
+// smallest that holds it).
+var readAheadClasses = [...]int{64 << 10, 256 << 10, readAheadMax}
 
 func newWalker(ctx context.Context, sources []string, readers int, progress *atomic.Int64) *walker {
 	w := &walker{
@@ -228,45 +228,52 @@ func (w *walker) read(e *walkEntry) {
 	e.data, e.sum = buf, sha256.Sum256(buf)
 }
 
-// sizeClass is the class of a buffer for n bytes: the power of two
-// 2^(12+class) ≥ n, at least 4 KiB.
+// sizeClass is the class of the smallest buffer that holds n ≤
+// readAheadMax bytes.
 func sizeClass(n int64) int {
-	if n <= 1<<12 {
-		return 0
+	c := 0
+	for int64(readAheadClasses[c]) < n {
+		c++
 	}
-	return bits.Len64(uint64(n-1)) - 12
+	return c
 }
 
 // getBuf returns a buffer of n bytes if n ≤ readAheadMax and the budget
 // has room for its class, else nil. Buffers given back are kept for reuse
-// (up to the budget's worth), not left to the garbage collector.
+// (up to the budget's worth), not left to the garbage collector: a larger
+// one serves if none of the class is free.
 func (w *walker) getBuf(n int64) []byte {
 	if n > readAheadMax {
 		return nil
 	}
-	c := sizeClass(n)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.used+1<<(12+c) > readAheadBudget {
+	for c := sizeClass(n); c < len(readAheadClasses); c++ {
+		if f := w.free[c]; len(f) > 0 {
+			if w.used+readAheadClasses[c] > readAheadBudget {
+				return nil
+			}
+			b := f[len(f)-1]
+			w.free[c] = f[:len(f)-1]
+			w.kept -= cap(b)
+			w.used += cap(b)
+			return b[:n]
+		}
+	}
+	c := sizeClass(n)
+	if w.used+readAheadClasses[c] > readAheadBudget {
 		return nil
 	}
-	w.used += 1 << (12 + c)
-	if f := w.free[c]; len(f) > 0 {
-		b := f[len(f)-1]
-		w.free[c] = f[:len(f)-1]
-		w.kept -= cap(b)
-		return b[:n]
-	}
-	return make([]byte, n, 1<<(12+c))
+	w.used += readAheadClasses[c]
+	return make([]byte, n, readAheadClasses[c])
 }
 
 func (w *walker) putBuf(b []byte) {
-	c := sizeClass(int64(cap(b)))
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.used -= 1 << (12 + c)
+	w.used -= cap(b)
 	if w.kept+cap(b) <= readAheadBudget {
-		w.free[c] = append(w.free[c], b)
+		w.free[sizeClass(int64(cap(b)))] = append(w.free[sizeClass(int64(cap(b)))], b)
 		w.kept += cap(b)
 	}
 }
