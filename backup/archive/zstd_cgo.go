@@ -62,7 +62,7 @@ func frameParams(chunk int) []cParam {
 		{C.ZSTD_c_windowLog, C.int(bits.Len(uint(chunk - 1)))},
 		{C.ZSTD_c_hashLog, 14},
 		{C.ZSTD_c_chainLog, 13},
-		{C.ZSTD_c_minMatch, 6},
+		{C.ZSTD_c_minMatch, 5},
 		{C.ZSTD_c_checksumFlag, 0},
 		{C.ZSTD_c_contentSizeFlag, 1},
 	}
