@@ -391,8 +391,8 @@ func printBenchBackup(w io.Writer, r *bbResult) {
 				fmt.Sprintf("(%.1f-%.1f)", x.MinMiBps, x.MaxMiBps), x.CPUSeconds, bbMiB(int64(x.MaxRSSMiB*(1<<20))), sum, stored, ratio)
 		}
 		if cb, ok := c.summary(bbCustos, "backup"); ok && cb.ArchiveBytes > 0 {
-			fmt.Fprintf(w, "custos stored: archive %s, index %s, manifest %s\n", bbMiB(cb.ArchiveBytes), bbMiB(cb.IndexBytes),
-				fmt.Sprintf("%d B", cb.OutBytes-cb.ArchiveBytes-cb.IndexBytes))
+			fmt.Fprintf(w, "custos stored: archive %s, index %s, manifest and the target's metadata %d B\n", bbMiB(cb.ArchiveBytes), bbMiB(cb.IndexBytes),
+				cb.OutBytes-cb.ArchiveBytes-cb.IndexBytes)
 		}
 		if len(c.Targets) > 0 {
 			fmt.Fprintln(w, "targets:")

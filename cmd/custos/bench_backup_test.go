@@ -54,7 +54,7 @@ func TestBenchBackupReport(t *testing.T) {
 	var b bytes.Buffer
 	printBenchBackup(&b, r)
 	for _, s := range []string{`corpus "generated"`, "generated: test", "custos        backup", "35.0 MiB", "30.0 MiB  0.300", "(50.0-100.0)",
-		"index 1.0 MiB, manifest 100 B", "NOT MET", "(1.62×, median of rounds 2.00 1.25)  MET", "(3.00×, median of rounds 4.00 2.00)  MET"} {
+		"index 1.0 MiB, manifest and the target's metadata 100 B", "NOT MET", "(1.62×, median of rounds 2.00 1.25)  MET", "(3.00×, median of rounds 4.00 2.00)  MET"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, b.String())
 		}
