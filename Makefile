@@ -176,10 +176,14 @@ bench-keyops: deps
 	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
 	@$(bench_cluster); bin/custos dev bench --dir "$$dir" --concurrency none --failovers 0 --pauses 0 $(KEYOPS_ARGS)
 
-# Backup and restore throughput and peak RSS of custos backup run|restore (local target) on a
-# generated BACKUP_BENCH_MB corpus, beside tar | zstd -1 | age and restic, with the targets.
+# Backup and restore throughput, stored size and peak RSS of custos backup run|restore (local
+# target) beside tar | zstd -1 | age and restic, in BACKUP_BENCH_ROUNDS interleaved rounds, on a
+# generated BACKUP_BENCH_MB corpus and a BACKUP_BENCH_TEXT_MB corpus of the machine's text files
+# (Go's source, C headers, /usr/share/doc and man pages; 0: none), with the targets.
 BACKUP_BENCH_MB ?= 1024
-BACKUP_BENCH_ARGS ?= --mb $(BACKUP_BENCH_MB) --results $(CURDIR)/bench-results/backup.json
+BACKUP_BENCH_TEXT_MB ?= 320
+BACKUP_BENCH_ROUNDS ?= 3
+BACKUP_BENCH_ARGS ?= --mb $(BACKUP_BENCH_MB) --text-mb $(BACKUP_BENCH_TEXT_MB) --rounds $(BACKUP_BENCH_ROUNDS) --results $(CURDIR)/bench-results/backup.json
 bench-backup: deps
 	$(GO) build -o bin/ ./cmd/custos ./cmd/custosd
 	@$(bench_cluster); bin/custos dev bench-backup --dir "$$dir" $(BACKUP_BENCH_ARGS)

@@ -4,6 +4,8 @@ go 1.27.3
 
 require golang.org/x/time v0.16.0
 
+require github.com/DataDog/zstd v1.5.7
+
 require (
 	filippo.io/age v1.3.2
 	github.com/BurntSushi/toml v1.6.0

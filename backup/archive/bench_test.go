@@ -66,6 +66,13 @@ func benchCorpus(b *testing.B) (string, int64) {
 
 var corpusTemp string
 
+// benchChunk is $CUSTOS_BENCH_CHUNK_KIB KiB, or 0 (the default chunk size).
+func benchChunk() int {
+	var kib int
+	fmt.Sscan(os.Getenv("CUSTOS_BENCH_CHUNK_KIB"), &kib)
+	return kib << 10
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if corpusTemp != "" {
@@ -99,7 +106,7 @@ func BenchmarkCreate(b *testing.B) {
 	var m *archive.Manifest
 	for b.Loop() {
 		var err error
-		m, err = archive.Create(context.Background(), []string{dir}, &countWriter{}, &countWriter{}, archive.CreateOptions{ArchiveID: testID, Dataset: "hr", Recipient: ks.rcp})
+		m, err = archive.Create(context.Background(), []string{dir}, &countWriter{}, &countWriter{}, archive.CreateOptions{ArchiveID: testID, Dataset: "hr", Recipient: ks.rcp, ChunkSize: benchChunk()})
 		if err != nil {
 			b.Fatal(err)
 		}

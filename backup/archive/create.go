@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/custos-eu/custos/backup/custosage"
 	"github.com/custos-eu/custos/backup/policy"
@@ -43,8 +42,6 @@ type CreateOptions struct {
 	ChunkSize int
 	// Workers compressing at once; GOMAXPROCS if 0.
 	Workers int
-	// Level; zstd.SpeedFastest if 0.
-	Level zstd.EncoderLevel
 	// Now; time.Now if nil.
 	Now func() time.Time
 	// Policy is the decision that let this archive go to its target,
@@ -53,6 +50,24 @@ type CreateOptions struct {
 	// Progress, if set, is added the bytes of file content read so far
 	// (for a progress bar; the total is the sum of the files' sizes).
 	Progress *atomic.Int64
+}
+
+// CreateBufferBytes is the most memory Create's chunk buffers take with
+// chunks of chunk bytes compressed on workers goroutines: (2 × workers +
+// 3) × chunk (see frameWriter). libzstd's state is small beside it (about
+// 1 MiB per worker).
+func CreateBufferBytes(chunk, workers int) int64 {
+	return int64(2*workers+3) * int64(chunk)
+}
+
+// CreateHeapBytes is the part of CreateBufferBytes on the Go heap, for a
+// soft memory limit: none with cgo, whose buffers are C memory; all of it
+// without.
+func CreateHeapBytes(chunk, workers int) int64 {
+	if buffersInC {
+		return 0
+	}
+	return CreateBufferBytes(chunk, workers)
 }
 
 // WrapContext is the context archives wrap their file keys under: the
@@ -78,9 +93,9 @@ type receipter interface {
 
 // Create archives sources (absolute, clean paths, none inside another) to
 // archive, an age file of a zstd-compressed PAX tar, and writes the
-// encrypted index (entry names, modes, mtimes, per-file SHA-256) to
-// index. It streams with bounded memory (about 2 × (Workers+1) ×
-// ChunkSize) and returns the manifest with sizes and the ciphertexts'
+// encrypted index (zstd-compressed JSON lines: entry names, modes, mtimes,
+// per-file SHA-256) to index. It streams with bounded memory (CreateBufferBytes, plus a few MiB)
+// and returns the manifest with sizes and the ciphertexts'
 // SHA-256; the caller adds the policy decision and the upload receipt.
 //
 // Entry names are the sources' paths without the leading "/", so
@@ -116,10 +131,6 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	level := opts.Level
-	if level == 0 {
-		level = zstd.SpeedFastest
-	}
 	srcs, err := checkSources(sources)
 	if err != nil {
 		return nil, err
@@ -136,28 +147,37 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 			m.KEK = KEKRef{ID: rc.KEKID, Version: rc.KEKVersion, WrapLogIndex: rc.LogIndex}
 		}
 	}
-	fw, err := newFrameWriter(aw, level, chunk, workers)
+	fw, err := newFrameWriter(aw, chunk, workers)
 	if err != nil {
 		return nil, err
 	}
 	defer fw.abort()
 	tw := tar.NewWriter(fw)
 
-	// Index: JSON lines → age → hash → index.
+	// Index: JSON lines → zstd → age → hash → index.
 	ich := &countingHash{dst: index, h: sha256.New()}
 	iw, err := age.Encrypt(ich, opts.Recipient)
 	if err != nil {
 		return nil, fmt.Errorf("archive: encrypting the index: %w", err)
 	}
-	ib := bufio.NewWriterSize(iw, 64<<10)
+	izw, err := newIndexWriter(iw)
+	if err != nil {
+		return nil, err
+	}
+	defer izw.Close()
+	ib := bufio.NewWriterSize(izw, 64<<10)
 	ienc := json.NewEncoder(ib)
 	if err := ienc.Encode(IndexEntry{Format: IndexFormat, ArchiveID: m.ArchiveID, Dataset: m.Dataset}); err != nil {
 		return nil, err
 	}
 
-	c := &creator{ctx: ctx, tw: tw, ienc: ienc, st: &m.Stats, buf: make([]byte, 256<<10), progress: opts.Progress}
-	for _, src := range srcs {
-		if err := filepath.WalkDir(src, c.visit); err != nil {
+	c := &creator{tw: tw, ienc: ienc, st: &m.Stats, buf: make([]byte, 256<<10), progress: opts.Progress}
+	wk := newWalker(ctx, srcs, max(2, workers), opts.Progress)
+	defer wk.close()
+	for e := wk.next(); e != nil; e = wk.next() {
+		err := c.add(e)
+		wk.done(e)
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -175,6 +195,9 @@ func Create(ctx context.Context, sources []string, archive, index io.Writer, opt
 		return nil, err
 	}
 	if err := ib.Flush(); err != nil {
+		return nil, fmt.Errorf("archive: writing the index: %w", err)
+	}
+	if err := izw.Close(); err != nil {
 		return nil, fmt.Errorf("archive: writing the index: %w", err)
 	}
 	if err := iw.Close(); err != nil {
@@ -221,7 +244,6 @@ func checkSources(sources []string) ([]string, error) {
 }
 
 type creator struct {
-	ctx      context.Context
 	tw       *tar.Writer
 	ienc     *json.Encoder
 	st       *Stats
@@ -230,23 +252,17 @@ type creator struct {
 	progress *atomic.Int64
 }
 
-func (c *creator) visit(p string, d fs.DirEntry, err error) error {
-	if err != nil {
-		return fmt.Errorf("archive: walking: %w", err)
+// add writes e to the tar stream and the index.
+func (c *creator) add(e *walkEntry) error {
+	if e.err != nil {
+		return e.err
 	}
-	if err := c.ctx.Err(); err != nil {
-		return err
-	}
+	p, fi := e.path, e.fi
 	name := strings.TrimPrefix(filepath.ToSlash(p), "/")
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("archive: %v", err)
 	}
-	fi, err := d.Info()
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
 	ie := IndexEntry{Name: name, Mode: fi.Mode() & modeMask, MTime: fi.ModTime().UTC()}
-	var link string
 	switch t := fi.Mode().Type(); {
 	case t == fs.ModeDir:
 		ie.Type = TypeDir
@@ -254,15 +270,12 @@ func (c *creator) visit(p string, d fs.DirEntry, err error) error {
 		ie.Type = TypeFile
 	case t == fs.ModeSymlink:
 		ie.Type = TypeSymlink
-		if link, err = os.Readlink(p); err != nil {
-			return fmt.Errorf("archive: %w", err)
-		}
-		ie.Target = link
+		ie.Target = e.link
 	default:
 		c.st.SkippedSpecial++
 		return nil
 	}
-	hdr, err := tar.FileInfoHeader(fi, link)
+	hdr, err := tar.FileInfoHeader(fi, e.link)
 	if err != nil {
 		return fmt.Errorf("archive: %s: %w", p, err)
 	}
@@ -283,7 +296,7 @@ func (c *creator) visit(p string, d fs.DirEntry, err error) error {
 			return fmt.Errorf("archive: tar: %w", err)
 		}
 	case TypeFile:
-		if err := c.file(p, hdr, &ie); err != nil {
+		if err := c.file(e, hdr, &ie); err != nil {
 			return err
 		}
 	}
@@ -291,37 +304,35 @@ func (c *creator) visit(p string, d fs.DirEntry, err error) error {
 	return c.ienc.Encode(ie)
 }
 
-// file writes a regular file: header from an fstat of the open file, then
-// exactly that many bytes, hashed on the way.
-func (c *creator) file(p string, hdr *tar.Header, ie *IndexEntry) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("archive: %s changed type during the backup", p)
-	}
-	hdr.Size = fi.Size()
+// file writes a regular file: the header (its size from an fstat of the
+// open file), then exactly that many bytes, read ahead and hashed by the
+// walker or streamed and hashed here.
+func (c *creator) file(e *walkEntry, hdr *tar.Header, ie *IndexEntry) error {
+	hdr.Size = e.fi.Size()
 	ie.Size = hdr.Size
 	if err := c.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("archive: tar: %w", err)
 	}
+	if e.f == nil {
+		if _, err := c.tw.Write(e.data); err != nil {
+			return fmt.Errorf("archive: %s: %w", e.path, err)
+		}
+		ie.SHA256 = hex.EncodeToString(e.sum[:])
+		c.st.Files++
+		c.st.FileBytes += hdr.Size
+		return nil
+	}
 	h := sha256.New()
-	var r io.Reader = io.LimitReader(f, hdr.Size)
+	var r io.Reader = io.LimitReader(e.f, hdr.Size)
 	if c.progress != nil {
 		r = &countingReader{r: r, n: c.progress}
 	}
 	n, err := io.CopyBuffer(io.MultiWriter(c.tw, h), r, c.buf)
 	if err != nil {
-		return fmt.Errorf("archive: %s: %w", p, err)
+		return fmt.Errorf("archive: %s: %w", e.path, err)
 	}
 	if n != hdr.Size {
-		return fmt.Errorf("archive: %s shrank from %d to %d bytes during the backup", p, hdr.Size, n)
+		return fmt.Errorf("archive: %s shrank from %d to %d bytes during the backup", e.path, hdr.Size, n)
 	}
 	ie.SHA256 = hex.EncodeToString(h.Sum(nil))
 	c.st.Files++

@@ -17,16 +17,29 @@ import (
 	"github.com/custos-eu/custos/backup/policy"
 )
 
-// Formats written in the manifest and the index.
+// Formats written in the manifest and the index. An archive whose
+// manifest is of format /2 has an index of format /2: its JSON lines are
+// compressed with zstd before age. The formats /1 of earlier releases (the
+// same manifest; JSON lines not compressed) are still read.
 const (
-	ManifestFormat = "custos-backup-manifest/1"
-	IndexFormat    = "custos-backup-index/1"
+	ManifestFormat   = "custos-backup-manifest/2"
+	IndexFormat      = "custos-backup-index/2"
+	ManifestFormatV1 = "custos-backup-manifest/1"
+	IndexFormatV1    = "custos-backup-index/1"
 )
 
+// indexFormat is the format of the index that goes with m.
+func (m *Manifest) indexFormat() string {
+	if m.Format == ManifestFormatV1 {
+		return IndexFormatV1
+	}
+	return IndexFormat
+}
+
 // Chunk sizes of the compressor: each chunk of tar stream is one
-// independent zstd frame.
+// independent zstd frame, whose window is at most the chunk.
 const (
-	DefaultChunkSize = 1 << 20
+	DefaultChunkSize = 2 << 20
 	MinChunkSize     = 64 << 10
 	MaxChunkSize     = 8 << 20
 )
@@ -126,8 +139,8 @@ func ParseManifest(b []byte) (*Manifest, error) {
 // Validate checks the manifest's fields.
 func (m *Manifest) Validate() error {
 	switch {
-	case m.Format != ManifestFormat:
-		return fmt.Errorf("archive: manifest format %q, want %q", m.Format, ManifestFormat)
+	case m.Format != ManifestFormat && m.Format != ManifestFormatV1:
+		return fmt.Errorf("archive: manifest format %q, want %q (or %q)", m.Format, ManifestFormat, ManifestFormatV1)
 	case !ValidID(m.ArchiveID):
 		return fmt.Errorf("archive: manifest archive id %q is malformed", m.ArchiveID)
 	case m.Dataset == "":

@@ -80,6 +80,14 @@ func (o RestoreOptions) mode(e IndexEntry) fs.FileMode {
 	return e.Mode &^ (fs.ModeSetuid | fs.ModeSetgid)
 }
 
+// RestoreBufferBytes is about the most memory Restore and Verify hold in
+// buffers on workers goroutines: 3 × workers + 1 small-file buffers (see
+// filePool) and the decompressor's window of two frames of the default
+// chunk size.
+func RestoreBufferBytes(workers int) int64 {
+	return int64(3*workers+1)*smallFile + 2*DefaultChunkSize
+}
+
 // Verify decrypts the archive and index with identity, checks them against
 // the manifest (ciphertext hashes and sizes, archive id, dataset) and
 // every entry against the index (order, type, mode, mtime, size, per-file
@@ -152,14 +160,21 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 	if err != nil {
 		return nil, fmt.Errorf("archive: decrypting the index: %w", ageErr(err))
 	}
-	idx := &indexReader{s: bufio.NewScanner(ir)}
+	lines, idec, err := newIndexReader(ir, m.indexFormat())
+	if err != nil {
+		return nil, err
+	}
+	if idec != nil {
+		defer idec.Close()
+	}
+	idx := &indexReader{s: bufio.NewScanner(lines)}
 	idx.s.Buffer(make([]byte, 64<<10), 2*maxNameLen+4096)
 	hdr, err := idx.next()
 	if err != nil {
 		return nil, err
 	}
-	if hdr.Format != IndexFormat || hdr.ArchiveID != m.ArchiveID || hdr.Dataset != m.Dataset {
-		return nil, integrity("index header %q/%q/%q does not match the manifest's archive %s of dataset %s", hdr.Format, hdr.ArchiveID, hdr.Dataset, m.ArchiveID, m.Dataset)
+	if hdr.Format != m.indexFormat() || hdr.ArchiveID != m.ArchiveID || hdr.Dataset != m.Dataset {
+		return nil, integrity("index header %q/%q/%q does not match the manifest's %s archive %s of dataset %s", hdr.Format, hdr.ArchiveID, hdr.Dataset, m.Format, m.ArchiveID, m.Dataset)
 	}
 
 	ach := &countingHash{dst: io.Discard, h: sha256.New()}
@@ -287,6 +302,9 @@ func run(ctx context.Context, m *Manifest, archive, index io.Reader, identity ag
 			return nil, readErr("index", err)
 		}
 		return nil, integrity("data after the index's trailer")
+	}
+	if _, err := io.Copy(io.Discard, lines); err != nil {
+		return nil, readErr("index", err)
 	}
 	if _, err := io.Copy(io.Discard, ir); err != nil {
 		return nil, readErr("index", err)

@@ -139,11 +139,18 @@ func craftIndexed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []s
 // without it).
 func craftTrailed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []string, trailer []byte) (*archive.Manifest, []byte, []byte) {
 	t.Helper()
+	return craftFormat(t, ks, hdrs, bodies, indexed, trailer, archive.ManifestFormat, archive.IndexFormat, true)
+}
+
+// craftFormat is craftTrailed with the manifest's and index's formats, and
+// the index compressed or not.
+func craftFormat(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []string, trailer []byte, manifestFormat, indexFormat string, compressIndex bool) (*archive.Manifest, []byte, []byte) {
+	t.Helper()
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
 	var index bytes.Buffer
 	enc := json.NewEncoder(&index)
-	enc.Encode(archive.IndexEntry{Format: archive.IndexFormat, ArchiveID: testID, Dataset: "hr"})
+	enc.Encode(archive.IndexEntry{Format: indexFormat, ArchiveID: testID, Dataset: "hr"})
 	for i, h := range hdrs {
 		h.Format = tar.FormatPAX
 		if h.ModTime.IsZero() {
@@ -179,8 +186,12 @@ func craftTrailed(t *testing.T, ks keys, hdrs []*tar.Header, bodies, indexed []s
 		return out.Bytes()
 	}
 	a := seal(zenc.EncodeAll(append(tb.Bytes(), trailer...), nil))
-	ix := seal(index.Bytes())
-	m := &archive.Manifest{Format: archive.ManifestFormat, ArchiveID: testID, Dataset: "hr", KEK: archive.KEKRef{ID: "backups", Version: 1},
+	ixb := index.Bytes()
+	if compressIndex {
+		ixb = zenc.EncodeAll(ixb, nil)
+	}
+	ix := seal(ixb)
+	m := &archive.Manifest{Format: manifestFormat, ArchiveID: testID, Dataset: "hr", KEK: archive.KEKRef{ID: "backups", Version: 1},
 		Archive: archive.Part{Size: int64(len(a)), SHA256: hexSum(a)}, Index: archive.Part{Size: int64(len(ix)), SHA256: hexSum(ix)}, ChunkSize: archive.DefaultChunkSize,
 		Stats: archive.Stats{TarBytes: int64(tb.Len())}}
 	return m, a, ix
@@ -270,6 +281,38 @@ func TestZstdBomb(t *testing.T) {
 	short := *m
 	short.Stats.TarBytes += 512
 	expectNothingRestored(t, "declared longer", &short, a, ix, ks, "more than the tar size")
+}
+
+// Archives of the first format (an index of plain JSON lines) still
+// restore; an index whose framing does not match its manifest's format (or
+// its own header's) is refused.
+func TestIndexFormats(t *testing.T) {
+	ks := newKeys(t, testID)
+	hdrs := func() []*tar.Header {
+		return []*tar.Header{{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}, {Name: "d/f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}}
+	}
+	bodies := []string{"", "data"}
+	m, a, ix := craftFormat(t, ks, hdrs(), bodies, bodies, nil, archive.ManifestFormatV1, archive.IndexFormatV1, false)
+	dst := filepath.Join(t.TempDir(), "r")
+	if _, err := archive.Restore(context.Background(), m, bytes.NewReader(a), bytes.NewReader(ix), ks.id, dst, archive.RestoreOptions{}); err != nil {
+		t.Fatalf("format 1: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "d", "f")); err != nil || string(b) != "data" {
+		t.Fatalf("format 1: restored %q %v", b, err)
+	}
+	for _, tc := range []struct {
+		name, manifest, index string
+		compressed            bool
+		want                  string
+	}{
+		{"format 1 manifest, compressed index", archive.ManifestFormatV1, archive.IndexFormatV1, true, "the index is compressed"},
+		{"format 2 manifest, plain index", archive.ManifestFormat, archive.IndexFormat, false, "not zstd-compressed"},
+		{"format 2 manifest, format 1 index header", archive.ManifestFormat, archive.IndexFormatV1, true, "does not match the manifest"},
+		{"format 1 manifest, format 2 index header", archive.ManifestFormatV1, archive.IndexFormat, false, "does not match the manifest"},
+	} {
+		m, a, ix := craftFormat(t, ks, hdrs(), bodies, bodies, nil, tc.manifest, tc.index, tc.compressed)
+		expectNothingRestored(t, tc.name, m, a, ix, ks, tc.want)
+	}
 }
 
 // A setuid or setgid file or directory restores without those bits unless

@@ -1,6 +1,12 @@
 package archive
 
+// The archive's zstd stream: independent frames, one per chunk of tar,
+// compressed on every core at once (frameWriter), and the bounded reader a
+// restore decompresses them with (newFrameReader).
+
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -8,56 +14,91 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// frameEncoder compresses one chunk into one complete, independent zstd
+// frame whose window is at most the chunk's length (so a restore bounds
+// it by MaxChunkSize). Each compressing goroutine owns one: it is not safe
+// for concurrent use. newFrameEncoder (zstd_cgo.go: libzstd; without cgo,
+// zstd_nocgo.go: klauspost/compress) makes one for chunks of up to chunk
+// bytes.
+type frameEncoder interface {
+	// appendFrame appends src's frame to dst and returns the result.
+	appendFrame(dst, src []byte) ([]byte, error)
+	// close frees the encoder's state (C memory for libzstd).
+	close()
+}
+
 // frameWriter compresses what is written to it in chunks of chunkSize
 // bytes, each an independent zstd frame, on `workers` goroutines at once,
 // and writes the frames to dst in order. A plain zstd stream is one frame
 // compressed on one core; independent frames use them all and decode as
-// one stream (zstd concatenates frames). At most window chunks are in
-// flight, so memory is bounded by about window × 2 × chunkSize.
+// one stream (zstd concatenates frames).
+//
+// Memory: at most workers+1 chunks are between Write and dst (compressing,
+// or compressed and waiting their turn), and one is being filled. A
+// chunk's input buffer is reused as soon as it is compressed, its frame's
+// buffer once written, so the buffers are at most workers+2 inputs and
+// workers+1 outputs: (2 × workers + 3) × chunkSize, whatever the size of
+// the stream. With cgo they are C memory (allocBuf), outside the Go heap:
+// the garbage collector neither scans nor counts them, and an output
+// buffer's pages are resident only as far as frames have filled them.
+// Close frees them.
 type frameWriter struct {
 	dst     io.Writer
-	enc     *zstd.Encoder
 	chunk   int
 	buf     []byte
 	jobs    chan *frameJob
 	ordered chan *frameJob
-	free    chan []byte
+	inFree  chan []byte
+	outFree chan []byte
 	done    chan struct{}
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	err      error // first write error
-	in, out  int64 // bytes in, compressed bytes out
+	bufs     [][]byte // every buffer allocBuf gave, for Close to free
+	err      error    // first error
+	in, out  int64    // bytes in, compressed bytes out
 	closed   bool
 	closeErr error
 }
 
 type frameJob struct {
 	in, out []byte
+	err     error
 	done    chan struct{}
 }
 
-func newFrameWriter(dst io.Writer, level zstd.EncoderLevel, chunk, workers int) (*frameWriter, error) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(workers),
-		zstd.WithEncoderCRC(false), zstd.WithWindowSize(pow2AtLeast(chunk)))
-	if err != nil {
-		return nil, err
+func newFrameWriter(dst io.Writer, chunk, workers int) (*frameWriter, error) {
+	encs := make([]frameEncoder, workers)
+	for i := range encs {
+		e, err := newFrameEncoder(chunk)
+		if err != nil {
+			for _, e := range encs[:i] {
+				e.close()
+			}
+			return nil, err
+		}
+		encs[i] = e
 	}
-	window := workers + 1
+	// ordered holds the chunks after the one writeLoop holds: workers+1
+	// chunks between Write and dst.
 	w := &frameWriter{
-		dst: dst, enc: enc, chunk: chunk,
-		jobs:    make(chan *frameJob, window),
-		ordered: make(chan *frameJob, window),
-		free:    make(chan []byte, 2*window+2),
+		dst: dst, chunk: chunk,
+		jobs:    make(chan *frameJob, workers),
+		ordered: make(chan *frameJob, workers),
+		inFree:  make(chan []byte, workers+2),
+		outFree: make(chan []byte, workers+1),
 		done:    make(chan struct{}),
 	}
-	w.buf = w.getBuf()
-	for range workers {
+	w.buf = w.getBuf(w.inFree, chunk)
+	for _, enc := range encs {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
+			defer enc.close()
 			for j := range w.jobs {
-				j.out = w.enc.EncodeAll(j.in, j.out[:0])
+				j.out, j.err = enc.appendFrame(w.getBuf(w.outFree, compressBound(w.chunk)), j.in)
+				w.putBuf(w.inFree, j.in, w.chunk)
+				j.in = nil
 				close(j.done)
 			}
 		}()
@@ -66,29 +107,37 @@ func newFrameWriter(dst io.Writer, level zstd.EncoderLevel, chunk, workers int) 
 	return w, nil
 }
 
-func pow2AtLeast(n int) int {
-	p := zstd.MinWindowSize
-	for p < n {
-		p <<= 1
+// compressBound is the largest frame a chunk of n bytes compresses to
+// (ZSTD_COMPRESSBOUND, zstd.h), so that a frame buffer never grows.
+func compressBound(n int) int {
+	b := n + n>>8
+	if n < 128<<10 {
+		b += (128<<10 - n) >> 11
 	}
-	return p
+	return b
 }
 
-func (w *frameWriter) getBuf() []byte {
+func (w *frameWriter) getBuf(free chan []byte, size int) []byte {
 	select {
-	case b := <-w.free:
+	case b := <-free:
 		return b[:0]
 	default:
-		return make([]byte, 0, w.chunk)
+		b := allocBuf(size)
+		w.mu.Lock()
+		w.bufs = append(w.bufs, b)
+		w.mu.Unlock()
+		return b
 	}
 }
 
-func (w *frameWriter) putBuf(b []byte) {
-	if cap(b) < w.chunk || cap(b) > 2*w.chunk+1024 {
+// putBuf returns b to free. A buffer an encoder grew (a Go slice: it
+// misjudged its bound) is dropped; the one it replaced is freed by Close.
+func (w *frameWriter) putBuf(free chan []byte, b []byte, size int) {
+	if cap(b) != size {
 		return
 	}
 	select {
-	case w.free <- b:
+	case free <- b:
 	default:
 	}
 }
@@ -98,6 +147,9 @@ func (w *frameWriter) writeLoop() {
 	for j := range w.ordered {
 		<-j.done
 		w.mu.Lock()
+		if j.err != nil && w.err == nil {
+			w.err = j.err
+		}
 		failed := w.err != nil
 		w.mu.Unlock()
 		if !failed {
@@ -112,8 +164,7 @@ func (w *frameWriter) writeLoop() {
 			}
 			w.mu.Unlock()
 		}
-		w.putBuf(j.in)
-		w.putBuf(j.out)
+		w.putBuf(w.outFree, j.out, compressBound(w.chunk))
 	}
 }
 
@@ -128,10 +179,10 @@ func (w *frameWriter) submit() {
 	if len(w.buf) == 0 {
 		return
 	}
-	j := &frameJob{in: w.buf, out: w.getBuf(), done: make(chan struct{})}
-	w.ordered <- j // blocks while window chunks are in flight
+	j := &frameJob{in: w.buf, done: make(chan struct{})}
+	w.ordered <- j // blocks while workers+1 chunks are in flight
 	w.jobs <- j
-	w.buf = w.getBuf()
+	w.buf = w.getBuf(w.inFree, w.chunk)
 }
 
 func (w *frameWriter) Write(p []byte) (int, error) {
@@ -169,8 +220,15 @@ func (w *frameWriter) Close() error {
 	close(w.jobs)
 	w.wg.Wait()
 	<-w.done
-	w.enc.Close()
 	w.closeErr = w.failed()
+	// Nothing refers to the buffers any more: every job was written or
+	// dropped, and w.buf is never used after Close.
+	w.mu.Lock()
+	for _, b := range w.bufs {
+		freeBuf(b)
+	}
+	w.bufs, w.buf = nil, nil
+	w.mu.Unlock()
 	return w.closeErr
 }
 
@@ -193,10 +251,61 @@ func (w *frameWriter) sizes() (in, out int64) {
 	return w.in, w.out
 }
 
-// maxFrameWindow bounds the window a restore accepts: chunks are at most
-// MaxChunkSize, and a single-segment frame's window is its content size.
+// maxFrameWindow bounds the window a restore accepts. A frame's window is
+// at most its chunk (frameEncoder's contract; single-segment frames, whose
+// window is their content size), and chunks are at most MaxChunkSize; the
+// bound leaves a factor of 2 over that, and the decoder's memory is
+// bounded at 4 times it.
 const maxFrameWindow = 2 * MaxChunkSize
 
 func newFrameReader(r io.Reader) (*zstd.Decoder, error) {
 	return zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxFrameWindow), zstd.WithDecoderMaxMemory(4*maxFrameWindow), zstd.WithDecoderConcurrency(2))
+}
+
+// The index is JSON lines compressed as one zstd stream (pure Go: it is
+// small beside the archive, a few hundred bytes per entry before
+// compression, about a quarter of that after), with a window of
+// indexWindow; a restore accepts at most maxIndexWindow.
+const (
+	indexWindow    = 1 << 20
+	maxIndexWindow = 8 << 20
+)
+
+// newIndexWriter compresses at the fastest level with entropy coding of
+// blocks without matches (the hex SHA-256s are most of an index): on the
+// index of 285 MiB of source files, 4.8 MB → 0.96 MB in 15-25 ms, smaller
+// and quicker than the default level (0.99 MB, 27-44 ms).
+func newIndexWriter(w io.Writer) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true),
+		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(indexWindow), zstd.WithLowerEncoderMem(true))
+}
+
+// zstdMagic starts every zstd frame.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// newIndexReader reads an index's JSON lines from r, the decrypted index of
+// format format: decompressed for IndexFormat, as they are for
+// IndexFormatV1. The caller closes the decoder it returns (nil for V1).
+func newIndexReader(r io.Reader, format string) (io.Reader, *zstd.Decoder, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(len(zstdMagic))
+	if err != nil && err != io.EOF {
+		return nil, nil, readErr("index", err)
+	}
+	compressed := bytes.Equal(head, zstdMagic)
+	if format == IndexFormatV1 {
+		if compressed {
+			return nil, nil, integrity("the index is compressed, but its manifest is of format %s", ManifestFormatV1)
+		}
+		return br, nil, nil
+	}
+	if !compressed {
+		return nil, nil, integrity("the index is not zstd-compressed, as format %s wants", format)
+	}
+	dec, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxIndexWindow), zstd.WithDecoderMaxMemory(4*maxIndexWindow),
+		zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, nil, err
+	}
+	return dec, dec, nil
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -67,6 +68,8 @@ func TestStockAgeDecrypts(t *testing.T) {
 	}
 	archiveFile := filepath.Join(dir, "archive.age")
 	os.WriteFile(archiveFile, a.Bytes(), 0o600)
+	indexFile := filepath.Join(dir, "archive.index.age")
+	os.WriteFile(indexFile, ix.Bytes(), 0o600)
 
 	// An env file, as `custos dev up` writes, and an identity naming it.
 	writeEnv := func(name, region string) string {
@@ -88,8 +91,12 @@ func TestStockAgeDecrypts(t *testing.T) {
 		os.WriteFile(idFile, out.Bytes(), 0o600)
 		return idFile
 	}
+	var ageDecrypt func(idFile, file string) ([]byte, string, error)
 	ageD := func(idFile string) ([]byte, string, error) {
-		cmd := exec.Command(ageBin, "-d", "-i", idFile, archiveFile)
+		return ageDecrypt(idFile, archiveFile)
+	}
+	ageDecrypt = func(idFile, file string) ([]byte, string, error) {
+		cmd := exec.Command(ageBin, "-d", "-i", idFile, file)
 		cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 		for _, k := range []string{envAddr, envCert, envKey, envCA} {
 			cmd.Env = append(cmd.Env, k+"=")
@@ -100,7 +107,8 @@ func TestStockAgeDecrypts(t *testing.T) {
 		return stdout.Bytes(), stderr.String(), err
 	}
 
-	plain, stderr, err := ageD(writeEnv("agent-dr", "DE"))
+	drID := writeEnv("agent-dr", "DE")
+	plain, stderr, err := ageD(drID)
 	if err != nil {
 		t.Fatalf("age -d: %v\n%s", err, stderr)
 	}
@@ -139,6 +147,32 @@ func TestStockAgeDecrypts(t *testing.T) {
 		}
 		if b, err := os.ReadFile(filepath.Join(out, src, "sub", "payroll.csv")); err != nil || !strings.HasPrefix(string(b), "alice") {
 			t.Errorf("extracted with the CLIs: %q %v", b, err)
+		}
+	}
+
+	// The index: age -d | zstd -d gives its JSON lines, a header then
+	// one record per entry, with the file's SHA-256.
+	plainIndex, stderr, err := ageDecrypt(drID, indexFile)
+	if err != nil {
+		t.Fatalf("age -d of the index: %v\n%s", err, stderr)
+	}
+	zr, err = zstd.NewReader(bytes.NewReader(plainIndex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("the index does not decompress: %v", err)
+	}
+	if !strings.HasPrefix(string(lines), `{"format":"`+archive.IndexFormat+`"`) || !strings.Contains(string(lines), `payroll.csv","type":"file"`) ||
+		!strings.Contains(string(lines), fmt.Sprintf(`"sha256":"%x"`, sha256.Sum256([]byte("alice,100\nbob,200\n")))) {
+		t.Errorf("index lines:\n%s", lines)
+	}
+	if zstdBin, err := exec.LookPath("zstd"); err == nil {
+		cmd := exec.Command(zstdBin, "-dc")
+		cmd.Stdin = bytes.NewReader(plainIndex)
+		if out, err := cmd.Output(); err != nil || !bytes.Equal(out, lines) {
+			t.Errorf("zstd -dc of the index: %v", err)
 		}
 	}
 
