@@ -49,8 +49,8 @@ var Compressor = fmt.Sprintf("libzstd %d.%d.%d (cgo)", C.ZSTD_versionNumber()/10
 // repeat themselves at longer distances) and a hash table of 2^15 entries
 // instead of 2^14 (level 2's is 2^16): together about 6% more CPU than
 // level 1 for 0.7% less on the generated corpus and 2% less on source
-// files. Level 3's strategy (double fast) would save another 2.5% on
-// generated data and 3% on source files for 20% more CPU, which the
+// files. Level 3's strategy (double fast) would save another 2.3% on
+// generated data and 2.7% on source files for 15-20% more CPU, which the
 // backup's speed target has no room for. No checksum: age authenticates
 // every 64 KiB of the archive and the index holds every file's SHA-256.
 // Measured in docs/agent.md ("Speed and memory").

@@ -22,11 +22,13 @@ func TestBenchBackupReport(t *testing.T) {
 	c.add(bbRestic, "backup", 1, 4*time.Second, []int64{60 << 10}, 35<<20)
 	c.add(bbRestic, "backup", 2, 4*time.Second, []int64{60 << 10}, 35<<20)
 	c.add(bbPipeline, "backup", 2, 2500*time.Millisecond, []int64{10 << 10, 20 << 10, 5 << 10}, 31<<20)
+	c.add(bbPipelineSync, "backup", 1, 3*time.Second, []int64{10 << 10, 20 << 10, 5 << 10}, 31<<20)
 	cb = c.add(bbCustos, "backup", 2, 2*time.Second, []int64{50 << 10}, 30<<20)
 	cb.ArchiveBytes, cb.IndexBytes = 29<<20, 1<<20-100
 	c.evaluate()
 
-	want := map[string]bool{"backup vs tar|zstd -1|age": true, "stored vs tar|zstd -1|age": true, "backup vs restic": true, "backup peak RSS": true, "restore peak RSS": false}
+	want := map[string]bool{"backup vs tar|zstd -1|age": true, "stored vs tar|zstd -1|age": true, "backup vs the same, fsynced": true,
+		"backup vs restic": true, "backup peak RSS": true, "restore peak RSS": false}
 	if len(c.Targets) != len(want) {
 		t.Fatalf("targets %+v", c.Targets)
 	}
@@ -49,6 +51,9 @@ func TestBenchBackupReport(t *testing.T) {
 	if med, _ := c.speedRatio(bbRestic); med != 3 {
 		t.Errorf("restic speed ratio %v", med)
 	}
+	if med, rounds := c.speedRatio(bbPipelineSync); med != 3 || len(rounds) != 1 { // round 1 only: 100 against 33.3
+		t.Errorf("fsynced pipeline speed ratio %v %v", med, rounds)
+	}
 
 	r := &bbResult{CPUs: 2, Rounds: 2, RSSSource: "test", Corpora: []*bbCorpusResult{c}}
 	var b bytes.Buffer
@@ -65,7 +70,7 @@ func TestBenchBackupReport(t *testing.T) {
 	}
 	data, _ := os.ReadFile(path)
 	var back bbResult
-	if err := json.Unmarshal(data, &back); err != nil || len(back.Corpora) != 1 || len(back.Corpora[0].Runs) != 7 || back.Corpora[0].Runs[0].MiBps != 100 || back.Corpora[0].Summary[0].OutBytes != 30<<20 {
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Corpora) != 1 || len(back.Corpora[0].Runs) != 8 || back.Corpora[0].Runs[0].MiBps != 100 || back.Corpora[0].Summary[0].OutBytes != 30<<20 {
 		t.Fatalf("json %v: %s", err, data)
 	}
 }
