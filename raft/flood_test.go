@@ -106,6 +106,18 @@ func peerHandshake(t *testing.T, peer, server *raft.Node) (time.Duration, int) {
 // peer's own address, they take that address's whole cap: the peer is refused until
 // they have been closed, FirstBytesTimeout after they were accepted, then gets in. An
 // attacker on the peer's own address who keeps renewing idle connections keeps it out:
+// openTCPNode opens node id on loopback TCP with a certificate from ca; it
+// shuts down when the test ends.
+func openTCPNode(t *testing.T, ca *testCA, id string) *raft.Node {
+	t.Helper()
+	n, err := raft.Open(tcpConfig(id, t.TempDir(), "127.0.0.1:0", ca.issue(t, id, "node"), ca), rafttest.NewChain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown() })
+	return n
+}
+
 // the cap is per address, and nodes are meant to have their own.
 func TestHandshakeDuringIdleFlood(t *testing.T) {
 	for _, tc := range []struct {
@@ -116,15 +128,7 @@ func TestHandshakeDuringIdleFlood(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ca := newCA(t, "flood CA")
-			open := func(id string) *raft.Node {
-				n, err := raft.Open(tcpConfig(id, t.TempDir(), "127.0.0.1:0", ca.issue(t, id, "node"), ca), rafttest.NewChain())
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { n.Shutdown() })
-				return n
-			}
-			server, peer := open("server"), open("peer")
+			server, peer := openTCPNode(t, ca, "server"), openTCPNode(t, ca, "peer")
 
 			// A control handshake first (certificates, listener, code paths warm).
 			quiet, _ := peerHandshake(t, peer, server)
@@ -153,15 +157,7 @@ func TestHandshakeDuringIdleFlood(t *testing.T) {
 // node keeps at most 1 handshake in flight to one address, so none is refused.
 func TestDialBurstWithinPeerCap(t *testing.T) {
 	ca := newCA(t, "burst CA")
-	open := func(id string) *raft.Node {
-		n, err := raft.Open(tcpConfig(id, t.TempDir(), "127.0.0.1:0", ca.issue(t, id, "node"), ca), rafttest.NewChain())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Shutdown() })
-		return n
-	}
-	server, peer := open("server"), open("peer")
+	server, peer := openTCPNode(t, ca, "server"), openTCPNode(t, ca, "peer")
 	const burst = 64
 	accepted := make(chan struct{}, burst)
 	go func() {
