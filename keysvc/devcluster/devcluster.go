@@ -482,28 +482,3 @@ func findCustosd(path string) (string, error) {
 	}
 	return "", errors.New("devcluster: custosd binary not found next to custos or on $PATH (run `make build`, or pass --custosd)")
 }
-
-// giveUp marks an error after which waitFor stops polling.
-type giveUp struct{ error }
-
-func (g giveUp) Unwrap() error { return g.error }
-
-// waitFor polls cond every interval until it returns nil or a giveUp error,
-// or ctx ends.
-func waitFor(ctx context.Context, interval time.Duration, cond func() error) error {
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		var g giveUp
-		if errors.As(err, &g) {
-			return g.error
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(interval):
-		}
-	}
-}

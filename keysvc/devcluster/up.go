@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custos-eu/custos/internal/poll"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
 )
@@ -58,9 +59,9 @@ func (c *Cluster) WaitReady(ctx context.Context, id string) error {
 		return err
 	}
 	defer cl.Close()
-	err = waitFor(ctx, 100*time.Millisecond, func() error {
+	err = poll.Until(ctx, 100*time.Millisecond, func() error {
 		if n := c.Node(id); n.PID != 0 && !alive(n.PID) {
-			return giveUp{fmt.Errorf("%s exited; see %s", id, c.LogPath(id))}
+			return poll.Stop(fmt.Errorf("%s exited; see %s", id, c.LogPath(id)))
 		}
 		_, err := cl.Health(ctx)
 		return err
@@ -82,7 +83,7 @@ func (c *Cluster) WaitMember(ctx context.Context, id string) error {
 		return err
 	}
 	defer cl.Close()
-	err = waitFor(ctx, 100*time.Millisecond, func() error {
+	err = poll.Until(ctx, 100*time.Millisecond, func() error {
 		st, err := cl.Cluster(ctx)
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/internal/testwait"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/raft"
@@ -289,42 +290,17 @@ func (c *Cluster) Running() []*keysvc.Node {
 // others that know a leader name it, and returns it.
 func (c *Cluster) Leader() *keysvc.Node {
 	c.tb.Helper()
-	var leader *keysvc.Node
-	WaitFor(c.tb, "a leader", func() bool {
-		leader = nil
-		running := c.Running()
-		for _, n := range running {
-			if n.IsLeader() {
-				if leader != nil {
-					return false
-				}
-				leader = n
-			}
-		}
-		if leader == nil {
-			return false
-		}
-		for _, n := range running {
-			if id := n.Leader().ID; id != "" && id != leader.Info().ID {
-				return false
-			}
-		}
-		return true
-	})
-	return leader
+	return testwait.Leader(c.tb, WaitTimeout, c.Running, view)
 }
 
 // Follower returns a running, connected node that is not the leader.
 func (c *Cluster) Follower() *keysvc.Node {
 	c.tb.Helper()
-	leader := c.Leader()
-	for _, n := range c.Running() {
-		if n != leader {
-			return n
-		}
-	}
-	c.tb.Fatal("no follower running")
-	return nil
+	return testwait.Follower(c.tb, WaitTimeout, c.Running, view)
+}
+
+func view(n *keysvc.Node) testwait.View {
+	return testwait.View{ID: n.Info().ID, IsLeader: n.IsLeader(), Leader: n.Leader().ID}
 }
 
 // WaitConverged waits until every running, connected node has the leader's
@@ -458,32 +434,13 @@ func (f *forwarder) ForwardAttest(ctx context.Context, api string, req keysvc.At
 // WaitTimeout passes. Only for operations that are idempotent or whose
 // duplicates the test tolerates.
 func Retry(op func(ctx context.Context) error) error {
-	deadline := time.Now().Add(WaitTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
-		err := op(ctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, keysvc.ErrNotLeader) && !errors.Is(err, keysvc.ErrNoQuorum) && !errors.Is(err, ErrUnreachable) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testwait.Retry(WaitTimeout, func(err error) bool {
+		return errors.Is(err, keysvc.ErrNotLeader) || errors.Is(err, keysvc.ErrNoQuorum) || errors.Is(err, ErrUnreachable)
+	}, op)
 }
 
 // WaitFor polls cond until it holds, failing the test after WaitTimeout.
 func WaitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(WaitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(tb, WaitTimeout, what, cond)
 }

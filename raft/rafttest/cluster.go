@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testwait"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -164,41 +165,18 @@ func (c *Cluster) Running() []*raft.Node {
 // node, which says it is leader, and returns it.
 func (c *Cluster) Leader() *raft.Node {
 	c.tb.Helper()
-	var leader *raft.Node
-	WaitFor(c.tb, "a leader", func() bool {
-		leader = nil
-		for _, n := range c.Running() {
-			if n.IsLeader() {
-				if leader != nil {
-					return false
-				}
-				leader = n
-			}
-		}
-		if leader == nil {
-			return false
-		}
-		for _, n := range c.Running() {
-			if id, _ := n.Leader(); id != "" && id != leader.ID() {
-				return false
-			}
-		}
-		return true
-	})
-	return leader
+	return testwait.Leader(c.tb, WaitTimeout, c.Running, view)
 }
 
 // Follower returns a running node that is not the leader.
 func (c *Cluster) Follower() *raft.Node {
 	c.tb.Helper()
-	leader := c.Leader()
-	for _, n := range c.Running() {
-		if n != leader {
-			return n
-		}
-	}
-	c.tb.Fatal("no follower running")
-	return nil
+	return testwait.Follower(c.tb, WaitTimeout, c.Running, view)
+}
+
+func view(n *raft.Node) testwait.View {
+	id, _ := n.Leader()
+	return testwait.View{ID: n.ID(), IsLeader: n.IsLeader(), Leader: id}
 }
 
 // WaitConverged waits until every running node's Chain has the leader's head and length.
@@ -239,17 +217,9 @@ func (c *Cluster) Apply(cmd string) []byte {
 // with an error other than a change of leader or quorum, or WaitTimeout passes. Only
 // for idempotent operations: a failed attempt may still have taken effect.
 func Retry(op func(ctx context.Context) error) error {
-	deadline := time.Now().Add(WaitTimeout)
-	for {
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		err := op(ctx)
-		cancel()
-		if err == nil || time.Now().After(deadline) ||
-			!(errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNoQuorum)) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testwait.Retry(WaitTimeout, func(err error) bool {
+		return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNoQuorum)
+	}, op)
 }
 
 func (c *Cluster) shutdownAll() {
@@ -263,13 +233,7 @@ func (c *Cluster) shutdownAll() {
 // WaitFor polls cond until it holds, failing the test after WaitTimeout.
 func WaitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(WaitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(tb, WaitTimeout, what, cond)
 }
 
 // Logger returns the logger for test nodes: warnings and errors on stderr when tests run
