@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/raft"
 	"github.com/custos-eu/custos/raft/rafttest"
 )
@@ -525,7 +526,7 @@ func TestTCPQuorumLoss(t *testing.T) {
 
 // Raft's own logs reach the configured slog handler.
 func TestLogsThroughSlog(t *testing.T) {
-	var buf syncBuffer
+	var buf testlog.Buffer
 	c := newCA(t, "ca")
 	cfg := tcpConfig("solo", t.TempDir(), "127.0.0.1:0", c.issue(t, "solo", "node"), c)
 	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -548,27 +549,4 @@ func TestLogsThroughSlog(t *testing.T) {
 	if strings.Contains(out, "PRIVATE") || bytes.Contains(buf.Bytes(), der) {
 		t.Error("private key in logs")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }

@@ -10,11 +10,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/internal/testlog"
+	"github.com/custos-eu/custos/internal/testwait"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
@@ -24,24 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { hsmtest.Main(m) }
-
-// syncBuffer collects a daemon's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestUsageAndConfigErrors(t *testing.T) {
 	dir := t.TempDir()
@@ -104,7 +87,7 @@ ca = "` + filepath.Join(dir, "ca.pem") + `"
 // node is one in-process custosd of a test cluster.
 type node struct {
 	id, region, cfgPath, api string
-	log                      *syncBuffer
+	log                      *testlog.Buffer
 	cancel                   context.CancelFunc
 	done                     chan int
 	stopped                  bool
@@ -114,7 +97,7 @@ type node struct {
 func (n *node) start(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel, n.done, n.log, n.stopped = cancel, make(chan int, 1), &syncBuffer{}, false
+	n.cancel, n.done, n.log, n.stopped = cancel, make(chan int, 1), &testlog.Buffer{}, false
 	go func() { n.done <- run(ctx, []string{"-config", n.cfgPath}, io.Discard, n.log) }()
 }
 
@@ -302,17 +285,8 @@ func writeFile(t *testing.T, name string, data []byte) string {
 	return name
 }
 
+// waitFor polls cond until it returns nil, failing the test after d.
 func waitFor(t *testing.T, d time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Until(t, d, "condition", cond)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
+	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -209,7 +210,7 @@ func postRaw(t *testing.T, hc *http.Client, url string, body []byte, h string) (
 func TestBodyLimits(t *testing.T) {
 	pki := httpapitest.NewPKI(t, "test")
 	f := limitFake{&signFake{Fake: httpapitest.NewFake(pki.Cluster, "n1", "DE", "")}}
-	e := &env{pki: pki, fake: f.Fake, logs: &syncBuffer{}}
+	e := &env{pki: pki, fake: f.Fake, logs: &testlog.Buffer{}}
 	e.srv = pki.Serve(t, "n1", "DE", httpapi.New(f, httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
 	f.SetAPIAddr(e.srv.URL)
 	agent := e.signed(t, identity.RoleAgent, "agent-1", "DE")

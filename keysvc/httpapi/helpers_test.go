@@ -8,11 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
@@ -24,7 +23,7 @@ type env struct {
 	pki  *httpapitest.PKI
 	fake *httpapitest.Fake
 	srv  *httptest.Server
-	logs *syncBuffer
+	logs *testlog.Buffer
 }
 
 func newEnv(t *testing.T) *env {
@@ -35,7 +34,7 @@ func newEnv(t *testing.T) *env {
 // newEnvIn serves node id of pki's cluster.
 func newEnvIn(t *testing.T, pki *httpapitest.PKI, id, region string) *env {
 	t.Helper()
-	e := &env{pki: pki, fake: httpapitest.NewFake(pki.Cluster, id, region, ""), logs: &syncBuffer{}}
+	e := &env{pki: pki, fake: httpapitest.NewFake(pki.Cluster, id, region, ""), logs: &testlog.Buffer{}}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = pki.Serve(t, id, region, httpapi.New(e.fake, httpapi.Options{Logger: log}))
 	e.fake.SetAPIAddr(e.srv.URL)
@@ -129,34 +128,6 @@ func wantError(t *testing.T, resp *http.Response, body []byte, status int, code 
 		t.Errorf("request id header %q, body %q: want the same 32 hex digits", rid, d.RequestID)
 	}
 	return d
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// logLine returns the log line holding substr, or "".
-func (s *syncBuffer) logLine(substr string) string {
-	for _, l := range strings.Split(s.String(), "\n") {
-		if strings.Contains(l, substr) {
-			return l
-		}
-	}
-	return ""
 }
 
 func newHandler(f *httpapitest.Fake) http.Handler {

@@ -457,7 +457,7 @@ func TestErrorsNeverLeakCauses(t *testing.T) {
 	if d.Message != "internal error" || strings.Contains(string(body), "CKR") || strings.Contains(string(body), "custos:node") {
 		t.Errorf("internal error body leaks the cause: %s", body)
 	}
-	line := e.logs.logLine(d.RequestID)
+	line := e.logs.Line(d.RequestID)
 	if !strings.Contains(line, "CKR_DEVICE_ERROR") || !strings.Contains(line, `"status":500`) {
 		t.Errorf("the cause is not logged under the request id: %q", line)
 	}
@@ -465,8 +465,8 @@ func TestErrorsNeverLeakCauses(t *testing.T) {
 	e.fake.SetPanic("NodeKeys")
 	resp, body = call(t, e.agent(t), "GET", e.srv.URL+"/v1/ledger/keys", nil)
 	d = wantError(t, resp, body, 500, client.CodeInternal)
-	if strings.Contains(string(body), "panic") || !strings.Contains(e.logs.logLine(d.RequestID), "injected panic") {
-		t.Errorf("panic: body %s, log %q", body, e.logs.logLine(d.RequestID))
+	if strings.Contains(string(body), "panic") || !strings.Contains(e.logs.Line(d.RequestID), "injected panic") {
+		t.Errorf("panic: body %s, log %q", body, e.logs.Line(d.RequestID))
 	}
 }
 

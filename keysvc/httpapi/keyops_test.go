@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -34,15 +35,15 @@ type keyOpCluster struct {
 	env                    *env
 	c                      *keysvctest.Cluster
 	leaderURL, followerURL string
-	logs                   map[string]*syncBuffer
+	logs                   map[string]*testlog.Buffer
 	execute                func(t *testing.T, params ceremony.Params)
 }
 
 func newKeyOpCluster(t *testing.T) *keyOpCluster {
 	t.Helper()
-	kc := &keyOpCluster{logs: map[string]*syncBuffer{}}
+	kc := &keyOpCluster{logs: map[string]*testlog.Buffer{}}
 	for _, id := range []string{"n1", "n2"} {
-		kc.logs[id] = &syncBuffer{}
+		kc.logs[id] = &testlog.Buffer{}
 	}
 	s := agentcluster.Serve(t, agentcluster.ServeOptions{Forward: true, Logger: func(id string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(kc.logs[id], &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -410,12 +411,12 @@ func TestKeyOpRoutes(t *testing.T) {
 		for _, s := range secrets {
 			for _, enc := range []string{base64.StdEncoding.EncodeToString(s), base64.RawURLEncoding.EncodeToString(s), fmt.Sprintf("%x", s)} {
 				if strings.Contains(all, enc) {
-					t.Errorf("node %s logged a data key: %s", id, logs.logLine(enc))
+					t.Errorf("node %s logged a data key: %s", id, logs.Line(enc))
 				}
 			}
 		}
 	}
-	if l := kc.logs[kc.c.Follower().Info().ID].logLine(client.CodeUnwrapFailed); l == "" {
+	if l := kc.logs[kc.c.Follower().Info().ID].Line(client.CodeUnwrapFailed); l == "" {
 		t.Error("the follower's refusals were not logged")
 	}
 }

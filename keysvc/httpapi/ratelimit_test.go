@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
@@ -19,7 +20,7 @@ import (
 func newLimitedEnv(t *testing.T, limits httpapi.RateLimits) *env {
 	t.Helper()
 	pki := httpapitest.NewPKI(t, "test")
-	e := &env{pki: pki, fake: httpapitest.NewFake(pki.Cluster, "n1", "DE", ""), logs: &syncBuffer{}}
+	e := &env{pki: pki, fake: httpapitest.NewFake(pki.Cluster, "n1", "DE", ""), logs: &testlog.Buffer{}}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = pki.Serve(t, "n1", "DE", httpapi.New(e.fake, httpapi.Options{Logger: log, RateLimits: limits}))
 	e.fake.SetAPIAddr(e.srv.URL)

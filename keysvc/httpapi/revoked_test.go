@@ -86,7 +86,7 @@ func TestRevokedCertificateRefused(t *testing.T) {
 	wantRevoked(t, c1b, health, certFingerprint(t, a1b), "custos://test/agent/agent-1?region=DE", "9", "host decommissioned")
 	wantOK(t, c2, health)
 	// The refusal is in the node's log with the request id.
-	if l := e.logs.logLine("certificate_revoked"); l == "" {
+	if l := e.logs.Line("certificate_revoked"); l == "" {
 		t.Error("refusal not logged")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
@@ -102,7 +103,7 @@ func newSignEnv(t *testing.T, clientCAs func(*httpapitest.PKI) *x509.CertPool) *
 		pool = clientCAs(pki)
 	}
 	f := &signFake{Fake: httpapitest.NewFake(pki.Cluster, "n1", "DE", "")}
-	e := &env{pki: pki, fake: f.Fake, logs: &syncBuffer{}}
+	e := &env{pki: pki, fake: f.Fake, logs: &testlog.Buffer{}}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = pki.Serve(t, "n1", "DE", httpapi.New(f, httpapi.Options{Logger: log, ClientCAs: pool}))
 	f.SetAPIAddr(e.srv.URL)
@@ -273,7 +274,7 @@ func TestRequestSignatures(t *testing.T) {
 		resp, b = post(t, sc, se.srv.URL, "/v1/keks/payroll/unwrap", body)
 		wantError(t, resp, b, status, code)
 	}
-	if l := se.logs.logLine(`"status":500`); l != "" {
+	if l := se.logs.Line(`"status":500`); l != "" {
 		t.Errorf("a signature refusal answered 500: %s", l)
 	}
 }
