@@ -6,7 +6,6 @@ package audit_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +17,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -35,10 +34,10 @@ func (c *clock) Now() time.Time {
 }
 
 type liveCluster struct {
-	t       *testing.T
-	c       *keysvctest.Cluster
-	clk     *clock
-	signers map[string]*officer.Signer
+	t    *testing.T
+	c    *keysvctest.Cluster
+	clk  *clock
+	offs *officertest.Set
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -52,27 +51,11 @@ func newLiveCluster(t *testing.T, nodes int) *liveCluster {
 	// carry wall-clock times, which verify compares with entry times.
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	c := keysvctest.NewCluster(t, nodes, keysvctest.Options{Configure: func(cfg *keysvc.Config) { cfg.Now = clk.Now }})
-	return &liveCluster{t: t, c: c, clk: clk, signers: map[string]*officer.Signer{}}
-}
-
-func (l *liveCluster) signer(name string) *officer.Signer {
-	if s := l.signers[name]; s != nil {
-		return s
-	}
-	s, err := officer.Generate(officer.Config{Name: name})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() { s.Close() })
-	l.signers[name] = s
-	return s
+	return &liveCluster{t: t, c: c, clk: clk, offs: officertest.New(t)}
 }
 
 func (l *liveCluster) init(quorum int, names ...string) {
-	in := keysvc.Init{Quorum: quorum, DefaultThreshold: 2}
-	for _, n := range names {
-		in.Officers = append(in.Officers, string(l.signer(n).Public().Marshal()))
-	}
+	in := keysvc.Init{Quorum: quorum, DefaultThreshold: 2, Officers: l.offs.Bundles(names...)}
 	if err := l.c.Leader().Init(ctxT(l.t), in, operator); err != nil {
 		l.t.Fatal(err)
 	}
@@ -82,24 +65,12 @@ func (l *liveCluster) init(quorum int, names ...string) {
 func (l *liveCluster) run(ps ceremony.Params, proposer string, others ...string) keysvc.Ceremony {
 	l.t.Helper()
 	n := l.c.Leader()
-	id, err := ceremony.NewID(rand.Reader)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	now := l.clk.Now()
-	p := ceremony.Proposal{Cluster: "test", ID: id, Params: ps, Proposer: proposer, Created: now, Expires: now.Add(time.Hour),
-		StateVersion: n.Status().StateVersion}
+	p := officertest.Proposal(l.t, "test", proposer, ps, l.clk.Now(), n.Status().StateVersion)
 	raw, err := p.Marshal()
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	sign := func(name string) []byte {
-		sig, err := l.signer(name).Sign(p.Digest())
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		return sig.Marshal()
-	}
+	sign := func(name string) []byte { return l.offs.Sign(name, p) }
 	c, err := n.Propose(ctxT(l.t), raw, proposer, sign(proposer), officerActor(proposer))
 	if err != nil {
 		l.t.Fatalf("propose %s: %v", p.Operation(), err)
@@ -268,7 +239,7 @@ func TestVerifyLiveCluster(t *testing.T) {
 	if _, _, err := l.c.Leader().Unwrap(ctx, client.Unwrap("payroll", w.Blob, wc), "payroll", wc, w.Blob, "req-2"); err != nil {
 		t.Fatal(err)
 	}
-	l.run(ceremony.OfficerAdd{ID: "dave", Bundle: string(l.signer("dave").Public().Marshal()), Fingerprint: l.signer("dave").Public().Fingerprint()}, "alice", "bob")
+	l.run(l.offs.Add("dave"), "alice", "bob")
 	l.run(ceremony.QuorumSet{M: 3}, "bob", "carol")
 	l.run(ceremony.OfficerRemove{ID: "carol"}, "alice", "bob", "dave")
 	l.run(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, "alice", "bob", "dave")

@@ -16,7 +16,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"maps"
 	"slices"
 	"strconv"
@@ -31,16 +30,15 @@ import (
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/ledger"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
+	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
 const synthCluster = "test"
 
 var operator = ledger.Actor{Identity: "custos://test/operator/ops?region=DE", Role: "operator", Region: "DE"}
 
-func officerActor(name string) ledger.Actor {
-	return ledger.Actor{Identity: "custos://test/officer/" + name + "?region=DE", Role: "officer", Region: "DE"}
-}
+var officerActor = officertest.Actor
 
 type synthNode struct {
 	id   string
@@ -50,11 +48,9 @@ type synthNode struct {
 	text string
 }
 
-// Node and officer keys are costly to make: tests share them.
-var (
-	nodePool    = map[string]*synthNode{}
-	officerPool = map[string]*officer.Signer{}
-)
+// Node keys are costly to make: tests share them (and officertest.Shared's
+// officer keys).
+var nodePool = map[string]*synthNode{}
 
 func synthNodeKey(tb testing.TB, id string) *synthNode {
 	if n := nodePool[id]; n != nil {
@@ -76,18 +72,6 @@ func synthNodeKey(tb testing.TB, id string) *synthNode {
 	n := &synthNode{id: id, ec: ec, ml: ml, key: k, text: string(text)}
 	nodePool[id] = n
 	return n
-}
-
-func synthOfficer(tb testing.TB, name string) *officer.Signer {
-	if s := officerPool[name]; s != nil {
-		return s
-	}
-	s, err := officer.Generate(officer.Config{Name: name})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	officerPool[name] = s
-	return s
 }
 
 // synth is a log under construction, with the state keysvc would hold.
@@ -202,7 +186,7 @@ func (s *synth) init(quorum int, names ...string) uint64 {
 	d := map[string]string{"cluster": synthCluster, "origin": "custos/" + synthCluster, "allowed_regions": "DE,FR,NL",
 		"quorum": strconv.Itoa(quorum), "default_threshold": "2", "state_version": "1", "officers": strings.Join(names, ",")}
 	for i, n := range names {
-		d["officer."+strconv.Itoa(i+1)] = n + " " + synthOfficer(s.tb, n).Public().Fingerprint()
+		d["officer."+strconv.Itoa(i+1)] = n + " " + officertest.Shared(s.tb).Signer(n).Public().Fingerprint()
 		s.officers = append(s.officers, n)
 		s.active[n] = true
 	}
@@ -228,20 +212,11 @@ func proposalDetails(p ceremony.Proposal) map[string]string {
 }
 
 func (s *synth) proposal(proposer string, ps ceremony.Params) ceremony.Proposal {
-	id, err := ceremony.NewID(rand.Reader)
-	if err != nil {
-		s.tb.Fatal(err)
-	}
-	return ceremony.Proposal{Cluster: synthCluster, ID: id, Params: ps, Proposer: proposer, Created: s.now,
-		Expires: s.now.Add(time.Hour), StateVersion: s.version}
+	return officertest.Proposal(s.tb, synthCluster, proposer, ps, s.now, s.version)
 }
 
 func (s *synth) sign(name string, p ceremony.Proposal) string {
-	sig, err := synthOfficer(s.tb, name).Sign(p.Digest())
-	if err != nil {
-		s.tb.Fatal(err)
-	}
-	return string(sig.Marshal())
+	return string(officertest.Shared(s.tb).Sign(name, p))
 }
 
 // ceremonyOpts bend a ceremony the way a compromised leader could.
@@ -337,8 +312,7 @@ func (s *synth) activeNodes() []string {
 }
 
 func officerAdd(tb testing.TB, name string) ceremony.OfficerAdd {
-	pk := synthOfficer(tb, name).Public()
-	return ceremony.OfficerAdd{ID: name, Bundle: string(pk.Marshal()), Fingerprint: pk.Fingerprint()}
+	return officertest.Shared(tb).Add(name)
 }
 
 func nodeAdd(tb testing.TB, id string) ceremony.NodeAdd {
@@ -442,7 +416,7 @@ func (s *synth) pack(from, to uint64, o packOpts) []byte {
 	}
 	must(w.NodeKeys(s.nodeKeysText(s.nodes...)))
 	for _, name := range s.officers {
-		pk := synthOfficer(s.tb, name).Public()
+		pk := officertest.Shared(s.tb).Signer(name).Public()
 		must(w.Officer(audit.Officer{ID: name, Bundle: string(pk.Marshal()), Fingerprint: pk.Fingerprint()}))
 	}
 	for _, c := range s.ceremonies {

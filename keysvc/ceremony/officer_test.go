@@ -8,54 +8,15 @@ import (
 	"testing"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 )
 
-func generateOfficers(t testing.TB, names ...string) map[string]*officer.Signer {
-	t.Helper()
-	signers := map[string]*officer.Signer{}
-	for _, n := range names {
-		s, err := officer.Generate(officer.Config{Name: n})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		signers[n] = s
-	}
-	return signers
-}
-
-// officerVerify is the VerifyFunc the state machine would pass: the
-// officer's recorded public key, and both parts of the signature.
-func officerVerify(keys map[string]*officer.PublicKey) ceremony.VerifyFunc {
-	return func(name string, d [32]byte, sig []byte) error {
-		s, err := officer.ParseSignature(sig)
-		if err != nil {
-			return err
-		}
-		return keys[name].Verify(d, s)
-	}
-}
-
-func officerApprove(t testing.TB, p ceremony.Proposal, s *officer.Signer) ceremony.Approval {
-	t.Helper()
-	sig, err := s.Sign(p.Digest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ceremony.Approval{ProposalID: p.ID, Officer: s.Public().Name(), Signature: sig.Marshal()}
-}
-
 func TestWithOfficerKeys(t *testing.T) {
-	signers := generateOfficers(t, "alice", "bob", "carol", "dave")
-	keys := map[string]*officer.PublicKey{}
-	for n, s := range signers {
-		keys[n] = s.Public()
-	}
-	verify := officerVerify(keys)
+	offs := officertest.New(t, "alice", "bob", "carol", "dave")
+	verify := offs.Verify()
 
-	dave := signers["dave"].Public()
-	add := ceremony.OfficerAdd{ID: "dave", Bundle: string(dave.Marshal()), Fingerprint: dave.Fingerprint()}
+	dave := offs.Signer("dave").Public()
+	add := offs.Add("dave")
 	if err := add.Validate(); err != nil {
 		t.Fatalf("officer.add with a real bundle: %v", err)
 	}
@@ -68,7 +29,7 @@ func TestWithOfficerKeys(t *testing.T) {
 
 	p := sampleProposal(add)
 	rules := testRules()
-	a, b := officerApprove(t, p, signers["alice"]), officerApprove(t, p, signers["bob"])
+	a, b := offs.Approve("alice", p), offs.Approve("bob", p)
 	if len(a.Signature) > ceremony.MaxSignatureSize {
 		t.Fatalf("a real signature is %d bytes, over MaxSignatureSize", len(a.Signature))
 	}
@@ -81,20 +42,20 @@ func TestWithOfficerKeys(t *testing.T) {
 	}
 
 	// Carol signs with her own key but claims to be bob.
-	forged := officerApprove(t, p, signers["carol"])
+	forged := offs.Approve("carol", p)
 	forged.Officer = "bob"
 	if err := ceremony.CheckApproval(p, []ceremony.Approval{a}, forged, rules, t0, 41, verify); refusalCode(err) != ceremony.CodeBadSignature {
 		t.Fatalf("carol's signature as bob's: %v", err)
 	}
 	// A signature of another proposal.
 	other := sampleProposal(ceremony.OfficerRemove{ID: "carol"})
-	moved := officerApprove(t, other, signers["bob"])
+	moved := offs.Approve("bob", other)
 	moved.ProposalID = p.ID
 	if err := ceremony.CheckApproval(p, []ceremony.Approval{a}, moved, rules, t0, 41, verify); refusalCode(err) != ceremony.CodeBadSignature {
 		t.Fatalf("bob's signature of another proposal: %v", err)
 	}
 	// Dave is not an officer yet: his valid signature does not count.
-	if err := ceremony.CheckApproval(p, nil, officerApprove(t, p, signers["dave"]), rules, t0, 41, verify); refusalCode(err) != ceremony.CodeUnknownOfficer {
+	if err := ceremony.CheckApproval(p, nil, offs.Approve("dave", p), rules, t0, 41, verify); refusalCode(err) != ceremony.CodeUnknownOfficer {
 		t.Fatalf("dave before being added: %v", err)
 	}
 }
@@ -102,15 +63,11 @@ func TestWithOfficerKeys(t *testing.T) {
 // BenchmarkEvaluateOfficerKeys is BenchmarkEvaluate with real hybrid
 // signatures (ECDSA P-256 + ML-DSA-65): 3 approvals verified per call.
 func BenchmarkEvaluateOfficerKeys(b *testing.B) {
-	signers := generateOfficers(b, "alice", "bob", "carol", "dave", "erin")
-	keys := map[string]*officer.PublicKey{}
-	for n, s := range signers {
-		keys[n] = s.Public()
-	}
+	offs := officertest.New(b, "alice", "bob", "carol", "dave", "erin")
 	p := benchProposal()
 	rules := ceremony.Rules{Cluster: "prod", Officers: []string{"alice", "bob", "carol", "dave", "erin"}, Quorum: 3}
-	approvals := []ceremony.Approval{officerApprove(b, p, signers["alice"]), officerApprove(b, p, signers["carol"]), officerApprove(b, p, signers["erin"])}
-	verify := officerVerify(keys)
+	approvals := []ceremony.Approval{offs.Approve("alice", p), offs.Approve("carol", p), offs.Approve("erin", p)}
+	verify := offs.Verify()
 	b.ReportAllocs()
 	for b.Loop() {
 		if out, err := ceremony.Evaluate(p, approvals, rules, t0, 41, verify); err != nil || !out.Ready {
