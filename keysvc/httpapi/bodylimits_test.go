@@ -27,7 +27,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
@@ -223,14 +223,10 @@ func TestBodyLimits(t *testing.T) {
 	dek := make([]byte, wrapkey.MaxDEKSize)
 	blob := maxBlob(t, ctx)
 	share := make([]byte, threshold.ShareLen)
+	offs := officertest.New(t)
 	var bundles []string
 	for i := range keysvc.MaxInitOfficers {
-		sg, err := officer.Generate(officer.Config{Name: fmt.Sprintf("%02d", i) + longName[2:]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		bundles = append(bundles, string(sg.Public().Marshal()))
-		sg.Close()
+		bundles = append(bundles, offs.Bundle(fmt.Sprintf("%02d", i)+longName[2:]))
 	}
 	wrapItems := make([]client.WrapItem, keysvc.MaxBatchItems)
 	unwrapItems := make([]client.UnwrapItem, keysvc.MaxBatchItems)

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 )
 
 func wantCode(t *testing.T, what string, err error, status int, code string) {
@@ -30,17 +29,10 @@ func TestCeremonyRoutes(t *testing.T) {
 	c, fURL := s.Cluster, s.FollowerURL()
 	ctx := context.Background()
 	e := &env{pki: s.PKI}
-	signers := map[string]*officer.Signer{}
+	offs := officertest.New(t)
+	bundles := offs.Bundles("alice", "bob", "carol")
 	sdks := map[string]*client.Client{}
-	var bundles []string
 	for _, name := range []string{"alice", "bob", "carol"} {
-		s, err := officer.Generate(officer.Config{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		signers[name] = s
-		bundles = append(bundles, string(s.Public().Marshal()))
 		sdks[name] = e.sdk(t, identity.RoleOfficer, name, "DE", fURL)
 	}
 	ops := e.sdk(t, identity.RoleOperator, "ops", "DE", fURL)
@@ -62,16 +54,14 @@ func TestCeremonyRoutes(t *testing.T) {
 		t.Fatalf("status %+v, %v", st, err)
 	}
 	propose := func(who string, ps ceremony.Params, sign bool) (ceremony.Proposal, client.Ceremony, error) {
-		id, _ := ceremony.NewID(rand.Reader)
-		now := time.Now()
-		p := ceremony.Proposal{Cluster: "test", ID: id, Params: ps, Proposer: who, Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+		p := officertest.Proposal(t, "test", who, ps, time.Now(), st.StateVersion)
 		b, err := p.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
 		pr := client.ProposeRequest{Proposal: string(b)}
 		if sign {
-			pr.Signature = string(sign1(t, signers[who], p))
+			pr.Signature = string(offs.Sign(who, p))
 		}
 		cer, err := sdks[who].Propose(ctx, pr)
 		return p, cer, err
@@ -84,13 +74,13 @@ func TestCeremonyRoutes(t *testing.T) {
 	b, _ := p.Marshal()
 	_, err = bob.Propose(ctx, client.ProposeRequest{Proposal: string(b)})
 	wantCode(t, "proposal submitted by another officer", err, 403, client.CodeNotProposer)
-	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "carol", Signature: string(sign1(t, signers["carol"], p))})
+	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "carol", Signature: string(offs.Sign("carol", p))})
 	wantCode(t, "approval in another officer's name", err, 403, client.CodeForbidden)
-	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["carol"], p))})
+	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(offs.Sign("carol", p))})
 	wantCode(t, "approval with another's signature", err, 403, string(ceremony.CodeBadSignature))
-	_, err = alice.Approve(ctx, p.ID, client.ApproveRequest{Officer: "alice", Signature: string(sign1(t, signers["alice"], p))})
+	_, err = alice.Approve(ctx, p.ID, client.ApproveRequest{Officer: "alice", Signature: string(offs.Sign("alice", p))})
 	wantCode(t, "second approval by the proposer", err, 409, string(ceremony.CodeDuplicateApprover))
-	_, err = bob.Approve(ctx, "ffffffffffffffffffffffffffffffff", client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
+	_, err = bob.Approve(ctx, "ffffffffffffffffffffffffffffffff", client.ApproveRequest{Officer: "bob", Signature: string(offs.Sign("bob", p))})
 	wantCode(t, "approval of an unknown proposal", err, 404, client.CodeUnknownProposal)
 	_, err = bob.Approve(ctx, "not-an-id", client.ApproveRequest{Officer: "bob", Signature: "x"})
 	wantCode(t, "approval of a malformed id", err, 404, client.CodeUnknownProposal)
@@ -99,7 +89,7 @@ func TestCeremonyRoutes(t *testing.T) {
 	_, err = e.sdk(t, identity.RoleAgent, "agent", "DE", fURL).Ceremonies(ctx)
 	wantCode(t, "agent lists ceremonies", err, 403, client.CodeForbidden)
 
-	cer, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
+	cer, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(offs.Sign("bob", p))})
 	if err != nil || cer.Status != keysvc.StatusExecuted || len(cer.Approvals) != 2 || cer.Closed == 0 {
 		t.Fatalf("approve: %+v, %v", cer, err)
 	}
@@ -118,15 +108,6 @@ func TestCeremonyRoutes(t *testing.T) {
 	}
 	_, err = aud.Ceremony(ctx, "ffffffffffffffffffffffffffffffff")
 	wantCode(t, "show unknown", err, 404, client.CodeUnknownProposal)
-}
-
-func sign1(t *testing.T, s *officer.Signer, p ceremony.Proposal) []byte {
-	t.Helper()
-	sig, err := s.Sign(p.Digest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sig.Marshal()
 }
 
 // A Service without ceremonies answers their routes 501 not_supported_yet,

@@ -15,7 +15,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 )
 
 // certFingerprint is identity.Fingerprint of the certificate in files.
@@ -103,12 +103,7 @@ func TestRevocationCeremoniesOnAPIPort(t *testing.T) {
 	offs := srv.InitOfficers(t, func(role identity.Role, name string) *client.Client {
 		return e.sdk(t, role, name, "DE", srv.LeaderURL())
 	})
-	carol, err := officer.Generate(officer.Config{Name: "carol"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { carol.Close() })
-	offs.Execute(t, ceremony.OfficerAdd{ID: "carol", Bundle: string(carol.Public().Marshal()), Fingerprint: carol.Public().Fingerprint()})
+	offs.Execute(t, officertest.New(t).Add("carol"))
 
 	victim := srv.Cluster.Follower().Info().ID
 	var urls []string // the nodes that stay

@@ -7,7 +7,6 @@ package agentcluster
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,7 +21,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 )
 
 type swapHandler struct{ h atomic.Pointer[http.Handler] }
@@ -124,7 +123,7 @@ func (s *Served) FollowerURL() string { return s.URL[s.Cluster.Follower().Info()
 // Officers are officers alice and bob, initialised (quorum 2, default
 // threshold 2), who run ceremonies through the API.
 type Officers struct {
-	Signers    map[string]*officer.Signer
+	Keys       *officertest.Set
 	ops        *client.Client
 	alice, bob *client.Client
 	converged  func()
@@ -134,33 +133,13 @@ type Officers struct {
 // with them; sdk returns a client for a role and name.
 func (s *Served) InitOfficers(tb testing.TB, sdk func(role identity.Role, name string) *client.Client) *Officers {
 	tb.Helper()
-	o := &Officers{Signers: map[string]*officer.Signer{}, converged: s.Cluster.WaitConverged}
-	var bundles []string
-	for _, name := range []string{"alice", "bob"} {
-		sg, err := officer.Generate(officer.Config{Name: name})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { sg.Close() })
-		o.Signers[name] = sg
-		bundles = append(bundles, string(sg.Public().Marshal()))
-	}
+	o := &Officers{Keys: officertest.New(tb), converged: s.Cluster.WaitConverged}
 	o.ops = sdk(identity.RoleOperator, "ops")
-	if err := o.ops.Init(context.Background(), client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}); err != nil {
+	if err := o.ops.Init(context.Background(), client.InitRequest{Officers: o.Keys.Bundles("alice", "bob"), Quorum: 2, DefaultThreshold: 2}); err != nil {
 		tb.Fatal(err)
 	}
 	o.alice, o.bob = sdk(identity.RoleOfficer, "alice"), sdk(identity.RoleOfficer, "bob")
 	return o
-}
-
-// Sign is officer name's signature of p.
-func (o *Officers) Sign(tb testing.TB, name string, p ceremony.Proposal) string {
-	tb.Helper()
-	sig, err := o.Signers[name].Sign(p.Digest())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return string(sig.Marshal())
 }
 
 // Execute runs a ceremony with params to execution (alice proposes, bob
@@ -172,19 +151,17 @@ func (o *Officers) Execute(tb testing.TB, params ceremony.Params) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	id, _ := ceremony.NewID(rand.Reader)
-	now := time.Now()
-	p := ceremony.Proposal{Cluster: "test", ID: id, Params: params, Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+	p := officertest.Proposal(tb, "test", "alice", params, time.Now(), st.StateVersion)
 	b, _ := p.Marshal()
-	if _, err := o.alice.Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: o.Sign(tb, "alice", p)}); err != nil {
+	if _, err := o.alice.Propose(ctx, client.ProposeRequest{Proposal: string(b), Signature: string(o.Keys.Sign("alice", p))}); err != nil {
 		tb.Fatal(err)
 	}
-	cer, err := o.bob.Approve(ctx, id, client.ApproveRequest{Officer: "bob", Signature: o.Sign(tb, "bob", p)})
+	cer, err := o.bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(o.Keys.Sign("bob", p))})
 	if err != nil || cer.Status != keysvc.StatusExecuted {
 		tb.Fatalf("%s: %+v, %v", params.Operation(), cer, err)
 	}
 	o.converged()
-	return id
+	return p.ID
 }
 
 // New starts two nodes (n1 in DE, n2 in FR) forwarding over mutual TLS,
