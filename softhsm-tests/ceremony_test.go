@@ -4,7 +4,6 @@ package softhsmtests
 // init, a quorum.set proposed by one officer and approved by another.
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 )
 
 func TestCeremonyOnCluster(t *testing.T) {
@@ -27,16 +27,8 @@ func TestCeremonyOnCluster(t *testing.T) {
 	if err := c.InitOfficers(bounded(t, 30*time.Second)); err != nil { // a no-op once initialized
 		t.Fatal(err)
 	}
-	pass, err := os.ReadFile(c.PassphraseFile())
-	if err != nil {
-		t.Fatal(err)
-	}
 	load := func(name string) (*officer.Signer, *client.Client) {
-		s, err := officer.Load(c.OfficerKey(name), []byte(strings.TrimSpace(string(pass))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		s := officertest.Load(t, c.OfficerKey(name), c.PassphraseFile())
 		cl, err := c.OfficerClient(name)
 		if err != nil {
 			t.Fatal(err)
@@ -52,32 +44,21 @@ func TestCeremonyOnCluster(t *testing.T) {
 	if st.Quorum != 2 || strings.Join(st.Officers, ",") != "alice,bob,carol" {
 		t.Fatalf("status after init: %+v", st)
 	}
-	id, _ := ceremony.NewID(rand.Reader)
-	now := time.Now()
-	p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Params: ceremony.QuorumSet{M: 3}, Proposer: "alice",
-		Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+	p := officertest.Proposal(t, st.Cluster, "alice", ceremony.QuorumSet{M: 3}, time.Now(), st.StateVersion)
 	b, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := alice.Sign(p.Digest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cer, err := aliceAPI.Propose(bounded(t, 10*time.Second), client.ProposeRequest{Proposal: string(b), Signature: string(sig.Marshal())})
+	cer, err := aliceAPI.Propose(bounded(t, 10*time.Second), client.ProposeRequest{Proposal: string(b), Signature: string(officertest.Sign(t, alice, p))})
 	if err != nil || cer.Status != "pending" {
 		t.Fatalf("propose: %+v, %v", cer, err)
 	}
 	waitStatus(t, bobAPI, func(st client.Status) bool { return st.LogSize >= cer.Proposed+2 })
-	shown, err := bobAPI.Ceremony(bounded(t, 10*time.Second), id)
+	shown, err := bobAPI.Ceremony(bounded(t, 10*time.Second), p.ID)
 	if err != nil || shown.Proposal != string(b) || !strings.Contains(shown.Description, "3") {
 		t.Fatalf("show: %+v, %v", shown, err)
 	}
-	sig, err = bob.Sign(p.Digest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cer, err = bobAPI.Approve(bounded(t, 10*time.Second), id, client.ApproveRequest{Officer: "bob", Signature: string(sig.Marshal())})
+	cer, err = bobAPI.Approve(bounded(t, 10*time.Second), p.ID, client.ApproveRequest{Officer: "bob", Signature: string(officertest.Sign(t, bob, p))})
 	if err != nil || cer.Status != "executed" {
 		t.Fatalf("approve: %+v, %v", cer, err)
 	}
@@ -125,19 +106,7 @@ func TestNodeJoinsOnlyByCeremony(t *testing.T) {
 	if err := c.InitOfficers(bounded(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	pass, err := os.ReadFile(c.PassphraseFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	signers := map[string]*officer.Signer{}
-	for _, name := range []string{"alice", "bob"} {
-		s, err := officer.Load(c.OfficerKey(name), []byte(strings.TrimSpace(string(pass))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		signers[name] = s
-	}
+	alice, bob := officertest.Load(t, c.OfficerKey("alice"), c.PassphraseFile()), officertest.Load(t, c.OfficerKey("bob"), c.PassphraseFile())
 	api, err := c.OfficerClient("alice")
 	if err != nil {
 		t.Fatal(err)
@@ -168,20 +137,13 @@ func TestNodeJoinsOnlyByCeremony(t *testing.T) {
 		t.Fatalf("description %q: %+v, %v", out, info, err)
 	}
 	st := waitStatus(t, api, func(client.Status) bool { return true })
-	id, _ := ceremony.NewID(rand.Reader)
-	now := time.Now()
-	p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Proposer: "alice", Created: now, Expires: now.Add(time.Hour),
-		StateVersion: st.StateVersion, Params: ceremony.NodeAdd{ID: info.ID, Region: info.Region,
-			RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys, KEM: info.KEM, Cert: info.Cert}}
+	p := officertest.Proposal(t, st.Cluster, "alice", ceremony.NodeAdd{ID: info.ID, Region: info.Region,
+		RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys, KEM: info.KEM, Cert: info.Cert}, time.Now(), st.StateVersion)
 	b, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := signers["alice"].Sign(p.Digest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cer, err := api.Propose(bounded(t, 10*time.Second), client.ProposeRequest{Proposal: string(b), Signature: string(sig.Marshal())}); err != nil || cer.Status != "pending" {
+	if cer, err := api.Propose(bounded(t, 10*time.Second), client.ProposeRequest{Proposal: string(b), Signature: string(officertest.Sign(t, alice, p))}); err != nil || cer.Status != "pending" {
 		t.Fatalf("propose node.add: %+v, %v", cer, err)
 	}
 	bobAPI, err := c.OfficerClient("bob")
@@ -189,10 +151,7 @@ func TestNodeJoinsOnlyByCeremony(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(bobAPI.Close)
-	if sig, err = signers["bob"].Sign(p.Digest()); err != nil {
-		t.Fatal(err)
-	}
-	if cer, err := bobAPI.Approve(bounded(t, 10*time.Second), id, client.ApproveRequest{Officer: "bob", Signature: string(sig.Marshal())}); err != nil || cer.Status != "executed" {
+	if cer, err := bobAPI.Approve(bounded(t, 10*time.Second), p.ID, client.ApproveRequest{Officer: "bob", Signature: string(officertest.Sign(t, bob, p))}); err != nil || cer.Status != "executed" {
 		t.Fatalf("approve node.add: %+v, %v", cer, err)
 	}
 	if err := c.Start(n.ID); err != nil {

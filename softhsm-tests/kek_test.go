@@ -7,7 +7,6 @@ package softhsmtests
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"os"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -35,17 +35,9 @@ type kekOfficers struct {
 }
 
 func loadOfficers(t *testing.T, c *devcluster.Cluster) *kekOfficers {
-	pass, err := os.ReadFile(c.PassphraseFile())
-	if err != nil {
-		t.Fatal(err)
-	}
 	o := &kekOfficers{t: t, signers: map[string]*officer.Signer{}, apis: map[string]*client.Client{}}
 	for _, name := range []string{"alice", "bob"} {
-		s, err := officer.Load(c.OfficerKey(name), []byte(strings.TrimSpace(string(pass))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		s := officertest.Load(t, c.OfficerKey(name), c.PassphraseFile())
 		cl, err := c.OfficerClient(name)
 		if err != nil {
 			t.Fatal(err)
@@ -63,20 +55,12 @@ func (o *kekOfficers) run(ps ceremony.Params, shares map[string][]byte) client.C
 	t.Helper()
 	for try := 0; ; try++ {
 		st := waitStatus(t, o.apis["alice"], func(client.Status) bool { return true })
-		id, _ := ceremony.NewID(rand.Reader)
-		now := time.Now()
-		p := ceremony.Proposal{Cluster: st.Cluster, ID: id, Params: ps, Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: st.StateVersion}
+		p := officertest.Proposal(t, st.Cluster, "alice", ps, time.Now(), st.StateVersion)
 		b, err := p.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		sign := func(name string) string {
-			sig, err := o.signers[name].Sign(p.Digest())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return string(sig.Marshal())
-		}
+		sign := func(name string) string { return string(officertest.Sign(t, o.signers[name], p)) }
 		cer, err := o.apis["alice"].Propose(bounded(t, 20*time.Second), client.ProposeRequest{Proposal: string(b), Signature: sign("alice"), EscrowShare: shares["alice"]})
 		var ae *client.APIError
 		if errors.As(err, &ae) && ae.Code == string(ceremony.CodeSuperseded) && try < 20 {
