@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/internal/testlog"
+	"github.com/custos-eu/custos/internal/testwait"
 	"github.com/custos-eu/custos/raft"
 	"github.com/custos-eu/custos/raft/rafttest"
 )
@@ -222,28 +223,13 @@ func (c *tcpCluster) running() []*tcpNode {
 // leader waits for exactly one running leader that every running node agrees on.
 func (c *tcpCluster) leader() *tcpNode {
 	c.tb.Helper()
-	var leader *tcpNode
-	rafttest.WaitFor(c.tb, "a leader", func() bool {
-		leader = nil
-		for _, tn := range c.running() {
-			if tn.node.IsLeader() {
-				if leader != nil {
-					return false
-				}
-				leader = tn
-			}
+	return testwait.Leader(c.tb, rafttest.WaitTimeout, c.running, func(tn *tcpNode) testwait.View {
+		id, _ := tn.node.Leader()
+		if id == "" {
+			id = "(none)" // not yet agreeing: here every node must know the leader
 		}
-		if leader == nil {
-			return false
-		}
-		for _, tn := range c.running() {
-			if id, _ := tn.node.Leader(); id != leader.id {
-				return false
-			}
-		}
-		return true
+		return testwait.View{ID: tn.id, IsLeader: tn.node.IsLeader(), Leader: id}
 	})
-	return leader
 }
 
 // apply proposes cmd on the leader, retrying while leadership changes.
