@@ -3,9 +3,9 @@
 package ledger_test
 
 import (
-	"golang.org/x/mod/sumdb/tlog"
-
 	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/ledger/internal/ledgertest"
