@@ -25,7 +25,7 @@ type (
 func sampleEntry(i uint64) ledger.Entry                  { return ledgertest.SampleEntry(i) }
 func mustMarshal(t testing.TB, e ledger.Entry) []byte    { return ledgertest.MustMarshal(t, e) }
 func sampleBytes(t testing.TB, from, to uint64) [][]byte { return ledgertest.SampleBytes(t, from, to) }
-func testNode(t testing.TB, name string) node            { return ledgertest.TestNode(t, name) }
+func testNode(t testing.TB, name string) node            { return ledgertest.NewNode(t, name) }
 func mth(leaves [][]byte) tlog.Hash                      { return ledgertest.MTH(leaves) }
 
 func openDB(t testing.TB) *bbolt.DB {

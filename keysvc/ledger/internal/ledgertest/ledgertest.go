@@ -113,9 +113,9 @@ type Node struct {
 	Key  ledger.NodeKey
 }
 
-// TestNode derives a node's keys deterministically from its name.
+// NewNode derives a node's keys deterministically from its name.
 // It panics on failure, so it may run outside a test (t == nil).
-func TestNode(t testing.TB, name string) Node {
+func NewNode(t testing.TB, name string) Node {
 	if t != nil {
 		t.Helper()
 	}
