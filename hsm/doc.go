@@ -1,10 +1,12 @@
-// Package hsm is Custos's narrow door to a PKCS#11 HSM: AES-256-GCM sealing and
-// ECDSA P-256 signing with keys that are generated inside the token and never leave it.
+// Package hsm is Custos's narrow door to an HSM: the Token interface (AES-256-GCM
+// sealing and ECDSA P-256 signing with keys that are generated inside the token and
+// never leave it), and the errors and small types around it. It has no backend and
+// links no cgo, so code that only uses a Token imports hsm alone.
 //
-// Open a token by label with a Config whose PIN comes from a file or an environment
-// variable, then use the keys by label:
+// Open a token with a backend (subpackage pkcs11, for a PKCS#11 HSM), then use the keys
+// by label:
 //
-//	tok, err := hsm.Open(hsm.Config{Module: "/usr/lib/softhsm/libsofthsm2.so",
+//	tok, err := pkcs11.Open(pkcs11.Config{Module: "/usr/lib/softhsm/libsofthsm2.so",
 //		TokenLabel: "custos-node-1", PINFile: "/etc/custos/hsm.pin"})
 //	if err != nil { ... }
 //	defer tok.Close()
@@ -17,14 +19,7 @@
 // errors.Is; their messages never contain raw PKCS#11 return codes, which are kept for
 // operator logs in (*Error).Detail.
 //
-// The PKCS#11 backend (Open) uses github.com/ThalesGroup/crypto11 and
-// github.com/miekg/pkcs11 and needs cgo; without cgo Open fails with a clear error.
-// Several tokens of one module may be open at once in one process; the module is loaded
-// and initialised once and finalised when the last token closes. A Token whose sessions
-// are lost, or whose library was finalised, reconnects and retries the failed operation
-// once (see Open). Rescan makes a module look for new tokens.
-//
-// Subpackage hsmtest has an in-memory fake with the same semantics, the conformance
-// suite both backends pass, and a SoftHSM helper for tests; subpackage softhsm creates
-// SoftHSM tokens for tests, demos and development clusters.
+// Subpackage pkcs11 is the PKCS#11 backend (cgo); hsmtest has an in-memory fake with
+// the same semantics, the conformance suite both backends pass, and a SoftHSM helper
+// for tests; softhsm creates SoftHSM tokens for tests, demos and development clusters.
 package hsm

@@ -67,3 +67,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // "pkcs11: 0xA0: CKR_PIN_INCORRECT", or "" if there is none. It is for operator logs;
 // never send it to a client.
 func (e *Error) Detail() string { return e.detail }
+
+// NewError returns the *Error of a failed operation whose underlying cause, as the
+// PKCS#11 library reported it, is detail. It is for backends; detail is what Detail
+// returns and never goes into the message.
+func NewError(op, label string, err error, detail string) *Error {
+	return &Error{Op: op, Label: label, Err: err, detail: detail}
+}

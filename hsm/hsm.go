@@ -4,10 +4,7 @@ package hsm
 
 import (
 	"crypto"
-	"fmt"
-	"slices"
 	"strconv"
-	"strings"
 )
 
 // Token is one HSM token holding Custos keys, found by label. Keys are named by their
@@ -88,25 +85,4 @@ func CheckLabel(label string) error {
 		return errBadLabel
 	}
 	return nil
-}
-
-// checkDigest rejects a digest whose length does not match the hash opts names.
-func checkDigest(digest []byte, opts crypto.SignerOpts) error {
-	if opts == nil || opts.HashFunc() == 0 {
-		return nil
-	}
-	if h := opts.HashFunc(); len(digest) != h.Size() {
-		return fmt.Errorf("digest is %d bytes, %v needs %d", len(digest), h, h.Size())
-	}
-	return nil
-}
-
-// sortKeys sorts by label, then kind.
-func sortKeys(keys []KeyInfo) {
-	slices.SortFunc(keys, func(a, b KeyInfo) int {
-		if c := strings.Compare(a.Label, b.Label); c != 0 {
-			return c
-		}
-		return int(a.Kind - b.Kind)
-	})
 }

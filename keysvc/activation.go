@@ -20,6 +20,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
@@ -502,7 +503,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 			member = true
 			toKEM, _ = r.KEMKey()
 		}
-		raw, err := ledger.ReadEntries(tx, req.Activation, 1)
+		raw, err := ledgerdb.ReadEntries(tx, req.Activation, 1)
 		if err != nil || len(raw) != 1 {
 			actErr = fmt.Errorf("no log entry %d", req.Activation)
 		} else if act, actErr = ledger.ParseEntry(raw[0]); actErr == nil {

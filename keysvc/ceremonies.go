@@ -22,6 +22,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
@@ -585,7 +586,7 @@ func closeRefused(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, c
 func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason string, details map[string]string, err error) {
 	meta := tx.Bucket(bucketMeta)
 	if isKEKOp(p.Operation()) {
-		size, err := ledger.Size(tx)
+		size, err := ledgerdb.Size(tx)
 		if err != nil {
 			return "", "", nil, err
 		}
@@ -632,7 +633,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		} else if revoked {
 			return CodeIdentityRevoked, fmt.Sprintf("officer identity %s was revoked by entry %d: add the officer under another name", ps.ID, rv.Entry), nil, nil
 		}
-		size, err := ledger.Size(tx)
+		size, err := ledgerdb.Size(tx)
 		if err != nil {
 			return "", "", nil, err
 		}
@@ -649,7 +650,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		if len(active)-1 < quorum {
 			return CodeBelowQuorum, fmt.Sprintf("removing %q would leave %d officers, fewer than the quorum %d", ps.ID, len(active)-1, quorum), nil, nil
 		}
-		size, err := ledger.Size(tx)
+		size, err := ledgerdb.Size(tx)
 		if err != nil {
 			return "", "", nil, err
 		}
@@ -707,7 +708,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		} else if revoked {
 			return CodeIdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: add the node under another id", info.ID, rv.Entry), nil, nil
 		}
-		size, err := ledger.Size(tx)
+		size, err := ledgerdb.Size(tx)
 		if err != nil {
 			return "", "", nil, err
 		}
@@ -732,7 +733,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		if active <= 1 {
 			return "last_node", fmt.Sprintf("node %s is the last member", ps.ID), nil, nil
 		}
-		size, err := ledger.Size(tx)
+		size, err := ledgerdb.Size(tx)
 		if err != nil {
 			return "", "", nil, err
 		}
@@ -744,7 +745,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		rec.Removed = true
 		return "", "", details, putNode(tx, rec)
 	case ceremony.IdentityRevoke:
-		size, err := ledger.Size(tx)
+		size, err := ledgerdb.Size(tx)
 		if err != nil {
 			return "", "", nil, err
 		}

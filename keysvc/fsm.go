@@ -30,6 +30,7 @@ import (
 	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -241,7 +242,7 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if sz, err := ledger.Size(tx); err == nil {
+		if sz, err := ledgerdb.Size(tx); err == nil {
 			logSize = sz
 		}
 		return tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
@@ -325,7 +326,7 @@ func appendLogged(tx *bbolt.Tx, typ string, entries ...ledger.Entry) (first uint
 			last = t
 		}
 	}
-	first, err = ledger.AppendEntries(tx, entries...)
+	first, err = ledgerdb.AppendEntries(tx, entries...)
 	var pe *ledger.ParseError
 	if errors.As(err, &pe) {
 		return 0, &CommandError{Type: typ, Err: err}
@@ -355,7 +356,7 @@ func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
 		return result{}, cmdErr(typ, "%d entries, want 1..%d", len(cmd.Entries), MaxAppendBatch)
 	}
 	meta := tx.Bucket(bucketMeta)
-	first, err := ledger.Size(tx)
+	first, err := ledgerdb.Size(tx)
 	if err != nil {
 		return result{}, err
 	}
@@ -367,7 +368,7 @@ func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
 		}
 	}
 	// Append checks every entry strictly (canonical form, index) before writing.
-	if _, err := ledger.Append(tx, entries...); err != nil {
+	if _, err := ledgerdb.Append(tx, entries...); err != nil {
 		var pe *ledger.ParseError
 		if errors.As(err, &pe) || errors.Is(err, ledger.ErrIndexMismatch) {
 			return result{}, &CommandError{Type: typ, Err: err}
@@ -394,7 +395,7 @@ const entryHead = `{"index":0,"time":"`
 
 // stamp returns raw (a proposed entry) numbered index, with its time raised
 // to last if earlier, and the entry's time. It rewrites bytes without parsing
-// the entry: ledger.Append checks the result strictly.
+// the entry: ledgerdb.Append checks the result strictly.
 func stamp(raw []byte, index uint64, last int64) ([]byte, int64, error) {
 	end := len(entryHead) + len(timeFormat)
 	if !bytes.HasPrefix(raw, []byte(entryHead)) || len(raw) <= end || raw[end] != '"' {
@@ -447,7 +448,7 @@ func isDrill(raw []byte) bool { return hasType(raw, drillPrefix) }
 // It returns the number of entries it read.
 func indexDrills(tx *bbolt.Tx) (int, error) {
 	meta := tx.Bucket(bucketMeta)
-	size, err := ledger.Size(tx)
+	size, err := ledgerdb.Size(tx)
 	if err != nil {
 		return 0, err
 	}
@@ -466,7 +467,7 @@ func indexDrills(tx *bbolt.Tx) (int, error) {
 	}
 	drills, n := tx.Bucket(bucketDrills), 0
 	for start := from; start < size; {
-		page, err := ledger.ReadEntries(tx, start, 1024)
+		page, err := ledgerdb.ReadEntries(tx, start, 1024)
 		if err != nil {
 			return n, err
 		}
@@ -543,7 +544,7 @@ func (n *Node) Drills(ctx context.Context, dataset string) ([]Drill, error) {
 				return fmt.Errorf("keysvc: drill record %q: %w", k, ledger.ErrCorrupt)
 			}
 			i := binary.BigEndian.Uint64(v)
-			raw, err := ledger.ReadEntry(tx, i)
+			raw, err := ledgerdb.ReadEntry(tx, i)
 			if err != nil {
 				return err
 			}
@@ -630,7 +631,7 @@ func applyGenesis(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
 	if !slices.Contains(regions, info.Region) {
 		return result{}, &CommandError{Type: typ, Err: fmt.Errorf("%w: genesis node region %s", ErrRegionNotAllowed, info.Region)}
 	}
-	if n, err := ledger.Size(tx); err != nil {
+	if n, err := ledgerdb.Size(tx); err != nil {
 		return result{}, err
 	} else if n != 0 {
 		return result{}, cmdErr(typ, "log already holds %d entries", n)
@@ -763,7 +764,7 @@ func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 	if active <= 1 {
 		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "last_node", fmt.Sprintf("node %s is the last member", cmd.NodeID), details)
 	}
-	size, err := ledger.Size(tx)
+	size, err := ledgerdb.Size(tx)
 	if err != nil {
 		return result{}, err
 	}
@@ -843,7 +844,7 @@ func readHead(tx *bbolt.Tx) (stateHead, error) {
 	if meta == nil {
 		return stateHead{}, fmt.Errorf("no meta bucket")
 	}
-	size, err := ledger.Size(tx)
+	size, err := ledgerdb.Size(tx)
 	if err != nil {
 		return stateHead{}, err
 	}
@@ -975,7 +976,7 @@ func (s *stateDB) setAppliedLocked() {
 	}
 	_ = s.db.View(func(tx *bbolt.Tx) error {
 		s.applied.Store(getU64(tx.Bucket(bucketMeta), keyApplied))
-		if sz, err := ledger.Size(tx); err == nil {
+		if sz, err := ledgerdb.Size(tx); err == nil {
 			s.logSize.Store(sz)
 		}
 		return nil
@@ -1030,7 +1031,7 @@ func inspectSnapshot(path string) (*bbolt.DB, stateHead, tlog.Hash, error) {
 		if h, err = readHead(tx); err != nil {
 			return err
 		}
-		root, err = ledger.Root(tx, h.size)
+		root, err = ledgerdb.Root(tx, h.size)
 		return err
 	})
 	if err != nil {

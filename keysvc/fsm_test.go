@@ -19,6 +19,7 @@ import (
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -136,7 +137,7 @@ func digest(t *testing.T, s *stateDB) [32]byte {
 func entries(t *testing.T, s *stateDB) [][]byte {
 	t.Helper()
 	var out [][]byte
-	if err := s.view(func(tx *bbolt.Tx) (err error) { out, err = ledger.ReadEntries(tx, 0, 1000); return err }); err != nil {
+	if err := s.view(func(tx *bbolt.Tx) (err error) { out, err = ledgerdb.ReadEntries(tx, 0, 1000); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -426,11 +427,11 @@ func stateDigest(tx *bbolt.Tx) ([32]byte, error) {
 			return [32]byte{}, err
 		}
 	}
-	size, err := ledger.Size(tx)
+	size, err := ledgerdb.Size(tx)
 	if err != nil {
 		return [32]byte{}, err
 	}
-	root, err := ledger.Root(tx, size)
+	root, err := ledgerdb.Root(tx, size)
 	if err != nil {
 		return [32]byte{}, err
 	}

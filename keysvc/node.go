@@ -25,6 +25,7 @@ import (
 
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 	"github.com/custos-eu/custos/keysvc/peer"
 	"github.com/custos-eu/custos/raft"
 )
@@ -767,7 +768,7 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 		if !found || rec.Keys != n.keys.text {
 			return errKeysMismatch(n.cfg.NodeID)
 		}
-		head, err = ledger.TreeHead(tx, Origin(n.cfg.Cluster))
+		head, err = ledgerdb.TreeHead(tx, Origin(n.cfg.Cluster))
 		return err
 	})
 	if err != nil {
@@ -812,7 +813,7 @@ func (n *Node) leaderApplied(ctx context.Context) error {
 func (n *Node) Entries(start uint64, limit int) ([][]byte, error) {
 	var out [][]byte
 	err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		out, err = ledger.ReadEntries(tx, start, limit)
+		out, err = ledgerdb.ReadEntries(tx, start, limit)
 		return err
 	})
 	return out, err
@@ -823,7 +824,7 @@ func (n *Node) Entries(start uint64, limit int) ([][]byte, error) {
 func (n *Node) TreeHead() (ledger.Checkpoint, error) {
 	var head ledger.Checkpoint
 	err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		head, err = ledger.TreeHead(tx, Origin(n.cfg.Cluster))
+		head, err = ledgerdb.TreeHead(tx, Origin(n.cfg.Cluster))
 		return err
 	})
 	return head, err
@@ -833,7 +834,7 @@ func (n *Node) TreeHead() (ledger.Checkpoint, error) {
 func (n *Node) Size() (uint64, error) {
 	var size uint64
 	err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		size, err = ledger.Size(tx)
+		size, err = ledgerdb.Size(tx)
 		return err
 	})
 	return size, err
@@ -843,7 +844,7 @@ func (n *Node) Size() (uint64, error) {
 func (n *Node) ProveInclusion(index, size uint64) (ledger.InclusionProof, error) {
 	p := ledger.InclusionProof{Index: index, Size: size}
 	err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		p.Hashes, err = ledger.ProveInclusion(tx, index, size)
+		p.Hashes, err = ledgerdb.ProveInclusion(tx, index, size)
 		return err
 	})
 	return p, err
@@ -854,7 +855,7 @@ func (n *Node) ProveInclusion(index, size uint64) (ledger.InclusionProof, error)
 func (n *Node) ProveConsistency(old, new uint64) (ledger.ConsistencyProof, error) {
 	p := ledger.ConsistencyProof{Old: old, New: new}
 	err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		p.Hashes, err = ledger.ProveConsistency(tx, old, new)
+		p.Hashes, err = ledgerdb.ProveConsistency(tx, old, new)
 		return err
 	})
 	return p, err
@@ -884,7 +885,7 @@ func (n *Node) Status() Status {
 	st.Leader.ID = st.Raft.LeaderID
 	members := map[string]*Member{}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		st.LogSize, _ = ledger.Size(tx)
+		st.LogSize, _ = ledgerdb.Size(tx)
 		meta := tx.Bucket(bucketMeta)
 		st.AllowedRegions, _ = allowedRegions(meta)
 		st.Initialized = initialized(tx)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 )
 
 // signedFile (in DataDir) holds the body of the latest checkpoint this node
@@ -60,7 +61,7 @@ func (s *stateDB) recordSigned(head ledger.Checkpoint) error {
 		}
 		var root tlog.Hash
 		if err := s.db.View(func(tx *bbolt.Tx) (err error) {
-			root, err = ledger.Root(tx, prev.Size)
+			root, err = ledgerdb.Root(tx, prev.Size)
 			return err
 		}); err != nil {
 			return err
@@ -125,7 +126,7 @@ func judgeSnapshot(cur, snap *bbolt.Tx, h stateHead, snapRoot tlog.Hash, signed 
 			if h.size > c.size {
 				return 0, refuseSnapshot("snapshot at raft index %d (not past this node's %d) has a longer log (%d entries, this node %d)", h.applied, c.applied, h.size, c.size)
 			}
-			root, err := ledger.Root(cur, h.size)
+			root, err := ledgerdb.Root(cur, h.size)
 			if err != nil {
 				return 0, err
 			}
@@ -137,11 +138,11 @@ func judgeSnapshot(cur, snap *bbolt.Tx, h stateHead, snapRoot tlog.Hash, signed 
 		if h.size < c.size {
 			return 0, refuseSnapshot("snapshot's log (%d entries) is shorter than this node's (%d)", h.size, c.size)
 		}
-		curRoot, err := ledger.Root(cur, c.size)
+		curRoot, err := ledgerdb.Root(cur, c.size)
 		if err != nil {
 			return 0, err
 		}
-		root, err := ledger.Root(snap, c.size)
+		root, err := ledgerdb.Root(snap, c.size)
 		if err != nil {
 			return 0, err
 		}
@@ -153,7 +154,7 @@ func judgeSnapshot(cur, snap *bbolt.Tx, h stateHead, snapRoot tlog.Hash, signed 
 		if h.size < signed.Size {
 			return 0, refuseSnapshot("snapshot's log (%d entries) is shorter than the checkpoint this node signed (size %d)", h.size, signed.Size)
 		}
-		root, err := ledger.Root(snap, signed.Size)
+		root, err := ledgerdb.Root(snap, signed.Size)
 		if err != nil {
 			return 0, err
 		}

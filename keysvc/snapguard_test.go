@@ -12,13 +12,14 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 )
 
 // head returns the tree head of s's log, as Node.Checkpoint signs it.
 func head(t *testing.T, s *stateDB) ledger.Checkpoint {
 	t.Helper()
 	var h ledger.Checkpoint
-	if err := s.view(func(tx *bbolt.Tx) (err error) { h, err = ledger.TreeHead(tx, Origin("test")); return err }); err != nil {
+	if err := s.view(func(tx *bbolt.Tx) (err error) { h, err = ledgerdb.TreeHead(tx, Origin("test")); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return h

@@ -9,6 +9,7 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
@@ -17,7 +18,7 @@ import (
 var ctx = wrapkey.Context{"dataset": "finance", "classification": "restricted"}
 
 // nodes opens one fresh SoftHSM token per would-be node.
-func nodes(t testing.TB, n int) ([]hsm.Token, []hsm.Config) {
+func nodes(t testing.TB, n int) ([]hsm.Token, []pkcs11.Config) {
 	t.Helper()
 	labels := make([]string, n)
 	for i := range labels {
@@ -26,7 +27,7 @@ func nodes(t testing.TB, n int) ([]hsm.Token, []hsm.Config) {
 	cfgs := hsmtest.SoftHSM(t, labels...)
 	toks := make([]hsm.Token, n)
 	for i, c := range cfgs {
-		tok, err := hsm.Open(c)
+		tok, err := pkcs11.Open(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +139,7 @@ func TestSharesSurviveReopen(t *testing.T) {
 	if err := toks[0].Close(); err != nil {
 		t.Fatal(err)
 	}
-	reopened, err := hsm.Open(cfgs[0])
+	reopened, err := pkcs11.Open(cfgs[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -128,7 +129,7 @@ func withToken(t *testing.T, c *devcluster.Cluster, id string, fn func(hsm.Token
 			os.Unsetenv("SOFTHSM2_CONF")
 		}
 	}()
-	tok, err := hsm.Open(hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile})
+	tok, err := pkcs11.Open(pkcs11.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile})
 	if err != nil {
 		t.Fatalf("open %s's token: %v", id, err)
 	}

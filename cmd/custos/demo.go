@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/hsm/softhsm"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
@@ -79,7 +80,7 @@ func runDemo(w io.Writer, dir string) (err error) {
 		if err != nil {
 			return err
 		}
-		n.tok, err = hsm.Open(cfg)
+		n.tok, err = pkcs11.Open(cfg)
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/devcluster"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -50,7 +50,7 @@ func devGrabShares(ctx context.Context, w io.Writer, args []string) error {
 	if cfg.HSM.SoftHSMConf != "" {
 		os.Setenv("SOFTHSM2_CONF", cfg.HSM.SoftHSMConf)
 	}
-	tok, err := hsm.Open(hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile, PINEnv: cfg.HSM.PINEnv})
+	tok, err := pkcs11.Open(pkcs11.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile, PINEnv: cfg.HSM.PINEnv})
 	if err != nil {
 		return fmt.Errorf("%s's token: %w", *as, err)
 	}

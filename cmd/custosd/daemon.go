@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
@@ -190,8 +191,8 @@ func openToken(cfg *nodecfg.Config) (hsm.Token, error) {
 			return nil, fmt.Errorf("set SOFTHSM2_CONF: %w", err)
 		}
 	}
-	hcfg := hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile, PINEnv: cfg.HSM.PINEnv}
-	tok, err := hsm.Open(hcfg)
+	hcfg := pkcs11.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile, PINEnv: cfg.HSM.PINEnv}
+	tok, err := pkcs11.Open(hcfg)
 	if err != nil {
 		if errors.Is(err, hsm.ErrNoPIN) || errors.Is(err, hsm.ErrWrongPIN) || errors.Is(err, hsm.ErrTokenNotFound) || errors.Is(err, hsm.ErrModule) {
 			return nil, &configError{fmt.Errorf("hsm %v: %w", hcfg, err)}

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
@@ -33,7 +33,7 @@ import (
 )
 
 // nodeConfig is a one-node bootstrap configuration on tok, written to dir.
-func nodeConfig(t *testing.T, dir, caFile string, tok hsm.Config) (string, *nodecfg.Config) {
+func nodeConfig(t *testing.T, dir, caFile string, tok pkcs11.Config) (string, *nodecfg.Config) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestCSR(t *testing.T) {
 		t.Errorf("names %v %v, want node-1.example.eu, localhost and 127.0.0.1", first.DNSNames, first.IPAddresses)
 	}
 	// The key is the token's TLS key, and nothing was written: no data, no key file.
-	h, err := hsm.Open(tok)
+	h, err := pkcs11.Open(tok)
 	if err != nil {
 		t.Fatal(err)
 	}

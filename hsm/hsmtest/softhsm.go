@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/hsm/softhsm"
 )
 
@@ -33,7 +34,7 @@ var shared struct {
 	n    atomic.Int64 // makes token labels unique within the process
 }
 
-// SoftHSM initialises one new SoftHSM token per label and returns the hsm.Config of
+// SoftHSM initialises one new SoftHSM token per label and returns the pkcs11.Config of
 // each, with the PIN in a 0600 file. Token labels get a suffix ("node-1" becomes
 // "node-1-7") so that every call, in any test of the process, has fresh, empty tokens;
 // the label with its suffix must fit in 32 bytes.
@@ -48,7 +49,7 @@ var shared struct {
 //
 // Without softhsm2-util on PATH (or without cgo) SoftHSM skips the test, unless
 // CUSTOS_REQUIRE_SOFTHSM is set, when it fails it.
-func SoftHSM(t testing.TB, labels ...string) []hsm.Config {
+func SoftHSM(t testing.TB, labels ...string) []pkcs11.Config {
 	t.Helper()
 	if !cgoEnabled {
 		unavailable(t, "this test binary was built without cgo")
@@ -60,7 +61,7 @@ func SoftHSM(t testing.TB, labels ...string) []hsm.Config {
 	if err != nil {
 		t.Fatalf("hsmtest: SoftHSM setup: %v", err)
 	}
-	cfgs := make([]hsm.Config, len(labels))
+	cfgs := make([]pkcs11.Config, len(labels))
 	for i, label := range labels {
 		unique := fmt.Sprintf("%s-%d", label, shared.n.Add(1))
 		if cfgs[i], err = env.InitToken(unique); err != nil {
@@ -73,7 +74,7 @@ func SoftHSM(t testing.TB, labels ...string) []hsm.Config {
 // OpenSoftHSM opens a fresh SoftHSM token (see SoftHSM) and closes it when the test ends.
 func OpenSoftHSM(t testing.TB, label string) hsm.Token {
 	t.Helper()
-	tok, err := hsm.Open(SoftHSM(t, label)[0])
+	tok, err := pkcs11.Open(SoftHSM(t, label)[0])
 	if err != nil {
 		t.Fatalf("hsmtest: %v", err)
 	}

@@ -3,9 +3,9 @@
 // to files beside the tokens.
 //
 //	env, err := softhsm.Setup(dir) // writes dir/softhsm2.conf, tokens go in dir/tokens
-//	err = env.Activate()           // SOFTHSM2_CONF for this process, before any hsm.Open
+//	err = env.Activate()           // SOFTHSM2_CONF for this process, before any pkcs11.Open
 //	cfg, err := env.InitToken("node-1")
-//	tok, err := hsm.Open(cfg)
+//	tok, err := pkcs11.Open(cfg)
 //
 // SoftHSM reads SOFTHSM2_CONF when the library is initialised, and the library stays
 // initialised while any token of it is open; so a process should use one Env only.
@@ -25,7 +25,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 )
 
 // Env is a directory of SoftHSM tokens and the configuration that points at it.
@@ -73,7 +73,7 @@ func (e *Env) Var() string { return "SOFTHSM2_CONF=" + e.ConfPath }
 
 // Activate points this process's SoftHSM at e by setting SOFTHSM2_CONF. The variable is
 // process-global and SoftHSM reads it when the library is initialised, so call Activate
-// before the first hsm.Open of a SoftHSM token; a change made while a token is open has
+// before the first pkcs11.Open of a SoftHSM token; a change made while a token is open has
 // no effect until every token of the module has been closed.
 func (e *Env) Activate() error {
 	return os.Setenv("SOFTHSM2_CONF", e.ConfPath)
@@ -84,32 +84,32 @@ func (e *Env) Activate() error {
 var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`)
 
 // InitToken initialises a new token labelled label in a free slot, with a random user
-// PIN written to Dir/<label>.pin (mode 0600), and returns the hsm.Config to open it.
+// PIN written to Dir/<label>.pin (mode 0600), and returns the pkcs11.Config to open it.
 // The SO PIN is random and discarded. If the token exists already (its PIN file does),
 // the error wraps fs.ErrExist; use Config to open it.
 //
 // SoftHSM finds tokens that another process (softhsm2-util) made only when it is
-// initialised, so if this process has the module loaded, InitToken calls hsm.Rescan:
+// initialised, so if this process has the module loaded, InitToken calls pkcs11.Rescan:
 // the new token can then be opened, and Tokens already open reconnect on their next call.
 //
 // softhsm2-util takes the PINs as arguments, so they are visible to local users in the
 // process list while it runs, for a few milliseconds.
-func (e *Env) InitToken(label string) (hsm.Config, error) {
+func (e *Env) InitToken(label string) (pkcs11.Config, error) {
 	if !labelRE.MatchString(label) {
-		return hsm.Config{}, fmt.Errorf("softhsm: token label %q: want 1 to 32 of A-Z a-z 0-9 . _ -, starting with a letter or digit", label)
+		return pkcs11.Config{}, fmt.Errorf("softhsm: token label %q: want 1 to 32 of A-Z a-z 0-9 . _ -, starting with a letter or digit", label)
 	}
 	util, err := exec.LookPath("softhsm2-util")
 	if err != nil {
-		return hsm.Config{}, fmt.Errorf("softhsm: %w", err)
+		return pkcs11.Config{}, fmt.Errorf("softhsm: %w", err)
 	}
 	pin, soPIN := randomPIN(), randomPIN()
 	pinFile := e.pinFile(label)
 	f, err := os.OpenFile(pinFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return hsm.Config{}, fmt.Errorf("softhsm: token %q: %w (PIN file %s)", label, err, pinFile)
+		return pkcs11.Config{}, fmt.Errorf("softhsm: token %q: %w (PIN file %s)", label, err, pinFile)
 	}
 	if err != nil {
-		return hsm.Config{}, fmt.Errorf("softhsm: %w", err)
+		return pkcs11.Config{}, fmt.Errorf("softhsm: %w", err)
 	}
 	_, err = f.WriteString(pin + "\n")
 	if cerr := f.Close(); err == nil {
@@ -117,35 +117,35 @@ func (e *Env) InitToken(label string) (hsm.Config, error) {
 	}
 	if err != nil {
 		os.Remove(pinFile)
-		return hsm.Config{}, fmt.Errorf("softhsm: %w", err)
+		return pkcs11.Config{}, fmt.Errorf("softhsm: %w", err)
 	}
 	cmd := exec.Command(util, "--init-token", "--free", "--label", label, "--so-pin", soPIN, "--pin", pin)
 	cmd.Env = append(withoutVar(os.Environ(), "SOFTHSM2_CONF"), e.Var())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(pinFile)
 		// The output names slots and labels, not PINs; the command line is left out.
-		return hsm.Config{}, fmt.Errorf("softhsm: init token %q: %v: %s", label, err, strings.TrimSpace(string(out)))
+		return pkcs11.Config{}, fmt.Errorf("softhsm: init token %q: %v: %s", label, err, strings.TrimSpace(string(out)))
 	}
 	// SoftHSM reads its token directory only when initialised.
-	if err := hsm.Rescan(e.Module); err != nil {
-		return hsm.Config{}, fmt.Errorf("softhsm: %w", err)
+	if err := pkcs11.Rescan(e.Module); err != nil {
+		return pkcs11.Config{}, fmt.Errorf("softhsm: %w", err)
 	}
 	return e.config(label), nil
 }
 
-// Config returns the hsm.Config of a token made earlier by InitToken in this Env.
-func (e *Env) Config(label string) (hsm.Config, error) {
+// Config returns the pkcs11.Config of a token made earlier by InitToken in this Env.
+func (e *Env) Config(label string) (pkcs11.Config, error) {
 	if !labelRE.MatchString(label) {
-		return hsm.Config{}, fmt.Errorf("softhsm: bad token label %q", label)
+		return pkcs11.Config{}, fmt.Errorf("softhsm: bad token label %q", label)
 	}
 	if _, err := os.Stat(e.pinFile(label)); err != nil {
-		return hsm.Config{}, fmt.Errorf("softhsm: token %q: %w", label, err)
+		return pkcs11.Config{}, fmt.Errorf("softhsm: token %q: %w", label, err)
 	}
 	return e.config(label), nil
 }
 
-func (e *Env) config(label string) hsm.Config {
-	return hsm.Config{Module: e.Module, TokenLabel: label, PINFile: e.pinFile(label)}
+func (e *Env) config(label string) pkcs11.Config {
+	return pkcs11.Config{Module: e.Module, TokenLabel: label, PINFile: e.pinFile(label)}
 }
 
 func (e *Env) pinFile(label string) string { return filepath.Join(e.Dir, label+".pin") }

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -73,7 +72,7 @@ func TestCheckpointBody(t *testing.T) {
 
 func signedAt(t *testing.T, n node, size uint64) (ledger.Checkpoint, []byte) {
 	c := ledger.Checkpoint{Origin: testOrigin, Size: size, Hash: tlog.RecordHash([]byte(fmt.Sprint(size)))}
-	return c, n.sign(t, c)
+	return c, n.Sign(t, c)
 }
 
 // sigLines splits a signed note into text and signature lines.
@@ -104,17 +103,17 @@ func TestSignVerifyCheckpoint(t *testing.T) {
 	a, b, stranger := testNode(t, "custos.test/node-a"), testNode(t, "custos.test/node-b"), testNode(t, "custos.test/evil")
 	c, msg := signedAt(t, a, 42)
 
-	got, signer, err := ledger.VerifyCheckpoint(msg, testOrigin, b.key, a.key)
-	if err != nil || got != c || signer != a.name {
+	got, signer, err := ledger.VerifyCheckpoint(msg, testOrigin, b.Key, a.Key)
+	if err != nil || got != c || signer != a.Name {
 		t.Fatalf("VerifyCheckpoint = %+v, %q, %v", got, signer, err)
 	}
 	text, lines := sigLines(t, msg)
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "— "+a.name+" ") {
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "— "+a.Name+" ") {
 		t.Fatalf("signature lines: %q", lines)
 	}
 	ecLine, mlLine := lines[0], lines[1]
 	// Each line's key ID matches the vkey; the ECDSA one is SHA-256(SPKI)[:4].
-	spki, _ := x509.MarshalPKIXPublicKey(&a.ec.PublicKey)
+	spki, _ := x509.MarshalPKIXPublicKey(&a.EC.PublicKey)
 	sum := sha256.Sum256(spki)
 	raw, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(ecLine[strings.LastIndex(ecLine, " ")+1:]))
 	if !bytes.Equal(raw[:4], sum[:4]) {
@@ -135,27 +134,27 @@ func TestSignVerifyCheckpoint(t *testing.T) {
 		trusted []ledger.NodeKey
 		want    error
 	}{
-		"ecdsa missing":       {joinNote(text, mlLine), []ledger.NodeKey{a.key}, ledger.ErrCheckpointUntrusted},
-		"ml-dsa missing":      {joinNote(text, ecLine), []ledger.NodeKey{a.key}, ledger.ErrCheckpointUntrusted},
-		"ecdsa flipped":       {joinNote(text, flipSig(t, ecLine), mlLine), []ledger.NodeKey{a.key}, ledger.ErrCheckpointSignature},
-		"ml-dsa flipped":      {joinNote(text, ecLine, flipSig(t, mlLine)), []ledger.NodeKey{a.key}, ledger.ErrCheckpointSignature},
-		"ml-dsa truncated":    {joinNote(text, ecLine, mlLine[:len(mlLine)-9]+"\n"), []ledger.NodeKey{a.key}, ledger.ErrCheckpointSignature},
-		"untrusted signer":    {msg, []ledger.NodeKey{b.key, stranger.key}, ledger.ErrCheckpointUntrusted},
+		"ecdsa missing":       {joinNote(text, mlLine), []ledger.NodeKey{a.Key}, ledger.ErrCheckpointUntrusted},
+		"ml-dsa missing":      {joinNote(text, ecLine), []ledger.NodeKey{a.Key}, ledger.ErrCheckpointUntrusted},
+		"ecdsa flipped":       {joinNote(text, flipSig(t, ecLine), mlLine), []ledger.NodeKey{a.Key}, ledger.ErrCheckpointSignature},
+		"ml-dsa flipped":      {joinNote(text, ecLine, flipSig(t, mlLine)), []ledger.NodeKey{a.Key}, ledger.ErrCheckpointSignature},
+		"ml-dsa truncated":    {joinNote(text, ecLine, mlLine[:len(mlLine)-9]+"\n"), []ledger.NodeKey{a.Key}, ledger.ErrCheckpointSignature},
+		"untrusted signer":    {msg, []ledger.NodeKey{b.Key, stranger.Key}, ledger.ErrCheckpointUntrusted},
 		"no trusted keys":     {msg, nil, ledger.ErrCheckpointUntrusted},
-		"other origin":        {msg, []ledger.NodeKey{a.key}, ledger.ErrCheckpointOrigin},
-		"size changed":        {joinNote(strings.Replace(text, "\n42\n", "\n43\n", 1), lines...), []ledger.NodeKey{a.key}, ledger.ErrCheckpointSignature},
-		"halves of two nodes": {joinNote(text, ecLine, blines[1]), []ledger.NodeKey{a.key, b.key}, ledger.ErrCheckpointUntrusted},
-		"witness only":        {joinNote(text, wlines...), []ledger.NodeKey{a.key}, ledger.ErrCheckpointUntrusted},
-		"no signatures":       {[]byte(text + "\n"), []ledger.NodeKey{a.key}, ledger.ErrMalformedCheckpoint},
-		"body not canonical":  {nil, []ledger.NodeKey{a.key}, ledger.ErrMalformedCheckpoint},
-		"too large":           {append(bytes.Repeat([]byte("x"), ledger.MaxCheckpointSize), msg...), []ledger.NodeKey{a.key}, ledger.ErrMalformedCheckpoint},
+		"other origin":        {msg, []ledger.NodeKey{a.Key}, ledger.ErrCheckpointOrigin},
+		"size changed":        {joinNote(strings.Replace(text, "\n42\n", "\n43\n", 1), lines...), []ledger.NodeKey{a.Key}, ledger.ErrCheckpointSignature},
+		"halves of two nodes": {joinNote(text, ecLine, blines[1]), []ledger.NodeKey{a.Key, b.Key}, ledger.ErrCheckpointUntrusted},
+		"witness only":        {joinNote(text, wlines...), []ledger.NodeKey{a.Key}, ledger.ErrCheckpointUntrusted},
+		"no signatures":       {[]byte(text + "\n"), []ledger.NodeKey{a.Key}, ledger.ErrMalformedCheckpoint},
+		"body not canonical":  {nil, []ledger.NodeKey{a.Key}, ledger.ErrMalformedCheckpoint},
+		"too large":           {append(bytes.Repeat([]byte("x"), ledger.MaxCheckpointSize), msg...), []ledger.NodeKey{a.Key}, ledger.ErrMalformedCheckpoint},
 	}
 	// A correctly signed but non-canonical body (an extension line).
-	ecs, err := ledger.NewECDSASigner(a.name, a.ec)
+	ecs, err := ledger.NewECDSASigner(a.Name, a.EC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mls, err := ledger.NewMLDSASigner(a.name, a.ml)
+	mls, err := ledger.NewMLDSASigner(a.Name, a.ML)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,16 +186,16 @@ func TestSignVerifyCheckpoint(t *testing.T) {
 		"both nodes signed":        joinNote(text, append(append([]string{}, blines...), lines...)...),
 		"duplicate signature line": joinNote(text, ecLine, ecLine, mlLine),
 	} {
-		got, signer, err := ledger.VerifyCheckpoint(m, testOrigin, a.key, b.key)
+		got, signer, err := ledger.VerifyCheckpoint(m, testOrigin, a.Key, b.Key)
 		if err != nil || got != c {
 			t.Errorf("%s: VerifyCheckpoint = %+v, %q, %v", name, got, signer, err)
 		}
-		if name != "both nodes signed" && signer != a.name {
+		if name != "both nodes signed" && signer != a.Name {
 			t.Errorf("%s: signer %q", name, signer)
 		}
 	}
 	// The same key listed twice is not an error.
-	if _, _, err := ledger.VerifyCheckpoint(msg, testOrigin, a.key, a.key); err != nil {
+	if _, _, err := ledger.VerifyCheckpoint(msg, testOrigin, a.Key, a.Key); err != nil {
 		t.Fatalf("duplicate trusted key: %v", err)
 	}
 }
@@ -226,49 +225,49 @@ func TestSignCheckpointRefusesBadKeys(t *testing.T) {
 	for name, s := range map[string]crypto.Signer{
 		"p-384":           p384,
 		"ed25519":         edKey,
-		"garbage sig":     badSigner{a.ec, []byte{0x30, 0x00}},
-		"other key's sig": badSigner{a.ec, otherSig},
+		"garbage sig":     badSigner{a.EC, []byte{0x30, 0x00}},
+		"other key's sig": badSigner{a.EC, otherSig},
 	} {
-		if _, err := ledger.SignCheckpoint(c, a.name, s, a.ml); err == nil {
+		if _, err := ledger.SignCheckpoint(c, a.Name, s, a.ML); err == nil {
 			t.Errorf("%s: SignCheckpoint succeeded", name)
 		}
 	}
-	if _, err := ledger.SignCheckpoint(c, "bad name", a.ec, a.ml); err == nil {
+	if _, err := ledger.SignCheckpoint(c, "bad name", a.EC, a.ML); err == nil {
 		t.Error("SignCheckpoint accepted a name with a space")
 	}
-	if _, err := ledger.SignCheckpoint(c, a.name, a.ec, nil); err == nil {
+	if _, err := ledger.SignCheckpoint(c, a.Name, a.EC, nil); err == nil {
 		t.Error("SignCheckpoint accepted a nil ml-dsa key")
 	}
-	if _, err := ledger.SignCheckpoint(ledger.Checkpoint{Origin: "bad origin"}, a.name, a.ec, a.ml); err == nil {
+	if _, err := ledger.SignCheckpoint(ledger.Checkpoint{Origin: "bad origin"}, a.Name, a.EC, a.ML); err == nil {
 		t.Error("SignCheckpoint accepted a bad origin")
 	}
 }
 
 func TestNodeKeysText(t *testing.T) {
 	a, b := testNode(t, "custos.test/node-a"), testNode(t, "custos.test/node-b")
-	ta, err := a.key.MarshalText()
+	ta, err := a.Key.MarshalText()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, _ := b.key.MarshalText()
+	tb, _ := b.Key.MarshalText()
 	file := "# trusted custos nodes\n\n" + string(ta) + string(tb)
 	keys, err := ledger.ParseNodeKeys([]byte(file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || keys[0].Name != a.name || keys[1].Name != b.name ||
-		!keys[0].ECDSA.Equal(a.key.ECDSA) || !keys[0].MLDSA.Equal(a.key.MLDSA) || !keys[1].MLDSA.Equal(b.key.MLDSA) {
+	if len(keys) != 2 || keys[0].Name != a.Name || keys[1].Name != b.Name ||
+		!keys[0].ECDSA.Equal(a.Key.ECDSA) || !keys[0].MLDSA.Equal(a.Key.MLDSA) || !keys[1].MLDSA.Equal(b.Key.MLDSA) {
 		t.Fatalf("ParseNodeKeys = %+v", keys)
 	}
 	var one ledger.NodeKey
-	if err := one.UnmarshalText(ta); err != nil || one.Name != a.name || !one.ECDSA.Equal(a.key.ECDSA) || !one.MLDSA.Equal(a.key.MLDSA) {
+	if err := one.UnmarshalText(ta); err != nil || one.Name != a.Name || !one.ECDSA.Equal(a.Key.ECDSA) || !one.MLDSA.Equal(a.Key.MLDSA) {
 		t.Fatalf("UnmarshalText = %+v, %v", one, err)
 	}
 	if err := one.UnmarshalText([]byte(file)); err == nil {
 		t.Fatal("UnmarshalText accepted two nodes")
 	}
 	_, msg := signedAt(t, a, 5)
-	if _, signer, err := ledger.VerifyCheckpoint(msg, testOrigin, keys...); err != nil || signer != a.name {
+	if _, signer, err := ledger.VerifyCheckpoint(msg, testOrigin, keys...); err != nil || signer != a.Name {
 		t.Fatalf("verify with parsed keys: %q %v", signer, err)
 	}
 	// Each line is also a note verifier that sumdb/note can use directly.
@@ -298,7 +297,7 @@ func TestNodeKeysText(t *testing.T) {
 		"unknown type":      name + "+" + hash + "+AQ" + key[2:],
 		"missing part":      name + "+" + hash,
 		"space in name":     "a b+" + hash + "+" + key,
-		"renamed ml-dsa":    strings.Replace(mlLine, a.name, b.name, 1) + "\n" + ecLine,
+		"renamed ml-dsa":    strings.Replace(mlLine, a.Name, b.Name, 1) + "\n" + ecLine,
 		"ed25519 note vkey": mustEd25519Vkey(t),
 	}
 	for what, in := range bad {
@@ -321,85 +320,6 @@ func mustEd25519Vkey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return vkey
-}
-
-// Two leaders in turn sign checkpoints of a growing log; an auditor holding
-// both nodes' keys verifies every checkpoint, the consistency between each
-// pair, and inclusion of entries against whichever leader signed.
-func TestCheckpointsFromTwoLeaders(t *testing.T) {
-	a, b := testNode(t, "custos.test/node-a"), testNode(t, "custos.test/node-b")
-	trusted := []ledger.NodeKey{a.key, b.key}
-	db := openDB(t)
-	type signed struct {
-		msg    []byte
-		signer string
-	}
-	var notes []signed
-	size := uint64(0)
-	for round, grow := range []uint64{1, 9, 22, 64, 3, 129} {
-		appendTx(t, db, sampleBytes(t, size, size+grow)...)
-		size += grow
-		leader := []node{a, b}[round%2]
-		view(t, db, func(tx *bbolt.Tx) error {
-			cp, err := ledger.TreeHead(tx, testOrigin)
-			if err != nil {
-				return err
-			}
-			notes = append(notes, signed{leader.sign(t, cp), leader.name})
-			return nil
-		})
-	}
-	cps := make([]ledger.Checkpoint, len(notes))
-	for i, n := range notes {
-		cp, signer, err := ledger.VerifyCheckpoint(n.msg, testOrigin, trusted...)
-		if err != nil || signer != n.signer {
-			t.Fatalf("checkpoint %d: signer %q, %v", i, signer, err)
-		}
-		cps[i] = cp
-	}
-	view(t, db, func(tx *bbolt.Tx) error {
-		for i := range cps {
-			for j := i; j < len(cps); j++ {
-				p, err := ledger.ProveConsistency(tx, cps[i].Size, cps[j].Size)
-				if err != nil {
-					return err
-				}
-				if err := ledger.VerifyConsistency(cps[i], cps[j], p); err != nil {
-					t.Fatalf("consistency %d -> %d: %v", cps[i].Size, cps[j].Size, err)
-				}
-			}
-			for _, idx := range []uint64{0, cps[i].Size / 2, cps[i].Size - 1} {
-				p, err := ledger.ProveInclusion(tx, idx, cps[i].Size)
-				if err != nil {
-					return err
-				}
-				entry, _ := ledger.ReadEntry(tx, idx)
-				if err := ledger.VerifyInclusion(cps[i], idx, entry, p); err != nil {
-					t.Fatalf("inclusion of %d in %d: %v", idx, cps[i].Size, err)
-				}
-			}
-		}
-		return nil
-	})
-	// A fork: node b signs a different root at a size node a already signed.
-	forked := cps[2]
-	forked.Hash[0] ^= 1
-	msg := b.sign(t, forked)
-	fork, _, err := ledger.VerifyCheckpoint(msg, testOrigin, trusted...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.VerifyConsistency(cps[1], fork, mustProve(t, db, cps[1].Size, fork.Size)); !errors.Is(err, ledger.ErrInvalidProof) {
-		t.Fatalf("forked checkpoint passed consistency: %v", err)
-	}
-}
-
-func mustProve(t *testing.T, db *bbolt.DB, old, new uint64) (p tlog.TreeProof) {
-	view(t, db, func(tx *bbolt.Tx) (err error) {
-		p, err = ledger.ProveConsistency(tx, old, new)
-		return err
-	})
-	return p
 }
 
 // nonCanonicalB64 sets the unused low bit of the last character of a

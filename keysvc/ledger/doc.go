@@ -1,36 +1,10 @@
 // Package ledger is Custos's key-operation log: an append-only RFC 6962
-// Merkle tree of canonical JSON entries, stored in bbolt, with checkpoints
-// signed by a node's ECDSA P-256 (HSM) key and ML-DSA-65 key. The node
-// writes it; the offline audit tool verifies it with the pure functions
-// here, without bbolt.
-//
-// # Writing
-//
-// The state machine appends inside its own bbolt write transaction, so log
-// and state commit together:
-//
-//	first, err := ledger.AppendEntries(tx, entries...) // or ledger.Append(tx, canonicalBytes...)
-//
-// Appending is deterministic (no clock, randomness or I/O beyond tx): the
-// same entries give the same stored keys and values and the same root,
-// whether appended one per transaction or all in one. The leader assigns
-// entry times before proposing; indexes follow the log's size.
-//
-// # Storage
-//
-// Everything lives under the top-level bucket [BucketName] ("ledger"):
-//
-//	ledger/entries  8-byte big-endian index -> canonical entry bytes
-//	ledger/hashes   8-byte big-endian tlog stored-hash index -> 32-byte hash
-//	ledger/meta     "size" -> 8-byte big-endian entry count
-//
-// The hashes are exactly those of tlog.StoredHashes, so roots and proofs
-// come from tlog.TreeHash, ProveRecord and ProveTree reading bbolt through
-// a tlog.HashReader; nothing is cached in memory, so memory stays flat as
-// the log grows (about 2 stored hashes per entry on disk). Reads
-// ([Size], [ReadEntry], [ReadEntries], [LeafHash], [Root], [TreeHead],
-// [ProveInclusion], [ProveConsistency]) take any *bbolt.Tx and see its
-// snapshot; take root and proof in one read transaction.
+// Merkle tree of canonical JSON entries, with checkpoints signed by a
+// node's ECDSA P-256 (HSM) key and ML-DSA-65 key. This package is the pure
+// part: entries, checkpoints, node keys, statements, proof verification
+// and the log's vocabulary (types.go), with no storage and no I/O, so
+// readers (the audit tool, the client, the agent) link only it. The node
+// stores the tree in bbolt with subpackage ledgerdb.
 //
 // # Entries
 //
@@ -96,6 +70,7 @@
 // Parsers return *[ParseError]; VerifyCheckpoint returns *[CheckpointError]
 // wrapping one of ErrMalformedCheckpoint, ErrCheckpointSignature,
 // ErrCheckpointUntrusted, ErrCheckpointOrigin; proof checks wrap
-// [ErrInvalidProof]; storage reads return [ErrIndexOutOfRange] or
-// [ErrCorrupt], and Append [ErrIndexMismatch] for a misnumbered entry.
+// [ErrInvalidProof]. A log read by index (ledgerdb, the API) returns
+// [ErrIndexOutOfRange] or [ErrCorrupt], and an append [ErrIndexMismatch]
+// for a misnumbered entry.
 package ledger

@@ -57,7 +57,7 @@ func FuzzParseEntry(f *testing.F) {
 }
 
 // FuzzMarshalEntry checks the other direction: whatever Marshal accepts,
-// ParseEntry reads back to the same entry (AppendEntries relies on it).
+// ParseEntry reads back to the same entry (ledgerdb.AppendEntries relies on it).
 func FuzzMarshalEntry(f *testing.F) {
 	f.Add(uint64(3), int64(1772366400123456789), "kek.unwrap", "agent \"x\"", "de", "k", uint32(2), "denied", "why\n\x00é", "sha256", "ab")
 	f.Add(uint64(0), int64(0), "a", "\u2028", "", "", uint32(0), "ok", "", "", "")
@@ -125,13 +125,13 @@ func FuzzVerifyCheckpoint(f *testing.F) {
 	seedVectors(f, func(v vectorFile) []string { return []string{v.SignedCheckpoint} })
 	a := fuzzKeys()[0]
 	for _, size := range []uint64{0, 1, 1 << 40} {
-		f.Add(a.sign(f, ledger.Checkpoint{Origin: testOrigin, Size: size}))
+		f.Add(a.Sign(f, ledger.Checkpoint{Origin: testOrigin, Size: size}))
 	}
-	msg := a.sign(f, ledger.Checkpoint{Origin: testOrigin, Size: 9})
+	msg := a.Sign(f, ledger.Checkpoint{Origin: testOrigin, Size: 9})
 	f.Add(msg[:bytes.LastIndexByte(msg[:len(msg)-1], '\n')+1]) // ML-DSA line dropped
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		keys := fuzzKeys()
-		c, signer, err := ledger.VerifyCheckpoint(msg, testOrigin, keys[0].key, keys[1].key)
+		c, signer, err := ledger.VerifyCheckpoint(msg, testOrigin, keys[0].Key, keys[1].Key)
 		if err != nil {
 			var ce *ledger.CheckpointError
 			if !errors.As(err, &ce) {
@@ -146,7 +146,7 @@ func FuzzVerifyCheckpoint(f *testing.F) {
 			t.Fatalf("error %v wraps no documented sentinel", err)
 		}
 		body, _ := c.Marshal()
-		if !bytes.HasPrefix(msg, append(body, '\n')) || (signer != keys[0].name && signer != keys[1].name) {
+		if !bytes.HasPrefix(msg, append(body, '\n')) || (signer != keys[0].Name && signer != keys[1].Name) {
 			t.Fatalf("accepted %q as %+v by %q", msg, c, signer)
 		}
 	})

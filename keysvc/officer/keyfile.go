@@ -15,7 +15,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/internal/atomicfile"
 )
 
@@ -263,7 +263,7 @@ func loadPrivate(plain []byte) (*Signer, error) {
 		wipe()
 		return nil, err
 	}
-	tok, err := hsm.Open(uri.Config())
+	tok, err := pkcs11.Open(uri.Config())
 	if err != nil {
 		wipe()
 		return nil, fmt.Errorf("open the token of %s: %w", uri, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
@@ -22,15 +23,15 @@ const tokenObject = "custos-officer"
 
 // softToken makes a fresh SoftHSM token and returns its config and a URI naming
 // object on it, with the PIN from a file.
-func softToken(t testing.TB, object string) (hsm.Config, string) {
+func softToken(t testing.TB, object string) (pkcs11.Config, string) {
 	t.Helper()
 	cfg := hsmtest.SoftHSM(t, "officer")[0]
 	return cfg, fmt.Sprintf("pkcs11:token=%s;object=%s?module-path=%s&pin-source=file:%s", cfg.TokenLabel, object, cfg.Module, cfg.PINFile)
 }
 
-func openToken(t testing.TB, cfg hsm.Config) hsm.Token {
+func openToken(t testing.TB, cfg pkcs11.Config) hsm.Token {
 	t.Helper()
-	tok, err := hsm.Open(cfg)
+	tok, err := pkcs11.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

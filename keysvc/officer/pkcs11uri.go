@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 )
 
 // PKCS11URI names the token, the key on it, the PKCS#11 library and where the PIN
@@ -232,9 +233,9 @@ func escape(s string, query bool) string {
 	return b.String()
 }
 
-// Config returns the hsm.Config that opens the token.
-func (u *PKCS11URI) Config() hsm.Config {
-	c := hsm.Config{Module: u.ModulePath, TokenLabel: u.Token, PINFile: u.PINFile, PINEnv: u.PINEnv}
+// Config returns the pkcs11.Config that opens the token.
+func (u *PKCS11URI) Config() pkcs11.Config {
+	c := pkcs11.Config{Module: u.ModulePath, TokenLabel: u.Token, PINFile: u.PINFile, PINEnv: u.PINEnv}
 	if u.SlotID != nil {
 		slot := *u.SlotID
 		c.Slot = &slot

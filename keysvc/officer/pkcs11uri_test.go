@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
@@ -55,7 +55,7 @@ func TestParsePKCS11URI(t *testing.T) {
 		t.Fatalf("Config() = %v", cfg)
 	}
 	u, _ = officer.ParsePKCS11URI(cases[0].in)
-	if cfg := u.Config(); !reflect.DeepEqual(cfg, hsm.Config{Module: mod, TokenLabel: "officer-alice", PINFile: "/path/pin"}) {
+	if cfg := u.Config(); !reflect.DeepEqual(cfg, pkcs11.Config{Module: mod, TokenLabel: "officer-alice", PINFile: "/path/pin"}) {
 		t.Fatalf("Config() = %v", cfg)
 	}
 }

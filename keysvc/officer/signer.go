@@ -20,6 +20,7 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -115,7 +116,7 @@ func Generate(c Config) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := hsm.Open(uri.Config())
+	tok, err := pkcs11.Open(uri.Config())
 	if err != nil {
 		return nil, fmt.Errorf("officer: open the token of %s: %w", uri, err)
 	}

@@ -1,6 +1,6 @@
 //go:build cgo
 
-package hsm
+package pkcs11
 
 // The PKCS#11 backend. crypto11 loads and initialises the module (reference-counted per
 // path), logs in, generates keys and signs with ECDSA. Our own miekg/pkcs11 sessions on
@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ThalesGroup/crypto11"
+	"github.com/custos-eu/custos/hsm"
 	"github.com/miekg/pkcs11"
 )
 
@@ -46,29 +47,29 @@ import (
 // reconnects on its next call: initialising the library if it has to, opening sessions
 // and logging in again with the PIN it keeps in memory. The failed operation is retried
 // once; if it fails again the error is returned, and the next call tries again.
-func Open(c Config) (Token, error) {
+func Open(c Config) (hsm.Token, error) {
 	name := c.token()
 	if err := c.valid(); err != nil {
-		return nil, &Error{Op: OpOpenToken, Label: name, Err: err}
+		return nil, &hsm.Error{Op: hsm.OpOpenToken, Label: name, Err: err}
 	}
 	pin, err := c.pin()
 	if err != nil {
-		return nil, &Error{Op: OpOpenToken, Label: name, Err: err}
+		return nil, &hsm.Error{Op: hsm.OpOpenToken, Label: name, Err: err}
 	}
 	m, err := loadModule(c.Module)
 	if err != nil {
-		return nil, wrapErr(OpOpenToken, name, err)
+		return nil, wrapErr(hsm.OpOpenToken, name, err)
 	}
 	t := &p11Token{mod: m, cfg: c, name: name, pin: pin}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	cn, err := t.connect()
 	if err != nil {
-		return nil, wrapErr(OpOpenToken, name, err)
+		return nil, wrapErr(hsm.OpOpenToken, name, err)
 	}
 	if err := m.admit(t, cn); err != nil {
 		cn.release()
-		return nil, wrapErr(OpOpenToken, name, err)
+		return nil, wrapErr(hsm.OpOpenToken, name, err)
 	}
 	t.cur = cn
 	t.objMu = m.objectLock(cn)
@@ -86,7 +87,7 @@ func Rescan(module string) error {
 		real, err = filepath.Abs(real)
 	}
 	if err != nil {
-		return &Error{Op: OpRescan, Err: ErrModule, detail: err.Error()}
+		return hsm.NewError(hsm.OpRescan, "", hsm.ErrModule, err.Error())
 	}
 	modules.Lock()
 	m := modules.m[real]
@@ -124,10 +125,10 @@ var modules = struct {
 func loadModule(path string) (*module, error) {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return nil, &fault{ErrModule, err}
+		return nil, &fault{hsm.ErrModule, err}
 	}
 	if real, err = filepath.Abs(real); err != nil {
-		return nil, &fault{ErrModule, err}
+		return nil, &fault{hsm.ErrModule, err}
 	}
 	modules.Lock()
 	defer modules.Unlock()
@@ -136,7 +137,7 @@ func loadModule(path string) (*module, error) {
 	}
 	p := pkcs11.New(real)
 	if p == nil {
-		return nil, &fault{ErrModule, fmt.Errorf("cannot load %s or find C_GetFunctionList in it", real)}
+		return nil, &fault{hsm.ErrModule, fmt.Errorf("cannot load %s or find C_GetFunctionList in it", real)}
 	}
 	// The module stays loaded for the life of the process; crypto11 initialises and
 	// finalises it.
@@ -175,7 +176,7 @@ func (m *module) admit(t *p11Token, cn *conn) error {
 	defer m.openMu.Unlock()
 	for o, oc := range m.open {
 		if oc.slot == cn.slot && subtle.ConstantTimeCompare([]byte(o.pin), []byte(t.pin)) != 1 {
-			return &fault{ErrWrongPIN, errors.New("PIN differs from the one this process logged in with")}
+			return &fault{hsm.ErrWrongPIN, errors.New("PIN differs from the one this process logged in with")}
 		}
 	}
 	m.open[t] = cn
@@ -249,9 +250,9 @@ func (t *p11Token) connect() (*conn, error) {
 		// crypto11 reports these two without a PKCS#11 return value.
 		switch msg := err.Error(); {
 		case msg == "could not find PKCS#11 token":
-			return nil, &fault{ErrTokenNotFound, err}
+			return nil, &fault{hsm.ErrTokenNotFound, err}
 		case strings.HasPrefix(msg, "failed to create module context") && !isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED):
-			return nil, &fault{ErrModule, err}
+			return nil, &fault{hsm.ErrModule, err}
 		}
 		return nil, err
 	}
@@ -287,7 +288,7 @@ func (t *p11Token) findSlot() (uint, string, error) {
 			return s, ti.SerialNumber, nil
 		}
 	}
-	return 0, "", ErrTokenNotFound
+	return 0, "", hsm.ErrTokenNotFound
 }
 
 // release closes the connection's sessions and its crypto11 context.
@@ -312,7 +313,7 @@ var faultHook atomic.Pointer[func(op string) error]
 // the token's object lock for reading, or for writing when op creates or destroys keys.
 func (t *p11Token) do(op, label string, fn func(*conn) error) error {
 	switch op {
-	case OpGenerateAESKey, OpGenerateSigner, OpDestroy:
+	case hsm.OpGenerateAESKey, hsm.OpGenerateSigner, hsm.OpDestroy:
 		t.objMu.Lock()
 		defer t.objMu.Unlock()
 	default:
@@ -350,7 +351,7 @@ func (t *p11Token) acquire() (c *conn, release func(), err error) {
 		if t.closed {
 			t.mu.RUnlock()
 			t.mod.mu.RUnlock()
-			return nil, nil, ErrClosed
+			return nil, nil, hsm.ErrClosed
 		}
 		if c := t.cur; c != nil {
 			return c, func() { t.mu.RUnlock(); t.mod.mu.RUnlock() }, nil
@@ -371,7 +372,7 @@ func (t *p11Token) acquire() (c *conn, release func(), err error) {
 			return nil, nil, err
 		}
 	}
-	return nil, nil, &fault{ErrDevice, errors.New("connection replaced three times while connecting")}
+	return nil, nil, &fault{hsm.ErrDevice, errors.New("connection replaced three times while connecting")}
 }
 
 // reopen closes every connection of the module after stale, t's connection, failed with
@@ -465,7 +466,7 @@ func (c *conn) absent(s pkcs11.SessionHandle) error {
 	if info.State != pkcs11.CKS_RO_USER_FUNCTIONS && info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
 		return pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN)
 	}
-	return ErrKeyNotFound
+	return hsm.ErrKeyNotFound
 }
 
 // labelFree returns ErrKeyExists if any object has label.
@@ -476,9 +477,9 @@ func (c *conn) labelFree(label string) error {
 			return err
 		}
 		if len(hs) > 0 {
-			return ErrKeyExists
+			return hsm.ErrKeyExists
 		}
-		if err := c.absent(s); !errors.Is(err, ErrKeyNotFound) {
+		if err := c.absent(s); !errors.Is(err, hsm.ErrKeyNotFound) {
 			return err
 		}
 		return nil
@@ -512,7 +513,7 @@ func (c *conn) withAESKey(label string, fn func(s pkcs11.SessionHandle, h pkcs11
 				case len(hs) == 0:
 					return c.absent(s)
 				case len(hs) > 1:
-					return &fault{ErrDevice, fmt.Errorf("%d AES keys share the label", len(hs))}
+					return &fault{hsm.ErrDevice, fmt.Errorf("%d AES keys share the label", len(hs))}
 				}
 				h = hs[0]
 				c.mu.Lock()
@@ -550,7 +551,7 @@ func (c *conn) signer(label string) (crypto11.Signer, error) {
 		return nil, c.withSession(c.absent)
 	case 1:
 	default:
-		return nil, &fault{ErrDevice, fmt.Errorf("%d ECDSA key pairs share the label", len(ks))}
+		return nil, &fault{hsm.ErrDevice, fmt.Errorf("%d ECDSA key pairs share the label", len(ks))}
 	}
 	c.mu.Lock()
 	c.signers[label] = ks[0]
@@ -607,10 +608,10 @@ func newID() []byte {
 }
 
 func (t *p11Token) GenerateAESKey(label string) error {
-	if err := CheckLabel(label); err != nil {
-		return &Error{Op: OpGenerateAESKey, Label: label, Err: err}
+	if err := hsm.CheckLabel(label); err != nil {
+		return &hsm.Error{Op: hsm.OpGenerateAESKey, Label: label, Err: err}
 	}
-	return t.do(OpGenerateAESKey, label, func(c *conn) error {
+	return t.do(hsm.OpGenerateAESKey, label, func(c *conn) error {
 		if err := c.labelFree(label); err != nil {
 			return err
 		}
@@ -624,11 +625,11 @@ func (t *p11Token) GenerateAESKey(label string) error {
 }
 
 func (t *p11Token) GenerateSigner(label string) (crypto.Signer, error) {
-	if err := CheckLabel(label); err != nil {
-		return nil, &Error{Op: OpGenerateSigner, Label: label, Err: err}
+	if err := hsm.CheckLabel(label); err != nil {
+		return nil, &hsm.Error{Op: hsm.OpGenerateSigner, Label: label, Err: err}
 	}
 	var pub *ecdsa.PublicKey
-	err := t.do(OpGenerateSigner, label, func(c *conn) error {
+	err := t.do(hsm.OpGenerateSigner, label, func(c *conn) error {
 		if err := c.labelFree(label); err != nil {
 			return err
 		}
@@ -658,11 +659,11 @@ func (t *p11Token) GenerateSigner(label string) (crypto.Signer, error) {
 }
 
 func (t *p11Token) Signer(label string) (crypto.Signer, error) {
-	if err := CheckLabel(label); err != nil {
-		return nil, &Error{Op: OpFindSigner, Label: label, Err: err}
+	if err := hsm.CheckLabel(label); err != nil {
+		return nil, &hsm.Error{Op: hsm.OpFindSigner, Label: label, Err: err}
 	}
 	var pub *ecdsa.PublicKey
-	err := t.do(OpFindSigner, label, func(c *conn) error {
+	err := t.do(hsm.OpFindSigner, label, func(c *conn) error {
 		k, err := c.signer(label)
 		if err != nil {
 			return err
@@ -691,17 +692,17 @@ func (s *p11Signer) Public() crypto.PublicKey { return s.pub }
 // the key pair is destroyed; ErrClosed; ErrDevice.
 func (s *p11Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if err := checkDigest(digest, opts); err != nil {
-		return nil, &Error{Op: OpSign, Label: s.label, Err: err}
+		return nil, &hsm.Error{Op: hsm.OpSign, Label: s.label, Err: err}
 	}
 	var sig []byte
-	err := s.t.do(OpSign, s.label, func(c *conn) error {
+	err := s.t.do(hsm.OpSign, s.label, func(c *conn) error {
 		for i := 0; ; i++ {
 			k, err := c.signer(s.label)
 			if err != nil {
 				return err
 			}
 			if !s.pub.Equal(k.Public()) {
-				return ErrKeyNotFound // destroyed, and the label reused
+				return hsm.ErrKeyNotFound // destroyed, and the label reused
 			}
 			sig, err = k.Sign(nil, digest, opts)
 			if i == 0 && isHandleInvalid(err) {
@@ -715,16 +716,16 @@ func (s *p11Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 }
 
 func (t *p11Token) Seal(label string, plaintext, aad []byte) ([]byte, error) {
-	if err := CheckLabel(label); err != nil {
-		return nil, &Error{Op: OpSeal, Label: label, Err: err}
+	if err := hsm.CheckLabel(label); err != nil {
+		return nil, &hsm.Error{Op: hsm.OpSeal, Label: label, Err: err}
 	}
 	var out []byte
-	err := t.do(OpSeal, label, func(c *conn) error {
+	err := t.do(hsm.OpSeal, label, func(c *conn) error {
 		return c.withAESKey(label, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 			// A fresh nonce for every attempt, so a retry never reuses one.
-			nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
+			nonce := make([]byte, hsm.NonceSize, hsm.NonceSize+len(plaintext)+hsm.TagSize)
 			_, _ = rand.Read(nonce)
-			params := pkcs11.NewGCMParams(nonce, aad, TagSize*8)
+			params := pkcs11.NewGCMParams(nonce, aad, hsm.TagSize*8)
 			defer params.Free()
 			if err := c.p.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
 				return err
@@ -734,8 +735,8 @@ func (t *p11Token) Seal(label string, plaintext, aad []byte) ([]byte, error) {
 				return err
 			}
 			// Some HSMs ignore the caller's IV and choose their own.
-			if len(ct) != len(plaintext)+TagSize || !bytes.Equal(params.IV(), nonce) {
-				return &fault{ErrDevice, errors.New("token did not use the supplied GCM nonce")}
+			if len(ct) != len(plaintext)+hsm.TagSize || !bytes.Equal(params.IV(), nonce) {
+				return &fault{hsm.ErrDevice, errors.New("token did not use the supplied GCM nonce")}
 			}
 			out = append(nonce, ct...)
 			return nil
@@ -748,26 +749,26 @@ func (t *p11Token) Seal(label string, plaintext, aad []byte) ([]byte, error) {
 }
 
 func (t *p11Token) Open(label string, sealed, aad []byte) ([]byte, error) {
-	if err := CheckLabel(label); err != nil {
-		return nil, &Error{Op: OpOpen, Label: label, Err: err}
+	if err := hsm.CheckLabel(label); err != nil {
+		return nil, &hsm.Error{Op: hsm.OpOpen, Label: label, Err: err}
 	}
-	if len(sealed) < Overhead {
-		return nil, &Error{Op: OpOpen, Label: label, Err: ErrOpen}
+	if len(sealed) < hsm.Overhead {
+		return nil, &hsm.Error{Op: hsm.OpOpen, Label: label, Err: hsm.ErrOpen}
 	}
 	var pt []byte
-	err := t.do(OpOpen, label, func(c *conn) error {
+	err := t.do(hsm.OpOpen, label, func(c *conn) error {
 		return c.withAESKey(label, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-			params := pkcs11.NewGCMParams(sealed[:NonceSize], aad, TagSize*8)
+			params := pkcs11.NewGCMParams(sealed[:hsm.NonceSize], aad, hsm.TagSize*8)
 			defer params.Free()
 			if err := c.p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
 				return err
 			}
 			var err error
-			pt, err = c.p.Decrypt(s, sealed[NonceSize:])
+			pt, err = c.p.Decrypt(s, sealed[hsm.NonceSize:])
 			// SoftHSM reports a bad tag as CKR_GENERAL_ERROR; others as
 			// CKR_ENCRYPTED_DATA_INVALID.
 			if isCode(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11.CKR_GENERAL_ERROR) {
-				return &fault{ErrOpen, err}
+				return &fault{hsm.ErrOpen, err}
 			}
 			return err
 		})
@@ -782,10 +783,10 @@ func (t *p11Token) Open(label string, sealed, aad []byte) ([]byte, error) {
 }
 
 func (t *p11Token) Destroy(label string) error {
-	if err := CheckLabel(label); err != nil {
-		return &Error{Op: OpDestroy, Label: label, Err: err}
+	if err := hsm.CheckLabel(label); err != nil {
+		return &hsm.Error{Op: hsm.OpDestroy, Label: label, Err: err}
 	}
-	return t.do(OpDestroy, label, func(c *conn) error {
+	return t.do(hsm.OpDestroy, label, func(c *conn) error {
 		c.forget(label)
 		return c.withSession(func(s pkcs11.SessionHandle) error {
 			hs, err := c.find(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
@@ -805,20 +806,20 @@ func (t *p11Token) Destroy(label string) error {
 	})
 }
 
-func (t *p11Token) List() ([]KeyInfo, error) {
-	var keys []KeyInfo
-	err := t.do(OpList, "", func(c *conn) error {
+func (t *p11Token) List() ([]hsm.KeyInfo, error) {
+	var keys []hsm.KeyInfo
+	err := t.do(hsm.OpList, "", func(c *conn) error {
 		keys = keys[:0]
 		return c.withSession(func(s pkcs11.SessionHandle) error {
-			if err := c.absent(s); !errors.Is(err, ErrKeyNotFound) {
+			if err := c.absent(s); !errors.Is(err, hsm.ErrKeyNotFound) {
 				return err // not logged in: the list would lack every private object
 			}
 			for _, k := range []struct {
-				kind       KeyKind
+				kind       hsm.KeyKind
 				class, typ uint
 			}{
-				{KindAES, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_AES},
-				{KindECDSA, pkcs11.CKO_PRIVATE_KEY, pkcs11.CKK_EC},
+				{hsm.KindAES, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_AES},
+				{hsm.KindECDSA, pkcs11.CKO_PRIVATE_KEY, pkcs11.CKK_EC},
 			} {
 				hs, err := c.find(s, []*pkcs11.Attribute{
 					pkcs11.NewAttribute(pkcs11.CKA_CLASS, k.class),
@@ -836,7 +837,7 @@ func (t *p11Token) List() ([]KeyInfo, error) {
 						return err
 					}
 					if label := string(attrs[0].Value); label != "" {
-						keys = append(keys, KeyInfo{Label: label, Kind: k.kind})
+						keys = append(keys, hsm.KeyInfo{Label: label, Kind: k.kind})
 					}
 				}
 			}
@@ -862,26 +863,24 @@ func wrapErr(op, label string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if e, ok := errors.AsType[*Error](err); ok {
+	if e, ok := errors.AsType[*hsm.Error](err); ok {
 		return e
 	}
-	e := &Error{Op: op, Label: label}
 	var rv pkcs11.Error
 	switch f, isFault := errors.AsType[*fault](err); {
 	case isFault:
-		e.Err, e.detail = f.kind, f.cause.Error()
+		return hsm.NewError(op, label, f.kind, f.cause.Error())
 	case errors.As(err, &rv):
-		e.Err, e.detail = kindOf(op, rv), err.Error()
+		return hsm.NewError(op, label, kindOf(op, rv), err.Error())
 	case isSentinel(err):
-		e.Err = err
+		return &hsm.Error{Op: op, Label: label, Err: err}
 	default:
-		e.Err, e.detail = ErrDevice, err.Error()
+		return hsm.NewError(op, label, hsm.ErrDevice, err.Error())
 	}
-	return e
 }
 
 func isSentinel(err error) bool {
-	for _, s := range []error{ErrKeyNotFound, ErrKeyExists, ErrWrongPIN, ErrTokenNotFound, ErrDevice, ErrOpen, ErrNoPIN, ErrModule, ErrClosed} {
+	for _, s := range []error{hsm.ErrKeyNotFound, hsm.ErrKeyExists, hsm.ErrWrongPIN, hsm.ErrTokenNotFound, hsm.ErrDevice, hsm.ErrOpen, hsm.ErrNoPIN, hsm.ErrModule, hsm.ErrClosed} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -894,16 +893,16 @@ func kindOf(op string, rv pkcs11.Error) error {
 	switch rv {
 	case pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE,
 		pkcs11.CKR_PIN_EXPIRED, pkcs11.CKR_PIN_LOCKED:
-		return ErrWrongPIN
+		return hsm.ErrWrongPIN
 	case pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_SLOT_ID_INVALID,
 		pkcs11.CKR_DEVICE_REMOVED:
-		if op == OpOpenToken {
-			return ErrTokenNotFound
+		if op == hsm.OpOpenToken {
+			return hsm.ErrTokenNotFound
 		}
 	case pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID:
-		return ErrKeyNotFound
+		return hsm.ErrKeyNotFound
 	}
-	return ErrDevice
+	return hsm.ErrDevice
 }
 
 // needsReopen reports whether err means the connection, not the request, is at fault.
@@ -925,4 +924,25 @@ func isCode(err error, codes ...uint) bool {
 		return false
 	}
 	return slices.Contains(codes, uint(rv))
+}
+
+// checkDigest rejects a digest whose length does not match the hash opts names.
+func checkDigest(digest []byte, opts crypto.SignerOpts) error {
+	if opts == nil || opts.HashFunc() == 0 {
+		return nil
+	}
+	if h := opts.HashFunc(); len(digest) != h.Size() {
+		return fmt.Errorf("digest is %d bytes, %v needs %d", len(digest), h, h.Size())
+	}
+	return nil
+}
+
+// sortKeys sorts by label, then kind.
+func sortKeys(keys []hsm.KeyInfo) {
+	slices.SortFunc(keys, func(a, b hsm.KeyInfo) int {
+		if c := strings.Compare(a.Label, b.Label); c != 0 {
+			return c
+		}
+		return int(a.Kind - b.Kind)
+	})
 }

@@ -1,6 +1,6 @@
 //go:build !cgo
 
-package hsm
+package pkcs11
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-package hsm_test
+package pkcs11_test
 
 // The PKCS#11 backend against real SoftHSM tokens.
 
@@ -16,6 +16,7 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/hsm/pkcs11"
 )
 
 func TestSoftHSMConformance(t *testing.T) {
@@ -24,9 +25,9 @@ func TestSoftHSMConformance(t *testing.T) {
 	})
 }
 
-func open(t *testing.T, c hsm.Config) hsm.Token {
+func open(t *testing.T, c pkcs11.Config) hsm.Token {
 	t.Helper()
-	tok, err := hsm.Open(c)
+	tok, err := pkcs11.Open(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func open(t *testing.T, c hsm.Config) hsm.Token {
 	return tok
 }
 
-func readPIN(t *testing.T, c hsm.Config) string {
+func readPIN(t *testing.T, c pkcs11.Config) string {
 	t.Helper()
 	b, err := os.ReadFile(c.PINFile)
 	if err != nil {
@@ -75,7 +76,7 @@ func TestOpenErrors(t *testing.T) {
 	// The token must not be open in this process: login is per process.
 	c := good
 	c.PINFile = wrongFile
-	_, err := hsm.Open(c)
+	_, err := pkcs11.Open(c)
 	he := wantOpenErr(t, "wrong PIN", err, hsm.ErrWrongPIN, pin, "not-"+pin)
 	if !strings.Contains(he.Detail(), "CKR_PIN_INCORRECT") {
 		t.Errorf("wrong PIN: Detail %q lacks the PKCS#11 code", he.Detail())
@@ -86,20 +87,20 @@ func TestOpenErrors(t *testing.T) {
 
 	c = good
 	c.TokenLabel = "no-such-token"
-	_, err = hsm.Open(c)
+	_, err = pkcs11.Open(c)
 	wantOpenErr(t, "unknown token", err, hsm.ErrTokenNotFound, pin)
 	slot := uint(0x7fff_fff0)
 	c = good
 	c.TokenLabel, c.Slot = "", &slot
-	_, err = hsm.Open(c)
+	_, err = pkcs11.Open(c)
 	wantOpenErr(t, "unknown slot", err, hsm.ErrTokenNotFound, pin)
 
-	for name, c := range map[string]hsm.Config{
+	for name, c := range map[string]pkcs11.Config{
 		"missing PIN file": {Module: good.Module, TokenLabel: good.TokenLabel, PINFile: filepath.Join(dir, "missing.pin")},
 		"unset PIN env":    {Module: good.Module, TokenLabel: good.TokenLabel, PINEnv: "CUSTOS_TEST_NO_SUCH_VARIABLE"},
 		"no PIN source":    {Module: good.Module, TokenLabel: good.TokenLabel},
 	} {
-		_, err := hsm.Open(c)
+		_, err := pkcs11.Open(c)
 		wantOpenErr(t, name, err, hsm.ErrNoPIN)
 	}
 
@@ -108,7 +109,7 @@ func TestOpenErrors(t *testing.T) {
 	for _, m := range []string{filepath.Join(dir, "missing.so"), notALib} {
 		c = good
 		c.Module = m
-		_, err = hsm.Open(c)
+		_, err = pkcs11.Open(c)
 		wantOpenErr(t, "module "+filepath.Base(m), err, hsm.ErrModule, pin)
 	}
 
@@ -122,7 +123,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	c.PINEnv = ""
 	c.PINFile = wrongFile
-	_, err = hsm.Open(c)
+	_, err = pkcs11.Open(c)
 	wantOpenErr(t, "wrong PIN while the token is open", err, hsm.ErrWrongPIN, pin)
 	if _, err := tok.Seal("k", []byte("x"), nil); err != nil {
 		t.Fatalf("first Token after a rejected second Open: %v", err)
@@ -132,7 +133,7 @@ func TestOpenErrors(t *testing.T) {
 // Keys are token objects: they outlive the Token and the library's finalisation.
 func TestKeysSurviveReopen(t *testing.T) {
 	c := hsmtest.SoftHSM(t, "persist")[0]
-	tok, err := hsm.Open(c)
+	tok, err := pkcs11.Open(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestSameTokenTwice(t *testing.T) {
 }
 
 // SoftHSM sees tokens made by softhsm2-util only when initialised; hsmtest.SoftHSM calls
-// hsm.Rescan, and a Token open meanwhile carries on after reconnecting.
+// pkcs11.Rescan, and a Token open meanwhile carries on after reconnecting.
 func TestNewTokenWhileOthersOpen(t *testing.T) {
 	a := open(t, hsmtest.SoftHSM(t, "early")[0])
 	if err := a.GenerateAESKey("k"); err != nil {
@@ -287,7 +288,7 @@ func TestNewTokenWhileOthersOpen(t *testing.T) {
 	if _, err := signer.Sign(nil, d[:], crypto.SHA256); err != nil {
 		t.Fatalf("signer after a rescan: %v", err)
 	}
-	if err := hsm.Rescan("/nonexistent/module.so"); !errors.Is(err, hsm.ErrModule) {
+	if err := pkcs11.Rescan("/nonexistent/module.so"); !errors.Is(err, hsm.ErrModule) {
 		t.Errorf("Rescan of a missing module: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package hsm_test
+package pkcs11_test
 
 import (
 	"testing"

@@ -1,12 +1,16 @@
 //go:build !cgo
 
-package hsm
+package pkcs11
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/custos-eu/custos/hsm"
+)
 
 // Open fails: the PKCS#11 backend loads a C library and so needs cgo. Build with
 // CGO_ENABLED=1, or use hsmtest.NewFake in tests.
-func Open(c Config) (Token, error) {
+func Open(c Config) (hsm.Token, error) {
 	return nil, errors.New("hsm: built without cgo; PKCS#11 needs cgo")
 }
 

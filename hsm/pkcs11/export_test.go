@@ -1,6 +1,6 @@
 //go:build cgo
 
-package hsm
+package pkcs11
 
 // SetFaultHook makes every operation attempt call f first; a non-nil result stands in
 // for the attempt's error. The returned function removes the hook.

@@ -2,16 +2,18 @@
 // appended inside the caller's write transaction, read and proved inside
 // any transaction.
 
-package ledger
+package ledgerdb
 
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"math"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 // BucketName is the top-level bbolt bucket that holds the log. Nothing else
@@ -30,21 +32,12 @@ var (
 	sizeKey     = []byte("size")
 )
 
-// Errors callers branch on.
-var (
-	// ErrIndexOutOfRange: an index or tree size beyond the log's size, or an
-	// invalid range (such as a proof for index >= size).
-	ErrIndexOutOfRange = errors.New("ledger: index out of range")
-	// ErrIndexMismatch: Append was given an entry whose Index is not its
-	// position in the log.
-	ErrIndexMismatch = errors.New("ledger: entry index does not match its position")
-	// ErrCorrupt: stored data is missing or malformed.
-	ErrCorrupt = errors.New("ledger: corrupt store")
-)
+// maxTreeSize is ledger's bound on a log's size: tlog counts records with int64.
+const maxTreeSize = math.MaxInt64
 
 func u64key(n uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), n) }
 
-// Append appends entries, each the canonical bytes of an [Entry] whose Index
+// Append appends entries, each the canonical bytes of a [ledger.Entry] whose Index
 // is its position: the first gets the current size, the next size+1 and so
 // on. It returns that first index. It writes into tx, which must be a bbolt
 // write transaction the caller owns, so the append commits or rolls back
@@ -54,8 +47,8 @@ func u64key(n uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte,
 // appended to the same log leave the same keys and values and the same
 // root, whether they come in one call or many.
 //
-// Every entry is checked (ParseEntry, then the index) before anything is
-// written: on a *ParseError or ErrIndexMismatch tx is unchanged. Any other
+// Every entry is checked (ledger.ParseEntry, then the index) before anything is
+// written: on a *[ledger.ParseError] or ledger.ErrIndexMismatch tx is unchanged. Any other
 // error may leave tx half written; roll it back. Append copies the entries.
 func Append(tx *bbolt.Tx, entries ...[]byte) (first uint64, err error) {
 	if first, err = Size(tx); err != nil {
@@ -65,15 +58,15 @@ func Append(tx *bbolt.Tx, entries ...[]byte) (first uint64, err error) {
 		return first, nil
 	}
 	if uint64(len(entries)) > maxTreeSize-first {
-		return first, fmt.Errorf("ledger: append %d entries at %d: %w", len(entries), first, ErrIndexOutOfRange)
+		return first, fmt.Errorf("ledger: append %d entries at %d: %w", len(entries), first, ledger.ErrIndexOutOfRange)
 	}
 	for i, raw := range entries {
-		e, err := ParseEntry(raw)
+		e, err := ledger.ParseEntry(raw)
 		if err != nil {
 			return first, fmt.Errorf("ledger: append entry %d: %w", first+uint64(i), err)
 		}
 		if e.Index != first+uint64(i) {
-			return first, fmt.Errorf("ledger: append entry %d: has index %d: %w", first+uint64(i), e.Index, ErrIndexMismatch)
+			return first, fmt.Errorf("ledger: append entry %d: has index %d: %w", first+uint64(i), e.Index, ledger.ErrIndexMismatch)
 		}
 	}
 	s, err := openWrite(tx)
@@ -90,10 +83,10 @@ func Append(tx *bbolt.Tx, entries ...[]byte) (first uint64, err error) {
 
 // AppendEntries is Append for entries not yet encoded: it sets each
 // entry's Index to its position (callers may leave it zero), encodes it
-// with [Entry.Marshal] and appends it. It returns the first index. An
-// entry that does not marshal is a *ParseError and leaves tx unchanged;
+// with [ledger.Entry.Marshal] and appends it. It returns the first index. An
+// entry that does not marshal is a *[ledger.ParseError] and leaves tx unchanged;
 // other errors are as for Append.
-func AppendEntries(tx *bbolt.Tx, entries ...Entry) (first uint64, err error) {
+func AppendEntries(tx *bbolt.Tx, entries ...ledger.Entry) (first uint64, err error) {
 	if first, err = Size(tx); err != nil {
 		return 0, err
 	}
@@ -101,7 +94,7 @@ func AppendEntries(tx *bbolt.Tx, entries ...Entry) (first uint64, err error) {
 		return first, nil
 	}
 	if uint64(len(entries)) > maxTreeSize-first {
-		return first, fmt.Errorf("ledger: append %d entries at %d: %w", len(entries), first, ErrIndexOutOfRange)
+		return first, fmt.Errorf("ledger: append %d entries at %d: %w", len(entries), first, ledger.ErrIndexOutOfRange)
 	}
 	raws := make([][]byte, len(entries))
 	for i, e := range entries {
@@ -188,7 +181,7 @@ func readSize(meta *bbolt.Bucket) (uint64, error) {
 		return 0, nil
 	}
 	if len(v) != 8 || binary.BigEndian.Uint64(v) > maxTreeSize {
-		return 0, fmt.Errorf("ledger: size record: %w", ErrCorrupt)
+		return 0, fmt.Errorf("ledger: size record: %w", ledger.ErrCorrupt)
 	}
 	return binary.BigEndian.Uint64(v), nil
 }
@@ -202,7 +195,7 @@ func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	for i, x := range indexes {
 		v := r.b.Get(u64key(uint64(x)))
 		if len(v) != tlog.HashSize {
-			return nil, fmt.Errorf("ledger: stored hash %d: %w", x, ErrCorrupt)
+			return nil, fmt.Errorf("ledger: stored hash %d: %w", x, ledger.ErrCorrupt)
 		}
 		copy(out[i][:], v)
 	}
@@ -224,7 +217,7 @@ func openRead(tx *bbolt.Tx) (*reader, error) {
 	r := &reader{entries: top.Bucket(entriesName), hashes: top.Bucket(hashesName)}
 	meta := top.Bucket(metaName)
 	if r.entries == nil || r.hashes == nil || meta == nil {
-		return nil, fmt.Errorf("ledger: missing bucket: %w", ErrCorrupt)
+		return nil, fmt.Errorf("ledger: missing bucket: %w", ledger.ErrCorrupt)
 	}
 	var err error
 	r.size, err = readSize(meta)
@@ -235,7 +228,7 @@ func openRead(tx *bbolt.Tx) (*reader, error) {
 // see that transaction's snapshot (including its own uncommitted appends).
 // Like the *bbolt.Tx they take, they are not for concurrent use on one tx;
 // separate read transactions may run concurrently. Out-of-range arguments
-// give ErrIndexOutOfRange; damaged storage gives ErrCorrupt.
+// give ledger.ErrIndexOutOfRange; damaged storage gives ledger.ErrCorrupt.
 
 // Size returns the number of entries in the log.
 func Size(tx *bbolt.Tx) (uint64, error) {
@@ -253,25 +246,25 @@ func ReadEntry(tx *bbolt.Tx, i uint64) ([]byte, error) {
 		return nil, err
 	}
 	if i >= r.size {
-		return nil, fmt.Errorf("ledger: entry %d of %d: %w", i, r.size, ErrIndexOutOfRange)
+		return nil, fmt.Errorf("ledger: entry %d of %d: %w", i, r.size, ledger.ErrIndexOutOfRange)
 	}
 	v := r.entries.Get(u64key(i))
 	if v == nil {
-		return nil, fmt.Errorf("ledger: entry %d: %w", i, ErrCorrupt)
+		return nil, fmt.Errorf("ledger: entry %d: %w", i, ledger.ErrCorrupt)
 	}
 	return bytes.Clone(v), nil
 }
 
 // ReadEntries returns copies of up to limit entries starting at start, in
 // order, for paging through the log. start == Size gives none; start >
-// Size and limit < 1 are ErrIndexOutOfRange.
+// Size and limit < 1 are ledger.ErrIndexOutOfRange.
 func ReadEntries(tx *bbolt.Tx, start uint64, limit int) ([][]byte, error) {
 	r, err := openRead(tx)
 	if err != nil {
 		return nil, err
 	}
 	if start > r.size || limit < 1 {
-		return nil, fmt.Errorf("ledger: entries from %d (limit %d) of %d: %w", start, limit, r.size, ErrIndexOutOfRange)
+		return nil, fmt.Errorf("ledger: entries from %d (limit %d) of %d: %w", start, limit, r.size, ledger.ErrIndexOutOfRange)
 	}
 	n := min(uint64(limit), r.size-start)
 	out := make([][]byte, 0, n)
@@ -282,7 +275,7 @@ func ReadEntries(tx *bbolt.Tx, start uint64, limit int) ([][]byte, error) {
 	for k, v := c.Seek(u64key(start)); uint64(len(out)) < n; k, v = c.Next() {
 		want := start + uint64(len(out))
 		if k == nil || len(k) != 8 || binary.BigEndian.Uint64(k) != want {
-			return nil, fmt.Errorf("ledger: entry %d: %w", want, ErrCorrupt)
+			return nil, fmt.Errorf("ledger: entry %d: %w", want, ledger.ErrCorrupt)
 		}
 		out = append(out, bytes.Clone(v))
 	}
@@ -297,7 +290,7 @@ func LeafHash(tx *bbolt.Tx, i uint64) (tlog.Hash, error) {
 		return tlog.Hash{}, err
 	}
 	if i >= r.size {
-		return tlog.Hash{}, fmt.Errorf("ledger: leaf %d of %d: %w", i, r.size, ErrIndexOutOfRange)
+		return tlog.Hash{}, fmt.Errorf("ledger: leaf %d of %d: %w", i, r.size, ledger.ErrIndexOutOfRange)
 	}
 	h, err := hashReader{r.hashes}.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(i))})
 	if err != nil {
@@ -314,7 +307,7 @@ func Root(tx *bbolt.Tx, size uint64) (tlog.Hash, error) {
 		return tlog.Hash{}, err
 	}
 	if size > r.size {
-		return tlog.Hash{}, fmt.Errorf("ledger: root at %d of %d: %w", size, r.size, ErrIndexOutOfRange)
+		return tlog.Hash{}, fmt.Errorf("ledger: root at %d of %d: %w", size, r.size, ledger.ErrIndexOutOfRange)
 	}
 	if size == 0 {
 		return tlog.TreeHash(0, nil)
@@ -323,17 +316,17 @@ func Root(tx *bbolt.Tx, size uint64) (tlog.Hash, error) {
 }
 
 // TreeHead returns the checkpoint body of the whole log as it stands in tx,
-// ready for [SignCheckpoint]. It does not check origin; signing does.
-func TreeHead(tx *bbolt.Tx, origin string) (Checkpoint, error) {
+// ready for [ledger.SignCheckpoint]. It does not check origin; signing does.
+func TreeHead(tx *bbolt.Tx, origin string) (ledger.Checkpoint, error) {
 	r, err := openRead(tx)
 	if err != nil {
-		return Checkpoint{}, err
+		return ledger.Checkpoint{}, err
 	}
 	h, err := Root(tx, r.size)
 	if err != nil {
-		return Checkpoint{}, err
+		return ledger.Checkpoint{}, err
 	}
-	return Checkpoint{Origin: origin, Size: r.size, Hash: h}, nil
+	return ledger.Checkpoint{Origin: origin, Size: r.size, Hash: h}, nil
 }
 
 // ProveInclusion returns the RFC 6962 inclusion proof of entry index in the
@@ -344,7 +337,7 @@ func ProveInclusion(tx *bbolt.Tx, index, size uint64) (tlog.RecordProof, error) 
 		return nil, err
 	}
 	if index >= size || size > r.size {
-		return nil, fmt.Errorf("ledger: inclusion proof of %d in %d (log size %d): %w", index, size, r.size, ErrIndexOutOfRange)
+		return nil, fmt.Errorf("ledger: inclusion proof of %d in %d (log size %d): %w", index, size, r.size, ledger.ErrIndexOutOfRange)
 	}
 	return tlog.ProveRecord(int64(size), int64(index), hashReader{r.hashes})
 }
@@ -359,7 +352,7 @@ func ProveConsistency(tx *bbolt.Tx, oldSize, newSize uint64) (tlog.TreeProof, er
 		return nil, err
 	}
 	if oldSize > newSize || newSize > r.size {
-		return nil, fmt.Errorf("ledger: consistency proof from %d to %d (log size %d): %w", oldSize, newSize, r.size, ErrIndexOutOfRange)
+		return nil, fmt.Errorf("ledger: consistency proof from %d to %d (log size %d): %w", oldSize, newSize, r.size, ledger.ErrIndexOutOfRange)
 	}
 	if oldSize == 0 {
 		return tlog.TreeProof{}, nil

@@ -1,6 +1,6 @@
 //go:build cgo
 
-package hsm_test
+package pkcs11_test
 
 // Tests that reach under the Token with miekg/pkcs11 directly: the keys cannot leave the
 // token, and a Token recovers when its sessions or the library are pulled from under it.
@@ -20,11 +20,12 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	p11 "github.com/custos-eu/custos/hsm/pkcs11"
 )
 
 // rawModule returns a handle on the already initialised library of c.Module. The caller
 // must have opened a Token of the module first.
-func rawModule(t *testing.T, c hsm.Config) *pkcs11.Ctx {
+func rawModule(t *testing.T, c p11.Config) *pkcs11.Ctx {
 	t.Helper()
 	p := pkcs11.New(c.Module)
 	if p == nil {
@@ -40,7 +41,7 @@ func rawModule(t *testing.T, c hsm.Config) *pkcs11.Ctx {
 	return p
 }
 
-func slotOf(t *testing.T, c hsm.Config) uint {
+func slotOf(t *testing.T, c p11.Config) uint {
 	t.Helper()
 	p := rawModule(t, c)
 	slots, err := p.GetSlotList(true)
@@ -58,7 +59,7 @@ func slotOf(t *testing.T, c hsm.Config) uint {
 
 // rawSession opens a session of its own on c's token and logs in (or finds the process
 // logged in already).
-func rawSession(t *testing.T, c hsm.Config) (*pkcs11.Ctx, pkcs11.SessionHandle) {
+func rawSession(t *testing.T, c p11.Config) (*pkcs11.Ctx, pkcs11.SessionHandle) {
 	t.Helper()
 	slot := slotOf(t, c)
 	p := rawModule(t, c)
@@ -206,13 +207,13 @@ func TestKeysNotExtractable(t *testing.T) {
 }
 
 type fixture struct {
-	cfg    hsm.Config
+	cfg    p11.Config
 	tok    hsm.Token
 	signer crypto.Signer
 	sealed []byte
 }
 
-func newFixture(t *testing.T, c hsm.Config) *fixture {
+func newFixture(t *testing.T, c p11.Config) *fixture {
 	t.Helper()
 	f := &fixture{cfg: c, tok: open(t, c)}
 	if err := f.tok.GenerateAESKey("custos:kek:k1:1"); err != nil {
@@ -296,7 +297,7 @@ func TestRetryOnce(t *testing.T) {
 	f := newFixture(t, hsmtest.SoftHSM(t, "retry")[0])
 	var calls atomic.Int32
 	var fault atomic.Uint64
-	defer hsm.SetFaultHook(func(op string) error {
+	defer p11.SetFaultHook(func(op string) error {
 		calls.Add(1)
 		if rv := fault.Load(); rv != 0 {
 			return pkcs11.Error(rv)
@@ -327,7 +328,7 @@ func TestRetryOnce(t *testing.T) {
 
 	// One transient fault per call is absorbed.
 	var once atomic.Bool
-	hsm.SetFaultHook(func(op string) error {
+	p11.SetFaultHook(func(op string) error {
 		if once.CompareAndSwap(false, true) {
 			return pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID)
 		}

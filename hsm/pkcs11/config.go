@@ -1,4 +1,4 @@
-package hsm
+package pkcs11
 
 // Config: which module and token to open, where the PIN comes from, and how to log it.
 
@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/custos-eu/custos/hsm"
 )
 
 // Config names a token and where its PIN comes from. A PIN never comes from a flag or a
@@ -76,12 +78,12 @@ func (c Config) pin() (string, error) {
 	case c.PINFile != "":
 		b, err := os.ReadFile(c.PINFile)
 		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrNoPIN, err)
+			return "", fmt.Errorf("%w: %v", hsm.ErrNoPIN, err)
 		}
 		pin = strings.TrimRight(string(b), "\r\n")
 		clear(b)
 		if pin == "" {
-			return "", fmt.Errorf("%w: PIN file %s is empty", ErrNoPIN, c.PINFile)
+			return "", fmt.Errorf("%w: PIN file %s is empty", hsm.ErrNoPIN, c.PINFile)
 		}
 		if fi, err := os.Stat(c.PINFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			slog.Warn("hsm: PIN file is readable by group or others", "pin_file", c.PINFile, "mode", fi.Mode().Perm().String())
@@ -89,10 +91,10 @@ func (c Config) pin() (string, error) {
 	case c.PINEnv != "":
 		pin = os.Getenv(c.PINEnv)
 		if pin == "" {
-			return "", fmt.Errorf("%w: environment variable %s is unset or empty", ErrNoPIN, c.PINEnv)
+			return "", fmt.Errorf("%w: environment variable %s is unset or empty", hsm.ErrNoPIN, c.PINEnv)
 		}
 	default:
-		return "", fmt.Errorf("%w: set PINFile or PINEnv", ErrNoPIN)
+		return "", fmt.Errorf("%w: set PINFile or PINEnv", hsm.ErrNoPIN)
 	}
 	return pin, nil
 }

@@ -1,7 +1,7 @@
 // The bbolt-backed tree: roots against independent references,
 // determinism across transaction boundaries, proofs, reads and errors.
 
-package ledger_test
+package ledgerdb_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 )
 
 func TestRootsMatchReference(t *testing.T) {
@@ -27,14 +28,14 @@ func TestRootsMatchReference(t *testing.T) {
 		if first := appendTx(t, db, b); first != uint64(i) {
 			t.Fatalf("Append returned %d, want %d", first, i)
 		}
-		ref.add(int64(i), b)
+		ref.Add(int64(i), b)
 	}
 	view(t, db, func(tx *bbolt.Tx) error {
-		if size, err := ledger.Size(tx); err != nil || size != n {
+		if size, err := ledgerdb.Size(tx); err != nil || size != n {
 			t.Fatalf("Size = %d, %v; want %d", size, err, n)
 		}
 		for s := 0; s <= n; s++ {
-			got, err := ledger.Root(tx, uint64(s))
+			got, err := ledgerdb.Root(tx, uint64(s))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,7 +45,7 @@ func TestRootsMatchReference(t *testing.T) {
 			}
 		}
 		for i, b := range leaves {
-			h, err := ledger.LeafHash(tx, uint64(i))
+			h, err := ledgerdb.LeafHash(tx, uint64(i))
 			if err != nil || h != tlog.RecordHash(b) {
 				t.Fatalf("LeafHash(%d) = %v, %v", i, h, err)
 			}
@@ -69,11 +70,11 @@ func dump(t *testing.T, db *bbolt.DB) string {
 		})
 	}
 	view(t, db, func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte(ledger.BucketName))
+		b := tx.Bucket([]byte(ledgerdb.BucketName))
 		if b == nil {
 			t.Fatal("no ledger bucket")
 		}
-		walk(b, ledger.BucketName)
+		walk(b, ledgerdb.BucketName)
 		return nil
 	})
 	return buf.String()
@@ -99,7 +100,7 @@ func TestAppendDeterministic(t *testing.T) {
 			batch[j].Index = 0 // AppendEntries assigns it
 		}
 		err := mixed.Update(func(tx *bbolt.Tx) error {
-			first, err := ledger.AppendEntries(tx, batch...)
+			first, err := ledgerdb.AppendEntries(tx, batch...)
 			if err == nil && first != uint64(i) {
 				t.Errorf("AppendEntries first = %d, want %d", first, i)
 			}
@@ -118,7 +119,7 @@ func TestAppendDeterministic(t *testing.T) {
 	var roots [3]tlog.Hash
 	for i, db := range []*bbolt.DB{one, all, mixed} {
 		view(t, db, func(tx *bbolt.Tx) (err error) {
-			roots[i], err = ledger.Root(tx, n)
+			roots[i], err = ledgerdb.Root(tx, n)
 			return err
 		})
 	}
@@ -139,12 +140,12 @@ func TestLargeLog(t *testing.T) {
 		bs := sampleBytes(t, uint64(i), uint64(i+batch))
 		appendTx(t, db, bs...)
 		for j, b := range bs {
-			ref.add(int64(i+j), b)
+			ref.Add(int64(i+j), b)
 		}
 	}
 	want, _ := tlog.TreeHash(int64(n), ref)
 	view(t, db, func(tx *bbolt.Tx) error {
-		cp, err := ledger.TreeHead(tx, testOrigin)
+		cp, err := ledgerdb.TreeHead(tx, testOrigin)
 		if err != nil {
 			return err
 		}
@@ -154,11 +155,11 @@ func TestLargeLog(t *testing.T) {
 		rnd := rand.New(rand.NewPCG(3, 4))
 		for range 50 {
 			i := rnd.Uint64N(uint64(n))
-			p, err := ledger.ProveInclusion(tx, i, cp.Size)
+			p, err := ledgerdb.ProveInclusion(tx, i, cp.Size)
 			if err != nil {
 				return err
 			}
-			entry, err := ledger.ReadEntry(tx, i)
+			entry, err := ledgerdb.ReadEntry(tx, i)
 			if err != nil {
 				return err
 			}
@@ -166,8 +167,8 @@ func TestLargeLog(t *testing.T) {
 				t.Fatalf("entry %d: %v", i, err)
 			}
 			old := 1 + rnd.Uint64N(cp.Size)
-			oldRoot, _ := ledger.Root(tx, old)
-			tp, err := ledger.ProveConsistency(tx, old, cp.Size)
+			oldRoot, _ := ledgerdb.Root(tx, old)
+			tp, err := ledgerdb.ProveConsistency(tx, old, cp.Size)
 			if err != nil {
 				return err
 			}
@@ -187,7 +188,7 @@ func TestProofsAllPairs(t *testing.T) {
 	view(t, db, func(tx *bbolt.Tx) error {
 		cps := make([]ledger.Checkpoint, n+1)
 		for s := range cps {
-			h, err := ledger.Root(tx, uint64(s))
+			h, err := ledgerdb.Root(tx, uint64(s))
 			if err != nil {
 				return err
 			}
@@ -196,7 +197,7 @@ func TestProofsAllPairs(t *testing.T) {
 		for s := uint64(1); s <= n; s++ {
 			cp := cps[s]
 			for i := range s {
-				p, err := ledger.ProveInclusion(tx, i, s)
+				p, err := ledgerdb.ProveInclusion(tx, i, s)
 				if err != nil {
 					return err
 				}
@@ -232,7 +233,7 @@ func TestProofsAllPairs(t *testing.T) {
 		}
 		for newSize := uint64(0); newSize <= n; newSize++ {
 			for old := uint64(0); old <= newSize; old++ {
-				p, err := ledger.ProveConsistency(tx, old, newSize)
+				p, err := ledgerdb.ProveConsistency(tx, old, newSize)
 				if err != nil {
 					return err
 				}
@@ -290,7 +291,7 @@ func TestAppendRejectsLeavesTxUnchanged(t *testing.T) {
 	}
 	for name, c := range cases {
 		err := db.Update(func(tx *bbolt.Tx) error {
-			_, err := ledger.Append(tx, c.entries...)
+			_, err := ledgerdb.Append(tx, c.entries...)
 			return err
 		})
 		switch want := c.want.(type) {
@@ -311,7 +312,7 @@ func TestAppendRejectsLeavesTxUnchanged(t *testing.T) {
 	bad := sampleEntry(0)
 	bad.Outcome = "?"
 	err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := ledger.AppendEntries(tx, sampleEntry(0), bad)
+		_, err := ledgerdb.AppendEntries(tx, sampleEntry(0), bad)
 		return err
 	})
 	var pe *ledger.ParseError
@@ -320,7 +321,7 @@ func TestAppendRejectsLeavesTxUnchanged(t *testing.T) {
 	}
 	// Read-only transaction.
 	err = db.View(func(tx *bbolt.Tx) error {
-		_, err := ledger.Append(tx, good)
+		_, err := ledgerdb.Append(tx, good)
 		return err
 	})
 	if !errors.Is(err, bbolt.ErrTxNotWritable) {
@@ -334,7 +335,7 @@ func TestAppendCopiesInput(t *testing.T) {
 	buf := mustMarshal(t, sampleEntry(0))
 	want := bytes.Clone(buf)
 	err := db.Update(func(tx *bbolt.Tx) error {
-		if _, err := ledger.Append(tx, buf); err != nil {
+		if _, err := ledgerdb.Append(tx, buf); err != nil {
 			return err
 		}
 		for i := range buf {
@@ -346,7 +347,7 @@ func TestAppendCopiesInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	view(t, db, func(tx *bbolt.Tx) error {
-		got, err := ledger.ReadEntry(tx, 0)
+		got, err := ledgerdb.ReadEntry(tx, 0)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("ReadEntry(0) = %s, %v", got, err)
 		}
@@ -357,15 +358,15 @@ func TestAppendCopiesInput(t *testing.T) {
 func TestReads(t *testing.T) {
 	db := openDB(t)
 	view(t, db, func(tx *bbolt.Tx) error { // empty: no bucket yet
-		size, err := ledger.Size(tx)
-		root, err2 := ledger.Root(tx, 0)
+		size, err := ledgerdb.Size(tx)
+		root, err2 := ledgerdb.Root(tx, 0)
 		if size != 0 || err != nil || err2 != nil || root != mth(nil) {
 			t.Fatalf("empty log: size %d root %v errs %v %v", size, root, err, err2)
 		}
-		if _, err := ledger.ReadEntry(tx, 0); !errors.Is(err, ledger.ErrIndexOutOfRange) {
+		if _, err := ledgerdb.ReadEntry(tx, 0); !errors.Is(err, ledger.ErrIndexOutOfRange) {
 			t.Fatalf("ReadEntry on empty log: %v", err)
 		}
-		if p, err := ledger.ProveConsistency(tx, 0, 0); err != nil || len(p) != 0 {
+		if p, err := ledgerdb.ProveConsistency(tx, 0, 0); err != nil || len(p) != 0 {
 			t.Fatalf("ProveConsistency(0, 0) = %v, %v", p, err)
 		}
 		return nil
@@ -377,7 +378,7 @@ func TestReads(t *testing.T) {
 		for _, limit := range []int{1, 7, 56, 57, 100} {
 			var got [][]byte
 			for start := uint64(0); start < n; start += uint64(limit) {
-				page, err := ledger.ReadEntries(tx, start, limit)
+				page, err := ledgerdb.ReadEntries(tx, start, limit)
 				if err != nil {
 					return err
 				}
@@ -392,19 +393,19 @@ func TestReads(t *testing.T) {
 				}
 			}
 		}
-		if page, err := ledger.ReadEntries(tx, n, 10); err != nil || len(page) != 0 {
+		if page, err := ledgerdb.ReadEntries(tx, n, 10); err != nil || len(page) != 0 {
 			t.Fatalf("ReadEntries at end = %d entries, %v", len(page), err)
 		}
 		outOfRange := map[string]error{}
-		_, outOfRange["ReadEntries past end"] = ledger.ReadEntries(tx, n+1, 10)
-		_, outOfRange["ReadEntries limit 0"] = ledger.ReadEntries(tx, 0, 0)
-		_, outOfRange["ReadEntry(size)"] = ledger.ReadEntry(tx, n)
-		_, outOfRange["LeafHash(size)"] = ledger.LeafHash(tx, n)
-		_, outOfRange["Root(size+1)"] = ledger.Root(tx, n+1)
-		_, outOfRange["ProveInclusion(i=size)"] = ledger.ProveInclusion(tx, 5, 5)
-		_, outOfRange["ProveInclusion(size+1)"] = ledger.ProveInclusion(tx, 0, n+1)
-		_, outOfRange["ProveConsistency old>new"] = ledger.ProveConsistency(tx, 6, 5)
-		_, outOfRange["ProveConsistency new>size"] = ledger.ProveConsistency(tx, 1, n+1)
+		_, outOfRange["ReadEntries past end"] = ledgerdb.ReadEntries(tx, n+1, 10)
+		_, outOfRange["ReadEntries limit 0"] = ledgerdb.ReadEntries(tx, 0, 0)
+		_, outOfRange["ReadEntry(size)"] = ledgerdb.ReadEntry(tx, n)
+		_, outOfRange["LeafHash(size)"] = ledgerdb.LeafHash(tx, n)
+		_, outOfRange["Root(size+1)"] = ledgerdb.Root(tx, n+1)
+		_, outOfRange["ProveInclusion(i=size)"] = ledgerdb.ProveInclusion(tx, 5, 5)
+		_, outOfRange["ProveInclusion(size+1)"] = ledgerdb.ProveInclusion(tx, 0, n+1)
+		_, outOfRange["ProveConsistency old>new"] = ledgerdb.ProveConsistency(tx, 6, 5)
+		_, outOfRange["ProveConsistency new>size"] = ledgerdb.ProveConsistency(tx, 1, n+1)
 		for name, err := range outOfRange {
 			if !errors.Is(err, ledger.ErrIndexOutOfRange) {
 				t.Errorf("%s: err = %v, want ErrIndexOutOfRange", name, err)
@@ -418,13 +419,13 @@ func TestCorruptStoreDetected(t *testing.T) {
 	db := openDB(t)
 	appendTx(t, db, sampleBytes(t, 0, 8)...)
 	err := db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte(ledger.BucketName)).Bucket([]byte("hashes")).Delete(binary.BigEndian.AppendUint64(nil, uint64(tlog.StoredHashIndex(3, 0))))
+		return tx.Bucket([]byte(ledgerdb.BucketName)).Bucket([]byte("hashes")).Delete(binary.BigEndian.AppendUint64(nil, uint64(tlog.StoredHashIndex(3, 0))))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	view(t, db, func(tx *bbolt.Tx) error {
-		if _, err := ledger.Root(tx, 8); !errors.Is(err, ledger.ErrCorrupt) {
+		if _, err := ledgerdb.Root(tx, 8); !errors.Is(err, ledger.ErrCorrupt) {
 			t.Fatalf("Root over a missing hash: %v, want ErrCorrupt", err)
 		}
 		return nil
@@ -453,12 +454,12 @@ func TestMemoryFlat(t *testing.T) {
 		for j := range es {
 			es[j] = sampleEntry(i + uint64(j))
 		}
-		if err := db.Update(func(tx *bbolt.Tx) error { _, err := ledger.AppendEntries(tx, es...); return err }); err != nil {
+		if err := db.Update(func(tx *bbolt.Tx) error { _, err := ledgerdb.AppendEntries(tx, es...); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	view(t, db, func(tx *bbolt.Tx) error {
-		_, err := ledger.Root(tx, 100_000)
+		_, err := ledgerdb.Root(tx, 100_000)
 		return err
 	})
 	if end := heap(); end > start+2<<20 {
