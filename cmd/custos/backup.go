@@ -148,7 +148,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-
 // agent loads --policy and returns the agent for it; skipped manifests are
 // reported on stderr.
 func (bf *backupFlags) agent(s stdio) (*agent.Agent, error) {
