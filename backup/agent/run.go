@@ -106,6 +106,9 @@ type RunResult struct {
 // with req.Trust. An archive left without manifest (a failed attestation
 // or upload) is not listed.
 func (a *Agent) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
+	if req.Plan == nil || req.Target == nil || req.Cluster == nil {
+		return nil, errors.New("agent: a run needs a plan, its target and the cluster")
+	}
 	pl, t := req.Plan, req.Target
 	ds, pt := pl.Dataset, pl.Target
 	start := time.Now()

@@ -148,9 +148,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// agent loads --policy and returns the agent for it; skipped manifests are
+// loadAgent loads --policy and returns the agent for it; skipped manifests are
 // reported on stderr.
-func (bf *backupFlags) agent(s stdio) (*agent.Agent, error) {
+func (bf *backupFlags) loadAgent(s stdio) (*agent.Agent, error) {
 	if bf.policy == "" {
 		return nil, errors.New("--policy FILE is required")
 	}
@@ -161,7 +161,7 @@ func (bf *backupFlags) agent(s stdio) (*agent.Agent, error) {
 	return agent.New(agent.Config{Policy: p, Open: openTarget, Warn: s.err})
 }
 
-// progress returns how the agent shows progress, as --progress says (nil
+// progressOf returns how the agent shows progress, as --progress says (nil
 // for none). An unknown mode is refused when the use case starts.
 func (bf *backupFlags) progressOf(s stdio) agent.Progress {
 	if bf.progress == progressNone {
@@ -220,7 +220,7 @@ func (bf *backupFlags) parseListing(ctx context.Context, s stdio, fs *flag.FlagS
 	if err := noArgs(fs, args); err != nil {
 		return nil, nil, nil, err
 	}
-	ag, err := bf.agent(s)
+	ag, err := bf.loadAgent(s)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -259,7 +259,7 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
-	ag, err := bf.agent(s)
+	ag, err := bf.loadAgent(s)
 	if err != nil {
 		return err
 	}
@@ -378,7 +378,7 @@ func openArchiveCmd(ctx context.Context, s stdio, fs *flag.FlagSet, bf *backupFl
 	if len(pos) != 1 {
 		return nil, errors.New("give exactly one ARCHIVE id (see custos backup list)")
 	}
-	ag, err := bf.agent(s)
+	ag, err := bf.loadAgent(s)
 	if err != nil {
 		return nil, err
 	}
