@@ -1,16 +1,8 @@
 package main
 
-// `custos backup run | list | restore | verify | drill`: the backup agent.
-//
-// An archive is three objects on a target, under the dataset's name:
-//
-//	DATASET/ARCHIVE.age            the age file of tar → zstd
-//	DATASET/ARCHIVE.index.age      the encrypted index (names, per-file hashes)
-//	DATASET/ARCHIVE.manifest.json  the clear manifest (ids, sizes, checksums,
-//	                               policy decision, transfer receipt)
-//
-// The manifest is uploaded last: an archive without one is incomplete and
-// is not listed. Nothing is kept locally: list reads the targets.
+// `custos backup run | list | restore | verify | drill | prune | status`:
+// flags, loading the policy and the trust file, and printing around the
+// agent's use cases (backup/agent).
 
 import (
 	"context"
@@ -18,18 +10,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"sort"
-	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/custos-eu/custos/backup/agent"
 	"github.com/custos-eu/custos/backup/archive"
-	"github.com/custos-eu/custos/backup/custosage"
 	"github.com/custos-eu/custos/backup/policy"
 	"github.com/custos-eu/custos/backup/s3"
 	"github.com/custos-eu/custos/backup/target"
@@ -44,16 +32,6 @@ const (
 	envS3SecretKey = "CUSTOS_S3_SECRET_ACCESS_KEY"
 	envS3Region    = "CUSTOS_S3_REGION"
 )
-
-// Object name suffixes.
-const (
-	suffixArchive  = ".age"
-	suffixIndex    = ".index.age"
-	suffixManifest = ".manifest.json"
-)
-
-// maxManifest bounds a manifest read from a target.
-const maxManifest = 1 << 20
 
 func backupUsage(w io.Writer) {
 	fmt.Fprint(w, `usage: custos backup <command> [flags]
@@ -143,15 +121,6 @@ func (bf *backupFlags) addProgressFlag(fs *flag.FlagSet) {
 	fs.StringVar(&bf.progress, "progress", progressAuto, "progress on stderr: auto (a bar on a terminal, log lines otherwise), bar, log or none")
 }
 
-// startProgress starts reporting op on stderr as --progress says.
-func (bf *backupFlags) startProgress(s stdio, op string, total int64, attrs ...any) (*progress, error) {
-	mode, err := progressModeOf(bf.progress, s.err)
-	if err != nil {
-		return nil, err
-	}
-	return startProgress(s.err, mode, op, total, attrs...), nil
-}
-
 func addBackupFlags(fs *flag.FlagSet, s stdio, withAPI bool) *backupFlags {
 	fs.SetOutput(s.err)
 	bf := &backupFlags{}
@@ -179,26 +148,33 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func (bf *backupFlags) load() (*policy.Policy, error) {
+// loadAgent loads --policy and returns the agent for it; skipped manifests are
+// reported on stderr.
+func (bf *backupFlags) loadAgent(s stdio) (*agent.Agent, error) {
 	if bf.policy == "" {
 		return nil, errors.New("--policy FILE is required")
 	}
-	return policy.Load(bf.policy)
+	p, err := policy.Load(bf.policy)
+	if err != nil {
+		return nil, err
+	}
+	return agent.New(agent.Config{Policy: p, Open: openTarget, Warn: s.err})
 }
 
-// targetNames are the targets a command looks at: --target, or all.
-func (bf *backupFlags) targetNames(p *policy.Policy) ([]string, error) {
-	if bf.target != "" {
-		if _, ok := p.Target(bf.target); !ok {
-			return nil, fmt.Errorf("the policy names no target %q", bf.target)
+// progressOf returns how the agent shows progress, as --progress says (nil
+// for none). An unknown mode is refused when the use case starts.
+func (bf *backupFlags) progressOf(s stdio) agent.Progress {
+	if bf.progress == progressNone {
+		return nil
+	}
+	return func(op string, total int64, attrs ...any) (*atomic.Int64, func(error), error) {
+		mode, err := progressModeOf(bf.progress, s.err)
+		if err != nil {
+			return nil, nil, err
 		}
-		return []string{bf.target}, nil
+		p := startProgress(s.err, mode, op, total, attrs...)
+		return &p.Done, p.Stop, nil
 	}
-	var names []string
-	for _, t := range p.Targets {
-		names = append(names, t.Name)
-	}
-	return names, nil
 }
 
 // openTarget opens a policy target.
@@ -236,158 +212,30 @@ func closeTarget(t target.Target) {
 	}
 }
 
-func objectNames(dataset, id string) (arc, idx, man string) {
-	base := dataset + "/" + id
-	return base + suffixArchive, base + suffixIndex, base + suffixManifest
-}
-
-// readManifest reads and parses a manifest object.
-func readManifest(ctx context.Context, t target.Target, name string) (*archive.Manifest, error) {
-	rc, _, err := t.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxManifest {
-		return nil, fmt.Errorf("%s: manifest over %d bytes", name, maxManifest)
-	}
-	m, err := archive.ParseManifest(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return m, nil
-}
-
-// listed is one archive found on a target.
-type listed struct {
-	target string
-	m      *archive.Manifest
-}
-
 // parseListing parses the flags of a command that lists archives (no
 // positionals; --dataset is registered by the caller) and lists the
 // archives of --dataset, or all, on the targets (--target, or all). With
 // known, a --dataset the policy does not name is refused first.
-func (bf *backupFlags) parseListing(ctx context.Context, s stdio, fs *flag.FlagSet, args []string, known bool) (*policy.Policy, []string, []listed, error) {
+func (bf *backupFlags) parseListing(ctx context.Context, s stdio, fs *flag.FlagSet, args []string, known bool) (*agent.Agent, []string, []agent.Listed, error) {
 	if err := noArgs(fs, args); err != nil {
 		return nil, nil, nil, err
 	}
-	p, err := bf.load()
+	ag, err := bf.loadAgent(s)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	names, err := bf.targetNames(p)
+	names, err := ag.Targets(bf.target)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if _, ok := p.Dataset(bf.dataset); known && bf.dataset != "" && !ok {
+	if _, ok := ag.Policy().Dataset(bf.dataset); known && bf.dataset != "" && !ok {
 		return nil, nil, nil, fmt.Errorf("the policy names no dataset %q", bf.dataset)
 	}
-	all, err := listArchives(ctx, p, names, bf.dataset, s.err)
+	all, err := ag.List(ctx, names, bf.dataset)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return p, names, all, nil
-}
-
-// listArchives lists the complete archives (those with a manifest) on the
-// named targets, oldest first. Unreadable manifests are reported on warn.
-func listArchives(ctx context.Context, p *policy.Policy, names []string, dataset string, warn io.Writer) ([]listed, error) {
-	var out []listed
-	for _, name := range names {
-		pt, _ := p.Target(name)
-		t, err := openTarget(ctx, pt)
-		if err != nil {
-			return nil, err
-		}
-		prefix := ""
-		if dataset != "" {
-			prefix = dataset + "/"
-		}
-		objs, err := t.List(ctx, prefix)
-		if err != nil {
-			closeTarget(t)
-			return nil, fmt.Errorf("target %q: %w", name, err)
-		}
-		for _, o := range objs {
-			if !strings.HasSuffix(o.Name, suffixManifest) {
-				continue
-			}
-			m, err := readManifest(ctx, t, o.Name)
-			if err != nil {
-				fmt.Fprintf(warn, "warning: target %q: %v\n", name, err)
-				continue
-			}
-			if _, _, want := objectNames(m.Dataset, m.ArchiveID); want != o.Name {
-				fmt.Fprintf(warn, "warning: target %q: %s holds the manifest of %s/%s\n", name, o.Name, m.Dataset, m.ArchiveID)
-				continue
-			}
-			out = append(out, listed{target: name, m: m})
-		}
-		closeTarget(t)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if ci, cj := out[i].m.Created, out[j].m.Created; !ci.Equal(cj) {
-			return ci.Before(cj)
-		}
-		return out[i].m.ArchiveID < out[j].m.ArchiveID
-	})
-	return out, nil
-}
-
-// findArchive finds archive id on the named targets: the first target
-// holding its manifest.
-func findArchive(ctx context.Context, p *policy.Policy, names []string, id string) (target.Target, string, *archive.Manifest, error) {
-	if !archive.ValidID(id) {
-		return nil, "", nil, fmt.Errorf("%q is not an archive id", id)
-	}
-	for _, name := range names {
-		pt, _ := p.Target(name)
-		t, err := openTarget(ctx, pt)
-		if err != nil {
-			return nil, "", nil, err
-		}
-		objs, err := t.List(ctx, "")
-		if err != nil {
-			closeTarget(t)
-			return nil, "", nil, fmt.Errorf("target %q: %w", name, err)
-		}
-		for _, o := range objs {
-			if strings.HasSuffix(o.Name, "/"+id+suffixManifest) {
-				m, err := readManifest(ctx, t, o.Name)
-				if err != nil {
-					closeTarget(t)
-					return nil, "", nil, fmt.Errorf("target %q: %w", name, err)
-				}
-				if m.ArchiveID != id {
-					closeTarget(t)
-					return nil, "", nil, fmt.Errorf("target %q: %s describes archive %s: %w", name, o.Name, m.ArchiveID, archive.ErrIntegrity)
-				}
-				return t, name, m, nil
-			}
-		}
-		closeTarget(t)
-	}
-	return nil, "", nil, fmt.Errorf("archive %s not found on target(s) %s", id, strings.Join(names, ", "))
-}
-
-// openParts opens an archive's archive and index objects.
-func openParts(ctx context.Context, t target.Target, m *archive.Manifest) (arc, idx io.ReadCloser, err error) {
-	an, in, _ := objectNames(m.Dataset, m.ArchiveID)
-	arc, _, err = t.Get(ctx, an)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", an, err)
-	}
-	idx, _, err = t.Get(ctx, in)
-	if err != nil {
-		arc.Close()
-		return nil, nil, fmt.Errorf("%s: %w", in, err)
-	}
-	return arc, idx, nil
+	return ag, names, all, nil
 }
 
 func bkMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
@@ -411,192 +259,61 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
-	p, err := bf.load()
+	ag, err := bf.loadAgent(s)
 	if err != nil {
 		return err
 	}
 	if bf.dataset == "" {
 		return errors.New("--dataset NAME is required")
 	}
-	ds, ok := p.Dataset(bf.dataset)
-	if !ok {
-		// Decide gives the policy's refusal for an unknown dataset.
-		_, err := p.Decide(bf.dataset, bf.target)
-		return refusal(err)
-	}
-	tname := bf.target
-	if tname == "" {
-		if len(p.Targets) != 1 {
-			return fmt.Errorf("the policy names %d targets: choose one with --target", len(p.Targets))
-		}
-		tname = p.Targets[0].Name
-	}
 	// Before any byte leaves: may this dataset go there?
-	dec, err := p.Decide(ds.Name, tname)
+	plan, err := ag.Plan(bf.dataset, bf.target)
 	if err != nil {
-		return refusal(err)
+		return err
 	}
-	pt, _ := p.Target(tname)
-	sources := make([]string, len(ds.Paths))
-	for i, path := range ds.Paths {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return err
-		}
-		sources[i] = filepath.Clean(abs)
-	}
-
 	c, err := bf.api.client()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	t, err := openTarget(ctx, pt)
+	t, err := openTarget(ctx, plan.Target)
 	if err != nil {
 		return err
 	}
 	defer closeTarget(t)
-
-	start := time.Now()
-	id := archive.NewID(start)
-	rcp, wrapMode, keyLogIndex, err := backupRecipient(ctx, c, ds, trustPath, archive.WrapContext(ds.Name, ds.Classification, id))
+	trust, err := offlineTrust(plan.Dataset, trustPath)
 	if err != nil {
 		return err
 	}
-	an, in, mn := objectNames(ds.Name, id)
-	// The archive's SHA-256 is computed once, while it is made; a remote
-	// store also verifies per-part SHA-256 checksums end to end. A local
-	// directory gets the same bytes from this process, so it is not asked
-	// to hash them again.
-	put := target.PutOptions{ChecksumSHA256: pt.Kind == policy.KindS3, Metadata: map[string]string{"custos-archive": id}}
-	if pt.Kind == policy.KindS3 {
-		if pt.ObjectLock != nil {
-			put.Retention = &target.Retention{Mode: target.RetentionMode(pt.ObjectLock.Mode), Until: start.Add(pt.ObjectLock.Retention.D())}
-		}
-		put.LegalHold = pt.LegalHold
-	}
-
-	// The index goes to a temporary file (it is uploaded after the
-	// archive); the archive streams straight to the target.
-	ixf, err := os.CreateTemp("", "custos-index-*.age")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(ixf.Name())
-	defer ixf.Close()
-
 	setMemoryLimit(archive.CreateHeapBytes(archive.DefaultChunkSize, runtime.GOMAXPROCS(0)))
-	var total int64
-	if bf.progress != progressNone {
-		total = sourceBytes(sources) // for the ETA
-	}
-	prog, err := bf.startProgress(s, "backup", total, "dataset", ds.Name, "archive", id, "target", tname)
+	res, err := ag.Run(ctx, agent.RunRequest{Plan: plan, Target: t, Cluster: c, Keys: offlineKeySource(c), Trust: trust, Progress: bf.progressOf(s)})
 	if err != nil {
 		return err
-	}
-	pr, pw := io.Pipe()
-	type putResult struct {
-		info target.ObjectInfo
-		err  error
-	}
-	done := make(chan putResult, 1)
-	go func() {
-		info, err := t.Put(ctx, an, pr, put)
-		pr.CloseWithError(err) // unblocks Create if the upload failed
-		done <- putResult{info, err}
-	}()
-	m, cerr := archive.Create(ctx, sources, pw, ixf, archive.CreateOptions{
-		ArchiveID: id, Dataset: ds.Name, Classification: ds.Classification,
-		Recipient: rcp, Policy: &dec, Progress: &prog.Done,
-	})
-	if cerr != nil {
-		pw.CloseWithError(cerr)
-	} else {
-		pw.Close()
-	}
-	res := <-done
-	prog.Stop(errors.Join(cerr, res.err))
-	if cerr != nil {
-		if res.err == nil {
-			t.Delete(ctx, an) // best effort: a locked object stays, without manifest
-		}
-		return fmt.Errorf("creating the archive: %w", cerr)
-	}
-	if res.err != nil {
-		return fmt.Errorf("uploading %s to %q: %w", an, tname, res.err)
-	}
-	if res.info.SHA256 != "" && res.info.SHA256 != m.Archive.SHA256 {
-		return fmt.Errorf("uploading %s: the target stored SHA-256 %s, the archive is %s", an, res.info.SHA256, m.Archive.SHA256)
-	}
-	if _, err := ixf.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	ip := put
-	ip.Size = m.Index.Size
-	if info, err := t.Put(ctx, in, ixf, ip); err != nil {
-		return fmt.Errorf("uploading %s to %q: %w", in, tname, err)
-	} else if info.SHA256 != "" && info.SHA256 != m.Index.SHA256 {
-		return fmt.Errorf("uploading %s: the target stored SHA-256 %s, the index is %s", in, info.SHA256, m.Index.SHA256)
-	}
-	elapsed := time.Since(start)
-
-	// Attest the transfer: the entry binds both ciphertexts and the
-	// manifest, and is what a restore trusts; its receipt goes in the
-	// manifest.
-	m.KEK.KeyLogIndex = keyLogIndex // offline: the entry that proved the key
-	details, err := m.TransferDetails()
-	if err != nil {
-		return err
-	}
-	details["target"], details["region"], details["decision"], details["wrap"] = tname, pt.Region, dec.Why, wrapMode
-	logIndex, err := c.Attest(ctx, client.AttestRequest{
-		Type: client.AttestTransfer, KEKID: m.KEK.ID, KEKVersion: m.KEK.Version, Details: details,
-	})
-	if err != nil {
-		return fmt.Errorf("attesting the transfer (archive and index are on %q, without manifest): %w", tname, err)
-	}
-	m.Receipt = &archive.Receipt{LogIndex: logIndex, Target: tname, Object: an}
-	mb, err := m.Marshal()
-	if err != nil {
-		return err
-	}
-	mp := put
-	mp.Size = int64(len(mb))
-	if _, err := t.Put(ctx, mn, strings.NewReader(string(mb)), mp); err != nil {
-		return fmt.Errorf("uploading %s to %q: %w", mn, tname, err)
 	}
 
+	m, ds, pt := res.Manifest, plan.Dataset, plan.Target
 	ratio := 0.0
 	if m.Archive.Size > 0 {
 		ratio = float64(m.Stats.TarBytes) / float64(m.Archive.Size)
 	}
 	w := s.out
-	fmt.Fprintf(w, "archive    %s\n", id)
+	fmt.Fprintf(w, "archive    %s\n", m.ArchiveID)
 	fmt.Fprintf(w, "dataset    %s (%s, %s)\n", ds.Name, ds.Classification, ds.Residency)
-	fmt.Fprintf(w, "target     %s (%s, region %s, jurisdiction %s)\n", tname, pt.Kind, pt.Region, pt.Jurisdiction)
-	fmt.Fprintf(w, "policy     %s\n", dec.Why)
+	fmt.Fprintf(w, "target     %s (%s, region %s, jurisdiction %s)\n", pt.Name, pt.Kind, pt.Region, pt.Jurisdiction)
+	fmt.Fprintf(w, "policy     %s\n", plan.Decision.Why)
 	fmt.Fprintf(w, "content    %d files, %d dirs, %d symlinks, %s\n", m.Stats.Files, m.Stats.Dirs, m.Stats.Symlinks, bkMiB(m.Stats.FileBytes))
 	fmt.Fprintf(w, "archive    %s (ratio %.2f), index %s\n", bkMiB(m.Archive.Size), ratio, bkMiB(m.Index.Size))
 	fmt.Fprintf(w, "sha256     %s\n", m.Archive.SHA256)
-	fmt.Fprintf(w, "time       %s, %s\n", elapsed.Round(time.Millisecond), bkRate(m.Stats.FileBytes, elapsed))
+	fmt.Fprintf(w, "time       %s, %s\n", res.Elapsed.Round(time.Millisecond), bkRate(m.Stats.FileBytes, res.Elapsed))
 	fmt.Fprintf(w, "kek        %s version %d, %s\n", m.KEK.ID, m.KEK.Version, wrapReceipt(m.KEK))
-	fmt.Fprintf(w, "transfer   receipt: log entry %d\n", logIndex)
-	if put.Retention != nil {
-		fmt.Fprintf(w, "locked     %s until %s\n", put.Retention.Mode, put.Retention.Until.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "transfer   receipt: log entry %d\n", m.Receipt.LogIndex)
+	if res.Retention != nil {
+		fmt.Fprintf(w, "locked     %s until %s\n", res.Retention.Mode, res.Retention.Until.UTC().Format(time.RFC3339))
 	}
-	if put.LegalHold {
+	if res.LegalHold {
 		fmt.Fprintln(w, "legal hold on")
 	}
 	return nil
-}
-
-// refusal formats a policy refusal.
-func refusal(err error) error {
-	var re *policy.RefusedError
-	if errors.As(err, &re) {
-		return fmt.Errorf("refused by policy (%s): %s; nothing was sent", re.Code, re.Decision.Why)
-	}
-	return err
 }
 
 // ---- list ----
@@ -615,43 +332,39 @@ func runBackupList(ctx context.Context, s stdio, args []string) error {
 	}
 	fmt.Fprintf(s.out, "%-34s  %-12s  %-10s  %-20s  %10s  %10s  %s\n", "ARCHIVE", "DATASET", "TARGET", "CREATED", "CONTENT", "STORED", "RECEIPTS")
 	for _, a := range all {
-		rc := fmt.Sprintf("wrap %d", a.m.KEK.WrapLogIndex)
-		if a.m.KEK.WrapLogIndex == 0 && a.m.KEK.KeyLogIndex != 0 {
-			rc = fmt.Sprintf("offline wrap, key %d", a.m.KEK.KeyLogIndex)
+		m := a.Manifest
+		rc := fmt.Sprintf("wrap %d", m.KEK.WrapLogIndex)
+		if m.KEK.WrapLogIndex == 0 && m.KEK.KeyLogIndex != 0 {
+			rc = fmt.Sprintf("offline wrap, key %d", m.KEK.KeyLogIndex)
 		}
-		if a.m.Receipt != nil {
-			rc += fmt.Sprintf(", transfer %d", a.m.Receipt.LogIndex)
+		if m.Receipt != nil {
+			rc += fmt.Sprintf(", transfer %d", m.Receipt.LogIndex)
 		}
-		fmt.Fprintf(s.out, "%-34s  %-12s  %-10s  %-20s  %10s  %10s  %s\n", a.m.ArchiveID, a.m.Dataset, a.target,
-			a.m.Created.UTC().Format("2006-01-02T15:04:05Z"), bkMiB(a.m.Stats.FileBytes), bkMiB(a.m.Archive.Size+a.m.Index.Size), rc)
+		fmt.Fprintf(s.out, "%-34s  %-12s  %-10s  %-20s  %10s  %10s  %s\n", m.ArchiveID, m.Dataset, a.Target,
+			m.Created.UTC().Format("2006-01-02T15:04:05Z"), bkMiB(m.Stats.FileBytes), bkMiB(m.Archive.Size+m.Index.Size), rc)
 	}
 	return nil
 }
 
 // ---- restore, verify, drill ----
 
-// archiveCmd parses the flags of the commands that take an ARCHIVE, finds
-// it and returns the API client (nil when needAPI is false).
+// archiveCmd is a command that takes an ARCHIVE: the agent, the archive
+// found and the API client.
 type archiveCmd struct {
-	p      *policy.Policy
-	t      target.Target
-	tname  string
-	m      *archive.Manifest
+	ag     *agent.Agent
+	a      *agent.Archive
 	client *client.Client
-	proof  *provedTransfer
 }
 
 func (a *archiveCmd) close() {
-	if a.t != nil {
-		closeTarget(a.t)
-	}
+	a.a.Close()
 	if a.client != nil {
 		a.client.Close()
 	}
 }
 
 // openArchiveCmd parses the command line, finds the archive and proves its
-// manifest against the log (proveTransfer) before anything else is read:
+// manifest against the log (Archive.Prove) before anything else is read:
 // the restore, verify and drill commands share it. When the proof fails it
 // returns the error with the command still open (a drill records the
 // refusal); the caller closes it.
@@ -665,71 +378,33 @@ func openArchiveCmd(ctx context.Context, s stdio, fs *flag.FlagSet, bf *backupFl
 	if len(pos) != 1 {
 		return nil, errors.New("give exactly one ARCHIVE id (see custos backup list)")
 	}
-	p, err := bf.load()
+	ag, err := bf.loadAgent(s)
 	if err != nil {
 		return nil, err
 	}
-	names, err := bf.targetNames(p)
+	names, err := ag.Targets(bf.target)
 	if err != nil {
 		return nil, err
 	}
-	a := &archiveCmd{p: p}
-	a.t, a.tname, a.m, err = findArchive(ctx, p, names, pos[0])
-	if err != nil {
+	a := &archiveCmd{ag: ag}
+	if a.a, err = ag.Find(ctx, names, pos[0]); err != nil {
 		return nil, err
 	}
 	if a.client, err = bf.api.client(); err != nil {
 		a.close()
 		return nil, err
 	}
-	if a.proof, err = proveTransfer(ctx, transferSourceOf(a.client), trustPath, a.m); err != nil {
-		// a stays open: a drill records the refusal.
-		return a, fmt.Errorf("%s on %q: refused before reading it (nothing was restored): %w", a.m.ArchiveID, a.tname, err)
+	// On failure a stays open: a drill records the refusal.
+	trust, how, err := transferTrust(trustPath)
+	if err != nil {
+		return a, a.a.Refused(err)
 	}
-	fmt.Fprintf(s.out, "log        %s\n", a.proof.describe())
+	proof, err := a.a.Prove(ctx, a.client, trust)
+	if err != nil {
+		return a, err
+	}
+	fmt.Fprintf(s.out, "log        %s\n", describeTransfer(proof, how))
 	return a, nil
-}
-
-// openParts opens the archive and index objects and starts reporting op's
-// progress through the archive's ciphertext.
-func (a *archiveCmd) openParts(ctx context.Context, s stdio, bf *backupFlags, op string) (arc, idx io.ReadCloser, prog *progress, err error) {
-	setMemoryLimit(archive.RestoreBufferBytes(runtime.GOMAXPROCS(0)))
-	if prog, err = bf.startProgress(s, op, a.m.Archive.Size, "dataset", a.m.Dataset, "archive", a.m.ArchiveID, "target", a.tname); err != nil {
-		return nil, nil, nil, err
-	}
-	if arc, idx, err = openParts(ctx, a.t, a.m); err != nil {
-		prog.Stop(err)
-		return nil, nil, nil, err
-	}
-	return countingReadCloser{countingReader{arc, &prog.Done}, arc}, idx, prog, nil
-}
-
-type countingReadCloser struct {
-	countingReader
-	io.Closer
-}
-
-// sourceBytes sums the sizes of the regular files under sources (what a
-// backup will read; errors are left for the backup to report).
-func sourceBytes(sources []string) int64 {
-	var n int64
-	for _, src := range sources {
-		filepath.WalkDir(src, func(_ string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type().IsRegular() {
-				if fi, err := d.Info(); err == nil {
-					n += fi.Size()
-				}
-			}
-			return nil
-		})
-	}
-	return n
-}
-
-func (a *archiveCmd) identity(ctx context.Context) *custosage.Identity {
-	id := custosage.NewIdentity(ctx, a.client)
-	id.Expect = a.m.Expect()
-	return id
 }
 
 func runBackupRestore(ctx context.Context, s stdio, args []string) error {
@@ -751,29 +426,19 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 	if to == "" {
 		return errors.New("--to DIR is required")
 	}
-	arc, idx, prog, err := a.openParts(ctx, s, bf, "restore")
-	if err != nil {
-		return err
-	}
-	defer arc.Close()
-	defer idx.Close()
+	setMemoryLimit(archive.RestoreBufferBytes(runtime.GOMAXPROCS(0)))
 	if os.Geteuid() == 0 && (!opts.KeepOwners || !opts.KeepSetID) {
 		fmt.Fprintln(s.out, "note       running as root: files belong to root and setuid/setgid bits are dropped (--keep-owners, --keep-setid restore them)")
 	}
-	id := a.identity(ctx)
-	res, err := archive.Restore(ctx, a.m, arc, idx, id, to, opts)
-	prog.Stop(err)
+	res, err := a.a.Restore(ctx, a.client, to, opts, bf.progressOf(s))
 	if err != nil {
-		if strings.Contains(err.Error(), "nothing was restored") {
-			return fmt.Errorf("restoring %s: %w", a.m.ArchiveID, err)
-		}
-		return fmt.Errorf("restoring %s: %w (nothing was restored)", a.m.ArchiveID, err)
+		return err
 	}
-	fmt.Fprintf(s.out, "restored   %s from %q into %s\n", a.m.ArchiveID, a.tname, to)
+	fmt.Fprintf(s.out, "restored   %s from %q into %s\n", a.a.Manifest.ArchiveID, a.a.Target, to)
 	fmt.Fprintf(s.out, "content    %d files, %d dirs, %d symlinks, %s, every file hash verified\n", res.Files, res.Dirs, res.Symlinks, bkMiB(res.Bytes))
 	fmt.Fprintf(s.out, "time       %s, %s\n", res.Duration.Round(time.Millisecond), bkRate(res.Bytes, res.Duration))
-	if rc, ok := id.Receipt(); ok {
-		fmt.Fprintf(s.out, "unwrap     receipt: log entry %d\n", rc.LogIndex)
+	if res.Unwrap != nil {
+		fmt.Fprintf(s.out, "unwrap     receipt: log entry %d\n", res.Unwrap.LogIndex)
 	}
 	return nil
 }
@@ -791,31 +456,18 @@ func runBackupVerify(ctx context.Context, s stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	arc, idx, prog, err := a.openParts(ctx, s, bf, "verify")
+	setMemoryLimit(archive.RestoreBufferBytes(runtime.GOMAXPROCS(0)))
+	res, err := a.a.Verify(ctx, a.client, full, bf.progressOf(s))
 	if err != nil {
 		return err
 	}
-	defer arc.Close()
-	defer idx.Close()
+	m := a.a.Manifest
 	if !full {
-		err := archive.VerifyCiphertext(arc, a.m.Archive)
-		prog.Stop(err)
-		if err != nil {
-			return fmt.Errorf("%s: archive: %w", a.m.ArchiveID, err)
-		}
-		if err := archive.VerifyCiphertext(idx, a.m.Index); err != nil {
-			return fmt.Errorf("%s: index: %w", a.m.ArchiveID, err)
-		}
-		fmt.Fprintf(s.out, "ok         %s on %q: archive (%s) and index match the SHA-256 the log records (not decrypted)\n", a.m.ArchiveID, a.tname, bkMiB(a.m.Archive.Size))
+		fmt.Fprintf(s.out, "ok         %s on %q: archive (%s) and index match the SHA-256 the log records (not decrypted)\n", m.ArchiveID, a.a.Target, bkMiB(m.Archive.Size))
 		return nil
 	}
-	res, err := archive.Verify(ctx, a.m, arc, idx, a.identity(ctx))
-	prog.Stop(err)
-	if err != nil {
-		return fmt.Errorf("%s: %w", a.m.ArchiveID, err)
-	}
 	fmt.Fprintf(s.out, "ok         %s on %q: decrypted, %d entries, %d files (%s) match the index's hashes, ciphertexts match the log's\n",
-		a.m.ArchiveID, a.tname, res.Entries, res.Files, bkMiB(res.Bytes))
+		m.ArchiveID, a.a.Target, res.Entries, res.Files, bkMiB(res.Bytes))
 	fmt.Fprintf(s.out, "time       %s, %s\n", res.Duration.Round(time.Millisecond), bkRate(res.Bytes, res.Duration))
 	return nil
 }
@@ -828,85 +480,25 @@ func runBackupDrill(ctx context.Context, s stdio, args []string) error {
 	if a != nil {
 		defer a.close()
 	}
+	// An archive refused by its proof is a failed drill, recorded.
 	if err != nil && (a == nil || a.client == nil || !errors.Is(err, archive.ErrIntegrity)) {
 		return err
 	}
-	proofErr := err // the archive was refused before reading: the drill failed
-	tmp, err := os.MkdirTemp("", "custos-drill-*")
+	setMemoryLimit(archive.RestoreBufferBytes(runtime.GOMAXPROCS(0)))
+	d, err := a.ag.Drill(ctx, a.client, a.a, bf.progressOf(s))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-
-	start := time.Now()
-	res, rerr := func() (*archive.Result, error) {
-		if proofErr != nil {
-			return nil, proofErr
-		}
-		arc, idx, prog, err := a.openParts(ctx, s, bf, "drill")
-		if err != nil {
-			return nil, err
-		}
-		defer arc.Close()
-		defer idx.Close()
-		res, err := archive.Restore(ctx, a.m, arc, idx, a.identity(ctx), filepath.Join(tmp, "restore"), archive.RestoreOptions{})
-		prog.Stop(err)
-		return res, err
-	}()
-	elapsed := time.Since(start)
-	result := "ok"
-	if rerr != nil {
-		// The log gets the kind of failure, not the error text, which
-		// may name files (names travel only encrypted).
-		result = "failed: restore error"
-		switch {
-		case a.proof == nil:
-			result = "failed: not proved against the log"
-		case errors.Is(rerr, archive.ErrIntegrity):
-			result = "failed: integrity check"
-		}
-	}
-	var rto time.Duration
-	if ds, ok := a.p.Dataset(a.m.Dataset); ok {
-		rto = ds.RTO.D()
-	}
-	if rerr == nil && rto > 0 && elapsed > rto {
-		result = fmt.Sprintf("restored, but in %s, over the RTO of %s", elapsed.Round(time.Second), rto)
-	}
-	details := map[string]string{
-		"archive":         a.m.ArchiveID,
-		"dataset":         a.m.Dataset,
-		"result":          result,
-		"restore_seconds": fmt.Sprintf("%.3f", elapsed.Seconds()),
-		"target":          a.tname,
-	}
-	if rto > 0 {
-		// The RTO the drill was measured against, so that an auditor
-		// reading the log alone can judge it.
-		details["rto_seconds"] = strconv.FormatFloat(rto.Seconds(), 'f', -1, 64)
-	}
-	logIndex, aerr := a.client.Attest(ctx, client.AttestRequest{
-		Type: client.AttestDrill, KEKID: a.m.KEK.ID, KEKVersion: a.m.KEK.Version, Details: details,
-	})
-	if rerr != nil {
-		if aerr != nil {
-			return fmt.Errorf("drill of %s failed: %w (and recording it failed: %v)", a.m.ArchiveID, rerr, aerr)
-		}
-		return fmt.Errorf("drill of %s failed (recorded in log entry %d): %w", a.m.ArchiveID, logIndex, rerr)
-	}
-	if aerr != nil {
-		return fmt.Errorf("drill of %s restored but recording it failed: %w", a.m.ArchiveID, aerr)
-	}
-	fmt.Fprintf(s.out, "drill      %s from %q: %s\n", a.m.ArchiveID, a.tname, result)
-	fmt.Fprintf(s.out, "content    %d files, %d dirs, %d symlinks, %s, every file hash verified\n", res.Files, res.Dirs, res.Symlinks, bkMiB(res.Bytes))
+	fmt.Fprintf(s.out, "drill      %s from %q: %s\n", a.a.Manifest.ArchiveID, a.a.Target, d.Result)
+	fmt.Fprintf(s.out, "content    %d files, %d dirs, %d symlinks, %s, every file hash verified\n", d.Restore.Files, d.Restore.Dirs, d.Restore.Symlinks, bkMiB(d.Restore.Bytes))
 	rtoText := "no RTO set"
-	if rto > 0 {
-		rtoText = "RTO " + rto.String()
+	if d.RTO > 0 {
+		rtoText = "RTO " + d.RTO.String()
 	}
-	fmt.Fprintf(s.out, "restore    %.3fs (%s), %s\n", elapsed.Seconds(), rtoText, bkRate(res.Bytes, elapsed))
-	fmt.Fprintf(s.out, "recorded   log entry %d\n", logIndex)
-	if result != "ok" {
-		return fmt.Errorf("drill missed its RTO: %s", result)
+	fmt.Fprintf(s.out, "restore    %.3fs (%s), %s\n", d.Elapsed.Seconds(), rtoText, bkRate(d.Restore.Bytes, d.Elapsed))
+	fmt.Fprintf(s.out, "recorded   log entry %d\n", d.LogIndex)
+	if !d.OK() {
+		return fmt.Errorf("drill missed its RTO: %s", d.Result)
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/custos-eu/custos/backup/agent"
 	"github.com/custos-eu/custos/backup/archive"
 	"github.com/custos-eu/custos/internal/benchcorpus"
 )
@@ -599,14 +600,14 @@ path         = %q
 	if err != nil {
 		return err
 	}
-	run := cr.add(bbCustos, "backup", round, d, rss, sourceBytes([]string{tdir}))
+	run := cr.add(bbCustos, "backup", round, d, rss, agent.SourceBytes([]string{tdir}))
 	filepath.WalkDir(tdir, func(p string, de os.DirEntry, err error) error {
 		if err == nil && de.Type().IsRegular() {
 			if fi, err := de.Info(); err == nil {
 				switch {
-				case strings.HasSuffix(p, suffixIndex):
+				case strings.HasSuffix(p, agent.SuffixIndex):
 					run.IndexBytes += fi.Size()
-				case strings.HasSuffix(p, suffixArchive):
+				case strings.HasSuffix(p, agent.SuffixArchive):
 					run.ArchiveBytes += fi.Size()
 				}
 			}
@@ -630,7 +631,7 @@ path         = %q
 	if d, rss, err = bbMeasure(nil, c); err != nil {
 		return err
 	}
-	cr.add(bbCustos, "restore", round, d, rss, sourceBytes([]string{rdir}))
+	cr.add(bbCustos, "restore", round, d, rss, agent.SourceBytes([]string{rdir}))
 	return nil
 }
 
@@ -730,7 +731,7 @@ func (e *bbEnv) pipeline(ctx context.Context, w io.Writer, cr *bbCorpusResult, c
 	if err != nil {
 		return err
 	}
-	cr.add(bbPipeline, "restore", round, d, rss, sourceBytes([]string{rdir}))
+	cr.add(bbPipeline, "restore", round, d, rss, agent.SourceBytes([]string{rdir}))
 	return nil
 }
 
@@ -759,12 +760,12 @@ func (e *bbEnv) restic(ctx context.Context, w io.Writer, cr *bbCorpusResult, cor
 	if err != nil {
 		return err
 	}
-	cr.add(bbRestic, "backup", round, d, rss, sourceBytes([]string{repo}))
+	cr.add(bbRestic, "backup", round, d, rss, agent.SourceBytes([]string{repo}))
 	rdir := filepath.Join(e.wd, "restore-restic")
 	defer os.RemoveAll(rdir)
 	if d, rss, err = bbMeasure(nil, cmd("restore", "latest", "--target", rdir)); err != nil {
 		return err
 	}
-	cr.add(bbRestic, "restore", round, d, rss, sourceBytes([]string{rdir}))
+	cr.add(bbRestic, "restore", round, d, rss, agent.SourceBytes([]string{rdir}))
 	return nil
 }

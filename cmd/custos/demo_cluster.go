@@ -27,6 +27,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	awstypes "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/custos-eu/custos/backup/agent"
 	"github.com/custos-eu/custos/backup/archive"
 	"github.com/custos-eu/custos/backup/custosage"
 	"github.com/custos-eu/custos/backup/policy"
@@ -743,14 +744,18 @@ func plantedArchiveDemo(ctx context.Context, w io.Writer, c *devcluster.Cluster,
 	if err != nil {
 		return err
 	}
-	lt, err := listArchives(ctx, p, []string{"offsite-us"}, "payroll", io.Discard)
+	ag, err := agent.New(agent.Config{Policy: p, Open: openTarget})
+	if err != nil {
+		return err
+	}
+	lt, err := ag.List(ctx, []string{"offsite-us"}, "payroll")
 	if err != nil {
 		return err
 	}
 	var real *archive.Manifest
 	for _, l := range lt {
-		if l.m.ArchiveID == id {
-			real = l.m
+		if l.Manifest.ArchiveID == id {
+			real = l.Manifest
 		}
 	}
 	if real == nil {
@@ -774,7 +779,7 @@ func plantedArchiveDemo(ctx context.Context, w io.Writer, c *devcluster.Cluster,
 	if err != nil {
 		return err
 	}
-	an, in, mn := objectNames(m.Dataset, m.ArchiveID)
+	an, in, mn := agent.ObjectNames(m.Dataset, m.ArchiveID)
 	for _, o := range []struct {
 		name string
 		b    []byte
