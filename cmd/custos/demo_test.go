@@ -36,16 +36,6 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-func TestUnknownCommand(t *testing.T) {
-	var out, errOut bytes.Buffer
-	if code := run(context.Background(), &out, &errOut, []string{"frobnicate"}); code != 2 {
-		t.Fatalf("exit %d, want 2", code)
-	}
-	if !strings.Contains(errOut.String(), `unknown command "frobnicate"`) {
-		t.Fatalf("stderr: %s", errOut.String())
-	}
-}
-
 // The cluster part runs real custosd processes.
 func TestClusterDemo(t *testing.T) {
 	if _, err := exec.LookPath("softhsm2-util"); err != nil {
