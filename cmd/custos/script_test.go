@@ -27,8 +27,12 @@
 //	match NAME REGEXP    set $NAME to REGEXP's first group in the last stdout
 //	wrapped FILE KEK V   FILE holds a wrapped key (raw or base64) of KEK
 //	                     version V
-//	cluster N            start an N-node in-memory cluster "test" behind
+//	cluster start N      start an N-node in-memory cluster "test" behind
 //	                     its leader's API (keysvctest; mutual TLS)
+//	cluster lose-next-approval-answer
+//	                     the next approval commits but its answer is lost,
+//	                     as when the leader dies between the two
+//	cluster quorum N     the node behind the API has officer quorum N
 //	envfile FILE ROLE NAME REGION [VAR=VALUE...]
 //	                     write FILE as `custos dev up` writes DIR/env: the
 //	                     cluster's address and a certificate for
@@ -41,17 +45,21 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/custos-eu/custos/hsm/hsmtest"
+	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -120,6 +128,10 @@ type scriptState struct {
 	exit   int
 	pki    *httpapitest.PKI
 	apiURL string
+	node   *keysvc.Node // the node behind apiURL, the leader when it started
+	// loseAnswer makes the next approval commit and its answer get
+	// lost, as when the leader dies between the two.
+	loseAnswer atomic.Bool
 }
 
 func state(ts *testscript.TestScript) *scriptState {
@@ -226,20 +238,42 @@ func cmdWrapped(ts *testscript.TestScript, neg bool, args []string) {
 
 func cmdCluster(ts *testscript.TestScript, neg bool, args []string) {
 	st := state(ts)
-	if len(args) != 1 || neg || st.pki != nil {
-		ts.Fatalf("usage: cluster N (once)")
+	if neg || len(args) == 0 {
+		ts.Fatalf("usage: cluster start N | cluster lose-next-approval-answer | cluster quorum N")
 	}
-	n, err := strconv.Atoi(args[0])
-	ts.Check(err)
-	st.pki = httpapitest.NewPKI(st.tb, "test")
-	c := keysvctest.NewCluster(st.tb, n, keysvctest.Options{CAs: st.pki.Pool()})
-	id := c.Leader().Info().ID
-	st.apiURL = st.pki.Serve(st.tb, id, keysvctest.Region(id), httpapi.New(c.Leader(), httpapi.Options{Logger: slog.New(slog.DiscardHandler)})).URL
+	if args[0] != "start" && st.node == nil {
+		ts.Fatalf("cluster %s: no cluster (cluster start N)", args[0])
+	}
+	switch {
+	case args[0] == "start" && len(args) == 2 && st.node == nil:
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		st.pki = httpapitest.NewPKI(st.tb, "test")
+		c := keysvctest.NewCluster(st.tb, n, keysvctest.Options{CAs: st.pki.Pool()})
+		st.node = c.Leader()
+		id := st.node.Info().ID
+		api := httpapi.New(st.node, httpapi.Options{Logger: slog.New(slog.DiscardHandler)})
+		st.apiURL = st.pki.Serve(st.tb, id, keysvctest.Region(id), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/approvals") && st.loseAnswer.CompareAndSwap(true, false) {
+				api.ServeHTTP(httptest.NewRecorder(), r)
+				panic(http.ErrAbortHandler)
+			}
+			api.ServeHTTP(w, r)
+		})).URL
+	case args[0] == "lose-next-approval-answer" && len(args) == 1:
+		st.loseAnswer.Store(true)
+	case args[0] == "quorum" && len(args) == 2:
+		if got := strconv.Itoa(st.node.Status().Quorum); got != args[1] {
+			ts.Fatalf("node %s: quorum %s, want %s", st.node.Info().ID, got, args[1])
+		}
+	default:
+		ts.Fatalf("usage: cluster start N (once) | cluster lose-next-approval-answer | cluster quorum N")
+	}
 }
 
 func cmdEnvFile(ts *testscript.TestScript, neg bool, args []string) {
 	st := state(ts)
-	if len(args) < 4 || neg || st.pki == nil {
+	if len(args) < 4 || neg || st.node == nil {
 		ts.Fatalf("usage: envfile FILE ROLE NAME REGION [VAR=VALUE...] (after cluster)")
 	}
 	files := st.pki.Issue(st.tb, identity.Role(args[1]), args[2], args[3])
