@@ -33,6 +33,14 @@
 //	                     the next approval commits but its answer is lost,
 //	                     as when the leader dies between the two
 //	cluster quorum N     the node behind the API has officer quorum N
+//	cluster fake DIR     serve instead a fake cluster "dev" for status: a
+//	                     leader node-1 with 4 log entries, node-2
+//	                     unreachable, node-3 not yet a voter; write
+//	                     DIR/env and set $ROOT_HASH to its checkpoint's
+//	                     root hash
+//	cluster no-leader    the fake knows no leader and is not ready
+//	source FILE          set the variables of env file FILE, as a shell's
+//	                     `. FILE` would
 //	envfile FILE ROLE NAME REGION [VAR=VALUE...]
 //	                     write FILE as `custos dev up` writes DIR/env: the
 //	                     cluster's address and a certificate for
@@ -40,7 +48,9 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,10 +70,12 @@ import (
 
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
@@ -116,6 +128,7 @@ func TestScripts(t *testing.T) {
 			"wrapped": cmdWrapped,
 			"cluster": cmdCluster,
 			"envfile": cmdEnvFile,
+			"source":  cmdSource,
 		},
 	})
 }
@@ -128,7 +141,8 @@ type scriptState struct {
 	exit   int
 	pki    *httpapitest.PKI
 	apiURL string
-	node   *keysvc.Node // the node behind apiURL, the leader when it started
+	node   *keysvc.Node      // the node behind apiURL, the leader when it started
+	fake   *httpapitest.Fake // cluster fake's
 	// loseAnswer makes the next approval commit and its answer get
 	// lost, as when the leader dies between the two.
 	loseAnswer atomic.Bool
@@ -239,9 +253,26 @@ func cmdWrapped(ts *testscript.TestScript, neg bool, args []string) {
 func cmdCluster(ts *testscript.TestScript, neg bool, args []string) {
 	st := state(ts)
 	if neg || len(args) == 0 {
-		ts.Fatalf("usage: cluster start N | cluster lose-next-approval-answer | cluster quorum N")
+		ts.Fatalf("usage: cluster start N | cluster lose-next-approval-answer | cluster quorum N | cluster fake DIR | cluster no-leader")
 	}
-	if args[0] != "start" && st.node == nil {
+	switch {
+	case args[0] == "fake" && len(args) == 2 && st.node == nil && st.fake == nil:
+		dir := ts.MkAbs(args[1])
+		ts.Check(os.MkdirAll(dir, 0o700))
+		var envFile string
+		st.fake, envFile = statusCluster(st.tb, dir)
+		note, err := st.fake.Checkpoint(context.Background())
+		ts.Check(err)
+		cp, _, err := ledger.VerifyCheckpoint(note, "custos/dev", st.fake.Key())
+		ts.Check(err)
+		ts.Setenv("ROOT_HASH", base64.StdEncoding.EncodeToString(cp.Hash[:]))
+		ts.Logf("%s: the env file of a fake cluster \"dev\"", envFile)
+		return
+	case args[0] == "no-leader" && len(args) == 1 && st.fake != nil:
+		st.fake.SetLeader("", "")
+		st.fake.SetNotReady(fmt.Errorf("%w: no leader known (raft state Candidate)", keysvc.ErrNotReady))
+		return
+	case args[0] != "start" && st.node == nil:
 		ts.Fatalf("cluster %s: no cluster (cluster start N)", args[0])
 	}
 	switch {
@@ -267,7 +298,7 @@ func cmdCluster(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("node %s: quorum %s, want %s", st.node.Info().ID, got, args[1])
 		}
 	default:
-		ts.Fatalf("usage: cluster start N (once) | cluster lose-next-approval-answer | cluster quorum N")
+		ts.Fatalf("usage: cluster start N (once) | cluster lose-next-approval-answer | cluster quorum N | cluster fake DIR | cluster no-leader")
 	}
 }
 
@@ -287,4 +318,15 @@ func cmdEnvFile(ts *testscript.TestScript, neg bool, args []string) {
 		fmt.Fprintf(&b, "export %s=%q\n", k, v)
 	}
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(b.String()), 0o600))
+}
+
+func cmdSource(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: source FILE")
+	}
+	vars, err := client.ReadEnvFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	for k, v := range vars {
+		ts.Setenv(k, v)
+	}
 }
