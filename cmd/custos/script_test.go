@@ -11,7 +11,9 @@
 // is brought up to date with -update, which rewrites that file in the
 // .txtar; read the diff before committing it.
 //
-// Besides testscript's own commands, scripts have:
+// Besides testscript's own conditions, [softhsm] holds when softhsm2-util is
+// installed (and fails the script when $CUSTOS_REQUIRE_SOFTHSM is set and
+// it is not). Besides testscript's own commands, scripts have:
 //
 //	custos ARGS...       run custos; `! custos` wants it to fail. The
 //	                     custos is this test binary (see TestMain), with
@@ -108,6 +110,7 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:           filepath.Join("testdata", "script"),
 		UpdateScripts: *updateScripts,
+		Condition:     scriptCondition,
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("PATH", bin+string(os.PathListSeparator)+e.Getenv("PATH"))
 			// The CLI keeps the log size it has seen in the user's cache directory.
@@ -131,6 +134,21 @@ func TestScripts(t *testing.T) {
 			"source":  cmdSource,
 		},
 	})
+}
+
+// scriptCondition: [softhsm] is whether softhsm2-util is installed; its
+// absence is an error when $CUSTOS_REQUIRE_SOFTHSM is set.
+func scriptCondition(cond string) (bool, error) {
+	if cond != "softhsm" {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	if _, err := exec.LookPath("softhsm2-util"); err != nil {
+		if os.Getenv("CUSTOS_REQUIRE_SOFTHSM") != "" {
+			return false, errors.New("softhsm2-util not found and CUSTOS_REQUIRE_SOFTHSM is set")
+		}
+		return false, nil
+	}
+	return true, nil
 }
 
 type scriptKey struct{}
