@@ -7,9 +7,11 @@
 //	go test -run TestScripts/officer_keygen ./cmd/custos/
 //
 // Add -testwork to keep the scripts' work directories. A script that
-// compares output with a file of its own archive (cmp stderr usage.txt)
-// is brought up to date with -update, which rewrites that file in the
-// .txtar; read the diff before committing it.
+// compares output with a file of its own archive (usage: cmp stderr
+// usage.txt) is brought up to date by running it with -update, which
+// rewrites that file in the .txtar; read the diff before committing it:
+//
+//	go test -run TestScripts/usage ./cmd/custos/ -update
 //
 // Besides testscript's own conditions, [softhsm] holds when softhsm2-util is
 // installed (and fails the script when $CUSTOS_REQUIRE_SOFTHSM is set and
@@ -20,7 +22,8 @@
 //	                     the lowest scrypt work factor and no terminal.
 //	                     When $NEVER_PRINTED is set, its output must not
 //	                     hold that value.
-//	exits N              the last custos exited with status N
+//	exits N              the last custos exited with status N (after
+//	                     `! custos`: 1 is a refusal, 2 a usage error)
 //	perm MODE FILE       FILE's permission bits are MODE (e.g. 0600)
 //	keypair KEY PUB PASSFILE ALG
 //	                     KEY (opened with the passphrase in PASSFILE)
@@ -41,12 +44,13 @@
 //	                     DIR/env and set $ROOT_HASH to its checkpoint's
 //	                     root hash
 //	cluster no-leader    the fake knows no leader and is not ready
-//	source FILE          set the variables of env file FILE, as a shell's
-//	                     `. FILE` would
 //	envfile FILE ROLE NAME REGION [VAR=VALUE...]
 //	                     write FILE as `custos dev up` writes DIR/env: the
 //	                     cluster's address and a certificate for
 //	                     ROLE/NAME in REGION, and the extra variables
+//	source FILE          set the variables of env file FILE, as a shell's
+//	                     `. FILE` would
+
 package main
 
 import (
@@ -268,33 +272,16 @@ func cmdWrapped(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+const clusterUsage = "usage: cluster start N | cluster lose-next-approval-answer | cluster quorum N | cluster fake DIR | cluster no-leader (start or fake once, first)"
+
 func cmdCluster(ts *testscript.TestScript, neg bool, args []string) {
 	st := state(ts)
 	if neg || len(args) == 0 {
-		ts.Fatalf("usage: cluster start N | cluster lose-next-approval-answer | cluster quorum N | cluster fake DIR | cluster no-leader")
+		ts.Fatalf(clusterUsage)
 	}
-	switch {
-	case args[0] == "fake" && len(args) == 2 && st.node == nil && st.fake == nil:
-		dir := ts.MkAbs(args[1])
-		ts.Check(os.MkdirAll(dir, 0o700))
-		var envFile string
-		st.fake, envFile = statusCluster(st.tb, dir)
-		note, err := st.fake.Checkpoint(context.Background())
-		ts.Check(err)
-		cp, _, err := ledger.VerifyCheckpoint(note, "custos/dev", st.fake.Key())
-		ts.Check(err)
-		ts.Setenv("ROOT_HASH", base64.StdEncoding.EncodeToString(cp.Hash[:]))
-		ts.Logf("%s: the env file of a fake cluster \"dev\"", envFile)
-		return
-	case args[0] == "no-leader" && len(args) == 1 && st.fake != nil:
-		st.fake.SetLeader("", "")
-		st.fake.SetNotReady(fmt.Errorf("%w: no leader known (raft state Candidate)", keysvc.ErrNotReady))
-		return
-	case args[0] != "start" && st.node == nil:
-		ts.Fatalf("cluster %s: no cluster (cluster start N)", args[0])
-	}
-	switch {
-	case args[0] == "start" && len(args) == 2 && st.node == nil:
+	started := st.node != nil || st.fake != nil
+	switch verb := args[0]; {
+	case verb == "start" && len(args) == 2 && !started:
 		n, err := strconv.Atoi(args[1])
 		ts.Check(err)
 		st.pki = httpapitest.NewPKI(st.tb, "test")
@@ -309,21 +296,33 @@ func cmdCluster(ts *testscript.TestScript, neg bool, args []string) {
 			}
 			api.ServeHTTP(w, r)
 		})).URL
-	case args[0] == "lose-next-approval-answer" && len(args) == 1:
+	case verb == "lose-next-approval-answer" && len(args) == 1 && st.node != nil:
 		st.loseAnswer.Store(true)
-	case args[0] == "quorum" && len(args) == 2:
+	case verb == "quorum" && len(args) == 2 && st.node != nil:
 		if got := strconv.Itoa(st.node.Status().Quorum); got != args[1] {
 			ts.Fatalf("node %s: quorum %s, want %s", st.node.Info().ID, got, args[1])
 		}
+	case verb == "fake" && len(args) == 2 && !started:
+		dir := ts.MkAbs(args[1])
+		ts.Check(os.MkdirAll(dir, 0o700))
+		st.fake, _ = statusCluster(st.tb, dir)
+		note, err := st.fake.Checkpoint(context.Background())
+		ts.Check(err)
+		cp, _, err := ledger.VerifyCheckpoint(note, "custos/dev", st.fake.Key())
+		ts.Check(err)
+		ts.Setenv("ROOT_HASH", base64.StdEncoding.EncodeToString(cp.Hash[:]))
+	case verb == "no-leader" && len(args) == 1 && st.fake != nil:
+		st.fake.SetLeader("", "")
+		st.fake.SetNotReady(fmt.Errorf("%w: no leader known (raft state Candidate)", keysvc.ErrNotReady))
 	default:
-		ts.Fatalf("usage: cluster start N (once) | cluster lose-next-approval-answer | cluster quorum N | cluster fake DIR | cluster no-leader")
+		ts.Fatalf(clusterUsage)
 	}
 }
 
 func cmdEnvFile(ts *testscript.TestScript, neg bool, args []string) {
 	st := state(ts)
 	if len(args) < 4 || neg || st.node == nil {
-		ts.Fatalf("usage: envfile FILE ROLE NAME REGION [VAR=VALUE...] (after cluster)")
+		ts.Fatalf("usage: envfile FILE ROLE NAME REGION [VAR=VALUE...] (after cluster start)")
 	}
 	files := st.pki.Issue(st.tb, identity.Role(args[1]), args[2], args[3])
 	vars := []string{envAddr + "=" + st.apiURL, envCA + "=" + files.CA, envCert + "=" + files.Cert, envKey + "=" + files.Key}
