@@ -1,3 +1,6 @@
+// Officer keygen with passphrases asked on the terminal, which the test
+// answers in process; the other keygen tests are scripts in testdata/script.
+
 package main
 
 import (
@@ -5,13 +8,11 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
@@ -21,25 +22,6 @@ const cliPassphrase = "officer test passphrase"
 func cheapKeys(t *testing.T) {
 	keygenWorkFactor = officer.MinWorkFactor
 	t.Cleanup(func() { keygenWorkFactor = 0 })
-}
-
-// noTTY makes any attempt to ask on the terminal fail the test, unless the test
-// installs its own answers.
-func noTTY(t *testing.T) {
-	saved := readTTYPassphrase
-	readTTYPassphrase = func(prompt string) ([]byte, error) {
-		t.Errorf("asked on the terminal: %q", prompt)
-		return nil, errNoTTY
-	}
-	t.Cleanup(func() { readTTYPassphrase = saved })
-}
-
-func passphraseFile(t *testing.T, content string) string {
-	p := filepath.Join(t.TempDir(), "passphrase")
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -145,31 +127,6 @@ func TestOfficerKeygenTerminal(t *testing.T) {
 	// Without a terminal the message says what to use instead.
 	readTTYPassphrase = func(string) ([]byte, error) { return nil, errNoTTY }
 	if code, _, errOut := runCLI("officer", "keygen", "--out", t.TempDir(), "--name", "bob"); code != 1 || !strings.Contains(errOut, "use --passphrase-file FILE or --passphrase-env NAME") {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-}
-
-func TestOfficerKeygenPKCS11(t *testing.T) {
-	cheapKeys(t)
-	noTTY(t)
-	cfg := hsmtest.SoftHSM(t, "officer-alice")[0]
-	uri := fmt.Sprintf("pkcs11:token=%s;object=custos-officer?module-path=%s&pin-source=file:%s", cfg.TokenLabel, cfg.Module, cfg.PINFile)
-	dir := t.TempDir()
-	pf := passphraseFile(t, cliPassphrase)
-	code, out, errOut := runCLI("officer", "keygen", "--out", dir, "--name", "alice", "--pkcs11-uri", uri, "--passphrase-file", pf)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	if want := fmt.Sprintf(`classical key on PKCS#11 token %q, object "custos-officer"`, cfg.TokenLabel); !strings.Contains(out, want) {
-		t.Fatalf("output lacks %q:\n%s", want, out)
-	}
-	signAndVerify(t, filepath.Join(dir, "alice.key"), filepath.Join(dir, "alice.pub"))
-	if code, out, errOut := runCLI("officer", "pubkey", "--key", filepath.Join(dir, "alice.key"), "--passphrase-file", pf); code != 0 || !strings.HasPrefix(out, `{"format":"custos-officer-public-key/v1","officer":"alice","classical":"ecdsa-p256"`) {
-		t.Fatalf("pubkey: exit %d: %s %s", code, out, errOut)
-	}
-	// The label is taken now: a second officer key on the same object is refused.
-	code, _, errOut = runCLI("officer", "keygen", "--out", t.TempDir(), "--name", "alice2", "--pkcs11-uri", uri, "--passphrase-file", pf)
-	if code != 1 || !strings.Contains(errOut, `already holds a key labelled "custos-officer"`) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }

@@ -50,6 +50,9 @@
 //	                     ROLE/NAME in REGION, and the extra variables
 //	source FILE          set the variables of env file FILE, as a shell's
 //	                     `. FILE` would
+//	token LABEL          a fresh SoftHSM token (hsmtest.SoftHSM): sets
+//	                     $TOKEN to its label, $PKCS11_URI to a URI of
+//	                     object custos-officer on it, and SOFTHSM2_CONF
 
 package main
 
@@ -136,6 +139,7 @@ func TestScripts(t *testing.T) {
 			"cluster": cmdCluster,
 			"envfile": cmdEnvFile,
 			"source":  cmdSource,
+			"token":   cmdToken,
 		},
 	})
 }
@@ -346,4 +350,14 @@ func cmdSource(ts *testscript.TestScript, neg bool, args []string) {
 	for k, v := range vars {
 		ts.Setenv(k, v)
 	}
+}
+
+func cmdToken(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: token LABEL")
+	}
+	cfg := hsmtest.SoftHSM(state(ts).tb, args[0])[0]
+	ts.Setenv("SOFTHSM2_CONF", os.Getenv("SOFTHSM2_CONF"))
+	ts.Setenv("TOKEN", cfg.TokenLabel)
+	ts.Setenv("PKCS11_URI", fmt.Sprintf("pkcs11:token=%s;object=custos-officer?module-path=%s&pin-source=file:%s", cfg.TokenLabel, cfg.Module, cfg.PINFile))
 }
