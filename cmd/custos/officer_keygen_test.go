@@ -13,6 +13,7 @@ import (
 
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officerhsm"
 )
 
 func TestMain(m *testing.M) { hsmtest.Main(m) }
@@ -53,7 +54,7 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 // signAndVerify loads the key file, signs, and verifies with the bundle in pubFile.
 func signAndVerify(t *testing.T, keyFile, pubFile string) *officer.PublicKey {
 	t.Helper()
-	s, err := officer.Load(keyFile, []byte(cliPassphrase))
+	s, err := officerhsm.Load(keyFile, []byte(cliPassphrase))
 	if err != nil {
 		t.Fatal(err)
 	}
