@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officerhsm"
 )
 
 // officerCommands are the subcommands of `custos officer`, in the order usage lists them.
@@ -100,7 +101,7 @@ func runOfficerKeygen(_ context.Context, stdout io.Writer, args []string) error 
 		return err
 	}
 	defer clear(passphrase)
-	pub, err := officer.Keygen(*out, c, passphrase)
+	pub, err := officerhsm.Keygen(*out, c, passphrase)
 	if err != nil {
 		return err
 	}
@@ -152,7 +153,7 @@ func loadOfficerKey(path string, pf *passphraseFlags) (*officer.Signer, error) {
 		return nil, err
 	}
 	defer clear(passphrase)
-	return officer.Load(path, passphrase)
+	return officerhsm.Load(path, passphrase)
 }
 
 // parseOfficerFlags parses args, refusing a passphrase given as a flag value (which

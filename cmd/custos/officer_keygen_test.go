@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officerhsm"
 )
 
 const cliPassphrase = "officer test passphrase"
@@ -33,7 +34,7 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 // signAndVerify loads the key file, signs, and verifies with the bundle in pubFile.
 func signAndVerify(t *testing.T, keyFile, pubFile string) *officer.PublicKey {
 	t.Helper()
-	s, err := officer.Load(keyFile, []byte(cliPassphrase))
+	s, err := officerhsm.Load(keyFile, []byte(cliPassphrase))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,11 +39,6 @@ var pending = []struct{ from, pattern, why string }{
 	{mod("cmd/custos"), "github.com/hashicorp/...", "through keysvc"},
 	{mod("cmd/custos"), "github.com/hashicorp/raft-boltdb/...", "through keysvc"},
 	{mod("cmd/custos"), "go.etcd.io/bbolt/...", "through keysvc"},
-	// keysvc/audit parses officer keys and signatures with keysvc/officer, which also
-	// opens officers' PKCS#11 tokens (hsm/pkcs11, crypto11).
-	{mod("keysvc/audit"), mod("hsm/pkcs11"), "through keysvc/officer, which opens PKCS#11 tokens"},
-	{mod("keysvc/audit"), "github.com/ThalesGroup/crypto11", "through keysvc/officer, which opens PKCS#11 tokens"},
-	{mod("keysvc/audit"), "github.com/miekg/pkcs11", "through keysvc/officer, which opens PKCS#11 tokens"},
 }
 
 // Dependencies grouped as the rules use them.
@@ -84,7 +79,7 @@ var rules = []rule{{
 	links: cat(nodeRuntime, storage, replication, hsmBackend),
 }, {
 	why:   "code that only uses an hsm.Token links no PKCS#11 backend",
-	from:  []string{mod("hsm"), mod("keysvc/kek"), mod("keysvc/client")},
+	from:  []string{mod("hsm"), mod("keysvc/kek"), mod("keysvc/client"), mod("keysvc/officer")},
 	links: hsmBackend,
 }, {
 	why:   "backup (the agent) imports only client-side keysvc leaves",

@@ -6,23 +6,14 @@ import (
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
-// BenchmarkSign: one hybrid signature (classical + ML-DSA-65, hedged). The pkcs11
-// case makes the classical part inside a SoftHSM token.
+// BenchmarkSign: one hybrid signature (classical + ML-DSA-65, hedged). officerhsm's
+// BenchmarkSign has the case with the classical part inside a SoftHSM token.
 func BenchmarkSign(b *testing.B) {
 	for _, alg := range algs {
 		b.Run(string(alg)+"+ml-dsa-65", func(b *testing.B) {
 			benchSign(b, generate(b, "alice", alg))
 		})
 	}
-	b.Run("pkcs11-ecdsa-p256+ml-dsa-65", func(b *testing.B) {
-		_, uri := softToken(b, tokenObject)
-		s, err := officer.Generate(officer.Config{Name: "alice", PKCS11URI: uri})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		benchSign(b, s)
-	})
 }
 
 func benchSign(b *testing.B, s *officer.Signer) {

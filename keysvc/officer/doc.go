@@ -16,6 +16,11 @@
 //	sig, err := s.Sign(proposalDigest)
 //	err = pub.Verify(proposalDigest, sig) // errors.Is(err, officer.ErrBadSignature)
 //
+// The package is pure Go and opens no PKCS#11 token: a key on a token comes through
+// the [Tokens] seam, whose Open returns an hsm.Token. Generate, Keygen and Load use
+// the zero Tokens and refuse keys on a token; package officerhsm has the same three
+// backed by hsm/pkcs11. So verifiers (the auditor's tools) link no PKCS#11 library.
+//
 // # Public key bundle
 //
 // What genesis and officer-add ceremonies record. Its one encoding is canonical JSON:

@@ -15,7 +15,6 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/internal/atomicfile"
 )
 
@@ -56,7 +55,13 @@ func KeyFiles(dir, name string) (key, pub string) {
 	return filepath.Join(dir, name+".key"), filepath.Join(dir, name+".pub")
 }
 
-// Keygen creates a new officer key (see Generate) and writes it to dir, which must
+// Keygen writes a new officer key, as Tokens.Keygen does, with no token: a classical
+// key on a PKCS#11 token needs officerhsm.Keygen.
+func Keygen(dir string, c Config, passphrase []byte) (*PublicKey, error) {
+	return Tokens{}.Keygen(dir, c, passphrase)
+}
+
+// Keygen creates a new officer key (see Tokens.Generate) and writes it to dir, which must
 // exist: NAME.key, the private key file, mode 0600, encrypted with age's scrypt
 // recipient under passphrase; and NAME.pub, the public bundle's canonical encoding
 // and a newline, mode 0644. It never overwrites: if either file exists it refuses
@@ -65,7 +70,7 @@ func KeyFiles(dir, name string) (key, pub string) {
 //
 // The passphrase must be at least MinPassphraseLen bytes. Keygen does not keep it;
 // clearing it is the caller's (see the package documentation for the limits).
-func Keygen(dir string, c Config, passphrase []byte) (*PublicKey, error) {
+func (t Tokens) Keygen(dir string, c Config, passphrase []byte) (*PublicKey, error) {
 	if err := c.valid(); err != nil {
 		return nil, err
 	}
@@ -83,7 +88,7 @@ func Keygen(dir string, c Config, passphrase []byte) (*PublicKey, error) {
 			return nil, err
 		}
 	}
-	s, err := Generate(c)
+	s, err := t.Generate(c)
 	if err != nil {
 		return nil, err
 	}
@@ -159,17 +164,21 @@ func (s *Signer) seal(passphrase []byte, workFactor int) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Load opens a key file, as Tokens.Load does, with no token: a key file whose
+// classical key is on a PKCS#11 token needs officerhsm.Load.
+func Load(path string, passphrase []byte) (*Signer, error) { return Tokens{}.Load(path, passphrase) }
+
 // Load opens the key file at path with passphrase and returns the officer's Signer.
 // A wrong passphrase is ErrBadPassphrase; a file that is not a passphrase-encrypted
 // officer key file, or whose contents are malformed (*ParseError), is refused. For a
-// key on a PKCS#11 token, Load opens the token the file records (module, token,
-// object and PIN source, never the PIN) and finds the key by label; if it is not the
-// key the file was made with, Load fails with ErrKeyMismatch. Load checks that the
-// keys it rebuilds have the fingerprint the file records.
+// key on a PKCS#11 token, Load opens with t.Open the token the file records (module,
+// token, object and PIN source, never the PIN) and finds the key by label; if it is
+// not the key the file was made with, Load fails with ErrKeyMismatch. Load checks
+// that the keys it rebuilds have the fingerprint the file records.
 //
 // Load costs one scrypt derivation at the file's work factor (about a second at the
 // default) and refuses files that demand more than MaxWorkFactor.
-func Load(path string, passphrase []byte) (*Signer, error) {
+func (t Tokens) Load(path string, passphrase []byte) (*Signer, error) {
 	if len(passphrase) == 0 {
 		return nil, fmt.Errorf("%w: the passphrase is empty", ErrBadPassphrase)
 	}
@@ -206,7 +215,7 @@ func Load(path string, passphrase []byte) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("officer: %s is damaged: %v", path, err)
 	}
-	s, err := loadPrivate(plain)
+	s, err := t.loadPrivate(plain)
 	if err != nil {
 		return nil, fmt.Errorf("officer: %s: %w", path, err)
 	}
@@ -214,7 +223,7 @@ func Load(path string, passphrase []byte) (*Signer, error) {
 }
 
 // loadPrivate parses a key file's plaintext strictly and rebuilds the Signer.
-func loadPrivate(plain []byte) (*Signer, error) {
+func (t Tokens) loadPrivate(plain []byte) (*Signer, error) {
 	const format = "key file"
 	var j privateJSON
 	if err := decodeJSON(format, plain, maxKeyFileLen, &j, false); err != nil {
@@ -263,7 +272,7 @@ func loadPrivate(plain []byte) (*Signer, error) {
 		wipe()
 		return nil, err
 	}
-	tok, err := pkcs11.Open(uri.Config())
+	tok, err := t.open(uri)
 	if err != nil {
 		wipe()
 		return nil, fmt.Errorf("open the token of %s: %w", uri, err)

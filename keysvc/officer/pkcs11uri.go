@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/custos-eu/custos/hsm"
-	"github.com/custos-eu/custos/hsm/pkcs11"
 )
 
 // PKCS11URI names the token, the key on it, the PKCS#11 library and where the PIN
@@ -231,14 +230,4 @@ func escape(s string, query bool) string {
 		}
 	}
 	return b.String()
-}
-
-// Config returns the pkcs11.Config that opens the token.
-func (u *PKCS11URI) Config() pkcs11.Config {
-	c := pkcs11.Config{Module: u.ModulePath, TokenLabel: u.Token, PINFile: u.PINFile, PINEnv: u.PINEnv}
-	if u.SlotID != nil {
-		slot := *u.SlotID
-		c.Slot = &slot
-	}
-	return c
 }

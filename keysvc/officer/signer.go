@@ -20,7 +20,6 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/custos-eu/custos/hsm"
-	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -35,6 +34,7 @@ type Config struct {
 	// PKCS11URI, when set, puts the classical key on that PKCS#11 token (see
 	// PKCS11URI): an ECDSA P-256 key pair generated inside the token under the
 	// URI's object label. The ML-DSA-65 and X-Wing keys stay in the key file.
+	// Only a Tokens that opens tokens (officerhsm's) takes it.
 	PKCS11URI string
 	// WorkFactor is the scrypt work factor (log2 N) Keygen protects the key file
 	// with: 0 means DefaultWorkFactor; otherwise MinWorkFactor..MaxWorkFactor.
@@ -84,11 +84,37 @@ type Signer struct {
 	tok           hsm.Token // PKCS#11 only
 }
 
+// Tokens opens the PKCS#11 tokens on which officers keep their classical keys. This
+// package opens no token itself: the zero Tokens, which the package functions
+// Generate, Keygen and Load use, handles software keys only and refuses a key on a
+// token. Package officerhsm has the Tokens backed by hsm/pkcs11, and its own
+// Generate, Keygen and Load that use it.
+type Tokens struct {
+	// Open opens, and logs in to, the token u names. The Signer built on it
+	// closes it. nil: keys on a token are refused.
+	Open func(u *PKCS11URI) (hsm.Token, error)
+}
+
+// errNoTokens: t opens no token (the caller says which).
+var errNoTokens = errors.New("no PKCS#11 support here (package officerhsm has it)")
+
+// open opens the token of uri, or says that t opens none.
+func (t Tokens) open(uri *PKCS11URI) (hsm.Token, error) {
+	if t.Open == nil {
+		return nil, errNoTokens
+	}
+	return t.Open(uri)
+}
+
+// Generate creates a new officer key in memory, as Tokens.Generate does, with no token:
+// a classical key on a PKCS#11 token needs officerhsm.Generate.
+func Generate(c Config) (*Signer, error) { return Tokens{}.Generate(c) }
+
 // Generate creates a new officer key in memory: fresh ML-DSA-65 and X-Wing keys, and
 // a classical key in software or, with c.PKCS11URI, generated inside the token. It
 // writes no file (Keygen does). With a token, the key generated there stays there;
 // it is refused with an error wrapping hsm.ErrKeyExists if the label is taken.
-func Generate(c Config) (*Signer, error) {
+func (t Tokens) Generate(c Config) (*Signer, error) {
 	if err := c.valid(); err != nil {
 		return nil, err
 	}
@@ -116,7 +142,7 @@ func Generate(c Config) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := pkcs11.Open(uri.Config())
+	tok, err := t.open(uri)
 	if err != nil {
 		return nil, fmt.Errorf("officer: open the token of %s: %w", uri, err)
 	}

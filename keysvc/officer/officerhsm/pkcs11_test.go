@@ -1,4 +1,4 @@
-package officer_test
+package officerhsm_test
 
 // The classical key on a real (SoftHSM) token.
 
@@ -17,6 +17,7 @@ import (
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officerhsm"
 )
 
 const tokenObject = "custos-officer"
@@ -113,7 +114,7 @@ func TestPKCS11PINFromEnv(t *testing.T) {
 	// Without the PIN, the token does not open.
 	s.Close()
 	t.Setenv("OFFICER_TEST_PIN", "")
-	if _, err := officer.Load(keyPath, testPassphrase); !errors.Is(err, hsm.ErrNoPIN) {
+	if _, err := officerhsm.Load(keyPath, testPassphrase); !errors.Is(err, hsm.ErrNoPIN) {
 		t.Fatalf("Load without PIN: %v, want hsm.ErrNoPIN", err)
 	}
 }
@@ -127,7 +128,7 @@ func TestPKCS11Refusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		_, err = officer.Keygen(dir, officer.Config{Name: "alice", PKCS11URI: uri, WorkFactor: testWorkFactor}, testPassphrase)
+		_, err = officerhsm.Keygen(dir, officer.Config{Name: "alice", PKCS11URI: uri, WorkFactor: testWorkFactor}, testPassphrase)
 		if !errors.Is(err, hsm.ErrKeyExists) {
 			t.Fatalf("Keygen = %v, want hsm.ErrKeyExists", err)
 		}
@@ -146,7 +147,7 @@ func TestPKCS11Refusals(t *testing.T) {
 		os.WriteFile(bad, []byte("000000\n"), 0o600)
 		uri := fmt.Sprintf("pkcs11:token=%s;object=o?module-path=%s&pin-source=file:%s", cfg.TokenLabel, cfg.Module, bad)
 		dir := t.TempDir()
-		_, err := officer.Keygen(dir, officer.Config{Name: "alice", PKCS11URI: uri, WorkFactor: testWorkFactor}, testPassphrase)
+		_, err := officerhsm.Keygen(dir, officer.Config{Name: "alice", PKCS11URI: uri, WorkFactor: testWorkFactor}, testPassphrase)
 		if !errors.Is(err, hsm.ErrWrongPIN) {
 			t.Fatalf("Keygen = %v, want hsm.ErrWrongPIN", err)
 		}
@@ -157,7 +158,7 @@ func TestPKCS11Refusals(t *testing.T) {
 	t.Run("no such token", func(t *testing.T) {
 		cfg, _ := softToken(t, tokenObject)
 		uri := fmt.Sprintf("pkcs11:token=no-such-token;object=o?module-path=%s&pin-source=file:%s", cfg.Module, cfg.PINFile)
-		_, err := officer.Generate(officer.Config{Name: "alice", PKCS11URI: uri})
+		_, err := officerhsm.Generate(officer.Config{Name: "alice", PKCS11URI: uri})
 		if !errors.Is(err, hsm.ErrTokenNotFound) {
 			t.Fatalf("Generate = %v, want hsm.ErrTokenNotFound", err)
 		}
@@ -166,7 +167,7 @@ func TestPKCS11Refusals(t *testing.T) {
 		cfg, uri := softToken(t, tokenObject)
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "alice.pub"), []byte("x"), 0o644)
-		_, err := officer.Keygen(dir, officer.Config{Name: "alice", PKCS11URI: uri, WorkFactor: testWorkFactor}, testPassphrase)
+		_, err := officerhsm.Keygen(dir, officer.Config{Name: "alice", PKCS11URI: uri, WorkFactor: testWorkFactor}, testPassphrase)
 		if !errors.Is(err, fs.ErrExist) {
 			t.Fatalf("Keygen = %v, want fs.ErrExist", err)
 		}
@@ -182,13 +183,13 @@ func TestPKCS11Refusals(t *testing.T) {
 		if err := tok.Destroy(tokenObject); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := officer.Load(keyPath, testPassphrase); !errors.Is(err, hsm.ErrKeyNotFound) {
+		if _, err := officerhsm.Load(keyPath, testPassphrase); !errors.Is(err, hsm.ErrKeyNotFound) {
 			t.Fatalf("Load with the key gone = %v, want hsm.ErrKeyNotFound", err)
 		}
 		if _, err := tok.GenerateSigner(tokenObject); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := officer.Load(keyPath, testPassphrase); !errors.Is(err, officer.ErrKeyMismatch) {
+		if _, err := officerhsm.Load(keyPath, testPassphrase); !errors.Is(err, officer.ErrKeyMismatch) {
 			t.Fatalf("Load with another key under the label = %v, want ErrKeyMismatch", err)
 		}
 	})
