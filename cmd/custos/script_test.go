@@ -86,6 +86,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officerhsm"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -231,7 +232,7 @@ func cmdKeypair(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: keypair KEY PUB PASSFILE ALG")
 	}
 	pass := strings.TrimSuffix(ts.ReadFile(args[2]), "\n")
-	s, err := officer.Load(ts.MkAbs(args[0]), []byte(pass))
+	s, err := officerhsm.Load(ts.MkAbs(args[0]), []byte(pass))
 	ts.Check(err)
 	defer s.Close()
 	pub, err := officer.ParsePublicKey([]byte(ts.ReadFile(args[1])))
