@@ -68,7 +68,7 @@ func (f *fakeLog) activate(t *testing.T, c *testClient) (uint64, string) {
 		t.Fatal(err)
 	}
 	b64 := base64.StdEncoding.EncodeToString
-	f.add(t, ledger.Entry{Type: audit.TypeActivate,
+	f.add(t, ledger.Entry{Type: ledger.TypeActivate,
 		Actor: ledger.Actor{Identity: c.id.String(), Role: string(c.id.Role), Region: c.id.Region, CertFingerprint: identity.Fingerprint(c.cert)},
 		Node:  "n1", KEKID: "backups", KEKVersion: 1, RequestID: req.RequestID, Outcome: ledger.OutcomeOK,
 		Details: map[string]string{"request": b64(msg), "signature": b64(sig), "client_cert": b64(c.cert.Raw), "ttl_seconds": "60"}})
@@ -82,7 +82,7 @@ func (f *fakeLog) release(t *testing.T, node, act, requestID string, c *testClie
 	if act != "" {
 		d["activation"] = act
 	}
-	f.add(t, ledger.Entry{Type: audit.TypeRelease, Actor: ledger.Actor{Identity: "custos://" + f.cluster + "/node/" + node + "?region=DE", Role: "node", Region: "DE"},
+	f.add(t, ledger.Entry{Type: ledger.TypeRelease, Actor: ledger.Actor{Identity: "custos://" + f.cluster + "/node/" + node + "?region=DE", Role: "node", Region: "DE"},
 		Node: node, KEKID: "backups", KEKVersion: 1, RequestID: requestID, Outcome: ledger.OutcomeOK, Details: d})
 	return uint64(len(f.entries) - 1)
 }
@@ -253,7 +253,7 @@ func TestReportReleases(t *testing.T) {
 	// A log of the earlier format: flagged as unbound, not as a finding.
 	f = newFakeLog(t, "test", 2)
 	f.release(t, "n2", "", "", c)
-	f.add(t, ledger.Entry{Type: audit.TypeActivate, Actor: ledger.Actor{Identity: "custos://test/node/n1?region=DE", Role: "node", Region: "DE"},
+	f.add(t, ledger.Entry{Type: ledger.TypeActivate, Actor: ledger.Actor{Identity: "custos://test/node/n1?region=DE", Role: "node", Region: "DE"},
 		Node: "n1", KEKID: "backups", KEKVersion: 1, Outcome: ledger.OutcomeOK,
 		Details: map[string]string{"shares_from": "n2", "ttl_seconds": "0", "for": c.id.String()}})
 	r = &custodyReport{}

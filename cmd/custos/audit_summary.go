@@ -463,7 +463,7 @@ func (b *reportBuilder) shareRelease(e ledger.Entry) {
 		b.releases = audit.NewShareReleases(b.cluster, b.bound)
 	}
 	f := b.releases.Entry(e)
-	if e.Type != audit.TypeActivate && e.Type != audit.TypeRelease {
+	if e.Type != ledger.TypeActivate && e.Type != ledger.TypeRelease {
 		return
 	}
 	r := b.r
@@ -474,7 +474,7 @@ func (b *reportBuilder) shareRelease(e ledger.Entry) {
 		return
 	}
 	switch e.Type {
-	case audit.TypeActivate:
+	case ledger.TypeActivate:
 		r.ActivationTotal++
 		if len(r.Activations) >= maxListed {
 			return
@@ -488,7 +488,7 @@ func (b *reportBuilder) shareRelease(e ledger.Entry) {
 		}
 		r.Activations = append(r.Activations, a)
 		b.acts[e.Index] = a
-	case audit.TypeRelease:
+	case ledger.TypeRelease:
 		raw, named := e.Details["activation"]
 		if !named {
 			if f == nil {

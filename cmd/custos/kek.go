@@ -23,7 +23,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/kek"
@@ -423,9 +422,8 @@ func escrowVersion(k client.KEK, ver uint32) (*client.KEKVersion, *kek.Version, 
 		return v, nil, nil, fmt.Errorf("kek %q version %d: node commitments: %w", k.ID, v.Version, err)
 	}
 	pub := &kek.Version{ID: k.ID, Version: v.Version, Threshold: v.Threshold, Shares: len(v.Shares), PublicKey: v.PublicKey, Commitments: c}
-	e := keysvc.KEKEscrow{Cluster: v.Escrow.Cluster, M: v.Escrow.M, Officers: v.Escrow.Officers,
-		Commitments: v.Escrow.Commitments, Link: v.Escrow.Link, Sealed: v.Escrow.Sealed}
-	rec, err := e.Record()
+	e := v.Escrow
+	rec, err := kek.ParseEscrowRecord(e.Cluster, e.M, e.Officers, e.Commitments, e.Link, e.Sealed)
 	if err != nil {
 		return v, nil, nil, fmt.Errorf("kek %q version %d: escrow record: %w", k.ID, v.Version, err)
 	}
@@ -510,7 +508,7 @@ func runOfficerVerifyShare(ctx context.Context, stdout io.Writer, args []string)
 	fmt.Fprintf(stdout, "OK: your escrow share of KEK %q version %d is share %d, one of %d (any %d of officers %s recover the version).\n",
 		*id, v.Version, idx, len(rec.Officers), rec.Threshold, strings.Join(rec.Officers, ", "))
 	fmt.Fprintln(stdout, "It opens with your key, matches the escrow commitments, and the escrow is linked to the nodes' commitments of this version.")
-	if cv.State == keysvc.KEKDestroyed {
+	if cv.State == ledger.KEKDestroyed {
 		fmt.Fprintf(stdout, "Note: this version is destroyed on the nodes and the cluster will not recover it, but its escrow shares remain in the log: any %d escrow officers together could still rebuild its key.\n", rec.Threshold)
 	}
 	return nil
@@ -695,7 +693,7 @@ const sealedHeader = "custos/v1 kek share sealed"
 // sealed share (while the sealed share is kept), and of the ceremony that
 // dealt the version (unless escrow recovery re-dealt it).
 func verifySealed(cluster, id string, v client.KEKVersion, sh client.KEKShare, keys []ledger.NodeKey) error {
-	name := keysvc.KeyName(cluster, sh.Node)
+	name := ledger.KeyName(cluster, sh.Node)
 	i := slices.IndexFunc(keys, func(k ledger.NodeKey) bool { return k.Name == name })
 	if i < 0 {
 		return fmt.Errorf("no key %q to verify it with", name)
@@ -809,7 +807,7 @@ func printKEK(w io.Writer, k client.KEK, sealed map[uint32]string) {
 			}
 			fmt.Fprintf(w, "  recovered  from escrow in log entries %s\n", strings.Join(rs, ", "))
 		}
-		if v.State == keysvc.KEKDestroyed || v.Destroyed != 0 {
+		if v.State == ledger.KEKDestroyed || v.Destroyed != 0 {
 			var attested, pending []string
 			for _, s := range v.Shares {
 				if slices.Contains(v.Attested, s.Node) {
@@ -999,7 +997,7 @@ func plural(n int, one, many string) string {
 
 // verifyHolder verifies holder h's statement with its node key.
 func verifyHolder(dc client.DestructionCertificate, h client.DestroyedHolder, keys []ledger.NodeKey) error {
-	name := keysvc.KeyName(dc.Cluster, h.Node)
+	name := ledger.KeyName(dc.Cluster, h.Node)
 	i := slices.IndexFunc(keys, func(k ledger.NodeKey) bool { return k.Name == name })
 	if i < 0 {
 		return fmt.Errorf("no key %q to verify it with", name)
