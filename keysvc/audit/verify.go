@@ -1053,8 +1053,9 @@ func (v *verifier) statement(cc *certCheck, k int, index int64) error {
 	if err != nil {
 		return v.fail(KindAuthorisation, index, err, "%snode %s's destruction statement for kek %s v%d does not verify: %v", where, h.Node, dc.KEKID, dc.Version, err)
 	}
-	if text != ledger.ShareDestroyedStatement(dc.Cluster, h.Node, dc.KEKID, dc.Version, dc.Ceremony) {
-		return v.fail(KindAuthorisation, index, nil, "%snode %s's signed statement does not attest the destruction of kek %s v%d by ceremony %s: %q", where, h.Node, dc.KEKID, dc.Version, dc.Ceremony, text)
+	want := DestroyedStatement{Cluster: dc.Cluster, Node: h.Node, KEK: dc.KEKID, Version: dc.Version, Ceremony: dc.Ceremony}
+	if err := CheckDestroyed(text, want); err != nil {
+		return v.fail(KindAuthorisation, index, err, "%snode %s's signed statement does not attest the destruction of kek %s v%d by ceremony %s: %q", where, h.Node, dc.KEKID, dc.Version, dc.Ceremony, text)
 	}
 	cc.verified[k] = true
 	v.rep.StatementsVerified++
