@@ -5,14 +5,17 @@
 package audittest
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -197,4 +200,58 @@ func (f *Log) Release(t testing.TB, node, act, requestID string, c *Client) uint
 	f.Add(t, ledger.Entry{Type: ledger.TypeRelease, Actor: ledger.Actor{Identity: "custos://" + f.Cluster + "/node/" + node + "?region=DE", Role: "node", Region: "DE"},
 		Node: node, KEKID: "backups", KEKVersion: 1, RequestID: requestID, Outcome: ledger.OutcomeOK, Details: d})
 	return uint64(len(f.Entries) - 1)
+}
+
+// RegisterNode appends the node.add of n1 with the log's keys, which a
+// pack needs to verify (the node that signs its checkpoints).
+func (f *Log) RegisterNode(t testing.TB) {
+	t.Helper()
+	h := sha256.Sum256([]byte(f.Keys))
+	f.Add(t, ledger.Entry{Type: ledger.TypeNodeAdd, Actor: ledger.Actor{Identity: "n1", Role: "node"}, Node: "n1", Outcome: ledger.OutcomeOK,
+		Details: map[string]string{"node.id": "n1", "node.keys_sha256": hex.EncodeToString(h[:])}})
+}
+
+// Pack is an evidence pack of entries [from, len(Entries)) with the
+// log's node keys and a checkpoint of them all; from > 0 adds the
+// frontier, and the consistency proof from pinned (a trust file's size).
+// edit, if set, may change an entry's bytes as they are written.
+func (f *Log) Pack(t testing.TB, from, pinned int, edit func(i int, raw []byte) []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	to := uint64(len(f.Entries))
+	w, err := audit.NewWriter(&b, audit.Header{Format: audit.Format, Cluster: f.Cluster, Origin: ledger.Origin(f.Cluster),
+		From: uint64(from), To: to, Created: Start.Add(time.Duration(to) * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(w.NodeKeys(f.Keys))
+	if from > 0 {
+		tr, err := audit.NewTreeFromFrontier(0, nil)
+		check(err)
+		for _, e := range f.Entries[:from] {
+			tr.Add(tlog.RecordHash(e))
+		}
+		check(w.Frontier(uint64(from), tr.Frontier()))
+	}
+	for i := from; i < len(f.Entries); i++ {
+		raw := f.Entries[i]
+		if edit != nil {
+			raw = edit(i, raw)
+		}
+		check(w.Entry(uint64(i), raw))
+	}
+	check(w.Checkpoint(f.Checkpoint(t, len(f.Entries), nil)))
+	if from > 0 {
+		p, err := f.ConsistencyProof(context.Background(), uint64(pinned), to)
+		check(err)
+		check(w.Consistency(uint64(pinned), to, p.Hashes))
+	}
+	check(w.Close())
+	return b.Bytes()
 }
