@@ -22,7 +22,8 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/audit:FuzzReader ./keysvc/audit:FuzzParseEntry \
              ./backup/custosage:FuzzDecodeContext ./backup/custosage:FuzzParseStanza \
              ./backup/policy:FuzzParse ./backup/archive:FuzzParseManifest \
-             ./keysvc/reqsig:FuzzParse ./keysvc/ledger:FuzzFoldOf ./internal/strictjson:FuzzCheck
+             ./keysvc/reqsig:FuzzParse ./keysvc/ledger:FuzzFoldOf ./internal/strictjson:FuzzCheck \
+             ./keysvc/audit:FuzzStatementParse ./keysvc/audit:FuzzStatementWrite
 
 export CGO_ENABLED := 1
 

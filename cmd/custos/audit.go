@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
@@ -92,7 +91,7 @@ func fetchLatestCheckpoint(ctx context.Context, cl *client.Client) (*latestCheck
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin(st.Cluster), keys...)
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin(st.Cluster), keys...)
 	if err != nil {
 		return nil, fmt.Errorf("the latest checkpoint does not verify with the cluster's node keys: %w", err)
 	}

@@ -20,7 +20,6 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/audit"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/ledger"
@@ -180,7 +179,7 @@ func runAuditExport(ctx context.Context, s stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, keys, note, cp, signer, origin := lc.status, lc.keys, lc.note, lc.cp, lc.signer, keysvc.Origin(lc.status.Cluster)
+	st, keys, note, cp, signer, origin := lc.status, lc.keys, lc.note, lc.cp, lc.signer, ledger.Origin(lc.status.Cluster)
 	if set["to"] && *to != cp.Size {
 		return fmt.Errorf("--to %d: the cluster serves a signed checkpoint of its latest size only (%d now), and a pack must end at a signed checkpoint: leave out --to (or give --to %d)", *to, cp.Size, cp.Size)
 	}
@@ -401,7 +400,7 @@ func destructionCertificates(ctx context.Context, cl *client.Client, from, to ui
 	var out []client.DestructionCertificate
 	for _, k := range ks.KEKs {
 		for _, v := range k.Versions {
-			if v.State != keysvc.KEKDestroyed || v.Destroyed == 0 || v.Destroyed >= to {
+			if v.State != ledger.KEKDestroyed || v.Destroyed == 0 || v.Destroyed >= to {
 				continue
 			}
 			dc, err := cl.DestructionCertificate(ctx, k.ID, v.Version)

@@ -1,25 +1,23 @@
 package main
 
 // `custos audit report`: a custody report of an evidence pack, for a
-// compliance officer, in HTML or Markdown. The pack is verified first and a
-// pack that fails is not reported on unless asked, and then under a banner.
+// compliance officer, in HTML or Markdown (keysvc/audit/report). The pack
+// is verified first and a pack that fails is not reported on unless asked,
+// and then under a banner.
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/custos-eu/custos/internal/atomicfile"
-	"github.com/custos-eu/custos/keysvc/audit"
+	"github.com/custos-eu/custos/keysvc/audit/report"
 )
 
 func runAuditReport(ctx context.Context, s stdio, args []string) error {
@@ -59,95 +57,33 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 
-	hdr, err := readPackHeader(pack)
-	if err != nil {
-		return fmt.Errorf("%s: %w", pack, err)
-	}
-	var trust *pinnedTrust
+	o := report.Options{Pack: pack, TrustName: *trustFile, Partial: *partial, Unverified: *unverified, Generated: time.Now().UTC()}
 	if !*noVerify {
-		if trust, err = readTrust(*trustFile); err != nil {
+		t, err := readTrust(*trustFile)
+		if err != nil {
 			return err
 		}
+		o.Trust = t.t
 	}
-	r := &custodyReport{Pack: pack, Generated: time.Now().UTC()}
-	b := newReportBuilder(r)
-	b.followReleases(hdr, trust)
 	f, err := os.Open(pack)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	h := sha256.New()
-	in := io.TeeReader(f, h)
-	// One pass: the pack is verified and the report gathered from the
-	// entries as they pass; nothing is reported unless the whole pack
-	// verifies (or the banner says otherwise).
-	var contents *audit.Contents
-	if *noVerify {
-		r.Verification = "The pack was not verified: the report was made with --no-verify."
-		if contents, err = scanPack(in, b.entry); err != nil {
-			r.Verification += fmt.Sprintf(" Reading it stopped early: %v.", err)
-		}
-	} else {
-		t := trust
-		start := time.Now()
-		rep, vErr := verifyPack(in, t, *partial, b.entry)
-		el := time.Since(start)
-		if vErr != nil {
-			fl := failureOf(vErr)
-			where := fl.Kind
-			if fl.Index != nil {
-				where = fmt.Sprintf("entry %d", *fl.Index)
-			}
-			if !*unverified {
-				return fmt.Errorf("%s does not verify against %s: %s: %s; refusing to report on it (--unverified reports anyway, under a banner)", pack, *trustFile, where, fl.Message)
-			}
-			// Report on what the pack says, under the banner: read it again
-			// without verifying.
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			h.Reset()
-			r = &custodyReport{Pack: pack, Generated: r.Generated}
-			b = newReportBuilder(r)
-			b.followReleases(hdr, trust)
-			r.Verification = fmt.Sprintf("Verification against %s FAILED at %s: %s.", *trustFile, where, fl.Message)
-			if contents, err = scanPack(in, b.entry); err != nil {
-				r.Verification += fmt.Sprintf(" Reading it stopped early: %v.", err)
-			}
-		} else {
-			contents = rep.Pack
-			r.Verified = true
-			r.CheckpointSigner = rep.Checkpoint.KeyName
-			how := fmt.Sprintf("which pins the genesis of cluster %s and a checkpoint of size %d", t.cluster(), rep.Pinned.Size)
-			r.Verification = fmt.Sprintf("Offline, against trust file %s (%s; %s): every entry's leaf and the tree root recomputed up to the checkpoint of size %d signed by %s, %d ceremony executions checked against the officers and quorum in force, %d destruction statements checked (%d entries, %v).",
-				*trustFile, how, relationWords(&pinnedJSON{Relation: rep.Pinned.Relation}), rep.Checkpoint.Size, rep.Checkpoint.KeyName,
-				rep.CeremoniesVerified, rep.StatementsVerified, rep.Entries, el.Round(time.Millisecond))
-			rc := rep.Releases
-			r.Verification += fmt.Sprintf(" %d share releases checked against %d activations and their clients' signed requests.", rc.Releases, rc.Activations)
-			r.Verification += activationPolicyWords(rep.Policies)
-			if rc.Unbound > 0 {
-				r.Verification += fmt.Sprintf(" %d activations and releases are of the earlier format, bound to no signed request (flagged below).", rc.Unbound)
-			}
-			if rep.Partial {
-				r.Verification += " PARTIAL: " + rep.PartialReason + "."
-			}
-		}
+	r, err := report.Build(f, o)
+	var nv *report.NotVerifiedError
+	if errors.As(err, &nv) {
+		return fmt.Errorf("%s does not verify against %s: %s: %s; refusing to report on it (--unverified reports anyway, under a banner)", pack, *trustFile, nv.Where, nv.Msg)
 	}
-	if _, err := io.Copy(h, f); err != nil { // anything the reader left unread
+	if err != nil {
 		return err
 	}
-	r.PackSHA256 = hex.EncodeToString(h.Sum(nil))
-	if contents != nil {
-		b.contents(contents)
-	}
-	b.finish()
 
 	var buf bytes.Buffer
 	if *format == "markdown" {
-		err = r.writeMarkdown(&buf)
+		err = r.Markdown(&buf)
 	} else {
-		err = r.writeHTML(&buf)
+		err = r.HTML(&buf)
 	}
 	if err != nil {
 		return err

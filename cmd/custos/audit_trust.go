@@ -108,7 +108,7 @@ func failureOf(err error) *failureJSON {
 			j.Line = f.Line
 		}
 		if errors.Is(err, audit.ErrPartial) {
-			j.Message += " (a pack from entry N verifies in full against the trust file whose verified state is at N: the one `verify --advance` wrote after the pack before it; --partial accepts it with officers, quorum and ceremonies unchecked)"
+			j.Message += audit.PartialHint
 		}
 		return j
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/audit"
+	"github.com/custos-eu/custos/keysvc/audit/report"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -142,29 +143,6 @@ func verifyResult(pack, trust string, rep *audit.Report, err error, el time.Dura
 	return j
 }
 
-// activationPolicyWords says how many activations were checked against their KEK's
-// policy, and which KEKs' policies were not followed.
-func activationPolicyWords(p audit.PolicyCounts) string {
-	s := fmt.Sprintf(" %d activations checked against the unwrap access of their KEK's policy in force.", p.Checked)
-	if p.Unknown > 0 {
-		s += fmt.Sprintf(" %d activations of KEKs whose policy this verification did not follow (%s: set before the pack, and not held by the trust file's state, or a partial verification) were not checked against policy.", p.Unknown, strings.Join(p.UnknownKEKs, ", "))
-	}
-	return s
-}
-
-// relationWords says how a pack relates to the pinned checkpoint.
-func relationWords(p *pinnedJSON) string {
-	switch p.Relation {
-	case audit.RelationSame:
-		return "the pack's checkpoint is the pinned one"
-	case audit.RelationExtends:
-		return "the pack's log extends it: the log only grew since"
-	case audit.RelationPrefix:
-		return "the pack's log is a proven prefix of it"
-	}
-	return p.Relation
-}
-
 func printVerify(w io.Writer, j verifyJSON, el time.Duration) {
 	if f := j.Failure; f != nil {
 		where := f.Kind
@@ -191,7 +169,7 @@ func printVerify(w io.Writer, j verifyJSON, el time.Duration) {
 		fmt.Fprintf(w, "  checkpoint  size %d, root %s, signed by %s (%s): ECDSA P-256 and ML-DSA-65 verified\n", c.Size, c.Root, c.Signer, c.KeyName)
 	}
 	if p := j.Pinned; p != nil {
-		fmt.Fprintf(w, "  pinned      size %d, root %s: %s\n", p.Size, p.Root, relationWords(p))
+		fmt.Fprintf(w, "  pinned      size %d, root %s: %s\n", p.Size, p.Root, report.RelationWords(p.Relation))
 	}
 	fmt.Fprintf(w, "  ceremonies  %d executions checked against the officers and quorum in force (%d officer signatures)\n", j.CeremoniesVerified, j.ApprovalsVerified)
 	fmt.Fprintf(w, "  destruction %d node statements, %d certificates checked\n", j.StatementsVerified, j.Certificates)

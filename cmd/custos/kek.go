@@ -23,7 +23,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/audit"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/kek"
@@ -423,9 +423,8 @@ func escrowVersion(k client.KEK, ver uint32) (*client.KEKVersion, *kek.Version, 
 		return v, nil, nil, fmt.Errorf("kek %q version %d: node commitments: %w", k.ID, v.Version, err)
 	}
 	pub := &kek.Version{ID: k.ID, Version: v.Version, Threshold: v.Threshold, Shares: len(v.Shares), PublicKey: v.PublicKey, Commitments: c}
-	e := keysvc.KEKEscrow{Cluster: v.Escrow.Cluster, M: v.Escrow.M, Officers: v.Escrow.Officers,
-		Commitments: v.Escrow.Commitments, Link: v.Escrow.Link, Sealed: v.Escrow.Sealed}
-	rec, err := e.Record()
+	e := v.Escrow
+	rec, err := kek.ParseEscrowRecord(e.Cluster, e.M, e.Officers, e.Commitments, e.Link, e.Sealed)
 	if err != nil {
 		return v, nil, nil, fmt.Errorf("kek %q version %d: escrow record: %w", k.ID, v.Version, err)
 	}
@@ -510,7 +509,7 @@ func runOfficerVerifyShare(ctx context.Context, stdout io.Writer, args []string)
 	fmt.Fprintf(stdout, "OK: your escrow share of KEK %q version %d is share %d, one of %d (any %d of officers %s recover the version).\n",
 		*id, v.Version, idx, len(rec.Officers), rec.Threshold, strings.Join(rec.Officers, ", "))
 	fmt.Fprintln(stdout, "It opens with your key, matches the escrow commitments, and the escrow is linked to the nodes' commitments of this version.")
-	if cv.State == keysvc.KEKDestroyed {
+	if cv.State == ledger.KEKDestroyed {
 		fmt.Fprintf(stdout, "Note: this version is destroyed on the nodes and the cluster will not recover it, but its escrow shares remain in the log: any %d escrow officers together could still rebuild its key.\n", rec.Threshold)
 	}
 	return nil
@@ -687,74 +686,34 @@ func sealedChecks(ctx context.Context, cl *client.Client, k client.KEK, keys []l
 	return out
 }
 
-// Header of a node's sealing statement (ledger.ShareSealedStatement).
-const sealedHeader = "custos/v1 kek share sealed"
-
 // verifySealed checks share sh's statement: signed by its node's key, of
 // this cluster, KEK, version, share index, public key, commitments and
 // sealed share (while the sealed share is kept), and of the ceremony that
 // dealt the version (unless escrow recovery re-dealt it).
 func verifySealed(cluster, id string, v client.KEKVersion, sh client.KEKShare, keys []ledger.NodeKey) error {
-	name := keysvc.KeyName(cluster, sh.Node)
-	i := slices.IndexFunc(keys, func(k ledger.NodeKey) bool { return k.Name == name })
-	if i < 0 {
-		return fmt.Errorf("no key %q to verify it with", name)
-	}
-	text, err := ledger.VerifyStatement([]byte(sh.Statement), keys[i])
+	text, err := verifyStatement(cluster, sh.Node, sh.Statement, keys)
 	if err != nil {
 		return err
 	}
-	fields, err := statementFields(text, sealedHeader, "sealing")
-	if err != nil {
-		return err
-	}
-	want := map[string]string{
-		"cluster": cluster, "node": sh.Node, "kek": id,
-		"version":     strconv.FormatUint(uint64(v.Version), 10),
-		"share":       strconv.FormatUint(uint64(sh.Index), 10),
-		"label":       kek.Label(id, v.Version),
-		"public-key":  fingerprint(v.PublicKey),
-		"commitments": fingerprint(v.Commitments),
-	}
+	want := audit.SealedStatement{Cluster: cluster, Node: sh.Node, KEK: id, Version: v.Version, Share: sh.Index,
+		PublicKey: fingerprint(v.PublicKey), Commitments: fingerprint(v.Commitments)}
 	if len(sh.Sealed) > 0 {
-		want["sealed"] = fingerprint(sh.Sealed)
+		want.Sealed = fingerprint(sh.Sealed)
 	}
 	if len(v.Recovered) == 0 {
-		want["ceremony"] = v.Ceremony
+		want.Ceremony = v.Ceremony
 	}
-	return checkFields(fields, want)
+	return audit.CheckSealed(text, want)
 }
 
-// statementFields splits a statement's text (header line, then one
-// "field value" line each) into its fields.
-func statementFields(text, header, kind string) (map[string]string, error) {
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if lines[0] != header {
-		return nil, fmt.Errorf("not a %s statement (first line %q)", kind, lines[0])
+// verifyStatement opens node's signed statement with its key among keys.
+func verifyStatement(cluster, node, statement string, keys []ledger.NodeKey) (string, error) {
+	name := ledger.KeyName(cluster, node)
+	i := slices.IndexFunc(keys, func(k ledger.NodeKey) bool { return k.Name == name })
+	if i < 0 {
+		return "", fmt.Errorf("no key %q to verify it with", name)
 	}
-	fields := map[string]string{}
-	for _, l := range lines[1:] {
-		f, val, _ := strings.Cut(l, " ")
-		if _, dup := fields[f]; dup {
-			return nil, fmt.Errorf("statement names %q twice", f)
-		}
-		fields[f] = val
-	}
-	return fields, nil
-}
-
-// checkFields checks that fields has each of want's fields with its value.
-func checkFields(fields, want map[string]string) error {
-	for _, f := range slices.Sorted(maps.Keys(want)) {
-		got, ok := fields[f]
-		if !ok {
-			return fmt.Errorf("statement names no %s", f)
-		}
-		if got != want[f] {
-			return fmt.Errorf("statement names %s %q, not %q", f, got, want[f])
-		}
-	}
-	return nil
+	return ledger.VerifyStatement([]byte(statement), keys[i])
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -809,7 +768,7 @@ func printKEK(w io.Writer, k client.KEK, sealed map[uint32]string) {
 			}
 			fmt.Fprintf(w, "  recovered  from escrow in log entries %s\n", strings.Join(rs, ", "))
 		}
-		if v.State == keysvc.KEKDestroyed || v.Destroyed != 0 {
+		if v.State == ledger.KEKDestroyed || v.Destroyed != 0 {
 			var attested, pending []string
 			for _, s := range v.Shares {
 				if slices.Contains(v.Attested, s.Node) {
@@ -868,29 +827,6 @@ func accessWords(a ceremony.Access) string {
 		return "nobody"
 	}
 	return strings.Join(who, ", ") + ", from " + strings.Join(a.Regions, ", ")
-}
-
-// Fields of a node's destruction statement (ledger.ShareDestroyedStatement).
-const destroyedHeader = "custos/v1 kek share destroyed"
-
-// checkDestroyedStatement checks that text is a destruction statement of
-// node for the certificate's cluster, KEK, version and ceremony.
-func checkDestroyedStatement(text string, dc client.DestructionCertificate, node string) error {
-	fields, err := statementFields(text, destroyedHeader, "destruction")
-	if err != nil {
-		return err
-	}
-	want := map[string]string{
-		"cluster":  dc.Cluster,
-		"node":     node,
-		"kek":      dc.KEKID,
-		"version":  strconv.FormatUint(uint64(dc.Version), 10),
-		"ceremony": dc.Ceremony,
-	}
-	if _, ok := fields["label"]; ok {
-		want["label"] = kek.Label(dc.KEKID, dc.Version)
-	}
-	return checkFields(fields, want)
 }
 
 func runKEKCertificate(ctx context.Context, stdout io.Writer, args []string) error {
@@ -997,16 +933,13 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// verifyHolder verifies holder h's statement with its node key.
+// verifyHolder verifies holder h's statement: signed by its node's key,
+// and exactly the destruction statement of the certificate's cluster, KEK,
+// version and ceremony by that node.
 func verifyHolder(dc client.DestructionCertificate, h client.DestroyedHolder, keys []ledger.NodeKey) error {
-	name := keysvc.KeyName(dc.Cluster, h.Node)
-	i := slices.IndexFunc(keys, func(k ledger.NodeKey) bool { return k.Name == name })
-	if i < 0 {
-		return fmt.Errorf("no key %q to verify it with", name)
-	}
-	text, err := ledger.VerifyStatement([]byte(h.Statement), keys[i])
+	text, err := verifyStatement(dc.Cluster, h.Node, h.Statement, keys)
 	if err != nil {
 		return err
 	}
-	return checkDestroyedStatement(text, dc, h.Node)
+	return audit.CheckDestroyed(text, audit.DestroyedStatement{Cluster: dc.Cluster, Node: h.Node, KEK: dc.KEKID, Version: dc.Version, Ceremony: dc.Ceremony})
 }

@@ -104,7 +104,7 @@ func (l *liveCluster) export(from uint64) ([]byte, []byte) {
 		l.t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	w, err := audit.NewWriter(&buf, audit.Header{Cluster: "test", Origin: keysvc.Origin("test"), From: from, To: cp.Size})
+	w, err := audit.NewWriter(&buf, audit.Header{Cluster: "test", Origin: ledger.Origin("test"), From: from, To: cp.Size})
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func (l *liveCluster) export(from uint64) ([]byte, []byte) {
 	must(err)
 	for _, k := range keks {
 		for _, v := range k.Versions {
-			if v.State != keysvc.KEKDestroyed {
+			if v.State != ledger.KEKDestroyed {
 				continue
 			}
 			dc, err := n.DestructionCertificate(k.ID, v.Version)

@@ -123,8 +123,17 @@
 //     ErrRollback).
 //
 // Options.OnEntry sees every entry once it passed its checks, so a report
-// can be aggregated in the same pass; [Scan] reads a pack without
-// verifying it.
+// can be aggregated in the same pass (package audit/report does); [Scan]
+// reads a pack without verifying it.
+//
+// # Node statements
+//
+// [ParseSealedStatement] and [ParseDestroyedStatement] read back the
+// statements nodes sign (ledger.ShareSealedStatement,
+// ShareDestroyedStatement): exactly the writer's lines, in its order, none
+// missing or extra, or a [*StatementError]. [CheckSealed] and
+// [CheckDestroyed] also compare them with what the reader expects; Verify
+// and the CLI's kek commands use them.
 //
 // # What a verified pack proves
 //

@@ -34,6 +34,10 @@ var (
 	ErrPartial = errors.New("audit: partial pack")
 )
 
+// PartialHint is what the CLI adds to an ErrPartial failure's message: how
+// to verify such a pack in full, or accept it as partial.
+const PartialHint = " (a pack from entry N verifies in full against the trust file whose verified state is at N: the one `verify --advance` wrote after the pack before it; --partial accepts it with officers, quorum and ceremonies unchecked)"
+
 // Failure is the first thing that does not hold in a pack. Msg names it
 // precisely ("entry 12: approval by officer carol, removed at entry 9").
 type Failure struct {

@@ -134,7 +134,7 @@ func VerifyKEKKey(t *Trust, p EntryProof, kekID string, version uint32, pub []by
 // ceremony.execute entry that dealt version version of KEK kekID with
 // public key pub. Failures wrap one of the ErrKEKKey errors.
 func CheckKEKKey(e ledger.Entry, kekID string, version uint32, pub []byte) error {
-	if e.Type != typeExecute || e.Outcome != ledger.OutcomeOK {
+	if e.Type != ledger.TypeExecute || e.Outcome != ledger.OutcomeOK {
 		why := ""
 		if e.Reason != "" {
 			why = " (" + e.Reason + ")"

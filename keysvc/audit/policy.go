@@ -61,8 +61,8 @@ func (v *verifier) policyOf(e *ledger.Entry) *ReleaseFinding {
 	}
 	act := e.Index
 	switch e.Type {
-	case TypeActivate:
-	case TypeRelease:
+	case ledger.TypeActivate:
+	case ledger.TypeRelease:
 		a, err := strconv.ParseUint(e.Details["activation"], 10, 64)
 		if err != nil {
 			return nil
@@ -84,7 +84,7 @@ func (v *verifier) policyOf(e *ledger.Entry) *ReleaseFinding {
 // the activations it cannot check.
 func (v *verifier) permitted(e *ledger.Entry, act uint64, who identity.Identity) *ReleaseFinding {
 	c := &v.rep.Policies
-	release := e.Type == TypeRelease
+	release := e.Type == ledger.TypeRelease
 	kp := v.st.keks[e.KEKID]
 	if kp == nil {
 		if release {

@@ -18,12 +18,6 @@ import (
 	"github.com/custos-eu/custos/keysvc/reqsig"
 )
 
-// Entry types of an activation and its share releases (package keysvc).
-const (
-	TypeActivate = "kek.activate"
-	TypeRelease  = "kek.release"
-)
-
 // Finding codes: stable names of what is wrong with an activation or a
 // share release. A Failure carries one in Code; watch prints it.
 const (
@@ -149,7 +143,7 @@ func (s *ShareReleases) verified(i uint64) (identity.Identity, bool) {
 // caller that can fetch that entry (and prove it is in the log) passes it
 // to Earlier before e.
 func (s *ShareReleases) Needs(e ledger.Entry) (uint64, bool) {
-	if e.Type != TypeRelease || e.Outcome != ledger.OutcomeOK {
+	if e.Type != ledger.TypeRelease || e.Outcome != ledger.OutcomeOK {
 		return 0, false
 	}
 	a, err := strconv.ParseUint(e.Details["activation"], 10, 64)
@@ -170,7 +164,7 @@ func (s *ShareReleases) Earlier(e ledger.Entry) *ReleaseFinding {
 	if len(s.looked) < maxLooked {
 		s.looked[e.Index] = true
 	}
-	if e.Type != TypeActivate || e.Outcome != ledger.OutcomeOK {
+	if e.Type != ledger.TypeActivate || e.Outcome != ledger.OutcomeOK {
 		return nil
 	}
 	return s.activate(e)
@@ -185,12 +179,12 @@ func (s *ShareReleases) Entry(e ledger.Entry) *ReleaseFinding {
 	}
 	s.expire(e.Time)
 	switch e.Type {
-	case TypeActivate:
+	case ledger.TypeActivate:
 		if e.Outcome != ledger.OutcomeOK {
 			return nil
 		}
 		return s.activate(e)
-	case TypeRelease:
+	case ledger.TypeRelease:
 		return s.release(e)
 	}
 	return nil

@@ -123,7 +123,7 @@ func (s *synth) activate(a activation) (uint64, string) {
 		}
 	}
 	b64 := base64.StdEncoding.EncodeToString
-	i := s.add(ledger.Entry{Type: audit.TypeActivate,
+	i := s.add(ledger.Entry{Type: ledger.TypeActivate,
 		Actor: ledger.Actor{Identity: a.client.id.String(), Role: string(a.client.id.Role), Region: a.client.id.Region,
 			CertFingerprint: identity.Fingerprint(a.client.cert)},
 		Node: a.node, KEKID: a.kek, KEKVersion: a.version, RequestID: a.requestID,
@@ -138,7 +138,7 @@ func (s *synth) release(node, to, act, requestID string, kek string) uint64 {
 	if act != "" {
 		d["activation"] = act
 	}
-	return s.add(ledger.Entry{Type: audit.TypeRelease, Actor: ledger.Actor{Identity: "custos://test/node/" + node + "?region=DE", Role: "node", Region: "DE"},
+	return s.add(ledger.Entry{Type: ledger.TypeRelease, Actor: ledger.Actor{Identity: "custos://test/node/" + node + "?region=DE", Role: "node", Region: "DE"},
 		Node: node, KEKID: kek, KEKVersion: 1, RequestID: requestID, Details: d})
 }
 
@@ -198,7 +198,7 @@ func TestReleasesValid(t *testing.T) {
 	// A refusal is logged too, and is no finding.
 	a, req := s.activate(activation{})
 	s.release("n2", "n1", idx(a), req, "payroll")
-	d := s.add(ledger.Entry{Type: audit.TypeRelease, Actor: ledger.Actor{Identity: "custos://test/node/n3?region=DE", Role: "node", Region: "DE"},
+	d := s.add(ledger.Entry{Type: ledger.TypeRelease, Actor: ledger.Actor{Identity: "custos://test/node/n3?region=DE", Role: "node", Region: "DE"},
 		Node: "n3", KEKID: "payroll", KEKVersion: 1, RequestID: req, Outcome: ledger.OutcomeDenied, Reason: "policy_denied: region",
 		Details: map[string]string{"activation": idx(a), "to": "n1", "for": synthAgent(t, "backup").id.String()}})
 	if r, err = verifyAll(t, s); err != nil {
@@ -323,7 +323,7 @@ func legacyLog(t *testing.T) *synth {
 	s.init(2, "alice", "bob", "carol")
 	s.release("n2", "n1", "", "", "payroll")
 	s.release("n3", "n1", "", "", "payroll")
-	s.add(ledger.Entry{Type: audit.TypeActivate, Actor: ledger.Actor{Identity: "custos://test/node/n1?region=DE", Role: "node", Region: "DE"},
+	s.add(ledger.Entry{Type: ledger.TypeActivate, Actor: ledger.Actor{Identity: "custos://test/node/n1?region=DE", Role: "node", Region: "DE"},
 		Node: "n1", KEKID: "payroll", KEKVersion: 1,
 		Details: map[string]string{"shares_from": "n2,n3", "ttl_seconds": "0", "for": synthAgent(t, "backup").id.String()}})
 	return s
@@ -353,7 +353,7 @@ func TestReleasesEarlierFormat(t *testing.T) {
 	// So is an earlier-format activation.
 	s = legacyLog(t)
 	s.activate(activation{})
-	j := s.add(ledger.Entry{Type: audit.TypeActivate, Actor: ledger.Actor{Identity: "custos://test/node/n1?region=DE", Role: "node", Region: "DE"},
+	j := s.add(ledger.Entry{Type: ledger.TypeActivate, Actor: ledger.Actor{Identity: "custos://test/node/n1?region=DE", Role: "node", Region: "DE"},
 		Node: "n1", KEKID: "payroll", KEKVersion: 1, Details: map[string]string{"shares_from": "n2,n3", "ttl_seconds": "0"}})
 	_, err = verifyAll(t, s)
 	wantCode(t, err, audit.CodeActivationRequestInvalid, j, "carries no signed request")

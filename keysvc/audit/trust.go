@@ -23,19 +23,6 @@ import (
 // TrustFormat is the "format" of a trust file.
 const TrustFormat = "custos-trust/1"
 
-// Entry types the verifier follows (the node's own; package keysvc).
-const (
-	typeGenesis    = "cluster.genesis"
-	typeNodeAdd    = "node.add"
-	typeNodeRemove = "node.remove"
-	typeInit       = "cluster.init"
-	typePropose    = "ceremony.propose"
-	typeApprove    = "ceremony.approve"
-	typeExecute    = "ceremony.execute"
-	typeRefuse     = "ceremony.refuse"
-	typeDestroyed  = "kek.destroyed"
-)
-
 // Trust is what an auditor pins and checks packs against. Build one with
 // NewTrust (from what the cluster serves, checked) or ParseTrust (a saved
 // file, checked again), never by hand: Verify relies on the checks.
@@ -209,7 +196,7 @@ func (t *Trust) check() error {
 	if err != nil {
 		return bad("genesis: %v", err)
 	}
-	if g.Index != 0 || g.Type != typeGenesis || g.Outcome != ledger.OutcomeOK {
+	if g.Index != 0 || g.Type != ledger.TypeGenesis || g.Outcome != ledger.OutcomeOK {
 		return bad("genesis is entry %d of type %q, outcome %s: want entry 0, cluster.genesis, ok", g.Index, g.Type, g.Outcome)
 	}
 	if g.Details["cluster"] != t.Cluster || g.Details["origin"] != t.Origin {

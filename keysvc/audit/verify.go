@@ -550,20 +550,20 @@ func (v *verifier) expected(i uint64, e *ledger.Entry, x expectation) error {
 	ok := e.Outcome == ledger.OutcomeOK
 	switch x.kind {
 	case expPropose:
-		if e.Type != typePropose || !ok || d["proposal.id"] != x.c.rec.ID {
+		if e.Type != ledger.TypePropose || !ok || d["proposal.id"] != x.c.rec.ID {
 			return v.at(KindAuthorisation, i, "the transcript of proposal %s says it was proposed here, but the entry is %s", x.c.rec.ID, describe(e))
 		}
 		if want := hex.EncodeToString(x.c.digest[:]); d["proposal.digest"] != want {
 			return v.at(KindAuthorisation, i, "proposal %s was logged with digest %s, its transcript has digest %s", x.c.rec.ID, d["proposal.digest"], want)
 		}
 	case expApprove:
-		if e.Type != typeApprove || !ok || d["proposal.id"] != x.c.rec.ID || d["officer"] != x.officer {
+		if e.Type != ledger.TypeApprove || !ok || d["proposal.id"] != x.c.rec.ID || d["officer"] != x.officer {
 			return v.at(KindAuthorisation, i, "the transcript of proposal %s says officer %s's approval was accepted here, but the entry is %s", x.c.rec.ID, x.officer, describe(e))
 		}
 	case expClose:
-		want := typeExecute
+		want := ledger.TypeExecute
 		if x.c.rec.Status == StatusRefused {
-			want = typeRefuse
+			want = ledger.TypeRefuse
 		}
 		if e.Type != want || d["proposal.id"] != x.c.rec.ID {
 			return v.at(KindAuthorisation, i, "the transcript of proposal %s says it was %s here, but the entry is %s", x.c.rec.ID, x.c.rec.Status, describe(e))
@@ -571,7 +571,7 @@ func (v *verifier) expected(i uint64, e *ledger.Entry, x expectation) error {
 	case expDestroyed:
 		dc := &x.cert.cert
 		h := dc.Holders[x.holder]
-		if e.Type != typeDestroyed || !ok || e.KEKID != dc.KEKID || e.KEKVersion != dc.Version || d["node.id"] != h.Node || d["ceremony"] != dc.Ceremony {
+		if e.Type != ledger.TypeDestroyed || !ok || e.KEKID != dc.KEKID || e.KEKVersion != dc.Version || d["node.id"] != h.Node || d["ceremony"] != dc.Ceremony {
 			return v.at(KindAuthorisation, i, "the destruction certificate of kek %s v%d says node %s attested here, but the entry is %s", dc.KEKID, dc.Version, h.Node, describe(e))
 		}
 		if want := "sha256:" + sha256Hex(h.Statement); d["statement"] != want {
@@ -586,7 +586,7 @@ func (v *verifier) expected(i uint64, e *ledger.Entry, x expectation) error {
 		for k, h := range dc.Holders {
 			holders[k] = h.Node
 		}
-		if e.Type != typeExecute || d["proposal.operation"] != string(ceremony.OpKEKDestroy) || d["proposal.id"] != dc.Ceremony ||
+		if e.Type != ledger.TypeExecute || d["proposal.operation"] != string(ceremony.OpKEKDestroy) || d["proposal.id"] != dc.Ceremony ||
 			d["kek.id"] != dc.KEKID || d["kek.version"] != strconv.FormatUint(uint64(dc.Version), 10) {
 			return v.at(KindAuthorisation, i, "the destruction certificate of kek %s v%d says ceremony %s destroyed it here, but the entry is %s", dc.KEKID, dc.Version, dc.Ceremony, describe(e))
 		}
@@ -603,14 +603,14 @@ func (v *verifier) expected(i uint64, e *ledger.Entry, x expectation) error {
 // follow applies what entry i changes in the log's account, checking that
 // the change was allowed. prev is the time of the entry before.
 func (v *verifier) follow(i uint64, e *ledger.Entry, prev time.Time) error {
-	if e.Type == typeGenesis {
+	if e.Type == ledger.TypeGenesis {
 		if i != 0 {
 			return v.at(KindAuthorisation, i, "a second cluster.genesis")
 		}
 		v.st.regions = splitList(e.Details["allowed_regions"])
 		return nil
 	}
-	if e.Type == typeRefuse {
+	if e.Type == ledger.TypeRefuse {
 		if c := v.ceremonies[e.Details["proposal.id"]]; c != nil && (c.rec.Status != StatusRefused || c.rec.Closed != i) {
 			return v.at(KindAuthorisation, i, "proposal %s was refused here, but its transcript says %s at entry %d", c.rec.ID, c.rec.Status, c.rec.Closed)
 		}
@@ -620,17 +620,17 @@ func (v *verifier) follow(i uint64, e *ledger.Entry, prev time.Time) error {
 		return nil
 	}
 	switch e.Type {
-	case typeNodeAdd:
+	case ledger.TypeNodeAdd:
 		return v.nodeAdd(i, e)
-	case typeNodeRemove:
+	case ledger.TypeNodeRemove:
 		return v.nodeRemove(i, e)
-	case typeInit:
+	case ledger.TypeInit:
 		return v.clusterInit(i, e)
-	case typePropose:
+	case ledger.TypePropose:
 		return v.propose(i, e)
-	case typeApprove:
+	case ledger.TypeApprove:
 		return v.approve(i, e)
-	case typeExecute:
+	case ledger.TypeExecute:
 		return v.execute(i, e, prev)
 	}
 	return nil
@@ -1053,8 +1053,9 @@ func (v *verifier) statement(cc *certCheck, k int, index int64) error {
 	if err != nil {
 		return v.fail(KindAuthorisation, index, err, "%snode %s's destruction statement for kek %s v%d does not verify: %v", where, h.Node, dc.KEKID, dc.Version, err)
 	}
-	if text != ledger.ShareDestroyedStatement(dc.Cluster, h.Node, dc.KEKID, dc.Version, dc.Ceremony) {
-		return v.fail(KindAuthorisation, index, nil, "%snode %s's signed statement does not attest the destruction of kek %s v%d by ceremony %s: %q", where, h.Node, dc.KEKID, dc.Version, dc.Ceremony, text)
+	want := DestroyedStatement{Cluster: dc.Cluster, Node: h.Node, KEK: dc.KEKID, Version: dc.Version, Ceremony: dc.Ceremony}
+	if err := CheckDestroyed(text, want); err != nil {
+		return v.fail(KindAuthorisation, index, err, "%snode %s's signed statement does not attest the destruction of kek %s v%d by ceremony %s: %q", where, h.Node, dc.KEKID, dc.Version, dc.Ceremony, text)
 	}
 	cc.verified[k] = true
 	v.rep.StatementsVerified++

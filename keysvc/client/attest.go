@@ -13,21 +13,22 @@ import (
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
-// Attestation types (entry types) and the details each requires.
+// Attestation types: the SDK's names for the log's backup entry types
+// (keysvc/ledger/types.go says which details each carries).
 const (
 	// AttestTransfer: an archive left for a target. Details archive,
 	// dataset, sha256 (of the ciphertext), size, target, region,
 	// decision (the policy's reason it may go there).
-	AttestTransfer = "backup.transfer"
+	AttestTransfer = ledger.TypeTransfer
 	// AttestDrill: a restore drill. Details archive, dataset, result
 	// ("ok" or why not), restore_seconds; and, from agents of this
 	// release on, target (where the archive was read from) and
 	// rto_seconds (the dataset's RTO the drill was measured against,
 	// absent when the agent's policy sets none).
-	AttestDrill = "backup.drill"
+	AttestDrill = ledger.TypeDrill
 	// AttestPrune: an archive deleted under retention. Details archive,
 	// dataset, target, reason.
-	AttestPrune = "backup.prune"
+	AttestPrune = ledger.TypePrune
 )
 
 // AttestRequest is POST /v1/attestations (agent or operator): an entry of

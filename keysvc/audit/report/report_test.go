@@ -1,4 +1,4 @@
-package main
+package report
 
 // The custody report of a busy pack (many ceremonies, long ids, restore
 // drills): its restore drills, and the report as a person sees it, rendered
@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/audit"
+	"github.com/custos-eu/custos/keysvc/audit/audittest"
 	"github.com/custos-eu/custos/keysvc/ceremony"
-	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -36,10 +36,10 @@ import (
 // section, and long values wherever a log can hold them: KEK ids of 64
 // bytes, agent identities, officer ids, checksums, reasons, ceremony
 // descriptions; and restore drills of four datasets (one never drilled).
-func busyReport(t *testing.T) *custodyReport {
+func busyReport(t *testing.T) *Report {
 	t.Helper()
 	const cluster = "custos-eu-central-production-frankfurt"
-	f := newFakeLog(t, cluster, 2)
+	f := audittest.NewLog(t, cluster, 2)
 	hexOf := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 	officers := []string{"alice.schmidt-security-officer-frankfurt", "bogdan.nowak-security-officer-warsaw", "carla.rossi-security-officer-milan"}
 	agent := ledger.Actor{Identity: "custos://" + cluster + "/agent/backup-agent-payroll-ledger-exports-frankfurt-01?region=DE", Role: "agent", Region: "DE",
@@ -77,7 +77,7 @@ func busyReport(t *testing.T) *custodyReport {
 	}
 	version := map[string]int{}
 	for i, p := range ops {
-		at := created.Add(time.Duration(len(f.entries)) * time.Second)
+		at := created.Add(time.Duration(len(f.Entries)) * time.Second)
 		prop := ceremony.Proposal{Cluster: cluster, ID: fmt.Sprintf("%032x", 0xc0ffee000+i), Params: p, Proposer: officers[i%3],
 			Created: at, Expires: at.Add(24 * time.Hour), StateVersion: uint64(10 + i)}
 		raw, err := prop.Marshal()
@@ -85,14 +85,14 @@ func busyReport(t *testing.T) *custodyReport {
 			t.Fatal(err)
 		}
 		d := map[string]string{"proposal.id": prop.ID, "proposal.operation": string(prop.Operation()), "proposal.proposer": prop.Proposer}
-		proposed := uint64(len(f.entries))
-		f.add(t, ledger.Entry{Type: "ceremony.propose", Actor: officerActor(prop.Proposer), Node: "n1", Outcome: ledger.OutcomeOK, Details: d})
+		proposed := uint64(len(f.Entries))
+		f.Add(t, ledger.Entry{Type: ledger.TypePropose, Actor: officerActor(prop.Proposer), Node: "n1", Outcome: ledger.OutcomeOK, Details: d})
 		approvers := []string{officers[(i+1)%3], officers[(i+2)%3]}
 		var approvals []audit.Approval
 		for _, o := range approvers {
 			ad := map[string]string{"proposal.id": prop.ID, "officer": o}
-			approvals = append(approvals, audit.Approval{Officer: o, Entry: uint64(len(f.entries))})
-			f.add(t, ledger.Entry{Type: "ceremony.approve", Actor: officerActor(o), Node: "n1", Outcome: ledger.OutcomeOK, Details: ad})
+			approvals = append(approvals, audit.Approval{Officer: o, Entry: uint64(len(f.Entries))})
+			f.Add(t, ledger.Entry{Type: ledger.TypeApprove, Actor: officerActor(o), Node: "n1", Outcome: ledger.OutcomeOK, Details: ad})
 		}
 		ed := map[string]string{"proposal.id": prop.ID, "proposal.operation": string(prop.Operation()), "proposal.proposer": prop.Proposer,
 			"approvers": strings.Join(approvers, ",")}
@@ -112,8 +112,8 @@ func busyReport(t *testing.T) *custodyReport {
 			ed["kek.threshold"], ed["kek.holders"], ed["kek.escrow"] = "2", "n1,n2,n3", "2 of "+strings.Join(officers, ",")
 			ed["kek.public_key"] = "sha256:" + hexOf(ed["kek.id"]+v)
 		}
-		closed := uint64(len(f.entries))
-		f.add(t, ledger.Entry{Type: "ceremony.execute", Actor: officerActor(approvers[1]), Node: "n1", Outcome: ledger.OutcomeOK, Details: ed})
+		closed := uint64(len(f.Entries))
+		f.Add(t, ledger.Entry{Type: ledger.TypeExecute, Actor: officerActor(approvers[1]), Node: "n1", Outcome: ledger.OutcomeOK, Details: ed})
 		contents.Ceremonies = append(contents.Ceremonies, audit.Ceremony{ID: prop.ID, Proposal: string(raw), Approvals: approvals,
 			Status: "executed", Proposed: proposed, Closed: closed})
 	}
@@ -122,14 +122,14 @@ func busyReport(t *testing.T) *custodyReport {
 	}
 	// Key operations, a denial, transfers of four datasets.
 	for i := range 12 {
-		f.add(t, ledger.Entry{Type: "kek.unwrap", Actor: agent, Node: "n1", KEKID: keks[i%2], KEKVersion: 2, RequestID: fmt.Sprintf("%032x", i),
+		f.Add(t, ledger.Entry{Type: ledger.TypeUnwrap, Actor: agent, Node: "n1", KEKID: keks[i%2], KEKVersion: 2, RequestID: fmt.Sprintf("%032x", i),
 			Outcome: ledger.OutcomeOK, Details: map[string]string{"context": "sha256:" + hexOf(fmt.Sprint(i))}})
 	}
-	f.add(t, ledger.Entry{Type: "kek.unwrap", Actor: agent, Node: "n1", KEKID: keks[0], KEKVersion: 2, Outcome: ledger.OutcomeDenied,
+	f.Add(t, ledger.Entry{Type: ledger.TypeUnwrap, Actor: agent, Node: "n1", KEKID: keks[0], KEKVersion: 2, Outcome: ledger.OutcomeDenied,
 		Reason: "unwrap_failed: the wrapped key does not open under this context (dataset=payroll-ledger-exports, classification=confidential)"})
 	datasets := []string{"payroll-ledger-exports-eu-central-frankfurt-quarterly", "hr", "crm", "finance-general-ledger"}
 	for i, ds := range datasets {
-		f.add(t, ledger.Entry{Type: typeTransfer, Actor: agent, Node: "n1", KEKID: keks[i%2], KEKVersion: 2, Outcome: ledger.OutcomeOK,
+		f.Add(t, ledger.Entry{Type: ledger.TypeTransfer, Actor: agent, Node: "n1", KEKID: keks[i%2], KEKVersion: 2, Outcome: ledger.OutcomeOK,
 			Details: map[string]string{"archive": archiveID(ds, i), "dataset": ds, "sha256": hexOf(ds), "size": "73400320",
 				"target": "s3-object-lock-eu-west-paris-backup-vault-02", "region": "FR",
 				"decision": "dataset policy eu-only-ciphertext allows FR: EU/EEA region, ciphertext only, Object Lock retention 400 days", "wrap": "online"}})
@@ -150,7 +150,7 @@ func busyReport(t *testing.T) *custodyReport {
 		if result != "ok" {
 			out = ledger.OutcomeError
 		}
-		f.add(t, ledger.Entry{Type: client.AttestDrill, Actor: agent, Node: "n1", KEKID: keks[0], KEKVersion: 2, Outcome: out, Details: d})
+		f.Add(t, ledger.Entry{Type: ledger.TypeDrill, Actor: agent, Node: "n1", KEKID: keks[0], KEKVersion: 2, Outcome: out, Details: d})
 	}
 	pay := datasets[0]
 	drill(pay, 1, "ok", "812.402", "")
@@ -159,14 +159,14 @@ func busyReport(t *testing.T) *custodyReport {
 	drill("hr", 1, "ok", "42.250", "3600")
 	drill(pay, 4, "restored, but in 4h12m9s, over the RTO of 4h0m0s", "15129.884", "14400")
 	drill("crm", 1, "ok", "", "")
-	contents.Header = audit.Header{Cluster: cluster, Origin: "custos/" + cluster, From: 0, To: uint64(len(f.entries)), Created: created.Add(48 * time.Hour)}
-	contents.Checkpoint = f.checkpoint(t, len(f.entries), nil)
+	contents.Header = audit.Header{Cluster: cluster, Origin: "custos/" + cluster, From: 0, To: uint64(len(f.Entries)), Created: created.Add(48 * time.Hour)}
+	contents.Checkpoint = f.Checkpoint(t, len(f.Entries), nil)
 
-	r := &custodyReport{Pack: "/srv/audit/evidence/" + cluster + "/pack-2026-q4-from-0.jsonl", PackSHA256: hexOf("pack"), Generated: created.Add(49 * time.Hour),
+	r := &Report{Pack: "/srv/audit/evidence/" + cluster + "/pack-2026-q4-from-0.jsonl", PackSHA256: hexOf("pack"), Generated: created.Add(49 * time.Hour),
 		Verification: "The pack was not verified: the report was made with --no-verify."}
 	b := newReportBuilder(r)
 	b.followReleases(contents.Header, nil)
-	for _, raw := range f.entries {
+	for _, raw := range f.Entries {
 		e, err := ledger.ParseEntry(raw)
 		if err != nil {
 			t.Fatal(err)
@@ -207,10 +207,10 @@ func TestReportDrills(t *testing.T) {
 		t.Errorf("first missed drill %+v", got)
 	}
 	var htm, md bytes.Buffer
-	if err := r.writeHTML(&htm); err != nil {
+	if err := r.HTML(&htm); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.writeMarkdown(&md); err != nil {
+	if err := r.Markdown(&md); err != nil {
 		t.Fatal(err)
 	}
 	hr := archiveID("hr", 1)
@@ -238,14 +238,14 @@ func TestReportDrills(t *testing.T) {
 		{"no result", map[string]string{"restore_seconds": "1"}, "MISSED: no result recorded", true},
 		{"unreadable time", map[string]string{"result": "ok", "restore_seconds": "soon", "rto_seconds": "60"}, "ok, but the restore time is unreadable", false},
 	} {
-		f := newFakeLog(t, "test", 1)
+		f := audittest.NewLog(t, "test", 1)
 		d := map[string]string{"archive": archiveID("hr", 1), "dataset": "hr"}
 		maps.Copy(d, tc.details)
-		f.add(t, ledger.Entry{Type: client.AttestDrill, Actor: ledger.Actor{Identity: "custos://test/agent/a?region=DE", Role: "agent", Region: "DE"},
+		f.Add(t, ledger.Entry{Type: ledger.TypeDrill, Actor: ledger.Actor{Identity: "custos://test/agent/a?region=DE", Role: "agent", Region: "DE"},
 			Outcome: ledger.OutcomeOK, Details: d})
-		r := &custodyReport{}
+		r := &Report{}
 		b := newReportBuilder(r)
-		for _, raw := range f.entries {
+		for _, raw := range f.Entries {
 			e, _ := ledger.ParseEntry(raw)
 			_ = b.entry(e)
 		}
@@ -406,7 +406,7 @@ const layoutProbe = `<script>
 func TestReportFitsWindowAndA4(t *testing.T) {
 	chromium, pdftotext := browserTools(t)
 	var page bytes.Buffer
-	if err := busyReport(t).writeHTML(&page); err != nil {
+	if err := busyReport(t).HTML(&page); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(page.String(), "</body>") {
@@ -560,6 +560,16 @@ func checkPDF(t *testing.T, pdftotext, path string) {
 	}
 	if whole < 60 {
 		t.Errorf("the PDF has %d times on one line; the report has more", whole)
+	}
+}
+
+// wantAll fails the test for each of wants that out lacks.
+func wantAll(t *testing.T, what, out string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, out)
+		}
 	}
 }
 

@@ -1,9 +1,8 @@
-package main
+package report
 
-// The custody report's content: what `custos audit report` gathers from a
-// pack's records (officers, ceremony transcripts, destruction certificates
-// and the entries, streamed), independent of how it is rendered
-// (audit_render.go).
+// The custody report's content: what it gathers from a pack's records
+// (officers, ceremony transcripts, destruction certificates and the
+// entries, streamed), independent of how it is rendered (render.go).
 
 import (
 	"cmp"
@@ -21,20 +20,12 @@ import (
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
-// Entry types the report reads besides the ceremony and key-operation ones.
-const (
-	typeTransfer  = "backup.transfer" // a backup agent's attested cross-border transfer
-	typeDrill     = "backup.drill"    // a backup agent's attested restore drill
-	typePrune     = "backup.prune"    // a backup agent's attested deletion under retention
-	typeDestroyed = "kek.destroyed"   // a node's attestation that its sealing key is gone
-)
-
 // maxListed bounds the single denials and transfers a report lists one by
 // one (the tables of counts cover them all).
 const maxListed = 200
 
-// custodyReport is everything a custody report says.
-type custodyReport struct {
+// Report is everything a custody report says.
+type Report struct {
 	Pack       string // the pack file, as named on the command line
 	PackSHA256 string // hex SHA-256 of the pack file
 	Cluster    string
@@ -307,10 +298,10 @@ type pendingEvent struct {
 	c *ceremonyRow
 }
 
-// reportBuilder gathers a custodyReport from a pack's entries, in log
+// reportBuilder gathers a Report from a pack's entries, in log
 // order, and its other records (contents), then finish.
 type reportBuilder struct {
-	r          *custodyReport
+	r          *Report
 	keks       map[string]*kekReport
 	ceremonies map[string]*ceremonyRow
 	params     map[string]ceremony.Params // proposal id → its parameters, from the transcripts
@@ -330,7 +321,7 @@ type reportBuilder struct {
 	acts     map[uint64]*activationRow
 }
 
-func newReportBuilder(r *custodyReport) *reportBuilder {
+func newReportBuilder(r *Report) *reportBuilder {
 	return &reportBuilder{r: r, keks: map[string]*kekReport{}, ceremonies: map[string]*ceremonyRow{},
 		params: map[string]ceremony.Params{}, certs: map[string]*destroyedRow{},
 		unwraps: map[unwrapKey]*unwrapRow{}, keyOps: map[string]*keyOpRow{},
@@ -371,7 +362,7 @@ func (b *reportBuilder) certificate(dc client.DestructionCertificate) {
 	d := b.destroyedRow(dc.KEKID, dc.Version)
 	d.Certificate = true
 	d.Ceremony, d.Approvers, d.Entry, d.Complete = dc.Ceremony, strings.Join(dc.Approvers, ", "), dc.Destroyed, dc.Complete
-	d.PublicKey = fingerprint(dc.PublicKey)
+	d.PublicKey = digest(dc.PublicKey)
 	d.Holders = nil
 	for _, h := range dc.Holders {
 		d.Holders = append(d.Holders, holderRow{Node: h.Node, Attested: h.Attested, Entry: h.Entry})
@@ -427,18 +418,18 @@ func (b *reportBuilder) entry(e ledger.Entry) error {
 		b.denial(e)
 	}
 	switch e.Type {
-	case "kek.wrap", "kek.unwrap", "kek.datakey", "kek.rewrap", "kek.activate", "kek.release":
+	case ledger.TypeWrap, ledger.TypeUnwrap, ledger.TypeDataKey, ledger.TypeRewrap, ledger.TypeActivate, ledger.TypeRelease:
 		b.keyOp(e)
-	case "ceremony.propose", "ceremony.approve", "ceremony.execute", "ceremony.refuse":
+	case ledger.TypePropose, ledger.TypeApprove, ledger.TypeExecute, ledger.TypeRefuse:
 		b.ceremonyEntry(e)
-	case typeDestroyed:
+	case ledger.TypeDestroyed:
 		b.attestation(e)
-	case typeTransfer:
+	case ledger.TypeTransfer:
 		b.dataset(e.Details["dataset"])
 		b.transfer(e)
-	case typePrune:
+	case ledger.TypePrune:
 		b.dataset(e.Details["dataset"])
-	case typeDrill:
+	case ledger.TypeDrill:
 		b.drill(e)
 	}
 	b.shareRelease(e)
@@ -448,10 +439,10 @@ func (b *reportBuilder) entry(e ledger.Entry) error {
 // followReleases sets what the builder needs to follow share releases: the
 // pack's cluster, and whether the trust file's verified state at the
 // pack's start says the log records signed requests by then (t may be nil).
-func (b *reportBuilder) followReleases(h audit.Header, t *pinnedTrust) {
+func (b *reportBuilder) followReleases(h audit.Header, t *audit.Trust) {
 	b.cluster = h.Cluster
 	if t != nil {
-		st := t.t.State
+		st := t.State
 		b.bound = st != nil && st.Size == h.From && st.ReleasesBound
 	}
 }
@@ -463,7 +454,7 @@ func (b *reportBuilder) shareRelease(e ledger.Entry) {
 		b.releases = audit.NewShareReleases(b.cluster, b.bound)
 	}
 	f := b.releases.Entry(e)
-	if e.Type != audit.TypeActivate && e.Type != audit.TypeRelease {
+	if e.Type != ledger.TypeActivate && e.Type != ledger.TypeRelease {
 		return
 	}
 	r := b.r
@@ -474,7 +465,7 @@ func (b *reportBuilder) shareRelease(e ledger.Entry) {
 		return
 	}
 	switch e.Type {
-	case audit.TypeActivate:
+	case ledger.TypeActivate:
 		r.ActivationTotal++
 		if len(r.Activations) >= maxListed {
 			return
@@ -488,7 +479,7 @@ func (b *reportBuilder) shareRelease(e ledger.Entry) {
 		}
 		r.Activations = append(r.Activations, a)
 		b.acts[e.Index] = a
-	case audit.TypeRelease:
+	case ledger.TypeRelease:
 		raw, named := e.Details["activation"]
 		if !named {
 			if f == nil {
@@ -548,7 +539,7 @@ func (b *reportBuilder) denial(e ledger.Entry) {
 		why := e.Reason
 		switch {
 		case why != "":
-		case e.Type == typeDrill:
+		case e.Type == ledger.TypeDrill:
 			why = "restore drill: " + e.Details["result"]
 		case e.Details["denied"] != "":
 			why = "refused items: " + e.Details["denied"]
@@ -611,7 +602,7 @@ func (b *reportBuilder) keyOp(e ledger.Entry) {
 	if e.Outcome != ledger.OutcomeOK {
 		n := itemCount(e)
 		op.Denied += n
-		if e.Type == "kek.unwrap" && e.Details["withdraws"] != "" {
+		if e.Type == ledger.TypeUnwrap && e.Details["withdraws"] != "" {
 			// A withdrawn answer does not count as an unwrap served.
 			u := b.unwrapRow(e)
 			u.Withdrawn += n
@@ -628,17 +619,17 @@ func (b *reportBuilder) keyOp(e ledger.Entry) {
 		op.Denied += max(itemCount(e)-n, 0)
 	}
 	switch e.Type {
-	case "kek.wrap":
+	case ledger.TypeWrap:
 		op.Wrap += n
-	case "kek.datakey":
+	case ledger.TypeDataKey:
 		op.DataKey += n
-	case "kek.rewrap":
+	case ledger.TypeRewrap:
 		op.Rewrap += n
-	case "kek.activate":
+	case ledger.TypeActivate:
 		op.Activate += n
-	case "kek.release":
+	case ledger.TypeRelease:
 		op.Release += n
-	case "kek.unwrap":
+	case ledger.TypeUnwrap:
 		op.Unwrap += n
 		u := b.unwrapRow(e)
 		u.Count += n
@@ -725,7 +716,7 @@ func (b *reportBuilder) ceremonyEntry(e ledger.Entry) {
 		c.Proposer = p
 	}
 	switch e.Type {
-	case "ceremony.propose":
+	case ledger.TypePropose:
 		switch {
 		case e.Outcome == ledger.OutcomeOK:
 			c.Proposed, c.ProposedAt = e.Index, e.Time
@@ -737,16 +728,16 @@ func (b *reportBuilder) ceremonyEntry(e ledger.Entry) {
 			// under the id of a live proposal, proposal_exists, is not).
 			c.Status, c.Why, c.Closed, c.ClosedAt = "refused", e.Reason, e.Index, e.Time
 		}
-	case "ceremony.approve":
+	case ledger.TypeApprove:
 		if e.Outcome == ledger.OutcomeOK {
 			if off := e.Details["officer"]; off != "" && !slices.Contains(c.Approvers, off) {
 				c.Approvers = append(c.Approvers, off)
 			}
 		}
-	case "ceremony.execute", "ceremony.refuse":
+	case ledger.TypeExecute, ledger.TypeRefuse:
 		c.Closed, c.ClosedAt = e.Index, e.Time
 		c.Status = "executed"
-		if e.Type == "ceremony.refuse" {
+		if e.Type == ledger.TypeRefuse {
 			c.Status, c.Why = "refused", e.Reason
 		}
 		if a := e.Details["approvers"]; a != "" {
@@ -760,7 +751,7 @@ func (b *reportBuilder) ceremonyEntry(e ledger.Entry) {
 // the versions' states.
 func (b *reportBuilder) lifecycle(e ledger.Entry, c *ceremonyRow) {
 	op := c.Operation
-	if !isKEKOp(ceremony.Operation(op)) {
+	if !kekOp(ceremony.Operation(op)) {
 		return
 	}
 	id, ver := b.kekOf(e)
@@ -774,7 +765,7 @@ func (b *reportBuilder) lifecycle(e ledger.Entry, c *ceremonyRow) {
 	}
 	k := b.kek(id)
 	ev := lifeEvent{Index: e.Index, Time: e.Time, What: op, Version: ver, Proposal: c.ID,
-		Approvers: strings.Join(c.Approvers, ", "), Refused: e.Type == "ceremony.refuse"}
+		Approvers: strings.Join(c.Approvers, ", "), Refused: e.Type == ledger.TypeRefuse}
 	if ev.Refused {
 		ev.Detail = "refused: " + e.Reason
 		k.Events = append(k.Events, ev)
@@ -794,7 +785,7 @@ func (b *reportBuilder) lifecycle(e ledger.Entry, c *ceremonyRow) {
 	case ceremony.OpKEKCreate, ceremony.OpKEKRotate:
 		for _, v := range versions() {
 			r := k.version(v)
-			r.State, r.Created = "active", e.Index
+			r.State, r.Created = ledger.KEKActive, e.Index
 			r.Threshold, r.Holders, r.Escrow = e.Details["kek.threshold"], e.Details["kek.holders"], e.Details["kek.escrow"]
 		}
 		detail = append(detail, fmt.Sprintf("any %s of %s; public key %s", e.Details["kek.threshold"], e.Details["kek.holders"], e.Details["kek.public_key"]))
@@ -802,9 +793,9 @@ func (b *reportBuilder) lifecycle(e ledger.Entry, c *ceremonyRow) {
 			detail = append(detail, "escrow: "+esc)
 		}
 	case ceremony.OpKEKDisable, ceremony.OpKEKEnable:
-		state := "disabled"
+		state := ledger.KEKDisabled
 		if ceremony.Operation(op) == ceremony.OpKEKEnable {
-			state = "active"
+			state = ledger.KEKActive
 		}
 		for _, v := range versions() {
 			k.version(v).State = state
@@ -812,7 +803,7 @@ func (b *reportBuilder) lifecycle(e ledger.Entry, c *ceremonyRow) {
 	case ceremony.OpKEKDestroy:
 		for _, v := range versions() {
 			r := k.version(v)
-			r.State, r.Destroyed = "destroyed", e.Index
+			r.State, r.Destroyed = ledger.KEKDestroyed, e.Index
 			d := b.destroyedRow(id, v)
 			if d.Entry == 0 {
 				d.Entry, d.Ceremony, d.Approvers = e.Index, c.ID, ev.Approvers
@@ -972,7 +963,7 @@ func (b *reportBuilder) contents(c *audit.Contents) {
 }
 
 // finish sorts what was gathered and builds the chart.
-func (b *reportBuilder) finish() *custodyReport {
+func (b *reportBuilder) finish() *Report {
 	r := b.r
 	for _, t := range slices.Sorted(maps.Keys(b.types)) {
 		r.ByType = append(r.ByType, nameCount{t, b.types[t]})

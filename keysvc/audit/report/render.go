@@ -1,6 +1,6 @@
-package main
+package report
 
-// Rendering a custodyReport: one self-contained HTML page (html/template,
+// Rendering a Report: one self-contained HTML page (html/template,
 // inline CSS, the chart as hand-written inline SVG, no script, nothing
 // fetched) or Markdown (the chart as an SVG data: image plus its table).
 
@@ -204,14 +204,14 @@ var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
 	"sub":        func(a, b int) int { return a - b },
 }).Parse(reportHTML))
 
-// writeHTML writes r as one self-contained HTML page.
-func (r *custodyReport) writeHTML(w io.Writer) error {
+// HTML writes r as one self-contained HTML page.
+func (r *Report) HTML(w io.Writer) error {
 	chart, err := r.Chart.svg()
 	if err != nil {
 		return err
 	}
 	return htmlReport.Execute(w, struct {
-		*custodyReport
+		*Report
 		ChartSVG template.HTML // built by svgTemplate, which escaped every text in it
 	}{r, template.HTML(chart)})
 }
@@ -251,8 +251,8 @@ func mdTable(w io.Writer, head []string, rows [][]string) {
 	fmt.Fprintln(w)
 }
 
-// writeMarkdown writes r as Markdown.
-func (r *custodyReport) writeMarkdown(w io.Writer) error {
+// Markdown writes r as Markdown.
+func (r *Report) Markdown(w io.Writer) error {
 	var b bytes.Buffer
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# Key custody report: cluster %s\n\n", md(r.Cluster))
@@ -463,7 +463,7 @@ func uintList(xs []uint64) string {
 
 // writeDrillsMarkdown writes the restore drills: per dataset, its last
 // drill and its misses; then the missed drills.
-func (r *custodyReport) writeDrillsMarkdown(w io.Writer) {
+func (r *Report) writeDrillsMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "## Restore drills\n\n")
 	if len(r.Drills) == 0 {
 		fmt.Fprintf(w, "None recorded: the pack has no backup entry (transfer, prune or drill) naming a dataset.\n\n")
@@ -497,7 +497,7 @@ func (r *custodyReport) writeDrillsMarkdown(w io.Writer) {
 
 // writeReleasesMarkdown writes the activations, the share releases that
 // answered them, and what is flagged.
-func (r *custodyReport) writeReleasesMarkdown(w io.Writer) {
+func (r *Report) writeReleasesMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "## Activations and share releases\n\n")
 	if r.FlagTotal > 0 {
 		fmt.Fprintf(w, "**%d flagged.** %s\n\n", r.FlagTotal, md(flagAdvice))
@@ -553,7 +553,7 @@ func shortDuration(d time.Duration) string {
 
 // DrillWords sums up the restore drills: how many, how many missed, and
 // which datasets had none.
-func (r *custodyReport) DrillWords() string {
+func (r *Report) DrillWords() string {
 	var none []string
 	for _, d := range r.Drills {
 		if d.Last == nil {

@@ -1,4 +1,4 @@
-package main
+package report
 
 // The HTML custody report's template (html/template escapes every value in
 // it; the chart comes in as SVG that svgTemplate escaped).
