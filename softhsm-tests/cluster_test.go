@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testwait"
+
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-eu/custos/keysvc/client"
@@ -118,20 +120,10 @@ func nodeClient(t *testing.T, c *devcluster.Cluster, id string) *client.Client {
 	return cl
 }
 
-// poll retries cond until it succeeds or d passes.
+// poll retries cond every 100 ms until it succeeds or d passes.
 func poll(t *testing.T, d time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Until(t, d, what, cond)
 }
 
 func leaderOf(t *testing.T, cl *client.Client) string {

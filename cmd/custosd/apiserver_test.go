@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testwait"
+
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/internal/connlimit"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -87,13 +89,7 @@ func apiDefaults() nodecfg.APIListener {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // a safety bound, not a timing check
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 30s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 30*time.Second, what, cond) // a safety bound, not a timing check
 }
 
 // held is the goroutines and the heap and stack memory in use, after a GC.
