@@ -105,7 +105,7 @@ func (n *Node) purgeInactive() {
 	_ = n.state.view(func(tx *bbolt.Tx) error {
 		return forKEKs(tx, func(k KEK) error {
 			for _, v := range k.Versions {
-				if v.State == KEKActive {
+				if v.State == ledger.KEKActive {
 					active[cacheKey(k.ID, v.Version)] = true
 				}
 			}
@@ -401,7 +401,7 @@ func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKV
 	if seen {
 		return 0, deny(reqsig.CodeReplayed, "request %s of %s was already used: sign every request afresh", vr.Request.RequestID, vr.Identity)
 	}
-	e := ledger.Entry{Type: TypeActivate, Actor: Actor(vr.Identity, vr.Certificate), KEKID: k.ID, KEKVersion: v.Version,
+	e := ledger.Entry{Type: ledger.TypeActivate, Actor: Actor(vr.Identity, vr.Certificate), KEKID: k.ID, KEKVersion: v.Version,
 		RequestID: vr.Request.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
 			"ttl_seconds": strconv.FormatInt(int64(k.Policy.ActivationTTL/time.Second), 10),
 		}}
@@ -456,7 +456,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	if err := n.checkOpen(); err != nil {
 		return ReleaseResponse{}, err
 	}
-	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, Node: n.cfg.NodeID, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
+	e := ledger.Entry{Type: ledger.TypeRelease, Actor: n.actor, Node: n.cfg.NodeID, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
 		Details: map[string]string{"activation": strconv.FormatUint(req.Activation, 10), "to": from}}
 	if wrapkey.ValidateKEKID(req.KEKID) != nil {
 		e.KEKID = ""
@@ -533,7 +533,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	switch {
 	case actErr != nil:
 		return refuse(CodeReleaseNoActivation, "log entry %d: %v", req.Activation, actErr)
-	case act.Type != TypeActivate || act.Outcome != ledger.OutcomeOK:
+	case act.Type != ledger.TypeActivate || act.Outcome != ledger.OutcomeOK:
 		return refuse(CodeReleaseNoActivation, "log entry %d is a %s (%s), not an activation", req.Activation, act.Type, act.Outcome)
 	case act.Node != from:
 		return refuse(CodeReleaseNoActivation, "activation %d was served by %q, not by the requester %q", req.Activation, act.Node, from)
@@ -565,7 +565,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		return refuse(CodeReleaseDuplicate, "this node already released its share for activation %d", req.Activation)
 	case kv == nil:
 		return refuse(CodeReleaseInactive, "no kek %q v%d", req.KEKID, req.Version)
-	case kv.State != KEKActive:
+	case kv.State != ledger.KEKActive:
 		return refuse(CodeReleaseInactive, "kek %q v%d is %s", req.KEKID, req.Version, kv.State)
 	}
 	if batch {

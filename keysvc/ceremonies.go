@@ -25,15 +25,9 @@ import (
 	"github.com/custos-eu/custos/keysvc/officer"
 )
 
-// Entry types of officers and ceremonies.
 const (
-	TypeInit     = "cluster.init"     // the officers, quorum, default threshold and regions: where trust starts
-	TypePropose  = "ceremony.propose" // a proposal submitted (ok) or refused (denied, reason = code)
-	TypeApprove  = "ceremony.approve" // an approval accepted (ok) or refused (denied)
-	TypeExecute  = "ceremony.execute" // a proposal executed
-	TypeRefuse   = "ceremony.refuse"  // a proposal closed without executing
-	maxOfficers  = 32                 // officers named at init (the init entry lists each fingerprint)
-	maxThreshold = 64                 // largest default KEK threshold
+	maxOfficers  = 32 // officers named at init (the init entry lists each fingerprint)
+	maxThreshold = 64 // largest default KEK threshold
 )
 
 // Ceremony statuses.
@@ -294,7 +288,7 @@ func applyInit(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
 	}
 	details := map[string]string{
 		"cluster":           string(meta.Get(keyCluster)),
-		"origin":            Origin(string(meta.Get(keyCluster))),
+		"origin":            ledger.Origin(string(meta.Get(keyCluster))),
 		"allowed_regions":   strings.Join(regions, ","),
 		"quorum":            strconv.Itoa(in.Quorum),
 		"default_threshold": strconv.Itoa(in.DefaultThreshold),
@@ -311,7 +305,7 @@ func applyInit(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
 		sum := sha256.Sum256([]byte(n.Keys))
 		details["node."+strconv.Itoa(i+1)] = n.ID + " keys_sha256:" + hex.EncodeToString(sum[:])
 	}
-	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: TypeInit, Outcome: ledger.OutcomeOK, Details: details})
+	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: ledger.TypeInit, Outcome: ledger.OutcomeOK, Details: details})
 	if err != nil {
 		return result{}, err
 	}
@@ -485,7 +479,7 @@ func approve(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, id, of
 	details := map[string]string{"proposal.id": id, "officer": off}
 	logApproval := func(outcome ledger.Outcome, code, reason string) (result, error) {
 		reason = clip(reason)
-		first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: TypeApprove, Outcome: outcome, Reason: reason, Details: details})
+		first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: ledger.TypeApprove, Outcome: outcome, Reason: reason, Details: details})
 		return result{First: first, Count: 1, Outcome: string(outcome), Code: code, Reason: reason}, err
 	}
 	c, found, err := getCeremony(tx, id)
@@ -558,7 +552,7 @@ func approve(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, id, of
 		return result{}, err
 	}
 	details["state_version"] = strconv.FormatUint(getU64(tx.Bucket(bucketMeta), keyStateVersion), 10)
-	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: TypeExecute, Outcome: ledger.OutcomeOK, Details: details})
+	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: ledger.TypeExecute, Outcome: ledger.OutcomeOK, Details: details})
 	if err != nil {
 		return result{}, err
 	}
@@ -571,7 +565,7 @@ func approve(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, id, of
 // closeRefused closes c as refused and logs a ceremony.refuse entry.
 func closeRefused(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, c *Ceremony, details map[string]string, code, reason string) (uint64, error) {
 	reason = clip(reason)
-	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: TypeRefuse, Outcome: ledger.OutcomeDenied, Reason: code + ": " + reason, Details: details})
+	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: ledger.TypeRefuse, Outcome: ledger.OutcomeDenied, Reason: code + ": " + reason, Details: details})
 	if err != nil {
 		return 0, err
 	}
@@ -775,7 +769,7 @@ func (n *Node) Init(ctx context.Context, in Init, actor ledger.Actor) error {
 		regions = slices.Compact(regions)
 	}
 	res, err := n.propose(ctx, &command{
-		Type: cmdInit, Time: formatTime(n.cfg.Now()), ServedBy: n.cfg.NodeID, Actor: toActorJSON(actor),
+		Type: ledger.TypeInit, Time: formatTime(n.cfg.Now()), ServedBy: n.cfg.NodeID, Actor: toActorJSON(actor),
 		Init: &initJSON{Officers: in.Officers, Quorum: in.Quorum, DefaultThreshold: in.DefaultThreshold, Regions: regions},
 	})
 	if err != nil {
@@ -800,7 +794,7 @@ func (n *Node) Init(ctx context.Context, in Init, actor ledger.Actor) error {
 // pending, and the error is that refusal.
 func (n *Node) Propose(ctx context.Context, proposal []byte, officer string, sig []byte, actor ledger.Actor) (Ceremony, error) {
 	p, perr := ceremony.ParseProposal(proposal)
-	return n.ceremonyCommand(ctx, &command{Type: cmdPropose, Proposal: string(proposal), Officer: officer, Signature: sig}, actor,
+	return n.ceremonyCommand(ctx, &command{Type: ledger.TypePropose, Proposal: string(proposal), Officer: officer, Signature: sig}, actor,
 		func() string {
 			if perr != nil {
 				return ""
@@ -818,7 +812,7 @@ func (n *Node) Approve(ctx context.Context, id, officer string, sig []byte, acto
 	if !isProposalID(id) {
 		return Ceremony{}, &CeremonyRefusal{Code: CodeUnknownProposal, Reason: fmt.Sprintf("%q is not a proposal id (32 lowercase hex digits)", id)}
 	}
-	return n.ceremonyCommand(ctx, &command{Type: cmdApprove, ProposalID: id, Officer: officer, Signature: sig}, actor, id)
+	return n.ceremonyCommand(ctx, &command{Type: ledger.TypeApprove, ProposalID: id, Officer: officer, Signature: sig}, actor, id)
 }
 
 func (n *Node) ceremonyCommand(ctx context.Context, cmd *command, actor ledger.Actor, id string) (Ceremony, error) {
@@ -842,7 +836,7 @@ func (n *Node) ceremonyCommand(ctx context.Context, cmd *command, actor ledger.A
 		return Ceremony{}, n.refuseScreened(ctx, ref, e, actor)
 	}
 	var d *dealt
-	if cmd.Type == cmdApprove {
+	if cmd.Type == ledger.TypeApprove {
 		// One approval at a time deals and commits: two dealings of one
 		// version would replace each other's sealing keys on the nodes.
 		n.dealMu.Lock()
@@ -851,7 +845,7 @@ func (n *Node) ceremonyCommand(ctx context.Context, cmd *command, actor ledger.A
 	}
 	cmd.Time, cmd.ServedBy, cmd.Actor = formatTime(n.cfg.Now()), n.cfg.NodeID, toActorJSON(actor)
 	res, err := n.propose(ctx, cmd)
-	if err == nil && cmd.Type == cmdApprove {
+	if err == nil && cmd.Type == ledger.TypeApprove {
 		defer n.afterApproval(d, id)
 	}
 	if err != nil {

@@ -203,7 +203,7 @@ func TestInitOnce(t *testing.T) {
 		strings.Join(st.Officers, ",") != "alice,bob,carol" || strings.Join(st.AllowedRegions, ",") != "DE,NL" {
 		t.Fatalf("status after init: %+v", st)
 	}
-	es := f.entries(keysvc.TypeInit)
+	es := f.entries(ledger.TypeInit)
 	if len(es) != 9 {
 		t.Fatalf("%d cluster.init entries, want 7 denied, 1 ok, 1 denied", len(es))
 	}
@@ -291,11 +291,11 @@ func TestCeremonyRefusals(t *testing.T) {
 	// proposal, an unknown or closed one) as ceremony.denied, the others by
 	// the state machine.
 	denied, screened := 0, 0
-	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove, keysvc.TypeCeremonyDenied) {
+	for _, e := range f.entries(ledger.TypePropose, ledger.TypeApprove, ledger.TypeDenied) {
 		if e.Outcome == ledger.OutcomeDenied {
 			denied++
 		}
-		if e.Type == keysvc.TypeCeremonyDenied {
+		if e.Type == ledger.TypeDenied {
 			screened++
 			if r := e.Details["request"]; r != "propose" && r != "approve" || e.Details["officer"] == "" {
 				t.Errorf("screened refusal without its request: %+v", e)
@@ -305,7 +305,7 @@ func TestCeremonyRefusals(t *testing.T) {
 	if denied != 12 || screened != 6 {
 		t.Errorf("%d denied propose/approve entries (%d screened), want 12 (6)", denied, screened)
 	}
-	if refused := f.entries(keysvc.TypeRefuse); len(refused) != 1 || !strings.HasPrefix(refused[0].Reason, "expired") {
+	if refused := f.entries(ledger.TypeRefuse); len(refused) != 1 || !strings.HasPrefix(refused[0].Reason, "expired") {
 		t.Errorf("ceremony.refuse entries: %+v", refused)
 	}
 }
@@ -379,7 +379,7 @@ func TestCeremonyExecutes(t *testing.T) {
 
 	// Every step is in the log.
 	count := map[string]int{}
-	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove, keysvc.TypeExecute, keysvc.TypeRefuse, keysvc.TypeCeremonyDenied) {
+	for _, e := range f.entries(ledger.TypePropose, ledger.TypeApprove, ledger.TypeExecute, ledger.TypeRefuse, ledger.TypeDenied) {
 		count[e.Type+" "+string(e.Outcome)]++
 	}
 	want := map[string]int{
@@ -472,7 +472,7 @@ func TestInitLongOfficerID(t *testing.T) {
 	long := strings.Repeat("o", 63)
 	f := newOfficers(t, long, "bob")
 	f.init(2, long, "bob")
-	es := f.entries(keysvc.TypeInit)
+	es := f.entries(ledger.TypeInit)
 	if len(es) != 1 || es[0].Details["officer.1"] != long+" "+f.signer(long).Public().Fingerprint() {
 		t.Fatalf("init entries: %+v", es)
 	}

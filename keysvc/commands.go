@@ -17,17 +17,18 @@ import (
 // commandVersion is the envelope version this code writes and accepts.
 const commandVersion = 1
 
-// Command types. Unknown types are rejected (deterministically).
-const (
-	cmdLedgerAppend = "ledger.append"   // entries: canonical entries with index 0; Apply numbers them
-	cmdGenesis      = "cluster.genesis" // cluster, allowed_regions, node, actor, time
-	cmdNodeAdd      = "node.add"        // node, actor, time
-	cmdNodeRemove   = "node.remove"     // node_id, actor, time
-	cmdInit         = TypeInit          // init, actor, time
-	cmdPropose      = TypePropose       // proposal, officer, signature (optional), actor, time
-	cmdApprove      = TypeApprove       // proposal_id, officer, signature, kek or prep_error (dealt ceremonies), actor, time
-	cmdAttest       = "kek.attest"      // node_id, attest, actor, time: a node destroyed its sealing key
-)
+// Command types. Unknown types are rejected (deterministically). Besides
+// cmdLedgerAppend (entries: canonical entries with index 0; Apply numbers
+// them), a command is named after the entry it logs:
+//
+//	ledger.TypeGenesis     cluster, allowed_regions, node, actor, time
+//	ledger.TypeNodeAdd     node, actor, time
+//	ledger.TypeNodeRemove  node_id, actor, time
+//	ledger.TypeInit        init, actor, time
+//	ledger.TypePropose     proposal, officer, signature (optional), actor, time
+//	ledger.TypeApprove     proposal_id, officer, signature, kek or prep_error (dealt ceremonies), actor, time
+//	ledger.TypeAttest      node_id, attest, actor, time: a node destroyed its sealing key
+const cmdLedgerAppend = "ledger.append"
 
 // timeFormat is how commands carry the leader's time: the entry time format.
 const timeFormat = "2006-01-02T15:04:05.000000000Z"
@@ -122,7 +123,7 @@ func decodeCommand(data []byte) (*command, error) {
 		return nil, cmdErr(c.Type, "command version %d, want %d", c.V, commandVersion)
 	}
 	switch c.Type {
-	case cmdLedgerAppend, cmdGenesis, cmdNodeAdd, cmdNodeRemove, cmdInit, cmdPropose, cmdApprove, cmdAttest:
+	case cmdLedgerAppend, ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.TypeNodeRemove, ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove, ledger.TypeAttest:
 	default:
 		return nil, cmdErr(c.Type, "unknown command type")
 	}

@@ -25,8 +25,8 @@ var (
 )
 
 var (
-	activatePrefix = []byte(`","type":"` + TypeActivate + `"`)
-	releasePrefix  = []byte(`","type":"` + TypeRelease + `"`)
+	activatePrefix = []byte(`","type":"` + ledger.TypeActivate + `"`)
+	releasePrefix  = []byte(`","type":"` + ledger.TypeRelease + `"`)
 )
 
 // hasType reports whether raw, a canonical entry, has the type whose

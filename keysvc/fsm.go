@@ -249,7 +249,7 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 	switch {
 	case err == nil:
 		s.m.applied.Add(1)
-		if s.onKEK != nil && cmd != nil && (cmd.Type == cmdApprove || cmd.Type == cmdPropose || cmd.Type == cmdAttest) {
+		if s.onKEK != nil && cmd != nil && (cmd.Type == ledger.TypeApprove || cmd.Type == ledger.TypePropose || cmd.Type == ledger.TypeAttest) {
 			s.onKEK() // before advance: a waiter that sees index applied sees its KEK changes too
 		}
 		if mayRevoke(cmd) {
@@ -288,19 +288,19 @@ func applyCommand(tx *bbolt.Tx, index uint64, cmd *command) ([]byte, error) {
 	switch cmd.Type {
 	case cmdLedgerAppend:
 		r, err = applyAppend(tx, cmd)
-	case cmdGenesis:
+	case ledger.TypeGenesis:
 		r, err = applyGenesis(tx, index, cmd)
-	case cmdNodeAdd:
+	case ledger.TypeNodeAdd:
 		r, err = applyNodeAdd(tx, cmd)
-	case cmdNodeRemove:
+	case ledger.TypeNodeRemove:
 		r, err = applyNodeRemove(tx, cmd)
-	case cmdInit:
+	case ledger.TypeInit:
 		r, err = applyInit(tx, index, cmd)
-	case cmdPropose:
+	case ledger.TypePropose:
 		r, err = applyPropose(tx, cmd)
-	case cmdApprove:
+	case ledger.TypeApprove:
 		r, err = applyApprove(tx, cmd)
-	case cmdAttest:
+	case ledger.TypeAttest:
 		r, err = applyAttest(tx, cmd)
 	default:
 		return nil, cmdErr(cmd.Type, "unknown command type")
@@ -427,13 +427,10 @@ func stamp(raw []byte, index uint64, last int64) ([]byte, int64, error) {
 	return out, last, nil
 }
 
-// TypeBackupDrill is the entry type of a restore drill attested by a backup
-// agent (client.AttestDrill). The state machine keeps the newest one of
-// each dataset (details "dataset"), whatever its outcome.
-const TypeBackupDrill = "backup.drill"
-
-// drillPrefix is what follows the time of a backup.drill entry in canonical form.
-var drillPrefix = []byte(`","type":"` + TypeBackupDrill + `"`)
+// drillPrefix is what follows the time of a backup.drill entry in canonical
+// form. The state machine keeps the newest drill of each dataset (details
+// "dataset"), whatever its outcome.
+var drillPrefix = []byte(`","type":"` + ledger.TypeDrill + `"`)
 
 // isDrill reports whether raw, a canonical entry, has type backup.drill,
 // without parsing it: the type comes right after the index and time.
@@ -512,7 +509,7 @@ func recordDrill(drills *bbolt.Bucket, index uint64, raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("keysvc: log entry %d: %w", index, err)
 	}
-	if ds := e.Details["dataset"]; e.Type == TypeBackupDrill && ds != "" && e.Index == index {
+	if ds := e.Details["dataset"]; e.Type == ledger.TypeDrill && ds != "" && e.Index == index {
 		return drills.Put([]byte(ds), u64(index))
 	}
 	return nil
@@ -646,9 +643,9 @@ func applyGenesis(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
 		}
 	}
 	first, err := appendLogged(tx, typ,
-		ledger.Entry{Time: t, Type: cmdGenesis, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK,
-			Details: map[string]string{"cluster": cmd.Cluster, "allowed_regions": strings.Join(regions, ","), "origin": Origin(cmd.Cluster)}},
-		ledger.Entry{Time: t, Type: cmdNodeAdd, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK, Details: nodeDetails(info)})
+		ledger.Entry{Time: t, Type: ledger.TypeGenesis, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK,
+			Details: map[string]string{"cluster": cmd.Cluster, "allowed_regions": strings.Join(regions, ","), "origin": ledger.Origin(cmd.Cluster)}},
+		ledger.Entry{Time: t, Type: ledger.TypeNodeAdd, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK, Details: nodeDetails(info)})
 	if err != nil {
 		return result{}, err
 	}

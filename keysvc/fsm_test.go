@@ -83,20 +83,20 @@ func script(t *testing.T) [][]byte {
 	conflict.APIAddr = "https://elsewhere.test"
 	return [][]byte{
 		appendCmd(t, t0, "before-genesis"), // rejected: no genesis
-		mustEncode(t, &command{Type: cmdGenesis, Time: at(0), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE", "FR", "NL"}, Node: &n1}),
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(1), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(2), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n3}),
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(3), ServedBy: "n1", Actor: toActorJSON(operator), Node: &outside}),  // denied: region
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(4), ServedBy: "n1", Actor: toActorJSON(operator), Node: &conflict}), // denied: conflict
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(5), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),       // ok, already registered
+		mustEncode(t, &command{Type: ledger.TypeGenesis, Time: at(0), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE", "FR", "NL"}, Node: &n1}),
+		mustEncode(t, &command{Type: ledger.TypeNodeAdd, Time: at(1), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),
+		mustEncode(t, &command{Type: ledger.TypeNodeAdd, Time: at(2), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n3}),
+		mustEncode(t, &command{Type: ledger.TypeNodeAdd, Time: at(3), ServedBy: "n1", Actor: toActorJSON(operator), Node: &outside}),  // denied: region
+		mustEncode(t, &command{Type: ledger.TypeNodeAdd, Time: at(4), ServedBy: "n1", Actor: toActorJSON(operator), Node: &conflict}), // denied: conflict
+		mustEncode(t, &command{Type: ledger.TypeNodeAdd, Time: at(5), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),       // ok, already registered
 		appendCmd(t, t0.Add(6*time.Second), "r1", "r2", "r3"),
 		appendCmd(t, t0.Add(5*time.Second), "r4"), // clock went back: time kept non-decreasing
 		[]byte(`{"v":1,"type":"kek.create"}`),     // rejected: unknown type
 		[]byte(`{"v":2,"type":"ledger.append"}`),  // rejected: version
 		[]byte(`{"v":1,"type":"ledger.append","entries":[]} x`),
-		mustEncode(t, &command{Type: cmdGenesis, Time: at(7), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE"}, Node: &n1}), // rejected: twice
-		mustEncode(t, &command{Type: cmdNodeRemove, Time: at(8), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "n3"}),
-		mustEncode(t, &command{Type: cmdNodeRemove, Time: at(9), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "nx"}), // denied: unknown
+		mustEncode(t, &command{Type: ledger.TypeGenesis, Time: at(7), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE"}, Node: &n1}), // rejected: twice
+		mustEncode(t, &command{Type: ledger.TypeNodeRemove, Time: at(8), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "n3"}),
+		mustEncode(t, &command{Type: ledger.TypeNodeRemove, Time: at(9), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "nx"}), // denied: unknown
 		appendCmd(t, t0.Add(10*time.Second), "r5", "r6"),
 	}
 }
@@ -460,7 +460,7 @@ func drillCmd(t *testing.T, at time.Time, result string, pairs ...string) []byte
 		if result != "ok" {
 			outcome = ledger.OutcomeError
 		}
-		raw, err := ledger.Entry{Time: at, Type: TypeBackupDrill, Actor: ledger.Actor{Identity: "custos://test/agent/backup-1?region=DE", Role: "agent"},
+		raw, err := ledger.Entry{Time: at, Type: ledger.TypeDrill, Actor: ledger.Actor{Identity: "custos://test/agent/backup-1?region=DE", Role: "agent"},
 			Node: "n1", Outcome: outcome, Details: map[string]string{"dataset": pairs[i], "archive": pairs[i+1], "result": result, "restore_seconds": "2"}}.Marshal()
 		if err != nil {
 			t.Fatal(err)
@@ -510,12 +510,12 @@ func TestDrillIndex(t *testing.T) {
 	raw := entries(t, a)
 	for ds, i := range want {
 		e, err := ledger.ParseEntry(raw[i])
-		if err != nil || e.Type != TypeBackupDrill || e.Details["dataset"] != ds {
+		if err != nil || e.Type != ledger.TypeDrill || e.Details["dataset"] != ds {
 			t.Errorf("%s: entry %d is %+v, %v", ds, i, e, err)
 		}
 	}
 	for i, r := range raw {
-		if e, _ := ledger.ParseEntry(r); isDrill(r) != (e.Type == TypeBackupDrill) {
+		if e, _ := ledger.ParseEntry(r); isDrill(r) != (e.Type == ledger.TypeDrill) {
 			t.Errorf("entry %d (%s): isDrill %v", i, e.Type, isDrill(r))
 		}
 	}

@@ -328,7 +328,7 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 				return cmp(err, fmt.Errorf("no kek %q", ps.KEKID))
 			}
 			v, ok := k.Version(ps.Version)
-			if !ok || v.Escrow == nil || v.State == KEKDestroyed {
+			if !ok || v.Escrow == nil || v.State == ledger.KEKDestroyed {
 				return fmt.Errorf("kek %q v%d is not an escrowed version that can be recovered", ps.KEKID, ps.Version)
 			}
 			ver, t = ps.Version, k.Policy.Threshold
@@ -628,7 +628,7 @@ func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 			want = k.Latest() + 1
 		case ceremony.EscrowRecover:
 			v, ok := k.Version(ps.Version)
-			if !found || !ok || v.Escrow == nil || v.State == KEKDestroyed {
+			if !found || !ok || v.Escrow == nil || v.State == ledger.KEKDestroyed {
 				why = fmt.Sprintf("kek %q v%d is not an escrowed version that can be recovered", req.KEKID, ps.Version)
 				return nil
 			}
@@ -664,7 +664,7 @@ func (n *Node) liveShare(id string, ver uint32) (bool, error) {
 			return err
 		}
 		kv, found := k.Version(ver)
-		if !found || kv.State == KEKDestroyed {
+		if !found || kv.State == ledger.KEKDestroyed {
 			return nil
 		}
 		if hs, ok = kv.Share(n.cfg.NodeID); !ok {
@@ -741,7 +741,7 @@ func (n *Node) Attest(ctx context.Context, from string, req AttestRequest, actor
 	if err := n.leaderOnly(); err != nil {
 		return err
 	}
-	res, err := n.propose(ctx, &command{Type: cmdAttest, Time: formatTime(n.cfg.Now()), ServedBy: n.cfg.NodeID,
+	res, err := n.propose(ctx, &command{Type: ledger.TypeAttest, Time: formatTime(n.cfg.Now()), ServedBy: n.cfg.NodeID,
 		Actor: toActorJSON(actor), NodeID: from, Attest: &attestJSON{KEKID: req.KEKID, Version: req.Version, Statement: req.Statement}})
 	if err != nil {
 		return fmt.Errorf("keysvc: attest: %w", err)

@@ -66,7 +66,7 @@ func (n *Node) destroyPending() error {
 	if err := n.state.view(func(tx *bbolt.Tx) error {
 		return forKEKs(tx, func(k KEK) error {
 			for _, v := range k.Versions {
-				if _, holds := v.Share(n.cfg.NodeID); holds && v.State == KEKDestroyed && !v.Attested(n.cfg.NodeID) {
+				if _, holds := v.Share(n.cfg.NodeID); holds && v.State == ledger.KEKDestroyed && !v.Attested(n.cfg.NodeID) {
 					todo = append(todo, pendingDestruction{k.ID, v.Version, v.DestroyCeremony})
 				}
 			}
@@ -175,7 +175,7 @@ func (n *Node) DestructionCertificate(id string, ver uint32) (DestructionCertifi
 		if !found || !ok {
 			return fmt.Errorf("%w: kek %q v%d", ErrUnknownKEK, id, ver)
 		}
-		if v.State != KEKDestroyed {
+		if v.State != ledger.KEKDestroyed {
 			return fmt.Errorf("%w: kek %q v%d is %s", ErrNotDestroyed, id, ver, v.State)
 		}
 		dc = DestructionCertificate{Cluster: string(tx.Bucket(bucketMeta).Get(keyCluster)), KEKID: id, Version: ver,

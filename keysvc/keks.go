@@ -32,17 +32,6 @@ import (
 	"github.com/custos-eu/custos/threshold"
 )
 
-// TypeKEKDestroyed is the entry of one node's attestation that it destroyed
-// its HSM sealing key of a destroyed KEK version.
-const TypeKEKDestroyed = "kek.destroyed"
-
-// States of a KEK version.
-const (
-	KEKActive    = "active"
-	KEKDisabled  = "disabled"
-	KEKDestroyed = "destroyed"
-)
-
 // Refusal codes of KEK ceremonies (ceremony.refuse entries).
 const (
 	CodeKEKExists          = "kek_exists"
@@ -419,7 +408,7 @@ func escrowFor(tx *bbolt.Tx, p ceremony.Policy) (*escrowWant, error) {
 
 // newVersion builds the record of a dealt version.
 func newVersion(m *kekMaterial, created uint64, pid string) KEKVersion {
-	return KEKVersion{Version: m.Version, State: KEKActive, Threshold: m.Threshold, PublicKey: m.PublicKey,
+	return KEKVersion{Version: m.Version, State: ledger.KEKActive, Threshold: m.Threshold, PublicKey: m.PublicKey,
 		Commitments: m.Commitments, Shares: m.Shares, Escrow: m.Escrow, Created: created, Ceremony: pid}
 }
 
@@ -481,7 +470,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		if !ok {
 			return nil, refuse(CodeUnknownVersion, "kek %q has no version %d", id, ver)
 		}
-		if v.State == KEKDestroyed {
+		if v.State == ledger.KEKDestroyed {
 			return nil, refuse(CodeKEKDestroyed, "kek %q v%d is destroyed", id, ver)
 		}
 		details["kek.version"] = strconv.FormatUint(uint64(ver), 10)
@@ -548,10 +537,10 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		k.Versions = append(k.Versions, newVersion(cmd.KEK, created, p.ID))
 	case ceremony.KEKDisable:
 		if r = held("disabled"); r == nil {
-			r = setState(ps.Version, ps.All, KEKActive, KEKDisabled)
+			r = setState(ps.Version, ps.All, ledger.KEKActive, ledger.KEKDisabled)
 		}
 	case ceremony.KEKEnable:
-		r = setState(ps.Version, ps.All, KEKDisabled, KEKActive)
+		r = setState(ps.Version, ps.All, ledger.KEKDisabled, ledger.KEKActive)
 	case ceremony.KEKDestroy:
 		if r = held("destroyed"); r != nil {
 			break
@@ -560,7 +549,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		if vr != nil {
 			return vr, nil, nil
 		}
-		v.State, v.Destroyed, v.DestroyCeremony = KEKDestroyed, created, p.ID
+		v.State, v.Destroyed, v.DestroyCeremony = ledger.KEKDestroyed, created, p.ID
 		for i := range v.Shares {
 			v.Shares[i].Sealed = nil
 		}
@@ -635,7 +624,7 @@ func applyAttest(tx *bbolt.Tx, cmd *command) (result, error) {
 		return result{}, cmdErr(typ, "no kek %q", a.KEKID)
 	}
 	v, ok := k.Version(a.Version)
-	if !ok || v.State != KEKDestroyed {
+	if !ok || v.State != ledger.KEKDestroyed {
 		return result{}, cmdErr(typ, "kek %q v%d is not destroyed", a.KEKID, a.Version)
 	}
 	if _, holds := v.Share(cmd.NodeID); !holds {
@@ -660,7 +649,7 @@ func applyAttest(tx *bbolt.Tx, cmd *command) (result, error) {
 	}
 	details := map[string]string{"node.id": cmd.NodeID, "statement": hashHex(a.Statement), "ceremony": v.DestroyCeremony,
 		"label": kek.Label(a.KEKID, a.Version)}
-	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: TypeKEKDestroyed, KEKID: a.KEKID, KEKVersion: a.Version,
+	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: ledger.TypeDestroyed, KEKID: a.KEKID, KEKVersion: a.Version,
 		Outcome: ledger.OutcomeOK, Details: details})
 	if err != nil {
 		return result{}, err

@@ -120,7 +120,7 @@ func TestKEKLifecycle(t *testing.T) {
 		t.Fatalf("kek record: %+v", k)
 	}
 	v1 := k.Versions[0]
-	if v1.State != keysvc.KEKActive || v1.Threshold != 2 || len(v1.Shares) != 3 || v1.Escrow != nil {
+	if v1.State != ledger.KEKActive || v1.Threshold != 2 || len(v1.Shares) != 3 || v1.Escrow != nil {
 		t.Fatalf("v1: state %s t=%d shares %d", v1.State, v1.Threshold, len(v1.Shares))
 	}
 	// Every node verified and sealed its share, and said so.
@@ -153,13 +153,13 @@ func TestKEKLifecycle(t *testing.T) {
 		t.Fatalf("unwrap: %q, %v", dek, err)
 	}
 	key.Destroy()
-	if got := f.entries(keysvc.TypeExecute); len(got) == 0 || got[len(got)-1].Details["kek.public_key"] == "" {
+	if got := f.entries(ledger.TypeExecute); len(got) == 0 || got[len(got)-1].Details["kek.public_key"] == "" {
 		t.Errorf("execute entry lacks the public key hash: %+v", got)
 	}
 
 	// Rotate: v2 under the same policy.
 	f.mustExecute(ceremony.KEKRotate{KEKID: "payroll"})
-	if k = f.kek("payroll"); len(k.Versions) != 2 || k.Versions[1].Version != 2 || k.Versions[1].State != keysvc.KEKActive {
+	if k = f.kek("payroll"); len(k.Versions) != 2 || k.Versions[1].Version != 2 || k.Versions[1].State != ledger.KEKActive {
 		t.Fatalf("after rotate: %+v", k.Versions)
 	}
 
@@ -167,7 +167,7 @@ func TestKEKLifecycle(t *testing.T) {
 	f.mustExecute(ceremony.KEKDisable{KEKID: "payroll", Version: 1})
 	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", Version: 1}, keysvc.CodeNothingToChange)
 	f.mustExecute(ceremony.KEKEnable{KEKID: "payroll", All: true})
-	if k = f.kek("payroll"); k.Versions[0].State != keysvc.KEKActive {
+	if k = f.kek("payroll"); k.Versions[0].State != ledger.KEKActive {
 		t.Fatalf("v1 after enable: %s", k.Versions[0].State)
 	}
 
@@ -202,10 +202,10 @@ func TestKEKLifecycle(t *testing.T) {
 			t.Errorf("node %s: old sealed share opens: %v", node, err)
 		}
 	}
-	if got := f.entries(keysvc.TypeKEKDestroyed); len(got) != 3 {
+	if got := f.entries(ledger.TypeDestroyed); len(got) != 3 {
 		t.Errorf("%d kek.destroyed entries, want 3", len(got))
 	}
-	if k := f.kek("payroll"); k.Versions[0].State != keysvc.KEKDestroyed || k.Versions[0].Shares[0].Sealed != nil {
+	if k := f.kek("payroll"); k.Versions[0].State != ledger.KEKDestroyed || k.Versions[0].Shares[0].Sealed != nil {
 		t.Errorf("destroyed v1 still has sealed shares in the state")
 	}
 	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, keysvc.CodeKEKDestroyed)

@@ -26,16 +26,6 @@ import (
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
-// Entry types of key operations.
-const (
-	TypeWrap     = "kek.wrap"
-	TypeUnwrap   = "kek.unwrap"
-	TypeDataKey  = "kek.datakey"
-	TypeRewrap   = "kek.rewrap"
-	TypeActivate = "kek.activate" // a node reconstituted a KEK version from t shares
-	TypeRelease  = "kek.release"  // a node released its share to a peer's activation
-)
-
 // Codes of refused key operations.
 const (
 	CodeAccessDenied      = "access_denied"      // the policy grants this operation to neither the identity nor its role
@@ -202,7 +192,7 @@ func (n *Node) cachedKEK(id string) (KEK, bool, error) {
 // latestActive returns the highest active version of k.
 func latestActive(k *KEK) (*KEKVersion, *denyErr) {
 	for i := len(k.Versions) - 1; i >= 0; i-- {
-		if k.Versions[i].State == KEKActive {
+		if k.Versions[i].State == ledger.KEKActive {
 			return &k.Versions[i], nil
 		}
 	}
@@ -215,9 +205,9 @@ func usable(k *KEK, ver uint32) (*KEKVersion, *denyErr) {
 	switch {
 	case !ok:
 		return nil, deny(CodeUnknownVersion, "kek %q has no version %d", k.ID, ver)
-	case v.State == KEKDisabled:
+	case v.State == ledger.KEKDisabled:
 		return nil, deny(CodeKEKDisabled, "kek %q v%d is disabled", k.ID, ver)
-	case v.State == KEKDestroyed:
+	case v.State == ledger.KEKDestroyed:
 		return nil, deny(CodeKEKDestroyed, "kek %q v%d is destroyed", k.ID, ver)
 	}
 	return v, nil
@@ -268,7 +258,7 @@ func (n *Node) logDenial(ctx context.Context, e ledger.Entry, d *denyErr) error 
 // Wrap wraps plaintext (a data key, 1..4096 bytes) to the latest active
 // version of KEK id under context c, for caller.
 func (n *Node) Wrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, plaintext []byte, requestID string) (Wrapped, error) {
-	w, err := n.wrapOne(ctx, TypeWrap, caller, id, c, plaintext, requestID, nil)
+	w, err := n.wrapOne(ctx, ledger.TypeWrap, caller, id, c, plaintext, requestID, nil)
 	return w, err
 }
 
@@ -362,7 +352,7 @@ func (n *Node) DataKey(ctx context.Context, caller Caller, id string, c wrapkey.
 	if _, err := rand.Read(dek); err != nil {
 		return nil, Wrapped{}, err
 	}
-	w, err := n.wrapOne(ctx, TypeDataKey, caller, id, c, dek, requestID, map[string]string{"wrapped_only": strconv.FormatBool(wrappedOnly)})
+	w, err := n.wrapOne(ctx, ledger.TypeDataKey, caller, id, c, dek, requestID, map[string]string{"wrapped_only": strconv.FormatBool(wrappedOnly)})
 	if err != nil || wrappedOnly {
 		clear(dek)
 		return nil, w, err
@@ -374,7 +364,7 @@ func (n *Node) DataKey(ctx context.Context, caller Caller, id string, c wrapkey.
 // version must be active and the policy must let caller unwrap from its
 // region with the required context.
 func (n *Node) Unwrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) ([]byte, uint64, error) {
-	e := opEntry(TypeUnwrap, caller, requestID, id, 0, c)
+	e := opEntry(ledger.TypeUnwrap, caller, requestID, id, 0, c)
 	e.Details["wrapped"] = blobHash(blob)
 	gen := n.kekRecs.generation()
 	dek, err := n.unwrapChecked(ctx, caller, id, c, blob, &e)
@@ -445,7 +435,7 @@ func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.
 // Rewrap opens blob as Unwrap does and wraps its data key to the latest
 // active version, without returning it. One entry records both.
 func (n *Node) Rewrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) (Wrapped, error) {
-	e := opEntry(TypeRewrap, caller, requestID, id, 0, c)
+	e := opEntry(ledger.TypeRewrap, caller, requestID, id, 0, c)
 	e.Details["from"] = blobHash(blob)
 	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(ctx, id)
@@ -562,7 +552,7 @@ func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []
 			})
 		}
 	}
-	n.logBatch(ctx, TypeWrap, caller, id, requestID, out, err, d, func(i int) []byte { return out[i].Wrapped.Blob }, gen,
+	n.logBatch(ctx, ledger.TypeWrap, caller, id, requestID, out, err, d, func(i int) []byte { return out[i].Wrapped.Blob }, gen,
 		func(i int) *denyErr { return n.recheck(caller, id, out[i].Wrapped.Version, false, items[i].Context) })
 	return out
 }
@@ -589,7 +579,7 @@ func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items 
 			}
 		})
 	}
-	n.logBatch(ctx, TypeUnwrap, caller, id, requestID, out, err, d, func(i int) []byte { return items[i].Blob }, gen,
+	n.logBatch(ctx, ledger.TypeUnwrap, caller, id, requestID, out, err, d, func(i int) []byte { return items[i].Blob }, gen,
 		func(i int) *denyErr { return n.recheck(caller, id, vers[i], true, items[i].Context) })
 	return out
 }

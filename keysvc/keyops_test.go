@@ -73,10 +73,10 @@ func TestKeyOps(t *testing.T) {
 	if m := fol.Metrics(); m.Activations != 1 || m.KeyCacheHits < 1 || m.CachedKeys != 1 {
 		t.Errorf("metrics after two unwraps: %+v activations, %d hits, %d cached", m.Activations, m.KeyCacheHits, m.CachedKeys)
 	}
-	if es := f.entries(keysvc.TypeActivate); len(es) != 1 || es[0].KEKID != "payroll" {
+	if es := f.entries(ledger.TypeActivate); len(es) != 1 || es[0].KEKID != "payroll" {
 		t.Errorf("activation entries: %+v", es)
 	}
-	if es := f.entries(keysvc.TypeRelease); len(es) != 1 || es[0].Details["to"] != fol.Info().ID || es[0].Details["for"] != agentDE.ID.String() {
+	if es := f.entries(ledger.TypeRelease); len(es) != 1 || es[0].Details["to"] != fol.Info().ID || es[0].Details["for"] != agentDE.ID.String() {
 		t.Errorf("release entries: %+v", es)
 	}
 

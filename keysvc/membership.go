@@ -88,13 +88,13 @@ func (n *Node) CheckForwarded(from string, e ledger.Entry) error {
 		return fmt.Errorf("%w: %s", ErrForgedEntry, fmt.Sprintf(format, a...))
 	}
 	self := identity.Identity{Cluster: n.cfg.Cluster, Name: from, Role: identity.RoleNode}
-	if e.Actor.Role == string(identity.RoleNode) || e.Type == TypeRelease {
+	if e.Actor.Role == string(identity.RoleNode) || e.Type == ledger.TypeRelease {
 		id, err := identity.ParseURI(e.Actor.Identity)
 		if err != nil || id.Cluster != self.Cluster || id.Role != identity.RoleNode || id.Name != from {
 			return bad("node %q may log %s entries only as itself, not as %q", from, e.Type, e.Actor.Identity)
 		}
 	}
-	if e.Type == TypeActivate && e.Outcome == ledger.OutcomeOK {
+	if e.Type == ledger.TypeActivate && e.Outcome == ledger.OutcomeOK {
 		s, err := reqsig.FromDetails(e.Details)
 		if err != nil {
 			return bad("activation: %v", err)

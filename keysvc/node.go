@@ -264,7 +264,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	}
 	info := n.Info()
 	_, err := n.propose(ctx, &command{
-		Type:           cmdGenesis,
+		Type:           ledger.TypeGenesis,
 		Time:           formatTime(n.cfg.Now()),
 		ServedBy:       n.cfg.NodeID,
 		Actor:          toActorJSON(n.actor),
@@ -325,7 +325,7 @@ func (n *Node) AddNode(ctx context.Context, info NodeInfo, actor ledger.Actor) e
 		return errors.New("keysvc: add node: actor identity is required")
 	}
 	res, err := n.propose(ctx, &command{
-		Type:     cmdNodeAdd,
+		Type:     ledger.TypeNodeAdd,
 		Time:     formatTime(n.cfg.Now()),
 		ServedBy: n.cfg.NodeID,
 		Actor:    toActorJSON(actor),
@@ -359,7 +359,7 @@ func (n *Node) RemoveNode(ctx context.Context, id string, actor ledger.Actor) er
 		return errors.New("keysvc: remove node: actor identity is required")
 	}
 	res, err := n.propose(ctx, &command{
-		Type:     cmdNodeRemove,
+		Type:     ledger.TypeNodeRemove,
 		Time:     formatTime(n.cfg.Now()),
 		ServedBy: n.cfg.NodeID,
 		Actor:    toActorJSON(actor),
@@ -505,7 +505,7 @@ func (n *Node) AppendBatch(ctx context.Context, entries []ledger.Entry) (first u
 	return n.submit(ctx, entries, true)
 }
 
-var reservedTypes = []string{cmdGenesis, cmdNodeAdd, cmdNodeRemove, TypeInit, TypePropose, TypeApprove, TypeExecute, TypeRefuse, TypeKEKDestroyed}
+var reservedTypes = []string{ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.TypeNodeRemove, ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove, ledger.TypeExecute, ledger.TypeRefuse, ledger.TypeDestroyed}
 
 func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bool) (uint64, error) {
 	if err := n.checkOpen(); err != nil {
@@ -767,7 +767,7 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 		if !found || rec.Keys != n.keys.text {
 			return errKeysMismatch(n.cfg.NodeID)
 		}
-		head, err = ledger.TreeHead(tx, Origin(n.cfg.Cluster))
+		head, err = ledger.TreeHead(tx, ledger.Origin(n.cfg.Cluster))
 		return err
 	})
 	if err != nil {
@@ -823,7 +823,7 @@ func (n *Node) Entries(start uint64, limit int) ([][]byte, error) {
 func (n *Node) TreeHead() (ledger.Checkpoint, error) {
 	var head ledger.Checkpoint
 	err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		head, err = ledger.TreeHead(tx, Origin(n.cfg.Cluster))
+		head, err = ledger.TreeHead(tx, ledger.Origin(n.cfg.Cluster))
 		return err
 	})
 	return head, err

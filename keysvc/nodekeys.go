@@ -70,7 +70,7 @@ const mldsaSeedFile = "node-mldsa.sealed"
 // nodeKeys holds the signing keys. The ML-DSA private key is in memory (no
 // HSM implements ML-DSA); zero wipes it.
 type nodeKeys struct {
-	name string // KeyName(cluster, id)
+	name string // ledger.KeyName(cluster, id)
 	pub  ledger.NodeKey
 	text string // pub.MarshalText
 
@@ -130,7 +130,7 @@ func loadNodeKeys(tok hsm.Token, dataDir, cluster, nodeID string) (*nodeKeys, er
 		return nil, fmt.Errorf("keysvc: node KEM key: %w", err)
 	}
 
-	k := &nodeKeys{name: KeyName(cluster, nodeID), ec: ec, ml: ml, kem: kem, kemPub: kemPub}
+	k := &nodeKeys{name: ledger.KeyName(cluster, nodeID), ec: ec, ml: ml, kem: kem, kemPub: kemPub}
 	k.pub = ledger.NodeKey{Name: k.name, ECDSA: ecPub, MLDSA: mlPub}
 	text, err := k.pub.MarshalText()
 	if err != nil {

@@ -51,12 +51,12 @@ func TestNodeKeysSealedSeed(t *testing.T) {
 		t.Fatal("keys changed across a reopen")
 	}
 	// Both sign checkpoints that verify under the registered keys.
-	cp := ledger.Checkpoint{Origin: Origin("test"), Size: 1}
+	cp := ledger.Checkpoint{Origin: ledger.Origin("test"), Size: 1}
 	note, err := k2.sign(cp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ledger.VerifyCheckpoint(note, Origin("test"), k1.pub); err != nil {
+	if _, _, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), k1.pub); err != nil {
 		t.Fatal(err)
 	}
 	k2.zero()

@@ -37,7 +37,7 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	if _, _, err := liar.Unwrap(ctx, agent.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
 		t.Fatal(err)
 	}
-	genuine := f.entries(keysvc.TypeActivate)
+	genuine := f.entries(ledger.TypeActivate)
 	if len(genuine) != 1 || genuine[0].Actor.Identity != agent.ID.String() || genuine[0].Node != liar.Info().ID {
 		t.Fatalf("activation entries: %+v", genuine)
 	}
@@ -81,7 +81,7 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	otherVersion := forge(agent, func(r *reqsig.Request) { r.Version = 2 })
 
 	var notActivation uint64
-	for _, e := range f.entries(keysvc.TypeWrap) {
+	for _, e := range f.entries(ledger.TypeWrap) {
 		notActivation = e.Index
 	}
 	cases := []struct {
@@ -129,7 +129,7 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	// Every refusal is in the log, with its code.
 	f.c.WaitConverged()
 	denied := map[string]int{}
-	for _, e := range f.entries(keysvc.TypeRelease) {
+	for _, e := range f.entries(ledger.TypeRelease) {
 		if e.Outcome == ledger.OutcomeDenied {
 			denied[strings.SplitN(e.Reason, ":", 2)[0]]++
 		}
@@ -162,7 +162,7 @@ func TestActivationNeedsASignedRequest(t *testing.T) {
 	}
 	_, _, err = f.n.Unwrap(ctx, signed, "vault", c, w.Blob, "")
 	wantKeyOp(t, "the same signed request again", err, reqsig.CodeReplayed)
-	if es := f.entries(keysvc.TypeActivate); len(es) != 1 {
+	if es := f.entries(ledger.TypeActivate); len(es) != 1 {
 		t.Errorf("%d activations, want 1", len(es))
 	}
 }
@@ -175,9 +175,9 @@ func TestForwardedEntriesNameRealActors(t *testing.T) {
 	if _, _, err := f.n.Unwrap(ctx, agent.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
 		t.Fatal(err)
 	}
-	act := f.entries(keysvc.TypeActivate)[0]
+	act := f.entries(ledger.TypeActivate)[0]
 	n3 := ledger.Actor{Identity: identity.Identity{Cluster: "test", Name: "n3", Role: identity.RoleNode, Region: "NL"}.String(), Role: "node", Region: "NL"}
-	release := ledger.Entry{Type: keysvc.TypeRelease, Actor: n3, Outcome: ledger.OutcomeOK}
+	release := ledger.Entry{Type: ledger.TypeRelease, Actor: n3, Outcome: ledger.OutcomeOK}
 	if err := f.n.CheckForwarded("n3", release); err != nil {
 		t.Errorf("n3's own release: %v", err)
 	}
@@ -283,7 +283,7 @@ func vaultFixture(t *testing.T, timeout time.Duration) (*officers, context.Conte
 // signed by client, as a node (honest or not) appends it.
 func activationEntry(client *keysvctest.Client, signed *reqsig.Signed) ledger.Entry {
 	r, _ := reqsig.Parse(signed.Message)
-	e := ledger.Entry{Type: keysvc.TypeActivate, Actor: keysvc.Actor(client.ID, client.Cert), KEKID: "vault", KEKVersion: 1,
+	e := ledger.Entry{Type: ledger.TypeActivate, Actor: keysvc.Actor(client.ID, client.Cert), KEKID: "vault", KEKVersion: 1,
 		RequestID: r.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{"ttl_seconds": "0"}}
 	signed.AddDetails(e.Details)
 	return e

@@ -16,6 +16,7 @@ import (
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 // bucketRevocations holds one JSON Revocation per revoked certificate or
@@ -286,5 +287,5 @@ func (n *Node) CheckRevoked(id identity.Identity, fingerprint string) error {
 // mayRevoke reports whether applying cmd may have revoked something: the
 // cache is reloaded after such commands.
 func mayRevoke(cmd *command) bool {
-	return cmd != nil && (cmd.Type == cmdPropose || cmd.Type == cmdApprove || cmd.Type == cmdNodeRemove)
+	return cmd != nil && (cmd.Type == ledger.TypePropose || cmd.Type == ledger.TypeApprove || cmd.Type == ledger.TypeNodeRemove)
 }

@@ -73,7 +73,7 @@ func TestIdentityRevoke(t *testing.T) {
 		}
 	}
 	e := f.entryAt(c.Closed)
-	if e.Type != keysvc.TypeExecute || e.Details["revoked.identity"] != "agent/agent-1" || e.Details["revoked.reason"] != "host decommissioned" {
+	if e.Type != ledger.TypeExecute || e.Details["revoked.identity"] != "agent/agent-1" || e.Details["revoked.reason"] != "host decommissioned" {
 		t.Fatalf("execute entry %+v", e)
 	}
 

@@ -16,12 +16,6 @@ import (
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
-// TypeCeremonyDenied is the entry of a proposal or approval refused by the
-// serving node before it reached the state machine (outcome denied, reason
-// "code: why", details "request" = "propose" or "approve", the officer and
-// the proposal id or hash). Nothing about the proposal changed.
-const TypeCeremonyDenied = "ceremony.denied"
-
 // screen returns the refusal the state machine would log for cmd without
 // changing anything, for the cases that cost nothing to decide: an officer
 // who is not active, an oversized signature, an unparsable or foreign
@@ -36,11 +30,11 @@ func (n *Node) screen(cmd *command) (*CeremonyRefusal, ledger.Entry, error) {
 	}
 	err := n.state.view(func(tx *bbolt.Tx) error {
 		switch cmd.Type {
-		case cmdPropose:
+		case ledger.TypePropose:
 			details["request"] = "propose"
 			sum := sha256.Sum256([]byte(cmd.Proposal))
 			details["proposal.sha256"] = hex.EncodeToString(sum[:])
-		case cmdApprove:
+		case ledger.TypeApprove:
 			details["request"] = "approve"
 			details["proposal.id"] = cmd.ProposalID
 		default:
@@ -60,7 +54,7 @@ func (n *Node) screen(cmd *command) (*CeremonyRefusal, ledger.Entry, error) {
 			return nil
 		}
 		id := cmd.ProposalID
-		if cmd.Type == cmdPropose {
+		if cmd.Type == ledger.TypePropose {
 			p, err := ceremony.ParseProposal([]byte(cmd.Proposal))
 			if err != nil {
 				code := string(ceremony.CodeInvalidProposal)
@@ -96,7 +90,7 @@ func (n *Node) screen(cmd *command) (*CeremonyRefusal, ledger.Entry, error) {
 	if err != nil || ref == nil {
 		return nil, ledger.Entry{}, err
 	}
-	e := ledger.Entry{Type: TypeCeremonyDenied, Outcome: ledger.OutcomeDenied,
+	e := ledger.Entry{Type: ledger.TypeDenied, Outcome: ledger.OutcomeDenied,
 		Reason: clip(ref.Code + ": " + ref.Reason), Details: details}
 	return ref, e, nil
 }

@@ -18,7 +18,7 @@ import (
 func head(t *testing.T, s *stateDB) ledger.Checkpoint {
 	t.Helper()
 	var h ledger.Checkpoint
-	if err := s.view(func(tx *bbolt.Tx) (err error) { h, err = ledger.TreeHead(tx, Origin("test")); return err }); err != nil {
+	if err := s.view(func(tx *bbolt.Tx) (err error) { h, err = ledger.TreeHead(tx, ledger.Origin("test")); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return h

@@ -16,13 +16,6 @@ import (
 	"github.com/custos-eu/custos/raft"
 )
 
-// Origin returns the key-op log origin of a cluster: "custos/<cluster>",
-// the first line of every checkpoint.
-func Origin(cluster string) string { return "custos/" + cluster }
-
-// KeyName returns the checkpoint key name of a node: "custos/<cluster>/<id>".
-func KeyName(cluster, nodeID string) string { return "custos/" + cluster + "/" + nodeID }
-
 // NodeInfo describes a node as the node table records it. A node gives its
 // own with Node.Info; a leader registers another's with AddNode.
 type NodeInfo struct {
@@ -69,7 +62,7 @@ func (i NodeInfo) validate(cluster string) error {
 	if err != nil {
 		return bad("keys: %v", err)
 	}
-	if want := KeyName(cluster, i.ID); k.Name != want {
+	if want := ledger.KeyName(cluster, i.ID); k.Name != want {
 		return bad("keys are named %q, want %q", k.Name, want)
 	}
 	if _, err := i.KEMKey(); err != nil {

@@ -216,7 +216,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range k.Versions {
-		if len(v.Shares) != 3 || v.State != keysvc.KEKActive {
+		if len(v.Shares) != 3 || v.State != ledger.KEKActive {
 			t.Fatalf("v%d: %+v", v.Version, v)
 		}
 		for _, s := range v.Shares {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/hsm/hsmtest"
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -242,7 +241,7 @@ func TestDaemonCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), keys...)
 	if err != nil || cp.Size <= idx || !strings.HasPrefix(signer, "custos/test/n") {
 		t.Fatalf("checkpoint %+v by %s: %v", cp, signer, err)
 	}

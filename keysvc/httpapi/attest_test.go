@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -53,8 +52,8 @@ func TestDrills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 2-node cluster")
 	}
-	if keysvc.TypeBackupDrill != client.AttestDrill {
-		t.Fatalf("keysvc indexes %q, agents attest %q", keysvc.TypeBackupDrill, client.AttestDrill)
+	if ledger.TypeDrill != client.AttestDrill {
+		t.Fatalf("keysvc indexes %q, agents attest %q", ledger.TypeDrill, client.AttestDrill)
 	}
 	env := agentcluster.New(t)
 	ctx := context.Background()

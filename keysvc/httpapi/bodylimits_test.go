@@ -125,7 +125,7 @@ func maxNodeInfo(t *testing.T) client.NodeInfo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := ledger.NodeKey{Name: keysvc.KeyName("test", longName), ECDSA: &ec.PublicKey, MLDSA: ml}.MarshalText()
+	keys, err := ledger.NodeKey{Name: ledger.KeyName("test", longName), ECDSA: &ec.PublicKey, MLDSA: ml}.MarshalText()
 	if err != nil {
 		t.Fatal(err)
 	}

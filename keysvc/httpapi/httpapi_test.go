@@ -92,11 +92,11 @@ func TestCheckpointVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), keys...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cp.Size != 5 || signer != keysvc.KeyName("test", "n1") {
+	if cp.Size != 5 || signer != ledger.KeyName("test", "n1") {
 		t.Errorf("checkpoint size %d by %q", cp.Size, signer)
 	}
 	resp, _ := call(t, e.agent(t), "GET", e.srv.URL+"/v1/ledger/checkpoint", nil)
@@ -135,7 +135,7 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), leader.fake.Key()); err != nil {
+	if _, _, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), leader.fake.Key()); err != nil {
 		t.Errorf("checkpoint via redirect: %v", err)
 	}
 
@@ -240,11 +240,11 @@ func TestProofsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldCP, _, err := ledger.VerifyCheckpoint(old, keysvc.Origin("test"), e.fake.Key())
+	oldCP, _, err := ledger.VerifyCheckpoint(old, ledger.Origin("test"), e.fake.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	curCP, _, err := ledger.VerifyCheckpoint(cur, keysvc.Origin("test"), e.fake.Key())
+	curCP, _, err := ledger.VerifyCheckpoint(cur, ledger.Origin("test"), e.fake.Key())
 	if err != nil {
 		t.Fatal(err)
 	}

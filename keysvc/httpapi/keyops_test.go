@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
@@ -213,7 +212,7 @@ func TestKeyOpRoutes(t *testing.T) {
 	kc.c.WaitConverged()
 	if raw, err := aud.Entries(ctx, batchIdx, 1); err != nil || len(raw) != 1 {
 		t.Fatalf("batch entry: %v", err)
-	} else if en, err := ledger.ParseEntry(raw[0]); err != nil || en.Type != keysvc.TypeWrap || en.Details["items"] != "3" {
+	} else if en, err := ledger.ParseEntry(raw[0]); err != nil || en.Type != ledger.TypeWrap || en.Details["items"] != "3" {
 		t.Errorf("batch entry %+v, %v", en, err)
 	}
 	tampered := slices.Clone(w.Wrapped)
@@ -273,12 +272,12 @@ func TestKeyOpRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	pk, err := aud.PublicKey(ctx, "payroll", 1)
-	if err != nil || pk.KEKID != "payroll" || pk.KEKVersion != 1 || pk.State != keysvc.KEKActive || pk.LogIndex == 0 ||
+	if err != nil || pk.KEKID != "payroll" || pk.KEKVersion != 1 || pk.State != ledger.KEKActive || pk.LogIndex == 0 ||
 		pk.LogIndex != k.Versions[0].Created || !bytes.Equal(pk.PublicKey, k.Versions[0].PublicKey) {
 		t.Fatalf("public key: %+v, %v (kek %+v)", pk, err, k.Versions[0])
 	}
 	// With the entry that dealt it, which names the key's hash.
-	if pe, err := ledger.ParseEntry(pk.Entry); err != nil || pe.Index != pk.LogIndex || pe.Type != keysvc.TypeExecute ||
+	if pe, err := ledger.ParseEntry(pk.Entry); err != nil || pe.Index != pk.LogIndex || pe.Type != ledger.TypeExecute ||
 		pe.Details["kek.id"] != "payroll" || pe.Details["kek.version"] != "1" || pe.Details["kek.public_key"] != fmt.Sprintf("sha256:%x", sha256.Sum256(pk.PublicKey)) {
 		t.Fatalf("public key entry: %+v, %v", pe, err)
 	}
@@ -385,7 +384,7 @@ func TestKeyOpRoutes(t *testing.T) {
 	kc.execute(t, ceremony.KEKDestroy{KEKID: "payroll", Version: 1})
 	_, err = agent.Unwrap(ctx, "payroll", w.Wrapped, hr)
 	wantCode(t, "unwrap with a destroyed version", err, 410, client.CodeKEKDestroyed)
-	if pk, err := aud.PublicKey(ctx, "payroll", 1); err != nil || pk.State != keysvc.KEKDestroyed {
+	if pk, err := aud.PublicKey(ctx, "payroll", 1); err != nil || pk.State != ledger.KEKDestroyed {
 		t.Errorf("public key of a destroyed version: %+v, %v", pk, err)
 	}
 	kc.execute(t, ceremony.KEKDisable{KEKID: "other", All: true})

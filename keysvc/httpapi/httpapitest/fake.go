@@ -68,7 +68,7 @@ func NewFake(cluster, id, region, apiAddr string) *Fake {
 	f := &Fake{
 		cluster: cluster,
 		ec:      ec, ml: ml,
-		key:     ledger.NodeKey{Name: keysvc.KeyName(cluster, id), ECDSA: &ec.PublicKey, MLDSA: mlPub},
+		key:     ledger.NodeKey{Name: ledger.KeyName(cluster, id), ECDSA: &ec.PublicKey, MLDSA: mlPub},
 		regions: []string{region},
 		errs:    map[string]error{},
 		panics:  map[string]bool{},
@@ -294,7 +294,7 @@ func (f *Fake) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := ledger.Checkpoint{Origin: keysvc.Origin(f.cluster), Size: uint64(len(f.raws)), Hash: root}
+	cp := ledger.Checkpoint{Origin: ledger.Origin(f.cluster), Size: uint64(len(f.raws)), Hash: root}
 	return ledger.SignCheckpoint(cp, f.key.Name, f.ec, f.ml)
 }
 
