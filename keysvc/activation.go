@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -49,21 +51,6 @@ type ReleaseResponse struct {
 
 // ErrReleaseRefused: a peer refused to release its share.
 var ErrReleaseRefused = errors.New("keysvc: peer refused to release its share")
-
-// Release refusal codes: stable, in the refusing peer's kek.release entry
-// (reason "code: why") and in its answer.
-const (
-	CodeReleaseToSelf       = "release_to_self"       // a node never releases to itself over the network
-	CodeReleaseNotMember    = "release_not_member"    // the requester is not a current member
-	CodeReleaseNotCaughtUp  = "release_not_caught_up" // this peer has not applied the activation yet
-	CodeReleaseNoActivation = "release_no_activation" // no committed kek.activate of this node, KEK and version at that index
-	CodeReleaseSignature    = "release_bad_signature" // the activation's client signature does not verify
-	CodeReleaseReplayed     = "release_replayed"      // the signed request was used by an earlier activation
-	CodeReleaseDenied       = "release_policy_denied" // the verified client may not unwrap with this KEK
-	CodeReleaseInactive     = "release_version_inactive"
-	CodeReleaseDuplicate    = "release_duplicate" // this peer already released for that activation
-	CodeReleaseNoShare      = "release_no_share"
-)
 
 // maxActivationAge bounds how long after its client's signature an
 // activation can still gather shares.
@@ -365,7 +352,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	}(pending)
 	if len(shares) < v.Threshold {
 		n.log.Warn("keysvc: activation failed", "kek", k.ID, "version", v.Version, "activation", ai, "shares", len(shares), "need", v.Threshold, "failures", strings.Join(fails, "; "))
-		return nil, deny(CodeSharesUnavailable, "%d of the %d node shares kek %q v%d needs could be gathered (nodes down or refusing; the serving node logs why); retry", len(shares), v.Threshold, k.ID, v.Version)
+		return nil, deny(errcode.SharesUnavailable, "%d of the %d node shares kek %q v%d needs could be gathered (nodes down or refusing; the serving node logs why); retry", len(shares), v.Threshold, k.ID, v.Version)
 	}
 	key, err := kek.Reconstitute(pub, shares)
 	if err != nil {
@@ -471,17 +458,17 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		return ReleaseResponse{}, fmt.Errorf("%w: %s: %s", ErrReleaseRefused, code, reason)
 	}
 	if from == n.cfg.NodeID {
-		return refuse(CodeReleaseToSelf, "a node opens its own share locally, never over the network")
+		return refuse(errcode.ReleaseToSelf, "a node opens its own share locally, never over the network")
 	}
 	// One decision per activation at a time, so that "not released
 	// before" holds from the check to the commit; a concurrent second
 	// request for the same activation is a duplicate.
 	if _, busy := n.releasing.LoadOrStore(req.Activation, struct{}{}); busy {
-		return refuse(CodeReleaseDuplicate, "a release for activation %d is already in progress here", req.Activation)
+		return refuse(errcode.ReleaseDuplicate, "a release for activation %d is already in progress here", req.Activation)
 	}
 	defer n.releasing.Delete(req.Activation)
 	if err := n.waitLogged(ctx, req.Activation); err != nil {
-		return refuse(CodeReleaseNotCaughtUp, "this node has not applied log entry %d yet; retry", req.Activation)
+		return refuse(errcode.ReleaseNotCaughtUp, "this node has not applied log entry %d yet; retry", req.Activation)
 	}
 	var (
 		pol     ceremony.Policy
@@ -528,62 +515,62 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		}
 	}
 	if !member || toKEM == nil {
-		return refuse(CodeReleaseNotMember, "node %q is not a current member with a KEM key", from)
+		return refuse(errcode.ReleaseNotMember, "node %q is not a current member with a KEM key", from)
 	}
 	switch {
 	case actErr != nil:
-		return refuse(CodeReleaseNoActivation, "log entry %d: %v", req.Activation, actErr)
+		return refuse(errcode.ReleaseNoActivation, "log entry %d: %v", req.Activation, actErr)
 	case act.Type != ledger.TypeActivate || act.Outcome != ledger.OutcomeOK:
-		return refuse(CodeReleaseNoActivation, "log entry %d is a %s (%s), not an activation", req.Activation, act.Type, act.Outcome)
+		return refuse(errcode.ReleaseNoActivation, "log entry %d is a %s (%s), not an activation", req.Activation, act.Type, act.Outcome)
 	case act.Node != from:
-		return refuse(CodeReleaseNoActivation, "activation %d was served by %q, not by the requester %q", req.Activation, act.Node, from)
+		return refuse(errcode.ReleaseNoActivation, "activation %d was served by %q, not by the requester %q", req.Activation, act.Node, from)
 	case act.KEKID != req.KEKID || act.KEKVersion != req.Version:
-		return refuse(CodeReleaseNoActivation, "activation %d is for kek %q v%d, not %q v%d", req.Activation, act.KEKID, act.KEKVersion, req.KEKID, req.Version)
+		return refuse(errcode.ReleaseNoActivation, "activation %d is for kek %q v%d, not %q v%d", req.Activation, act.KEKID, act.KEKVersion, req.KEKID, req.Version)
 	}
 	now := n.cfg.Now() // the clock of entry times
 	s, err := reqsig.FromDetails(act.Details)
 	if err != nil {
-		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, err)
+		return refuse(errcode.ReleaseSignature, "activation %d: %v", req.Activation, err)
 	}
 	vr, err := n.verifyRequest(s)
 	if err != nil {
-		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, err)
+		return refuse(errcode.ReleaseSignature, "activation %d: %v", req.Activation, err)
 	}
 	e.RequestID = vr.Request.RequestID
 	e.Details["for"] = vr.Identity.String()
 	batch := vr.Request.Op == reqsig.OpUnwrapBatch
 	switch {
 	case Actor(vr.Identity, vr.Certificate) != act.Actor || vr.Request.RequestID != act.RequestID:
-		return refuse(CodeReleaseSignature, "activation %d names %s as its actor, but its request is signed by %s", req.Activation, act.Actor.Identity, vr.Identity)
+		return refuse(errcode.ReleaseSignature, "activation %d names %s as its actor, but its request is signed by %s", req.Activation, act.Actor.Identity, vr.Identity)
 	case activationFits(vr.Request, req.KEKID, req.Version, batch) != nil:
-		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, activationFits(vr.Request, req.KEKID, req.Version, batch))
+		return refuse(errcode.ReleaseSignature, "activation %d: %v", req.Activation, activationFits(vr.Request, req.KEKID, req.Version, batch))
 	case now.Sub(act.Time) > maxActivationAge:
-		return refuse(CodeReleaseSignature, "activation %d is %s old, more than %s", req.Activation, now.Sub(act.Time).Round(time.Second), maxActivationAge)
+		return refuse(errcode.ReleaseSignature, "activation %d is %s old, more than %s", req.Activation, now.Sub(act.Time).Round(time.Second), maxActivationAge)
 	case !firstOK || firstAt != req.Activation:
-		return refuse(CodeReleaseReplayed, "request %s of %s was first used by activation %d, not %d", act.RequestID, vr.Identity, firstAt, req.Activation)
+		return refuse(errcode.ReleaseReplayed, "request %s of %s was first used by activation %d, not %d", act.RequestID, vr.Identity, firstAt, req.Activation)
 	case dup:
-		return refuse(CodeReleaseDuplicate, "this node already released its share for activation %d", req.Activation)
+		return refuse(errcode.ReleaseDuplicate, "this node already released its share for activation %d", req.Activation)
 	case kv == nil:
-		return refuse(CodeReleaseInactive, "no kek %q v%d", req.KEKID, req.Version)
+		return refuse(errcode.ReleaseInactive, "no kek %q v%d", req.KEKID, req.Version)
 	case kv.State != ledger.KEKActive:
-		return refuse(CodeReleaseInactive, "kek %q v%d is %s", req.KEKID, req.Version, kv.State)
+		return refuse(errcode.ReleaseInactive, "kek %q v%d is %s", req.KEKID, req.Version, kv.State)
 	}
 	if batch {
 		if d := allowedIdentity(pol, true, vr.Identity); d != nil {
-			return refuse(CodeReleaseDenied, "%s", d.reason)
+			return refuse(errcode.ReleaseDenied, "%s", d.reason)
 		}
 	} else {
 		c := wrapkey.Context(req.Context)
 		if h, err := reqsig.ContextHash(c); err != nil || h != vr.Request.Context {
-			return refuse(CodeReleaseSignature, "the context sent is not the one the client signed")
+			return refuse(errcode.ReleaseSignature, "the context sent is not the one the client signed")
 		}
 		if d := allowed(pol, true, vr.Identity, c); d != nil {
-			return refuse(CodeReleaseDenied, "%s", d.reason)
+			return refuse(errcode.ReleaseDenied, "%s", d.reason)
 		}
 	}
 	hs, ok := kv.Share(n.cfg.NodeID)
 	if !ok {
-		return refuse(CodeReleaseNoShare, "this node holds no share of kek %q v%d", req.KEKID, req.Version)
+		return refuse(errcode.ReleaseNoShare, "this node holds no share of kek %q v%d", req.KEKID, req.Version)
 	}
 	// The release is committed before the share leaves, and remembered
 	// here until the state machine's index surely has it.

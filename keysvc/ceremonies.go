@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -35,20 +37,6 @@ const (
 	StatusPending  = "pending"
 	StatusExecuted = "executed"
 	StatusRefused  = "refused"
-)
-
-// Refusal codes of the state machine's own (the others are ceremony.Code).
-const (
-	CodeNotInitialized     = "not_initialized"
-	CodeAlreadyInitialized = "already_initialized"
-	CodeInvalidInit        = "invalid_init"
-	CodeNotSupportedYet    = "not_supported_yet"
-	CodeNotProposer        = "not_proposer"
-	CodeProposalExists     = "proposal_exists"
-	CodeUnknownProposal    = "unknown_proposal"
-	CodeOfficerExists      = "officer_exists"
-	CodeBelowQuorum        = "below_quorum"
-	CodeRegionInUse        = "region_in_use"
 )
 
 var (
@@ -231,29 +219,29 @@ func applyInit(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
 		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, code, clip(reason), nil)
 	}
 	if initialized(tx) {
-		return deny(CodeAlreadyInitialized, "the cluster was already initialized")
+		return deny(errcode.AlreadyInitialized, "the cluster was already initialized")
 	}
 	if n := len(in.Officers); n < 2 || n > maxOfficers {
-		return deny(CodeInvalidInit, fmt.Sprintf("%d officers, want 2..%d", n, maxOfficers))
+		return deny(errcode.InvalidInit, fmt.Sprintf("%d officers, want 2..%d", n, maxOfficers))
 	}
 	keys := make([]*officer.PublicKey, len(in.Officers))
 	for i, b := range in.Officers {
 		pk, err := officer.ParsePublicKey([]byte(b))
 		if err != nil {
-			return deny(CodeInvalidInit, fmt.Sprintf("officer key %d: %v", i+1, err))
+			return deny(errcode.InvalidInit, fmt.Sprintf("officer key %d: %v", i+1, err))
 		}
 		for _, prev := range keys[:i] {
 			if prev.Name() == pk.Name() {
-				return deny(CodeInvalidInit, fmt.Sprintf("officer %q named twice", pk.Name()))
+				return deny(errcode.InvalidInit, fmt.Sprintf("officer %q named twice", pk.Name()))
 			}
 		}
 		keys[i] = pk
 	}
 	if in.Quorum < 2 || in.Quorum > len(keys) {
-		return deny(CodeInvalidInit, fmt.Sprintf("quorum %d with %d officers: want 2 ≤ quorum ≤ officers (one officer alone must not decide)", in.Quorum, len(keys)))
+		return deny(errcode.InvalidInit, fmt.Sprintf("quorum %d with %d officers: want 2 ≤ quorum ≤ officers (one officer alone must not decide)", in.Quorum, len(keys)))
 	}
 	if in.DefaultThreshold < 1 || in.DefaultThreshold > maxThreshold {
-		return deny(CodeInvalidInit, fmt.Sprintf("default threshold %d: want 1..%d", in.DefaultThreshold, maxThreshold))
+		return deny(errcode.InvalidInit, fmt.Sprintf("default threshold %d: want 1..%d", in.DefaultThreshold, maxThreshold))
 	}
 	meta := tx.Bucket(bucketMeta)
 	var nodes []nodeRecord
@@ -268,23 +256,23 @@ func applyInit(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
 	regions := in.Regions
 	if regions != nil {
 		if len(regions) == 0 || !slices.IsSorted(regions) || len(slices.Compact(slices.Clone(regions))) != len(regions) {
-			return deny(CodeInvalidInit, "regions must be non-empty, sorted and distinct")
+			return deny(errcode.InvalidInit, "regions must be non-empty, sorted and distinct")
 		}
 		for _, r := range regions {
 			if !identity.IsEUEEA(r) {
-				return deny(CodeInvalidInit, fmt.Sprintf("region %q is not an EU/EEA code", r))
+				return deny(errcode.InvalidInit, fmt.Sprintf("region %q is not an EU/EEA code", r))
 			}
 		}
 		for _, n := range nodes {
 			if !slices.Contains(regions, n.Region) {
-				return deny(CodeInvalidInit, fmt.Sprintf("node %s is in %s, which the regions leave out", n.ID, n.Region))
+				return deny(errcode.InvalidInit, fmt.Sprintf("node %s is in %s, which the regions leave out", n.ID, n.Region))
 			}
 		}
 	} else if regions, err = allowedRegions(meta); err != nil {
 		return result{}, err
 	}
 	if len(keys)+len(nodes)+8 > ledger.MaxDetails {
-		return deny(CodeInvalidInit, "too many officers and nodes to name in one entry")
+		return deny(errcode.InvalidInit, "too many officers and nodes to name in one entry")
 	}
 	details := map[string]string{
 		"cluster":           string(meta.Get(keyCluster)),
@@ -414,15 +402,15 @@ func applyPropose(tx *bbolt.Tx, cmd *command) (result, error) {
 		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, code, clip(reason), details)
 	}
 	if cmd.Officer != p.Proposer {
-		return deny(CodeNotProposer, fmt.Sprintf("officer %q submitted a proposal by %q", cmd.Officer, p.Proposer))
+		return deny(errcode.NotProposer, fmt.Sprintf("officer %q submitted a proposal by %q", cmd.Officer, p.Proposer))
 	}
 	if !supported(p.Operation()) {
-		return deny(CodeNotSupportedYet, fmt.Sprintf("operation %s is not supported by this version of Custos yet", p.Operation()))
+		return deny(errcode.NotSupportedYet, fmt.Sprintf("operation %s is not supported by this version of Custos yet", p.Operation()))
 	}
 	if _, found, err := getCeremony(tx, p.ID); err != nil {
 		return result{}, err
 	} else if found {
-		return deny(CodeProposalExists, fmt.Sprintf("a proposal with id %s was already submitted", p.ID))
+		return deny(errcode.ProposalExists, fmt.Sprintf("a proposal with id %s was already submitted", p.ID))
 	}
 	r, err := rules(tx)
 	if err != nil {
@@ -487,7 +475,7 @@ func approve(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, id, of
 		return result{}, err
 	}
 	if !found {
-		return logApproval(ledger.OutcomeDenied, CodeUnknownProposal, fmt.Sprintf("no proposal %q", id))
+		return logApproval(ledger.OutcomeDenied, errcode.UnknownProposal, fmt.Sprintf("no proposal %q", id))
 	}
 	if c.Status != StatusPending {
 		return logApproval(ledger.OutcomeDenied, string(ceremony.CodeClosed), fmt.Sprintf("proposal %s is already %s", id, c.Status))
@@ -616,7 +604,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 			return "", "", nil, err
 		}
 		if found && old.Active {
-			return CodeOfficerExists, fmt.Sprintf("officer %q is already active", ps.ID), nil, nil
+			return errcode.OfficerExists, fmt.Sprintf("officer %q is already active", ps.ID), nil, nil
 		}
 		if len(active) >= maxOfficers {
 			return string(ceremony.CodeInvalidParams), fmt.Sprintf("the cluster already has %d officers", len(active)), nil, nil
@@ -624,7 +612,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		if rv, revoked, err := identityRevoked(tx, identity.RoleOfficer, ps.ID); err != nil {
 			return "", "", nil, err
 		} else if revoked {
-			return CodeIdentityRevoked, fmt.Sprintf("officer identity %s was revoked by entry %d: add the officer under another name", ps.ID, rv.Entry), nil, nil
+			return errcode.IdentityRevoked, fmt.Sprintf("officer identity %s was revoked by entry %d: add the officer under another name", ps.ID, rv.Entry), nil, nil
 		}
 		size, err := ledger.Size(tx)
 		if err != nil {
@@ -641,7 +629,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 			return string(ceremony.CodeUnknownOfficer), fmt.Sprintf("officer %q is not active", ps.ID), nil, nil
 		}
 		if len(active)-1 < quorum {
-			return CodeBelowQuorum, fmt.Sprintf("removing %q would leave %d officers, fewer than the quorum %d", ps.ID, len(active)-1, quorum), nil, nil
+			return errcode.BelowQuorum, fmt.Sprintf("removing %q would leave %d officers, fewer than the quorum %d", ps.ID, len(active)-1, quorum), nil, nil
 		}
 		size, err := ledger.Size(tx)
 		if err != nil {
@@ -656,7 +644,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		return "", "", details, putJSON(tx.Bucket(bucketOfficers), o.ID, o)
 	case ceremony.QuorumSet:
 		if ps.M > len(active) {
-			return CodeBelowQuorum, fmt.Sprintf("quorum %d exceeds the %d active officers", ps.M, len(active)), nil, nil
+			return errcode.BelowQuorum, fmt.Sprintf("quorum %d exceeds the %d active officers", ps.M, len(active)), nil, nil
 		}
 		return "", "", map[string]string{"quorum": strconv.Itoa(ps.M)}, meta.Put(keyQuorum, []byte(strconv.Itoa(ps.M)))
 	case ceremony.RegionsSet:
@@ -670,7 +658,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 			return "", "", nil, err
 		}
 		if inUse != "" {
-			return CodeRegionInUse, inUse + ", which the new regions leave out", nil, nil
+			return errcode.RegionInUse, inUse + ", which the new regions leave out", nil, nil
 		}
 		v, err := json.Marshal(ps.Regions)
 		if err != nil {
@@ -680,26 +668,26 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 	case ceremony.NodeAdd:
 		info := NodeInfo{ID: ps.ID, Region: ps.Region, RaftAddr: ps.RaftAddr, APIAddr: ps.APIAddr, Keys: ps.Keys, KEM: ps.KEM, Cert: ps.Cert}
 		if err := info.validate(string(meta.Get(keyCluster))); err != nil {
-			return "invalid_node", err.Error(), nil, nil
+			return errcode.InvalidNode, err.Error(), nil, nil
 		}
 		regions, err := allowedRegions(meta)
 		if err != nil {
 			return "", "", nil, err
 		}
 		if !slices.Contains(regions, info.Region) {
-			return "region_not_allowed", fmt.Sprintf("region %s is not among the allowed regions %s", info.Region, strings.Join(regions, ",")), nil, nil
+			return errcode.RegionNotAllowed, fmt.Sprintf("region %s is not among the allowed regions %s", info.Region, strings.Join(regions, ",")), nil, nil
 		}
 		old, found, err := getNode(tx, info.ID)
 		if err != nil {
 			return "", "", nil, err
 		}
 		if found && (!old.Removed || old.Keys != info.Keys) {
-			return "node_conflict", fmt.Sprintf("node %s is (or was) registered", info.ID), nil, nil
+			return errcode.NodeConflict, fmt.Sprintf("node %s is (or was) registered", info.ID), nil, nil
 		}
 		if rv, revoked, err := identityRevoked(tx, identity.RoleNode, info.ID); err != nil {
 			return "", "", nil, err
 		} else if revoked {
-			return CodeIdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: add the node under another id", info.ID, rv.Entry), nil, nil
+			return errcode.IdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: add the node under another id", info.ID, rv.Entry), nil, nil
 		}
 		size, err := ledger.Size(tx)
 		if err != nil {
@@ -712,7 +700,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 			return "", "", nil, err
 		}
 		if !found || rec.Removed {
-			return "unknown_node", fmt.Sprintf("node %s is not a member", ps.ID), nil, nil
+			return errcode.UnknownNode, fmt.Sprintf("node %s is not a member", ps.ID), nil, nil
 		}
 		active := 0
 		if err := forNodes(tx, func(r nodeRecord) error {
@@ -724,7 +712,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 			return "", "", nil, err
 		}
 		if active <= 1 {
-			return "last_node", fmt.Sprintf("node %s is the last member", ps.ID), nil, nil
+			return errcode.LastNode, fmt.Sprintf("node %s is the last member", ps.ID), nil, nil
 		}
 		size, err := ledger.Size(tx)
 		if err != nil {
@@ -744,7 +732,7 @@ func execute(tx *bbolt.Tx, p ceremony.Proposal, cmd *command) (code, reason stri
 		}
 		return executeRevoke(tx, ps, p.ID, size, cmd.Time)
 	}
-	return CodeNotSupportedYet, fmt.Sprintf("operation %s is not supported by this version of Custos yet", p.Operation()), nil, nil
+	return errcode.NotSupportedYet, fmt.Sprintf("operation %s is not supported by this version of Custos yet", p.Operation()), nil, nil
 }
 
 // Init commits cluster.init, once: it names the officers, the quorum, the
@@ -810,7 +798,7 @@ func (n *Node) Propose(ctx context.Context, proposal []byte, officer string, sig
 // then says the registration is done but the raft step failed.
 func (n *Node) Approve(ctx context.Context, id, officer string, sig []byte, actor ledger.Actor) (Ceremony, error) {
 	if !isProposalID(id) {
-		return Ceremony{}, &CeremonyRefusal{Code: CodeUnknownProposal, Reason: fmt.Sprintf("%q is not a proposal id (32 lowercase hex digits)", id)}
+		return Ceremony{}, &CeremonyRefusal{Code: errcode.UnknownProposal, Reason: fmt.Sprintf("%q is not a proposal id (32 lowercase hex digits)", id)}
 	}
 	return n.ceremonyCommand(ctx, &command{Type: ledger.TypeApprove, ProposalID: id, Officer: officer, Signature: sig}, actor, id)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
@@ -248,7 +250,7 @@ func TestCeremonyRefusals(t *testing.T) {
 		p := f.proposal("alice", ceremony.QuorumSet{M: 3})
 		b, _ := p.Marshal()
 		_, err := f.n.Propose(ctxT(t, 10*time.Second), b, "bob", nil, officerActor("bob"))
-		wantRefusal(t, err, keysvc.CodeNotProposer)
+		wantRefusal(t, err, errcode.NotProposer)
 	})
 	t.Run("approvals", func(t *testing.T) {
 		p := f.proposal("alice", ceremony.QuorumSet{M: 3})
@@ -259,7 +261,7 @@ func TestCeremonyRefusals(t *testing.T) {
 		if _, err := f.propose(p, false); err == nil {
 			t.Fatal("same proposal submitted twice")
 		} else {
-			wantRefusal(t, err, keysvc.CodeProposalExists)
+			wantRefusal(t, err, errcode.ProposalExists)
 		}
 		_, err := f.approve("mallory", p)
 		wantRefusal(t, err, string(ceremony.CodeUnknownOfficer))
@@ -271,7 +273,7 @@ func TestCeremonyRefusals(t *testing.T) {
 		_, err = f.approve("bob", p)
 		wantRefusal(t, err, string(ceremony.CodeDuplicateApprover))
 		_, err = f.n.Approve(ctxT(t, 10*time.Second), "00000000000000000000000000000000", "bob", f.sign("bob", p), officerActor("bob"))
-		wantRefusal(t, err, keysvc.CodeUnknownProposal)
+		wantRefusal(t, err, errcode.UnknownProposal)
 
 		f.clk.Add(2 * time.Hour)
 		_, err = f.approve("carol", p)
@@ -356,7 +358,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	f.mustPropose(rm2, true)
 	f.approve("bob", rm2)
 	c, err = f.approve("carol", rm2)
-	if err != nil || c.Status != keysvc.StatusRefused || c.Code != keysvc.CodeBelowQuorum {
+	if err != nil || c.Status != keysvc.StatusRefused || c.Code != errcode.BelowQuorum {
 		t.Fatalf("remove below quorum: %+v, %v", c, err)
 	}
 
@@ -364,7 +366,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	rs := f.proposal("alice", ceremony.RegionsSet{Regions: []string{"FR"}})
 	f.mustPropose(rs, true)
 	f.approve("bob", rs)
-	if c, _ := f.approve("carol", rs); c.Status != keysvc.StatusRefused || c.Code != keysvc.CodeRegionInUse {
+	if c, _ := f.approve("carol", rs); c.Status != keysvc.StatusRefused || c.Code != errcode.RegionInUse {
 		t.Fatalf("regions.set without n1's region: %+v", c)
 	}
 	rs = f.proposal("alice", ceremony.RegionsSet{Regions: []string{"DE", "FR"}})

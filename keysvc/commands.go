@@ -11,6 +11,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -154,15 +156,15 @@ type result struct {
 
 // Denial codes and the errors they stand for.
 var denials = map[string]error{
-	"region_not_allowed":   ErrRegionNotAllowed,
-	"node_conflict":        ErrNodeConflict,
-	"unknown_node":         ErrUnknownNode,
-	"last_node":            ErrLastNode,
-	"invalid_node":         ErrInvalidNode,
-	"ceremony_required":    ErrCeremonyRequired,
-	CodeIdentityRevoked:    ErrIdentityRevoked,
-	CodeAlreadyInitialized: ErrAlreadyInitialized,
-	CodeInvalidInit:        ErrInvalidInit,
+	errcode.RegionNotAllowed:   ErrRegionNotAllowed,
+	errcode.NodeConflict:       ErrNodeConflict,
+	errcode.UnknownNode:        ErrUnknownNode,
+	errcode.LastNode:           ErrLastNode,
+	errcode.InvalidNode:        ErrInvalidNode,
+	errcode.CeremonyRequired:   ErrCeremonyRequired,
+	errcode.IdentityRevoked:    ErrIdentityRevoked,
+	errcode.AlreadyInitialized: ErrAlreadyInitialized,
+	errcode.InvalidInit:        ErrInvalidInit,
 }
 
 func decodeResult(data []byte) (result, error) {

@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -682,14 +684,14 @@ func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
 		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, code, reason, nodeDetails(info))
 	}
 	if err := info.validate(cluster); err != nil {
-		return deny("invalid_node", err.Error())
+		return deny(errcode.InvalidNode, err.Error())
 	}
 	regions, err := allowedRegions(meta)
 	if err != nil {
 		return result{}, err
 	}
 	if !slices.Contains(regions, info.Region) {
-		return deny("region_not_allowed", fmt.Sprintf("region %s is not among the allowed regions %s", info.Region, strings.Join(regions, ",")))
+		return deny(errcode.RegionNotAllowed, fmt.Sprintf("region %s is not among the allowed regions %s", info.Region, strings.Join(regions, ",")))
 	}
 	old, found, err := getNode(tx, info.ID)
 	if err != nil {
@@ -699,17 +701,17 @@ func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
 	case found && !old.Removed && old.NodeInfo == info:
 		return logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "already registered", nodeDetails(info))
 	case found && !old.Removed:
-		return deny("node_conflict", fmt.Sprintf("node %s is registered with other details", info.ID))
+		return deny(errcode.NodeConflict, fmt.Sprintf("node %s is registered with other details", info.ID))
 	case found && old.Keys != info.Keys:
-		return deny("node_conflict", fmt.Sprintf("node %s was registered with other keys", info.ID))
+		return deny(errcode.NodeConflict, fmt.Sprintf("node %s was registered with other keys", info.ID))
 	}
 	if initialized(tx) {
-		return deny("ceremony_required", fmt.Sprintf("node %s is not registered: after initialisation officers add nodes by a node.add ceremony", info.ID))
+		return deny(errcode.CeremonyRequired, fmt.Sprintf("node %s is not registered: after initialisation officers add nodes by a node.add ceremony", info.ID))
 	}
 	if rv, revoked, err := identityRevoked(tx, "node", info.ID); err != nil {
 		return result{}, err
 	} else if revoked {
-		return deny(CodeIdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: choose another node id", info.ID, rv.Entry))
+		return deny(errcode.IdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: choose another node id", info.ID, rv.Entry))
 	}
 	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", nodeDetails(info))
 	if err != nil {
@@ -737,7 +739,7 @@ func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 	}
 	switch {
 	case !found:
-		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "unknown_node", fmt.Sprintf("node %s is not registered", cmd.NodeID), details)
+		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, errcode.UnknownNode, fmt.Sprintf("node %s is not registered", cmd.NodeID), details)
 	case rec.Removed:
 		return logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "already removed", details)
 	}
@@ -758,7 +760,7 @@ func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
 		return result{}, err
 	}
 	if active <= 1 {
-		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "last_node", fmt.Sprintf("node %s is the last member", cmd.NodeID), details)
+		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, errcode.LastNode, fmt.Sprintf("node %s is the last member", cmd.NodeID), details)
 	}
 	size, err := ledger.Size(tx)
 	if err != nil {
@@ -797,7 +799,7 @@ func nodeRemovalAllowed(tx *bbolt.Tx, rec nodeRecord) (pid, code, reason string,
 	}
 	c, found, err := executedNodeRemoval(tx, rec.ID, rec.Added)
 	if err != nil || !found {
-		return "", "ceremony_required", fmt.Sprintf("node %s is a member: after initialisation officers remove nodes by a node.remove ceremony", rec.ID), err
+		return "", errcode.CeremonyRequired, fmt.Sprintf("node %s is a member: after initialisation officers remove nodes by a node.remove ceremony", rec.ID), err
 	}
 	return c.ID, "", "", nil
 }

@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/cloudflare/circl/group"
 	"go.etcd.io/bbolt"
 
@@ -30,22 +32,6 @@ import (
 	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
-)
-
-// Refusal codes of KEK ceremonies (ceremony.refuse entries).
-const (
-	CodeKEKExists          = "kek_exists"
-	CodeUnknownKEK         = "unknown_kek"
-	CodeUnknownVersion     = "unknown_version"
-	CodeKEKDestroyed       = "kek_destroyed"
-	CodeLegalHold          = "legal_hold"
-	CodeNotHeld            = "not_held"
-	CodeAlreadyHeld        = "already_held"
-	CodeNothingToChange    = "nothing_to_change"
-	CodeInvalidPolicy      = "invalid_policy"
-	CodeNoEscrow           = "no_escrow"
-	CodeKEKCreationFailed  = "kek_creation_failed"
-	CodeInvalidKEKMaterial = "invalid_kek_material"
 )
 
 var bucketKEKs = []byte("keks")
@@ -424,7 +410,7 @@ func refuse(code, format string, a ...any) *refusal {
 func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64) (*refusal, map[string]string, error) {
 	id := kekIDOf(p)
 	if id == "" {
-		return refuse(CodeNotSupportedYet, "operation %s is not supported", p.Operation()), nil, nil
+		return refuse(errcode.NotSupportedYet, "operation %s is not supported", p.Operation()), nil, nil
 	}
 	k, found, err := getKEK(tx, id)
 	if err != nil {
@@ -433,22 +419,22 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 	details := map[string]string{"kek.id": id}
 	if _, ok := p.Params.(ceremony.KEKCreate); ok {
 		if found {
-			return refuse(CodeKEKExists, "kek %q already exists", id), nil, nil
+			return refuse(errcode.KEKExists, "kek %q already exists", id), nil, nil
 		}
 	} else if !found {
-		return refuse(CodeUnknownKEK, "no kek %q", id), nil, nil
+		return refuse(errcode.UnknownKEK, "no kek %q", id), nil, nil
 	}
 	// material checks a create, rotate or recovery's dealt version.
 	material := func(ver uint32, t int, pub []byte, esc *escrowWant) (*refusal, error) {
 		if cmd.PrepError != "" {
-			return refuse(CodeKEKCreationFailed, "%s; nothing was created", cmd.PrepError), nil
+			return refuse(errcode.KEKCreationFailed, "%s; nothing was created", cmd.PrepError), nil
 		}
 		if cmd.KEK == nil {
-			return refuse(CodeKEKCreationFailed, "the leader dealt no key material; nothing was created"), nil
+			return refuse(errcode.KEKCreationFailed, "the leader dealt no key material; nothing was created"), nil
 		}
 		reason, err := checkMaterial(tx, p.ID, id, ver, t, cmd.KEK, pub, esc)
 		if err != nil || reason != "" {
-			return refuse(CodeInvalidKEKMaterial, "%s", reason), err
+			return refuse(errcode.InvalidKEKMaterial, "%s", reason), err
 		}
 		details["kek.version"] = strconv.FormatUint(uint64(ver), 10)
 		details["kek.threshold"] = strconv.Itoa(t)
@@ -468,17 +454,17 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 	version := func(ver uint32) (*KEKVersion, *refusal) {
 		v, ok := k.Version(ver)
 		if !ok {
-			return nil, refuse(CodeUnknownVersion, "kek %q has no version %d", id, ver)
+			return nil, refuse(errcode.UnknownVersion, "kek %q has no version %d", id, ver)
 		}
 		if v.State == ledger.KEKDestroyed {
-			return nil, refuse(CodeKEKDestroyed, "kek %q v%d is destroyed", id, ver)
+			return nil, refuse(errcode.KEKDestroyed, "kek %q v%d is destroyed", id, ver)
 		}
 		details["kek.version"] = strconv.FormatUint(uint64(ver), 10)
 		return v, nil
 	}
 	held := func(what string) *refusal {
 		if k.LegalHold != nil {
-			return refuse(CodeLegalHold, "kek %q is under legal hold (%s): it cannot be %s until the hold is released", id, k.LegalHold.Reason, what)
+			return refuse(errcode.LegalHold, "kek %q is under legal hold (%s): it cannot be %s until the hold is released", id, k.LegalHold.Reason, what)
 		}
 		return nil
 	}
@@ -490,7 +476,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 				return r
 			}
 			if v.State != from {
-				return refuse(CodeNothingToChange, "kek %q v%d is already %s", id, ver, v.State)
+				return refuse(errcode.NothingToChange, "kek %q v%d is already %s", id, ver, v.State)
 			}
 			v.State = to
 			return nil
@@ -503,7 +489,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 			}
 		}
 		if len(changed) == 0 {
-			return refuse(CodeNothingToChange, "kek %q has no %s version", id, from)
+			return refuse(errcode.NothingToChange, "kek %q has no %s version", id, from)
 		}
 		details["kek.versions"] = strings.Join(changed, ",")
 		return nil
@@ -513,7 +499,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 	switch ps := p.Params.(type) {
 	case ceremony.KEKCreate:
 		if reason, err := checkPolicy(tx, ps.Policy); err != nil || reason != "" {
-			return refuse(CodeInvalidPolicy, "%s", reason), nil, err
+			return refuse(errcode.InvalidPolicy, "%s", reason), nil, err
 		}
 		esc, err := escrowFor(tx, ps.Policy)
 		if err != nil {
@@ -525,7 +511,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		k = KEK{ID: id, Policy: ps.Policy, Created: created, Versions: []KEKVersion{newVersion(cmd.KEK, created, p.ID)}}
 	case ceremony.KEKRotate:
 		if reason, err := checkPolicy(tx, k.Policy); err != nil || reason != "" {
-			return refuse(CodeInvalidPolicy, "the kek's policy no longer fits the cluster: %s (change it by kek.policy first)", reason), nil, err
+			return refuse(errcode.InvalidPolicy, "the kek's policy no longer fits the cluster: %s (change it by kek.policy first)", reason), nil, err
 		}
 		esc, err := escrowFor(tx, k.Policy)
 		if err != nil {
@@ -560,7 +546,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		details["kek.holders"] = strings.Join(holders, ",")
 	case ceremony.KEKPolicy:
 		if reason, err := checkPolicy(tx, ps.Policy); err != nil || reason != "" {
-			return refuse(CodeInvalidPolicy, "%s", reason), nil, err
+			return refuse(errcode.InvalidPolicy, "%s", reason), nil, err
 		}
 		k.Policy = ps.Policy
 		pj, err := ps.Policy.MarshalJSON()
@@ -570,13 +556,13 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		details["kek.policy"] = hashHex(pj)
 	case ceremony.LegalHoldSet:
 		if k.LegalHold != nil {
-			return refuse(CodeAlreadyHeld, "kek %q is already under legal hold (%s)", id, k.LegalHold.Reason), nil, nil
+			return refuse(errcode.AlreadyHeld, "kek %q is already under legal hold (%s)", id, k.LegalHold.Reason), nil, nil
 		}
 		k.LegalHold = &LegalHold{Reason: ps.Reason, Ceremony: p.ID, Entry: created}
 		details["legal_hold.reason"] = ps.Reason
 	case ceremony.LegalHoldRelease:
 		if k.LegalHold == nil {
-			return refuse(CodeNotHeld, "kek %q is not under legal hold", id), nil, nil
+			return refuse(errcode.NotHeld, "kek %q is not under legal hold", id), nil, nil
 		}
 		k.LegalHold = nil
 		details["legal_hold.reason"] = ps.Reason
@@ -586,7 +572,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 			return vr, nil, nil
 		}
 		if v.Escrow == nil {
-			return refuse(CodeNoEscrow, "kek %q v%d has no officer escrow", id, ps.Version), nil, nil
+			return refuse(errcode.NoEscrow, "kek %q v%d has no officer escrow", id, ps.Version), nil, nil
 		}
 		esc := &escrowWant{m: v.Escrow.M, officers: v.Escrow.Officers}
 		var err error

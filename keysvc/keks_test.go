@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -165,7 +167,7 @@ func TestKEKLifecycle(t *testing.T) {
 
 	// Disable, enable.
 	f.mustExecute(ceremony.KEKDisable{KEKID: "payroll", Version: 1})
-	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", Version: 1}, keysvc.CodeNothingToChange)
+	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", Version: 1}, errcode.NothingToChange)
 	f.mustExecute(ceremony.KEKEnable{KEKID: "payroll", All: true})
 	if k = f.kek("payroll"); k.Versions[0].State != ledger.KEKActive {
 		t.Fatalf("v1 after enable: %s", k.Versions[0].State)
@@ -173,11 +175,11 @@ func TestKEKLifecycle(t *testing.T) {
 
 	// Legal hold: no disable, no destroy, until released.
 	f.mustExecute(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "case 2026-17"})
-	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "again"}, keysvc.CodeAlreadyHeld)
-	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, keysvc.CodeLegalHold)
-	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", All: true}, keysvc.CodeLegalHold)
+	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "again"}, errcode.AlreadyHeld)
+	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, errcode.LegalHold)
+	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", All: true}, errcode.LegalHold)
 	f.mustExecute(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "case closed"})
-	f.mustRefuse(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "again"}, keysvc.CodeNotHeld)
+	f.mustRefuse(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "again"}, errcode.NotHeld)
 
 	// Destroy v1: every node destroys its key and attests it.
 	if _, err := f.n.DestructionCertificate("payroll", 1); !errors.Is(err, keysvc.ErrNotDestroyed) {
@@ -208,8 +210,8 @@ func TestKEKLifecycle(t *testing.T) {
 	if k := f.kek("payroll"); k.Versions[0].State != ledger.KEKDestroyed || k.Versions[0].Shares[0].Sealed != nil {
 		t.Errorf("destroyed v1 still has sealed shares in the state")
 	}
-	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, keysvc.CodeKEKDestroyed)
-	f.mustRefuse(ceremony.KEKEnable{KEKID: "payroll", Version: 1}, keysvc.CodeKEKDestroyed)
+	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, errcode.KEKDestroyed)
+	f.mustRefuse(ceremony.KEKEnable{KEKID: "payroll", Version: 1}, errcode.KEKDestroyed)
 	// v2 is untouched.
 	key, err = f.reconstitute("payroll", 2, "n1", "n3")
 	if err != nil {
@@ -221,23 +223,23 @@ func TestKEKLifecycle(t *testing.T) {
 func TestKEKRefusals(t *testing.T) {
 	f := newOfficersOn(t, 3, "alice", "bob", "carol")
 	f.init(2, "alice", "bob", "carol")
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(4, 0)}, keysvc.CodeInvalidPolicy)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(4, 0)}, errcode.InvalidPolicy)
 	pol := testPolicy(2, 0)
 	pol.Wrap.Regions = []string{"MT"}
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: pol}, keysvc.CodeInvalidPolicy)
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 4)}, keysvc.CodeInvalidPolicy)
-	f.mustRefuse(ceremony.KEKRotate{KEKID: "nope"}, keysvc.CodeUnknownKEK)
-	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "nope", Reason: "x"}, keysvc.CodeUnknownKEK)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: pol}, errcode.InvalidPolicy)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 4)}, errcode.InvalidPolicy)
+	f.mustRefuse(ceremony.KEKRotate{KEKID: "nope"}, errcode.UnknownKEK)
+	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "nope", Reason: "x"}, errcode.UnknownKEK)
 	f.mustExecute(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(3, 0)})
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, keysvc.CodeKEKExists)
-	f.mustRefuse(ceremony.KEKDestroy{KEKID: "k", Version: 2}, keysvc.CodeUnknownVersion)
-	f.mustRefuse(ceremony.KEKEnable{KEKID: "k", All: true}, keysvc.CodeNothingToChange)
-	f.mustRefuse(ceremony.EscrowRecover{KEKID: "k", Version: 1, Reason: "lost"}, keysvc.CodeNoEscrow)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, errcode.KEKExists)
+	f.mustRefuse(ceremony.KEKDestroy{KEKID: "k", Version: 2}, errcode.UnknownVersion)
+	f.mustRefuse(ceremony.KEKEnable{KEKID: "k", All: true}, errcode.NothingToChange)
+	f.mustRefuse(ceremony.EscrowRecover{KEKID: "k", Version: 1, Reason: "lost"}, errcode.NoEscrow)
 	if _, err := f.n.DestructionCertificate("nope", 1); !errors.Is(err, keysvc.ErrUnknownKEK) {
 		t.Errorf("certificate of unknown kek: %v", err)
 	}
 	// Policy change applies; a threshold the nodes cannot meet is refused.
-	f.mustRefuse(ceremony.KEKPolicy{KEKID: "k", Policy: testPolicy(5, 0)}, keysvc.CodeInvalidPolicy)
+	f.mustRefuse(ceremony.KEKPolicy{KEKID: "k", Policy: testPolicy(5, 0)}, errcode.InvalidPolicy)
 	f.mustExecute(ceremony.KEKPolicy{KEKID: "k", Policy: testPolicy(2, 0)})
 	if k := f.kek("k"); k.Policy.Threshold != 2 || k.Versions[0].Threshold != 3 {
 		t.Errorf("after policy: policy t=%d, v1 t=%d (want 2, 3)", k.Policy.Threshold, k.Versions[0].Threshold)
@@ -257,7 +259,7 @@ func TestKEKCreateFailsCleanly(t *testing.T) {
 		}
 	}
 	f.c.Isolate(down)
-	c := f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, keysvc.CodeKEKCreationFailed)
+	c := f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, errcode.KEKCreationFailed)
 	if !strings.Contains(c.Reason, down) {
 		t.Errorf("reason %q does not name node %s", c.Reason, down)
 	}
@@ -403,7 +405,7 @@ func TestKEKEscrowRecoveryNeedsShares(t *testing.T) {
 	f.init(2, "alice", "bob", "carol")
 	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: testPolicy(2, 3)})
 	before := f.kek("vault").Versions[0]
-	c := f.mustRefuse(ceremony.EscrowRecover{KEKID: "vault", Version: 1, Reason: "drill"}, keysvc.CodeKEKCreationFailed)
+	c := f.mustRefuse(ceremony.EscrowRecover{KEKID: "vault", Version: 1, Reason: "drill"}, errcode.KEKCreationFailed)
 	if !strings.Contains(c.Reason, "escrow shares") {
 		t.Errorf("reason: %q", c.Reason)
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -24,22 +26,6 @@ import (
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
-)
-
-// Codes of refused key operations.
-const (
-	CodeAccessDenied      = "access_denied"      // the policy grants this operation to neither the identity nor its role
-	CodeRegionDenied      = "region_denied"      // the caller's region is not among the policy's regions for it
-	CodeContextMissing    = "context_missing"    // a context field the policy requires is absent or empty
-	CodeInvalidContext    = "invalid_context"    // the context breaks the wrapkey bounds
-	CodeKEKDisabled       = "kek_disabled"       // the version is disabled
-	CodeNoActiveVersion   = "no_active_version"  // wrap, datakey or rewrap with no active version
-	CodeMalformedBlob     = "malformed_blob"     // the wrapped blob does not parse
-	CodeWrongKEK          = "wrong_kek"          // the blob is for another KEK than the one in the path
-	CodeUnwrapFailed      = "unwrap_failed"      // the blob does not open: tampered, or another context
-	CodeInvalidPlaintext  = "invalid_plaintext"  // a data key outside 1..4096 bytes
-	CodeSharesUnavailable = "shares_unavailable" // fewer than t nodes released their shares
-	CodeNotCaughtUp       = "not_caught_up"      // the node could not confirm its answer against its own state in time
 )
 
 // KeyOpError is a refused key operation, logged as a denied entry.
@@ -89,11 +75,11 @@ func allowed(p ceremony.Policy, unwrap bool, who identity.Identity, c wrapkey.Co
 	}
 	for _, f := range p.Context {
 		if c[f] == "" {
-			return deny(CodeContextMissing, "context field %q is required by the kek's policy", f)
+			return deny(errcode.ContextMissing, "context field %q is required by the kek's policy", f)
 		}
 	}
 	if err := c.Validate(); err != nil {
-		return deny(CodeInvalidContext, "%v", err)
+		return deny(errcode.InvalidContext, "%v", err)
 	}
 	return nil
 }
@@ -107,10 +93,10 @@ func allowedIdentity(p ceremony.Policy, unwrap bool, who identity.Identity) *den
 	}
 	role := string(who.Role)
 	if !a.Grants(role, who.Name) {
-		return deny(CodeAccessDenied, "the kek's policy does not let %s/%s %s", role, who.Name, what)
+		return deny(errcode.AccessDenied, "the kek's policy does not let %s/%s %s", role, who.Name, what)
 	}
 	if !a.InRegion(who.Region) {
-		return deny(CodeRegionDenied, "the kek's policy does not allow %s from region %s", what, who.Region)
+		return deny(errcode.RegionDenied, "the kek's policy does not allow %s from region %s", what, who.Region)
 	}
 	return nil
 }
@@ -118,7 +104,7 @@ func allowedIdentity(p ceremony.Policy, unwrap bool, who identity.Identity) *den
 // lookup returns KEK id's record, or a denial.
 func (n *Node) lookup(ctx context.Context, id string) (KEK, *denyErr, error) {
 	if err := wrapkey.ValidateKEKID(id); err != nil {
-		return KEK{}, deny(CodeUnknownKEK, "%q is not a kek id", id), nil
+		return KEK{}, deny(errcode.UnknownKEK, "%q is not a kek id", id), nil
 	}
 	k, found, err := n.cachedKEK(id)
 	if err != nil {
@@ -128,14 +114,14 @@ func (n *Node) lookup(ctx context.Context, id string) (KEK, *denyErr, error) {
 		// Not here yet, or not at all: only a node that has applied what
 		// the leader committed may say "unknown".
 		if err := n.CatchUp(ctx); err != nil {
-			return KEK{}, deny(CodeNotCaughtUp, "kek %q is not known to this node, which could not catch up with the leader to be sure (%v); retry", id, err), nil
+			return KEK{}, deny(errcode.NotCaughtUp, "kek %q is not known to this node, which could not catch up with the leader to be sure (%v); retry", id, err), nil
 		}
 		if k, found, err = n.cachedKEK(id); err != nil {
 			return KEK{}, nil, err
 		}
 	}
 	if !found {
-		return KEK{}, deny(CodeUnknownKEK, "no kek %q", id), nil
+		return KEK{}, deny(errcode.UnknownKEK, "no kek %q", id), nil
 	}
 	return k, nil, nil
 }
@@ -196,7 +182,7 @@ func latestActive(k *KEK) (*KEKVersion, *denyErr) {
 			return &k.Versions[i], nil
 		}
 	}
-	return nil, deny(CodeNoActiveVersion, "kek %q has no active version", k.ID)
+	return nil, deny(errcode.NoActiveVersion, "kek %q has no active version", k.ID)
 }
 
 // usable returns version ver of k if it may unwrap.
@@ -204,11 +190,11 @@ func usable(k *KEK, ver uint32) (*KEKVersion, *denyErr) {
 	v, ok := k.Version(ver)
 	switch {
 	case !ok:
-		return nil, deny(CodeUnknownVersion, "kek %q has no version %d", k.ID, ver)
+		return nil, deny(errcode.UnknownVersion, "kek %q has no version %d", k.ID, ver)
 	case v.State == ledger.KEKDisabled:
-		return nil, deny(CodeKEKDisabled, "kek %q v%d is disabled", k.ID, ver)
+		return nil, deny(errcode.KEKDisabled, "kek %q v%d is disabled", k.ID, ver)
 	case v.State == ledger.KEKDestroyed:
-		return nil, deny(CodeKEKDestroyed, "kek %q v%d is destroyed", k.ID, ver)
+		return nil, deny(errcode.KEKDestroyed, "kek %q v%d is destroyed", k.ID, ver)
 	}
 	return v, nil
 }
@@ -281,7 +267,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 		v, d = latestActive(&k)
 	}
 	if d == nil && (len(plaintext) < wrapkey.MinDEKSize || len(plaintext) > wrapkey.MaxDEKSize) {
-		d = deny(CodeInvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(plaintext))
+		d = deny(errcode.InvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(plaintext))
 	}
 	if d != nil {
 		if v != nil {
@@ -291,7 +277,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 	}
 	blob, err := wrapkey.Wrap(rand.Reader, v.PublicKey, id, v.Version, c, plaintext)
 	if err != nil {
-		return Wrapped{}, n.logDenial(ctx, e, deny(CodeInvalidContext, "%v", err))
+		return Wrapped{}, n.logDenial(ctx, e, deny(errcode.InvalidContext, "%v", err))
 	}
 	e.KEKVersion = v.Version
 	e.Details["wrapped"] = blobHash(blob)
@@ -314,7 +300,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 func (n *Node) confirm(ctx context.Context, e ledger.Entry, i, gen uint64, check func() *denyErr) error {
 	var d *denyErr
 	if err := n.waitLogged(ctx, i); err != nil {
-		d = deny(CodeNotCaughtUp, "this node has not applied the operation's entry %d yet, so it cannot confirm it; retry", i)
+		d = deny(errcode.NotCaughtUp, "this node has not applied the operation's entry %d yet, so it cannot confirm it; retry", i)
 	} else if n.kekRecs.generation() != gen {
 		d = check()
 	}
@@ -332,7 +318,7 @@ func (n *Node) confirm(ctx context.Context, e ledger.Entry, i, gen uint64, check
 func (n *Node) recheck(caller Caller, id string, ver uint32, unwrap bool, c wrapkey.Context) *denyErr {
 	k, d, err := n.lookup(context.Background(), id)
 	if err != nil {
-		return deny(CodeNotCaughtUp, "cannot read kek %q: %v", id, err)
+		return deny(errcode.NotCaughtUp, "cannot read kek %q: %v", id, err)
 	}
 	if d != nil {
 		return d
@@ -407,10 +393,10 @@ func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wr
 func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.Context, blob []byte, bk *batchKeys) ([]byte, uint32, *denyErr, error) {
 	b, err := wrapkey.Parse(blob)
 	if err != nil {
-		return nil, 0, deny(CodeMalformedBlob, "%v", err), nil
+		return nil, 0, deny(errcode.MalformedBlob, "%v", err), nil
 	}
 	if b.KEKID != k.ID {
-		return nil, 0, deny(CodeWrongKEK, "the blob is wrapped with kek %q, not %q", b.KEKID, k.ID), nil
+		return nil, 0, deny(errcode.WrongKEK, "the blob is wrapped with kek %q, not %q", b.KEKID, k.ID), nil
 	}
 	if d := allowed(k.Policy, true, caller.ID, c); d != nil {
 		return nil, b.KEKVersion, d, nil
@@ -425,7 +411,7 @@ func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.
 	case errors.As(err, &de):
 		return nil, v.Version, de, nil
 	case errors.Is(err, wrapkey.ErrOpen):
-		return nil, v.Version, deny(CodeUnwrapFailed, "the blob does not open with kek %q v%d under this context: it was modified, or wrapped under another context", k.ID, v.Version), nil
+		return nil, v.Version, deny(errcode.UnwrapFailed, "the blob does not open with kek %q v%d under this context: it was modified, or wrapped under another context", k.ID, v.Version), nil
 	case err != nil:
 		return nil, v.Version, nil, err
 	}
@@ -540,12 +526,12 @@ func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []
 					return
 				}
 				if len(it.Plaintext) < wrapkey.MinDEKSize || len(it.Plaintext) > wrapkey.MaxDEKSize {
-					out[i].Err = deny(CodeInvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(it.Plaintext))
+					out[i].Err = deny(errcode.InvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(it.Plaintext))
 					return
 				}
 				blob, err := wrapkey.Wrap(rand.Reader, v.PublicKey, id, v.Version, it.Context, it.Plaintext)
 				if err != nil {
-					out[i].Err = deny(CodeInvalidContext, "%v", err)
+					out[i].Err = deny(errcode.InvalidContext, "%v", err)
 					return
 				}
 				out[i].Wrapped = Wrapped{Blob: blob, Version: v.Version}
@@ -668,7 +654,7 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 			continue
 		}
 		if stale {
-			withdrawn[i] = deny(CodeNotCaughtUp, "this node has not applied the batch's entry %d yet, so it cannot confirm it; retry", idx)
+			withdrawn[i] = deny(errcode.NotCaughtUp, "this node has not applied the batch's entry %d yet, so it cannot confirm it; retry", idx)
 		} else if d := recheck(i); d != nil {
 			withdrawn[i] = d
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -90,18 +92,18 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 		req  keysvc.ReleaseRequest
 		code string
 	}{
-		{"no activation at that index", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: notActivation, Context: c}, keysvc.CodeReleaseNoActivation},
-		{"an index beyond the log", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: 1 << 40, Context: c}, keysvc.CodeReleaseNotCaughtUp},
-		{"forged client name", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forgedName), Context: c}, keysvc.CodeReleaseSignature},
-		{"tampered signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(tampered), Context: c}, keysvc.CodeReleaseSignature},
-		{"replayed client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(replay), Context: c}, keysvc.CodeReleaseReplayed},
-		{"stale client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(stale), Context: c}, keysvc.CodeReleaseSignature},
-		{"signed for another version", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(otherVersion), Context: c}, keysvc.CodeReleaseSignature},
-		{"region-denied agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agentFR, nil)), Context: c}, keysvc.CodeReleaseDenied},
-		{"an officer is no agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(officerCert, nil)), Context: c}, keysvc.CodeReleaseDenied},
-		{"context other than signed", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agent, nil)), Context: wrapkey.Context{"dataset": "finance"}}, keysvc.CodeReleaseSignature},
-		{"another node's activation", "n9", keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, keysvc.CodeReleaseNotMember},
-		{"to the peer itself", peer.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, keysvc.CodeReleaseToSelf},
+		{"no activation at that index", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: notActivation, Context: c}, errcode.ReleaseNoActivation},
+		{"an index beyond the log", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: 1 << 40, Context: c}, errcode.ReleaseNotCaughtUp},
+		{"forged client name", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forgedName), Context: c}, errcode.ReleaseSignature},
+		{"tampered signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(tampered), Context: c}, errcode.ReleaseSignature},
+		{"replayed client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(replay), Context: c}, errcode.ReleaseReplayed},
+		{"stale client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(stale), Context: c}, errcode.ReleaseSignature},
+		{"signed for another version", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(otherVersion), Context: c}, errcode.ReleaseSignature},
+		{"region-denied agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agentFR, nil)), Context: c}, errcode.ReleaseDenied},
+		{"an officer is no agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(officerCert, nil)), Context: c}, errcode.ReleaseDenied},
+		{"context other than signed", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agent, nil)), Context: wrapkey.Context{"dataset": "finance"}}, errcode.ReleaseSignature},
+		{"another node's activation", "n9", keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseNotMember},
+		{"to the peer itself", peer.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseToSelf},
 	}
 	before := peer.Metrics().SharesRelease
 	for _, tc := range cases {
@@ -119,7 +121,7 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 		}
 		_, err1 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
 		_, err2 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
-		if err2 == nil || !strings.Contains(err2.Error(), keysvc.CodeReleaseDuplicate) {
+		if err2 == nil || !strings.Contains(err2.Error(), errcode.ReleaseDuplicate) {
 			t.Errorf("%s: second release for one activation: %v (first: %v)", p.Info().ID, err2, err1)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -23,14 +25,6 @@ import (
 // identity, under "fingerprint:sha256:<hex>" or "identity:<role>/<name>".
 // Revocations are never lifted.
 var bucketRevocations = []byte("revocations")
-
-// Refusal codes of identity revocation, and of adding back an identity
-// that was revoked.
-const (
-	CodeAlreadyRevoked  = "already_revoked"  // identity.revoke of what is already revoked
-	CodeNodeMember      = "node_member"      // identity.revoke of a member node: node.remove revokes it
-	CodeIdentityRevoked = "identity_revoked" // officer.add or node.add of a revoked identity: choose another name
-)
 
 // Revocation is a revoked certificate (Fingerprint) or identity (every
 // certificate of a role and name, whatever region it names).
@@ -109,7 +103,7 @@ func executeRevoke(tx *bbolt.Tx, ps ceremony.IdentityRevoke, pid string, index u
 				return "", "", nil, err
 			}
 			if found && !rec.Removed {
-				return CodeNodeMember, fmt.Sprintf("node %s is a member: remove it by a node.remove ceremony, which revokes its identity", name), nil, nil
+				return errcode.NodeMember, fmt.Sprintf("node %s is a member: remove it by a node.remove ceremony, which revokes its identity", name), nil, nil
 			}
 		case identity.RoleOfficer:
 			o, found, err := getOfficer(tx, name)
@@ -131,7 +125,7 @@ func executeRevoke(tx *bbolt.Tx, ps ceremony.IdentityRevoke, pid string, index u
 					return "", "", nil, err
 				}
 				if q := metaInt(tx.Bucket(bucketMeta), keyQuorum); usable-1 < q {
-					return CodeBelowQuorum, fmt.Sprintf("revoking officer %s would leave %d officers able to sign in, fewer than the quorum %d", name, usable-1, q), nil, nil
+					return errcode.BelowQuorum, fmt.Sprintf("revoking officer %s would leave %d officers able to sign in, fewer than the quorum %d", name, usable-1, q), nil, nil
 				}
 			}
 		}
@@ -139,7 +133,7 @@ func executeRevoke(tx *bbolt.Tx, ps ceremony.IdentityRevoke, pid string, index u
 	if prev, found, err := getRevocation(tx, r.key()); err != nil {
 		return "", "", nil, err
 	} else if found {
-		return CodeAlreadyRevoked, fmt.Sprintf("%s was already revoked by entry %d", what, prev.Entry), nil, nil
+		return errcode.AlreadyRevoked, fmt.Sprintf("%s was already revoked by entry %d", what, prev.Entry), nil, nil
 	}
 	if _, err := revoke(tx, r); err != nil {
 		return "", "", nil, err

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -91,11 +93,11 @@ func TestIdentityRevoke(t *testing.T) {
 		t.Fatalf("CheckRevoked: %v", err)
 	}
 
-	f.mustRefuse(ceremony.IdentityRevoke{Fingerprint: fp, Reason: "again"}, keysvc.CodeAlreadyRevoked)
-	f.mustRefuse(ceremony.IdentityRevoke{Identity: "node/n2", Reason: "member"}, keysvc.CodeNodeMember)
+	f.mustRefuse(ceremony.IdentityRevoke{Fingerprint: fp, Reason: "again"}, errcode.AlreadyRevoked)
+	f.mustRefuse(ceremony.IdentityRevoke{Identity: "node/n2", Reason: "member"}, errcode.NodeMember)
 	// Officers: fine while the quorum can still sign in, refused after.
 	f.mustExecute(ceremony.IdentityRevoke{Identity: "officer/carol", Reason: "card lost"})
-	f.mustRefuse(ceremony.IdentityRevoke{Identity: "officer/bob", Reason: "would lock the cluster"}, keysvc.CodeBelowQuorum)
+	f.mustRefuse(ceremony.IdentityRevoke{Identity: "officer/bob", Reason: "would lock the cluster"}, errcode.BelowQuorum)
 	if _, ok := f.n.Revoked(ident(identity.RoleOfficer, "bob", "DE"), ""); ok {
 		t.Fatal("bob revoked after a refusal")
 	}
@@ -127,7 +129,7 @@ func TestRemovalRevokes(t *testing.T) {
 	if err := keysvctest.Retry(func(ctx context.Context) error { return f.c.Leader().AddNode(ctx, n3, keysvctest.Operator) }); !errors.Is(err, keysvc.ErrCeremonyRequired) {
 		t.Fatalf("join of a removed node: %v", err)
 	}
-	f.mustRefuse(n3.NodeAdd(), keysvc.CodeIdentityRevoked)
+	f.mustRefuse(n3.NodeAdd(), errcode.IdentityRevoked)
 
 	c = f.mustExecute(ceremony.OfficerRemove{ID: "dave"})
 	r = revokedEverywhere(t, f.c, ident(identity.RoleOfficer, "dave", "DE"), "", c.Closed)
@@ -137,7 +139,7 @@ func TestRemovalRevokes(t *testing.T) {
 	if e := f.entryAt(c.Closed); e.Details["revoked.identity"] != "officer/dave" {
 		t.Fatalf("execute entry %+v", e)
 	}
-	f.mustRefuse(ceremony.OfficerAdd{ID: "dave", Bundle: f.bundle("dave"), Fingerprint: f.signer("dave").Public().Fingerprint()}, keysvc.CodeIdentityRevoked)
+	f.mustRefuse(ceremony.OfficerAdd{ID: "dave", Bundle: f.bundle("dave"), Fingerprint: f.signer("dave").Public().Fingerprint()}, errcode.IdentityRevoked)
 }
 
 // TestRawNodeRemoveNeedsCeremony: after initialisation the node.remove

@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -66,13 +68,13 @@ func (n *Node) screen(cmd *command) (*CeremonyRefusal, ledger.Entry, error) {
 			}
 			details["proposal.id"] = p.ID
 			if p.Proposer != cmd.Officer {
-				refuse(CodeNotProposer, "officer %q submitted a proposal by %q", cmd.Officer, p.Proposer)
+				refuse(errcode.NotProposer, "officer %q submitted a proposal by %q", cmd.Officer, p.Proposer)
 				return nil
 			}
 			if _, found, err := getCeremony(tx, p.ID); err != nil {
 				return err
 			} else if found {
-				refuse(CodeProposalExists, "a proposal with id %s was already submitted", p.ID)
+				refuse(errcode.ProposalExists, "a proposal with id %s was already submitted", p.ID)
 			}
 			return nil
 		}
@@ -81,7 +83,7 @@ func (n *Node) screen(cmd *command) (*CeremonyRefusal, ledger.Entry, error) {
 		case err != nil:
 			return err
 		case !found:
-			refuse(CodeUnknownProposal, "no proposal %q", id)
+			refuse(errcode.UnknownProposal, "no proposal %q", id)
 		case c.Status != StatusPending:
 			refuse(string(ceremony.CodeClosed), "proposal %s is already %s", id, c.Status)
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/ledger"
@@ -29,7 +31,7 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 		_, err := f.n.Approve(ctxT(t, 10*time.Second), p.ID, "mallory", huge, officerActor("mallory"))
 		wantRefusal(t, err, string(ceremony.CodeUnknownOfficer))
 		_, err = f.n.Approve(ctxT(t, 10*time.Second), "0123456789abcdef0123456789abcdef", "bob", f.sign("bob", p), officerActor("bob"))
-		wantRefusal(t, err, keysvc.CodeUnknownProposal)
+		wantRefusal(t, err, errcode.UnknownProposal)
 		_, err = f.n.Approve(ctxT(t, 10*time.Second), p.ID, "bob", huge, officerActor("bob"))
 		wantRefusal(t, err, string(ceremony.CodeBadSignature))
 	}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-eu/custos/keysvc/client"
@@ -573,7 +575,7 @@ func TestPauseLeaderWhileAppending(t *testing.T) {
 	}
 	for _, err := range failures {
 		var ae *client.APIError
-		if !errors.As(err, &ae) || (ae.Code != client.CodeNoQuorum && ae.Code != client.CodeNoLeader) {
+		if !errors.As(err, &ae) || (ae.Code != errcode.NoQuorum && ae.Code != errcode.NoLeader) {
 			t.Errorf("an append through a follower failed with %v, want no_quorum or no_leader (never the client's timeout)", err)
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -234,7 +236,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 
 	// Legal hold blocks destruction until released.
 	o.execute(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "audit 2026"}, nil)
-	if cer := o.run(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, nil); cer.Status != keysvc.StatusRefused || cer.Code != keysvc.CodeLegalHold {
+	if cer := o.run(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, nil); cer.Status != keysvc.StatusRefused || cer.Code != errcode.LegalHold {
 		t.Fatalf("destroy under hold: %s %s", cer.Status, cer.Code)
 	}
 	o.execute(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "audit done"}, nil)

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -249,12 +251,12 @@ func join(ctx context.Context, node *keysvc.Node, endpoints []string, tc *tls.Co
 			return nil
 		case ctx.Err() != nil:
 			return nil
-		case client.IsCode(err, client.CodeCeremonyRequired):
+		case client.IsCode(err, errcode.CeremonyRequired):
 			desc, _ := json.Marshal(client.NodeInfo(self))
 			return fmt.Errorf("join refused: officers must first execute a node.add ceremony for %s, then restart this node.\n"+
 				"Give them this node description as node.json (custos officer propose node.add --node node.json):\n%s\n%w", self.ID, desc, err)
-		case client.IsCode(err, client.CodeForbidden, client.CodeRegionNotAllowed, client.CodeConflict, client.CodeBadRequest,
-			client.CodeMalformedRequest, client.CodeTooLarge):
+		case client.IsCode(err, errcode.Forbidden, errcode.RegionNotAllowed, errcode.Conflict, errcode.BadRequest,
+			errcode.MalformedRequest, errcode.TooLarge):
 			return fmt.Errorf("join refused by the cluster: %w", err)
 		}
 		log.Warn("custosd: join not done yet; retrying", slog.Int("attempt", attempt+1), slog.Any("err", err))

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -89,7 +91,7 @@ var drillReaders = []identity.Role{identity.RoleAgent, identity.RoleOperator, id
 func (a *api) drills(w http.ResponseWriter, r *http.Request) error {
 	ds, ok := a.svc.(DrillService)
 	if !ok {
-		return &apiError{http.StatusNotImplemented, client.CodeNotSupportedYet, "this node does not serve drills"}
+		return &apiError{http.StatusNotImplemented, errcode.NotSupportedYet, "this node does not serve drills"}
 	}
 	q := r.URL.Query()
 	dataset := q.Get("dataset")

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/custos-eu/custos/keysvc"
@@ -310,7 +312,7 @@ func TestBodyLimits(t *testing.T) {
 				t.Fatalf("at the limit: %d %.300s", resp.StatusCode, rb)
 			}
 			resp, rb = postRaw(t, tc.hc, e.srv.URL+tc.path, padded, tc.header)
-			wantError(t, resp, rb, http.StatusRequestEntityTooLarge, client.CodeTooLarge)
+			wantError(t, resp, rb, http.StatusRequestEntityTooLarge, errcode.TooLarge)
 		})
 	}
 	if len(tested) != len(httpapi.BodyLimits) {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/go-chi/chi/v5"
 
 	"github.com/custos-eu/custos/keysvc"
@@ -34,7 +36,7 @@ var _ CeremonyService = (*keysvc.Node)(nil)
 func (a *api) ceremonies() (CeremonyService, error) {
 	cs, ok := a.svc.(CeremonyService)
 	if !ok {
-		return nil, &apiError{http.StatusNotImplemented, client.CodeNotSupportedYet, "this node does not serve ceremonies"}
+		return nil, &apiError{http.StatusNotImplemented, errcode.NotSupportedYet, "this node does not serve ceremonies"}
 	}
 	return cs, nil
 }
@@ -166,7 +168,7 @@ func (a *api) getCeremony(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !found {
-		return &apiError{http.StatusNotFound, client.CodeUnknownProposal, "no proposal with that id"}
+		return &apiError{http.StatusNotFound, errcode.UnknownProposal, "no proposal with that id"}
 	}
 	writeJSON(w, http.StatusOK, a.wireCeremony(c))
 	return nil
@@ -205,14 +207,14 @@ func (a *api) wireCeremony(c keysvc.Ceremony) client.Ceremony {
 // refusalStatus is the HTTP status of a ceremony refusal code.
 func refusalStatus(code string) int {
 	switch code {
-	case client.CodeUnknownProposal:
+	case errcode.UnknownProposal:
 		return http.StatusNotFound
-	case client.CodeNotProposer, string(ceremony.CodeUnknownOfficer), string(ceremony.CodeBadSignature):
+	case errcode.NotProposer, string(ceremony.CodeUnknownOfficer), string(ceremony.CodeBadSignature):
 		return http.StatusForbidden
 	case string(ceremony.CodeExpired), string(ceremony.CodeSuperseded), string(ceremony.CodeClosed),
-		string(ceremony.CodeDuplicateApprover), client.CodeProposalExists:
+		string(ceremony.CodeDuplicateApprover), errcode.ProposalExists:
 		return http.StatusConflict
-	case client.CodeNotSupportedYet:
+	case errcode.NotSupportedYet:
 		return http.StatusUnprocessableEntity
 	}
 	return http.StatusBadRequest
@@ -226,12 +228,12 @@ func classifyCeremony(err error) (mapping, bool) {
 	case errors.As(err, &cr):
 		return mapping{status: refusalStatus(cr.Code), code: cr.Code, message: cr.Reason, level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrNotInitialized):
-		return mapping{status: http.StatusConflict, code: client.CodeNotInitialized,
+		return mapping{status: http.StatusConflict, code: errcode.NotInitialized,
 			message: "the cluster has no officers yet: an operator must run custos operator init", level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrAlreadyInitialized):
-		return mapping{status: http.StatusConflict, code: client.CodeConflict, message: "the cluster is already initialized", level: slog.LevelInfo}, true
+		return mapping{status: http.StatusConflict, code: errcode.Conflict, message: "the cluster is already initialized", level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrInvalidInit):
-		return mapping{status: http.StatusBadRequest, code: client.CodeBadRequest, message: sentinelText(err), level: slog.LevelInfo}, true
+		return mapping{status: http.StatusBadRequest, code: errcode.BadRequest, message: sentinelText(err), level: slog.LevelInfo}, true
 	}
 	return mapping{}, false
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -47,14 +49,14 @@ func TestCeremonyRoutes(t *testing.T) {
 	alice, bob := sdks["alice"], sdks["bob"]
 
 	_, err := alice.Ceremonies(ctx)
-	wantCode(t, "list before init", err, 409, client.CodeNotInitialized)
+	wantCode(t, "list before init", err, 409, errcode.NotInitialized)
 	in := client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}
-	wantCode(t, "init by an officer", alice.Init(ctx, in), 403, client.CodeForbidden)
-	wantCode(t, "init with quorum 1", ops.Init(ctx, client.InitRequest{Officers: bundles, Quorum: 1, DefaultThreshold: 2}), 400, client.CodeBadRequest)
+	wantCode(t, "init by an officer", alice.Init(ctx, in), 403, errcode.Forbidden)
+	wantCode(t, "init with quorum 1", ops.Init(ctx, client.InitRequest{Officers: bundles, Quorum: 1, DefaultThreshold: 2}), 400, errcode.BadRequest)
 	if err := ops.Init(ctx, in); err != nil {
 		t.Fatalf("init: %v", err)
 	}
-	wantCode(t, "second init", ops.Init(ctx, in), 409, client.CodeConflict)
+	wantCode(t, "second init", ops.Init(ctx, in), 409, errcode.Conflict)
 	c.WaitConverged() // the follower reads its own state
 
 	st, err := alice.Cluster(ctx)
@@ -83,21 +85,21 @@ func TestCeremonyRoutes(t *testing.T) {
 	}
 	b, _ := p.Marshal()
 	_, err = bob.Propose(ctx, client.ProposeRequest{Proposal: string(b)})
-	wantCode(t, "proposal submitted by another officer", err, 403, client.CodeNotProposer)
+	wantCode(t, "proposal submitted by another officer", err, 403, errcode.NotProposer)
 	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "carol", Signature: string(sign1(t, signers["carol"], p))})
-	wantCode(t, "approval in another officer's name", err, 403, client.CodeForbidden)
+	wantCode(t, "approval in another officer's name", err, 403, errcode.Forbidden)
 	_, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["carol"], p))})
 	wantCode(t, "approval with another's signature", err, 403, string(ceremony.CodeBadSignature))
 	_, err = alice.Approve(ctx, p.ID, client.ApproveRequest{Officer: "alice", Signature: string(sign1(t, signers["alice"], p))})
 	wantCode(t, "second approval by the proposer", err, 409, string(ceremony.CodeDuplicateApprover))
 	_, err = bob.Approve(ctx, "ffffffffffffffffffffffffffffffff", client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
-	wantCode(t, "approval of an unknown proposal", err, 404, client.CodeUnknownProposal)
+	wantCode(t, "approval of an unknown proposal", err, 404, errcode.UnknownProposal)
 	_, err = bob.Approve(ctx, "not-an-id", client.ApproveRequest{Officer: "bob", Signature: "x"})
-	wantCode(t, "approval of a malformed id", err, 404, client.CodeUnknownProposal)
+	wantCode(t, "approval of a malformed id", err, 404, errcode.UnknownProposal)
 	_, err = bob.Propose(ctx, client.ProposeRequest{Proposal: `{"cluster":"test"}`})
 	wantCode(t, "malformed proposal", err, 400, string(ceremony.CodeInvalidProposal))
 	_, err = e.sdk(t, identity.RoleAgent, "agent", "DE", fURL).Ceremonies(ctx)
-	wantCode(t, "agent lists ceremonies", err, 403, client.CodeForbidden)
+	wantCode(t, "agent lists ceremonies", err, 403, errcode.Forbidden)
 
 	cer, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
 	if err != nil || cer.Status != keysvc.StatusExecuted || len(cer.Approvals) != 2 || cer.Closed == 0 {
@@ -117,7 +119,7 @@ func TestCeremonyRoutes(t *testing.T) {
 		t.Fatalf("status after quorum.set: %+v, %v", st, err)
 	}
 	_, err = aud.Ceremony(ctx, "ffffffffffffffffffffffffffffffff")
-	wantCode(t, "show unknown", err, 404, client.CodeUnknownProposal)
+	wantCode(t, "show unknown", err, 404, errcode.UnknownProposal)
 }
 
 func sign1(t *testing.T, s *officer.Signer, p ceremony.Proposal) []byte {
@@ -136,10 +138,10 @@ func TestCeremonyRoutesWithoutCeremonyService(t *testing.T) {
 	ctx := context.Background()
 	off := e.sdk(t, identity.RoleOfficer, "alice", "DE")
 	_, err := off.Ceremonies(ctx)
-	wantCode(t, "list", err, 501, client.CodeNotSupportedYet)
+	wantCode(t, "list", err, 501, errcode.NotSupportedYet)
 	_, err = off.Propose(ctx, client.ProposeRequest{Proposal: "{}"})
-	wantCode(t, "propose", err, 501, client.CodeNotSupportedYet)
+	wantCode(t, "propose", err, 501, errcode.NotSupportedYet)
 	_, err = e.sdk(t, identity.RoleAgent, "agent", "DE").Propose(ctx, client.ProposeRequest{Proposal: "{}"})
-	wantCode(t, "propose as agent", err, 403, client.CodeForbidden)
-	wantCode(t, "init", e.sdk(t, identity.RoleOperator, "ops", "DE").Init(ctx, client.InitRequest{}), 501, client.CodeNotSupportedYet)
+	wantCode(t, "propose as agent", err, 403, errcode.Forbidden)
+	wantCode(t, "init", e.sdk(t, identity.RoleOperator, "ops", "DE").Init(ctx, client.InitRequest{}), 501, errcode.NotSupportedYet)
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -23,7 +25,7 @@ import (
 func (a *api) health(w http.ResponseWriter, r *http.Request) error {
 	if err := a.svc.Ready(); err != nil {
 		if errors.Is(err, keysvc.ErrNotReady) {
-			return &apiError{http.StatusServiceUnavailable, client.CodeNotReady, sentinelText(err)}
+			return &apiError{http.StatusServiceUnavailable, errcode.NotReady, sentinelText(err)}
 		}
 		return err
 	}

@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -132,7 +134,7 @@ func New(svc Service, opts Options) http.Handler {
 	r.Use(a.begin, a.authenticate, a.limit)
 	r.NotFound(a.handle(func(http.ResponseWriter, *http.Request) error { return notFound("no such route") }))
 	r.MethodNotAllowed(a.handle(func(http.ResponseWriter, *http.Request) error {
-		return &apiError{http.StatusMethodNotAllowed, client.CodeMethodNotAllowed, "method not allowed on this route"}
+		return &apiError{http.StatusMethodNotAllowed, errcode.MethodNotAllowed, "method not allowed on this route"}
 	}))
 
 	r.With(a.allow(anyRole...)).Get("/v1/sys/health", a.handle(a.health))
@@ -241,18 +243,18 @@ func (a *api) begin(next http.Handler) http.Handler {
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
-			a.writeError(w, r, &apiError{http.StatusUnauthorized, client.CodeUnauthenticated, "mutual TLS with a cluster client certificate is required"})
+			a.writeError(w, r, &apiError{http.StatusUnauthorized, errcode.Unauthenticated, "mutual TLS with a cluster client certificate is required"})
 			return
 		}
 		id, err := identity.PeerIdentity(*r.TLS)
 		if err != nil {
-			a.writeError(w, r, &apiError{http.StatusUnauthorized, client.CodeUnauthenticated, "no verified custos client certificate"})
+			a.writeError(w, r, &apiError{http.StatusUnauthorized, errcode.Unauthenticated, "no verified custos client certificate"})
 			return
 		}
 		c := caller{id: id, actor: keysvc.Actor(id, r.TLS.VerifiedChains[0][0])}
 		if rv, revoked := a.svc.Revoked(id, c.actor.CertFingerprint); revoked {
 			err := &keysvc.RevokedError{Identity: id, Fingerprint: c.actor.CertFingerprint, Revocation: rv}
-			a.writeError(w, r, &apiError{http.StatusForbidden, client.CodeCertRevoked, err.Error()})
+			a.writeError(w, r, &apiError{http.StatusForbidden, errcode.CertRevoked, err.Error()})
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -46,7 +48,7 @@ func httpClient(t *testing.T, e *env, files identity.TLSFiles) *http.Client {
 func wantRevoked(t *testing.T, hc *http.Client, url, fp, id string, entry, reason string) {
 	t.Helper()
 	resp, body := call(t, hc, http.MethodGet, url, nil)
-	d := wantError(t, resp, body, http.StatusForbidden, client.CodeCertRevoked)
+	d := wantError(t, resp, body, http.StatusForbidden, errcode.CertRevoked)
 	for _, s := range []string{"certificate " + fp, "of " + id, "revoked by entry " + entry, reason} {
 		if !strings.Contains(d.Message, s) {
 			t.Errorf("message %q does not say %q", d.Message, s)
