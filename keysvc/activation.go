@@ -15,39 +15,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/peer"
 	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
-
-// ReleaseRequest asks a peer for its share of a KEK version for one
-// activation: the kek.activate entry at log index Activation, which carries
-// the client's signed request. The peer reads that entry from its own log
-// and checks it itself; it takes nothing else on the requester's word but
-// Context, whose hash the client signed.
-type ReleaseRequest struct {
-	KEKID      string `json:"kek_id"`
-	Version    uint32 `json:"version"`
-	Activation uint64 `json:"activation"`
-	// Context is the unwrap's context (single operations; empty for a
-	// batch): the peer checks it against the signed context hash, then the
-	// KEK policy's required fields.
-	Context map[string]string `json:"context,omitempty"`
-}
-
-// ReleaseResponse carries the peer's share sealed to the requester's node
-// KEM key (kek.SealRelease): only the requester's HSM-sealed KEM seed opens it.
-type ReleaseResponse struct {
-	Index  uint16 `json:"index"`
-	Sealed []byte `json:"sealed"`
-}
 
 // ErrReleaseRefused: a peer refused to release its share.
 var ErrReleaseRefused = errors.New("keysvc: peer refused to release its share")
@@ -90,7 +69,7 @@ func (n *Node) purgeKeys(drop func(id string) bool) {
 func (n *Node) purgeInactive() {
 	active := map[string]bool{}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		return forKEKs(tx, func(k KEK) error {
+		return state.ForKEKs(tx, func(k state.KEK) error {
 			for _, v := range k.Versions {
 				if v.State == ledger.KEKActive {
 					active[cacheKey(k.ID, v.Version)] = true
@@ -153,7 +132,7 @@ func (b *batchKeys) destroy() {
 // withKey runs fn with the activated key of version v of KEK k: cached, or
 // reconstituted now and cached for the policy's TTL. With TTL 0 the key is
 // destroyed after fn, or, within a batch (bk), after the batch.
-func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, bk *batchKeys, fn func(*wrapkey.Key) ([]byte, error)) ([]byte, error) {
+func (n *Node) withKey(ctx context.Context, caller Caller, k *state.KEK, v *state.KEKVersion, c wrapkey.Context, bk *batchKeys, fn func(*wrapkey.Key) ([]byte, error)) ([]byte, error) {
 	if k.Policy.ActivationTTL == 0 {
 		if bk != nil {
 			key, err := bk.get(v.Version, func() (*wrapkey.Key, error) { return n.activate(ctx, caller, k, v, c, true) })
@@ -243,7 +222,7 @@ func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion
 // entry, no shares), opens this node's share in its HSM, and gathers t-1
 // more from peers, each of which checks the activation itself and sends its
 // share sealed to this node's KEM key.
-func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, batch bool) (*wrapkey.Key, error) {
+func (n *Node) activate(ctx context.Context, caller Caller, k *state.KEK, v *state.KEKVersion, c wrapkey.Context, batch bool) (*wrapkey.Key, error) {
 	pub, err := v.Public(k.ID)
 	if err != nil {
 		return nil, err
@@ -258,7 +237,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 		err  error
 	}
 	results := make(chan got, len(v.Shares))
-	var peers []HeldShare
+	var peers []state.HeldShare
 	for _, hs := range v.Shares {
 		if hs.Node == n.cfg.NodeID {
 			sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
@@ -270,7 +249,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	apis := map[string]string{}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
 		for _, hs := range peers {
-			if r, found, err := getNode(tx, hs.Node); err == nil && found && !r.Removed {
+			if r, found, err := state.GetNode(tx, hs.Node); err == nil && found && !r.Removed {
 				apis[hs.Node] = r.APIAddr
 			}
 		}
@@ -278,12 +257,12 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req := ReleaseRequest{KEKID: k.ID, Version: v.Version, Activation: ai}
+	req := peer.ReleaseRequest{KEKID: k.ID, Version: v.Version, Activation: ai}
 	if !batch {
 		req.Context = c
 	}
 	f := n.forwarder()
-	ask := func(hs HeldShare) {
+	ask := func(hs state.HeldShare) {
 		api := apis[hs.Node]
 		if f == nil || api == "" {
 			results <- got{hs.Node, nil, errors.New("not reachable (no peer channel or not a member)")}
@@ -365,7 +344,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 // logActivation checks caller's signed request and commits the kek.activate
 // entry that carries it; it returns the entry's index. A request without a
 // valid signature, or one used before, is refused (a *denyErr).
-func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, batch bool) (uint64, error) {
+func (n *Node) logActivation(ctx context.Context, caller Caller, k *state.KEK, v *state.KEKVersion, batch bool) (uint64, error) {
 	s := caller.Signed
 	if s == nil {
 		return 0, deny(reqsig.CodeMissing, "activating kek %q v%d needs the client's signed request (%s header); peers release shares for nothing else", k.ID, v.Version, reqsig.Header)
@@ -382,7 +361,7 @@ func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKV
 	}
 	var seen bool
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		_, seen = activationOf(tx, vr.Fingerprint, vr.Request.RequestID)
+		_, seen = state.ActivationOf(tx, vr.Fingerprint, vr.Request.RequestID)
 		return nil
 	})
 	if seen {
@@ -439,23 +418,23 @@ func activationFits(r reqsig.Request, id string, ver uint32, batch bool) error {
 // (with the context it signed); the version is active; and this node has
 // not released for that activation before. The release is logged (and so
 // is every refusal) before the share leaves.
-func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest) (ReleaseResponse, error) {
+func (n *Node) ReleaseShare(ctx context.Context, from string, req peer.ReleaseRequest) (peer.ReleaseResponse, error) {
 	if err := n.checkOpen(); err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	e := ledger.Entry{Type: ledger.TypeRelease, Actor: n.actor, Node: n.cfg.NodeID, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
 		Details: map[string]string{"activation": strconv.FormatUint(req.Activation, 10), "to": from}}
 	if wrapkey.ValidateKEKID(req.KEKID) != nil {
 		e.KEKID = ""
 	}
-	refuse := func(code, format string, a ...any) (ReleaseResponse, error) {
+	refuse := func(code, format string, a ...any) (peer.ReleaseResponse, error) {
 		reason := fmt.Sprintf(format, a...)
-		e.Outcome, e.Reason = ledger.OutcomeDenied, clip(code+": "+reason)
+		e.Outcome, e.Reason = ledger.OutcomeDenied, state.Clip(code+": "+reason)
 		if _, err := n.Append(ctx, e); err != nil {
 			n.log.Warn("keysvc: share release refused but not logged", "code", code, "err", err)
 		}
 		n.m.releasesRefused.Add(1)
-		return ReleaseResponse{}, fmt.Errorf("%w: %s: %s", ErrReleaseRefused, code, reason)
+		return peer.ReleaseResponse{}, fmt.Errorf("%w: %s: %s", ErrReleaseRefused, code, reason)
 	}
 	if from == n.cfg.NodeID {
 		return refuse(errcode.ReleaseToSelf, "a node opens its own share locally, never over the network")
@@ -472,7 +451,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	}
 	var (
 		pol     ceremony.Policy
-		kv      *KEKVersion
+		kv      *state.KEKVersion
 		pub     *kek.Version
 		member  bool
 		toKEM   []byte
@@ -483,7 +462,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		dup     bool
 	)
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		if r, found, err := getNode(tx, from); err != nil {
+		if r, found, err := state.GetNode(tx, from); err != nil {
 			return err
 		} else if found && !r.Removed {
 			member = true
@@ -493,24 +472,24 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		if err != nil || len(raw) != 1 {
 			actErr = fmt.Errorf("no log entry %d", req.Activation)
 		} else if act, actErr = ledger.ParseEntry(raw[0]); actErr == nil {
-			firstAt, firstOK = activationOf(tx, act.Actor.CertFingerprint, act.RequestID)
+			firstAt, firstOK = state.ActivationOf(tx, act.Actor.CertFingerprint, act.RequestID)
 		}
-		_, dup = releaseOf(tx, req.Activation, n.cfg.NodeID)
+		_, dup = state.ReleaseOf(tx, req.Activation, n.cfg.NodeID)
 		dup = dup || n.released.has(req.Activation)
 		return nil
 	})
 	if err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	// The KEK record as of the state just read (the cache is dropped at
 	// every applied change of a KEK).
 	if k, found, err := n.cachedKEK(req.KEKID); err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	} else if found {
 		if v, ok := k.Version(req.Version); ok {
 			pol, kv = k.Policy, v
 			if pub, err = v.Public(k.ID); err != nil {
-				return ReleaseResponse{}, err
+				return peer.ReleaseResponse{}, err
 			}
 		}
 	}
@@ -575,21 +554,21 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 	// The release is committed before the share leaves, and remembered
 	// here until the state machine's index surely has it.
 	if _, err := n.Append(ctx, e); err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	n.released.record(req.Activation)
 	sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
 	if err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	defer sh.Zeroize()
 	rel := kek.Release{From: n.cfg.NodeID, To: from, Activation: req.Activation, Index: hs.Index}
 	sealed, err := kek.SealRelease(crand.Reader, n.cfg.Cluster, pub, rel, toKEM, sh)
 	if err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	n.m.sharesReleased.Add(1)
-	return ReleaseResponse{Index: hs.Index, Sealed: sealed}, nil
+	return peer.ReleaseResponse{Index: hs.Index, Sealed: sealed}, nil
 }
 
 // appliedIndex is the raft index of the last command this node applied.

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // clock is a settable leader clock.
@@ -84,7 +84,7 @@ func (f *officers) bundle(name string) string { return string(f.signer(name).Pub
 
 func (f *officers) init(quorum int, names ...string) {
 	f.t.Helper()
-	in := keysvc.Init{Quorum: quorum, DefaultThreshold: 2}
+	in := state.Init{Quorum: quorum, DefaultThreshold: 2}
 	for _, n := range names {
 		in.Officers = append(in.Officers, f.bundle(n))
 	}
@@ -112,7 +112,7 @@ func (f *officers) sign(name string, p ceremony.Proposal) []byte {
 	return sig.Marshal()
 }
 
-func (f *officers) propose(p ceremony.Proposal, signed bool) (keysvc.Ceremony, error) {
+func (f *officers) propose(p ceremony.Proposal, signed bool) (state.Ceremony, error) {
 	b, err := p.Marshal()
 	if err != nil {
 		f.t.Fatal(err)
@@ -124,7 +124,7 @@ func (f *officers) propose(p ceremony.Proposal, signed bool) (keysvc.Ceremony, e
 	return f.n.Propose(ctxT(f.t, 10*time.Second), b, p.Proposer, sig, officerActor(p.Proposer))
 }
 
-func (f *officers) mustPropose(p ceremony.Proposal, signed bool) keysvc.Ceremony {
+func (f *officers) mustPropose(p ceremony.Proposal, signed bool) state.Ceremony {
 	f.t.Helper()
 	c, err := f.propose(p, signed)
 	if err != nil {
@@ -133,7 +133,7 @@ func (f *officers) mustPropose(p ceremony.Proposal, signed bool) keysvc.Ceremony
 	return c
 }
 
-func (f *officers) approve(name string, p ceremony.Proposal) (keysvc.Ceremony, error) {
+func (f *officers) approve(name string, p ceremony.Proposal) (state.Ceremony, error) {
 	return f.n.Approve(ctxT(f.t, 10*time.Second), p.ID, name, f.sign(name, p), officerActor(name))
 }
 
@@ -161,7 +161,7 @@ func (f *officers) entries(types ...string) []ledger.Entry {
 
 func wantRefusal(t *testing.T, err error, code string) {
 	t.Helper()
-	var r *keysvc.CeremonyRefusal
+	var r *state.CeremonyRefusal
 	if !errors.As(err, &r) || r.Code != code {
 		t.Fatalf("got %v, want a refusal %s", err, code)
 	}
@@ -177,7 +177,7 @@ func TestInitOnce(t *testing.T) {
 		t.Fatalf("propose before init: %v, want ErrNotInitialized", err)
 	}
 	ctx := ctxT(t, 10*time.Second)
-	for name, in := range map[string]keysvc.Init{
+	for name, in := range map[string]state.Init{
 		"quorum one":     {Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 1, DefaultThreshold: 2},
 		"quorum over":    {Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 3, DefaultThreshold: 2},
 		"same officer":   {Officers: []string{f.bundle("alice"), f.bundle("alice")}, Quorum: 2, DefaultThreshold: 2},
@@ -193,11 +193,11 @@ func TestInitOnce(t *testing.T) {
 	if st := f.n.Status(); st.Initialized {
 		t.Fatal("initialized after refused inits")
 	}
-	if err := f.n.Init(ctx, keysvc.Init{Officers: []string{f.bundle("alice"), f.bundle("bob"), f.bundle("carol")},
+	if err := f.n.Init(ctx, state.Init{Officers: []string{f.bundle("alice"), f.bundle("bob"), f.bundle("carol")},
 		Quorum: 2, DefaultThreshold: 2, Regions: []string{"NL", "DE"}}, operatorActor); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.n.Init(ctx, keysvc.Init{Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 2, DefaultThreshold: 2}, operatorActor); !errors.Is(err, keysvc.ErrAlreadyInitialized) {
+	if err := f.n.Init(ctx, state.Init{Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 2, DefaultThreshold: 2}, operatorActor); !errors.Is(err, keysvc.ErrAlreadyInitialized) {
 		t.Fatalf("second init: %v, want ErrAlreadyInitialized", err)
 	}
 	st := f.n.Status()
@@ -255,7 +255,7 @@ func TestCeremonyRefusals(t *testing.T) {
 	t.Run("approvals", func(t *testing.T) {
 		p := f.proposal("alice", ceremony.QuorumSet{M: 3})
 		c := f.mustPropose(p, false) // proposing without a signature is not approving
-		if c.Status != keysvc.StatusPending || len(c.Approvals) != 0 {
+		if c.Status != state.StatusPending || len(c.Approvals) != 0 {
 			t.Fatalf("after propose: %+v", c)
 		}
 		if _, err := f.propose(p, false); err == nil {
@@ -279,7 +279,7 @@ func TestCeremonyRefusals(t *testing.T) {
 		_, err = f.approve("carol", p)
 		wantRefusal(t, err, string(ceremony.CodeExpired))
 		c, _, _ = f.n.Ceremony(p.ID)
-		if c.Status != keysvc.StatusRefused || c.Code != string(ceremony.CodeExpired) || len(c.Approvals) != 1 {
+		if c.Status != state.StatusRefused || c.Code != string(ceremony.CodeExpired) || len(c.Approvals) != 1 {
 			t.Fatalf("expired proposal: %+v", c)
 		}
 		_, err = f.approve("carol", p)
@@ -320,11 +320,11 @@ func TestCeremonyExecutes(t *testing.T) {
 	add := f.proposal("alice", ceremony.OfficerAdd{ID: "dave", Bundle: f.bundle("dave"), Fingerprint: f.signer("dave").Public().Fingerprint()})
 	other := f.proposal("bob", ceremony.QuorumSet{M: 3}) // open while add executes
 	f.mustPropose(other, true)
-	if c := f.mustPropose(add, true); c.Status != keysvc.StatusPending || len(c.Approvals) != 1 {
+	if c := f.mustPropose(add, true); c.Status != state.StatusPending || len(c.Approvals) != 1 {
 		t.Fatalf("after signed propose: %+v", c)
 	}
 	c, err := f.approve("carol", add)
-	if err != nil || c.Status != keysvc.StatusExecuted {
+	if err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("approve add: %+v, %v", c, err)
 	}
 	st := f.n.Status()
@@ -338,7 +338,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	// The new officer approves: quorum.set 3.
 	q := f.proposal("dave", ceremony.QuorumSet{M: 3})
 	f.mustPropose(q, true)
-	if c, err := f.approve("alice", q); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("alice", q); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("approve quorum.set: %+v, %v", c, err)
 	}
 	if st := f.n.Status(); st.Quorum != 3 || st.StateVersion != 3 {
@@ -349,7 +349,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	rm := f.proposal("alice", ceremony.OfficerRemove{ID: "dave"})
 	f.mustPropose(rm, true)
 	f.approve("bob", rm)
-	if c, err := f.approve("carol", rm); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("carol", rm); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("remove dave: %+v, %v", c, err)
 	}
 	_, err = f.propose(f.proposal("dave", ceremony.QuorumSet{M: 2}), true)
@@ -358,7 +358,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	f.mustPropose(rm2, true)
 	f.approve("bob", rm2)
 	c, err = f.approve("carol", rm2)
-	if err != nil || c.Status != keysvc.StatusRefused || c.Code != errcode.BelowQuorum {
+	if err != nil || c.Status != state.StatusRefused || c.Code != errcode.BelowQuorum {
 		t.Fatalf("remove below quorum: %+v, %v", c, err)
 	}
 
@@ -366,13 +366,13 @@ func TestCeremonyExecutes(t *testing.T) {
 	rs := f.proposal("alice", ceremony.RegionsSet{Regions: []string{"FR"}})
 	f.mustPropose(rs, true)
 	f.approve("bob", rs)
-	if c, _ := f.approve("carol", rs); c.Status != keysvc.StatusRefused || c.Code != errcode.RegionInUse {
+	if c, _ := f.approve("carol", rs); c.Status != state.StatusRefused || c.Code != errcode.RegionInUse {
 		t.Fatalf("regions.set without n1's region: %+v", c)
 	}
 	rs = f.proposal("alice", ceremony.RegionsSet{Regions: []string{"DE", "FR"}})
 	f.mustPropose(rs, true)
 	f.approve("bob", rs)
-	if c, _ := f.approve("carol", rs); c.Status != keysvc.StatusExecuted {
+	if c, _ := f.approve("carol", rs); c.Status != state.StatusExecuted {
 		t.Fatalf("regions.set: %+v", c)
 	}
 	if st := f.n.Status(); strings.Join(st.AllowedRegions, ",") != "DE,FR" || st.StateVersion != 5 {
@@ -407,7 +407,7 @@ func TestNodeCeremonies(t *testing.T) {
 	add := f.proposal("alice", ceremony.NodeAdd{ID: "n2", Region: keysvctest.Region("n2"), RaftAddr: n2.Info().RaftAddr,
 		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys, KEM: n2.Info().KEM})
 	f.mustPropose(add, true)
-	if c, err := f.approve("bob", add); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("bob", add); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("node.add: %+v, %v", c, err)
 	}
 	f.c.WaitConverged()
@@ -427,12 +427,12 @@ func TestNodeCeremonies(t *testing.T) {
 	again := f.proposal("alice", ceremony.NodeAdd{ID: "n2", Region: keysvctest.Region("n2"), RaftAddr: n2.Info().RaftAddr,
 		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys, KEM: n2.Info().KEM})
 	f.mustPropose(again, true)
-	if c, _ := f.approve("bob", again); c.Status != keysvc.StatusRefused || c.Code != "node_conflict" {
+	if c, _ := f.approve("bob", again); c.Status != state.StatusRefused || c.Code != "node_conflict" {
 		t.Fatalf("node.add again: %+v", c)
 	}
 	rm := f.proposal("bob", ceremony.NodeRemove{ID: "n2"})
 	f.mustPropose(rm, true)
-	if c, err := f.approve("alice", rm); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("alice", rm); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("node.remove: %+v, %v", c, err)
 	}
 	keysvctest.WaitFor(t, "n2 out of the raft configuration", func() bool { return len(f.n.Status().Members) == 1 })
@@ -463,7 +463,7 @@ func TestNodeCeremonies(t *testing.T) {
 	if st := f.n.Status(); st.StateVersion != 3 {
 		t.Errorf("state version %d after a refused join, want 3", st.StateVersion)
 	}
-	if c, err := f.approve("bob", open); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("bob", open); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("open proposal after a refused join: %+v, %v", c, err)
 	}
 }

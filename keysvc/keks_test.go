@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -36,7 +36,7 @@ func testPolicy(t int, escrowM int) ceremony.Policy {
 
 // run proposes ps by alice and has bob approve it; it returns the ceremony
 // as it stands after bob's approval.
-func (f *officers) run(ps ceremony.Params) keysvc.Ceremony {
+func (f *officers) run(ps ceremony.Params) state.Ceremony {
 	f.t.Helper()
 	p := f.proposal("alice", ps)
 	f.mustPropose(p, true)
@@ -47,25 +47,25 @@ func (f *officers) run(ps ceremony.Params) keysvc.Ceremony {
 	return c
 }
 
-func (f *officers) mustExecute(ps ceremony.Params) keysvc.Ceremony {
+func (f *officers) mustExecute(ps ceremony.Params) state.Ceremony {
 	f.t.Helper()
 	c := f.run(ps)
-	if c.Status != keysvc.StatusExecuted {
+	if c.Status != state.StatusExecuted {
 		f.t.Fatalf("%s: %s (%s: %s), want executed", ps.Operation(), c.Status, c.Code, c.Reason)
 	}
 	return c
 }
 
-func (f *officers) mustRefuse(ps ceremony.Params, code string) keysvc.Ceremony {
+func (f *officers) mustRefuse(ps ceremony.Params, code string) state.Ceremony {
 	f.t.Helper()
 	c := f.run(ps)
-	if c.Status != keysvc.StatusRefused || c.Code != code {
+	if c.Status != state.StatusRefused || c.Code != code {
 		f.t.Fatalf("%s: %s (%s: %s), want refused %s", ps.Operation(), c.Status, c.Code, c.Reason, code)
 	}
 	return c
 }
 
-func (f *officers) kek(id string) keysvc.KEK {
+func (f *officers) kek(id string) state.KEK {
 	f.t.Helper()
 	k, found, err := f.n.KEK(id)
 	if err != nil || !found {
@@ -375,7 +375,7 @@ func TestKEKEscrowRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := f.approve("bob", p)
-	if err != nil || c.Status != keysvc.StatusExecuted {
+	if err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("recovery: %v, %s %s %s", err, c.Status, c.Code, c.Reason)
 	}
 	after := f.kek("vault").Versions[0]
@@ -439,7 +439,7 @@ func BenchmarkKEKCreateCeremony(b *testing.B) {
 		bundles = append(bundles, string(s.Public().Marshal()))
 	}
 	ctx := context.Background()
-	if err := n.Init(ctx, keysvc.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+	if err := n.Init(ctx, state.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
 		b.Fatal(err)
 	}
 	sign := func(name string, p ceremony.Proposal) []byte {
@@ -460,7 +460,7 @@ func BenchmarkKEKCreateCeremony(b *testing.B) {
 			b.Fatal(err)
 		}
 		c, err := n.Approve(ctx, id, "bob", sign("bob", p), officerActor("bob"))
-		if err != nil || c.Status != keysvc.StatusExecuted {
+		if err != nil || c.Status != state.StatusExecuted {
 			b.Fatalf("%v %s %s", err, c.Code, c.Reason)
 		}
 	}
@@ -483,7 +483,7 @@ func TestKEKConcurrentApprovals(t *testing.T) {
 	var refused int
 	for range 2 {
 		if err := <-errs; err != nil {
-			var r *keysvc.CeremonyRefusal
+			var r *state.CeremonyRefusal
 			if !errors.As(err, &r) || r.Code != string(ceremony.CodeClosed) {
 				t.Fatalf("approval: %v", err)
 			}
@@ -531,7 +531,7 @@ func TestKEKEscrowRecoveryPartialLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c, err := f.approve("bob", p); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("bob", p); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("recovery: %v %s %s", err, c.Code, c.Reason)
 	}
 	key, err := f.reconstitute("vault", 1, "n1", "n2", "n3")

@@ -17,14 +17,14 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -102,26 +102,26 @@ func allowedIdentity(p ceremony.Policy, unwrap bool, who identity.Identity) *den
 }
 
 // lookup returns KEK id's record, or a denial.
-func (n *Node) lookup(ctx context.Context, id string) (KEK, *denyErr, error) {
+func (n *Node) lookup(ctx context.Context, id string) (state.KEK, *denyErr, error) {
 	if err := wrapkey.ValidateKEKID(id); err != nil {
-		return KEK{}, deny(errcode.UnknownKEK, "%q is not a kek id", id), nil
+		return state.KEK{}, deny(errcode.UnknownKEK, "%q is not a kek id", id), nil
 	}
 	k, found, err := n.cachedKEK(id)
 	if err != nil {
-		return KEK{}, nil, err
+		return state.KEK{}, nil, err
 	}
 	if !found {
 		// Not here yet, or not at all: only a node that has applied what
 		// the leader committed may say "unknown".
 		if err := n.CatchUp(ctx); err != nil {
-			return KEK{}, deny(errcode.NotCaughtUp, "kek %q is not known to this node, which could not catch up with the leader to be sure (%v); retry", id, err), nil
+			return state.KEK{}, deny(errcode.NotCaughtUp, "kek %q is not known to this node, which could not catch up with the leader to be sure (%v); retry", id, err), nil
 		}
 		if k, found, err = n.cachedKEK(id); err != nil {
-			return KEK{}, nil, err
+			return state.KEK{}, nil, err
 		}
 	}
 	if !found {
-		return KEK{}, deny(errcode.UnknownKEK, "no kek %q", id), nil
+		return state.KEK{}, deny(errcode.UnknownKEK, "no kek %q", id), nil
 	}
 	return k, nil, nil
 }
@@ -131,7 +131,7 @@ func (n *Node) lookup(ctx context.Context, id string) (KEK, *denyErr, error) {
 type kekCache struct {
 	mu   sync.Mutex
 	gen  uint64
-	recs map[string]KEK
+	recs map[string]state.KEK
 }
 
 // generation changes whenever this node applies a command that may change
@@ -151,7 +151,7 @@ func (c *kekCache) invalidate() {
 
 // cachedKEK is KEK, from the cache when it can. The record's slices are
 // shared: callers must not modify them.
-func (n *Node) cachedKEK(id string) (KEK, bool, error) {
+func (n *Node) cachedKEK(id string) (state.KEK, bool, error) {
 	c := &n.kekRecs
 	c.mu.Lock()
 	k, ok := c.recs[id]
@@ -167,7 +167,7 @@ func (n *Node) cachedKEK(id string) (KEK, bool, error) {
 	c.mu.Lock()
 	if c.gen == gen {
 		if c.recs == nil {
-			c.recs = map[string]KEK{}
+			c.recs = map[string]state.KEK{}
 		}
 		c.recs[id] = k
 	}
@@ -176,7 +176,7 @@ func (n *Node) cachedKEK(id string) (KEK, bool, error) {
 }
 
 // latestActive returns the highest active version of k.
-func latestActive(k *KEK) (*KEKVersion, *denyErr) {
+func latestActive(k *state.KEK) (*state.KEKVersion, *denyErr) {
 	for i := len(k.Versions) - 1; i >= 0; i-- {
 		if k.Versions[i].State == ledger.KEKActive {
 			return &k.Versions[i], nil
@@ -186,7 +186,7 @@ func latestActive(k *KEK) (*KEKVersion, *denyErr) {
 }
 
 // usable returns version ver of k if it may unwrap.
-func usable(k *KEK, ver uint32) (*KEKVersion, *denyErr) {
+func usable(k *state.KEK, ver uint32) (*state.KEKVersion, *denyErr) {
 	v, ok := k.Version(ver)
 	switch {
 	case !ok:
@@ -232,7 +232,7 @@ func opEntry(typ string, caller Caller, requestID, kekID string, ver uint32, c w
 // repeat of a denial logged lately is folded (denials.go); its Entry is the
 // one that opened the fold.
 func (n *Node) logDenial(ctx context.Context, e ledger.Entry, d *denyErr) error {
-	e.Outcome, e.Reason = ledger.OutcomeDenied, clip(d.code+": "+d.reason)
+	e.Outcome, e.Reason = ledger.OutcomeDenied, state.Clip(d.code+": "+d.reason)
 	i, err := n.denials.logDenial(ctx, e)
 	if err != nil {
 		return err
@@ -259,7 +259,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 	if err != nil {
 		return Wrapped{}, err
 	}
-	var v *KEKVersion
+	var v *state.KEKVersion
 	if d == nil {
 		d = allowed(k.Policy, false, caller.ID, c)
 	}
@@ -390,7 +390,7 @@ func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wr
 
 // unwrapCore checks and opens blob with KEK k, logging nothing: the
 // blob's version (0 if it does not parse), the data key or a refusal.
-func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.Context, blob []byte, bk *batchKeys) ([]byte, uint32, *denyErr, error) {
+func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *state.KEK, c wrapkey.Context, blob []byte, bk *batchKeys) ([]byte, uint32, *denyErr, error) {
 	b, err := wrapkey.Parse(blob)
 	if err != nil {
 		return nil, 0, deny(errcode.MalformedBlob, "%v", err), nil
@@ -516,7 +516,7 @@ func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []
 	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(ctx, id)
 	if err == nil && d == nil {
-		var v *KEKVersion
+		var v *state.KEKVersion
 		v, d = latestActive(&k)
 		if d == nil {
 			forEach(len(items), func(i int) {
@@ -624,7 +624,7 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 	}
 	e.Details["items_sha256"] = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if ok == 0 {
-		e.Outcome, e.Reason = ledger.OutcomeDenied, clip("no item succeeded: "+e.Details["denied"])
+		e.Outcome, e.Reason = ledger.OutcomeDenied, state.Clip("no item succeeded: "+e.Details["denied"])
 	}
 	idx, err := n.Append(ctx, e)
 	if err != nil {
@@ -666,7 +666,7 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 	delete(w.Details, "context")
 	w.Details["withdraws"] = strconv.FormatUint(idx, 10)
 	w.Details["items"] = strconv.Itoa(len(withdrawn))
-	w.Outcome, w.Reason = ledger.OutcomeDenied, clip("withdrawn after entry "+strconv.FormatUint(idx, 10)+": a kek change committed meanwhile")
+	w.Outcome, w.Reason = ledger.OutcomeDenied, state.Clip("withdrawn after entry "+strconv.FormatUint(idx, 10)+": a kek change committed meanwhile")
 	widx, err := n.Append(ctx, w)
 	for i, d := range withdrawn {
 		clear(out[i].Plaintext)
@@ -679,9 +679,9 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 
 // PublicKey returns version ver of KEK id's public key, its state and the
 // log index of the ceremony.execute entry that created (dealt) it.
-func (n *Node) PublicKey(id string, ver uint32) (pub []byte, state string, created uint64, err error) {
+func (n *Node) PublicKey(id string, ver uint32) (pub []byte, kstate string, created uint64, err error) {
 	err = n.state.view(func(tx *bbolt.Tx) error {
-		k, found, err := getKEK(tx, id)
+		k, found, err := state.GetKEK(tx, id)
 		if err != nil {
 			return err
 		}
@@ -689,8 +689,8 @@ func (n *Node) PublicKey(id string, ver uint32) (pub []byte, state string, creat
 		if !found || !ok {
 			return fmt.Errorf("%w: kek %q v%d", ErrUnknownKEK, id, ver)
 		}
-		pub, state, created = v.PublicKey, v.State, v.Created
+		pub, kstate, created = v.PublicKey, v.State, v.Created
 		return nil
 	})
-	return pub, state, created, err
+	return pub, kstate, created, err
 }

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -256,7 +256,7 @@ func benchKEKTTL(b *testing.B, ttl time.Duration) *keysvc.Node {
 		bundles = append(bundles, string(s.Public().Marshal()))
 	}
 	ctx := context.Background()
-	if err := n.Init(ctx, keysvc.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+	if err := n.Init(ctx, state.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
 		b.Fatal(err)
 	}
 	id, _ := ceremony.NewID(rand.Reader)
@@ -274,7 +274,7 @@ func benchKEKTTL(b *testing.B, ttl time.Duration) *keysvc.Node {
 	if _, err := n.Propose(ctx, raw, "alice", sign("alice"), officerActor("alice")); err != nil {
 		b.Fatal(err)
 	}
-	if c, err := n.Approve(ctx, id, "bob", sign("bob"), officerActor("bob")); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := n.Approve(ctx, id, "bob", sign("bob"), officerActor("bob")); err != nil || c.Status != state.StatusExecuted {
 		b.Fatalf("%v %s", err, c.Reason)
 	}
 	return n

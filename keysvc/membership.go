@@ -15,6 +15,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // reverifyEvery is how often established raft and peer connections are
@@ -47,13 +48,13 @@ func (n *Node) verifyMember(cert *x509.Certificate) error {
 		return fmt.Errorf("node %s: certificate revoked by entry %d: %s", id.Name, r.Entry, r.Reason)
 	}
 	var (
-		rec     nodeRecord
+		rec     state.NodeRecord
 		found   bool
 		genesis bool
 	)
 	if err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		genesis = genesisDone(tx)
-		rec, found, err = getNode(tx, id.Name)
+		genesis = state.GenesisDone(tx)
+		rec, found, err = state.GetNode(tx, id.Name)
 		return err
 	}); err != nil {
 		return err

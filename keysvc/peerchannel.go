@@ -10,17 +10,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
-
-	"github.com/custos-eu/custos/keysvc/errcode"
 
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/internal/strictjson"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/peer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -163,7 +162,7 @@ func (n *Node) servePeerAppend(ctx context.Context, from string, body []byte) (a
 		default:
 			return nil, fmt.Errorf("%w: entry %d is attributed to node %q; node %q may forward only its own", ErrForgedEntry, i, e.Node, from)
 		}
-		if slices.Contains(reservedTypes, e.Type) {
+		if state.Reserved(e.Type) {
 			return nil, badRequest("entry %d: type %q is the state machine's own", i, e.Type)
 		}
 		check := e // the leader stamps index and time; the rest must be valid now
@@ -187,7 +186,7 @@ func (n *Node) servePeerAppend(ctx context.Context, from string, body []byte) (a
 func (n *Node) nodeActor(id string) ledger.Actor {
 	a := ledger.Actor{Identity: identity.Identity{Cluster: n.cfg.Cluster, Name: id, Role: identity.RoleNode}.String(), Role: string(identity.RoleNode)}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		if r, found, err := getNode(tx, id); err == nil && found {
+		if r, found, err := state.GetNode(tx, id); err == nil && found {
 			a = Actor(identity.Identity{Cluster: n.cfg.Cluster, Name: id, Role: identity.RoleNode, Region: r.Region}, nil)
 			a.CertFingerprint = r.Cert
 		}
@@ -246,7 +245,7 @@ type peerForwarder struct{ n *Node }
 // target finds the member registered with API address api.
 func (f *peerForwarder) target(api string) (id, addr string, err error) {
 	err = f.n.state.view(func(tx *bbolt.Tx) error {
-		return forNodes(tx, func(r nodeRecord) error {
+		return state.ForNodes(tx, func(r state.NodeRecord) error {
 			if r.APIAddr == api && !r.Removed {
 				id, addr = r.ID, r.RaftAddr
 			}
@@ -319,8 +318,8 @@ func (f *peerForwarder) ForwardAttest(ctx context.Context, leaderAPI string, req
 	return f.call(ctx, leaderAPI, callAttest, req, nil)
 }
 
-func (f *peerForwarder) ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error) {
-	var resp ReleaseResponse
+func (f *peerForwarder) ReleaseShare(ctx context.Context, peerAPI string, req peer.ReleaseRequest) (peer.ReleaseResponse, error) {
+	var resp peer.ReleaseResponse
 	return resp, f.call(ctx, peerAPI, callRelease, req, &resp)
 }
 

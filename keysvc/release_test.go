@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/peer"
 	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
@@ -28,10 +28,10 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	f, ctx, c, w := vaultFixture(t, 60*time.Second)
 	f.c.WaitConverged()
 	liar := f.c.Follower() // the compromised member
-	var peer *keysvc.Node  // a peer it asks
+	var asked *keysvc.Node // a peer it asks
 	for _, id := range []string{"n1", "n2", "n3"} {
 		if n := f.c.Node(id); n != nil && n != liar {
-			peer = n
+			asked = n
 			break
 		}
 	}
@@ -89,25 +89,25 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	cases := []struct {
 		name string
 		from string
-		req  keysvc.ReleaseRequest
+		req  peer.ReleaseRequest
 		code string
 	}{
-		{"no activation at that index", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: notActivation, Context: c}, errcode.ReleaseNoActivation},
-		{"an index beyond the log", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: 1 << 40, Context: c}, errcode.ReleaseNotCaughtUp},
-		{"forged client name", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forgedName), Context: c}, errcode.ReleaseSignature},
-		{"tampered signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(tampered), Context: c}, errcode.ReleaseSignature},
-		{"replayed client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(replay), Context: c}, errcode.ReleaseReplayed},
-		{"stale client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(stale), Context: c}, errcode.ReleaseSignature},
-		{"signed for another version", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(otherVersion), Context: c}, errcode.ReleaseSignature},
-		{"region-denied agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agentFR, nil)), Context: c}, errcode.ReleaseDenied},
-		{"an officer is no agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(officerCert, nil)), Context: c}, errcode.ReleaseDenied},
-		{"context other than signed", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agent, nil)), Context: wrapkey.Context{"dataset": "finance"}}, errcode.ReleaseSignature},
-		{"another node's activation", "n9", keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseNotMember},
-		{"to the peer itself", peer.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseToSelf},
+		{"no activation at that index", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: notActivation, Context: c}, errcode.ReleaseNoActivation},
+		{"an index beyond the log", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: 1 << 40, Context: c}, errcode.ReleaseNotCaughtUp},
+		{"forged client name", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forgedName), Context: c}, errcode.ReleaseSignature},
+		{"tampered signature", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(tampered), Context: c}, errcode.ReleaseSignature},
+		{"replayed client signature", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(replay), Context: c}, errcode.ReleaseReplayed},
+		{"stale client signature", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(stale), Context: c}, errcode.ReleaseSignature},
+		{"signed for another version", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(otherVersion), Context: c}, errcode.ReleaseSignature},
+		{"region-denied agent", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agentFR, nil)), Context: c}, errcode.ReleaseDenied},
+		{"an officer is no agent", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(officerCert, nil)), Context: c}, errcode.ReleaseDenied},
+		{"context other than signed", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agent, nil)), Context: wrapkey.Context{"dataset": "finance"}}, errcode.ReleaseSignature},
+		{"another node's activation", "n9", peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseNotMember},
+		{"to the peer itself", asked.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseToSelf},
 	}
-	before := peer.Metrics().SharesRelease
+	before := asked.Metrics().SharesRelease
 	for _, tc := range cases {
-		_, err := peer.ReleaseShare(ctx, tc.from, tc.req)
+		_, err := asked.ReleaseShare(ctx, tc.from, tc.req)
 		if !errors.Is(err, keysvc.ErrReleaseRefused) || !strings.Contains(err.Error(), tc.code) {
 			t.Errorf("%s: %v, want refusal %s", tc.name, err, tc.code)
 		}
@@ -119,13 +119,13 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 		if p == nil || p == liar {
 			continue
 		}
-		_, err1 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
-		_, err2 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
+		_, err1 := p.ReleaseShare(ctx, liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
+		_, err2 := p.ReleaseShare(ctx, liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
 		if err2 == nil || !strings.Contains(err2.Error(), errcode.ReleaseDuplicate) {
 			t.Errorf("%s: second release for one activation: %v (first: %v)", p.Info().ID, err2, err1)
 		}
 	}
-	if got := peer.Metrics().SharesRelease - before; got > 1 {
+	if got := asked.Metrics().SharesRelease - before; got > 1 {
 		t.Errorf("peer released %d shares to the liar, want at most the one the genuine activation allowed", got)
 	}
 	// Every refusal is in the log, with its code.
@@ -228,7 +228,7 @@ func TestReleaseRefusesRevokedClient(t *testing.T) {
 		if p == nil || p == liar {
 			continue
 		}
-		_, err := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: i, Context: c})
+		_, err := p.ReleaseShare(ctx, liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: i, Context: c})
 		if !errors.Is(err, keysvc.ErrReleaseRefused) || !strings.Contains(err.Error(), "revoked") {
 			t.Errorf("%s released for a revoked agent: %v", id, err)
 		}

@@ -6,13 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 func ident(role identity.Role, name, region string) identity.Identity {
@@ -21,7 +21,7 @@ func ident(role identity.Role, name, region string) identity.Identity {
 
 // revokedEverywhere waits until every running node reports id (with
 // certificate fp) revoked by entry, and returns the leader's record.
-func revokedEverywhere(t *testing.T, c *keysvctest.Cluster, id identity.Identity, fp string, entry uint64) keysvc.Revocation {
+func revokedEverywhere(t *testing.T, c *keysvctest.Cluster, id identity.Identity, fp string, entry uint64) state.Revocation {
 	t.Helper()
 	for _, n := range c.Running() {
 		keysvctest.WaitFor(t, n.Info().ID+" applies the revocation of "+id.String(), func() bool {

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // TestScreenedFloodCostsNoRaftWrites is the attack of an officer
@@ -42,7 +42,7 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 	if got := f.entries(ledger.TypeDenied); len(got) != 3 {
 		t.Fatalf("%d ceremony.denied entries before the window closed, want 3", len(got))
 	}
-	if c, _, _ := f.n.Ceremony(p.ID); c.Status != keysvc.StatusPending || len(c.Approvals) != 1 {
+	if c, _, _ := f.n.Ceremony(p.ID); c.Status != state.StatusPending || len(c.Approvals) != 1 {
 		t.Fatalf("the proposal changed: %+v", c)
 	}
 

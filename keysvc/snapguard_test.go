@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // head returns the tree head of s's log, as Node.Checkpoint signs it.
@@ -118,7 +119,7 @@ func TestSnapshotRefusedOlderState(t *testing.T) {
 	run(t, src, cmds[8:], 9)
 	snapNew := snapshotBytes(t, src)
 	forged := editSnapshot(t, snapOld, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyApplied, u64(1000))
+		return state.MarkApplied(tx, 1000)
 	})
 
 	n := newTestState(t)
@@ -159,7 +160,7 @@ func TestSnapshotRefusedDiverging(t *testing.T) {
 	}
 	snapOther := snapshotBytes(t, other)
 	ahead := editSnapshot(t, snapOther, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyApplied, u64(9))
+		return state.MarkApplied(tx, 9)
 	})
 
 	n := newTestState(t)
@@ -219,8 +220,8 @@ func TestSnapshotCatchUpAfterSigning(t *testing.T) {
 	}
 
 	foreign := editSnapshot(t, snap, func(tx *bbolt.Tx) error {
-		return errors.Join(tx.Bucket(bucketMeta).Put(keyCluster, []byte("other")),
-			tx.Bucket(bucketMeta).Put(keyApplied, u64(1000)))
+		return errors.Join(tx.Bucket([]byte("meta")).Put([]byte("cluster"), []byte("other")),
+			state.MarkApplied(tx, 1000))
 	})
 	behind := newTestState(t)
 	run(t, behind, cmds[:8], 1)

@@ -19,14 +19,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 )
 
 // Bounds of the daemon's waits.
@@ -62,10 +62,10 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 			log.Warn("custosd: closing the HSM token", slog.Any("err", cerr))
 		}
 	}()
-	signer, err := tok.Signer(keysvc.LabelTLS)
+	signer, err := tok.Signer(nodetls.LabelTLS)
 	if errors.Is(err, hsm.ErrKeyNotFound) {
 		return &configError{fmt.Errorf("tls: the HSM token %q holds no node TLS key (%s): run `custosd -config FILE -csr` "+
-			"to make it and a certificate request, and have the cluster CA sign the request into %s", cfg.HSM.TokenLabel, keysvc.LabelTLS, cfg.TLS.Cert)}
+			"to make it and a certificate request, and have the cluster CA sign the request into %s", cfg.HSM.TokenLabel, nodetls.LabelTLS, cfg.TLS.Cert)}
 	}
 	if err != nil {
 		return fmt.Errorf("tls: node TLS key: %w", err)

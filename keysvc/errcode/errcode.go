@@ -54,9 +54,11 @@ const (
 	NotProposer        = "not_proposer"        // 403: the certificate's name is not the proposal's proposer
 	ProposalExists     = "proposal_exists"     // 409: a proposal with that id was already submitted
 	UnknownProposal    = "unknown_proposal"    // 404: no proposal with that id
-	// NotSupportedYet is no longer returned: every ceremony operation
-	// executes since this release. Kept for clients talking to older nodes.
-	NotSupportedYet = "not_supported_yet" // 422: an operation the node's version cannot execute
+	// NotSupportedYet: 501 when the server behind the API does not serve a
+	// route (a service built without it). Nodes of earlier releases also
+	// answered it (422) to proposals of operations they could not execute;
+	// this release executes them all.
+	NotSupportedYet = "not_supported_yet"
 )
 
 // Refusals of an approved ceremony by the state (the reason of a

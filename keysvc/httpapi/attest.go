@@ -13,12 +13,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // attestationKinds are the entry types agents may attest, with the detail
@@ -75,7 +75,7 @@ var attestRoles = []identity.Role{identity.RoleAgent, identity.RoleOperator}
 // also implements it (*keysvc.Node does) serves it, and any other answers
 // 501 not_supported_yet.
 type DrillService interface {
-	Drills(ctx context.Context, dataset string) ([]keysvc.Drill, error)
+	Drills(ctx context.Context, dataset string) ([]state.Drill, error)
 }
 
 var _ DrillService = (*keysvc.Node)(nil)

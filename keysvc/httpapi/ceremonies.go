@@ -8,27 +8,27 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/go-chi/chi/v5"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // CeremonyService is what the officer and ceremony routes need; a Service
 // that also implements it (*keysvc.Node does) serves them, and any other
 // answers them 501 not_supported_yet.
 type CeremonyService interface {
-	Init(ctx context.Context, in keysvc.Init, actor ledger.Actor) error
-	Propose(ctx context.Context, proposal []byte, officer string, sig []byte, actor ledger.Actor) (keysvc.Ceremony, error)
-	Approve(ctx context.Context, id, officer string, sig []byte, actor ledger.Actor) (keysvc.Ceremony, error)
+	Init(ctx context.Context, in state.Init, actor ledger.Actor) error
+	Propose(ctx context.Context, proposal []byte, officer string, sig []byte, actor ledger.Actor) (state.Ceremony, error)
+	Approve(ctx context.Context, id, officer string, sig []byte, actor ledger.Actor) (state.Ceremony, error)
 	Initialized() (bool, error)
-	Ceremonies() ([]keysvc.Ceremony, error)
-	Ceremony(id string) (keysvc.Ceremony, bool, error)
-	Officers() ([]keysvc.Officer, error)
+	Ceremonies() ([]state.Ceremony, error)
+	Ceremony(id string) (state.Ceremony, bool, error)
+	Officers() ([]state.Officer, error)
 }
 
 var _ CeremonyService = (*keysvc.Node)(nil)
@@ -51,7 +51,7 @@ func (a *api) init(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, maxInitBody, &in, false); err != nil {
 		return err
 	}
-	err = cs.Init(r.Context(), keysvc.Init{Officers: in.Officers, Quorum: in.Quorum, DefaultThreshold: in.DefaultThreshold, Regions: in.Regions}, callerOf(r.Context()).actor)
+	err = cs.Init(r.Context(), state.Init{Officers: in.Officers, Quorum: in.Quorum, DefaultThreshold: in.DefaultThreshold, Regions: in.Regions}, callerOf(r.Context()).actor)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (a *api) initialized() (CeremonyService, error) {
 	return cs, nil
 }
 
-func (a *api) wireCeremony(c keysvc.Ceremony) client.Ceremony {
+func (a *api) wireCeremony(c state.Ceremony) client.Ceremony {
 	out := client.Ceremony{ID: c.ID, Proposal: c.Proposal, Status: c.Status, Code: c.Code, Reason: c.Reason,
 		Approvals: make([]client.Approval, 0, len(c.Approvals)), Proposed: c.Proposed, Closed: c.Closed}
 	for _, ap := range c.Approvals {
@@ -214,8 +214,6 @@ func refusalStatus(code string) int {
 	case string(ceremony.CodeExpired), string(ceremony.CodeSuperseded), string(ceremony.CodeClosed),
 		string(ceremony.CodeDuplicateApprover), errcode.ProposalExists:
 		return http.StatusConflict
-	case errcode.NotSupportedYet:
-		return http.StatusUnprocessableEntity
 	}
 	return http.StatusBadRequest
 }
@@ -223,7 +221,7 @@ func refusalStatus(code string) int {
 // classifyCeremony maps the errors of init and ceremonies; ok is false for
 // any other error.
 func classifyCeremony(err error) (mapping, bool) {
-	var cr *keysvc.CeremonyRefusal
+	var cr *state.CeremonyRefusal
 	switch {
 	case errors.As(err, &cr):
 		return mapping{status: refusalStatus(cr.Code), code: cr.Code, message: cr.Reason, level: slog.LevelInfo}, true

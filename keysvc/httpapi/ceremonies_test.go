@@ -7,14 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 func wantCode(t *testing.T, what string, err error, status int, code string) {
@@ -80,7 +79,7 @@ func TestCeremonyRoutes(t *testing.T) {
 	}
 
 	p, cer, err := propose("alice", ceremony.QuorumSet{M: 3}, true)
-	if err != nil || cer.Status != keysvc.StatusPending || len(cer.Approvals) != 1 || cer.Description == "" || cer.Operation != "quorum.set" {
+	if err != nil || cer.Status != state.StatusPending || len(cer.Approvals) != 1 || cer.Description == "" || cer.Operation != "quorum.set" {
 		t.Fatalf("propose: %+v, %v", cer, err)
 	}
 	b, _ := p.Marshal()
@@ -102,13 +101,13 @@ func TestCeremonyRoutes(t *testing.T) {
 	wantCode(t, "agent lists ceremonies", err, 403, errcode.Forbidden)
 
 	cer, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(sign1(t, signers["bob"], p))})
-	if err != nil || cer.Status != keysvc.StatusExecuted || len(cer.Approvals) != 2 || cer.Closed == 0 {
+	if err != nil || cer.Status != state.StatusExecuted || len(cer.Approvals) != 2 || cer.Closed == 0 {
 		t.Fatalf("approve: %+v, %v", cer, err)
 	}
 	c.WaitConverged()
 	aud := e.sdk(t, identity.RoleAuditor, "audit", "NL", fURL)
 	got, err := aud.Ceremony(ctx, p.ID)
-	if err != nil || got.Status != keysvc.StatusExecuted || got.Proposal != string(b) {
+	if err != nil || got.Status != state.StatusExecuted || got.Proposal != string(b) {
 		t.Fatalf("show: %+v, %v", got, err)
 	}
 	list, err := aud.Ceremonies(ctx)

@@ -11,11 +11,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -153,7 +153,7 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	rid := requestID(r.Context())
 	var (
 		ke *keysvc.KeyOpError
-		cr *keysvc.CeremonyRefusal
+		cr *state.CeremonyRefusal
 	)
 	switch {
 	case errors.As(err, &ke) && ke.Entry != 0:

@@ -13,12 +13,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // GET /v1/sys/health: 200 when the node is ready, else 503 not_ready.
@@ -222,7 +222,7 @@ func (a *api) join(w http.ResponseWriter, r *http.Request) error {
 		a.logDenied(r, ledger.TypeJoin, reason, map[string]string{"node.id": info.ID, "node.region": info.Region})
 		return forbidden(reason)
 	}
-	if err := a.svc.AddNode(r.Context(), keysvc.NodeInfo(info), c.actor); err != nil {
+	if err := a.svc.AddNode(r.Context(), state.NodeInfo(info), c.actor); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, client.JoinResult{Node: info.ID, Leader: a.nodeID})

@@ -19,8 +19,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,14 +27,16 @@ import (
 	"github.com/custos-eu/custos/internal/strictjson"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // Service is what the handlers need from a node; *keysvc.Node implements
 // it. Its methods must be safe for concurrent use.
 type Service interface {
-	Info() keysvc.NodeInfo
+	Info() state.NodeInfo
 	Leader() keysvc.Leader
 	Status() keysvc.Status
 	Ready() error
@@ -47,12 +47,12 @@ type Service interface {
 	NodeKeys() ([]ledger.NodeKey, error)
 	Append(ctx context.Context, e ledger.Entry) (uint64, error)
 	AppendBatch(ctx context.Context, entries []ledger.Entry) (uint64, error)
-	AddNode(ctx context.Context, info keysvc.NodeInfo, actor ledger.Actor) error
+	AddNode(ctx context.Context, info state.NodeInfo, actor ledger.Actor) error
 	Metrics() keysvc.Metrics
 	// Revoked reports whether the certificate with fingerprint held by id
 	// is revoked (by fingerprint, or by id's role and name). It is called
 	// on every request, so it must be cheap.
-	Revoked(id identity.Identity, fingerprint string) (keysvc.Revocation, bool)
+	Revoked(id identity.Identity, fingerprint string) (state.Revocation, bool)
 }
 
 var _ Service = (*keysvc.Node)(nil)

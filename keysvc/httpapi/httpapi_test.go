@@ -11,14 +11,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -395,7 +395,7 @@ func TestJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	added := e.fake.Added()
-	if res != (client.JoinResult{Node: "n2", Leader: "n1"}) || len(added) != 1 || added[0].Info != keysvc.NodeInfo(info) ||
+	if res != (client.JoinResult{Node: "n2", Leader: "n1"}) || len(added) != 1 || added[0].Info != state.NodeInfo(info) ||
 		added[0].Actor.Identity != "custos://test/node/n2?region=FR" || added[0].Actor.Role != "node" {
 		t.Errorf("join %+v, added %+v", res, added)
 	}

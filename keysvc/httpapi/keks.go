@@ -11,18 +11,18 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/go-chi/chi/v5"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // KEKService is what the KEK routes need; *keysvc.Node implements it.
 type KEKService interface {
-	KEKs() ([]keysvc.KEK, error)
-	KEK(id string) (keysvc.KEK, bool, error)
+	KEKs() ([]state.KEK, error)
+	KEK(id string) (state.KEK, bool, error)
 	DestructionCertificate(id string, version uint32) (keysvc.DestructionCertificate, error)
 	HoldEscrowShare(pid, officer string, share []byte) error
 }
@@ -54,7 +54,7 @@ func (a *api) catchUp(r *http.Request) error {
 	return nil
 }
 
-func wireKEK(k keysvc.KEK) client.KEK {
+func wireKEK(k state.KEK) client.KEK {
 	pol, _ := k.Policy.MarshalJSON() // strings and integers: cannot fail
 	out := client.KEK{ID: k.ID, Policy: pol, Created: k.Created, Versions: make([]client.KEKVersion, 0, len(k.Versions))}
 	if h := k.LegalHold; h != nil {

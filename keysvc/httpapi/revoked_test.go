@@ -9,15 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // certFingerprint is identity.Fingerprint of the certificate in files.
@@ -76,7 +75,7 @@ func TestRevokedCertificateRefused(t *testing.T) {
 	}
 
 	fp := certFingerprint(t, a1)
-	e.fake.Revoke(keysvc.Revocation{Fingerprint: fp, Entry: 7, Reason: "laptop stolen"})
+	e.fake.Revoke(state.Revocation{Fingerprint: fp, Entry: 7, Reason: "laptop stolen"})
 	id1 := "custos://test/agent/agent-1?region=FR"
 	for _, path := range []string{"/v1/sys/health", "/v1/ledger/checkpoint", "/v1/keks", "/v1/openapi.yaml", "/no/such/route"} {
 		wantRevoked(t, c1, e.srv.URL+path, fp, id1, "7", "laptop stolen")
@@ -84,7 +83,7 @@ func TestRevokedCertificateRefused(t *testing.T) {
 	wantOK(t, c1b, health) // another certificate of the same identity
 	wantOK(t, c2, health)
 
-	e.fake.Revoke(keysvc.Revocation{Identity: "agent/agent-1", Entry: 9, Reason: "host decommissioned"})
+	e.fake.Revoke(state.Revocation{Identity: "agent/agent-1", Entry: 9, Reason: "host decommissioned"})
 	wantRevoked(t, c1b, health, certFingerprint(t, a1b), "custos://test/agent/agent-1?region=DE", "9", "host decommissioned")
 	wantOK(t, c2, health)
 	// The refusal is in the node's log with the request id.

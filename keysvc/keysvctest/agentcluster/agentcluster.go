@@ -23,6 +23,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 type swapHandler struct{ h atomic.Pointer[http.Handler] }
@@ -180,7 +181,7 @@ func (o *Officers) Execute(tb testing.TB, params ceremony.Params) string {
 		tb.Fatal(err)
 	}
 	cer, err := o.bob.Approve(ctx, id, client.ApproveRequest{Officer: "bob", Signature: o.Sign(tb, "bob", p)})
-	if err != nil || cer.Status != keysvc.StatusExecuted {
+	if err != nil || cer.Status != state.StatusExecuted {
 		tb.Fatalf("%s: %+v, %v", params.Operation(), cer, err)
 	}
 	o.converged()

@@ -1,7 +1,7 @@
 // Raft commands: a versioned JSON envelope, proposed by the leader and
 // applied by every node's state machine, and the result Apply returns.
 
-package keysvc
+package state
 
 import (
 	"bytes"
@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -30,48 +30,58 @@ const commandVersion = 1
 //	ledger.TypePropose     proposal, officer, signature (optional), actor, time
 //	ledger.TypeApprove     proposal_id, officer, signature, kek or prep_error (dealt ceremonies), actor, time
 //	ledger.TypeAttest      node_id, attest, actor, time: a node destroyed its sealing key
-const cmdLedgerAppend = "ledger.append"
+const CmdLedgerAppend = "ledger.append"
+
+// MaxAppendBatch is the most entries one ledger.append command carries.
+const MaxAppendBatch = 4096
+
+// reservedTypes are the entry types only the state machine writes.
+var reservedTypes = []string{ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.TypeNodeRemove, ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove, ledger.TypeExecute, ledger.TypeRefuse, ledger.TypeDestroyed}
+
+// Reserved reports whether entries of type typ are the state machine's
+// own: no append (not even a leader's) may carry one.
+func Reserved(typ string) bool { return slices.Contains(reservedTypes, typ) }
 
 // timeFormat is how commands carry the leader's time: the entry time format.
-const timeFormat = "2006-01-02T15:04:05.000000000Z"
+const TimeFormat = "2006-01-02T15:04:05.000000000Z"
 
 // command is the envelope of every raft command. Encoding: one compact JSON
 // object, fields in this order, empty ones omitted, nothing HTML-escaped;
 // entries come last, embedded as their exact canonical bytes. Decoding is
 // strict: unknown fields, trailing data and other versions are rejected.
-type command struct {
+type Command struct {
 	V              int               `json:"v"`
 	Type           string            `json:"type"`
 	Time           string            `json:"time,omitempty"`      // leader's clock, timeFormat
 	ServedBy       string            `json:"served_by,omitempty"` // node that proposed it: the entries' "node"
-	Actor          *actorJSON        `json:"actor,omitempty"`
+	Actor          *ActorJSON        `json:"actor,omitempty"`
 	Cluster        string            `json:"cluster,omitempty"`
 	AllowedRegions []string          `json:"allowed_regions,omitempty"`
 	Node           *NodeInfo         `json:"node,omitempty"`
 	NodeID         string            `json:"node_id,omitempty"`
-	Init           *initJSON         `json:"init,omitempty"`
+	Init           *InitJSON         `json:"init,omitempty"`
 	Proposal       string            `json:"proposal,omitempty"` // canonical proposal bytes
 	ProposalID     string            `json:"proposal_id,omitempty"`
 	Officer        string            `json:"officer,omitempty"`    // the submitting officer (certificate name)
 	Signature      []byte            `json:"signature,omitempty"`  // officer.Signature canonical JSON
-	KEK            *kekMaterial      `json:"kek,omitempty"`        // a dealt version, with the approval that executes it
+	KEK            *KEKMaterial      `json:"kek,omitempty"`        // a dealt version, with the approval that executes it
 	PrepError      string            `json:"prep_error,omitempty"` // why the leader could not deal it
-	Attest         *attestJSON       `json:"attest,omitempty"`
+	Attest         *Attestation      `json:"attest,omitempty"`
 	Entries        []json.RawMessage `json:"entries,omitempty"` // last: encodeCommand writes it by hand
 }
 
-type actorJSON struct {
+type ActorJSON struct {
 	Identity        string `json:"identity"`
 	Role            string `json:"role,omitempty"`
 	Region          string `json:"region,omitempty"`
 	CertFingerprint string `json:"cert_fingerprint,omitempty"`
 }
 
-func toActorJSON(a ledger.Actor) *actorJSON {
-	return &actorJSON{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
+func ToActorJSON(a ledger.Actor) *ActorJSON {
+	return &ActorJSON{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
 }
 
-func (a *actorJSON) actor() ledger.Actor {
+func (a *ActorJSON) actor() ledger.Actor {
 	if a == nil {
 		return ledger.Actor{}
 	}
@@ -79,7 +89,7 @@ func (a *actorJSON) actor() ledger.Actor {
 }
 
 // encodeCommand returns c's envelope with c.V set to commandVersion.
-func encodeCommand(c *command) ([]byte, error) {
+func Encode(c *Command) ([]byte, error) {
 	c.V = commandVersion
 	head := *c
 	head.Entries = nil
@@ -111,10 +121,10 @@ func encodeCommand(c *command) ([]byte, error) {
 }
 
 // decodeCommand parses an envelope. Its errors are *CommandError.
-func decodeCommand(data []byte) (*command, error) {
+func Decode(data []byte) (*Command, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var c command
+	var c Command
 	if err := dec.Decode(&c); err != nil {
 		return nil, cmdErr("", "malformed command: %v", err)
 	}
@@ -125,19 +135,19 @@ func decodeCommand(data []byte) (*command, error) {
 		return nil, cmdErr(c.Type, "command version %d, want %d", c.V, commandVersion)
 	}
 	switch c.Type {
-	case cmdLedgerAppend, ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.TypeNodeRemove, ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove, ledger.TypeAttest:
+	case CmdLedgerAppend, ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.TypeNodeRemove, ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove, ledger.TypeAttest:
 	default:
 		return nil, cmdErr(c.Type, "unknown command type")
 	}
 	return &c, nil
 }
 
-func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
-func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(timeFormat, s)
-	if err != nil || formatTime(t) != s {
-		return time.Time{}, fmt.Errorf("time %q is not %s", s, timeFormat)
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(TimeFormat, s)
+	if err != nil || FormatTime(t) != s {
+		return time.Time{}, fmt.Errorf("time %q is not %s", s, TimeFormat)
 	}
 	return t, nil
 }
@@ -145,7 +155,7 @@ func parseTime(s string) (time.Time, error) {
 // result is what Apply returns to the proposer: where the command's log
 // entries went, and whether the request was carried out or denied (a denied
 // request is logged and committed like any other; it is not a CommandError).
-type result struct {
+type Result struct {
 	First   uint64 `json:"first"` // index of the first entry appended
 	Count   uint64 `json:"count"` // entries appended
 	Outcome string `json:"outcome"`
@@ -167,17 +177,17 @@ var denials = map[string]error{
 	errcode.InvalidInit:        ErrInvalidInit,
 }
 
-func decodeResult(data []byte) (result, error) {
-	var r result
+func DecodeResult(data []byte) (Result, error) {
+	var r Result
 	if err := json.Unmarshal(data, &r); err != nil {
 		return r, fmt.Errorf("keysvc: unexpected state machine result: %w", err)
 	}
 	return r, nil
 }
 
-// err returns nil for an ok result, the denial's sentinel wrapped with the
+// Err returns nil for an ok result, the denial's sentinel wrapped with the
 // reason otherwise.
-func (r result) err() error {
+func (r Result) Err() error {
 	if r.Outcome == string(ledger.OutcomeOK) {
 		return nil
 	}

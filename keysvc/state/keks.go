@@ -9,7 +9,7 @@
 // whose every part Apply checks. A destroyed version's HSM keys are
 // destroyed by each node after it applies the destroy (kekreconcile.go).
 
-package keysvc
+package state
 
 import (
 	"bytes"
@@ -21,12 +21,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/cloudflare/circl/group"
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
@@ -113,7 +112,7 @@ func (e *KEKEscrow) Record() (*kek.EscrowRecord, error) {
 		Commitments: c, Link: link, Sealed: slices.Clone(e.Sealed)}, nil
 }
 
-func escrowOf(rec *kek.EscrowRecord) (*KEKEscrow, error) {
+func EscrowOf(rec *kek.EscrowRecord) (*KEKEscrow, error) {
 	if rec == nil {
 		return nil, nil
 	}
@@ -179,7 +178,7 @@ func hashHex(b []byte) string {
 
 // kekMaterial is a dealt KEK version, as the leader proposes it with the
 // approval that executes kek.create, kek.rotate or escrow.recover.
-type kekMaterial struct {
+type KEKMaterial struct {
 	KEKID       string      `json:"kek_id"`
 	Version     uint32      `json:"version"`
 	Threshold   int         `json:"threshold"`
@@ -190,24 +189,24 @@ type kekMaterial struct {
 }
 
 // attestJSON is a node's destruction attestation (command kek.attest).
-type attestJSON struct {
+type Attestation struct {
 	KEKID     string `json:"kek_id"`
 	Version   uint32 `json:"version"`
 	Statement []byte `json:"statement"`
 }
 
-func getKEK(tx *bbolt.Tx, id string) (KEK, bool, error) {
+func GetKEK(tx *bbolt.Tx, id string) (KEK, bool, error) {
 	return getRecord[KEK](tx, bucketKEKs, id, "kek")
 }
 
 func putKEK(tx *bbolt.Tx, k KEK) error { return putJSON(tx.Bucket(bucketKEKs), k.ID, k) }
 
-func forKEKs(tx *bbolt.Tx, fn func(KEK) error) error { return forRecords(tx, bucketKEKs, "kek", fn) }
+func ForKEKs(tx *bbolt.Tx, fn func(KEK) error) error { return forRecords(tx, bucketKEKs, "kek", fn) }
 
 // activeNodes returns the registered nodes, in id order.
-func activeNodes(tx *bbolt.Tx) ([]nodeRecord, error) {
-	var out []nodeRecord
-	err := forNodes(tx, func(r nodeRecord) error {
+func ActiveNodes(tx *bbolt.Tx) ([]NodeRecord, error) {
+	var out []NodeRecord
+	err := ForNodes(tx, func(r NodeRecord) error {
 		if !r.Removed {
 			out = append(out, r)
 		}
@@ -219,7 +218,7 @@ func activeNodes(tx *bbolt.Tx) ([]nodeRecord, error) {
 // activeOfficerRecords returns the active officers, in id order.
 func activeOfficerRecords(tx *bbolt.Tx) ([]Officer, error) {
 	var out []Officer
-	err := forOfficers(tx, func(o Officer) error {
+	err := ForOfficers(tx, func(o Officer) error {
 		if o.Active {
 			out = append(out, o)
 		}
@@ -230,7 +229,7 @@ func activeOfficerRecords(tx *bbolt.Tx) ([]Officer, error) {
 
 // nodeKey returns the recorded checkpoint keys of node id.
 func nodeKey(tx *bbolt.Tx, id string) (ledger.NodeKey, error) {
-	r, found, err := getNode(tx, id)
+	r, found, err := GetNode(tx, id)
 	if err != nil {
 		return ledger.NodeKey{}, err
 	}
@@ -248,7 +247,7 @@ func nodeKey(tx *bbolt.Tx, id string) (ledger.NodeKey, error) {
 // a threshold the nodes can meet, regions the cluster allows, an escrow
 // quorum the officers can meet.
 func checkPolicy(tx *bbolt.Tx, p ceremony.Policy) (string, error) {
-	nodes, err := activeNodes(tx)
+	nodes, err := ActiveNodes(tx)
 	if err != nil {
 		return "", err
 	}
@@ -287,7 +286,7 @@ type escrowWant struct {
 // share, with a statement it signed over exactly these facts; pub, when
 // set, is the public key the material must have (a recovery); esc, when
 // set, the escrow it must carry. It returns a reason for a refusal.
-func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *kekMaterial, pub []byte, esc *escrowWant) (string, error) {
+func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *KEKMaterial, pub []byte, esc *escrowWant) (string, error) {
 	if m.KEKID != id || m.Version != ver || m.Threshold != t {
 		return fmt.Sprintf("material is for kek %q v%d t=%d, want %q v%d t=%d", m.KEKID, m.Version, m.Threshold, id, ver, t), nil
 	}
@@ -301,7 +300,7 @@ func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *kekMateri
 	if err != nil || len(c) != t {
 		return fmt.Sprintf("commitments do not parse as %d commitments", t), nil
 	}
-	nodes, err := activeNodes(tx)
+	nodes, err := ActiveNodes(tx)
 	if err != nil {
 		return "", err
 	}
@@ -354,7 +353,7 @@ func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *kekMateri
 		return "escrow: " + err.Error(), nil
 	}
 	for i, o := range esc.officers {
-		rec, found, err := getOfficer(tx, o)
+		rec, found, err := GetOfficer(tx, o)
 		if err != nil {
 			return "", err
 		}
@@ -393,7 +392,7 @@ func escrowFor(tx *bbolt.Tx, p ceremony.Policy) (*escrowWant, error) {
 }
 
 // newVersion builds the record of a dealt version.
-func newVersion(m *kekMaterial, created uint64, pid string) KEKVersion {
+func newVersion(m *KEKMaterial, created uint64, pid string) KEKVersion {
 	return KEKVersion{Version: m.Version, State: ledger.KEKActive, Threshold: m.Threshold, PublicKey: m.PublicKey,
 		Commitments: m.Commitments, Shares: m.Shares, Escrow: m.Escrow, Created: created, Ceremony: pid}
 }
@@ -407,12 +406,9 @@ func refuse(code, format string, a ...any) *refusal {
 
 // executeKEK carries out a ready KEK, legal hold or escrow proposal. The
 // details go into the ceremony.execute entry; created is that entry's index.
-func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64) (*refusal, map[string]string, error) {
-	id := kekIDOf(p)
-	if id == "" {
-		return refuse(errcode.NotSupportedYet, "operation %s is not supported", p.Operation()), nil, nil
-	}
-	k, found, err := getKEK(tx, id)
+func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *Command, created uint64) (*refusal, map[string]string, error) {
+	id := p.KEKID() // never empty: ParseProposal checked it
+	k, found, err := GetKEK(tx, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -592,71 +588,56 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 
 // applyAttest records a node's statement that it destroyed its sealing key
 // of a destroyed version. A repeated attestation changes nothing.
-func applyAttest(tx *bbolt.Tx, cmd *command) (result, error) {
+func applyAttest(tx *bbolt.Tx, cmd *Command) (Result, error) {
 	typ := cmd.Type
 	t, actor, err := opContext(cmd)
 	if err != nil {
-		return result{}, err
+		return Result{}, err
 	}
 	a := cmd.Attest
 	if a == nil || cmd.NodeID == "" {
-		return result{}, cmdErr(typ, "attest and node_id are required")
+		return Result{}, cmdErr(typ, "attest and node_id are required")
 	}
-	k, found, err := getKEK(tx, a.KEKID)
+	k, found, err := GetKEK(tx, a.KEKID)
 	if err != nil {
-		return result{}, err
+		return Result{}, err
 	}
 	if !found {
-		return result{}, cmdErr(typ, "no kek %q", a.KEKID)
+		return Result{}, cmdErr(typ, "no kek %q", a.KEKID)
 	}
 	v, ok := k.Version(a.Version)
 	if !ok || v.State != ledger.KEKDestroyed {
-		return result{}, cmdErr(typ, "kek %q v%d is not destroyed", a.KEKID, a.Version)
+		return Result{}, cmdErr(typ, "kek %q v%d is not destroyed", a.KEKID, a.Version)
 	}
 	if _, holds := v.Share(cmd.NodeID); !holds {
-		return result{}, cmdErr(typ, "node %q holds no share of kek %q v%d", cmd.NodeID, a.KEKID, a.Version)
+		return Result{}, cmdErr(typ, "node %q holds no share of kek %q v%d", cmd.NodeID, a.KEKID, a.Version)
 	}
 	for _, d := range v.Destructions {
 		if d.Node == cmd.NodeID {
-			return result{First: d.Entry, Outcome: string(ledger.OutcomeOK)}, nil
+			return Result{First: d.Entry, Outcome: string(ledger.OutcomeOK)}, nil
 		}
 	}
 	key, err := nodeKey(tx, cmd.NodeID)
 	if err != nil {
-		return result{}, cmdErr(typ, "%v", err)
+		return Result{}, cmdErr(typ, "%v", err)
 	}
 	text, err := ledger.VerifyStatement(a.Statement, key)
 	if err != nil {
-		return result{}, cmdErr(typ, "%v", err)
+		return Result{}, cmdErr(typ, "%v", err)
 	}
 	cluster := string(tx.Bucket(bucketMeta).Get(keyCluster))
 	if text != ledger.ShareDestroyedStatement(cluster, cmd.NodeID, a.KEKID, a.Version, v.DestroyCeremony) {
-		return result{}, cmdErr(typ, "statement does not attest the destruction of kek %q v%d by node %q", a.KEKID, a.Version, cmd.NodeID)
+		return Result{}, cmdErr(typ, "statement does not attest the destruction of kek %q v%d by node %q", a.KEKID, a.Version, cmd.NodeID)
 	}
 	details := map[string]string{"node.id": cmd.NodeID, "statement": hashHex(a.Statement), "ceremony": v.DestroyCeremony,
 		"label": kek.Label(a.KEKID, a.Version)}
 	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: ledger.TypeDestroyed, KEKID: a.KEKID, KEKVersion: a.Version,
 		Outcome: ledger.OutcomeOK, Details: details})
 	if err != nil {
-		return result{}, err
+		return Result{}, err
 	}
 	v.Destructions = append(v.Destructions, Destruction{Node: cmd.NodeID, Statement: a.Statement, Entry: first})
-	return result{First: first, Count: 1, Outcome: string(ledger.OutcomeOK)}, putKEK(tx, k)
-}
-
-// isKEKOp reports whether op is executed by executeKEK.
-func isKEKOp(op ceremony.Operation) bool {
-	switch op {
-	case ceremony.OpKEKCreate, ceremony.OpKEKRotate, ceremony.OpKEKDisable, ceremony.OpKEKEnable, ceremony.OpKEKDestroy,
-		ceremony.OpKEKPolicy, ceremony.OpLegalHoldSet, ceremony.OpLegalHoldRelease, ceremony.OpEscrowRecover:
-		return true
-	}
-	return false
-}
-
-// dealsKEK reports whether op needs key material dealt before it executes.
-func dealsKEK(op ceremony.Operation) bool {
-	return op == ceremony.OpKEKCreate || op == ceremony.OpKEKRotate || op == ceremony.OpEscrowRecover
+	return Result{First: first, Count: 1, Outcome: string(ledger.OutcomeOK)}, putKEK(tx, k)
 }
 
 // ErrUnknownKEK: no KEK (or no version) by that id.
