@@ -121,6 +121,7 @@ func appendLogged(tx *bbolt.Tx, typ string, entries ...ledger.Entry) (first uint
 	return first, meta.Put(keyLastTime, u64(uint64(last)))
 }
 
+// GenesisDone reports whether the cluster's genesis is applied.
 func GenesisDone(tx *bbolt.Tx) bool { return tx.Bucket(bucketMeta).Get(keyGenesis) != nil }
 
 func applyAppend(tx *bbolt.Tx, cmd *Command) (Result, error) {
@@ -583,6 +584,7 @@ func forRecords[T any](tx *bbolt.Tx, bucket []byte, what string, fn func(T) erro
 	})
 }
 
+// GetNode reads node id's record; found is false when there is none.
 func GetNode(tx *bbolt.Tx, id string) (NodeRecord, bool, error) {
 	return getRecord[NodeRecord](tx, bucketNodes, id, "node")
 }
@@ -595,7 +597,7 @@ func putNode(tx *bbolt.Tx, r NodeRecord) error {
 	return tx.Bucket(bucketNodes).Put([]byte(r.ID), v)
 }
 
-// forNodes calls fn for every node record, in id order.
+// ForNodes calls fn for every node record, in id order.
 func ForNodes(tx *bbolt.Tx, fn func(NodeRecord) error) error {
 	return forRecords(tx, bucketNodes, "node", fn)
 }

@@ -66,6 +66,7 @@ type Init struct {
 	Regions          []string // allowed regions; nil keeps those fixed at bootstrap
 }
 
+// InitJSON is Init as a cluster.init command carries it.
 type InitJSON struct {
 	Officers         []string `json:"officers"`
 	Quorum           int      `json:"quorum"`
@@ -113,6 +114,7 @@ var (
 	keyStateVersion = []byte("state_version")     // 8-byte BE
 )
 
+// Initialized reports whether cluster.init is applied (officers named).
 func Initialized(tx *bbolt.Tx) bool { return tx.Bucket(bucketMeta).Get(keyInit) != nil }
 
 func metaInt(meta *bbolt.Bucket, key []byte) int {
@@ -137,6 +139,7 @@ func bumpMembership(tx *bbolt.Tx) error {
 	return bumpStateVersion(tx)
 }
 
+// GetOfficer reads officer id's record; found is false when there is none.
 func GetOfficer(tx *bbolt.Tx, id string) (Officer, bool, error) {
 	return getRecord[Officer](tx, bucketOfficers, id, "officer")
 }
@@ -149,15 +152,17 @@ func putJSON(b *bbolt.Bucket, key string, v any) error {
 	return b.Put([]byte(key), data)
 }
 
+// ForOfficers calls fn for every officer record, in id order.
 func ForOfficers(tx *bbolt.Tx, fn func(Officer) error) error {
 	return forRecords(tx, bucketOfficers, "officer", fn)
 }
 
+// GetCeremony reads the ceremony of proposal id; found is false when there is none.
 func GetCeremony(tx *bbolt.Tx, id string) (Ceremony, bool, error) {
 	return getRecord[Ceremony](tx, bucketCeremonies, id, "ceremony")
 }
 
-// rules reads the cluster's ceremony rules.
+// Rules reads the cluster's ceremony rules.
 func Rules(tx *bbolt.Tx) (ceremony.Rules, error) {
 	meta := tx.Bucket(bucketMeta)
 	r := ceremony.Rules{Cluster: string(meta.Get(keyCluster)), Quorum: metaInt(meta, keyQuorum)}
@@ -170,7 +175,7 @@ func Rules(tx *bbolt.Tx) (ceremony.Rules, error) {
 	return r, err
 }
 
-// verifier checks signatures with the officers' recorded bundles: parsing
+// Verifier checks signatures with the officers' recorded bundles: parsing
 // and verifying are deterministic, so this runs inside Apply.
 func Verifier(tx *bbolt.Tx) ceremony.VerifyFunc {
 	return func(id string, digest [32]byte, sig []byte) error {
@@ -315,7 +320,7 @@ func applyInit(tx *bbolt.Tx, index uint64, cmd *Command) (Result, error) {
 	return Result{First: first, Count: 1, Outcome: string(ledger.OutcomeOK)}, nil
 }
 
-// clip bounds a refusal reason to what a log entry field holds, on a
+// Clip bounds a refusal reason to what a log entry field holds, on a
 // UTF-8 boundary.
 func Clip(s string) string {
 	const max = ledger.MaxFieldLen - 24
@@ -329,7 +334,7 @@ func Clip(s string) string {
 	return s[:i] + " …"
 }
 
-// isProposalID reports whether s has the form of a proposal id.
+// IsProposalID reports whether s has the form of a proposal id.
 func IsProposalID(s string) bool {
 	if len(s) != 32 {
 		return false
@@ -342,7 +347,7 @@ func IsProposalID(s string) bool {
 	return true
 }
 
-// refusalCode is the code of a ceremony decision's error, or "" with err
+// RefusalCode is the code of a ceremony decision's error, or "" with err
 // itself when it is not a refusal (the caller's bug: a storage failure or
 // inconsistent state).
 func RefusalCode(err error) (string, string) {

@@ -20,7 +20,7 @@ import (
 const commandVersion = 1
 
 // Command types. Unknown types are rejected (deterministically). Besides
-// cmdLedgerAppend (entries: canonical entries with index 0; Apply numbers
+// CmdLedgerAppend (entries: canonical entries with index 0; Apply numbers
 // them), a command is named after the entry it logs:
 //
 //	ledger.TypeGenesis     cluster, allowed_regions, node, actor, time
@@ -42,10 +42,10 @@ var reservedTypes = []string{ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.Type
 // own: no append (not even a leader's) may carry one.
 func Reserved(typ string) bool { return slices.Contains(reservedTypes, typ) }
 
-// timeFormat is how commands carry the leader's time: the entry time format.
+// TimeFormat is how commands carry the leader's time: the entry time format.
 const TimeFormat = "2006-01-02T15:04:05.000000000Z"
 
-// command is the envelope of every raft command. Encoding: one compact JSON
+// Command is the envelope of every raft command. Encoding: one compact JSON
 // object, fields in this order, empty ones omitted, nothing HTML-escaped;
 // entries come last, embedded as their exact canonical bytes. Decoding is
 // strict: unknown fields, trailing data and other versions are rejected.
@@ -67,9 +67,10 @@ type Command struct {
 	KEK            *KEKMaterial      `json:"kek,omitempty"`        // a dealt version, with the approval that executes it
 	PrepError      string            `json:"prep_error,omitempty"` // why the leader could not deal it
 	Attest         *Attestation      `json:"attest,omitempty"`
-	Entries        []json.RawMessage `json:"entries,omitempty"` // last: encodeCommand writes it by hand
+	Entries        []json.RawMessage `json:"entries,omitempty"` // last: Encode writes it by hand
 }
 
+// ActorJSON is a command's actor: the entries' ledger.Actor.
 type ActorJSON struct {
 	Identity        string `json:"identity"`
 	Role            string `json:"role,omitempty"`
@@ -77,6 +78,7 @@ type ActorJSON struct {
 	CertFingerprint string `json:"cert_fingerprint,omitempty"`
 }
 
+// ToActorJSON is a's form in a command.
 func ToActorJSON(a ledger.Actor) *ActorJSON {
 	return &ActorJSON{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
 }
@@ -88,7 +90,7 @@ func (a *ActorJSON) actor() ledger.Actor {
 	return ledger.Actor{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
 }
 
-// encodeCommand returns c's envelope with c.V set to commandVersion.
+// Encode returns c's envelope with c.V set to commandVersion.
 func Encode(c *Command) ([]byte, error) {
 	c.V = commandVersion
 	head := *c
@@ -120,7 +122,7 @@ func Encode(c *Command) ([]byte, error) {
 	return append(out, "]}"...), nil
 }
 
-// decodeCommand parses an envelope. Its errors are *CommandError.
+// Decode parses an envelope. Its errors are *CommandError.
 func Decode(data []byte) (*Command, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -142,8 +144,10 @@ func Decode(data []byte) (*Command, error) {
 	return &c, nil
 }
 
+// FormatTime is t as commands carry it (TimeFormat, UTC).
 func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
+// ParseTime parses a command's time, which must be in TimeFormat exactly.
 func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(TimeFormat, s)
 	if err != nil || FormatTime(t) != s {
@@ -152,7 +156,7 @@ func ParseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// result is what Apply returns to the proposer: where the command's log
+// Result is what Apply returns to the proposer: where the command's log
 // entries went, and whether the request was carried out or denied (a denied
 // request is logged and committed like any other; it is not a CommandError).
 type Result struct {
@@ -177,6 +181,7 @@ var denials = map[string]error{
 	errcode.InvalidInit:        ErrInvalidInit,
 }
 
+// DecodeResult parses what Apply returned for a command.
 func DecodeResult(data []byte) (Result, error) {
 	var r Result
 	if err := json.Unmarshal(data, &r); err != nil {

@@ -95,13 +95,13 @@ func lookupIndex(tx *bbolt.Tx, bucket, key []byte) (uint64, bool) {
 	return getU64(b, key), true
 }
 
-// activationOf returns the first activation of request id by the
+// ActivationOf returns the first activation of request id by the
 // certificate with fingerprint fp.
 func ActivationOf(tx *bbolt.Tx, fp, requestID string) (uint64, bool) {
 	return lookupIndex(tx, bucketActivations, activationKey(fp, requestID))
 }
 
-// releaseOf returns node's first release for the activation at index a.
+// ReleaseOf returns node's first release for the activation at index a.
 func ReleaseOf(tx *bbolt.Tx, a uint64, node string) (uint64, bool) {
 	return lookupIndex(tx, bucketReleases, releaseKey(a, node))
 }

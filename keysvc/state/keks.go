@@ -5,9 +5,10 @@
 //
 // Apply never touches an HSM: key material is dealt and sealed by the
 // leader and the nodes before the approval that executes a create, rotate
-// or recovery is proposed (kekprep.go), and reaches Apply as a kekMaterial
-// whose every part Apply checks. A destroyed version's HSM keys are
-// destroyed by each node after it applies the destroy (kekreconcile.go).
+// or recovery is proposed (keysvc's kekprep.go), and reaches Apply as a
+// KEKMaterial whose every part Apply checks. A destroyed version's HSM
+// keys are destroyed by each node after it applies the destroy (keysvc's
+// kekreconcile.go).
 
 package state
 
@@ -112,6 +113,7 @@ func (e *KEKEscrow) Record() (*kek.EscrowRecord, error) {
 		Commitments: c, Link: link, Sealed: slices.Clone(e.Sealed)}, nil
 }
 
+// EscrowOf is the record of an escrow as a KEK version keeps it.
 func EscrowOf(rec *kek.EscrowRecord) (*KEKEscrow, error) {
 	if rec == nil {
 		return nil, nil
@@ -176,7 +178,7 @@ func hashHex(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// kekMaterial is a dealt KEK version, as the leader proposes it with the
+// KEKMaterial is a dealt KEK version, as the leader proposes it with the
 // approval that executes kek.create, kek.rotate or escrow.recover.
 type KEKMaterial struct {
 	KEKID       string      `json:"kek_id"`
@@ -188,22 +190,24 @@ type KEKMaterial struct {
 	Escrow      *KEKEscrow  `json:"escrow,omitempty"`
 }
 
-// attestJSON is a node's destruction attestation (command kek.attest).
+// Attestation is a node's destruction attestation (command kek.attest).
 type Attestation struct {
 	KEKID     string `json:"kek_id"`
 	Version   uint32 `json:"version"`
 	Statement []byte `json:"statement"`
 }
 
+// GetKEK reads KEK id's record; found is false when there is none.
 func GetKEK(tx *bbolt.Tx, id string) (KEK, bool, error) {
 	return getRecord[KEK](tx, bucketKEKs, id, "kek")
 }
 
 func putKEK(tx *bbolt.Tx, k KEK) error { return putJSON(tx.Bucket(bucketKEKs), k.ID, k) }
 
+// ForKEKs calls fn for every KEK record, in id order.
 func ForKEKs(tx *bbolt.Tx, fn func(KEK) error) error { return forRecords(tx, bucketKEKs, "kek", fn) }
 
-// activeNodes returns the registered nodes, in id order.
+// ActiveNodes returns the registered nodes, in id order.
 func ActiveNodes(tx *bbolt.Tx) ([]NodeRecord, error) {
 	var out []NodeRecord
 	err := ForNodes(tx, func(r NodeRecord) error {

@@ -1,5 +1,5 @@
 // The node table's records: what a node is registered with, and the
-// rules its description follows.
+// Rules its description follows.
 
 package state
 
@@ -116,7 +116,7 @@ func printable(s string) bool {
 		strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) < 0
 }
 
-// nodeRecord is a node table row. Removed nodes stay, so that their keys
+// NodeRecord is a node table row. Removed nodes stay, so that their keys
 // keep verifying the checkpoints they signed.
 type NodeRecord struct {
 	NodeInfo

@@ -33,6 +33,7 @@ type Revocation struct {
 	Time        string `json:"time"` // the revoking command's time (timeFormat)
 }
 
+// Key is r's key in the revocations bucket (and RevocationSet).
 func (r Revocation) Key() string {
 	if r.Fingerprint != "" {
 		return fingerprintKey(r.Fingerprint)
@@ -167,9 +168,10 @@ func executedNodeRemoval(tx *bbolt.Tx, id string, after uint64) (Ceremony, bool,
 	return out, found, err
 }
 
-// revocations is an immutable snapshot of the revocations bucket.
+// RevocationSet is a snapshot of the revocations bucket, by Revocation.Key.
 type RevocationSet map[string]Revocation
 
+// ReadRevocations reads every revocation.
 func ReadRevocations(tx *bbolt.Tx) (RevocationSet, error) {
 	out := RevocationSet{}
 	err := tx.Bucket(bucketRevocations).ForEach(func(k, v []byte) error {
