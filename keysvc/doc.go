@@ -40,6 +40,7 @@
 // Sentinels for what callers branch on (ErrNotLeader, ErrNoQuorum,
 // ErrRegionNotAllowed, …; the state machine's verdicts are package
 // state's, re-exported); *NotLeaderError carries the leader's ID and API
-// address; *CommandError is the state machine's deterministic rejection.
+// address; a *state.CommandError (wrapped in a *raft.CommandError) is the
+// state machine's deterministic rejection.
 // Package keysvctest runs in-memory clusters of nodes for tests.
 package keysvc

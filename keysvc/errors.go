@@ -73,11 +73,6 @@ var (
 	ErrUnknownKEK          = state.ErrUnknownKEK
 )
 
-// CommandError is the state machine's deterministic rejection of a
-// committed command (state.CommandError). Node methods return it wrapped
-// (in a *raft.CommandError); use errors.As.
-type CommandError = state.CommandError
-
 // NotLeaderError is returned by leader-only operations on another node. It
 // matches ErrNotLeader (and raft.ErrNotLeader) with errors.Is. LeaderID and
 // LeaderAPI (the leader's API base URL, from the node table) are empty when

@@ -28,22 +28,16 @@ import (
 
 const stateFile = "state.db"
 
-// stateDB implements raft.StateMachine on bbolt.
+// stateDB implements raft.StateMachine on bbolt: Apply runs state.Apply
+// (deterministic, idempotent by raft index; see package state) in one
+// write transaction per command.
 //
-// Apply is deterministic: it reads only the command and the database (no
-// clock, HSM, randomness or network); whatever varies (entry times) comes in
-// the command. It is idempotent by raft index: the index of the last applied
-// command is stored in the same transaction as its effects, and a command at
-// or below it is skipped, so the entries raft replays after a restart (those
-// after its latest snapshot) change nothing that is already on disk.
-//
-// A command the state machine rejects (malformed, unknown type, invalid in
-// the current state) leaves the state unchanged but for the applied index,
-// and returns a *CommandError. A storage failure is not a verdict: the state
-// machine then stops (every later Apply and Snapshot fails with
-// ErrStateBroken, without touching the database) so the node cannot diverge
-// or snapshot a state that lacks commands; a restart replays from the last
-// good state.
+// A command the state machine rejects leaves the state unchanged but for
+// the applied index, and returns a *state.CommandError. A storage failure
+// is not a verdict: the state machine then stops (every later Apply and
+// Snapshot fails with ErrStateBroken, without touching the database) so
+// the node cannot diverge or snapshot a state that lacks commands; a
+// restart replays from the last good state.
 type stateDB struct {
 	path   string
 	noSync bool
@@ -174,7 +168,7 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 	var (
 		applied state.Applied
 		logSize uint64
-		reject  *CommandError
+		reject  *state.CommandError
 	)
 	err := db.Update(func(tx *bbolt.Tx) error {
 		var err error

@@ -112,9 +112,9 @@ func run(t *testing.T, s *stateDB, cmds [][]byte, from uint64) []applied {
 		res, err := s.Apply(from+uint64(i), c)
 		a := applied{res: res}
 		if err != nil {
-			var ce *CommandError
+			var ce *state.CommandError
 			if !errors.As(err, &ce) {
-				t.Fatalf("apply %d: %v is not a *CommandError", i, err)
+				t.Fatalf("apply %d: %v is not a *state.CommandError", i, err)
 			}
 			a.err = err.Error()
 		}

@@ -705,7 +705,7 @@ func (k *nodeKeys) signStatement(text string) ([]byte, error) {
 
 // Attest proposes node from's destruction statement. Leader only; the
 // statement, not the caller, is the proof: Apply verifies it with the
-// node's recorded keys, and rejects (a *CommandError) one that does not
+// node's recorded keys, and rejects (a *state.CommandError) one that does not
 // attest a destroyed version from's share was sealed under.
 func (n *Node) Attest(ctx context.Context, from string, req AttestRequest, actor ledger.Actor) error {
 	ctx, cancel := n.bound(ctx)

@@ -205,7 +205,7 @@ func peerAnswer(err error) peer.Answer {
 		nm notMemberError
 		br badRequestError
 		me *strictjson.MalformedError
-		ce *CommandError
+		ce *state.CommandError
 	)
 	code := errcode.Internal
 	switch {

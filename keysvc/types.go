@@ -74,7 +74,7 @@ type Metrics struct {
 	CommitLatency Histogram
 
 	Applied  uint64 // raft commands applied by this node's state machine
-	Rejected uint64 // of those, rejected (CommandError)
+	Rejected uint64 // of those, rejected (state.CommandError)
 	Restores uint64 // snapshots installed into the state database
 	// SnapshotsRefused: snapshots refused because they contradict this
 	// node's log or a checkpoint it signed (ErrSnapshotRefused).

@@ -95,7 +95,7 @@ func classify(err error) mapping {
 			message: "this node is not the leader; the leader is " + nl.LeaderID + " at " + nl.LeaderAPI,
 			leader:  nl, level: slog.LevelDebug}
 	}
-	var ce *keysvc.CommandError
+	var ce *state.CommandError
 	switch {
 	case errors.Is(err, keysvc.ErrNotLeader), errors.Is(err, raft.ErrNotLeader):
 		return mapping{status: http.StatusServiceUnavailable, code: errcode.NoLeader, message: "no leader is known; retry shortly", level: slog.LevelInfo}

@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-eu/custos/keysvc/errcode"
-
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -49,7 +49,7 @@ func TestClassify(t *testing.T) {
 		{keysvc.ErrStateBroken, 503, errcode.Unavailable},
 		{wrap(fmt.Errorf("%w: node n1", keysvc.ErrKeysMismatch)), 503, errcode.Unavailable},
 		{fmt.Errorf("ledger: entry 9 of 3: %w", ledger.ErrIndexOutOfRange), 404, errcode.NotFound},
-		{fmt.Errorf("raft: %w", &keysvc.CommandError{Type: "ledger.append", Err: errors.New("bad")}), 422, errcode.Rejected},
+		{fmt.Errorf("raft: %w", &state.CommandError{Type: "ledger.append", Err: errors.New("bad")}), 422, errcode.Rejected},
 		{context.Canceled, 503, errcode.RequestCanceled},
 		{context.DeadlineExceeded, 503, errcode.NoQuorum},
 		{&hsm.Error{Op: "sign", Label: "custos:node:identity", Err: hsm.ErrDevice}, 500, errcode.Internal},
