@@ -18,53 +18,19 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
+	"github.com/custos-eu/custos/keysvc/peer"
 	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
 
-// ReleaseRequest asks a peer for its share of a KEK version for one
-// activation: the kek.activate entry at log index Activation, which carries
-// the client's signed request. The peer reads that entry from its own log
-// and checks it itself; it takes nothing else on the requester's word but
-// Context, whose hash the client signed.
-type ReleaseRequest struct {
-	KEKID      string `json:"kek_id"`
-	Version    uint32 `json:"version"`
-	Activation uint64 `json:"activation"`
-	// Context is the unwrap's context (single operations; empty for a
-	// batch): the peer checks it against the signed context hash, then the
-	// KEK policy's required fields.
-	Context map[string]string `json:"context,omitempty"`
-}
-
-// ReleaseResponse carries the peer's share sealed to the requester's node
-// KEM key (kek.SealRelease): only the requester's HSM-sealed KEM seed opens it.
-type ReleaseResponse struct {
-	Index  uint16 `json:"index"`
-	Sealed []byte `json:"sealed"`
-}
-
 // ErrReleaseRefused: a peer refused to release its share.
 var ErrReleaseRefused = errors.New("keysvc: peer refused to release its share")
-
-// Release refusal codes: stable, in the refusing peer's kek.release entry
-// (reason "code: why") and in its answer.
-const (
-	CodeReleaseToSelf       = "release_to_self"       // a node never releases to itself over the network
-	CodeReleaseNotMember    = "release_not_member"    // the requester is not a current member
-	CodeReleaseNotCaughtUp  = "release_not_caught_up" // this peer has not applied the activation yet
-	CodeReleaseNoActivation = "release_no_activation" // no committed kek.activate of this node, KEK and version at that index
-	CodeReleaseSignature    = "release_bad_signature" // the activation's client signature does not verify
-	CodeReleaseReplayed     = "release_replayed"      // the signed request was used by an earlier activation
-	CodeReleaseDenied       = "release_policy_denied" // the verified client may not unwrap with this KEK
-	CodeReleaseInactive     = "release_version_inactive"
-	CodeReleaseDuplicate    = "release_duplicate" // this peer already released for that activation
-	CodeReleaseNoShare      = "release_no_share"
-)
 
 // maxActivationAge bounds how long after its client's signature an
 // activation can still gather shares.
@@ -104,9 +70,9 @@ func (n *Node) purgeKeys(drop func(id string) bool) {
 func (n *Node) purgeInactive() {
 	active := map[string]bool{}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		return forKEKs(tx, func(k KEK) error {
+		return state.ForKEKs(tx, func(k state.KEK) error {
 			for _, v := range k.Versions {
-				if v.State == KEKActive {
+				if v.State == ledger.KEKActive {
 					active[cacheKey(k.ID, v.Version)] = true
 				}
 			}
@@ -167,7 +133,7 @@ func (b *batchKeys) destroy() {
 // withKey runs fn with the activated key of version v of KEK k: cached, or
 // reconstituted now and cached for the policy's TTL. With TTL 0 the key is
 // destroyed after fn, or, within a batch (bk), after the batch.
-func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, bk *batchKeys, fn func(*wrapkey.Key) ([]byte, error)) ([]byte, error) {
+func (n *Node) withKey(ctx context.Context, caller Caller, k *state.KEK, v *state.KEKVersion, c wrapkey.Context, bk *batchKeys, fn func(*wrapkey.Key) ([]byte, error)) ([]byte, error) {
 	if k.Policy.ActivationTTL == 0 {
 		if bk != nil {
 			key, err := bk.get(v.Version, func() (*wrapkey.Key, error) { return n.activate(ctx, caller, k, v, c, true) })
@@ -257,7 +223,7 @@ func (n *Node) withKey(ctx context.Context, caller Caller, k *KEK, v *KEKVersion
 // entry, no shares), opens this node's share in its HSM, and gathers t-1
 // more from peers, each of which checks the activation itself and sends its
 // share sealed to this node's KEM key.
-func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, c wrapkey.Context, batch bool) (*wrapkey.Key, error) {
+func (n *Node) activate(ctx context.Context, caller Caller, k *state.KEK, v *state.KEKVersion, c wrapkey.Context, batch bool) (*wrapkey.Key, error) {
 	pub, err := v.Public(k.ID)
 	if err != nil {
 		return nil, err
@@ -272,7 +238,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 		err  error
 	}
 	results := make(chan got, len(v.Shares))
-	var peers []HeldShare
+	var peers []state.HeldShare
 	for _, hs := range v.Shares {
 		if hs.Node == n.cfg.NodeID {
 			sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
@@ -284,7 +250,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	apis := map[string]string{}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
 		for _, hs := range peers {
-			if r, found, err := getNode(tx, hs.Node); err == nil && found && !r.Removed {
+			if r, found, err := state.GetNode(tx, hs.Node); err == nil && found && !r.Removed {
 				apis[hs.Node] = r.APIAddr
 			}
 		}
@@ -292,12 +258,12 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req := ReleaseRequest{KEKID: k.ID, Version: v.Version, Activation: ai}
+	req := peer.ReleaseRequest{KEKID: k.ID, Version: v.Version, Activation: ai}
 	if !batch {
 		req.Context = c
 	}
 	f := n.forwarder()
-	ask := func(hs HeldShare) {
+	ask := func(hs state.HeldShare) {
 		api := apis[hs.Node]
 		if f == nil || api == "" {
 			results <- got{hs.Node, nil, errors.New("not reachable (no peer channel or not a member)")}
@@ -366,7 +332,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 	}(pending)
 	if len(shares) < v.Threshold {
 		n.log.Warn("keysvc: activation failed", "kek", k.ID, "version", v.Version, "activation", ai, "shares", len(shares), "need", v.Threshold, "failures", strings.Join(fails, "; "))
-		return nil, deny(CodeSharesUnavailable, "%d of the %d node shares kek %q v%d needs could be gathered (nodes down or refusing; the serving node logs why); retry", len(shares), v.Threshold, k.ID, v.Version)
+		return nil, deny(errcode.SharesUnavailable, "%d of the %d node shares kek %q v%d needs could be gathered (nodes down or refusing; the serving node logs why); retry", len(shares), v.Threshold, k.ID, v.Version)
 	}
 	key, err := kek.Reconstitute(pub, shares)
 	if err != nil {
@@ -379,7 +345,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *KEK, v *KEKVersio
 // logActivation checks caller's signed request and commits the kek.activate
 // entry that carries it; it returns the entry's index. A request without a
 // valid signature, or one used before, is refused (a *denyErr).
-func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKVersion, batch bool) (uint64, error) {
+func (n *Node) logActivation(ctx context.Context, caller Caller, k *state.KEK, v *state.KEKVersion, batch bool) (uint64, error) {
 	s := caller.Signed
 	if s == nil {
 		return 0, deny(reqsig.CodeMissing, "activating kek %q v%d needs the client's signed request (%s header); peers release shares for nothing else", k.ID, v.Version, reqsig.Header)
@@ -396,13 +362,13 @@ func (n *Node) logActivation(ctx context.Context, caller Caller, k *KEK, v *KEKV
 	}
 	var seen bool
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		_, seen = activationOf(tx, vr.Fingerprint, vr.Request.RequestID)
+		_, seen = state.ActivationOf(tx, vr.Fingerprint, vr.Request.RequestID)
 		return nil
 	})
 	if seen {
 		return 0, deny(reqsig.CodeReplayed, "request %s of %s was already used: sign every request afresh", vr.Request.RequestID, vr.Identity)
 	}
-	e := ledger.Entry{Type: TypeActivate, Actor: Actor(vr.Identity, vr.Certificate), KEKID: k.ID, KEKVersion: v.Version,
+	e := ledger.Entry{Type: ledger.TypeActivate, Actor: Actor(vr.Identity, vr.Certificate), KEKID: k.ID, KEKVersion: v.Version,
 		RequestID: vr.Request.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{
 			"ttl_seconds": strconv.FormatInt(int64(k.Policy.ActivationTTL/time.Second), 10),
 		}}
@@ -453,40 +419,40 @@ func activationFits(r reqsig.Request, id string, ver uint32, batch bool) error {
 // (with the context it signed); the version is active; and this node has
 // not released for that activation before. The release is logged (and so
 // is every refusal) before the share leaves.
-func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest) (ReleaseResponse, error) {
+func (n *Node) ReleaseShare(ctx context.Context, from string, req peer.ReleaseRequest) (peer.ReleaseResponse, error) {
 	if err := n.checkOpen(); err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
-	e := ledger.Entry{Type: TypeRelease, Actor: n.actor, Node: n.cfg.NodeID, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
+	e := ledger.Entry{Type: ledger.TypeRelease, Actor: n.actor, Node: n.cfg.NodeID, KEKID: req.KEKID, KEKVersion: req.Version, Outcome: ledger.OutcomeOK,
 		Details: map[string]string{"activation": strconv.FormatUint(req.Activation, 10), "to": from}}
 	if wrapkey.ValidateKEKID(req.KEKID) != nil {
 		e.KEKID = ""
 	}
-	refuse := func(code, format string, a ...any) (ReleaseResponse, error) {
+	refuse := func(code, format string, a ...any) (peer.ReleaseResponse, error) {
 		reason := fmt.Sprintf(format, a...)
-		e.Outcome, e.Reason = ledger.OutcomeDenied, clip(code+": "+reason)
+		e.Outcome, e.Reason = ledger.OutcomeDenied, state.Clip(code+": "+reason)
 		if _, err := n.Append(ctx, e); err != nil {
 			n.log.Warn("keysvc: share release refused but not logged", "code", code, "err", err)
 		}
 		n.m.releasesRefused.Add(1)
-		return ReleaseResponse{}, fmt.Errorf("%w: %s: %s", ErrReleaseRefused, code, reason)
+		return peer.ReleaseResponse{}, fmt.Errorf("%w: %s: %s", ErrReleaseRefused, code, reason)
 	}
 	if from == n.cfg.NodeID {
-		return refuse(CodeReleaseToSelf, "a node opens its own share locally, never over the network")
+		return refuse(errcode.ReleaseToSelf, "a node opens its own share locally, never over the network")
 	}
 	// One decision per activation at a time, so that "not released
 	// before" holds from the check to the commit; a concurrent second
 	// request for the same activation is a duplicate.
 	if _, busy := n.releasing.LoadOrStore(req.Activation, struct{}{}); busy {
-		return refuse(CodeReleaseDuplicate, "a release for activation %d is already in progress here", req.Activation)
+		return refuse(errcode.ReleaseDuplicate, "a release for activation %d is already in progress here", req.Activation)
 	}
 	defer n.releasing.Delete(req.Activation)
 	if err := n.waitLogged(ctx, req.Activation); err != nil {
-		return refuse(CodeReleaseNotCaughtUp, "this node has not applied log entry %d yet; retry", req.Activation)
+		return refuse(errcode.ReleaseNotCaughtUp, "this node has not applied log entry %d yet; retry", req.Activation)
 	}
 	var (
 		pol     ceremony.Policy
-		kv      *KEKVersion
+		kv      *state.KEKVersion
 		pub     *kek.Version
 		member  bool
 		toKEM   []byte
@@ -497,7 +463,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		dup     bool
 	)
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		if r, found, err := getNode(tx, from); err != nil {
+		if r, found, err := state.GetNode(tx, from); err != nil {
 			return err
 		} else if found && !r.Removed {
 			member = true
@@ -507,103 +473,103 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req ReleaseRequest
 		if err != nil || len(raw) != 1 {
 			actErr = fmt.Errorf("no log entry %d", req.Activation)
 		} else if act, actErr = ledger.ParseEntry(raw[0]); actErr == nil {
-			firstAt, firstOK = activationOf(tx, act.Actor.CertFingerprint, act.RequestID)
+			firstAt, firstOK = state.ActivationOf(tx, act.Actor.CertFingerprint, act.RequestID)
 		}
-		_, dup = releaseOf(tx, req.Activation, n.cfg.NodeID)
+		_, dup = state.ReleaseOf(tx, req.Activation, n.cfg.NodeID)
 		dup = dup || n.released.has(req.Activation)
 		return nil
 	})
 	if err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	// The KEK record as of the state just read (the cache is dropped at
 	// every applied change of a KEK).
 	if k, found, err := n.cachedKEK(req.KEKID); err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	} else if found {
 		if v, ok := k.Version(req.Version); ok {
 			pol, kv = k.Policy, v
 			if pub, err = v.Public(k.ID); err != nil {
-				return ReleaseResponse{}, err
+				return peer.ReleaseResponse{}, err
 			}
 		}
 	}
 	if !member || toKEM == nil {
-		return refuse(CodeReleaseNotMember, "node %q is not a current member with a KEM key", from)
+		return refuse(errcode.ReleaseNotMember, "node %q is not a current member with a KEM key", from)
 	}
 	switch {
 	case actErr != nil:
-		return refuse(CodeReleaseNoActivation, "log entry %d: %v", req.Activation, actErr)
-	case act.Type != TypeActivate || act.Outcome != ledger.OutcomeOK:
-		return refuse(CodeReleaseNoActivation, "log entry %d is a %s (%s), not an activation", req.Activation, act.Type, act.Outcome)
+		return refuse(errcode.ReleaseNoActivation, "log entry %d: %v", req.Activation, actErr)
+	case act.Type != ledger.TypeActivate || act.Outcome != ledger.OutcomeOK:
+		return refuse(errcode.ReleaseNoActivation, "log entry %d is a %s (%s), not an activation", req.Activation, act.Type, act.Outcome)
 	case act.Node != from:
-		return refuse(CodeReleaseNoActivation, "activation %d was served by %q, not by the requester %q", req.Activation, act.Node, from)
+		return refuse(errcode.ReleaseNoActivation, "activation %d was served by %q, not by the requester %q", req.Activation, act.Node, from)
 	case act.KEKID != req.KEKID || act.KEKVersion != req.Version:
-		return refuse(CodeReleaseNoActivation, "activation %d is for kek %q v%d, not %q v%d", req.Activation, act.KEKID, act.KEKVersion, req.KEKID, req.Version)
+		return refuse(errcode.ReleaseNoActivation, "activation %d is for kek %q v%d, not %q v%d", req.Activation, act.KEKID, act.KEKVersion, req.KEKID, req.Version)
 	}
 	now := n.cfg.Now() // the clock of entry times
 	s, err := reqsig.FromDetails(act.Details)
 	if err != nil {
-		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, err)
+		return refuse(errcode.ReleaseSignature, "activation %d: %v", req.Activation, err)
 	}
 	vr, err := n.verifyRequest(s)
 	if err != nil {
-		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, err)
+		return refuse(errcode.ReleaseSignature, "activation %d: %v", req.Activation, err)
 	}
 	e.RequestID = vr.Request.RequestID
 	e.Details["for"] = vr.Identity.String()
 	batch := vr.Request.Op == reqsig.OpUnwrapBatch
 	switch {
 	case Actor(vr.Identity, vr.Certificate) != act.Actor || vr.Request.RequestID != act.RequestID:
-		return refuse(CodeReleaseSignature, "activation %d names %s as its actor, but its request is signed by %s", req.Activation, act.Actor.Identity, vr.Identity)
+		return refuse(errcode.ReleaseSignature, "activation %d names %s as its actor, but its request is signed by %s", req.Activation, act.Actor.Identity, vr.Identity)
 	case activationFits(vr.Request, req.KEKID, req.Version, batch) != nil:
-		return refuse(CodeReleaseSignature, "activation %d: %v", req.Activation, activationFits(vr.Request, req.KEKID, req.Version, batch))
+		return refuse(errcode.ReleaseSignature, "activation %d: %v", req.Activation, activationFits(vr.Request, req.KEKID, req.Version, batch))
 	case now.Sub(act.Time) > maxActivationAge:
-		return refuse(CodeReleaseSignature, "activation %d is %s old, more than %s", req.Activation, now.Sub(act.Time).Round(time.Second), maxActivationAge)
+		return refuse(errcode.ReleaseSignature, "activation %d is %s old, more than %s", req.Activation, now.Sub(act.Time).Round(time.Second), maxActivationAge)
 	case !firstOK || firstAt != req.Activation:
-		return refuse(CodeReleaseReplayed, "request %s of %s was first used by activation %d, not %d", act.RequestID, vr.Identity, firstAt, req.Activation)
+		return refuse(errcode.ReleaseReplayed, "request %s of %s was first used by activation %d, not %d", act.RequestID, vr.Identity, firstAt, req.Activation)
 	case dup:
-		return refuse(CodeReleaseDuplicate, "this node already released its share for activation %d", req.Activation)
+		return refuse(errcode.ReleaseDuplicate, "this node already released its share for activation %d", req.Activation)
 	case kv == nil:
-		return refuse(CodeReleaseInactive, "no kek %q v%d", req.KEKID, req.Version)
-	case kv.State != KEKActive:
-		return refuse(CodeReleaseInactive, "kek %q v%d is %s", req.KEKID, req.Version, kv.State)
+		return refuse(errcode.ReleaseInactive, "no kek %q v%d", req.KEKID, req.Version)
+	case kv.State != ledger.KEKActive:
+		return refuse(errcode.ReleaseInactive, "kek %q v%d is %s", req.KEKID, req.Version, kv.State)
 	}
 	if batch {
 		if d := allowedIdentity(pol, true, vr.Identity); d != nil {
-			return refuse(CodeReleaseDenied, "%s", d.reason)
+			return refuse(errcode.ReleaseDenied, "%s", d.reason)
 		}
 	} else {
 		c := wrapkey.Context(req.Context)
 		if h, err := reqsig.ContextHash(c); err != nil || h != vr.Request.Context {
-			return refuse(CodeReleaseSignature, "the context sent is not the one the client signed")
+			return refuse(errcode.ReleaseSignature, "the context sent is not the one the client signed")
 		}
 		if d := allowed(pol, true, vr.Identity, c); d != nil {
-			return refuse(CodeReleaseDenied, "%s", d.reason)
+			return refuse(errcode.ReleaseDenied, "%s", d.reason)
 		}
 	}
 	hs, ok := kv.Share(n.cfg.NodeID)
 	if !ok {
-		return refuse(CodeReleaseNoShare, "this node holds no share of kek %q v%d", req.KEKID, req.Version)
+		return refuse(errcode.ReleaseNoShare, "this node holds no share of kek %q v%d", req.KEKID, req.Version)
 	}
 	// The release is committed before the share leaves, and remembered
 	// here until the state machine's index surely has it.
 	if _, err := n.Append(ctx, e); err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	n.released.record(req.Activation)
 	sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
 	if err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	defer sh.Zeroize()
 	rel := kek.Release{From: n.cfg.NodeID, To: from, Activation: req.Activation, Index: hs.Index}
 	sealed, err := kek.SealRelease(crand.Reader, n.cfg.Cluster, pub, rel, toKEM, sh)
 	if err != nil {
-		return ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	n.m.sharesReleased.Add(1)
-	return ReleaseResponse{Index: hs.Index, Sealed: sealed}, nil
+	return peer.ReleaseResponse{Index: hs.Index, Sealed: sealed}, nil
 }
 
 // appliedIndex is the raft index of the last command this node applied.

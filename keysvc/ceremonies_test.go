@@ -11,9 +11,11 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // clock is a settable leader clock.
@@ -82,7 +84,7 @@ func (f *officers) bundle(name string) string { return string(f.signer(name).Pub
 
 func (f *officers) init(quorum int, names ...string) {
 	f.t.Helper()
-	in := keysvc.Init{Quorum: quorum, DefaultThreshold: 2}
+	in := state.Init{Quorum: quorum, DefaultThreshold: 2}
 	for _, n := range names {
 		in.Officers = append(in.Officers, f.bundle(n))
 	}
@@ -110,7 +112,7 @@ func (f *officers) sign(name string, p ceremony.Proposal) []byte {
 	return sig.Marshal()
 }
 
-func (f *officers) propose(p ceremony.Proposal, signed bool) (keysvc.Ceremony, error) {
+func (f *officers) propose(p ceremony.Proposal, signed bool) (state.Ceremony, error) {
 	b, err := p.Marshal()
 	if err != nil {
 		f.t.Fatal(err)
@@ -122,7 +124,7 @@ func (f *officers) propose(p ceremony.Proposal, signed bool) (keysvc.Ceremony, e
 	return f.n.Propose(ctxT(f.t, 10*time.Second), b, p.Proposer, sig, officerActor(p.Proposer))
 }
 
-func (f *officers) mustPropose(p ceremony.Proposal, signed bool) keysvc.Ceremony {
+func (f *officers) mustPropose(p ceremony.Proposal, signed bool) state.Ceremony {
 	f.t.Helper()
 	c, err := f.propose(p, signed)
 	if err != nil {
@@ -131,7 +133,7 @@ func (f *officers) mustPropose(p ceremony.Proposal, signed bool) keysvc.Ceremony
 	return c
 }
 
-func (f *officers) approve(name string, p ceremony.Proposal) (keysvc.Ceremony, error) {
+func (f *officers) approve(name string, p ceremony.Proposal) (state.Ceremony, error) {
 	return f.n.Approve(ctxT(f.t, 10*time.Second), p.ID, name, f.sign(name, p), officerActor(name))
 }
 
@@ -159,7 +161,7 @@ func (f *officers) entries(types ...string) []ledger.Entry {
 
 func wantRefusal(t *testing.T, err error, code string) {
 	t.Helper()
-	var r *keysvc.CeremonyRefusal
+	var r *state.CeremonyRefusal
 	if !errors.As(err, &r) || r.Code != code {
 		t.Fatalf("got %v, want a refusal %s", err, code)
 	}
@@ -175,7 +177,7 @@ func TestInitOnce(t *testing.T) {
 		t.Fatalf("propose before init: %v, want ErrNotInitialized", err)
 	}
 	ctx := ctxT(t, 10*time.Second)
-	for name, in := range map[string]keysvc.Init{
+	for name, in := range map[string]state.Init{
 		"quorum one":     {Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 1, DefaultThreshold: 2},
 		"quorum over":    {Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 3, DefaultThreshold: 2},
 		"same officer":   {Officers: []string{f.bundle("alice"), f.bundle("alice")}, Quorum: 2, DefaultThreshold: 2},
@@ -191,11 +193,11 @@ func TestInitOnce(t *testing.T) {
 	if st := f.n.Status(); st.Initialized {
 		t.Fatal("initialized after refused inits")
 	}
-	if err := f.n.Init(ctx, keysvc.Init{Officers: []string{f.bundle("alice"), f.bundle("bob"), f.bundle("carol")},
+	if err := f.n.Init(ctx, state.Init{Officers: []string{f.bundle("alice"), f.bundle("bob"), f.bundle("carol")},
 		Quorum: 2, DefaultThreshold: 2, Regions: []string{"NL", "DE"}}, operatorActor); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.n.Init(ctx, keysvc.Init{Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 2, DefaultThreshold: 2}, operatorActor); !errors.Is(err, keysvc.ErrAlreadyInitialized) {
+	if err := f.n.Init(ctx, state.Init{Officers: []string{f.bundle("alice"), f.bundle("bob")}, Quorum: 2, DefaultThreshold: 2}, operatorActor); !errors.Is(err, keysvc.ErrAlreadyInitialized) {
 		t.Fatalf("second init: %v, want ErrAlreadyInitialized", err)
 	}
 	st := f.n.Status()
@@ -203,7 +205,7 @@ func TestInitOnce(t *testing.T) {
 		strings.Join(st.Officers, ",") != "alice,bob,carol" || strings.Join(st.AllowedRegions, ",") != "DE,NL" {
 		t.Fatalf("status after init: %+v", st)
 	}
-	es := f.entries(keysvc.TypeInit)
+	es := f.entries(ledger.TypeInit)
 	if len(es) != 9 {
 		t.Fatalf("%d cluster.init entries, want 7 denied, 1 ok, 1 denied", len(es))
 	}
@@ -248,18 +250,18 @@ func TestCeremonyRefusals(t *testing.T) {
 		p := f.proposal("alice", ceremony.QuorumSet{M: 3})
 		b, _ := p.Marshal()
 		_, err := f.n.Propose(ctxT(t, 10*time.Second), b, "bob", nil, officerActor("bob"))
-		wantRefusal(t, err, keysvc.CodeNotProposer)
+		wantRefusal(t, err, errcode.NotProposer)
 	})
 	t.Run("approvals", func(t *testing.T) {
 		p := f.proposal("alice", ceremony.QuorumSet{M: 3})
 		c := f.mustPropose(p, false) // proposing without a signature is not approving
-		if c.Status != keysvc.StatusPending || len(c.Approvals) != 0 {
+		if c.Status != state.StatusPending || len(c.Approvals) != 0 {
 			t.Fatalf("after propose: %+v", c)
 		}
 		if _, err := f.propose(p, false); err == nil {
 			t.Fatal("same proposal submitted twice")
 		} else {
-			wantRefusal(t, err, keysvc.CodeProposalExists)
+			wantRefusal(t, err, errcode.ProposalExists)
 		}
 		_, err := f.approve("mallory", p)
 		wantRefusal(t, err, string(ceremony.CodeUnknownOfficer))
@@ -271,13 +273,13 @@ func TestCeremonyRefusals(t *testing.T) {
 		_, err = f.approve("bob", p)
 		wantRefusal(t, err, string(ceremony.CodeDuplicateApprover))
 		_, err = f.n.Approve(ctxT(t, 10*time.Second), "00000000000000000000000000000000", "bob", f.sign("bob", p), officerActor("bob"))
-		wantRefusal(t, err, keysvc.CodeUnknownProposal)
+		wantRefusal(t, err, errcode.UnknownProposal)
 
 		f.clk.Add(2 * time.Hour)
 		_, err = f.approve("carol", p)
 		wantRefusal(t, err, string(ceremony.CodeExpired))
 		c, _, _ = f.n.Ceremony(p.ID)
-		if c.Status != keysvc.StatusRefused || c.Code != string(ceremony.CodeExpired) || len(c.Approvals) != 1 {
+		if c.Status != state.StatusRefused || c.Code != string(ceremony.CodeExpired) || len(c.Approvals) != 1 {
 			t.Fatalf("expired proposal: %+v", c)
 		}
 		_, err = f.approve("carol", p)
@@ -291,11 +293,11 @@ func TestCeremonyRefusals(t *testing.T) {
 	// proposal, an unknown or closed one) as ceremony.denied, the others by
 	// the state machine.
 	denied, screened := 0, 0
-	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove, keysvc.TypeCeremonyDenied) {
+	for _, e := range f.entries(ledger.TypePropose, ledger.TypeApprove, ledger.TypeDenied) {
 		if e.Outcome == ledger.OutcomeDenied {
 			denied++
 		}
-		if e.Type == keysvc.TypeCeremonyDenied {
+		if e.Type == ledger.TypeDenied {
 			screened++
 			if r := e.Details["request"]; r != "propose" && r != "approve" || e.Details["officer"] == "" {
 				t.Errorf("screened refusal without its request: %+v", e)
@@ -305,7 +307,7 @@ func TestCeremonyRefusals(t *testing.T) {
 	if denied != 12 || screened != 6 {
 		t.Errorf("%d denied propose/approve entries (%d screened), want 12 (6)", denied, screened)
 	}
-	if refused := f.entries(keysvc.TypeRefuse); len(refused) != 1 || !strings.HasPrefix(refused[0].Reason, "expired") {
+	if refused := f.entries(ledger.TypeRefuse); len(refused) != 1 || !strings.HasPrefix(refused[0].Reason, "expired") {
 		t.Errorf("ceremony.refuse entries: %+v", refused)
 	}
 }
@@ -318,11 +320,11 @@ func TestCeremonyExecutes(t *testing.T) {
 	add := f.proposal("alice", ceremony.OfficerAdd{ID: "dave", Bundle: f.bundle("dave"), Fingerprint: f.signer("dave").Public().Fingerprint()})
 	other := f.proposal("bob", ceremony.QuorumSet{M: 3}) // open while add executes
 	f.mustPropose(other, true)
-	if c := f.mustPropose(add, true); c.Status != keysvc.StatusPending || len(c.Approvals) != 1 {
+	if c := f.mustPropose(add, true); c.Status != state.StatusPending || len(c.Approvals) != 1 {
 		t.Fatalf("after signed propose: %+v", c)
 	}
 	c, err := f.approve("carol", add)
-	if err != nil || c.Status != keysvc.StatusExecuted {
+	if err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("approve add: %+v, %v", c, err)
 	}
 	st := f.n.Status()
@@ -336,7 +338,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	// The new officer approves: quorum.set 3.
 	q := f.proposal("dave", ceremony.QuorumSet{M: 3})
 	f.mustPropose(q, true)
-	if c, err := f.approve("alice", q); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("alice", q); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("approve quorum.set: %+v, %v", c, err)
 	}
 	if st := f.n.Status(); st.Quorum != 3 || st.StateVersion != 3 {
@@ -347,7 +349,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	rm := f.proposal("alice", ceremony.OfficerRemove{ID: "dave"})
 	f.mustPropose(rm, true)
 	f.approve("bob", rm)
-	if c, err := f.approve("carol", rm); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("carol", rm); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("remove dave: %+v, %v", c, err)
 	}
 	_, err = f.propose(f.proposal("dave", ceremony.QuorumSet{M: 2}), true)
@@ -356,7 +358,7 @@ func TestCeremonyExecutes(t *testing.T) {
 	f.mustPropose(rm2, true)
 	f.approve("bob", rm2)
 	c, err = f.approve("carol", rm2)
-	if err != nil || c.Status != keysvc.StatusRefused || c.Code != keysvc.CodeBelowQuorum {
+	if err != nil || c.Status != state.StatusRefused || c.Code != errcode.BelowQuorum {
 		t.Fatalf("remove below quorum: %+v, %v", c, err)
 	}
 
@@ -364,13 +366,13 @@ func TestCeremonyExecutes(t *testing.T) {
 	rs := f.proposal("alice", ceremony.RegionsSet{Regions: []string{"FR"}})
 	f.mustPropose(rs, true)
 	f.approve("bob", rs)
-	if c, _ := f.approve("carol", rs); c.Status != keysvc.StatusRefused || c.Code != keysvc.CodeRegionInUse {
+	if c, _ := f.approve("carol", rs); c.Status != state.StatusRefused || c.Code != errcode.RegionInUse {
 		t.Fatalf("regions.set without n1's region: %+v", c)
 	}
 	rs = f.proposal("alice", ceremony.RegionsSet{Regions: []string{"DE", "FR"}})
 	f.mustPropose(rs, true)
 	f.approve("bob", rs)
-	if c, _ := f.approve("carol", rs); c.Status != keysvc.StatusExecuted {
+	if c, _ := f.approve("carol", rs); c.Status != state.StatusExecuted {
 		t.Fatalf("regions.set: %+v", c)
 	}
 	if st := f.n.Status(); strings.Join(st.AllowedRegions, ",") != "DE,FR" || st.StateVersion != 5 {
@@ -379,7 +381,7 @@ func TestCeremonyExecutes(t *testing.T) {
 
 	// Every step is in the log.
 	count := map[string]int{}
-	for _, e := range f.entries(keysvc.TypePropose, keysvc.TypeApprove, keysvc.TypeExecute, keysvc.TypeRefuse, keysvc.TypeCeremonyDenied) {
+	for _, e := range f.entries(ledger.TypePropose, ledger.TypeApprove, ledger.TypeExecute, ledger.TypeRefuse, ledger.TypeDenied) {
 		count[e.Type+" "+string(e.Outcome)]++
 	}
 	want := map[string]int{
@@ -405,7 +407,7 @@ func TestNodeCeremonies(t *testing.T) {
 	add := f.proposal("alice", ceremony.NodeAdd{ID: "n2", Region: keysvctest.Region("n2"), RaftAddr: n2.Info().RaftAddr,
 		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys, KEM: n2.Info().KEM})
 	f.mustPropose(add, true)
-	if c, err := f.approve("bob", add); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("bob", add); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("node.add: %+v, %v", c, err)
 	}
 	f.c.WaitConverged()
@@ -425,12 +427,12 @@ func TestNodeCeremonies(t *testing.T) {
 	again := f.proposal("alice", ceremony.NodeAdd{ID: "n2", Region: keysvctest.Region("n2"), RaftAddr: n2.Info().RaftAddr,
 		APIAddr: keysvctest.APIAddr("n2"), Keys: n2.Info().Keys, KEM: n2.Info().KEM})
 	f.mustPropose(again, true)
-	if c, _ := f.approve("bob", again); c.Status != keysvc.StatusRefused || c.Code != "node_conflict" {
+	if c, _ := f.approve("bob", again); c.Status != state.StatusRefused || c.Code != "node_conflict" {
 		t.Fatalf("node.add again: %+v", c)
 	}
 	rm := f.proposal("bob", ceremony.NodeRemove{ID: "n2"})
 	f.mustPropose(rm, true)
-	if c, err := f.approve("alice", rm); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("alice", rm); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("node.remove: %+v, %v", c, err)
 	}
 	keysvctest.WaitFor(t, "n2 out of the raft configuration", func() bool { return len(f.n.Status().Members) == 1 })
@@ -461,7 +463,7 @@ func TestNodeCeremonies(t *testing.T) {
 	if st := f.n.Status(); st.StateVersion != 3 {
 		t.Errorf("state version %d after a refused join, want 3", st.StateVersion)
 	}
-	if c, err := f.approve("bob", open); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("bob", open); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("open proposal after a refused join: %+v, %v", c, err)
 	}
 }
@@ -472,7 +474,7 @@ func TestInitLongOfficerID(t *testing.T) {
 	long := strings.Repeat("o", 63)
 	f := newOfficers(t, long, "bob")
 	f.init(2, long, "bob")
-	es := f.entries(keysvc.TypeInit)
+	es := f.entries(ledger.TypeInit)
 	if len(es) != 1 || es[0].Details["officer.1"] != long+" "+f.signer(long).Public().Fingerprint() {
 		t.Fatalf("init entries: %+v", es)
 	}

@@ -85,7 +85,7 @@ func verifyCheckpoint(t *testing.T, n *keysvc.Node, note []byte) (ledger.Checkpo
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), keys...)
 	if err != nil {
 		t.Fatalf("checkpoint does not verify against NodeKeys of %s: %v\n%s", n.Info().ID, err, note)
 	}
@@ -127,7 +127,7 @@ func TestClusterLogAndProofsAcrossLeaders(t *testing.T) {
 	}
 	follower := c.Follower()
 	cp1, signer1 := verifyCheckpoint(t, follower, note1)
-	if signer1 != keysvc.KeyName("test", leader1.Info().ID) || cp1.Size != 64 {
+	if signer1 != ledger.KeyName("test", leader1.Info().ID) || cp1.Size != 64 {
 		t.Fatalf("checkpoint 1 by %s of size %d", signer1, cp1.Size)
 	}
 	// Inclusion proofs served by a follower verify against the leader's checkpoint.
@@ -164,7 +164,7 @@ func TestClusterLogAndProofsAcrossLeaders(t *testing.T) {
 	checkLogged(t, leader1, got2)
 
 	cp2, signer2 := verifyCheckpoint(t, leader1, note2)
-	if signer2 == signer1 || signer2 != keysvc.KeyName("test", leader2.Info().ID) {
+	if signer2 == signer1 || signer2 != ledger.KeyName("test", leader2.Info().ID) {
 		t.Fatalf("checkpoint 2 signed by %s (checkpoint 1 by %s)", signer2, signer1)
 	}
 	if cp2.Size != cp1.Size+20 {
@@ -373,7 +373,7 @@ func TestRemoveNode(t *testing.T) {
 		}
 	}
 	keys, err := l.NodeKeys()
-	if err != nil || !slices.ContainsFunc(keys, func(k ledger.NodeKey) bool { return k.Name == keysvc.KeyName("test", id) }) {
+	if err != nil || !slices.ContainsFunc(keys, func(k ledger.NodeKey) bool { return k.Name == ledger.KeyName("test", id) }) {
 		t.Fatalf("removed node's keys gone from NodeKeys: %v", err)
 	}
 	if err := l.RemoveNode(ctxT(t, 5*time.Second), "nope", keysvctest.Operator); !errors.Is(err, keysvc.ErrUnknownNode) {

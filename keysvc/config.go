@@ -10,20 +10,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
 // Limits on what one AppendBatch (a forwarded batch) may carry, whatever the
 // group-commit settings: they bound the size of one raft command.
 const (
-	MaxAppendBatch      = 4096
+	MaxAppendBatch      = state.MaxAppendBatch
 	MaxAppendBatchBytes = 16 << 20
 )
 
@@ -181,7 +181,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		bad("DataDir is required")
 	}
-	if err := checkAPIAddr(c.APIAdvertise); err != nil {
+	if err := state.CheckAPIAddr(c.APIAdvertise); err != nil {
 		bad("APIAdvertise: %v", err)
 	}
 	if c.Token == nil {
@@ -250,20 +250,6 @@ func leafOf(cert tls.Certificate) (*x509.Certificate, error) {
 		return nil, errors.New("no certificate")
 	}
 	return x509.ParseCertificate(cert.Certificate[0])
-}
-
-// checkAPIAddr accepts an https base URL with a host and nothing after it.
-func checkAPIAddr(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case s == "":
-		return errors.New("required")
-	case err != nil:
-		return err
-	case u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("%q is not an https base URL (https://host:port)", s)
-	}
-	return nil
 }
 
 // forwardTimeout bounds one forward of a follower's entries to the leader:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // DefaultDenialFoldWindow is Config.DenialFoldWindow's default.
@@ -135,8 +136,8 @@ func (w *foldWindow) foldedEntry() ledger.Entry {
 		e.Details = map[string]string{}
 	}
 	e.Details[ledger.DetailFoldCount] = strconv.FormatUint(w.count, 10)
-	e.Details[ledger.DetailFoldFirst] = formatTime(w.first)
-	e.Details[ledger.DetailFoldLast] = formatTime(w.last)
+	e.Details[ledger.DetailFoldFirst] = state.FormatTime(w.first)
+	e.Details[ledger.DetailFoldLast] = state.FormatTime(w.last)
 	e.Details[ledger.DetailFoldAfter] = strconv.FormatUint(w.index, 10)
 	e.RequestID = w.lastRID
 	e.Time = time.Time{}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -24,40 +25,6 @@ var (
 	// match the raft package's ErrNoQuorum or ErrLeadershipLost, or the
 	// context's error, when those were the cause.
 	ErrNoQuorum = errors.New("keysvc: no quorum: not committed")
-
-	// ErrAlreadyBootstrapped: Bootstrap on a node that already has cluster
-	// state (or raft state from another cluster configuration).
-	ErrAlreadyBootstrapped = errors.New("keysvc: cluster already bootstrapped")
-
-	// ErrNotBootstrapped: the operation needs the cluster's genesis, which
-	// this node's state does not hold (yet).
-	ErrNotBootstrapped = errors.New("keysvc: cluster not bootstrapped")
-
-	// ErrRegionNotAllowed: a node's region is not among the cluster's allowed
-	// regions. The refusal is logged as a denied entry.
-	ErrRegionNotAllowed = errors.New("keysvc: region not allowed in this cluster")
-
-	// ErrUnknownNode: no registered node has that ID.
-	ErrUnknownNode = errors.New("keysvc: unknown node")
-
-	// ErrNodeConflict: a node with that ID is (or was) registered with other
-	// details or keys; an ID never changes keys.
-	ErrNodeConflict = errors.New("keysvc: node id registered with other details")
-
-	// ErrCeremonyRequired: after initialisation a new node is added only by an
-	// executed node.add ceremony (a join then finds it registered), and a
-	// member is removed only by an executed node.remove ceremony.
-	ErrCeremonyRequired = errors.New("keysvc: after initialisation nodes join and leave only by an executed node.add or node.remove ceremony")
-
-	// ErrIdentityRevoked: the node's identity was revoked (its removal
-	// revoked it); it cannot be registered again under that id.
-	ErrIdentityRevoked = errors.New("keysvc: identity revoked")
-
-	// ErrLastNode: removing the node would leave the cluster without members.
-	ErrLastNode = errors.New("keysvc: cannot remove the last node")
-
-	// ErrInvalidNode: a NodeInfo that does not follow the rules in its doc.
-	ErrInvalidNode = errors.New("keysvc: invalid node info")
 
 	// ErrBatchTooLarge: an AppendBatch over MaxAppendBatch entries or
 	// MaxAppendBatchBytes bytes.
@@ -88,6 +55,24 @@ var (
 	ErrClosed = errors.New("keysvc: node closed")
 )
 
+// The state machine's verdicts, as Node's methods return them (defined
+// in package state, which documents them).
+var (
+	ErrAlreadyBootstrapped = state.ErrAlreadyBootstrapped
+	ErrNotBootstrapped     = state.ErrNotBootstrapped
+	ErrRegionNotAllowed    = state.ErrRegionNotAllowed
+	ErrUnknownNode         = state.ErrUnknownNode
+	ErrNodeConflict        = state.ErrNodeConflict
+	ErrCeremonyRequired    = state.ErrCeremonyRequired
+	ErrIdentityRevoked     = state.ErrIdentityRevoked
+	ErrLastNode            = state.ErrLastNode
+	ErrInvalidNode         = state.ErrInvalidNode
+	ErrNotInitialized      = state.ErrNotInitialized
+	ErrAlreadyInitialized  = state.ErrAlreadyInitialized
+	ErrInvalidInit         = state.ErrInvalidInit
+	ErrUnknownKEK          = state.ErrUnknownKEK
+)
+
 // NotLeaderError is returned by leader-only operations on another node. It
 // matches ErrNotLeader (and raft.ErrNotLeader) with errors.Is. LeaderID and
 // LeaderAPI (the leader's API base URL, from the node table) are empty when
@@ -111,29 +96,6 @@ func (e *NotLeaderError) Error() string {
 // Is reports whether target is ErrNotLeader or raft.ErrNotLeader.
 func (e *NotLeaderError) Is(target error) bool {
 	return target == ErrNotLeader || target == raft.ErrNotLeader
-}
-
-// CommandError is the state machine's deterministic rejection of a
-// committed command: malformed, of an unknown type or version, or invalid in
-// the current state. Every node reaches the same verdict and the state is
-// unchanged (beyond recording that the raft index was applied). Node methods
-// return it wrapped (in a *raft.CommandError); use errors.As.
-type CommandError struct {
-	Type string // the command's type, if it could be read
-	Err  error
-}
-
-func (e *CommandError) Error() string {
-	if e.Type == "" {
-		return "keysvc: command rejected: " + e.Err.Error()
-	}
-	return fmt.Sprintf("keysvc: command %q rejected: %v", e.Type, e.Err)
-}
-
-func (e *CommandError) Unwrap() error { return e.Err }
-
-func cmdErr(typ string, format string, args ...any) *CommandError {
-	return &CommandError{Type: typ, Err: fmt.Errorf(format, args...)}
 }
 
 // noQuorum wraps cause as ErrNoQuorum (cause stays matchable).

@@ -1,25 +1,18 @@
-// The replicated state machine: raft commands applied to a bbolt database
-// (DataDir/state.db) holding the cluster meta, the node table and the key-op
-// log, all changed together in one transaction per command.
+// The state database: DataDir/state.db, the file package state's Apply
+// changes one transaction per raft command, with the raft side around it
+// (stopping on a storage failure, snapshots, restores, applied-index
+// waiters).
 
 package keysvc
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,66 +21,24 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-eu/custos/internal/atomicfile"
-	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
-)
-
-// State database layout (top-level buckets):
-//
-//	meta    "applied"          8-byte BE raft index of the last command applied
-//	        "cluster"          cluster name (set at genesis)
-//	        "allowed_regions"  JSON array of region codes, sorted (set at genesis)
-//	        "genesis"          8-byte BE raft index of the genesis command
-//	        "last_time"        8-byte BE Unix nanoseconds of the latest entry time
-//	        "init"             8-byte BE raft index of cluster.init (officers named)
-//	        "quorum"           decimal M, "default_threshold" decimal t (set at init)
-//	        "state_version"    8-byte BE: 1 at init, +1 on every executed ceremony
-//	                           (officers, quorum, regions, nodes); a proposal made
-//	                           against an older version can no longer execute
-//	nodes   node id -> JSON nodeRecord
-//	officers    officer id -> JSON Officer (bundle, fingerprint, active)
-//	ceremonies  proposal id -> JSON Ceremony (canonical proposal bytes,
-//	            accepted approvals, status, refusal code, log indexes)
-//	keks    kek id -> JSON KEK (policy, legal hold, versions with public
-//	        keys, commitments, sealed shares and the nodes' statements)
-//	revocations  "fingerprint:sha256:<hex>" or "identity:<role>/<name>" ->
-//	        JSON Revocation (revocations.go); never deleted
-//	drills  dataset -> 8-byte BE log index of its newest backup.drill entry,
-//	        derived from the log (meta "drills_indexed": the log size it covers)
-//	ledger  the ledger package's own bucket (entries, hashes, size)
-var (
-	bucketMeta   = []byte("meta")
-	bucketNodes  = []byte("nodes")
-	bucketDrills = []byte("drills")
-
-	keyApplied  = []byte("applied")
-	keyCluster  = []byte("cluster")
-	keyRegions  = []byte("allowed_regions")
-	keyGenesis  = []byte("genesis")
-	keyLastTime = []byte("last_time")
-	keyDrills   = []byte("drills_indexed")
 )
 
 const stateFile = "state.db"
 
-// stateDB implements raft.StateMachine on bbolt.
+// stateDB implements raft.StateMachine on bbolt: Apply runs state.Apply
+// (deterministic, idempotent by raft index; see package state) in one
+// write transaction per command.
 //
-// Apply is deterministic: it reads only the command and the database (no
-// clock, HSM, randomness or network); whatever varies (entry times) comes in
-// the command. It is idempotent by raft index: the index of the last applied
-// command is stored in the same transaction as its effects, and a command at
-// or below it is skipped, so the entries raft replays after a restart (those
-// after its latest snapshot) change nothing that is already on disk.
-//
-// A command the state machine rejects (malformed, unknown type, invalid in
-// the current state) leaves the state unchanged but for the applied index,
-// and returns a *CommandError. A storage failure is not a verdict: the state
-// machine then stops (every later Apply and Snapshot fails with
-// ErrStateBroken, without touching the database) so the node cannot diverge
-// or snapshot a state that lacks commands; a restart replays from the last
-// good state.
+// A command the state machine rejects leaves the state unchanged but for
+// the applied index, and returns a *state.CommandError. A storage failure
+// is not a verdict: the state machine then stops (every later Apply and
+// Snapshot fails with ErrStateBroken, without touching the database) so
+// the node cannot diverge or snapshot a state that lacks commands; a
+// restart replays from the last good state.
 type stateDB struct {
 	path   string
 	noSync bool
@@ -152,14 +103,9 @@ func (s *stateDB) openDB(path string) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("keysvc: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketOfficers, bucketCeremonies, bucketKEKs, bucketDrills, bucketRevocations} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
 		// A database or snapshot written before the drills index (or by an
 		// older node) is indexed up to its log's size once, here.
-		n, err := indexDrills(tx)
+		n, err := state.Setup(tx)
 		if n > 0 {
 			s.log.Info("keysvc: indexed restore drills from the log", "entries_scanned", n)
 		}
@@ -209,9 +155,6 @@ func (s *stateDB) setBroken(err error) error {
 	return s.broken
 }
 
-// errSkip rolls back the transaction of a command already applied.
-var errSkip = errors.New("already applied")
-
 // Apply implements raft.StateMachine.
 func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 	s.mu.RLock()
@@ -223,50 +166,41 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 	if db == nil {
 		return nil, ErrClosed
 	}
-	cmd, decodeErr := decodeCommand(data)
-	var logSize uint64
 	var (
-		res    []byte
-		reject *CommandError
+		applied state.Applied
+		logSize uint64
+		reject  *state.CommandError
 	)
 	err := db.Update(func(tx *bbolt.Tx) error {
-		if index <= getU64(tx.Bucket(bucketMeta), keyApplied) {
-			return errSkip
-		}
 		var err error
-		if decodeErr != nil {
-			err = decodeErr
-		} else {
-			res, err = applyCommand(tx, index, cmd)
-		}
-		if err != nil {
+		if applied, err = state.Apply(tx, index, data); err != nil {
 			return err
 		}
 		if sz, err := ledgerdb.Size(tx); err == nil {
 			logSize = sz
 		}
-		return tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
+		return nil
 	})
 	switch {
 	case err == nil:
 		s.m.applied.Add(1)
-		if s.onKEK != nil && cmd != nil && (cmd.Type == cmdApprove || cmd.Type == cmdPropose || cmd.Type == cmdAttest) {
+		if s.onKEK != nil && applied.KEKs {
 			s.onKEK() // before advance: a waiter that sees index applied sees its KEK changes too
 		}
-		if mayRevoke(cmd) {
+		if applied.Revocations {
 			if err := s.revoked.load(db); err != nil {
 				return nil, s.setBroken(fmt.Errorf("apply %d: reload revocations: %w", index, err))
 			}
 		}
 		s.logSize.Store(logSize)
 		s.advance(index)
-		return res, nil
-	case errors.Is(err, errSkip):
+		return applied.Result, nil
+	case errors.Is(err, state.ErrApplied):
 		return nil, nil
 	case errors.As(err, &reject):
 		// Deterministic rejection: record only that the index was applied.
 		if err := db.Update(func(tx *bbolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
+			return state.MarkApplied(tx, index)
 		}); err != nil {
 			return nil, s.setBroken(fmt.Errorf("apply %d: %w", index, err))
 		}
@@ -279,531 +213,23 @@ func (s *stateDB) Apply(index uint64, data []byte) ([]byte, error) {
 	}
 }
 
-// applyCommand changes the state for cmd inside tx. It returns a
-// *CommandError to reject cmd, any other error for a storage failure.
-func applyCommand(tx *bbolt.Tx, index uint64, cmd *command) ([]byte, error) {
-	var (
-		r   result
-		err error
-	)
-	switch cmd.Type {
-	case cmdLedgerAppend:
-		r, err = applyAppend(tx, cmd)
-	case cmdGenesis:
-		r, err = applyGenesis(tx, index, cmd)
-	case cmdNodeAdd:
-		r, err = applyNodeAdd(tx, cmd)
-	case cmdNodeRemove:
-		r, err = applyNodeRemove(tx, cmd)
-	case cmdInit:
-		r, err = applyInit(tx, index, cmd)
-	case cmdPropose:
-		r, err = applyPropose(tx, cmd)
-	case cmdApprove:
-		r, err = applyApprove(tx, cmd)
-	case cmdAttest:
-		r, err = applyAttest(tx, cmd)
-	default:
-		return nil, cmdErr(cmd.Type, "unknown command type")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(r)
-}
-
-// appendLogged appends entries with times not before the latest logged one
-// (a new leader's clock may lag the old one's), and records the latest time.
-// A *ParseError (an entry that breaks the rules) is a *CommandError.
-func appendLogged(tx *bbolt.Tx, typ string, entries ...ledger.Entry) (first uint64, err error) {
-	meta := tx.Bucket(bucketMeta)
-	last := int64(getU64(meta, keyLastTime))
-	for i := range entries {
-		t := entries[i].Time.UnixNano()
-		if t < last {
-			entries[i].Time = time.Unix(0, last).UTC()
-		} else {
-			last = t
-		}
-	}
-	first, err = ledgerdb.AppendEntries(tx, entries...)
-	var pe *ledger.ParseError
-	if errors.As(err, &pe) {
-		return 0, &CommandError{Type: typ, Err: err}
-	}
-	if err != nil {
-		return 0, err
-	}
-	// The state machine's own entries are never drills.
-	if err := indexAppended(tx, first, len(entries), nil); err != nil {
-		return 0, err
-	}
-	return first, meta.Put(keyLastTime, u64(uint64(last)))
-}
-
-func genesisDone(tx *bbolt.Tx) bool { return tx.Bucket(bucketMeta).Get(keyGenesis) != nil }
-
-func applyAppend(tx *bbolt.Tx, cmd *command) (result, error) {
-	typ := cmd.Type
-	if !genesisDone(tx) {
-		return result{}, &CommandError{Type: typ, Err: ErrNotBootstrapped}
-	}
-	if cmd.Time != "" || cmd.ServedBy != "" || cmd.Actor != nil || cmd.Cluster != "" || cmd.AllowedRegions != nil || cmd.Node != nil || cmd.NodeID != "" ||
-		cmd.Init != nil || cmd.Proposal != "" || cmd.ProposalID != "" || cmd.Officer != "" || cmd.Signature != nil {
-		return result{}, cmdErr(typ, "unexpected fields")
-	}
-	if len(cmd.Entries) == 0 || len(cmd.Entries) > MaxAppendBatch {
-		return result{}, cmdErr(typ, "%d entries, want 1..%d", len(cmd.Entries), MaxAppendBatch)
-	}
-	meta := tx.Bucket(bucketMeta)
-	first, err := ledgerdb.Size(tx)
-	if err != nil {
-		return result{}, err
-	}
-	last := int64(getU64(meta, keyLastTime))
-	entries := make([][]byte, len(cmd.Entries))
-	for i, raw := range cmd.Entries {
-		if entries[i], last, err = stamp(raw, first+uint64(i), last); err != nil {
-			return result{}, cmdErr(typ, "entry %d: %v", i, err)
-		}
-	}
-	// Append checks every entry strictly (canonical form, index) before writing.
-	if _, err := ledgerdb.Append(tx, entries...); err != nil {
-		var pe *ledger.ParseError
-		if errors.As(err, &pe) || errors.Is(err, ledger.ErrIndexMismatch) {
-			return result{}, &CommandError{Type: typ, Err: err}
-		}
-		return result{}, err
-	}
-	if err := meta.Put(keyLastTime, u64(uint64(last))); err != nil {
-		return result{}, err
-	}
-	if err := indexAppended(tx, first, len(entries), func(i int) []byte { return entries[i] }); err != nil {
-		return result{}, err
-	}
-	for i, raw := range entries {
-		if err := recordCustody(tx, first+uint64(i), raw); err != nil {
-			return result{}, err
-		}
-	}
-	return result{First: first, Count: uint64(len(entries)), Outcome: string(ledger.OutcomeOK)}, nil
-}
-
-// entryHead is how every proposed entry starts: canonical form with index 0,
-// then the 30-byte time (timeFormat) and its closing quote.
-const entryHead = `{"index":0,"time":"`
-
-// stamp returns raw (a proposed entry) numbered index, with its time raised
-// to last if earlier, and the entry's time. It rewrites bytes without parsing
-// the entry: ledgerdb.Append checks the result strictly.
-func stamp(raw []byte, index uint64, last int64) ([]byte, int64, error) {
-	end := len(entryHead) + len(timeFormat)
-	if !bytes.HasPrefix(raw, []byte(entryHead)) || len(raw) <= end || raw[end] != '"' {
-		return nil, 0, errors.New(`does not start with {"index":0,"time":"…"`)
-	}
-	// The type comes right after the time in canonical form: entries of the
-	// state machine's own types are never accepted from an append, so not
-	// even a leader can forge them.
-	if rest, ok := bytes.CutPrefix(raw[end+1:], []byte(`,"type":"`)); ok {
-		if j := bytes.IndexByte(rest, '"'); j >= 0 && slices.Contains(reservedTypes, string(rest[:j])) {
-			return nil, 0, fmt.Errorf("type %q is reserved for the state machine", rest[:j])
-		}
-	}
-	ts := raw[len(entryHead):end]
-	t, err := parseTime(string(ts))
-	if err != nil {
-		return nil, 0, err
-	}
-	if ns := t.UnixNano(); ns < last {
-		ts = []byte(formatTime(time.Unix(0, last)))
-	} else {
-		last = ns
-	}
-	out := make([]byte, 0, len(raw)+20)
-	out = append(out, `{"index":`...)
-	out = strconv.AppendUint(out, index, 10)
-	out = append(out, `,"time":"`...)
-	out = append(out, ts...)
-	out = append(out, raw[end:]...)
-	return out, last, nil
-}
-
-// TypeBackupDrill is the entry type of a restore drill attested by a backup
-// agent (client.AttestDrill). The state machine keeps the newest one of
-// each dataset (details "dataset"), whatever its outcome.
-const TypeBackupDrill = "backup.drill"
-
-// drillPrefix is what follows the time of a backup.drill entry in canonical form.
-var drillPrefix = []byte(`","type":"` + TypeBackupDrill + `"`)
-
-// isDrill reports whether raw, a canonical entry, has type backup.drill,
-// without parsing it: the type comes right after the index and time.
-func isDrill(raw []byte) bool { return hasType(raw, drillPrefix) }
-
-// indexDrills brings the drills bucket up to the log's size: for every
-// backup.drill entry after meta "drills_indexed", in log order, it records
-// the entry's index under its dataset. It depends on the log alone, so every
-// node has the same index at the same raft index, however it got there
-// (applied, restored from a snapshot, or indexed at open after an upgrade).
-// It returns the number of entries it read.
-func indexDrills(tx *bbolt.Tx) (int, error) {
-	meta := tx.Bucket(bucketMeta)
-	size, err := ledgerdb.Size(tx)
-	if err != nil {
-		return 0, err
-	}
-	from := getU64(meta, keyDrills)
-	if from == size {
-		return 0, nil
-	}
-	if from > size { // cannot happen; rebuild rather than trust it
-		if err := tx.DeleteBucket(bucketDrills); err != nil {
-			return 0, err
-		}
-		if _, err := tx.CreateBucket(bucketDrills); err != nil {
-			return 0, err
-		}
-		from = 0
-	}
-	drills, n := tx.Bucket(bucketDrills), 0
-	for start := from; start < size; {
-		page, err := ledgerdb.ReadEntries(tx, start, 1024)
-		if err != nil {
-			return n, err
-		}
-		for i, raw := range page {
-			if err := recordDrill(drills, start+uint64(i), raw); err != nil {
-				return n, err
-			}
-		}
-		n += len(page)
-		start += uint64(len(page))
-	}
-	return n, meta.Put(keyDrills, u64(size))
-}
-
-// indexAppended keeps the drills index up to date as n entries are
-// appended from index first: raw(i) is entry i's canonical bytes, or raw is
-// nil when none of them can be a drill. Every append goes through here, so
-// the index is behind only if it was when the database was opened, and
-// then indexDrills catches up from the log.
-func indexAppended(tx *bbolt.Tx, first uint64, n int, raw func(i int) []byte) error {
-	meta := tx.Bucket(bucketMeta)
-	if getU64(meta, keyDrills) != first {
-		_, err := indexDrills(tx)
-		return err
-	}
-	if raw != nil {
-		drills := tx.Bucket(bucketDrills)
-		for i := range n {
-			if err := recordDrill(drills, first+uint64(i), raw(i)); err != nil {
-				return err
-			}
-		}
-	}
-	return meta.Put(keyDrills, u64(first+uint64(n)))
-}
-
-// recordDrill records raw, the log's entry index, if it is a drill with a dataset.
-func recordDrill(drills *bbolt.Bucket, index uint64, raw []byte) error {
-	if !isDrill(raw) {
-		return nil
-	}
-	e, err := ledger.ParseEntry(raw)
-	if err != nil {
-		return fmt.Errorf("keysvc: log entry %d: %w", index, err)
-	}
-	if ds := e.Details["dataset"]; e.Type == TypeBackupDrill && ds != "" && e.Index == index {
-		return drills.Put([]byte(ds), u64(index))
-	}
-	return nil
-}
-
-// Drill is the newest backup.drill entry logged for a dataset.
-type Drill struct {
-	Dataset  string
-	LogIndex uint64
-	Entry    []byte // canonical bytes
-}
-
 // Drills returns the newest drill of every dataset, sorted by dataset, or
 // of dataset alone (none if it has no drill). Leader only (else
 // *NotLeaderError naming the leader), after every committed entry is
 // applied: a drill just acknowledged is in the answer.
-func (n *Node) Drills(ctx context.Context, dataset string) ([]Drill, error) {
+func (n *Node) Drills(ctx context.Context, dataset string) ([]state.Drill, error) {
 	n.cpMu.Lock()
 	err := n.leaderApplied(ctx)
 	n.cpMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	out := []Drill{}
-	err = n.state.view(func(tx *bbolt.Tx) error {
-		add := func(k, v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("keysvc: drill record %q: %w", k, ledger.ErrCorrupt)
-			}
-			i := binary.BigEndian.Uint64(v)
-			raw, err := ledgerdb.ReadEntry(tx, i)
-			if err != nil {
-				return err
-			}
-			out = append(out, Drill{Dataset: string(k), LogIndex: i, Entry: raw})
-			return nil
-		}
-		b := tx.Bucket(bucketDrills)
-		if dataset == "" {
-			return b.ForEach(add)
-		}
-		if v := b.Get([]byte(dataset)); v != nil {
-			return add([]byte(dataset), v)
-		}
-		return nil
+	var out []state.Drill
+	err = n.state.view(func(tx *bbolt.Tx) (err error) {
+		out, err = state.Drills(tx, dataset)
+		return err
 	})
 	return out, err
-}
-
-// opContextIn is opContext for a command that needs the cluster
-// bootstrapped (genesis logged) or, with officers, initialised.
-func opContextIn(tx *bbolt.Tx, cmd *command, officers bool) (time.Time, ledger.Actor, error) {
-	switch {
-	case officers && !initialized(tx):
-		return time.Time{}, ledger.Actor{}, &CommandError{Type: cmd.Type, Err: ErrNotInitialized}
-	case !officers && !genesisDone(tx):
-		return time.Time{}, ledger.Actor{}, &CommandError{Type: cmd.Type, Err: ErrNotBootstrapped}
-	}
-	return opContext(cmd)
-}
-
-// opContext is what every membership command carries: time and actor.
-func opContext(cmd *command) (time.Time, ledger.Actor, error) {
-	t, err := parseTime(cmd.Time)
-	if err != nil {
-		return time.Time{}, ledger.Actor{}, cmdErr(cmd.Type, "%v", err)
-	}
-	a := cmd.Actor.actor()
-	if a.Identity == "" {
-		return time.Time{}, ledger.Actor{}, cmdErr(cmd.Type, "actor identity is required")
-	}
-	return t, a, nil
-}
-
-func nodeDetails(info NodeInfo) map[string]string {
-	d := map[string]string{"node.id": info.ID, "node.region": info.Region}
-	if info.RaftAddr != "" {
-		d["node.raft_addr"] = info.RaftAddr
-	}
-	if info.APIAddr != "" {
-		d["node.api_addr"] = info.APIAddr
-	}
-	if info.Keys != "" {
-		sum := sha256.Sum256([]byte(info.Keys))
-		d["node.keys_sha256"] = hex.EncodeToString(sum[:])
-	}
-	return d
-}
-
-func applyGenesis(tx *bbolt.Tx, index uint64, cmd *command) (result, error) {
-	typ := cmd.Type
-	if genesisDone(tx) {
-		return result{}, &CommandError{Type: typ, Err: ErrAlreadyBootstrapped}
-	}
-	t, actor, err := opContext(cmd)
-	if err != nil {
-		return result{}, err
-	}
-	if cmd.Node == nil {
-		return result{}, cmdErr(typ, "node is required")
-	}
-	info := *cmd.Node
-	if err := info.validate(cmd.Cluster); err != nil {
-		return result{}, &CommandError{Type: typ, Err: err}
-	}
-	regions := cmd.AllowedRegions
-	if len(regions) == 0 || !slices.IsSorted(regions) || len(slices.Compact(slices.Clone(regions))) != len(regions) {
-		return result{}, cmdErr(typ, "allowed regions must be non-empty, sorted and distinct")
-	}
-	for _, r := range regions {
-		if !identity.IsEUEEA(r) {
-			return result{}, cmdErr(typ, "allowed region %q is not an EU/EEA code", r)
-		}
-	}
-	if !slices.Contains(regions, info.Region) {
-		return result{}, &CommandError{Type: typ, Err: fmt.Errorf("%w: genesis node region %s", ErrRegionNotAllowed, info.Region)}
-	}
-	if n, err := ledgerdb.Size(tx); err != nil {
-		return result{}, err
-	} else if n != 0 {
-		return result{}, cmdErr(typ, "log already holds %d entries", n)
-	}
-	meta := tx.Bucket(bucketMeta)
-	regionsJSON, err := json.Marshal(regions)
-	if err != nil {
-		return result{}, err
-	}
-	for _, kv := range [][2][]byte{{keyCluster, []byte(cmd.Cluster)}, {keyRegions, regionsJSON}, {keyGenesis, u64(index)}} {
-		if err := meta.Put(kv[0], kv[1]); err != nil {
-			return result{}, err
-		}
-	}
-	first, err := appendLogged(tx, typ,
-		ledger.Entry{Time: t, Type: cmdGenesis, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK,
-			Details: map[string]string{"cluster": cmd.Cluster, "allowed_regions": strings.Join(regions, ","), "origin": Origin(cmd.Cluster)}},
-		ledger.Entry{Time: t, Type: cmdNodeAdd, Actor: actor, Node: cmd.ServedBy, Outcome: ledger.OutcomeOK, Details: nodeDetails(info)})
-	if err != nil {
-		return result{}, err
-	}
-	if err := putNode(tx, nodeRecord{NodeInfo: info, Added: first + 1}); err != nil {
-		return result{}, err
-	}
-	return result{First: first, Count: 2, Outcome: string(ledger.OutcomeOK)}, nil
-}
-
-// logOne appends one membership entry and returns its result.
-func logOne(tx *bbolt.Tx, cmd *command, t time.Time, actor ledger.Actor, outcome ledger.Outcome, code, reason string, details map[string]string) (result, error) {
-	first, err := appendLogged(tx, cmd.Type, ledger.Entry{
-		Time: t, Type: cmd.Type, Actor: actor, Node: cmd.ServedBy, Outcome: outcome, Reason: reason, Details: details,
-	})
-	if err != nil {
-		return result{}, err
-	}
-	return result{First: first, Count: 1, Outcome: string(outcome), Code: code, Reason: reason}, nil
-}
-
-func applyNodeAdd(tx *bbolt.Tx, cmd *command) (result, error) {
-	typ := cmd.Type
-	t, actor, err := opContextIn(tx, cmd, false)
-	if err != nil {
-		return result{}, err
-	}
-	if cmd.Node == nil {
-		return result{}, cmdErr(typ, "node is required")
-	}
-	info := *cmd.Node
-	meta := tx.Bucket(bucketMeta)
-	cluster := string(meta.Get(keyCluster))
-	deny := func(code, reason string) (result, error) {
-		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, code, reason, nodeDetails(info))
-	}
-	if err := info.validate(cluster); err != nil {
-		return deny("invalid_node", err.Error())
-	}
-	regions, err := allowedRegions(meta)
-	if err != nil {
-		return result{}, err
-	}
-	if !slices.Contains(regions, info.Region) {
-		return deny("region_not_allowed", fmt.Sprintf("region %s is not among the allowed regions %s", info.Region, strings.Join(regions, ",")))
-	}
-	old, found, err := getNode(tx, info.ID)
-	if err != nil {
-		return result{}, err
-	}
-	switch {
-	case found && !old.Removed && old.NodeInfo == info:
-		return logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "already registered", nodeDetails(info))
-	case found && !old.Removed:
-		return deny("node_conflict", fmt.Sprintf("node %s is registered with other details", info.ID))
-	case found && old.Keys != info.Keys:
-		return deny("node_conflict", fmt.Sprintf("node %s was registered with other keys", info.ID))
-	}
-	if initialized(tx) {
-		return deny("ceremony_required", fmt.Sprintf("node %s is not registered: after initialisation officers add nodes by a node.add ceremony", info.ID))
-	}
-	if rv, revoked, err := identityRevoked(tx, "node", info.ID); err != nil {
-		return result{}, err
-	} else if revoked {
-		return deny(CodeIdentityRevoked, fmt.Sprintf("node identity %s was revoked by entry %d: choose another node id", info.ID, rv.Entry))
-	}
-	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", nodeDetails(info))
-	if err != nil {
-		return result{}, err
-	}
-	if err := bumpMembership(tx); err != nil {
-		return result{}, err
-	}
-	return r, putNode(tx, nodeRecord{NodeInfo: info, Added: r.First})
-}
-
-func applyNodeRemove(tx *bbolt.Tx, cmd *command) (result, error) {
-	typ := cmd.Type
-	t, actor, err := opContextIn(tx, cmd, false)
-	if err != nil {
-		return result{}, err
-	}
-	if !printable(cmd.NodeID) || len(cmd.NodeID) > 64 {
-		return result{}, cmdErr(typ, "node id %q", cmd.NodeID)
-	}
-	details := map[string]string{"node.id": cmd.NodeID}
-	rec, found, err := getNode(tx, cmd.NodeID)
-	if err != nil {
-		return result{}, err
-	}
-	switch {
-	case !found:
-		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "unknown_node", fmt.Sprintf("node %s is not registered", cmd.NodeID), details)
-	case rec.Removed:
-		return logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "already removed", details)
-	}
-	pid, code, reason, err := nodeRemovalAllowed(tx, rec)
-	if err != nil {
-		return result{}, err
-	}
-	if code != "" {
-		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, code, reason, details)
-	}
-	active := 0
-	if err := forNodes(tx, func(r nodeRecord) error {
-		if !r.Removed {
-			active++
-		}
-		return nil
-	}); err != nil {
-		return result{}, err
-	}
-	if active <= 1 {
-		return logOne(tx, cmd, t, actor, ledger.OutcomeDenied, "last_node", fmt.Sprintf("node %s is the last member", cmd.NodeID), details)
-	}
-	size, err := ledgerdb.Size(tx)
-	if err != nil {
-		return result{}, err
-	}
-	revoked, err := revokeRemoved(tx, "node", cmd.NodeID, size, cmd.Time, pid)
-	if err != nil {
-		return result{}, err
-	}
-	for k, v := range revoked {
-		details[k] = v
-	}
-	if pid != "" {
-		details["proposal.id"] = pid
-	}
-	r, err := logOne(tx, cmd, t, actor, ledger.OutcomeOK, "", "", details)
-	if err != nil {
-		return result{}, err
-	}
-	rec.Removed = true
-	if err := bumpMembership(tx); err != nil {
-		return result{}, err
-	}
-	return r, putNode(tx, rec)
-}
-
-// nodeRemovalAllowed decides whether a node.remove command may remove rec,
-// a member: before initialisation the operator forms the cluster alone;
-// after it, only an executed node.remove ceremony of this registration of
-// the node (closed after the node was added, so a ceremony is consumed by
-// the registration it removed) authorises it, and pid is that ceremony.
-// A refusal is a code and reason.
-func nodeRemovalAllowed(tx *bbolt.Tx, rec nodeRecord) (pid, code, reason string, err error) {
-	if !initialized(tx) {
-		return "", "", "", nil
-	}
-	c, found, err := executedNodeRemoval(tx, rec.ID, rec.Added)
-	if err != nil || !found {
-		return "", "ceremony_required", fmt.Sprintf("node %s is a member: after initialisation officers remove nodes by a node.remove ceremony", rec.ID), err
-	}
-	return c.ID, "", "", nil
 }
 
 // Snapshot implements raft.StateMachine: a read transaction, streamed by
@@ -840,15 +266,8 @@ type stateHead struct {
 }
 
 func readHead(tx *bbolt.Tx) (stateHead, error) {
-	meta := tx.Bucket(bucketMeta)
-	if meta == nil {
-		return stateHead{}, fmt.Errorf("no meta bucket")
-	}
-	size, err := ledgerdb.Size(tx)
-	if err != nil {
-		return stateHead{}, err
-	}
-	return stateHead{applied: getU64(meta, keyApplied), cluster: string(meta.Get(keyCluster)), size: size}, nil
+	applied, cluster, size, err := state.Head(tx)
+	return stateHead{applied: applied, cluster: cluster, size: size}, err
 }
 
 // Restore implements raft.StateMachine. The stream (a bbolt file written by
@@ -975,7 +394,7 @@ func (s *stateDB) setAppliedLocked() {
 		return
 	}
 	_ = s.db.View(func(tx *bbolt.Tx) error {
-		s.applied.Store(getU64(tx.Bucket(bucketMeta), keyApplied))
+		s.applied.Store(state.AppliedIndex(tx))
 		if sz, err := ledgerdb.Size(tx); err == nil {
 			s.logSize.Store(sz)
 		}
@@ -1025,7 +444,7 @@ func inspectSnapshot(path string) (*bbolt.DB, stateHead, tlog.Hash, error) {
 		root tlog.Hash
 	)
 	err = db.View(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketNodes) == nil {
+		if !state.HasNodeTable(tx) {
 			return errors.New("no nodes bucket")
 		}
 		if h, err = readHead(tx); err != nil {
@@ -1039,68 +458,4 @@ func inspectSnapshot(path string) (*bbolt.DB, stateHead, tlog.Hash, error) {
 		return nil, stateHead{}, tlog.Hash{}, err
 	}
 	return db, h, root, nil
-}
-
-// Reads shared by Node.
-
-func allowedRegions(meta *bbolt.Bucket) ([]string, error) {
-	v := meta.Get(keyRegions)
-	if v == nil {
-		return nil, nil
-	}
-	var r []string
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, fmt.Errorf("keysvc: allowed regions record: %w", err)
-	}
-	return r, nil
-}
-
-// getRecord reads the JSON record key of bucket; ok is false when there is none.
-func getRecord[T any](tx *bbolt.Tx, bucket []byte, key, what string) (rec T, ok bool, err error) {
-	v := tx.Bucket(bucket).Get([]byte(key))
-	if v == nil {
-		return rec, false, nil
-	}
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return rec, false, fmt.Errorf("keysvc: %s record %q: %w", what, key, err)
-	}
-	return rec, true, nil
-}
-
-// forRecords calls fn for every JSON record of bucket, in key order.
-func forRecords[T any](tx *bbolt.Tx, bucket []byte, what string, fn func(T) error) error {
-	return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-		var rec T
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("keysvc: %s record %q: %w", what, k, err)
-		}
-		return fn(rec)
-	})
-}
-
-func getNode(tx *bbolt.Tx, id string) (nodeRecord, bool, error) {
-	return getRecord[nodeRecord](tx, bucketNodes, id, "node")
-}
-
-func putNode(tx *bbolt.Tx, r nodeRecord) error {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketNodes).Put([]byte(r.ID), v)
-}
-
-// forNodes calls fn for every node record, in id order.
-func forNodes(tx *bbolt.Tx, fn func(nodeRecord) error) error {
-	return forRecords(tx, bucketNodes, "node", fn)
-}
-
-func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-
-func getU64(b *bbolt.Bucket, key []byte) uint64 {
-	v := b.Get(key)
-	if len(v) != 8 {
-		return 0
-	}
-	return binary.BigEndian.Uint64(v)
 }

@@ -2,7 +2,6 @@ package keysvc
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -35,22 +34,22 @@ func newTestState(t *testing.T) *stateDB {
 }
 
 // testInfo returns a valid NodeInfo for node id of cluster "test", with real keys.
-func testInfo(t *testing.T, id, region string) NodeInfo {
+func testInfo(t *testing.T, id, region string) state.NodeInfo {
 	t.Helper()
 	k, err := loadNodeKeys(hsmtest.NewFake(), t.TempDir(), "test", id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer k.zero()
-	return NodeInfo{ID: id, Region: region, RaftAddr: id + ":7000", APIAddr: "https://" + id + ".test:8201", Keys: k.text,
+	return state.NodeInfo{ID: id, Region: region, RaftAddr: id + ":7000", APIAddr: "https://" + id + ".test:8201", Keys: k.text,
 		KEM: base64.StdEncoding.EncodeToString(k.kemPub)}
 }
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func mustEncode(t *testing.T, c *command) []byte {
+func mustEncode(t *testing.T, c *state.Command) []byte {
 	t.Helper()
-	b, err := encodeCommand(c)
+	b, err := state.Encode(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +68,7 @@ func appendCmd(t *testing.T, at time.Time, ids ...string) []byte {
 		}
 		raws = append(raws, raw)
 	}
-	return mustEncode(t, &command{Type: cmdLedgerAppend, Entries: raws})
+	return mustEncode(t, &state.Command{Type: state.CmdLedgerAppend, Entries: raws})
 }
 
 var operator = ledger.Actor{Identity: "custos://test/operator/ops?region=DE", Role: "operator", Region: "DE"}
@@ -78,26 +77,26 @@ var operator = ledger.Actor{Identity: "custos://test/operator/ops?region=DE", Ro
 // rejections, at raft indexes 1, 2, ….
 func script(t *testing.T) [][]byte {
 	n1, n2, n3 := testInfo(t, "n1", "DE"), testInfo(t, "n2", "FR"), testInfo(t, "n3", "NL")
-	at := func(s int) string { return formatTime(t0.Add(time.Duration(s) * time.Second)) }
+	at := func(s int) string { return state.FormatTime(t0.Add(time.Duration(s) * time.Second)) }
 	outside := testInfo(t, "n9", "AT")
 	conflict := n2
 	conflict.APIAddr = "https://elsewhere.test"
 	return [][]byte{
 		appendCmd(t, t0, "before-genesis"), // rejected: no genesis
-		mustEncode(t, &command{Type: cmdGenesis, Time: at(0), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE", "FR", "NL"}, Node: &n1}),
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(1), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(2), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n3}),
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(3), ServedBy: "n1", Actor: toActorJSON(operator), Node: &outside}),  // denied: region
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(4), ServedBy: "n1", Actor: toActorJSON(operator), Node: &conflict}), // denied: conflict
-		mustEncode(t, &command{Type: cmdNodeAdd, Time: at(5), ServedBy: "n1", Actor: toActorJSON(operator), Node: &n2}),       // ok, already registered
+		mustEncode(t, &state.Command{Type: ledger.TypeGenesis, Time: at(0), ServedBy: "n1", Actor: state.ToActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE", "FR", "NL"}, Node: &n1}),
+		mustEncode(t, &state.Command{Type: ledger.TypeNodeAdd, Time: at(1), ServedBy: "n1", Actor: state.ToActorJSON(operator), Node: &n2}),
+		mustEncode(t, &state.Command{Type: ledger.TypeNodeAdd, Time: at(2), ServedBy: "n1", Actor: state.ToActorJSON(operator), Node: &n3}),
+		mustEncode(t, &state.Command{Type: ledger.TypeNodeAdd, Time: at(3), ServedBy: "n1", Actor: state.ToActorJSON(operator), Node: &outside}),  // denied: region
+		mustEncode(t, &state.Command{Type: ledger.TypeNodeAdd, Time: at(4), ServedBy: "n1", Actor: state.ToActorJSON(operator), Node: &conflict}), // denied: conflict
+		mustEncode(t, &state.Command{Type: ledger.TypeNodeAdd, Time: at(5), ServedBy: "n1", Actor: state.ToActorJSON(operator), Node: &n2}),       // ok, already registered
 		appendCmd(t, t0.Add(6*time.Second), "r1", "r2", "r3"),
 		appendCmd(t, t0.Add(5*time.Second), "r4"), // clock went back: time kept non-decreasing
 		[]byte(`{"v":1,"type":"kek.create"}`),     // rejected: unknown type
 		[]byte(`{"v":2,"type":"ledger.append"}`),  // rejected: version
 		[]byte(`{"v":1,"type":"ledger.append","entries":[]} x`),
-		mustEncode(t, &command{Type: cmdGenesis, Time: at(7), ServedBy: "n1", Actor: toActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE"}, Node: &n1}), // rejected: twice
-		mustEncode(t, &command{Type: cmdNodeRemove, Time: at(8), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "n3"}),
-		mustEncode(t, &command{Type: cmdNodeRemove, Time: at(9), ServedBy: "n1", Actor: toActorJSON(operator), NodeID: "nx"}), // denied: unknown
+		mustEncode(t, &state.Command{Type: ledger.TypeGenesis, Time: at(7), ServedBy: "n1", Actor: state.ToActorJSON(operator), Cluster: "test", AllowedRegions: []string{"DE"}, Node: &n1}), // rejected: twice
+		mustEncode(t, &state.Command{Type: ledger.TypeNodeRemove, Time: at(8), ServedBy: "n1", Actor: state.ToActorJSON(operator), NodeID: "n3"}),
+		mustEncode(t, &state.Command{Type: ledger.TypeNodeRemove, Time: at(9), ServedBy: "n1", Actor: state.ToActorJSON(operator), NodeID: "nx"}), // denied: unknown
 		appendCmd(t, t0.Add(10*time.Second), "r5", "r6"),
 	}
 }
@@ -114,9 +113,9 @@ func run(t *testing.T, s *stateDB, cmds [][]byte, from uint64) []applied {
 		res, err := s.Apply(from+uint64(i), c)
 		a := applied{res: res}
 		if err != nil {
-			var ce *CommandError
+			var ce *state.CommandError
 			if !errors.As(err, &ce) {
-				t.Fatalf("apply %d: %v is not a *CommandError", i, err)
+				t.Fatalf("apply %d: %v is not a *state.CommandError", i, err)
 			}
 			a.err = err.Error()
 		}
@@ -128,7 +127,7 @@ func run(t *testing.T, s *stateDB, cmds [][]byte, from uint64) []applied {
 func digest(t *testing.T, s *stateDB) [32]byte {
 	t.Helper()
 	var d [32]byte
-	if err := s.view(func(tx *bbolt.Tx) (err error) { d, err = stateDigest(tx); return err }); err != nil {
+	if err := s.view(func(tx *bbolt.Tx) (err error) { d, err = state.Digest(tx); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -190,22 +189,22 @@ func TestDeterminism(t *testing.T) {
 	if outcomes != "ooooddoooooodoo" {
 		t.Errorf("outcomes %s", outcomes)
 	}
-	var denied result
-	if err := json.Unmarshal(ra[4].res, &denied); err != nil || !errors.Is(denied.err(), ErrRegionNotAllowed) {
-		t.Errorf("region denial result %s: %v", ra[4].res, denied.err())
+	var denied state.Result
+	if err := json.Unmarshal(ra[4].res, &denied); err != nil || !errors.Is(denied.Err(), ErrRegionNotAllowed) {
+		t.Errorf("region denial result %s: %v", ra[4].res, denied.Err())
 	}
-	if err := json.Unmarshal(ra[5].res, &denied); err != nil || !errors.Is(denied.err(), ErrNodeConflict) {
-		t.Errorf("conflict denial result %s: %v", ra[5].res, denied.err())
+	if err := json.Unmarshal(ra[5].res, &denied); err != nil || !errors.Is(denied.Err(), ErrNodeConflict) {
+		t.Errorf("conflict denial result %s: %v", ra[5].res, denied.Err())
 	}
-	var removed nodeRecord
-	a.view(func(tx *bbolt.Tx) error { removed, _, _ = getNode(tx, "n3"); return nil })
+	var removed state.NodeRecord
+	a.view(func(tx *bbolt.Tx) error { removed, _, _ = state.GetNode(tx, "n3"); return nil })
 	if !removed.Removed {
 		t.Error("n3 not marked removed")
 	}
 	// Its removal revoked its identity, in the entry that removed it, and
 	// the cache (what the ports consult) says so on both.
 	for _, st := range []*stateDB{a, b} {
-		if r, ok := st.revoked.lookup(identity.Identity{Role: identity.RoleNode, Name: "n3"}, ""); !ok || r.Entry != 11 || r.Identity != "node/n3" || r.Time != formatTime(t0.Add(8*time.Second)) {
+		if r, ok := st.revoked.lookup(identity.Identity{Role: identity.RoleNode, Name: "n3"}, ""); !ok || r.Entry != 11 || r.Identity != "node/n3" || r.Time != state.FormatTime(t0.Add(8*time.Second)) {
 			t.Errorf("n3's revocation: %+v, %v", r, ok)
 		}
 	}
@@ -341,117 +340,6 @@ func TestStorageFailureStopsApplying(t *testing.T) {
 	}
 }
 
-// Entries cross the raft log byte for byte, whatever encoding/json would
-// escape in a json.RawMessage (U+2028 and U+2029 since Go 1.27, '<' '>' '&'
-// by default).
-func TestCommandKeepsEntryBytes(t *testing.T) {
-	var raws []json.RawMessage
-	for _, s := range []string{"a\u2028b\u2029c", "<&>", "\"\\\n\x01", "€ \U0001F512"} {
-		raw, err := ledger.Entry{Time: t0, Type: "kek.unwrap", Actor: ledger.Actor{Identity: "agent-1", Role: "agent"},
-			Outcome: ledger.OutcomeOK, Reason: s, Details: map[string]string{"dek.sha256": s}}.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		raws = append(raws, raw)
-	}
-	data := mustEncode(t, &command{Type: cmdLedgerAppend, Entries: raws})
-	c, err := decodeCommand(data)
-	if err != nil {
-		t.Fatalf("decode %s: %v", data, err)
-	}
-	if len(c.Entries) != len(raws) {
-		t.Fatalf("%d entries decoded, want %d", len(c.Entries), len(raws))
-	}
-	for i := range raws {
-		if !bytes.Equal(c.Entries[i], raws[i]) {
-			t.Errorf("entry %d:\n got %q\nwant %q", i, c.Entries[i], raws[i])
-		}
-	}
-	if _, err := encodeCommand(&command{Type: cmdLedgerAppend, Entries: []json.RawMessage{[]byte(`{"a":`)}}); err == nil {
-		t.Error("an entry that is not JSON was encoded")
-	}
-}
-
-func TestDecodeCommandStrict(t *testing.T) {
-	for _, in := range []string{
-		``, `{}`, `{"v":1}`, `{"v":1,"type":"ledger.append","extra":1}`, `{"v":1,"type":"x"}`,
-		`{"v":1,"type":"ledger.append"}{}`, `[]`, `{"v":"1","type":"ledger.append"}`,
-	} {
-		_, err := decodeCommand([]byte(in))
-		var ce *CommandError
-		if !errors.As(err, &ce) {
-			t.Errorf("decode %q: %v, want *CommandError", in, err)
-		}
-	}
-}
-
-func TestNodeInfoValidate(t *testing.T) {
-	good := testInfo(t, "n1", "DE")
-	if err := good.validate("test"); err != nil {
-		t.Fatal(err)
-	}
-	other := testInfo(t, "n2", "DE")
-	for name, mut := range map[string]func(*NodeInfo){
-		"id":          func(i *NodeInfo) { i.ID = "N1" },
-		"region":      func(i *NodeInfo) { i.Region = "de" },
-		"non-eu":      func(i *NodeInfo) { i.Region = "US" },
-		"raft":        func(i *NodeInfo) { i.RaftAddr = "" },
-		"api":         func(i *NodeInfo) { i.APIAddr = "http://n1:8201" },
-		"keys":        func(i *NodeInfo) { i.Keys = "garbage" },
-		"others keys": func(i *NodeInfo) { i.Keys = other.Keys },
-	} {
-		i := good
-		mut(&i)
-		if err := i.validate("test"); !errors.Is(err, ErrInvalidNode) {
-			t.Errorf("%s: %v, want ErrInvalidNode", name, err)
-		}
-	}
-	if err := good.validate("prod"); !errors.Is(err, ErrInvalidNode) {
-		t.Errorf("keys of another cluster accepted: %v", err)
-	}
-}
-
-// stateDigest hashes the node table and meta (but applied) and the log root:
-// equal digests mean equal replicated state. For tests and diagnostics.
-func stateDigest(tx *bbolt.Tx) ([32]byte, error) {
-	h := sha256.New()
-	for _, name := range [][]byte{bucketMeta, bucketNodes, bucketRevocations} {
-		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-			if bytes.Equal(name, bucketMeta) && bytes.Equal(k, keyApplied) {
-				return nil // the content, not how far raft got
-			}
-			fmt.Fprintf(h, "%s/%x=%x\n", name, k, v)
-			return nil
-		})
-		if err != nil {
-			return [32]byte{}, err
-		}
-	}
-	size, err := ledgerdb.Size(tx)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	root, err := ledgerdb.Root(tx, size)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	fmt.Fprintf(h, "ledger/%d/%x\n", size, root)
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out, nil
-}
-
-// The state machine refuses appended entries of its own types, whoever
-// proposes them.
-func TestAppendRefusesReservedTypes(t *testing.T) {
-	for _, typ := range []string{"ceremony.execute", "kek.destroyed", "cluster.init"} {
-		raw := []byte(`{"index":0,"time":"2026-01-02T03:04:05.000000000Z","type":"` + typ + `","actor":{"identity":"x"},"outcome":"ok"}`)
-		if _, _, err := stamp(raw, 5, 0); err == nil || !strings.Contains(err.Error(), "reserved") {
-			t.Errorf("%s: %v, want a refusal", typ, err)
-		}
-	}
-}
-
 // drillCmd appends one backup.drill entry per dataset=archive pair.
 func drillCmd(t *testing.T, at time.Time, result string, pairs ...string) []byte {
 	t.Helper()
@@ -461,14 +349,14 @@ func drillCmd(t *testing.T, at time.Time, result string, pairs ...string) []byte
 		if result != "ok" {
 			outcome = ledger.OutcomeError
 		}
-		raw, err := ledger.Entry{Time: at, Type: TypeBackupDrill, Actor: ledger.Actor{Identity: "custos://test/agent/backup-1?region=DE", Role: "agent"},
+		raw, err := ledger.Entry{Time: at, Type: ledger.TypeDrill, Actor: ledger.Actor{Identity: "custos://test/agent/backup-1?region=DE", Role: "agent"},
 			Node: "n1", Outcome: outcome, Details: map[string]string{"dataset": pairs[i], "archive": pairs[i+1], "result": result, "restore_seconds": "2"}}.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
 		raws = append(raws, raw)
 	}
-	return mustEncode(t, &command{Type: cmdLedgerAppend, Entries: raws})
+	return mustEncode(t, &state.Command{Type: state.CmdLedgerAppend, Entries: raws})
 }
 
 // drillIndex reads the drills bucket: dataset -> log index.
@@ -476,10 +364,11 @@ func drillIndex(t *testing.T, s *stateDB) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
 	err := s.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketDrills).ForEach(func(k, v []byte) error {
-			out[string(k)] = getU64(tx.Bucket(bucketDrills), k)
-			return nil
-		})
+		drills, err := state.Drills(tx, "")
+		for _, d := range drills {
+			out[d.Dataset] = d.LogIndex
+		}
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -511,13 +400,8 @@ func TestDrillIndex(t *testing.T) {
 	raw := entries(t, a)
 	for ds, i := range want {
 		e, err := ledger.ParseEntry(raw[i])
-		if err != nil || e.Type != TypeBackupDrill || e.Details["dataset"] != ds {
+		if err != nil || e.Type != ledger.TypeDrill || e.Details["dataset"] != ds {
 			t.Errorf("%s: entry %d is %+v, %v", ds, i, e, err)
-		}
-	}
-	for i, r := range raw {
-		if e, _ := ledger.ParseEntry(r); isDrill(r) != (e.Type == TypeBackupDrill) {
-			t.Errorf("entry %d (%s): isDrill %v", i, e.Type, isDrill(r))
 		}
 	}
 
@@ -545,10 +429,10 @@ func TestDrillIndex(t *testing.T) {
 	}
 	run(t, old, cmds, 1)
 	if err := old.db.Update(func(tx *bbolt.Tx) error {
-		if err := tx.DeleteBucket(bucketDrills); err != nil {
+		if err := tx.DeleteBucket([]byte("drills")); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Delete(keyDrills)
+		return tx.Bucket([]byte("meta")).Delete([]byte("drills_indexed"))
 	}); err != nil {
 		t.Fatal(err)
 	}

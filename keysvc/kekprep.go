@@ -24,6 +24,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -139,8 +140,8 @@ func (n *Node) pruneEscrow() {
 	for _, pid := range n.escrow.pids() {
 		keep := false
 		_ = n.state.view(func(tx *bbolt.Tx) error {
-			c, found, err := getCeremony(tx, pid)
-			if err != nil || !found || c.Status != StatusPending {
+			c, found, err := state.GetCeremony(tx, pid)
+			if err != nil || !found || c.Status != state.StatusPending {
 				return err
 			}
 			p, err := ceremony.ParseProposal([]byte(c.Proposal))
@@ -180,11 +181,11 @@ func (n *Node) HoldEscrowShare(pid, off string, share []byte) error {
 	}
 	var rec *kek.EscrowRecord
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		c, found, err := getCeremony(tx, pid)
+		c, found, err := state.GetCeremony(tx, pid)
 		if err != nil {
 			return err
 		}
-		if !found || c.Status != StatusPending {
+		if !found || c.Status != state.StatusPending {
 			return fmt.Errorf("%w: proposal %s is not a pending escrow recovery", ErrBadEscrowShare, pid)
 		}
 		p, err := ceremony.ParseProposal([]byte(c.Proposal))
@@ -195,7 +196,7 @@ func (n *Node) HoldEscrowShare(pid, off string, share []byte) error {
 		if !ok {
 			return fmt.Errorf("%w: proposal %s is %s, not escrow.recover", ErrBadEscrowShare, pid, p.Operation())
 		}
-		k, found, err := getKEK(tx, ps.KEKID)
+		k, found, err := state.GetKEK(tx, ps.KEKID)
 		if err != nil {
 			return err
 		}
@@ -232,8 +233,8 @@ func (n *Node) HoldEscrowShare(pid, off string, share []byte) error {
 // evaluateWith decides, in tx, whether pending ceremony c (proposal p)
 // would be ready with one more approval by officer: how the leader decides
 // to deal, and each node to seal. Apply decides again when it commits.
-func (n *Node) evaluateWith(tx *bbolt.Tx, c Ceremony, p ceremony.Proposal, officer string, sig []byte) (ceremony.Outcome, error) {
-	r, err := rules(tx)
+func (n *Node) evaluateWith(tx *bbolt.Tx, c state.Ceremony, p ceremony.Proposal, officer string, sig []byte) (ceremony.Outcome, error) {
+	r, err := state.Rules(tx)
 	if err != nil {
 		return ceremony.Outcome{}, err
 	}
@@ -242,31 +243,31 @@ func (n *Node) evaluateWith(tx *bbolt.Tx, c Ceremony, p ceremony.Proposal, offic
 		approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: a.Officer, Signature: a.Signature})
 	}
 	approvals = append(approvals, ceremony.Approval{ProposalID: c.ID, Officer: officer, Signature: sig})
-	return ceremony.Evaluate(p, approvals, r, n.cfg.Now(), getU64(tx.Bucket(bucketMeta), keyStateVersion), verifier(tx))
+	return ceremony.Evaluate(p, approvals, r, n.cfg.Now(), state.StateVersion(tx), state.Verifier(tx))
 }
 
 // dealt is what the leader dealt for an approval, to clean up if the
 // approval does not execute it.
 type dealt struct {
-	m       *kekMaterial
-	nodes   []nodeRecord
+	m       *state.KEKMaterial
+	nodes   []state.NodeRecord
 	dealing string
 }
 
 // prepareApproval deals key material into cmd when its approval would
 // execute a proposal that needs it. A failure to deal goes into
 // cmd.PrepError, for Apply to refuse the proposal with.
-func (n *Node) prepareApproval(ctx context.Context, cmd *command) *dealt {
+func (n *Node) prepareApproval(ctx context.Context, cmd *state.Command) *dealt {
 	var (
 		p     ceremony.Proposal
 		ready bool
 	)
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		c, found, err := getCeremony(tx, cmd.ProposalID)
-		if err != nil || !found || c.Status != StatusPending {
+		c, found, err := state.GetCeremony(tx, cmd.ProposalID)
+		if err != nil || !found || c.Status != state.StatusPending {
 			return err
 		}
-		if p, err = ceremony.ParseProposal([]byte(c.Proposal)); err != nil || !dealsKEK(p.Operation()) {
+		if p, err = ceremony.ParseProposal([]byte(c.Proposal)); err != nil || !p.Operation().DealsKEK() {
 			return err
 		}
 		out, err := n.evaluateWith(tx, c, p, cmd.Officer, cmd.Signature)
@@ -278,7 +279,7 @@ func (n *Node) prepareApproval(ctx context.Context, cmd *command) *dealt {
 	}
 	d, err := n.deal(ctx, p, cmd.Officer, cmd.Signature)
 	if err != nil {
-		cmd.PrepError = clip(err.Error())
+		cmd.PrepError = state.Clip(err.Error())
 		n.log.Warn("keysvc: dealing failed", "proposal", p.ID, "op", p.Operation(), "err", err)
 		return nil
 	}
@@ -292,8 +293,8 @@ func (n *Node) prepareApproval(ctx context.Context, cmd *command) *dealt {
 func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, sig []byte) (*dealt, error) {
 	var (
 		cluster   string
-		nodes     []nodeRecord
-		k         KEK
+		nodes     []state.NodeRecord
+		k         state.KEK
 		ver       uint32
 		t         int
 		pol       ceremony.Escrow
@@ -303,13 +304,13 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 		approvers []string // officers whose escrow shares count: those who approved
 	)
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		cluster = string(tx.Bucket(bucketMeta).Get(keyCluster))
+		cluster = state.Cluster(tx)
 		var err error
-		if nodes, err = activeNodes(tx); err != nil {
+		if nodes, err = state.ActiveNodes(tx); err != nil {
 			return err
 		}
 		var found bool
-		if c, ok, err := getCeremony(tx, p.ID); err == nil && ok {
+		if c, ok, err := state.GetCeremony(tx, p.ID); err == nil && ok {
 			for _, a := range c.Approvals {
 				approvers = append(approvers, a.Officer)
 			}
@@ -319,16 +320,16 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 		case ceremony.KEKCreate:
 			ver, t, pol = 1, ps.Policy.Threshold, ps.Policy.Escrow
 		case ceremony.KEKRotate:
-			if k, found, err = getKEK(tx, ps.KEKID); err != nil || !found {
+			if k, found, err = state.GetKEK(tx, ps.KEKID); err != nil || !found {
 				return cmp(err, fmt.Errorf("no kek %q", ps.KEKID))
 			}
 			ver, t, pol = k.Latest()+1, k.Policy.Threshold, k.Policy.Escrow
 		case ceremony.EscrowRecover:
-			if k, found, err = getKEK(tx, ps.KEKID); err != nil || !found {
+			if k, found, err = state.GetKEK(tx, ps.KEKID); err != nil || !found {
 				return cmp(err, fmt.Errorf("no kek %q", ps.KEKID))
 			}
 			v, ok := k.Version(ps.Version)
-			if !ok || v.Escrow == nil || v.State == KEKDestroyed {
+			if !ok || v.Escrow == nil || v.State == ledger.KEKDestroyed {
 				return fmt.Errorf("kek %q v%d is not an escrowed version that can be recovered", ps.KEKID, ps.Version)
 			}
 			ver, t = ps.Version, k.Policy.Threshold
@@ -344,7 +345,7 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 			return nil
 		}
 		esc = &kek.EscrowConfig{Cluster: cluster, Threshold: pol.M}
-		return forOfficers(tx, func(o Officer) error {
+		return state.ForOfficers(tx, func(o state.Officer) error {
 			if !o.Active {
 				return nil
 			}
@@ -359,7 +360,7 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 	if err != nil {
 		return nil, fmt.Errorf("deal: %w", err)
 	}
-	id := kekIDOf(p)
+	id := p.KEKID()
 	if t > len(nodes) {
 		return nil, fmt.Errorf("threshold %d exceeds the %d nodes", t, len(nodes))
 	}
@@ -397,9 +398,9 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 	if err != nil {
 		return nil, err
 	}
-	m := &kekMaterial{KEKID: id, Version: ver, Threshold: t, PublicKey: v.PublicKey, Commitments: commitments,
-		Shares: make([]HeldShare, len(nodes))}
-	if m.Escrow, err = escrowOf(rec); err != nil {
+	m := &state.KEKMaterial{KEKID: id, Version: ver, Threshold: t, PublicKey: v.PublicKey, Commitments: commitments,
+		Shares: make([]state.HeldShare, len(nodes))}
+	if m.Escrow, err = state.EscrowOf(rec); err != nil {
 		return nil, err
 	}
 	var nonce [16]byte
@@ -427,7 +428,7 @@ func (n *Node) deal(ctx context.Context, p ceremony.Proposal, approver string, s
 				errs[i] = fmt.Errorf("node %s: %w", nr.ID, err)
 				return
 			}
-			m.Shares[i] = HeldShare{Node: nr.ID, Index: shares[i].Index, Sealed: resp.Sealed, Statement: resp.Statement}
+			m.Shares[i] = state.HeldShare{Node: nr.ID, Index: shares[i].Index, Sealed: resp.Sealed, Statement: resp.Statement}
 		}()
 	}
 	wg.Wait()
@@ -451,35 +452,9 @@ func cmp(err, otherwise error) error {
 	return otherwise
 }
 
-// kekIDOf returns the KEK id a KEK, legal hold or escrow proposal names,
-// and "" for any other.
-func kekIDOf(p ceremony.Proposal) string {
-	switch ps := p.Params.(type) {
-	case ceremony.KEKCreate:
-		return ps.KEKID
-	case ceremony.KEKRotate:
-		return ps.KEKID
-	case ceremony.KEKDisable:
-		return ps.KEKID
-	case ceremony.KEKEnable:
-		return ps.KEKID
-	case ceremony.KEKDestroy:
-		return ps.KEKID
-	case ceremony.KEKPolicy:
-		return ps.KEKID
-	case ceremony.LegalHoldSet:
-		return ps.KEKID
-	case ceremony.LegalHoldRelease:
-		return ps.KEKID
-	case ceremony.EscrowRecover:
-		return ps.KEKID
-	}
-	return ""
-}
-
 // sealAt has node nr seal its share: this node directly, a peer through
 // the forwarder.
-func (n *Node) sealAt(ctx context.Context, nr nodeRecord, req SealRequest) (SealResponse, error) {
+func (n *Node) sealAt(ctx context.Context, nr state.NodeRecord, req SealRequest) (SealResponse, error) {
 	if nr.ID == n.cfg.NodeID {
 		return n.SealShare(ctx, n.cfg.NodeID, req)
 	}
@@ -592,11 +567,11 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 // sealable says why this node's state does not allow sealing req ("" if it does).
 func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 	err = n.state.view(func(tx *bbolt.Tx) error {
-		c, found, err := getCeremony(tx, req.Proposal)
+		c, found, err := state.GetCeremony(tx, req.Proposal)
 		if err != nil {
 			return err
 		}
-		if !found || c.Status != StatusPending {
+		if !found || c.Status != state.StatusPending {
 			why = fmt.Sprintf("no pending proposal %q", req.Proposal)
 			return nil
 		}
@@ -604,11 +579,11 @@ func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 		if err != nil {
 			return err
 		}
-		if !dealsKEK(p.Operation()) || kekIDOf(p) != req.KEKID {
+		if !p.Operation().DealsKEK() || p.KEKID() != req.KEKID {
 			why = fmt.Sprintf("proposal %s does not deal kek %q", req.Proposal, req.KEKID)
 			return nil
 		}
-		k, found, err := getKEK(tx, req.KEKID)
+		k, found, err := state.GetKEK(tx, req.KEKID)
 		if err != nil {
 			return err
 		}
@@ -628,7 +603,7 @@ func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 			want = k.Latest() + 1
 		case ceremony.EscrowRecover:
 			v, ok := k.Version(ps.Version)
-			if !found || !ok || v.Escrow == nil || v.State == KEKDestroyed {
+			if !found || !ok || v.Escrow == nil || v.State == ledger.KEKDestroyed {
 				why = fmt.Sprintf("kek %q v%d is not an escrowed version that can be recovered", req.KEKID, ps.Version)
 				return nil
 			}
@@ -655,16 +630,16 @@ func (n *Node) sealable(req SealRequest) (why string, recover bool, err error) {
 func (n *Node) liveShare(id string, ver uint32) (bool, error) {
 	var (
 		v  *kek.Version
-		hs HeldShare
+		hs state.HeldShare
 		ok bool
 	)
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		k, found, err := getKEK(tx, id)
+		k, found, err := state.GetKEK(tx, id)
 		if err != nil || !found {
 			return err
 		}
 		kv, found := k.Version(ver)
-		if !found || kv.State == KEKDestroyed {
+		if !found || kv.State == ledger.KEKDestroyed {
 			return nil
 		}
 		if hs, ok = kv.Share(n.cfg.NodeID); !ok {
@@ -730,7 +705,7 @@ func (k *nodeKeys) signStatement(text string) ([]byte, error) {
 
 // Attest proposes node from's destruction statement. Leader only; the
 // statement, not the caller, is the proof: Apply verifies it with the
-// node's recorded keys, and rejects (a *CommandError) one that does not
+// node's recorded keys, and rejects (a *state.CommandError) one that does not
 // attest a destroyed version from's share was sealed under.
 func (n *Node) Attest(ctx context.Context, from string, req AttestRequest, actor ledger.Actor) error {
 	ctx, cancel := n.bound(ctx)
@@ -741,10 +716,10 @@ func (n *Node) Attest(ctx context.Context, from string, req AttestRequest, actor
 	if err := n.leaderOnly(); err != nil {
 		return err
 	}
-	res, err := n.propose(ctx, &command{Type: cmdAttest, Time: formatTime(n.cfg.Now()), ServedBy: n.cfg.NodeID,
-		Actor: toActorJSON(actor), NodeID: from, Attest: &attestJSON{KEKID: req.KEKID, Version: req.Version, Statement: req.Statement}})
+	res, err := n.propose(ctx, &state.Command{Type: ledger.TypeAttest, Time: state.FormatTime(n.cfg.Now()), ServedBy: n.cfg.NodeID,
+		Actor: state.ToActorJSON(actor), NodeID: from, Attest: &state.Attestation{KEKID: req.KEKID, Version: req.Version, Statement: req.Statement}})
 	if err != nil {
 		return fmt.Errorf("keysvc: attest: %w", err)
 	}
-	return res.err()
+	return res.Err()
 }

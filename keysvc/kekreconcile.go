@@ -16,6 +16,7 @@ import (
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // reconcileEvery is how often a node re-checks without a wake-up (a failed
@@ -64,9 +65,9 @@ type pendingDestruction struct {
 func (n *Node) destroyPending() error {
 	var todo []pendingDestruction
 	if err := n.state.view(func(tx *bbolt.Tx) error {
-		return forKEKs(tx, func(k KEK) error {
+		return state.ForKEKs(tx, func(k state.KEK) error {
 			for _, v := range k.Versions {
-				if _, holds := v.Share(n.cfg.NodeID); holds && v.State == KEKDestroyed && !v.Attested(n.cfg.NodeID) {
+				if _, holds := v.Share(n.cfg.NodeID); holds && v.State == ledger.KEKDestroyed && !v.Attested(n.cfg.NodeID) {
 					todo = append(todo, pendingDestruction{k.ID, v.Version, v.DestroyCeremony})
 				}
 			}
@@ -111,10 +112,10 @@ func (n *Node) attest(ctx context.Context, req AttestRequest) error {
 }
 
 // KEKs returns every KEK record, in id order.
-func (n *Node) KEKs() ([]KEK, error) {
-	var out []KEK
+func (n *Node) KEKs() ([]state.KEK, error) {
+	var out []state.KEK
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		return forKEKs(tx, func(k KEK) error {
+		return state.ForKEKs(tx, func(k state.KEK) error {
 			out = append(out, k)
 			return nil
 		})
@@ -123,9 +124,9 @@ func (n *Node) KEKs() ([]KEK, error) {
 }
 
 // KEK returns KEK id's record as this node has applied it.
-func (n *Node) KEK(id string) (k KEK, found bool, err error) {
+func (n *Node) KEK(id string) (k state.KEK, found bool, err error) {
 	err = n.state.view(func(tx *bbolt.Tx) error {
-		k, found, err = getKEK(tx, id)
+		k, found, err = state.GetKEK(tx, id)
 		return err
 	})
 	return k, found, err
@@ -167,7 +168,7 @@ var ErrNotDestroyed = errors.New("keysvc: kek version is not destroyed")
 func (n *Node) DestructionCertificate(id string, ver uint32) (DestructionCertificate, error) {
 	var dc DestructionCertificate
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		k, found, err := getKEK(tx, id)
+		k, found, err := state.GetKEK(tx, id)
 		if err != nil {
 			return err
 		}
@@ -175,12 +176,12 @@ func (n *Node) DestructionCertificate(id string, ver uint32) (DestructionCertifi
 		if !found || !ok {
 			return fmt.Errorf("%w: kek %q v%d", ErrUnknownKEK, id, ver)
 		}
-		if v.State != KEKDestroyed {
+		if v.State != ledger.KEKDestroyed {
 			return fmt.Errorf("%w: kek %q v%d is %s", ErrNotDestroyed, id, ver, v.State)
 		}
-		dc = DestructionCertificate{Cluster: string(tx.Bucket(bucketMeta).Get(keyCluster)), KEKID: id, Version: ver,
+		dc = DestructionCertificate{Cluster: state.Cluster(tx), KEKID: id, Version: ver,
 			PublicKey: v.PublicKey, Ceremony: v.DestroyCeremony, Destroyed: v.Destroyed, Complete: true}
-		c, found, err := getCeremony(tx, v.DestroyCeremony)
+		c, found, err := state.GetCeremony(tx, v.DestroyCeremony)
 		if err != nil {
 			return err
 		}
@@ -212,7 +213,7 @@ func (n *Node) DestructionCertificate(id string, ver uint32) (DestructionCertifi
 func (n *Node) IsMember(id string) bool {
 	var ok bool
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		r, found, err := getNode(tx, id)
+		r, found, err := state.GetNode(tx, id)
 		ok = err == nil && found && !r.Removed
 		return nil
 	})

@@ -14,10 +14,12 @@ import (
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -34,7 +36,7 @@ func testPolicy(t int, escrowM int) ceremony.Policy {
 
 // run proposes ps by alice and has bob approve it; it returns the ceremony
 // as it stands after bob's approval.
-func (f *officers) run(ps ceremony.Params) keysvc.Ceremony {
+func (f *officers) run(ps ceremony.Params) state.Ceremony {
 	f.t.Helper()
 	p := f.proposal("alice", ps)
 	f.mustPropose(p, true)
@@ -45,25 +47,25 @@ func (f *officers) run(ps ceremony.Params) keysvc.Ceremony {
 	return c
 }
 
-func (f *officers) mustExecute(ps ceremony.Params) keysvc.Ceremony {
+func (f *officers) mustExecute(ps ceremony.Params) state.Ceremony {
 	f.t.Helper()
 	c := f.run(ps)
-	if c.Status != keysvc.StatusExecuted {
+	if c.Status != state.StatusExecuted {
 		f.t.Fatalf("%s: %s (%s: %s), want executed", ps.Operation(), c.Status, c.Code, c.Reason)
 	}
 	return c
 }
 
-func (f *officers) mustRefuse(ps ceremony.Params, code string) keysvc.Ceremony {
+func (f *officers) mustRefuse(ps ceremony.Params, code string) state.Ceremony {
 	f.t.Helper()
 	c := f.run(ps)
-	if c.Status != keysvc.StatusRefused || c.Code != code {
+	if c.Status != state.StatusRefused || c.Code != code {
 		f.t.Fatalf("%s: %s (%s: %s), want refused %s", ps.Operation(), c.Status, c.Code, c.Reason, code)
 	}
 	return c
 }
 
-func (f *officers) kek(id string) keysvc.KEK {
+func (f *officers) kek(id string) state.KEK {
 	f.t.Helper()
 	k, found, err := f.n.KEK(id)
 	if err != nil || !found {
@@ -120,7 +122,7 @@ func TestKEKLifecycle(t *testing.T) {
 		t.Fatalf("kek record: %+v", k)
 	}
 	v1 := k.Versions[0]
-	if v1.State != keysvc.KEKActive || v1.Threshold != 2 || len(v1.Shares) != 3 || v1.Escrow != nil {
+	if v1.State != ledger.KEKActive || v1.Threshold != 2 || len(v1.Shares) != 3 || v1.Escrow != nil {
 		t.Fatalf("v1: state %s t=%d shares %d", v1.State, v1.Threshold, len(v1.Shares))
 	}
 	// Every node verified and sealed its share, and said so.
@@ -153,31 +155,31 @@ func TestKEKLifecycle(t *testing.T) {
 		t.Fatalf("unwrap: %q, %v", dek, err)
 	}
 	key.Destroy()
-	if got := f.entries(keysvc.TypeExecute); len(got) == 0 || got[len(got)-1].Details["kek.public_key"] == "" {
+	if got := f.entries(ledger.TypeExecute); len(got) == 0 || got[len(got)-1].Details["kek.public_key"] == "" {
 		t.Errorf("execute entry lacks the public key hash: %+v", got)
 	}
 
 	// Rotate: v2 under the same policy.
 	f.mustExecute(ceremony.KEKRotate{KEKID: "payroll"})
-	if k = f.kek("payroll"); len(k.Versions) != 2 || k.Versions[1].Version != 2 || k.Versions[1].State != keysvc.KEKActive {
+	if k = f.kek("payroll"); len(k.Versions) != 2 || k.Versions[1].Version != 2 || k.Versions[1].State != ledger.KEKActive {
 		t.Fatalf("after rotate: %+v", k.Versions)
 	}
 
 	// Disable, enable.
 	f.mustExecute(ceremony.KEKDisable{KEKID: "payroll", Version: 1})
-	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", Version: 1}, keysvc.CodeNothingToChange)
+	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", Version: 1}, errcode.NothingToChange)
 	f.mustExecute(ceremony.KEKEnable{KEKID: "payroll", All: true})
-	if k = f.kek("payroll"); k.Versions[0].State != keysvc.KEKActive {
+	if k = f.kek("payroll"); k.Versions[0].State != ledger.KEKActive {
 		t.Fatalf("v1 after enable: %s", k.Versions[0].State)
 	}
 
 	// Legal hold: no disable, no destroy, until released.
 	f.mustExecute(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "case 2026-17"})
-	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "again"}, keysvc.CodeAlreadyHeld)
-	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, keysvc.CodeLegalHold)
-	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", All: true}, keysvc.CodeLegalHold)
+	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "again"}, errcode.AlreadyHeld)
+	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, errcode.LegalHold)
+	f.mustRefuse(ceremony.KEKDisable{KEKID: "payroll", All: true}, errcode.LegalHold)
 	f.mustExecute(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "case closed"})
-	f.mustRefuse(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "again"}, keysvc.CodeNotHeld)
+	f.mustRefuse(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "again"}, errcode.NotHeld)
 
 	// Destroy v1: every node destroys its key and attests it.
 	if _, err := f.n.DestructionCertificate("payroll", 1); !errors.Is(err, keysvc.ErrNotDestroyed) {
@@ -202,14 +204,14 @@ func TestKEKLifecycle(t *testing.T) {
 			t.Errorf("node %s: old sealed share opens: %v", node, err)
 		}
 	}
-	if got := f.entries(keysvc.TypeKEKDestroyed); len(got) != 3 {
+	if got := f.entries(ledger.TypeDestroyed); len(got) != 3 {
 		t.Errorf("%d kek.destroyed entries, want 3", len(got))
 	}
-	if k := f.kek("payroll"); k.Versions[0].State != keysvc.KEKDestroyed || k.Versions[0].Shares[0].Sealed != nil {
+	if k := f.kek("payroll"); k.Versions[0].State != ledger.KEKDestroyed || k.Versions[0].Shares[0].Sealed != nil {
 		t.Errorf("destroyed v1 still has sealed shares in the state")
 	}
-	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, keysvc.CodeKEKDestroyed)
-	f.mustRefuse(ceremony.KEKEnable{KEKID: "payroll", Version: 1}, keysvc.CodeKEKDestroyed)
+	f.mustRefuse(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, errcode.KEKDestroyed)
+	f.mustRefuse(ceremony.KEKEnable{KEKID: "payroll", Version: 1}, errcode.KEKDestroyed)
 	// v2 is untouched.
 	key, err = f.reconstitute("payroll", 2, "n1", "n3")
 	if err != nil {
@@ -221,23 +223,23 @@ func TestKEKLifecycle(t *testing.T) {
 func TestKEKRefusals(t *testing.T) {
 	f := newOfficersOn(t, 3, "alice", "bob", "carol")
 	f.init(2, "alice", "bob", "carol")
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(4, 0)}, keysvc.CodeInvalidPolicy)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(4, 0)}, errcode.InvalidPolicy)
 	pol := testPolicy(2, 0)
 	pol.Wrap.Regions = []string{"MT"}
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: pol}, keysvc.CodeInvalidPolicy)
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 4)}, keysvc.CodeInvalidPolicy)
-	f.mustRefuse(ceremony.KEKRotate{KEKID: "nope"}, keysvc.CodeUnknownKEK)
-	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "nope", Reason: "x"}, keysvc.CodeUnknownKEK)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: pol}, errcode.InvalidPolicy)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 4)}, errcode.InvalidPolicy)
+	f.mustRefuse(ceremony.KEKRotate{KEKID: "nope"}, errcode.UnknownKEK)
+	f.mustRefuse(ceremony.LegalHoldSet{KEKID: "nope", Reason: "x"}, errcode.UnknownKEK)
 	f.mustExecute(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(3, 0)})
-	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, keysvc.CodeKEKExists)
-	f.mustRefuse(ceremony.KEKDestroy{KEKID: "k", Version: 2}, keysvc.CodeUnknownVersion)
-	f.mustRefuse(ceremony.KEKEnable{KEKID: "k", All: true}, keysvc.CodeNothingToChange)
-	f.mustRefuse(ceremony.EscrowRecover{KEKID: "k", Version: 1, Reason: "lost"}, keysvc.CodeNoEscrow)
+	f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, errcode.KEKExists)
+	f.mustRefuse(ceremony.KEKDestroy{KEKID: "k", Version: 2}, errcode.UnknownVersion)
+	f.mustRefuse(ceremony.KEKEnable{KEKID: "k", All: true}, errcode.NothingToChange)
+	f.mustRefuse(ceremony.EscrowRecover{KEKID: "k", Version: 1, Reason: "lost"}, errcode.NoEscrow)
 	if _, err := f.n.DestructionCertificate("nope", 1); !errors.Is(err, keysvc.ErrUnknownKEK) {
 		t.Errorf("certificate of unknown kek: %v", err)
 	}
 	// Policy change applies; a threshold the nodes cannot meet is refused.
-	f.mustRefuse(ceremony.KEKPolicy{KEKID: "k", Policy: testPolicy(5, 0)}, keysvc.CodeInvalidPolicy)
+	f.mustRefuse(ceremony.KEKPolicy{KEKID: "k", Policy: testPolicy(5, 0)}, errcode.InvalidPolicy)
 	f.mustExecute(ceremony.KEKPolicy{KEKID: "k", Policy: testPolicy(2, 0)})
 	if k := f.kek("k"); k.Policy.Threshold != 2 || k.Versions[0].Threshold != 3 {
 		t.Errorf("after policy: policy t=%d, v1 t=%d (want 2, 3)", k.Policy.Threshold, k.Versions[0].Threshold)
@@ -257,7 +259,7 @@ func TestKEKCreateFailsCleanly(t *testing.T) {
 		}
 	}
 	f.c.Isolate(down)
-	c := f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, keysvc.CodeKEKCreationFailed)
+	c := f.mustRefuse(ceremony.KEKCreate{KEKID: "k", Policy: testPolicy(2, 0)}, errcode.KEKCreationFailed)
 	if !strings.Contains(c.Reason, down) {
 		t.Errorf("reason %q does not name node %s", c.Reason, down)
 	}
@@ -373,7 +375,7 @@ func TestKEKEscrowRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := f.approve("bob", p)
-	if err != nil || c.Status != keysvc.StatusExecuted {
+	if err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("recovery: %v, %s %s %s", err, c.Status, c.Code, c.Reason)
 	}
 	after := f.kek("vault").Versions[0]
@@ -403,7 +405,7 @@ func TestKEKEscrowRecoveryNeedsShares(t *testing.T) {
 	f.init(2, "alice", "bob", "carol")
 	f.mustExecute(ceremony.KEKCreate{KEKID: "vault", Policy: testPolicy(2, 3)})
 	before := f.kek("vault").Versions[0]
-	c := f.mustRefuse(ceremony.EscrowRecover{KEKID: "vault", Version: 1, Reason: "drill"}, keysvc.CodeKEKCreationFailed)
+	c := f.mustRefuse(ceremony.EscrowRecover{KEKID: "vault", Version: 1, Reason: "drill"}, errcode.KEKCreationFailed)
 	if !strings.Contains(c.Reason, "escrow shares") {
 		t.Errorf("reason: %q", c.Reason)
 	}
@@ -437,7 +439,7 @@ func BenchmarkKEKCreateCeremony(b *testing.B) {
 		bundles = append(bundles, string(s.Public().Marshal()))
 	}
 	ctx := context.Background()
-	if err := n.Init(ctx, keysvc.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+	if err := n.Init(ctx, state.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
 		b.Fatal(err)
 	}
 	sign := func(name string, p ceremony.Proposal) []byte {
@@ -458,7 +460,7 @@ func BenchmarkKEKCreateCeremony(b *testing.B) {
 			b.Fatal(err)
 		}
 		c, err := n.Approve(ctx, id, "bob", sign("bob", p), officerActor("bob"))
-		if err != nil || c.Status != keysvc.StatusExecuted {
+		if err != nil || c.Status != state.StatusExecuted {
 			b.Fatalf("%v %s %s", err, c.Code, c.Reason)
 		}
 	}
@@ -481,7 +483,7 @@ func TestKEKConcurrentApprovals(t *testing.T) {
 	var refused int
 	for range 2 {
 		if err := <-errs; err != nil {
-			var r *keysvc.CeremonyRefusal
+			var r *state.CeremonyRefusal
 			if !errors.As(err, &r) || r.Code != string(ceremony.CodeClosed) {
 				t.Fatalf("approval: %v", err)
 			}
@@ -529,7 +531,7 @@ func TestKEKEscrowRecoveryPartialLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c, err := f.approve("bob", p); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := f.approve("bob", p); err != nil || c.Status != state.StatusExecuted {
 		t.Fatalf("recovery: %v %s %s", err, c.Code, c.Reason)
 	}
 	key, err := f.reconstitute("vault", 1, "n1", "n2", "n3")

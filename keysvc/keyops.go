@@ -20,36 +20,12 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
-)
-
-// Entry types of key operations.
-const (
-	TypeWrap     = "kek.wrap"
-	TypeUnwrap   = "kek.unwrap"
-	TypeDataKey  = "kek.datakey"
-	TypeRewrap   = "kek.rewrap"
-	TypeActivate = "kek.activate" // a node reconstituted a KEK version from t shares
-	TypeRelease  = "kek.release"  // a node released its share to a peer's activation
-)
-
-// Codes of refused key operations.
-const (
-	CodeAccessDenied      = "access_denied"      // the policy grants this operation to neither the identity nor its role
-	CodeRegionDenied      = "region_denied"      // the caller's region is not among the policy's regions for it
-	CodeContextMissing    = "context_missing"    // a context field the policy requires is absent or empty
-	CodeInvalidContext    = "invalid_context"    // the context breaks the wrapkey bounds
-	CodeKEKDisabled       = "kek_disabled"       // the version is disabled
-	CodeNoActiveVersion   = "no_active_version"  // wrap, datakey or rewrap with no active version
-	CodeMalformedBlob     = "malformed_blob"     // the wrapped blob does not parse
-	CodeWrongKEK          = "wrong_kek"          // the blob is for another KEK than the one in the path
-	CodeUnwrapFailed      = "unwrap_failed"      // the blob does not open: tampered, or another context
-	CodeInvalidPlaintext  = "invalid_plaintext"  // a data key outside 1..4096 bytes
-	CodeSharesUnavailable = "shares_unavailable" // fewer than t nodes released their shares
-	CodeNotCaughtUp       = "not_caught_up"      // the node could not confirm its answer against its own state in time
 )
 
 // KeyOpError is a refused key operation, logged as a denied entry.
@@ -99,11 +75,11 @@ func allowed(p ceremony.Policy, unwrap bool, who identity.Identity, c wrapkey.Co
 	}
 	for _, f := range p.Context {
 		if c[f] == "" {
-			return deny(CodeContextMissing, "context field %q is required by the kek's policy", f)
+			return deny(errcode.ContextMissing, "context field %q is required by the kek's policy", f)
 		}
 	}
 	if err := c.Validate(); err != nil {
-		return deny(CodeInvalidContext, "%v", err)
+		return deny(errcode.InvalidContext, "%v", err)
 	}
 	return nil
 }
@@ -117,35 +93,35 @@ func allowedIdentity(p ceremony.Policy, unwrap bool, who identity.Identity) *den
 	}
 	role := string(who.Role)
 	if !a.Grants(role, who.Name) {
-		return deny(CodeAccessDenied, "the kek's policy does not let %s/%s %s", role, who.Name, what)
+		return deny(errcode.AccessDenied, "the kek's policy does not let %s/%s %s", role, who.Name, what)
 	}
 	if !a.InRegion(who.Region) {
-		return deny(CodeRegionDenied, "the kek's policy does not allow %s from region %s", what, who.Region)
+		return deny(errcode.RegionDenied, "the kek's policy does not allow %s from region %s", what, who.Region)
 	}
 	return nil
 }
 
 // lookup returns KEK id's record, or a denial.
-func (n *Node) lookup(ctx context.Context, id string) (KEK, *denyErr, error) {
+func (n *Node) lookup(ctx context.Context, id string) (state.KEK, *denyErr, error) {
 	if err := wrapkey.ValidateKEKID(id); err != nil {
-		return KEK{}, deny(CodeUnknownKEK, "%q is not a kek id", id), nil
+		return state.KEK{}, deny(errcode.UnknownKEK, "%q is not a kek id", id), nil
 	}
 	k, found, err := n.cachedKEK(id)
 	if err != nil {
-		return KEK{}, nil, err
+		return state.KEK{}, nil, err
 	}
 	if !found {
 		// Not here yet, or not at all: only a node that has applied what
 		// the leader committed may say "unknown".
 		if err := n.CatchUp(ctx); err != nil {
-			return KEK{}, deny(CodeNotCaughtUp, "kek %q is not known to this node, which could not catch up with the leader to be sure (%v); retry", id, err), nil
+			return state.KEK{}, deny(errcode.NotCaughtUp, "kek %q is not known to this node, which could not catch up with the leader to be sure (%v); retry", id, err), nil
 		}
 		if k, found, err = n.cachedKEK(id); err != nil {
-			return KEK{}, nil, err
+			return state.KEK{}, nil, err
 		}
 	}
 	if !found {
-		return KEK{}, deny(CodeUnknownKEK, "no kek %q", id), nil
+		return state.KEK{}, deny(errcode.UnknownKEK, "no kek %q", id), nil
 	}
 	return k, nil, nil
 }
@@ -155,7 +131,7 @@ func (n *Node) lookup(ctx context.Context, id string) (KEK, *denyErr, error) {
 type kekCache struct {
 	mu   sync.Mutex
 	gen  uint64
-	recs map[string]KEK
+	recs map[string]state.KEK
 }
 
 // generation changes whenever this node applies a command that may change
@@ -175,7 +151,7 @@ func (c *kekCache) invalidate() {
 
 // cachedKEK is KEK, from the cache when it can. The record's slices are
 // shared: callers must not modify them.
-func (n *Node) cachedKEK(id string) (KEK, bool, error) {
+func (n *Node) cachedKEK(id string) (state.KEK, bool, error) {
 	c := &n.kekRecs
 	c.mu.Lock()
 	k, ok := c.recs[id]
@@ -191,7 +167,7 @@ func (n *Node) cachedKEK(id string) (KEK, bool, error) {
 	c.mu.Lock()
 	if c.gen == gen {
 		if c.recs == nil {
-			c.recs = map[string]KEK{}
+			c.recs = map[string]state.KEK{}
 		}
 		c.recs[id] = k
 	}
@@ -200,25 +176,25 @@ func (n *Node) cachedKEK(id string) (KEK, bool, error) {
 }
 
 // latestActive returns the highest active version of k.
-func latestActive(k *KEK) (*KEKVersion, *denyErr) {
+func latestActive(k *state.KEK) (*state.KEKVersion, *denyErr) {
 	for i := len(k.Versions) - 1; i >= 0; i-- {
-		if k.Versions[i].State == KEKActive {
+		if k.Versions[i].State == ledger.KEKActive {
 			return &k.Versions[i], nil
 		}
 	}
-	return nil, deny(CodeNoActiveVersion, "kek %q has no active version", k.ID)
+	return nil, deny(errcode.NoActiveVersion, "kek %q has no active version", k.ID)
 }
 
 // usable returns version ver of k if it may unwrap.
-func usable(k *KEK, ver uint32) (*KEKVersion, *denyErr) {
+func usable(k *state.KEK, ver uint32) (*state.KEKVersion, *denyErr) {
 	v, ok := k.Version(ver)
 	switch {
 	case !ok:
-		return nil, deny(CodeUnknownVersion, "kek %q has no version %d", k.ID, ver)
-	case v.State == KEKDisabled:
-		return nil, deny(CodeKEKDisabled, "kek %q v%d is disabled", k.ID, ver)
-	case v.State == KEKDestroyed:
-		return nil, deny(CodeKEKDestroyed, "kek %q v%d is destroyed", k.ID, ver)
+		return nil, deny(errcode.UnknownVersion, "kek %q has no version %d", k.ID, ver)
+	case v.State == ledger.KEKDisabled:
+		return nil, deny(errcode.KEKDisabled, "kek %q v%d is disabled", k.ID, ver)
+	case v.State == ledger.KEKDestroyed:
+		return nil, deny(errcode.KEKDestroyed, "kek %q v%d is destroyed", k.ID, ver)
 	}
 	return v, nil
 }
@@ -256,7 +232,7 @@ func opEntry(typ string, caller Caller, requestID, kekID string, ver uint32, c w
 // repeat of a denial logged lately is folded (denials.go); its Entry is the
 // one that opened the fold.
 func (n *Node) logDenial(ctx context.Context, e ledger.Entry, d *denyErr) error {
-	e.Outcome, e.Reason = ledger.OutcomeDenied, clip(d.code+": "+d.reason)
+	e.Outcome, e.Reason = ledger.OutcomeDenied, state.Clip(d.code+": "+d.reason)
 	i, err := n.denials.logDenial(ctx, e)
 	if err != nil {
 		return err
@@ -268,7 +244,7 @@ func (n *Node) logDenial(ctx context.Context, e ledger.Entry, d *denyErr) error 
 // Wrap wraps plaintext (a data key, 1..4096 bytes) to the latest active
 // version of KEK id under context c, for caller.
 func (n *Node) Wrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, plaintext []byte, requestID string) (Wrapped, error) {
-	w, err := n.wrapOne(ctx, TypeWrap, caller, id, c, plaintext, requestID, nil)
+	w, err := n.wrapOne(ctx, ledger.TypeWrap, caller, id, c, plaintext, requestID, nil)
 	return w, err
 }
 
@@ -283,7 +259,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 	if err != nil {
 		return Wrapped{}, err
 	}
-	var v *KEKVersion
+	var v *state.KEKVersion
 	if d == nil {
 		d = allowed(k.Policy, false, caller.ID, c)
 	}
@@ -291,7 +267,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 		v, d = latestActive(&k)
 	}
 	if d == nil && (len(plaintext) < wrapkey.MinDEKSize || len(plaintext) > wrapkey.MaxDEKSize) {
-		d = deny(CodeInvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(plaintext))
+		d = deny(errcode.InvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(plaintext))
 	}
 	if d != nil {
 		if v != nil {
@@ -301,7 +277,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 	}
 	blob, err := wrapkey.Wrap(rand.Reader, v.PublicKey, id, v.Version, c, plaintext)
 	if err != nil {
-		return Wrapped{}, n.logDenial(ctx, e, deny(CodeInvalidContext, "%v", err))
+		return Wrapped{}, n.logDenial(ctx, e, deny(errcode.InvalidContext, "%v", err))
 	}
 	e.KEKVersion = v.Version
 	e.Details["wrapped"] = blobHash(blob)
@@ -324,7 +300,7 @@ func (n *Node) wrapOne(ctx context.Context, typ string, caller Caller, id string
 func (n *Node) confirm(ctx context.Context, e ledger.Entry, i, gen uint64, check func() *denyErr) error {
 	var d *denyErr
 	if err := n.waitLogged(ctx, i); err != nil {
-		d = deny(CodeNotCaughtUp, "this node has not applied the operation's entry %d yet, so it cannot confirm it; retry", i)
+		d = deny(errcode.NotCaughtUp, "this node has not applied the operation's entry %d yet, so it cannot confirm it; retry", i)
 	} else if n.kekRecs.generation() != gen {
 		d = check()
 	}
@@ -342,7 +318,7 @@ func (n *Node) confirm(ctx context.Context, e ledger.Entry, i, gen uint64, check
 func (n *Node) recheck(caller Caller, id string, ver uint32, unwrap bool, c wrapkey.Context) *denyErr {
 	k, d, err := n.lookup(context.Background(), id)
 	if err != nil {
-		return deny(CodeNotCaughtUp, "cannot read kek %q: %v", id, err)
+		return deny(errcode.NotCaughtUp, "cannot read kek %q: %v", id, err)
 	}
 	if d != nil {
 		return d
@@ -362,7 +338,7 @@ func (n *Node) DataKey(ctx context.Context, caller Caller, id string, c wrapkey.
 	if _, err := rand.Read(dek); err != nil {
 		return nil, Wrapped{}, err
 	}
-	w, err := n.wrapOne(ctx, TypeDataKey, caller, id, c, dek, requestID, map[string]string{"wrapped_only": strconv.FormatBool(wrappedOnly)})
+	w, err := n.wrapOne(ctx, ledger.TypeDataKey, caller, id, c, dek, requestID, map[string]string{"wrapped_only": strconv.FormatBool(wrappedOnly)})
 	if err != nil || wrappedOnly {
 		clear(dek)
 		return nil, w, err
@@ -374,7 +350,7 @@ func (n *Node) DataKey(ctx context.Context, caller Caller, id string, c wrapkey.
 // version must be active and the policy must let caller unwrap from its
 // region with the required context.
 func (n *Node) Unwrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) ([]byte, uint64, error) {
-	e := opEntry(TypeUnwrap, caller, requestID, id, 0, c)
+	e := opEntry(ledger.TypeUnwrap, caller, requestID, id, 0, c)
 	e.Details["wrapped"] = blobHash(blob)
 	gen := n.kekRecs.generation()
 	dek, err := n.unwrapChecked(ctx, caller, id, c, blob, &e)
@@ -414,13 +390,13 @@ func (n *Node) unwrapChecked(ctx context.Context, caller Caller, id string, c wr
 
 // unwrapCore checks and opens blob with KEK k, logging nothing: the
 // blob's version (0 if it does not parse), the data key or a refusal.
-func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.Context, blob []byte, bk *batchKeys) ([]byte, uint32, *denyErr, error) {
+func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *state.KEK, c wrapkey.Context, blob []byte, bk *batchKeys) ([]byte, uint32, *denyErr, error) {
 	b, err := wrapkey.Parse(blob)
 	if err != nil {
-		return nil, 0, deny(CodeMalformedBlob, "%v", err), nil
+		return nil, 0, deny(errcode.MalformedBlob, "%v", err), nil
 	}
 	if b.KEKID != k.ID {
-		return nil, 0, deny(CodeWrongKEK, "the blob is wrapped with kek %q, not %q", b.KEKID, k.ID), nil
+		return nil, 0, deny(errcode.WrongKEK, "the blob is wrapped with kek %q, not %q", b.KEKID, k.ID), nil
 	}
 	if d := allowed(k.Policy, true, caller.ID, c); d != nil {
 		return nil, b.KEKVersion, d, nil
@@ -435,7 +411,7 @@ func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.
 	case errors.As(err, &de):
 		return nil, v.Version, de, nil
 	case errors.Is(err, wrapkey.ErrOpen):
-		return nil, v.Version, deny(CodeUnwrapFailed, "the blob does not open with kek %q v%d under this context: it was modified, or wrapped under another context", k.ID, v.Version), nil
+		return nil, v.Version, deny(errcode.UnwrapFailed, "the blob does not open with kek %q v%d under this context: it was modified, or wrapped under another context", k.ID, v.Version), nil
 	case err != nil:
 		return nil, v.Version, nil, err
 	}
@@ -445,7 +421,7 @@ func (n *Node) unwrapCore(ctx context.Context, caller Caller, k *KEK, c wrapkey.
 // Rewrap opens blob as Unwrap does and wraps its data key to the latest
 // active version, without returning it. One entry records both.
 func (n *Node) Rewrap(ctx context.Context, caller Caller, id string, c wrapkey.Context, blob []byte, requestID string) (Wrapped, error) {
-	e := opEntry(TypeRewrap, caller, requestID, id, 0, c)
+	e := opEntry(ledger.TypeRewrap, caller, requestID, id, 0, c)
 	e.Details["from"] = blobHash(blob)
 	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(ctx, id)
@@ -540,7 +516,7 @@ func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []
 	gen := n.kekRecs.generation()
 	k, d, err := n.lookup(ctx, id)
 	if err == nil && d == nil {
-		var v *KEKVersion
+		var v *state.KEKVersion
 		v, d = latestActive(&k)
 		if d == nil {
 			forEach(len(items), func(i int) {
@@ -550,19 +526,19 @@ func (n *Node) WrapBatch(ctx context.Context, caller Caller, id string, items []
 					return
 				}
 				if len(it.Plaintext) < wrapkey.MinDEKSize || len(it.Plaintext) > wrapkey.MaxDEKSize {
-					out[i].Err = deny(CodeInvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(it.Plaintext))
+					out[i].Err = deny(errcode.InvalidPlaintext, "a data key must be %d..%d bytes, not %d", wrapkey.MinDEKSize, wrapkey.MaxDEKSize, len(it.Plaintext))
 					return
 				}
 				blob, err := wrapkey.Wrap(rand.Reader, v.PublicKey, id, v.Version, it.Context, it.Plaintext)
 				if err != nil {
-					out[i].Err = deny(CodeInvalidContext, "%v", err)
+					out[i].Err = deny(errcode.InvalidContext, "%v", err)
 					return
 				}
 				out[i].Wrapped = Wrapped{Blob: blob, Version: v.Version}
 			})
 		}
 	}
-	n.logBatch(ctx, TypeWrap, caller, id, requestID, out, err, d, func(i int) []byte { return out[i].Wrapped.Blob }, gen,
+	n.logBatch(ctx, ledger.TypeWrap, caller, id, requestID, out, err, d, func(i int) []byte { return out[i].Wrapped.Blob }, gen,
 		func(i int) *denyErr { return n.recheck(caller, id, out[i].Wrapped.Version, false, items[i].Context) })
 	return out
 }
@@ -589,7 +565,7 @@ func (n *Node) UnwrapBatch(ctx context.Context, caller Caller, id string, items 
 			}
 		})
 	}
-	n.logBatch(ctx, TypeUnwrap, caller, id, requestID, out, err, d, func(i int) []byte { return items[i].Blob }, gen,
+	n.logBatch(ctx, ledger.TypeUnwrap, caller, id, requestID, out, err, d, func(i int) []byte { return items[i].Blob }, gen,
 		func(i int) *denyErr { return n.recheck(caller, id, vers[i], true, items[i].Context) })
 	return out
 }
@@ -648,7 +624,7 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 	}
 	e.Details["items_sha256"] = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if ok == 0 {
-		e.Outcome, e.Reason = ledger.OutcomeDenied, clip("no item succeeded: "+e.Details["denied"])
+		e.Outcome, e.Reason = ledger.OutcomeDenied, state.Clip("no item succeeded: "+e.Details["denied"])
 	}
 	idx, err := n.Append(ctx, e)
 	if err != nil {
@@ -678,7 +654,7 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 			continue
 		}
 		if stale {
-			withdrawn[i] = deny(CodeNotCaughtUp, "this node has not applied the batch's entry %d yet, so it cannot confirm it; retry", idx)
+			withdrawn[i] = deny(errcode.NotCaughtUp, "this node has not applied the batch's entry %d yet, so it cannot confirm it; retry", idx)
 		} else if d := recheck(i); d != nil {
 			withdrawn[i] = d
 		}
@@ -690,7 +666,7 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 	delete(w.Details, "context")
 	w.Details["withdraws"] = strconv.FormatUint(idx, 10)
 	w.Details["items"] = strconv.Itoa(len(withdrawn))
-	w.Outcome, w.Reason = ledger.OutcomeDenied, clip("withdrawn after entry "+strconv.FormatUint(idx, 10)+": a kek change committed meanwhile")
+	w.Outcome, w.Reason = ledger.OutcomeDenied, state.Clip("withdrawn after entry "+strconv.FormatUint(idx, 10)+": a kek change committed meanwhile")
 	widx, err := n.Append(ctx, w)
 	for i, d := range withdrawn {
 		clear(out[i].Plaintext)
@@ -703,9 +679,9 @@ func (n *Node) logBatch(ctx context.Context, typ string, caller Caller, id, requ
 
 // PublicKey returns version ver of KEK id's public key, its state and the
 // log index of the ceremony.execute entry that created (dealt) it.
-func (n *Node) PublicKey(id string, ver uint32) (pub []byte, state string, created uint64, err error) {
+func (n *Node) PublicKey(id string, ver uint32) (pub []byte, kstate string, created uint64, err error) {
 	err = n.state.view(func(tx *bbolt.Tx) error {
-		k, found, err := getKEK(tx, id)
+		k, found, err := state.GetKEK(tx, id)
 		if err != nil {
 			return err
 		}
@@ -713,8 +689,8 @@ func (n *Node) PublicKey(id string, ver uint32) (pub []byte, state string, creat
 		if !found || !ok {
 			return fmt.Errorf("%w: kek %q v%d", ErrUnknownKEK, id, ver)
 		}
-		pub, state, created = v.PublicKey, v.State, v.Created
+		pub, kstate, created = v.PublicKey, v.State, v.Created
 		return nil
 	})
-	return pub, state, created, err
+	return pub, kstate, created, err
 }

@@ -10,10 +10,12 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -73,36 +75,36 @@ func TestKeyOps(t *testing.T) {
 	if m := fol.Metrics(); m.Activations != 1 || m.KeyCacheHits < 1 || m.CachedKeys != 1 {
 		t.Errorf("metrics after two unwraps: %+v activations, %d hits, %d cached", m.Activations, m.KeyCacheHits, m.CachedKeys)
 	}
-	if es := f.entries(keysvc.TypeActivate); len(es) != 1 || es[0].KEKID != "payroll" {
+	if es := f.entries(ledger.TypeActivate); len(es) != 1 || es[0].KEKID != "payroll" {
 		t.Errorf("activation entries: %+v", es)
 	}
-	if es := f.entries(keysvc.TypeRelease); len(es) != 1 || es[0].Details["to"] != fol.Info().ID || es[0].Details["for"] != agentDE.ID.String() {
+	if es := f.entries(ledger.TypeRelease); len(es) != 1 || es[0].Details["to"] != fol.Info().ID || es[0].Details["for"] != agentDE.ID.String() {
 		t.Errorf("release entries: %+v", es)
 	}
 
 	// Refusals, each logged.
 	_, err = f.n.Wrap(ctx, caller(identity.RoleAgent, "agent-1", "FR"), "payroll", c, dek, "")
-	wantKeyOp(t, "wrap from FR", err, keysvc.CodeRegionDenied)
+	wantKeyOp(t, "wrap from FR", err, errcode.RegionDenied)
 	_, _, err = fol.Unwrap(ctx, caller(identity.RoleAgent, "agent-1", "FR"), "payroll", c, w.Blob, "")
-	wantKeyOp(t, "unwrap from FR", err, keysvc.CodeRegionDenied)
+	wantKeyOp(t, "unwrap from FR", err, errcode.RegionDenied)
 	_, _, err = fol.Unwrap(ctx, caller(identity.RoleAuditor, "audit", "DE"), "payroll", c, w.Blob, "")
-	wantKeyOp(t, "unwrap by an auditor", err, keysvc.CodeAccessDenied)
+	wantKeyOp(t, "unwrap by an auditor", err, errcode.AccessDenied)
 	_, err = f.n.Wrap(ctx, agentDE, "payroll", wrapkey.Context{"purpose": "x"}, dek, "")
-	wantKeyOp(t, "wrap without dataset", err, keysvc.CodeContextMissing)
+	wantKeyOp(t, "wrap without dataset", err, errcode.ContextMissing)
 	_, err = f.n.Wrap(ctx, agentDE, "payroll", c, nil, "")
-	wantKeyOp(t, "wrap of nothing", err, keysvc.CodeInvalidPlaintext)
+	wantKeyOp(t, "wrap of nothing", err, errcode.InvalidPlaintext)
 	_, err = f.n.Wrap(ctx, agentDE, "nope", c, dek, "")
-	wantKeyOp(t, "unknown kek", err, keysvc.CodeUnknownKEK)
+	wantKeyOp(t, "unknown kek", err, errcode.UnknownKEK)
 	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", []byte("not a blob"), c), "payroll", c, []byte("not a blob"), "")
-	wantKeyOp(t, "malformed blob", err, keysvc.CodeMalformedBlob)
+	wantKeyOp(t, "malformed blob", err, errcode.MalformedBlob)
 	_, _, err = fol.Unwrap(ctx, agent.Unwrap("other", w.Blob, c), "other", c, w.Blob, "")
-	wantKeyOp(t, "blob of another kek", err, keysvc.CodeWrongKEK)
+	wantKeyOp(t, "blob of another kek", err, errcode.WrongKEK)
 	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, wrapkey.Context{"dataset": "finance"}), "payroll", wrapkey.Context{"dataset": "finance"}, w.Blob, "")
-	wantKeyOp(t, "wrong context", err, keysvc.CodeUnwrapFailed)
+	wantKeyOp(t, "wrong context", err, errcode.UnwrapFailed)
 	tampered := append([]byte(nil), w.Blob...)
 	tampered[len(tampered)-1] ^= 1
 	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", tampered, c), "payroll", c, tampered, "")
-	wantKeyOp(t, "tampered blob", err, keysvc.CodeUnwrapFailed)
+	wantKeyOp(t, "tampered blob", err, errcode.UnwrapFailed)
 	if m := fol.Metrics(); m.KeyOpsDenied == 0 {
 		t.Error("no denial counted")
 	}
@@ -135,14 +137,14 @@ func TestKeyOps(t *testing.T) {
 	f.mustExecute(ceremony.KEKDisable{KEKID: "payroll", Version: 1})
 	f.c.WaitConverged()
 	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, "")
-	wantKeyOp(t, "unwrap with a disabled version", err, keysvc.CodeKEKDisabled)
+	wantKeyOp(t, "unwrap with a disabled version", err, errcode.KEKDisabled)
 	keysvctest.WaitFor(t, "the disabled version's key is purged", func() bool {
 		return fol.Metrics().CachedKeys <= 1 // v2's, if any
 	})
 	f.mustExecute(ceremony.KEKDestroy{KEKID: "payroll", Version: 1})
 	f.c.WaitConverged()
 	_, _, err = fol.Unwrap(ctx, agent.Unwrap("payroll", w.Blob, c), "payroll", c, w.Blob, "")
-	wantKeyOp(t, "unwrap with a destroyed version", err, keysvc.CodeKEKDestroyed)
+	wantKeyOp(t, "unwrap with a destroyed version", err, errcode.KEKDestroyed)
 
 	// Batches: one result per item, one entry per batch (every item's receipt).
 	items := []keysvc.WrapItem{{Context: c, Plaintext: dek}, {Context: wrapkey.Context{}, Plaintext: dek}, {Context: c, Plaintext: dek}}
@@ -157,13 +159,13 @@ func TestKeyOps(t *testing.T) {
 	if be, err := ledger.ParseEntry(raw[0]); err != nil || be.Details["items"] != "3" || be.Details["ok"] != "2" || be.Details["denied"] != "context_missing:1" {
 		t.Errorf("batch entry: %+v, %v", be.Details, err)
 	}
-	wantKeyOp(t, "batch item without context", res[1].Err, keysvc.CodeContextMissing)
+	wantKeyOp(t, "batch item without context", res[1].Err, errcode.ContextMissing)
 	uitems := []keysvc.UnwrapItem{{Context: c, Blob: res[0].Wrapped.Blob}, {Context: c, Blob: tampered}}
 	un := fol.UnwrapBatch(ctx, agent.UnwrapBatch("payroll", uitems), "payroll", uitems, "batch-2")
 	if un[0].Err != nil || string(un[0].Plaintext) != string(dek) {
 		t.Fatalf("unwrap batch item 0: %+v", un[0])
 	}
-	wantKeyOp(t, "batch item tampered", un[1].Err, keysvc.CodeKEKDestroyed)
+	wantKeyOp(t, "batch item tampered", un[1].Err, errcode.KEKDestroyed)
 }
 
 // Activation per request (TTL 0), too few nodes for the threshold, and a
@@ -199,7 +201,7 @@ func TestActivation(t *testing.T) {
 	}
 	f.c.Stop(down)
 	_, _, err = f.n.Unwrap(ctx, agent.Unwrap("strict", w.Blob, c), "strict", c, w.Blob, "")
-	wantKeyOp(t, "unwrap with a node down and t=3", err, keysvc.CodeSharesUnavailable)
+	wantKeyOp(t, "unwrap with a node down and t=3", err, errcode.SharesUnavailable)
 }
 
 // No quorum, no unwrap: with the log unable to commit, the operation fails
@@ -254,7 +256,7 @@ func benchKEKTTL(b *testing.B, ttl time.Duration) *keysvc.Node {
 		bundles = append(bundles, string(s.Public().Marshal()))
 	}
 	ctx := context.Background()
-	if err := n.Init(ctx, keysvc.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+	if err := n.Init(ctx, state.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
 		b.Fatal(err)
 	}
 	id, _ := ceremony.NewID(rand.Reader)
@@ -272,7 +274,7 @@ func benchKEKTTL(b *testing.B, ttl time.Duration) *keysvc.Node {
 	if _, err := n.Propose(ctx, raw, "alice", sign("alice"), officerActor("alice")); err != nil {
 		b.Fatal(err)
 	}
-	if c, err := n.Approve(ctx, id, "bob", sign("bob"), officerActor("bob")); err != nil || c.Status != keysvc.StatusExecuted {
+	if c, err := n.Approve(ctx, id, "bob", sign("bob"), officerActor("bob")); err != nil || c.Status != state.StatusExecuted {
 		b.Fatalf("%v %s", err, c.Reason)
 	}
 	return n

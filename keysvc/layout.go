@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // ErrOldLayout: the data directory holds state written by an earlier release
@@ -38,10 +40,10 @@ func (e *OldLayoutError) Is(target error) bool { return target == ErrOldLayout }
 func checkLayout(s *stateDB, dir string) error {
 	var old []string
 	err := s.view(func(tx *bbolt.Tx) error {
-		if !genesisDone(tx) {
+		if !state.GenesisDone(tx) {
 			return nil
 		}
-		return forNodes(tx, func(r nodeRecord) error {
+		return state.ForNodes(tx, func(r state.NodeRecord) error {
 			if !r.Removed && r.KEM == "" {
 				old = append(old, r.ID)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // reverifyEvery is how often established raft and peer connections are
@@ -47,13 +48,13 @@ func (n *Node) verifyMember(cert *x509.Certificate) error {
 		return fmt.Errorf("node %s: certificate revoked by entry %d: %s", id.Name, r.Entry, r.Reason)
 	}
 	var (
-		rec     nodeRecord
+		rec     state.NodeRecord
 		found   bool
 		genesis bool
 	)
 	if err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		genesis = genesisDone(tx)
-		rec, found, err = getNode(tx, id.Name)
+		genesis = state.GenesisDone(tx)
+		rec, found, err = state.GetNode(tx, id.Name)
 		return err
 	}); err != nil {
 		return err
@@ -88,13 +89,13 @@ func (n *Node) CheckForwarded(from string, e ledger.Entry) error {
 		return fmt.Errorf("%w: %s", ErrForgedEntry, fmt.Sprintf(format, a...))
 	}
 	self := identity.Identity{Cluster: n.cfg.Cluster, Name: from, Role: identity.RoleNode}
-	if e.Actor.Role == string(identity.RoleNode) || e.Type == TypeRelease {
+	if e.Actor.Role == string(identity.RoleNode) || e.Type == ledger.TypeRelease {
 		id, err := identity.ParseURI(e.Actor.Identity)
 		if err != nil || id.Cluster != self.Cluster || id.Role != identity.RoleNode || id.Name != from {
 			return bad("node %q may log %s entries only as itself, not as %q", from, e.Type, e.Actor.Identity)
 		}
 	}
-	if e.Type == TypeActivate && e.Outcome == ledger.OutcomeOK {
+	if e.Type == ledger.TypeActivate && e.Outcome == ledger.OutcomeOK {
 		s, err := reqsig.FromDetails(e.Details)
 		if err != nil {
 			return bad("activation: %v", err)

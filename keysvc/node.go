@@ -27,6 +27,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
 	"github.com/custos-eu/custos/keysvc/peer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -47,7 +48,7 @@ type Forwarder interface {
 	SealShare(ctx context.Context, peerAPI string, req SealRequest) (SealResponse, error)
 	DiscardShare(ctx context.Context, peerAPI string, req DiscardRequest) error
 	ForwardAttest(ctx context.Context, leaderAPI string, req AttestRequest) error
-	ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error)
+	ReleaseShare(ctx context.Context, peerAPI string, req peer.ReleaseRequest) (peer.ReleaseResponse, error)
 	// LeaderCommit asks the leader at leaderAPI what to apply to have seen
 	// what it committed (AppliedCommit there).
 	LeaderCommit(ctx context.Context, leaderAPI string) (uint64, error)
@@ -143,7 +144,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	var cluster string
 	if err := n.state.view(func(tx *bbolt.Tx) error {
-		cluster = string(tx.Bucket(bucketMeta).Get(keyCluster))
+		cluster = state.Cluster(tx)
 		return nil
 	}); err != nil {
 		return fail(err)
@@ -264,11 +265,11 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		return n.mapRaftErr("bootstrap", err)
 	}
 	info := n.Info()
-	_, err := n.propose(ctx, &command{
-		Type:           cmdGenesis,
-		Time:           formatTime(n.cfg.Now()),
+	_, err := n.propose(ctx, &state.Command{
+		Type:           ledger.TypeGenesis,
+		Time:           state.FormatTime(n.cfg.Now()),
 		ServedBy:       n.cfg.NodeID,
-		Actor:          toActorJSON(n.actor),
+		Actor:          state.ToActorJSON(n.actor),
 		Cluster:        n.cfg.Cluster,
 		AllowedRegions: regions,
 		Node:           &info,
@@ -285,7 +286,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 
 func (n *Node) genesisDone() (done bool, err error) {
 	err = n.state.view(func(tx *bbolt.Tx) error {
-		done = genesisDone(tx)
+		done = state.GenesisDone(tx)
 		return nil
 	})
 	return done, err
@@ -293,8 +294,8 @@ func (n *Node) genesisDone() (done bool, err error) {
 
 // Info describes this node for the node table: what a joining node sends to
 // the leader, which passes it to AddNode.
-func (n *Node) Info() NodeInfo {
-	return NodeInfo{
+func (n *Node) Info() state.NodeInfo {
+	return state.NodeInfo{
 		ID:       n.cfg.NodeID,
 		Region:   n.cfg.Region,
 		RaftAddr: n.raft.Addr(),
@@ -316,7 +317,7 @@ func (n *Node) Info() NodeInfo {
 // The caller must have checked who the node is (its certificate) and that
 // adding it is authorised; a voter that cannot be reached still counts
 // towards the quorum.
-func (n *Node) AddNode(ctx context.Context, info NodeInfo, actor ledger.Actor) error {
+func (n *Node) AddNode(ctx context.Context, info state.NodeInfo, actor ledger.Actor) error {
 	ctx, cancel := n.bound(ctx)
 	defer cancel()
 	if err := n.leaderOnly(); err != nil {
@@ -325,17 +326,17 @@ func (n *Node) AddNode(ctx context.Context, info NodeInfo, actor ledger.Actor) e
 	if actor.Identity == "" {
 		return errors.New("keysvc: add node: actor identity is required")
 	}
-	res, err := n.propose(ctx, &command{
-		Type:     cmdNodeAdd,
-		Time:     formatTime(n.cfg.Now()),
+	res, err := n.propose(ctx, &state.Command{
+		Type:     ledger.TypeNodeAdd,
+		Time:     state.FormatTime(n.cfg.Now()),
 		ServedBy: n.cfg.NodeID,
-		Actor:    toActorJSON(actor),
+		Actor:    state.ToActorJSON(actor),
 		Node:     &info,
 	})
 	if err != nil {
 		return fmt.Errorf("keysvc: add node %q: %w", info.ID, err)
 	}
-	if err := res.err(); err != nil {
+	if err := res.Err(); err != nil {
 		return fmt.Errorf("keysvc: add node %q: %w", info.ID, err)
 	}
 	if err := n.raft.AddVoter(ctx, info.ID, info.RaftAddr); err != nil {
@@ -359,17 +360,17 @@ func (n *Node) RemoveNode(ctx context.Context, id string, actor ledger.Actor) er
 	if actor.Identity == "" {
 		return errors.New("keysvc: remove node: actor identity is required")
 	}
-	res, err := n.propose(ctx, &command{
-		Type:     cmdNodeRemove,
-		Time:     formatTime(n.cfg.Now()),
+	res, err := n.propose(ctx, &state.Command{
+		Type:     ledger.TypeNodeRemove,
+		Time:     state.FormatTime(n.cfg.Now()),
 		ServedBy: n.cfg.NodeID,
-		Actor:    toActorJSON(actor),
+		Actor:    state.ToActorJSON(actor),
 		NodeID:   id,
 	})
 	if err != nil {
 		return fmt.Errorf("keysvc: remove node %q: %w", id, err)
 	}
-	if err := res.err(); err != nil {
+	if err := res.Err(); err != nil {
 		return fmt.Errorf("keysvc: remove node %q: %w", id, err)
 	}
 	if err := n.raft.RemoveServer(ctx, id); err != nil {
@@ -380,16 +381,16 @@ func (n *Node) RemoveNode(ctx context.Context, id string, actor ledger.Actor) er
 }
 
 // propose encodes cmd, commits it through raft and decodes the result.
-func (n *Node) propose(ctx context.Context, cmd *command) (result, error) {
-	data, err := encodeCommand(cmd)
+func (n *Node) propose(ctx context.Context, cmd *state.Command) (state.Result, error) {
+	data, err := state.Encode(cmd)
 	if err != nil {
-		return result{}, err
+		return state.Result{}, err
 	}
 	out, err := n.raft.Apply(ctx, data)
 	if err != nil {
-		return result{}, n.mapRaftErr(cmd.Type, err)
+		return state.Result{}, n.mapRaftErr(cmd.Type, err)
 	}
-	return decodeResult(out)
+	return state.DecodeResult(out)
 }
 
 // mapRaftErr turns the raft package's errors into this package's, keeping
@@ -423,7 +424,7 @@ func (n *Node) apiAddrOf(id string) string {
 	}
 	var api string
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		rec, found, err := getNode(tx, id)
+		rec, found, err := state.GetNode(tx, id)
 		if found && err == nil {
 			api = rec.APIAddr
 		}
@@ -506,8 +507,6 @@ func (n *Node) AppendBatch(ctx context.Context, entries []ledger.Entry) (first u
 	return n.submit(ctx, entries, true)
 }
 
-var reservedTypes = []string{cmdGenesis, cmdNodeAdd, cmdNodeRemove, TypeInit, TypePropose, TypeApprove, TypeExecute, TypeRefuse, TypeKEKDestroyed}
-
 func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bool) (uint64, error) {
 	if err := n.checkOpen(); err != nil {
 		return 0, err
@@ -529,7 +528,7 @@ func (n *Node) submit(ctx context.Context, entries []ledger.Entry, leaderOnly bo
 		done:       make(chan appendRes, 1),
 	}
 	for i, e := range entries {
-		if slices.Contains(reservedTypes, e.Type) {
+		if state.Reserved(e.Type) {
 			return 0, fmt.Errorf("keysvc: append entry %d: type %q is reserved for the state machine", i, e.Type)
 		}
 		e.Index = 0
@@ -607,7 +606,7 @@ func (n *Node) proposeBatch(ctx context.Context, reqs []*appendReq) (uint64, err
 			entries = append(entries, raw)
 		}
 	}
-	cmd := &command{Type: cmdLedgerAppend, Entries: entries}
+	cmd := &state.Command{Type: state.CmdLedgerAppend, Entries: entries}
 	res, err := n.propose(ctx, cmd)
 	if errors.Is(err, ErrNotLeader) {
 		return 0, err // nothing proposed
@@ -761,14 +760,14 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 	}
 	var head ledger.Checkpoint
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		rec, found, err := getNode(tx, n.cfg.NodeID)
+		rec, found, err := state.GetNode(tx, n.cfg.NodeID)
 		if err != nil {
 			return err
 		}
 		if !found || rec.Keys != n.keys.text {
 			return errKeysMismatch(n.cfg.NodeID)
 		}
-		head, err = ledgerdb.TreeHead(tx, Origin(n.cfg.Cluster))
+		head, err = ledgerdb.TreeHead(tx, ledger.Origin(n.cfg.Cluster))
 		return err
 	})
 	if err != nil {
@@ -824,7 +823,7 @@ func (n *Node) Entries(start uint64, limit int) ([][]byte, error) {
 func (n *Node) TreeHead() (ledger.Checkpoint, error) {
 	var head ledger.Checkpoint
 	err := n.state.view(func(tx *bbolt.Tx) (err error) {
-		head, err = ledgerdb.TreeHead(tx, Origin(n.cfg.Cluster))
+		head, err = ledgerdb.TreeHead(tx, ledger.Origin(n.cfg.Cluster))
 		return err
 	})
 	return head, err
@@ -867,7 +866,7 @@ func (n *Node) ProveConsistency(old, new uint64) (ledger.ConsistencyProof, error
 func (n *Node) NodeKeys() ([]ledger.NodeKey, error) {
 	var keys []ledger.NodeKey
 	err := n.state.view(func(tx *bbolt.Tx) error {
-		return forNodes(tx, func(r nodeRecord) error {
+		return state.ForNodes(tx, func(r state.NodeRecord) error {
 			k, err := r.NodeKey()
 			if err != nil {
 				return fmt.Errorf("keysvc: node %q keys: %w", r.ID, err)
@@ -886,19 +885,18 @@ func (n *Node) Status() Status {
 	members := map[string]*Member{}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
 		st.LogSize, _ = ledgerdb.Size(tx)
-		meta := tx.Bucket(bucketMeta)
-		st.AllowedRegions, _ = allowedRegions(meta)
-		st.Initialized = initialized(tx)
-		st.StateVersion = getU64(meta, keyStateVersion)
-		st.Quorum = metaInt(meta, keyQuorum)
-		st.DefaultThreshold = metaInt(meta, keyThreshold)
-		_ = forOfficers(tx, func(o Officer) error {
+		st.AllowedRegions, _ = state.AllowedRegions(tx)
+		st.Initialized = state.Initialized(tx)
+		st.StateVersion = state.StateVersion(tx)
+		st.Quorum = state.Quorum(tx)
+		st.DefaultThreshold = state.DefaultThreshold(tx)
+		_ = state.ForOfficers(tx, func(o state.Officer) error {
 			if o.Active {
 				st.Officers = append(st.Officers, o.ID)
 			}
 			return nil
 		})
-		return forNodes(tx, func(r nodeRecord) error {
+		return state.ForNodes(tx, func(r state.NodeRecord) error {
 			if r.ID == st.Leader.ID {
 				st.Leader.APIAddr = r.APIAddr
 			}
@@ -948,8 +946,8 @@ func (n *Node) ready(st raft.Stats) error {
 	}
 	var done, mismatch bool
 	if err := n.state.view(func(tx *bbolt.Tx) error {
-		done = genesisDone(tx)
-		rec, found, err := getNode(tx, n.cfg.NodeID)
+		done = state.GenesisDone(tx)
+		rec, found, err := state.GetNode(tx, n.cfg.NodeID)
 		mismatch = found && rec.Keys != n.keys.text
 		return err
 	}); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/custos-eu/custos/internal/secmem"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -36,29 +37,9 @@ const (
 	// LabelKEMSeal: the AES-256 key that seals the node's X-Wing KEM seed,
 	// the key peers seal released shares to.
 	LabelKEMSeal = "custos:node:kem-seal"
-	// LabelTLS: the node's TLS key, ECDSA P-256, generated in the HSM; the
-	// key of its certificate on the API, the raft listener and as a client
-	// of other nodes. See TLSSigner.
-	LabelTLS = "custos:node:tls"
+	// LabelTLS: the node's TLS key (nodetls.LabelTLS).
+	LabelTLS = nodetls.LabelTLS
 )
-
-// TLSSigner returns the node's TLS key (LabelTLS) on tok, generating it on
-// first use: non-extractable, it never leaves the HSM, and the node's
-// certificate is issued for it from a CSR (identity.NewCSR). Later calls
-// return the same key.
-func TLSSigner(tok hsm.Token) (crypto.Signer, error) {
-	s, err := tok.Signer(LabelTLS)
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		s, err = tok.GenerateSigner(LabelTLS)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keysvc: node TLS key %q: %w", LabelTLS, err)
-	}
-	if pub, ok := s.Public().(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("keysvc: node TLS key %q is not ECDSA P-256", LabelTLS)
-	}
-	return s, nil
-}
 
 // kemSeedFile, in DataDir, holds the node KEM seed sealed under LabelKEMSeal.
 const kemSeedFile = "node-kem.sealed"
@@ -70,7 +51,7 @@ const mldsaSeedFile = "node-mldsa.sealed"
 // nodeKeys holds the signing keys. The ML-DSA private key is in memory (no
 // HSM implements ML-DSA); zero wipes it.
 type nodeKeys struct {
-	name string // KeyName(cluster, id)
+	name string // ledger.KeyName(cluster, id)
 	pub  ledger.NodeKey
 	text string // pub.MarshalText
 
@@ -130,7 +111,7 @@ func loadNodeKeys(tok hsm.Token, dataDir, cluster, nodeID string) (*nodeKeys, er
 		return nil, fmt.Errorf("keysvc: node KEM key: %w", err)
 	}
 
-	k := &nodeKeys{name: KeyName(cluster, nodeID), ec: ec, ml: ml, kem: kem, kemPub: kemPub}
+	k := &nodeKeys{name: ledger.KeyName(cluster, nodeID), ec: ec, ml: ml, kem: kem, kemPub: kemPub}
 	k.pub = ledger.NodeKey{Name: k.name, ECDSA: ecPub, MLDSA: mlPub}
 	text, err := k.pub.MarshalText()
 	if err != nil {

@@ -2,7 +2,6 @@ package keysvc
 
 import (
 	"bytes"
-	"crypto/ecdsa"
 	"errors"
 	"os"
 	"path/filepath"
@@ -51,12 +50,12 @@ func TestNodeKeysSealedSeed(t *testing.T) {
 		t.Fatal("keys changed across a reopen")
 	}
 	// Both sign checkpoints that verify under the registered keys.
-	cp := ledger.Checkpoint{Origin: Origin("test"), Size: 1}
+	cp := ledger.Checkpoint{Origin: ledger.Origin("test"), Size: 1}
 	note, err := k2.sign(cp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ledger.VerifyCheckpoint(note, Origin("test"), k1.pub); err != nil {
+	if _, _, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), k1.pub); err != nil {
 		t.Fatal(err)
 	}
 	k2.zero()
@@ -83,33 +82,4 @@ func TestNodeKeysSealedSeed(t *testing.T) {
 		t.Fatal("sealed seed file replaced after a failure")
 	}
 	k1.zero()
-}
-
-// The TLS key is made once, in the token, apart from the identity key, and
-// found again afterwards.
-func TestTLSSigner(t *testing.T) {
-	tok := hsmtest.NewFake()
-	s1, err := TLSSigner(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, err := TLSSigner(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s1.Public().(*ecdsa.PublicKey).Equal(s2.Public()) {
-		t.Fatal("a second call made another TLS key")
-	}
-	if id, err := tok.Signer(LabelIdentity); err == nil && s1.Public().(*ecdsa.PublicKey).Equal(id.Public()) {
-		t.Fatal("the TLS key is the identity key")
-	}
-	labels, _ := tok.List()
-	if len(labels) != 1 || labels[0] != (hsm.KeyInfo{Label: LabelTLS, Kind: hsm.KindECDSA}) {
-		t.Fatalf("HSM keys %v", labels)
-	}
-	tok.Destroy(LabelTLS)
-	tok.GenerateAESKey(LabelTLS) // a label taken by an AES key
-	if _, err := TLSSigner(tok); err == nil {
-		t.Fatal("TLSSigner used or replaced a non-ECDSA key")
-	}
 }

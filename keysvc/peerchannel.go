@@ -10,15 +10,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/internal/strictjson"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/peer"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -30,26 +31,6 @@ const (
 	callAttest  = "attest"
 	callRelease = "release"
 	callCommit  = "commit"
-)
-
-// Codes of the peer channel's answers. All but internal are refusals of
-// what the call asked (a client error, in HTTP's terms); internal is this
-// node's own failure. Those named like an API code (client.Code…) mean the
-// same; a test keeps them equal.
-const (
-	peerNotLeader   = "not_leader"
-	peerNoQuorum    = "no_quorum"
-	peerTooLarge    = "too_large"
-	peerSeal        = "seal_refused"
-	peerLiveShare   = "live_share"
-	peerDiscard     = "discard_refused"
-	peerRelease     = "release_refused"
-	peerForged      = "forged_entry"
-	peerNotMember   = "not_member"
-	peerMalformed   = "malformed_request" // the body is not one well-formed JSON object in valid UTF-8
-	peerBadRequest  = "bad_request"       // well-formed, but not a valid call: unknown fields, wrong types, invalid values
-	peerRejected    = "rejected"          // the state machine rejected the command the call proposed
-	peerInternalErr = "internal"
 )
 
 type appendCall struct {
@@ -181,7 +162,7 @@ func (n *Node) servePeerAppend(ctx context.Context, from string, body []byte) (a
 		default:
 			return nil, fmt.Errorf("%w: entry %d is attributed to node %q; node %q may forward only its own", ErrForgedEntry, i, e.Node, from)
 		}
-		if slices.Contains(reservedTypes, e.Type) {
+		if state.Reserved(e.Type) {
 			return nil, badRequest("entry %d: type %q is the state machine's own", i, e.Type)
 		}
 		check := e // the leader stamps index and time; the rest must be valid now
@@ -205,7 +186,7 @@ func (n *Node) servePeerAppend(ctx context.Context, from string, body []byte) (a
 func (n *Node) nodeActor(id string) ledger.Actor {
 	a := ledger.Actor{Identity: identity.Identity{Cluster: n.cfg.Cluster, Name: id, Role: identity.RoleNode}.String(), Role: string(identity.RoleNode)}
 	_ = n.state.view(func(tx *bbolt.Tx) error {
-		if r, found, err := getNode(tx, id); err == nil && found {
+		if r, found, err := state.GetNode(tx, id); err == nil && found {
 			a = Actor(identity.Identity{Cluster: n.cfg.Cluster, Name: id, Role: identity.RoleNode, Region: r.Region}, nil)
 			a.CertFingerprint = r.Cert
 		}
@@ -214,41 +195,44 @@ func (n *Node) nodeActor(id string) ledger.Actor {
 	return a
 }
 
-// peerAnswer describes a handler's error to the calling node.
+// peerAnswer describes a handler's error to the calling node, under an
+// errcode code: all but errcode.Internal are refusals of what the call
+// asked (a client error, in HTTP's terms); internal is this node's own
+// failure.
 func peerAnswer(err error) peer.Answer {
 	var (
 		nl *NotLeaderError
 		nm notMemberError
 		br badRequestError
 		me *strictjson.MalformedError
-		ce *CommandError
+		ce *state.CommandError
 	)
-	code := peerInternalErr
+	code := errcode.Internal
 	switch {
 	case errors.As(err, &nl):
-		return peer.Answer{Code: peerNotLeader, Message: err.Error(), LeaderID: nl.LeaderID}
+		return peer.Answer{Code: errcode.NotLeader, Message: err.Error(), LeaderID: nl.LeaderID}
 	case errors.As(err, &nm):
-		code = peerNotMember
+		code = errcode.NotMember
 	case errors.As(err, &br) && errors.As(err, &me):
-		code = peerMalformed
+		code = errcode.MalformedRequest
 	case errors.As(err, &br):
-		code = peerBadRequest
+		code = errcode.BadRequest
 	case errors.Is(err, ErrForgedEntry):
-		code = peerForged
+		code = errcode.ForgedEntry
 	case errors.Is(err, ErrBatchTooLarge):
-		code = peerTooLarge
+		code = errcode.TooLarge
 	case errors.Is(err, ErrNoQuorum):
-		code = peerNoQuorum
+		code = errcode.NoQuorum
 	case errors.Is(err, ErrSealRefused):
-		code = peerSeal
+		code = errcode.SealRefused
 	case errors.Is(err, ErrLiveShare):
-		code = peerLiveShare
+		code = errcode.LiveShare
 	case errors.Is(err, ErrDiscardRefused):
-		code = peerDiscard
+		code = errcode.DiscardRefused
 	case errors.Is(err, ErrReleaseRefused):
-		code = peerRelease
+		code = errcode.ReleaseRefused
 	case errors.As(err, &ce):
-		code = peerRejected
+		code = errcode.Rejected
 	}
 	return peer.Answer{Code: code, Message: err.Error()}
 }
@@ -261,7 +245,7 @@ type peerForwarder struct{ n *Node }
 // target finds the member registered with API address api.
 func (f *peerForwarder) target(api string) (id, addr string, err error) {
 	err = f.n.state.view(func(tx *bbolt.Tx) error {
-		return forNodes(tx, func(r nodeRecord) error {
+		return state.ForNodes(tx, func(r state.NodeRecord) error {
 			if r.APIAddr == api && !r.Removed {
 				id, addr = r.ID, r.RaftAddr
 			}
@@ -286,19 +270,19 @@ func (f *peerForwarder) call(ctx context.Context, api, name string, req, resp an
 		return err
 	}
 	switch pe.Code {
-	case peerNotLeader:
+	case errcode.NotLeader:
 		return &NotLeaderError{LeaderID: pe.LeaderID, LeaderAPI: f.n.apiAddrOf(pe.LeaderID)}
-	case peerSeal:
+	case errcode.SealRefused:
 		return fmt.Errorf("%w: %w", ErrSealRefused, err)
-	case peerLiveShare:
+	case errcode.LiveShare:
 		return fmt.Errorf("%w: %w", ErrLiveShare, err)
-	case peerDiscard:
+	case errcode.DiscardRefused:
 		return fmt.Errorf("%w: %w", ErrDiscardRefused, err)
-	case peerRelease:
+	case errcode.ReleaseRefused:
 		return fmt.Errorf("%w: %w", ErrReleaseRefused, err)
-	case peerTooLarge:
+	case errcode.TooLarge:
 		return fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
-	case "", peerNoQuorum, peerInternalErr:
+	case "", errcode.NoQuorum, errcode.Internal:
 		if name == callAppend {
 			if !pe.Sent {
 				// Nothing reached the leader: not appended, safe to retry.
@@ -334,8 +318,8 @@ func (f *peerForwarder) ForwardAttest(ctx context.Context, leaderAPI string, req
 	return f.call(ctx, leaderAPI, callAttest, req, nil)
 }
 
-func (f *peerForwarder) ReleaseShare(ctx context.Context, peerAPI string, req ReleaseRequest) (ReleaseResponse, error) {
-	var resp ReleaseResponse
+func (f *peerForwarder) ReleaseShare(ctx context.Context, peerAPI string, req peer.ReleaseRequest) (peer.ReleaseResponse, error) {
+	var resp peer.ReleaseResponse
 	return resp, f.call(ctx, peerAPI, callRelease, req, &resp)
 }
 

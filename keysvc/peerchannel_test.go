@@ -127,8 +127,8 @@ func TestPeerChannelRefusesBadInput(t *testing.T) {
 	self := func(n *keysvc.Node) string {
 		return identity.Identity{Cluster: "test", Name: n.Info().ID, Role: identity.RoleNode, Region: n.Info().Region}.String()
 	}
-	for _, typ := range []string{"cluster.genesis", "node.add", "node.remove", keysvc.TypeInit, keysvc.TypePropose, keysvc.TypeApprove,
-		keysvc.TypeExecute, keysvc.TypeRefuse, keysvc.TypeKEKDestroyed} {
+	for _, typ := range []string{"cluster.genesis", "node.add", "node.remove", ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove,
+		ledger.TypeExecute, ledger.TypeRefuse, ledger.TypeDestroyed} {
 		cases = append(cases, tc{"append", `{"entries":[{"type":"` + typ + `","actor":{"identity":"SELF","role":"node"},"outcome":"ok"}]}`, bad})
 	}
 

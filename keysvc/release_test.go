@@ -10,9 +10,11 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/peer"
 	"github.com/custos-eu/custos/keysvc/reqsig"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
@@ -26,10 +28,10 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	f, ctx, c, w := vaultFixture(t, 60*time.Second)
 	f.c.WaitConverged()
 	liar := f.c.Follower() // the compromised member
-	var peer *keysvc.Node  // a peer it asks
+	var asked *keysvc.Node // a peer it asks
 	for _, id := range []string{"n1", "n2", "n3"} {
 		if n := f.c.Node(id); n != nil && n != liar {
-			peer = n
+			asked = n
 			break
 		}
 	}
@@ -37,7 +39,7 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	if _, _, err := liar.Unwrap(ctx, agent.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
 		t.Fatal(err)
 	}
-	genuine := f.entries(keysvc.TypeActivate)
+	genuine := f.entries(ledger.TypeActivate)
 	if len(genuine) != 1 || genuine[0].Actor.Identity != agent.ID.String() || genuine[0].Node != liar.Info().ID {
 		t.Fatalf("activation entries: %+v", genuine)
 	}
@@ -81,31 +83,31 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 	otherVersion := forge(agent, func(r *reqsig.Request) { r.Version = 2 })
 
 	var notActivation uint64
-	for _, e := range f.entries(keysvc.TypeWrap) {
+	for _, e := range f.entries(ledger.TypeWrap) {
 		notActivation = e.Index
 	}
 	cases := []struct {
 		name string
 		from string
-		req  keysvc.ReleaseRequest
+		req  peer.ReleaseRequest
 		code string
 	}{
-		{"no activation at that index", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: notActivation, Context: c}, keysvc.CodeReleaseNoActivation},
-		{"an index beyond the log", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: 1 << 40, Context: c}, keysvc.CodeReleaseNotCaughtUp},
-		{"forged client name", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forgedName), Context: c}, keysvc.CodeReleaseSignature},
-		{"tampered signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(tampered), Context: c}, keysvc.CodeReleaseSignature},
-		{"replayed client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(replay), Context: c}, keysvc.CodeReleaseReplayed},
-		{"stale client signature", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(stale), Context: c}, keysvc.CodeReleaseSignature},
-		{"signed for another version", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(otherVersion), Context: c}, keysvc.CodeReleaseSignature},
-		{"region-denied agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agentFR, nil)), Context: c}, keysvc.CodeReleaseDenied},
-		{"an officer is no agent", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(officerCert, nil)), Context: c}, keysvc.CodeReleaseDenied},
-		{"context other than signed", liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agent, nil)), Context: wrapkey.Context{"dataset": "finance"}}, keysvc.CodeReleaseSignature},
-		{"another node's activation", "n9", keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, keysvc.CodeReleaseNotMember},
-		{"to the peer itself", peer.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, keysvc.CodeReleaseToSelf},
+		{"no activation at that index", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: notActivation, Context: c}, errcode.ReleaseNoActivation},
+		{"an index beyond the log", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: 1 << 40, Context: c}, errcode.ReleaseNotCaughtUp},
+		{"forged client name", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forgedName), Context: c}, errcode.ReleaseSignature},
+		{"tampered signature", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(tampered), Context: c}, errcode.ReleaseSignature},
+		{"replayed client signature", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(replay), Context: c}, errcode.ReleaseReplayed},
+		{"stale client signature", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(stale), Context: c}, errcode.ReleaseSignature},
+		{"signed for another version", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(otherVersion), Context: c}, errcode.ReleaseSignature},
+		{"region-denied agent", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agentFR, nil)), Context: c}, errcode.ReleaseDenied},
+		{"an officer is no agent", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(officerCert, nil)), Context: c}, errcode.ReleaseDenied},
+		{"context other than signed", liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: activation(forge(agent, nil)), Context: wrapkey.Context{"dataset": "finance"}}, errcode.ReleaseSignature},
+		{"another node's activation", "n9", peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseNotMember},
+		{"to the peer itself", asked.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c}, errcode.ReleaseToSelf},
 	}
-	before := peer.Metrics().SharesRelease
+	before := asked.Metrics().SharesRelease
 	for _, tc := range cases {
-		_, err := peer.ReleaseShare(ctx, tc.from, tc.req)
+		_, err := asked.ReleaseShare(ctx, tc.from, tc.req)
 		if !errors.Is(err, keysvc.ErrReleaseRefused) || !strings.Contains(err.Error(), tc.code) {
 			t.Errorf("%s: %v, want refusal %s", tc.name, err, tc.code)
 		}
@@ -117,19 +119,19 @@ func TestReleaseRefusesALyingMember(t *testing.T) {
 		if p == nil || p == liar {
 			continue
 		}
-		_, err1 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
-		_, err2 := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
-		if err2 == nil || !strings.Contains(err2.Error(), keysvc.CodeReleaseDuplicate) {
+		_, err1 := p.ReleaseShare(ctx, liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
+		_, err2 := p.ReleaseShare(ctx, liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: real.Index, Context: c})
+		if err2 == nil || !strings.Contains(err2.Error(), errcode.ReleaseDuplicate) {
 			t.Errorf("%s: second release for one activation: %v (first: %v)", p.Info().ID, err2, err1)
 		}
 	}
-	if got := peer.Metrics().SharesRelease - before; got > 1 {
+	if got := asked.Metrics().SharesRelease - before; got > 1 {
 		t.Errorf("peer released %d shares to the liar, want at most the one the genuine activation allowed", got)
 	}
 	// Every refusal is in the log, with its code.
 	f.c.WaitConverged()
 	denied := map[string]int{}
-	for _, e := range f.entries(keysvc.TypeRelease) {
+	for _, e := range f.entries(ledger.TypeRelease) {
 		if e.Outcome == ledger.OutcomeDenied {
 			denied[strings.SplitN(e.Reason, ":", 2)[0]]++
 		}
@@ -162,7 +164,7 @@ func TestActivationNeedsASignedRequest(t *testing.T) {
 	}
 	_, _, err = f.n.Unwrap(ctx, signed, "vault", c, w.Blob, "")
 	wantKeyOp(t, "the same signed request again", err, reqsig.CodeReplayed)
-	if es := f.entries(keysvc.TypeActivate); len(es) != 1 {
+	if es := f.entries(ledger.TypeActivate); len(es) != 1 {
 		t.Errorf("%d activations, want 1", len(es))
 	}
 }
@@ -175,9 +177,9 @@ func TestForwardedEntriesNameRealActors(t *testing.T) {
 	if _, _, err := f.n.Unwrap(ctx, agent.Unwrap("vault", w.Blob, c), "vault", c, w.Blob, ""); err != nil {
 		t.Fatal(err)
 	}
-	act := f.entries(keysvc.TypeActivate)[0]
+	act := f.entries(ledger.TypeActivate)[0]
 	n3 := ledger.Actor{Identity: identity.Identity{Cluster: "test", Name: "n3", Role: identity.RoleNode, Region: "NL"}.String(), Role: "node", Region: "NL"}
-	release := ledger.Entry{Type: keysvc.TypeRelease, Actor: n3, Outcome: ledger.OutcomeOK}
+	release := ledger.Entry{Type: ledger.TypeRelease, Actor: n3, Outcome: ledger.OutcomeOK}
 	if err := f.n.CheckForwarded("n3", release); err != nil {
 		t.Errorf("n3's own release: %v", err)
 	}
@@ -226,7 +228,7 @@ func TestReleaseRefusesRevokedClient(t *testing.T) {
 		if p == nil || p == liar {
 			continue
 		}
-		_, err := p.ReleaseShare(ctx, liar.Info().ID, keysvc.ReleaseRequest{KEKID: "vault", Version: 1, Activation: i, Context: c})
+		_, err := p.ReleaseShare(ctx, liar.Info().ID, peer.ReleaseRequest{KEKID: "vault", Version: 1, Activation: i, Context: c})
 		if !errors.Is(err, keysvc.ErrReleaseRefused) || !strings.Contains(err.Error(), "revoked") {
 			t.Errorf("%s released for a revoked agent: %v", id, err)
 		}
@@ -283,7 +285,7 @@ func vaultFixture(t *testing.T, timeout time.Duration) (*officers, context.Conte
 // signed by client, as a node (honest or not) appends it.
 func activationEntry(client *keysvctest.Client, signed *reqsig.Signed) ledger.Entry {
 	r, _ := reqsig.Parse(signed.Message)
-	e := ledger.Entry{Type: keysvc.TypeActivate, Actor: keysvc.Actor(client.ID, client.Cert), KEKID: "vault", KEKVersion: 1,
+	e := ledger.Entry{Type: ledger.TypeActivate, Actor: keysvc.Actor(client.ID, client.Cert), KEKID: "vault", KEKVersion: 1,
 		RequestID: r.RequestID, Outcome: ledger.OutcomeOK, Details: map[string]string{"ttl_seconds": "0"}}
 	signed.AddDetails(e.Details)
 	return e

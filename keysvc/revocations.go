@@ -1,12 +1,9 @@
-// Revoked certificates and identities: a bucket of the replicated state,
-// written only by executed ceremonies (identity.revoke, officer.remove,
-// node.remove) and by a node's removal, and an in-memory copy that the API
-// and raft ports consult on every request and handshake.
+// The in-memory copy of the revocations the API and raft ports consult
+// on every request and handshake, and Node's revocation checks.
 
 package keysvc
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,196 +11,24 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/state"
 )
-
-// bucketRevocations holds one JSON Revocation per revoked certificate or
-// identity, under "fingerprint:sha256:<hex>" or "identity:<role>/<name>".
-// Revocations are never lifted.
-var bucketRevocations = []byte("revocations")
-
-// Refusal codes of identity revocation, and of adding back an identity
-// that was revoked.
-const (
-	CodeAlreadyRevoked  = "already_revoked"  // identity.revoke of what is already revoked
-	CodeNodeMember      = "node_member"      // identity.revoke of a member node: node.remove revokes it
-	CodeIdentityRevoked = "identity_revoked" // officer.add or node.add of a revoked identity: choose another name
-)
-
-// Revocation is a revoked certificate (Fingerprint) or identity (every
-// certificate of a role and name, whatever region it names).
-type Revocation struct {
-	Fingerprint string `json:"fingerprint,omitempty"` // "sha256:<hex>" (identity.Fingerprint)
-	Identity    string `json:"identity,omitempty"`    // "<role>/<name>"
-	Entry       uint64 `json:"entry"`                 // log index of the entry that revoked it
-	Ceremony    string `json:"ceremony,omitempty"`    // the proposal that revoked it, if a ceremony did
-	Reason      string `json:"reason"`
-	Time        string `json:"time"` // the revoking command's time (timeFormat)
-}
-
-func (r Revocation) key() string {
-	if r.Fingerprint != "" {
-		return fingerprintKey(r.Fingerprint)
-	}
-	return identityKey(r.Identity)
-}
-
-func fingerprintKey(fp string) string     { return "fingerprint:" + fp }
-func identityKey(principal string) string { return "identity:" + principal }
-
-// principal is how a revocation names an identity: "<role>/<name>".
-func principal(role identity.Role, name string) string { return string(role) + "/" + name }
-
-// getRevocation reads the revocation under key, if any.
-func getRevocation(tx *bbolt.Tx, key string) (Revocation, bool, error) {
-	return getRecord[Revocation](tx, bucketRevocations, key, "revocation")
-}
-
-// revoke records r unless its key is already revoked (the first
-// revocation stands); it reports whether it recorded r.
-func revoke(tx *bbolt.Tx, r Revocation) (bool, error) {
-	if _, found, err := getRevocation(tx, r.key()); err != nil || found {
-		return false, err
-	}
-	return true, putJSON(tx.Bucket(bucketRevocations), r.key(), r)
-}
-
-// revokeRemoved revokes the identity of an officer or node that an entry
-// at index (time t) removes, by ceremony pid ("" for a node.remove command
-// before initialisation). It returns the details that say so in the entry.
-func revokeRemoved(tx *bbolt.Tx, role identity.Role, name string, index uint64, t, pid string) (map[string]string, error) {
-	p := principal(role, name)
-	reason := fmt.Sprintf("%s %s removed", role, name)
-	if pid != "" {
-		reason += " by ceremony " + pid
-	}
-	if _, err := revoke(tx, Revocation{Identity: p, Entry: index, Ceremony: pid, Reason: reason, Time: t}); err != nil {
-		return nil, err
-	}
-	return map[string]string{"revoked.identity": p}, nil
-}
-
-// identityRevoked returns the revocation of role/name, if any.
-func identityRevoked(tx *bbolt.Tx, role identity.Role, name string) (Revocation, bool, error) {
-	return getRevocation(tx, identityKey(principal(role, name)))
-}
-
-// executeRevoke carries out an identity.revoke ceremony, pid, whose
-// execute entry will be at index. It refuses (code, reason) to revoke a
-// member node's identity — node.remove does that, and changes the raft
-// configuration with it — or an officer's identity when fewer officers
-// with a usable identity than the quorum would remain: no ceremony could
-// pass after that, not even one to repair it.
-func executeRevoke(tx *bbolt.Tx, ps ceremony.IdentityRevoke, pid string, index uint64, t string) (code, reason string, details map[string]string, err error) {
-	r := Revocation{Fingerprint: ps.Fingerprint, Identity: ps.Identity, Entry: index, Ceremony: pid, Reason: ps.Reason, Time: t}
-	what := "certificate " + ps.Fingerprint
-	if ps.Identity != "" {
-		what = "identity " + ps.Identity
-		role, name, _ := strings.Cut(ps.Identity, "/")
-		switch identity.Role(role) {
-		case identity.RoleNode:
-			rec, found, err := getNode(tx, name)
-			if err != nil {
-				return "", "", nil, err
-			}
-			if found && !rec.Removed {
-				return CodeNodeMember, fmt.Sprintf("node %s is a member: remove it by a node.remove ceremony, which revokes its identity", name), nil, nil
-			}
-		case identity.RoleOfficer:
-			o, found, err := getOfficer(tx, name)
-			if err != nil {
-				return "", "", nil, err
-			}
-			if found && o.Active {
-				usable := 0
-				if err := forOfficers(tx, func(o Officer) error {
-					if !o.Active {
-						return nil
-					}
-					_, revoked, err := identityRevoked(tx, identity.RoleOfficer, o.ID)
-					if !revoked {
-						usable++
-					}
-					return err
-				}); err != nil {
-					return "", "", nil, err
-				}
-				if q := metaInt(tx.Bucket(bucketMeta), keyQuorum); usable-1 < q {
-					return CodeBelowQuorum, fmt.Sprintf("revoking officer %s would leave %d officers able to sign in, fewer than the quorum %d", name, usable-1, q), nil, nil
-				}
-			}
-		}
-	}
-	if prev, found, err := getRevocation(tx, r.key()); err != nil {
-		return "", "", nil, err
-	} else if found {
-		return CodeAlreadyRevoked, fmt.Sprintf("%s was already revoked by entry %d", what, prev.Entry), nil, nil
-	}
-	if _, err := revoke(tx, r); err != nil {
-		return "", "", nil, err
-	}
-	d := map[string]string{"revoked.reason": ps.Reason}
-	if ps.Fingerprint != "" {
-		d["revoked.fingerprint"] = ps.Fingerprint
-	} else {
-		d["revoked.identity"] = ps.Identity
-	}
-	return "", "", d, nil
-}
-
-// executedNodeRemoval returns the executed node.remove ceremony of node id
-// that closed after entry after (the node's registration): one that
-// removed this registration of the node, not an earlier one.
-func executedNodeRemoval(tx *bbolt.Tx, id string, after uint64) (Ceremony, bool, error) {
-	var (
-		out   Ceremony
-		found bool
-	)
-	err := forRecords(tx, bucketCeremonies, "ceremony", func(c Ceremony) error {
-		if found || c.Status != StatusExecuted || c.Closed <= after {
-			return nil
-		}
-		p, err := ceremony.ParseProposal([]byte(c.Proposal))
-		if err != nil {
-			return nil // not a proposal this version reads: it authorises nothing
-		}
-		if ps, ok := p.Params.(ceremony.NodeRemove); ok && ps.ID == id {
-			out, found = c, true
-		}
-		return nil
-	})
-	return out, found, err
-}
-
-// revocations is an immutable snapshot of the revocations bucket.
-type revocations map[string]Revocation
-
-func readRevocations(tx *bbolt.Tx) (revocations, error) {
-	out := revocations{}
-	err := tx.Bucket(bucketRevocations).ForEach(func(k, v []byte) error {
-		var r Revocation
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("keysvc: revocation record %q: %w", k, err)
-		}
-		out[string(k)] = r
-		return nil
-	})
-	return out, err
-}
 
 // revokedCache is the state machine's in-memory copy of the revocations
 // bucket, replaced (never changed) after every command that may revoke,
 // and on open and restore.
-type revokedCache struct{ p atomic.Pointer[revocations] }
+type revokedCache struct {
+	p atomic.Pointer[state.RevocationSet]
+}
 
 // load replaces the copy with db's revocations. On a read failure it keeps
 // the last copy and returns the error: revocations only grow, so the last
 // copy misses at most the newest.
 func (c *revokedCache) load(db *bbolt.DB) error {
-	var rs revocations
+	var rs state.RevocationSet
 	err := db.View(func(tx *bbolt.Tx) (err error) {
-		rs, err = readRevocations(tx)
+		rs, err = state.ReadRevocations(tx)
 		return err
 	})
 	if err != nil {
@@ -213,22 +38,12 @@ func (c *revokedCache) load(db *bbolt.DB) error {
 	return nil
 }
 
-func (c *revokedCache) lookup(id identity.Identity, fingerprint string) (Revocation, bool) {
+func (c *revokedCache) lookup(id identity.Identity, fingerprint string) (state.Revocation, bool) {
 	rs := c.p.Load()
 	if rs == nil {
-		return Revocation{}, false
+		return state.Revocation{}, false
 	}
-	if fingerprint != "" {
-		if r, ok := (*rs)[fingerprintKey(fingerprint)]; ok {
-			return r, true
-		}
-	}
-	if id.Role != "" && id.Name != "" {
-		if r, ok := (*rs)[identityKey(principal(id.Role, id.Name))]; ok {
-			return r, true
-		}
-	}
-	return Revocation{}, false
+	return rs.Lookup(id, fingerprint)
 }
 
 // Revoked reports whether the certificate with fingerprint ("sha256:<hex>",
@@ -237,28 +52,28 @@ func (c *revokedCache) lookup(id identity.Identity, fingerprint string) (Revocat
 // applied the state. It reads an in-memory copy, updated as each command
 // is applied (before the command's index counts as applied), so it is
 // cheap enough for every request and handshake. Safe for concurrent use.
-func (n *Node) Revoked(id identity.Identity, fingerprint string) (Revocation, bool) {
+func (n *Node) Revoked(id identity.Identity, fingerprint string) (state.Revocation, bool) {
 	return n.state.revoked.lookup(id, fingerprint)
 }
 
 // Revocations returns every revocation this node has applied, in log order.
-func (n *Node) Revocations() []Revocation {
+func (n *Node) Revocations() []state.Revocation {
 	rs := n.state.revoked.p.Load()
 	if rs == nil {
 		return nil
 	}
-	out := make([]Revocation, 0, len(*rs))
+	out := make([]state.Revocation, 0, len(*rs))
 	for _, r := range *rs {
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b Revocation) int {
+	slices.SortFunc(out, func(a, b state.Revocation) int {
 		switch {
 		case a.Entry < b.Entry:
 			return -1
 		case a.Entry > b.Entry:
 			return 1
 		}
-		return strings.Compare(a.key(), b.key())
+		return strings.Compare(a.Key(), b.Key())
 	})
 	return out
 }
@@ -267,7 +82,7 @@ func (n *Node) Revocations() []Revocation {
 type RevokedError struct {
 	Identity    identity.Identity
 	Fingerprint string
-	Revocation  Revocation
+	Revocation  state.Revocation
 }
 
 func (e *RevokedError) Error() string {
@@ -281,10 +96,4 @@ func (n *Node) CheckRevoked(id identity.Identity, fingerprint string) error {
 		return &RevokedError{Identity: id, Fingerprint: fingerprint, Revocation: r}
 	}
 	return nil
-}
-
-// mayRevoke reports whether applying cmd may have revoked something: the
-// cache is reloaded after such commands.
-func mayRevoke(cmd *command) bool {
-	return cmd != nil && (cmd.Type == cmdPropose || cmd.Type == cmdApprove || cmd.Type == cmdNodeRemove)
 }

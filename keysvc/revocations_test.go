@@ -8,9 +8,11 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 func ident(role identity.Role, name, region string) identity.Identity {
@@ -19,7 +21,7 @@ func ident(role identity.Role, name, region string) identity.Identity {
 
 // revokedEverywhere waits until every running node reports id (with
 // certificate fp) revoked by entry, and returns the leader's record.
-func revokedEverywhere(t *testing.T, c *keysvctest.Cluster, id identity.Identity, fp string, entry uint64) keysvc.Revocation {
+func revokedEverywhere(t *testing.T, c *keysvctest.Cluster, id identity.Identity, fp string, entry uint64) state.Revocation {
 	t.Helper()
 	for _, n := range c.Running() {
 		keysvctest.WaitFor(t, n.Info().ID+" applies the revocation of "+id.String(), func() bool {
@@ -73,7 +75,7 @@ func TestIdentityRevoke(t *testing.T) {
 		}
 	}
 	e := f.entryAt(c.Closed)
-	if e.Type != keysvc.TypeExecute || e.Details["revoked.identity"] != "agent/agent-1" || e.Details["revoked.reason"] != "host decommissioned" {
+	if e.Type != ledger.TypeExecute || e.Details["revoked.identity"] != "agent/agent-1" || e.Details["revoked.reason"] != "host decommissioned" {
 		t.Fatalf("execute entry %+v", e)
 	}
 
@@ -91,11 +93,11 @@ func TestIdentityRevoke(t *testing.T) {
 		t.Fatalf("CheckRevoked: %v", err)
 	}
 
-	f.mustRefuse(ceremony.IdentityRevoke{Fingerprint: fp, Reason: "again"}, keysvc.CodeAlreadyRevoked)
-	f.mustRefuse(ceremony.IdentityRevoke{Identity: "node/n2", Reason: "member"}, keysvc.CodeNodeMember)
+	f.mustRefuse(ceremony.IdentityRevoke{Fingerprint: fp, Reason: "again"}, errcode.AlreadyRevoked)
+	f.mustRefuse(ceremony.IdentityRevoke{Identity: "node/n2", Reason: "member"}, errcode.NodeMember)
 	// Officers: fine while the quorum can still sign in, refused after.
 	f.mustExecute(ceremony.IdentityRevoke{Identity: "officer/carol", Reason: "card lost"})
-	f.mustRefuse(ceremony.IdentityRevoke{Identity: "officer/bob", Reason: "would lock the cluster"}, keysvc.CodeBelowQuorum)
+	f.mustRefuse(ceremony.IdentityRevoke{Identity: "officer/bob", Reason: "would lock the cluster"}, errcode.BelowQuorum)
 	if _, ok := f.n.Revoked(ident(identity.RoleOfficer, "bob", "DE"), ""); ok {
 		t.Fatal("bob revoked after a refusal")
 	}
@@ -127,7 +129,7 @@ func TestRemovalRevokes(t *testing.T) {
 	if err := keysvctest.Retry(func(ctx context.Context) error { return f.c.Leader().AddNode(ctx, n3, keysvctest.Operator) }); !errors.Is(err, keysvc.ErrCeremonyRequired) {
 		t.Fatalf("join of a removed node: %v", err)
 	}
-	f.mustRefuse(n3.NodeAdd(), keysvc.CodeIdentityRevoked)
+	f.mustRefuse(n3.NodeAdd(), errcode.IdentityRevoked)
 
 	c = f.mustExecute(ceremony.OfficerRemove{ID: "dave"})
 	r = revokedEverywhere(t, f.c, ident(identity.RoleOfficer, "dave", "DE"), "", c.Closed)
@@ -137,7 +139,7 @@ func TestRemovalRevokes(t *testing.T) {
 	if e := f.entryAt(c.Closed); e.Details["revoked.identity"] != "officer/dave" {
 		t.Fatalf("execute entry %+v", e)
 	}
-	f.mustRefuse(ceremony.OfficerAdd{ID: "dave", Bundle: f.bundle("dave"), Fingerprint: f.signer("dave").Public().Fingerprint()}, keysvc.CodeIdentityRevoked)
+	f.mustRefuse(ceremony.OfficerAdd{ID: "dave", Bundle: f.bundle("dave"), Fingerprint: f.signer("dave").Public().Fingerprint()}, errcode.IdentityRevoked)
 }
 
 // TestRawNodeRemoveNeedsCeremony: after initialisation the node.remove

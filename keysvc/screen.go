@@ -6,104 +6,27 @@ package keysvc
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 
 	"go.etcd.io/bbolt"
 
-	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
-// TypeCeremonyDenied is the entry of a proposal or approval refused by the
-// serving node before it reached the state machine (outcome denied, reason
-// "code: why", details "request" = "propose" or "approve", the officer and
-// the proposal id or hash). Nothing about the proposal changed.
-const TypeCeremonyDenied = "ceremony.denied"
-
-// screen returns the refusal the state machine would log for cmd without
-// changing anything, for the cases that cost nothing to decide: an officer
-// who is not active, an oversized signature, an unparsable or foreign
-// proposal, a proposal id already used, an approval of an unknown or
-// closed proposal. nil means cmd goes to raft, which decides everything
-// again. The entry is the denial to log.
-func (n *Node) screen(cmd *command) (*CeremonyRefusal, ledger.Entry, error) {
-	details := map[string]string{"officer": cmd.Officer}
-	var ref *CeremonyRefusal
-	refuse := func(code, format string, args ...any) {
-		ref = &CeremonyRefusal{Code: code, Reason: clip(fmt.Sprintf(format, args...))}
-	}
-	err := n.state.view(func(tx *bbolt.Tx) error {
-		switch cmd.Type {
-		case cmdPropose:
-			details["request"] = "propose"
-			sum := sha256.Sum256([]byte(cmd.Proposal))
-			details["proposal.sha256"] = hex.EncodeToString(sum[:])
-		case cmdApprove:
-			details["request"] = "approve"
-			details["proposal.id"] = cmd.ProposalID
-		default:
-			return nil
-		}
-		o, found, err := getOfficer(tx, cmd.Officer)
-		if err != nil {
-			return err
-		}
-		if !found || !o.Active {
-			refuse(string(ceremony.CodeUnknownOfficer), "%q is not an active officer and may not %s", cmd.Officer, details["request"])
-			return nil
-		}
-		if len(cmd.Signature) > ceremony.MaxSignatureSize {
-			refuse(string(ceremony.CodeBadSignature), "%s: signature by %q is %d bytes, over the limit of %d",
-				details["request"], cmd.Officer, len(cmd.Signature), ceremony.MaxSignatureSize)
-			return nil
-		}
-		id := cmd.ProposalID
-		if cmd.Type == cmdPropose {
-			p, err := ceremony.ParseProposal([]byte(cmd.Proposal))
-			if err != nil {
-				code := string(ceremony.CodeInvalidProposal)
-				if c, _ := refusalCode(err); c != "" {
-					code = c
-				}
-				refuse(code, "%v", err)
-				return nil
-			}
-			details["proposal.id"] = p.ID
-			if p.Proposer != cmd.Officer {
-				refuse(CodeNotProposer, "officer %q submitted a proposal by %q", cmd.Officer, p.Proposer)
-				return nil
-			}
-			if _, found, err := getCeremony(tx, p.ID); err != nil {
-				return err
-			} else if found {
-				refuse(CodeProposalExists, "a proposal with id %s was already submitted", p.ID)
-			}
-			return nil
-		}
-		c, found, err := getCeremony(tx, id)
-		switch {
-		case err != nil:
-			return err
-		case !found:
-			refuse(CodeUnknownProposal, "no proposal %q", id)
-		case c.Status != StatusPending:
-			refuse(string(ceremony.CodeClosed), "proposal %s is already %s", id, c.Status)
-		}
-		return nil
+// screen returns the refusal the state machine would log for cmd
+// (state.Screen), or nil: cmd goes to raft, which decides everything again.
+func (n *Node) screen(cmd *state.Command) (ref *state.CeremonyRefusal, e ledger.Entry, err error) {
+	err = n.state.view(func(tx *bbolt.Tx) error {
+		ref, e, err = state.Screen(tx, cmd)
+		return err
 	})
-	if err != nil || ref == nil {
-		return nil, ledger.Entry{}, err
-	}
-	e := ledger.Entry{Type: TypeCeremonyDenied, Outcome: ledger.OutcomeDenied,
-		Reason: clip(ref.Code + ": " + ref.Reason), Details: details}
-	return ref, e, nil
+	return ref, e, err
 }
 
 // refuseScreened logs a screened refusal (folded when repeated) and
 // returns it; a refusal that cannot be logged is not answered as one.
-func (n *Node) refuseScreened(ctx context.Context, ref *CeremonyRefusal, e ledger.Entry, actor ledger.Actor) error {
+func (n *Node) refuseScreened(ctx context.Context, ref *state.CeremonyRefusal, e ledger.Entry, actor ledger.Actor) error {
 	e.Actor, e.Node = actor, n.cfg.NodeID
 	i, err := n.denials.logDenial(ctx, e)
 	if err != nil {

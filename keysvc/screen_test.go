@@ -8,7 +8,9 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // TestScreenedFloodCostsNoRaftWrites is the attack of an officer
@@ -29,7 +31,7 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 		_, err := f.n.Approve(ctxT(t, 10*time.Second), p.ID, "mallory", huge, officerActor("mallory"))
 		wantRefusal(t, err, string(ceremony.CodeUnknownOfficer))
 		_, err = f.n.Approve(ctxT(t, 10*time.Second), "0123456789abcdef0123456789abcdef", "bob", f.sign("bob", p), officerActor("bob"))
-		wantRefusal(t, err, keysvc.CodeUnknownProposal)
+		wantRefusal(t, err, errcode.UnknownProposal)
 		_, err = f.n.Approve(ctxT(t, 10*time.Second), p.ID, "bob", huge, officerActor("bob"))
 		wantRefusal(t, err, string(ceremony.CodeBadSignature))
 	}
@@ -37,10 +39,10 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 	if grew := f.n.Status().Raft.LastLogIndex - before; grew > 3 {
 		t.Errorf("%d refused approvals took %d raft commands, want at most 3", 3*flood, grew)
 	}
-	if got := f.entries(keysvc.TypeCeremonyDenied); len(got) != 3 {
+	if got := f.entries(ledger.TypeDenied); len(got) != 3 {
 		t.Fatalf("%d ceremony.denied entries before the window closed, want 3", len(got))
 	}
-	if c, _, _ := f.n.Ceremony(p.ID); c.Status != keysvc.StatusPending || len(c.Approvals) != 1 {
+	if c, _, _ := f.n.Ceremony(p.ID); c.Status != state.StatusPending || len(c.Approvals) != 1 {
 		t.Fatalf("the proposal changed: %+v", c)
 	}
 
@@ -51,7 +53,7 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 	for len(folded) < 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 		folded = folded[:0]
-		for _, e := range f.entries(keysvc.TypeCeremonyDenied) {
+		for _, e := range f.entries(ledger.TypeDenied) {
 			if e.Details[ledger.DetailFoldCount] != "" {
 				folded = append(folded, e)
 			}
@@ -72,7 +74,7 @@ func TestScreenedFloodCostsNoRaftWrites(t *testing.T) {
 	// After the window, a denial is logged on its own again.
 	_, err := f.n.Approve(ctxT(t, 10*time.Second), p.ID, "mallory", huge, officerActor("mallory"))
 	wantRefusal(t, err, string(ceremony.CodeUnknownOfficer))
-	if got := f.entries(keysvc.TypeCeremonyDenied); len(got) != 7 {
+	if got := f.entries(ledger.TypeDenied); len(got) != 7 {
 		t.Errorf("%d ceremony.denied entries, want 7", len(got))
 	}
 }

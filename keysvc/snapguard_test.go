@@ -13,13 +13,14 @@ import (
 
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/ledger/ledgerdb"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // head returns the tree head of s's log, as Node.Checkpoint signs it.
 func head(t *testing.T, s *stateDB) ledger.Checkpoint {
 	t.Helper()
 	var h ledger.Checkpoint
-	if err := s.view(func(tx *bbolt.Tx) (err error) { h, err = ledgerdb.TreeHead(tx, Origin("test")); return err }); err != nil {
+	if err := s.view(func(tx *bbolt.Tx) (err error) { h, err = ledgerdb.TreeHead(tx, ledger.Origin("test")); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -119,7 +120,7 @@ func TestSnapshotRefusedOlderState(t *testing.T) {
 	run(t, src, cmds[8:], 9)
 	snapNew := snapshotBytes(t, src)
 	forged := editSnapshot(t, snapOld, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyApplied, u64(1000))
+		return state.MarkApplied(tx, 1000)
 	})
 
 	n := newTestState(t)
@@ -160,7 +161,7 @@ func TestSnapshotRefusedDiverging(t *testing.T) {
 	}
 	snapOther := snapshotBytes(t, other)
 	ahead := editSnapshot(t, snapOther, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyApplied, u64(9))
+		return state.MarkApplied(tx, 9)
 	})
 
 	n := newTestState(t)
@@ -220,8 +221,8 @@ func TestSnapshotCatchUpAfterSigning(t *testing.T) {
 	}
 
 	foreign := editSnapshot(t, snap, func(tx *bbolt.Tx) error {
-		return errors.Join(tx.Bucket(bucketMeta).Put(keyCluster, []byte("other")),
-			tx.Bucket(bucketMeta).Put(keyApplied, u64(1000)))
+		return errors.Join(tx.Bucket([]byte("meta")).Put([]byte("cluster"), []byte("other")),
+			state.MarkApplied(tx, 1000))
 	})
 	behind := newTestState(t)
 	run(t, behind, cmds[:8], 1)

@@ -16,6 +16,7 @@ import (
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 	"github.com/custos-eu/custos/raft/rafttest"
 )
 
@@ -47,7 +48,7 @@ func issue(tb testing.TB, ca *identity.CA, id identity.Identity) tls.Certificate
 // from the node's CSR as in production: no key leaves the token.
 func nodeCert(tb testing.TB, ca *identity.CA, tok hsm.Token, id identity.Identity) tls.Certificate {
 	tb.Helper()
-	signer, err := keysvc.TLSSigner(tok)
+	signer, err := nodetls.TLSSigner(tok)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -126,10 +128,10 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 	wg.Wait()
 	t.Logf("flood answers: %v", codes)
 	for kind, by := range codes {
-		if by[client.CodeRateLimited] == 0 {
+		if by[errcode.RateLimited] == 0 {
 			t.Errorf("%s flood never answered 429 rate_limited: %v", kind, by)
 		}
-		if by["ok"] > 0 || by[client.CodeInternal] > 0 || by["transport"] > 0 {
+		if by["ok"] > 0 || by[errcode.Internal] > 0 || by["transport"] > 0 {
 			t.Errorf("%s flood: %v", kind, by)
 		}
 	}
@@ -151,7 +153,7 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 		refused := 0
 		for _, by := range codes {
 			for code, k := range by {
-				if code != client.CodeRateLimited {
+				if code != errcode.RateLimited {
 					refused += k
 				}
 			}

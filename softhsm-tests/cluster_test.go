@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/internal/testwait"
+	"github.com/custos-eu/custos/keysvc/errcode"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -565,7 +566,7 @@ func TestPauseLeaderWhileAppending(t *testing.T) {
 	}
 	for _, err := range failures {
 		var ae *client.APIError
-		if !errors.As(err, &ae) || (ae.Code != client.CodeNoQuorum && ae.Code != client.CodeNoLeader) {
+		if !errors.As(err, &ae) || (ae.Code != errcode.NoQuorum && ae.Code != errcode.NoLeader) {
 			t.Errorf("an append through a follower failed with %v, want no_quorum or no_leader (never the client's timeout)", err)
 		}
 	}

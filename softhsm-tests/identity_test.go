@@ -22,9 +22,9 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/softhsm"
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity/identitytest"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 )
 
 // privateKeyBlocks lists every file under dir holding a PEM private key.
@@ -167,7 +167,7 @@ func TestNodeIdentityInHSM(t *testing.T) {
 		}
 		leaf := readLeaf(t, cfg.TLS.Cert)
 		withToken(t, c, n.ID, func(tok hsm.Token) {
-			s, err := tok.Signer(keysvc.LabelTLS)
+			s, err := tok.Signer(nodetls.LabelTLS)
 			if err != nil {
 				t.Fatalf("%s: %v", n.ID, err)
 			}

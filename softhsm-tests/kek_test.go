@@ -16,15 +16,16 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/pkcs11"
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
 	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/officer/officertest"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -82,7 +83,7 @@ func (o *kekOfficers) run(ps ceremony.Params, shares map[string][]byte) client.C
 func (o *kekOfficers) execute(ps ceremony.Params, shares map[string][]byte) client.Ceremony {
 	o.t.Helper()
 	cer := o.run(ps, shares)
-	if cer.Status != keysvc.StatusExecuted {
+	if cer.Status != state.StatusExecuted {
 		o.t.Fatalf("%s: %s %s: %s", ps.Operation(), cer.Status, cer.Code, cer.Reason)
 	}
 	return cer
@@ -201,7 +202,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range k.Versions {
-		if len(v.Shares) != 3 || v.State != keysvc.KEKActive {
+		if len(v.Shares) != 3 || v.State != ledger.KEKActive {
 			t.Fatalf("v%d: %+v", v.Version, v)
 		}
 		for _, s := range v.Shares {
@@ -219,7 +220,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 
 	// Legal hold blocks destruction until released.
 	o.execute(ceremony.LegalHoldSet{KEKID: "payroll", Reason: "audit 2026"}, nil)
-	if cer := o.run(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, nil); cer.Status != keysvc.StatusRefused || cer.Code != keysvc.CodeLegalHold {
+	if cer := o.run(ceremony.KEKDestroy{KEKID: "payroll", Version: 1}, nil); cer.Status != state.StatusRefused || cer.Code != errcode.LegalHold {
 		t.Fatalf("destroy under hold: %s %s", cer.Status, cer.Code)
 	}
 	o.execute(ceremony.LegalHoldRelease{KEKID: "payroll", Reason: "audit done"}, nil)
@@ -297,7 +298,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 	o = loadOfficers(t, c)
 
 	// Recovery from two officers' escrow shares.
-	esc, err := (&keysvc.KEKEscrow{Cluster: vaultRec.Escrow.Cluster, M: vaultRec.Escrow.M, Officers: vaultRec.Escrow.Officers,
+	esc, err := (&state.KEKEscrow{Cluster: vaultRec.Escrow.Cluster, M: vaultRec.Escrow.M, Officers: vaultRec.Escrow.Officers,
 		Commitments: vaultRec.Escrow.Commitments, Link: vaultRec.Escrow.Link, Sealed: vaultRec.Escrow.Sealed}).Record()
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -76,7 +75,7 @@ func startKeyOpLoad(t *testing.T, c *devcluster.Cluster, workers int, blob []byt
 				if (w+i)%4 == 0 {
 					var r client.WrapResponse
 					if r, err = cl.Wrap(ctx, devcluster.DemoKEK, []byte("a data key for the soak"), ctxFields); err == nil {
-						l.record(answered{keysvc.TypeWrap, r.LogIndex, r.Wrapped})
+						l.record(answered{ledger.TypeWrap, r.LogIndex, r.Wrapped})
 					}
 				} else {
 					var r client.UnwrapResponse
@@ -84,7 +83,7 @@ func startKeyOpLoad(t *testing.T, c *devcluster.Cluster, workers int, blob []byt
 						if string(r.Plaintext) != "a data key for the soak" {
 							t.Errorf("unwrap returned %q", r.Plaintext)
 						}
-						l.record(answered{keysvc.TypeUnwrap, r.LogIndex, blob})
+						l.record(answered{ledger.TypeUnwrap, r.LogIndex, blob})
 					}
 				}
 				cancel()

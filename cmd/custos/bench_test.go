@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
 )
@@ -121,7 +123,7 @@ func TestErrKind(t *testing.T) {
 		err  error
 		want string
 	}{
-		{&client.APIError{Status: 503, Code: client.CodeNoQuorum}, client.CodeNoQuorum},
+		{&client.APIError{Status: 503, Code: errcode.NoQuorum}, errcode.NoQuorum},
 		{fmt.Errorf("wrapped: %w", &client.APIError{Status: 502}), "http_502"},
 		{context.DeadlineExceeded, "timeout"},
 		{context.Canceled, "canceled"},

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -195,8 +197,8 @@ func runClusterDemo(ctx context.Context, w io.Writer, dir, custosd string, keep 
 	say("The same blob under another context does not open, and the refusal is logged too:")
 	say("  $ custos unwrap --context dataset=hr --in agent/dek.wrapped --out agent/dek.out")
 	msg, err := agentCLI("unwrap", "--context", "dataset=hr", "--in", wrappedFile, "--out", outFile)
-	if err == nil || !strings.Contains(msg, client.CodeUnwrapFailed) {
-		return fmt.Errorf("unwrap under another context: %v, want %s:\n%s", err, client.CodeUnwrapFailed, msg)
+	if err == nil || !strings.Contains(msg, errcode.UnwrapFailed) {
+		return fmt.Errorf("unwrap under another context: %v, want %s:\n%s", err, errcode.UnwrapFailed, msg)
 	}
 	printIndented(w, msg, nil)
 

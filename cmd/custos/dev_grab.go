@@ -19,10 +19,10 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/hsm/pkcs11"
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/devcluster"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 	"github.com/custos-eu/custos/keysvc/peer"
 )
 
@@ -55,7 +55,7 @@ func devGrabShares(ctx context.Context, w io.Writer, args []string) error {
 		return fmt.Errorf("%s's token: %w", *as, err)
 	}
 	defer tok.Close()
-	signer, err := keysvc.TLSSigner(tok)
+	signer, err := nodetls.TLSSigner(tok)
 	if err != nil {
 		return err
 	}
@@ -89,9 +89,9 @@ func devGrabShares(ctx context.Context, w io.Writer, args []string) error {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var resp keysvc.ReleaseResponse
+		var resp peer.ReleaseResponse
 		err := cli.Call(cctx, n.ID, "127.0.0.1:"+strconv.Itoa(n.RaftPort), "release",
-			keysvc.ReleaseRequest{KEKID: *kekID, Version: uint32(*version), Activation: *activation, Context: map[string]string{"dataset": "payroll"}}, &resp)
+			peer.ReleaseRequest{KEKID: *kekID, Version: uint32(*version), Activation: *activation, Context: map[string]string{"dataset": "payroll"}}, &resp)
 		cancel()
 		if err == nil {
 			leaked++

@@ -20,7 +20,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
@@ -184,11 +183,11 @@ func printCheckpoint(ctx context.Context, w io.Writer, c *client.Client, st clie
 	if err != nil {
 		return fmt.Errorf("node keys: %w", err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin(st.Cluster), keys...)
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin(st.Cluster), keys...)
 	if err != nil {
 		return err
 	}
-	node := strings.TrimPrefix(signer, keysvc.KeyName(st.Cluster, ""))
+	node := strings.TrimPrefix(signer, ledger.KeyName(st.Cluster, ""))
 	fmt.Fprintf(w, "Latest checkpoint: %d entries, root hash %s\n", cp.Size, base64.StdEncoding.EncodeToString(cp.Hash[:]))
 	fmt.Fprintf(w, "  signed by node %s (key %s) with ECDSA P-256 in its HSM and ML-DSA-65;\n", node, signer)
 	fmt.Fprintf(w, "  both signatures verify against the node keys the cluster publishes (an auditor checks them against keys kept apart)\n")

@@ -10,13 +10,13 @@ import (
 	"net"
 	"slices"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 )
 
 // printCSR writes to w a PEM certificate request for the node's identity and
-// names, signed by its TLS key (keysvc.LabelTLS), which it makes in the HSM
+// names, signed by its TLS key (nodetls.LabelTLS), which it makes in the HSM
 // if the token has none. It opens only the token: no raft, no listener.
 func printCSR(cfg *nodecfg.Config, log *slog.Logger, w io.Writer) error {
 	dnsNames, ips, err := nodeNames(cfg)
@@ -32,7 +32,7 @@ func printCSR(cfg *nodecfg.Config, log *slog.Logger, w io.Writer) error {
 			log.Warn("custosd: closing the HSM token", slog.Any("err", cerr))
 		}
 	}()
-	signer, err := keysvc.TLSSigner(tok)
+	signer, err := nodetls.TLSSigner(tok)
 	if err != nil {
 		return err
 	}

@@ -23,9 +23,11 @@ import (
 	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 )
 
 // Bounds of the daemon's waits.
@@ -61,10 +63,10 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 			log.Warn("custosd: closing the HSM token", slog.Any("err", cerr))
 		}
 	}()
-	signer, err := tok.Signer(keysvc.LabelTLS)
+	signer, err := tok.Signer(nodetls.LabelTLS)
 	if errors.Is(err, hsm.ErrKeyNotFound) {
 		return &configError{fmt.Errorf("tls: the HSM token %q holds no node TLS key (%s): run `custosd -config FILE -csr` "+
-			"to make it and a certificate request, and have the cluster CA sign the request into %s", cfg.HSM.TokenLabel, keysvc.LabelTLS, cfg.TLS.Cert)}
+			"to make it and a certificate request, and have the cluster CA sign the request into %s", cfg.HSM.TokenLabel, nodetls.LabelTLS, cfg.TLS.Cert)}
 	}
 	if err != nil {
 		return fmt.Errorf("tls: node TLS key: %w", err)
@@ -250,12 +252,12 @@ func join(ctx context.Context, node *keysvc.Node, endpoints []string, tc *tls.Co
 			return nil
 		case ctx.Err() != nil:
 			return nil
-		case client.IsCode(err, client.CodeCeremonyRequired):
+		case client.IsCode(err, errcode.CeremonyRequired):
 			desc, _ := json.Marshal(client.NodeInfo(self))
 			return fmt.Errorf("join refused: officers must first execute a node.add ceremony for %s, then restart this node.\n"+
 				"Give them this node description as node.json (custos officer propose node.add --node node.json):\n%s\n%w", self.ID, desc, err)
-		case client.IsCode(err, client.CodeForbidden, client.CodeRegionNotAllowed, client.CodeConflict, client.CodeBadRequest,
-			client.CodeMalformedRequest, client.CodeTooLarge):
+		case client.IsCode(err, errcode.Forbidden, errcode.RegionNotAllowed, errcode.Conflict, errcode.BadRequest,
+			errcode.MalformedRequest, errcode.TooLarge):
 			return fmt.Errorf("join refused by the cluster: %w", err)
 		}
 		log.Warn("custosd: join not done yet; retrying", slog.Int("attempt", attempt+1), slog.Any("err", err))

@@ -24,12 +24,12 @@ import (
 
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/hsm/pkcs11"
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/identity/identitytest"
 	"github.com/custos-eu/custos/keysvc/nodecfg"
+	"github.com/custos-eu/custos/keysvc/nodetls"
 )
 
 // nodeConfig is a one-node bootstrap configuration on tok, written to dir.
@@ -98,9 +98,9 @@ func TestCSR(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	s, err := h.Signer(keysvc.LabelTLS)
+	s, err := h.Signer(nodetls.LabelTLS)
 	if err != nil || !s.Public().(*ecdsa.PublicKey).Equal(first.PublicKey) {
-		t.Fatalf("the CSR's key is not the token's %s: %v", keysvc.LabelTLS, err)
+		t.Fatalf("the CSR's key is not the token's %s: %v", nodetls.LabelTLS, err)
 	}
 	if _, err := os.Stat(cfg.DataDir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("custosd -csr created the data directory: %v", err)

@@ -16,7 +16,6 @@ import (
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/internal/testwait"
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -225,7 +224,7 @@ func TestDaemonCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), keys...)
 	if err != nil || cp.Size <= idx || !strings.HasPrefix(signer, "custos/test/n") {
 		t.Fatalf("checkpoint %+v by %s: %v", cp, signer, err)
 	}

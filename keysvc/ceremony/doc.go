@@ -54,7 +54,7 @@
 //     for kek.create), the region is allowed, M and escrow m do not exceed
 //     the officers, t does not exceed the nodes, legal holds, an officer
 //     bundle that parses and names its id (Validate checked its
-//     fingerprint), a node's keys (keysvc.NodeInfo's own validation).
+//     fingerprint), a node's keys (state.NodeInfo's own validation).
 //
 // # Errors
 //

@@ -100,7 +100,7 @@ func opOf(ps Params) Operation {
 }
 
 // NodeAdd registers a node and makes it a voter. Its fields are those of
-// keysvc.NodeInfo, which the state machine checks in full (key names, key
+// state.NodeInfo, which the state machine checks in full (key names, key
 // parsing) when it executes; the region must be one the cluster allows.
 type NodeAdd struct {
 	ID       string `json:"id"`             // node id: identity name rule

@@ -8,18 +8,21 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/custos-eu/custos/keysvc/errcode"
 )
 
 // Codes of KEK ceremonies and reads (ceremony refusals carry the code in
-// the ceremony's record; reads answer it as an error).
+// the ceremony's record; reads answer it as an error). Documented in
+// package errcode.
 const (
-	CodeUnknownKEK     = "unknown_kek"      // 404: no such KEK or version
-	CodeNotDestroyed   = "not_destroyed"    // 409: a destruction certificate of a version not destroyed
-	CodeBadEscrowShare = "bad_escrow_share" // 400: an escrow share that is not the officer's or does not verify
-	CodeSealRefused    = "seal_refused"     // 403: a node refused to seal a share (internal)
-	CodeLiveShare      = "live_share"       // 409: a discard of a key that protects a committed share (internal)
-	CodeReleaseRefused = "release_refused"  // 403: a peer refused to release its share (internal)
-	CodeDiscardRefused = "discard_refused"  // 403: a discard not from the leader or for another dealing (internal)
+	CodeUnknownKEK     = errcode.UnknownKEK
+	CodeNotDestroyed   = errcode.NotDestroyed
+	CodeBadEscrowShare = errcode.BadEscrowShare
+	CodeSealRefused    = errcode.SealRefused
+	CodeLiveShare      = errcode.LiveShare
+	CodeReleaseRefused = errcode.ReleaseRefused
+	CodeDiscardRefused = errcode.DiscardRefused
 )
 
 // KEKs is GET /v1/keks.

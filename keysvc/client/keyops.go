@@ -11,27 +11,30 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/reqsig"
 )
 
 // Codes of refused key operations. Each refusal is also logged in the
 // key-op log: as a denied entry of its own for a single operation, in the
 // batch's entry for a batch item (whose error carries that entry's index).
+// Documented in package errcode.
 const (
-	CodeAccessDenied      = "access_denied"      // 403: the KEK's policy grants the operation to neither the identity nor its role
-	CodeRegionDenied      = "region_denied"      // 403: the caller's region is not among the policy's regions for the operation
-	CodeContextMissing    = "context_missing"    // 400: a context field the policy requires is absent or empty
-	CodeInvalidContext    = "invalid_context"    // 400: the context breaks the wrapping format's bounds
-	CodeInvalidPlaintext  = "invalid_plaintext"  // 400: a data key outside 1..4096 bytes
-	CodeMalformedBlob     = "malformed_blob"     // 400: the wrapped blob does not parse
-	CodeWrongKEK          = "wrong_kek"          // 400: the blob is wrapped with another KEK than the one in the path
-	CodeUnwrapFailed      = "unwrap_failed"      // 400: the blob does not open: modified, or wrapped under another context
-	CodeUnknownVersion    = "unknown_version"    // 404: the blob names a version the KEK does not have
-	CodeKEKDisabled       = "kek_disabled"       // 409: the version is disabled
-	CodeNoActiveVersion   = "no_active_version"  // 409: wrap, datakey or rewrap with no active version
-	CodeKEKDestroyed      = "kek_destroyed"      // 410: the version is destroyed
-	CodeNotCaughtUp       = "not_caught_up"      // 503: the node could not confirm its answer against its own state in time; retry
-	CodeSharesUnavailable = "shares_unavailable" // 503: fewer than t nodes released their shares; retry later
+	CodeAccessDenied      = errcode.AccessDenied
+	CodeRegionDenied      = errcode.RegionDenied
+	CodeContextMissing    = errcode.ContextMissing
+	CodeInvalidContext    = errcode.InvalidContext
+	CodeInvalidPlaintext  = errcode.InvalidPlaintext
+	CodeMalformedBlob     = errcode.MalformedBlob
+	CodeWrongKEK          = errcode.WrongKEK
+	CodeUnwrapFailed      = errcode.UnwrapFailed
+	CodeUnknownVersion    = errcode.UnknownVersion
+	CodeKEKDisabled       = errcode.KEKDisabled
+	CodeNoActiveVersion   = errcode.NoActiveVersion
+	CodeKEKDestroyed      = errcode.KEKDestroyed
+	CodeNotCaughtUp       = errcode.NotCaughtUp
+	CodeSharesUnavailable = errcode.SharesUnavailable
 )
 
 // Codes of refused signed requests (the Custos-Request-Signature header,

@@ -6,6 +6,8 @@ package client
 import (
 	"fmt"
 	"time"
+
+	"github.com/custos-eu/custos/keysvc/errcode"
 )
 
 // Headers the API sets.
@@ -30,40 +32,42 @@ const (
 	HeaderLogIndex = "Custos-Log-Index"
 )
 
-// Error codes: the "code" of an error body. They are stable; messages are not.
+// Error codes: the "code" of an error body. They are stable; messages are
+// not. Each is errcode's code of the same name (without "Code"), whose doc
+// gives its HTTP status and meaning.
 const (
-	CodeBadRequest       = "bad_request"         // 400: invalid parameters, or a well-formed body with invalid values (unknown fields, wrong types)
-	CodeMalformedRequest = "malformed_request"   // 400: the body is not one well-formed JSON object in valid UTF-8 (syntax, invalid UTF-8, a lone surrogate escape, data after it, none)
-	CodeUnauthenticated  = "unauthenticated"     // 401: no verified client certificate
-	CodeForbidden        = "forbidden"           // 403: the certificate's role (or name) may not do this
-	CodeCertRevoked      = "certificate_revoked" // 403: the certificate, or every certificate of its identity, was revoked by ceremony
-	CodeRegionNotAllowed = "region_not_allowed"  // 403: a region outside the cluster's allowed regions
-	CodeNotFound         = "not_found"           // 404: no such route, node, entry or tree size (yet)
-	CodeMethodNotAllowed = "method_not_allowed"  // 405
-	CodeConflict         = "conflict"            // 409: contradicts the cluster state (node id taken, already bootstrapped, last node)
-	CodeTooLarge         = "too_large"           // 413: body or batch over its limit
-	CodeRejected         = "rejected"            // 422: the state machine rejected the command
-	CodeInternal         = "internal"            // 500: the node failed; the cause is in its log under the request id
-	CodeNotLeader        = "not_leader"          // 307: ask the leader (HeaderLeader); nothing was done
-	CodeNoLeader         = "no_leader"           // 503: no leader known (an election is under way); nothing was done
-	CodeNoQuorum         = "no_quorum"           // 503: not confirmed committed in time: the outcome is unknown, treat it as failed
-	CodeNotReady         = "not_ready"           // 503: the node cannot serve yet (not bootstrapped, not caught up)
-	CodeUnavailable      = "unavailable"         // 503: the node is shutting down or its state is broken; try another
-	CodeNotBootstrapped  = "not_bootstrapped"    // 503: the cluster has no genesis yet
-	CodeRequestCanceled  = "canceled"            // 503: the request was canceled before it finished
-	CodeRateLimited      = "rate_limited"        // 429: over this identity's rate limit; retry after Retry-After seconds; nothing was done
+	CodeBadRequest       = errcode.BadRequest
+	CodeMalformedRequest = errcode.MalformedRequest
+	CodeUnauthenticated  = errcode.Unauthenticated
+	CodeForbidden        = errcode.Forbidden
+	CodeCertRevoked      = errcode.CertRevoked
+	CodeRegionNotAllowed = errcode.RegionNotAllowed
+	CodeNotFound         = errcode.NotFound
+	CodeMethodNotAllowed = errcode.MethodNotAllowed
+	CodeConflict         = errcode.Conflict
+	CodeTooLarge         = errcode.TooLarge
+	CodeRejected         = errcode.Rejected
+	CodeInternal         = errcode.Internal
+	CodeNotLeader        = errcode.NotLeader
+	CodeNoLeader         = errcode.NoLeader
+	CodeNoQuorum         = errcode.NoQuorum
+	CodeNotReady         = errcode.NotReady
+	CodeUnavailable      = errcode.Unavailable
+	CodeNotBootstrapped  = errcode.NotBootstrapped
+	CodeRequestCanceled  = errcode.RequestCanceled
+	CodeRateLimited      = errcode.RateLimited
 
 	// Officers and ceremonies. A refused proposal or approval answers one of
 	// the refusal codes of package ceremony (invalid_proposal,
 	// invalid_params, wrong_cluster, wrong_proposal: 400; unknown_officer,
 	// bad_signature: 403; expired, superseded, closed, duplicate_approver:
 	// 409) or one of these; every refusal is also a denied log entry.
-	CodeNotInitialized   = "not_initialized"   // 409: no officers yet: run custos operator init
-	CodeCeremonyRequired = "ceremony_required" // 403: after initialisation a node joins only once a node.add ceremony has executed
-	CodeNotSupportedYet  = "not_supported_yet" // 422: an operation this version cannot execute (KEK, legal hold, escrow ceremonies)
-	CodeNotProposer      = "not_proposer"      // 403: the certificate's name is not the proposal's proposer
-	CodeProposalExists   = "proposal_exists"   // 409: a proposal with that id was already submitted
-	CodeUnknownProposal  = "unknown_proposal"  // 404: no proposal with that id
+	CodeNotInitialized   = errcode.NotInitialized
+	CodeCeremonyRequired = errcode.CeremonyRequired
+	CodeNotSupportedYet  = errcode.NotSupportedYet
+	CodeNotProposer      = errcode.NotProposer
+	CodeProposalExists   = errcode.ProposalExists
+	CodeUnknownProposal  = errcode.UnknownProposal
 )
 
 // ErrorBody is the body of every error response:

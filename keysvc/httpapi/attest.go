@@ -15,8 +15,10 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // attestationKinds are the entry types agents may attest, with the detail
@@ -73,7 +75,7 @@ var attestRoles = []identity.Role{identity.RoleAgent, identity.RoleOperator}
 // also implements it (*keysvc.Node does) serves it, and any other answers
 // 501 not_supported_yet.
 type DrillService interface {
-	Drills(ctx context.Context, dataset string) ([]keysvc.Drill, error)
+	Drills(ctx context.Context, dataset string) ([]state.Drill, error)
 }
 
 var _ DrillService = (*keysvc.Node)(nil)
@@ -89,7 +91,7 @@ var drillReaders = []identity.Role{identity.RoleAgent, identity.RoleOperator, id
 func (a *api) drills(w http.ResponseWriter, r *http.Request) error {
 	ds, ok := a.svc.(DrillService)
 	if !ok {
-		return &apiError{http.StatusNotImplemented, client.CodeNotSupportedYet, "this node does not serve drills"}
+		return &apiError{http.StatusNotImplemented, errcode.NotSupportedYet, "this node does not serve drills"}
 	}
 	q := r.URL.Query()
 	dataset := q.Get("dataset")

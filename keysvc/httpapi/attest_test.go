@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -39,11 +40,11 @@ func TestAttestations(t *testing.T) {
 		t.Errorf("a failed drill is logged %s, want error", en.Outcome)
 	}
 	_, err = agent.Attest(ctx, client.AttestRequest{Type: "kek.unwrap", Details: details})
-	wantCode(t, "unknown type", err, 400, client.CodeBadRequest)
+	wantCode(t, "unknown type", err, 400, errcode.BadRequest)
 	_, err = agent.Attest(ctx, client.AttestRequest{Type: client.AttestTransfer, Details: map[string]string{"archive": "a1"}})
-	wantCode(t, "missing details", err, 400, client.CodeBadRequest)
+	wantCode(t, "missing details", err, 400, errcode.BadRequest)
 	_, err = e.sdk(t, identity.RoleAuditor, "audit", "FR").Attest(ctx, client.AttestRequest{Type: client.AttestTransfer, Details: details})
-	wantCode(t, "auditor", err, 403, client.CodeForbidden)
+	wantCode(t, "auditor", err, 403, errcode.Forbidden)
 }
 
 // GET /v1/attestations/drills against two real nodes: the newest drill of
@@ -53,8 +54,8 @@ func TestDrills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 2-node cluster")
 	}
-	if keysvc.TypeBackupDrill != client.AttestDrill {
-		t.Fatalf("keysvc indexes %q, agents attest %q", keysvc.TypeBackupDrill, client.AttestDrill)
+	if ledger.TypeDrill != client.AttestDrill {
+		t.Fatalf("keysvc indexes %q, agents attest %q", ledger.TypeDrill, client.AttestDrill)
 	}
 	env := agentcluster.New(t)
 	ctx := context.Background()
@@ -122,7 +123,7 @@ func TestDrills(t *testing.T) {
 			}
 		}
 		_, err := pinned(identity.RoleNode, "n2", url).Drills(ctx, "")
-		wantCode(t, "node certificate", err, 403, client.CodeForbidden)
+		wantCode(t, "node certificate", err, 403, errcode.Forbidden)
 	}
 
 	// The wire form: sorted records with the entry's canonical bytes in base64.
@@ -140,7 +141,7 @@ func TestDrills(t *testing.T) {
 		t.Errorf("wire record %s: %v %v", body, err, perr)
 	}
 	resp, body = call(t, hc, http.MethodGet, env.URLs[0]+"/v1/attestations/drills?dataset=", nil)
-	wantError(t, resp, body, 400, client.CodeBadRequest)
+	wantError(t, resp, body, 400, errcode.BadRequest)
 }
 
 // The client checks what it is given: each record's entry must be a drill
@@ -192,7 +193,7 @@ func TestDrillsClientChecks(t *testing.T) {
 func TestDrillsWithoutDrillService(t *testing.T) {
 	e := newEnv(t)
 	_, err := e.sdk(t, identity.RoleAuditor, "audit", "NL").Drills(context.Background(), "")
-	wantCode(t, "fake service", err, 501, client.CodeNotSupportedYet)
+	wantCode(t, "fake service", err, 501, errcode.NotSupportedYet)
 	_, err = e.sdk(t, identity.RoleNode, "n2", "FR").Drills(context.Background(), "")
-	wantCode(t, "node", err, 403, client.CodeForbidden)
+	wantCode(t, "node", err, 403, errcode.Forbidden)
 }

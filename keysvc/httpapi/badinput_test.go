@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/go-chi/chi/v5"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -59,8 +61,8 @@ func TestEveryRouteRefusesBadInput(t *testing.T) {
 		node     = e.as(t, identity.RoleNode, "n9", "DE")
 	)
 	const (
-		malformed = client.CodeMalformedRequest
-		bad       = client.CodeBadRequest
+		malformed = errcode.MalformedRequest
+		bad       = errcode.BadRequest
 	)
 	// bodyCases are what every route with a body is sent; wrongType is a
 	// body with one of its fields of the wrong type.
@@ -81,7 +83,7 @@ func TestEveryRouteRefusesBadInput(t *testing.T) {
 			{what: "an array", body: []byte(`[]`), status: 400, code: bad},
 			{what: "null", body: []byte(`null`), status: 400, code: bad},
 			{what: "an unknown field", body: []byte(`{"zzz":1}`), status: 400, code: bad},
-			{what: "a body over the limit", body: append([]byte(`{}`), bytes.Repeat([]byte(" "), int(limit)-1)...), status: 413, code: client.CodeTooLarge},
+			{what: "a body over the limit", body: append([]byte(`{}`), bytes.Repeat([]byte(" "), int(limit)-1)...), status: 413, code: errcode.TooLarge},
 		}
 		if !emptyOK {
 			cs = append(cs, badCase{what: "no body", body: []byte{}, status: 400, code: malformed},
@@ -150,14 +152,14 @@ func TestEveryRouteRefusesBadInput(t *testing.T) {
 			"dataset=", "dataset=%FF", "dataset=hr%ED%A0%80", "dataset="+strings.Repeat("d", 1025))},
 		"GET /v1/attestations/{index}": {agent, "", append(atPaths([]string{"/v1/attestations/x", "/v1/attestations/-1", "/v1/attestations/01",
 			"/v1/attestations/99999999999999999999", "/v1/attestations/%FF"}, nil, 400, bad),
-			atPaths([]string{"/v1/attestations/0", "/v1/attestations/1099511627776"}, nil, 404, client.CodeNotFound)...)},
+			atPaths([]string{"/v1/attestations/0", "/v1/attestations/1099511627776"}, nil, 404, errcode.NotFound)...)},
 		"GET /v1/ceremonies/{id}": {auditor, "", atPaths([]string{"/v1/ceremonies/%FF", "/v1/ceremonies/x%00", "/v1/ceremonies/" + strings.Repeat("a", 300)},
-			nil, 404, client.CodeUnknownProposal)},
-		"GET /v1/keks/{id}": {auditor, "", atPaths(kekPaths(""), nil, 404, client.CodeUnknownKEK)},
+			nil, 404, errcode.UnknownProposal)},
+		"GET /v1/keks/{id}": {auditor, "", atPaths(kekPaths(""), nil, 404, errcode.UnknownKEK)},
 		"GET /v1/keks/{id}/versions/{v}/public": {auditor, "", append(atPaths(versionPaths("/public"), nil, 400, bad),
-			atPaths(kekPaths("/versions/1/public"), nil, 404, client.CodeUnknownKEK)...)},
+			atPaths(kekPaths("/versions/1/public"), nil, 404, errcode.UnknownKEK)...)},
 		"GET /v1/keks/{id}/versions/{v}/destruction-certificate": {auditor, "", append(atPaths(versionPaths("/destruction-certificate"), nil, 400, bad),
-			atPaths(kekPaths("/versions/1/destruction-certificate"), nil, 404, client.CodeUnknownKEK)...)},
+			atPaths(kekPaths("/versions/1/destruction-certificate"), nil, 404, errcode.UnknownKEK)...)},
 
 		"POST /v1/sys/canary":   {operator, "/v1/sys/canary", bodyCases("POST /v1/sys/canary", `[1]`, true)},
 		join:                    {node, "/v1/sys/join", bodyCases(join, `{"id":1}`, false)},
@@ -167,12 +169,12 @@ func TestEveryRouteRefusesBadInput(t *testing.T) {
 		"POST /v1/ceremonies/{id}/approvals": {officer, "/v1/ceremonies/0123456789abcdef0123456789abcdef/approvals", append(
 			bodyCases("POST /v1/ceremonies/{id}/approvals", `{"officer":[]}`, false),
 			atPaths([]string{"/v1/ceremonies/%FF/approvals", "/v1/ceremonies/0123456789ABCDEF0123456789ABCDEF/approvals", "/v1/ceremonies/x%00/approvals"},
-				[]byte(`{"officer":"alice","signature":"x"}`), 404, client.CodeUnknownProposal)...)},
+				[]byte(`{"officer":"alice","signature":"x"}`), 404, errcode.UnknownProposal)...)},
 		"POST /v1/keks/{id}/wrap": {agent, "/v1/keks/payroll/wrap", append(append(bodyCases("POST /v1/keks/{id}/wrap", `{"plaintext":1}`, false),
 			badCase{what: "not base64", body: []byte(`{"plaintext":"!!","context":{"dataset":"hr"}}`), status: 400, code: bad}),
-			atPaths(kekPaths("/wrap"), wrapBody, 404, client.CodeUnknownKEK)...)},
+			atPaths(kekPaths("/wrap"), wrapBody, 404, errcode.UnknownKEK)...)},
 		"POST /v1/keks/{id}/datakey": {agent, "/v1/keks/payroll/datakey", append(bodyCases("POST /v1/keks/{id}/datakey", `{"wrapped_only":"yes"}`, false),
-			atPaths(kekPaths("/datakey"), []byte(`{"context":{"dataset":"hr"}}`), 404, client.CodeUnknownKEK)...)},
+			atPaths(kekPaths("/datakey"), []byte(`{"context":{"dataset":"hr"}}`), 404, errcode.UnknownKEK)...)},
 		// Unwraps need a request signature, which cannot name a KEK id
 		// that is none: they are refused for the missing signature.
 		"POST /v1/keks/{id}/unwrap": {agent, "/v1/keks/payroll/unwrap", append(bodyCases("POST /v1/keks/{id}/unwrap", `{"wrapped":{}}`, false),
@@ -249,7 +251,7 @@ func TestEveryRouteRefusesBadInput(t *testing.T) {
 			t.Fatalf("%s: %d %s", p, resp.StatusCode, body)
 		}
 		for _, r := range out.Results {
-			if r.Error == nil || r.Error.Code != client.CodeUnknownKEK || r.Error.LogIndex == 0 {
+			if r.Error == nil || r.Error.Code != errcode.UnknownKEK || r.Error.LogIndex == 0 {
 				t.Errorf("%s: item %+v", p, r)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -58,7 +59,7 @@ const (
 	// verifier key text may hold comments), and this limit is the bound.
 	maxJoinBody = int64(2 + identity.MaxNameLen + // id
 		2 + len("DE") + // region
-		2*(2+jsonTextByte*keysvc.MaxAddrLen) + // raft_addr, api_addr
+		2*(2+jsonTextByte*state.MaxAddrLen) + // raft_addr, api_addr
 		2 + jsonTextByte*ceremony.MaxNodeKeysLen + // keys
 		2 + (wrapkey.PublicKeySize+2)/3*4 + // kem
 		2 + len("sha256:") + 64 + // cert
@@ -66,7 +67,7 @@ const (
 
 	// POST /v1/sys/init: officers' key bundles, distinct EU/EEA regions
 	// (fewer than ceremony.MaxListLen), two small numbers.
-	maxInitBody = int64(keysvc.MaxInitOfficers*(2+jsonCanonicalByte*ceremony.MaxBundleLen+len(",")) +
+	maxInitBody = int64(state.MaxInitOfficers*(2+jsonCanonicalByte*ceremony.MaxBundleLen+len(",")) +
 		ceremony.MaxListLen*len(`"DE",`) + jsonMargin)
 
 	// POST /v1/ceremonies: the proposal (canonical JSON that may carry

@@ -23,12 +23,14 @@ import (
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer/officertest"
 	"github.com/custos-eu/custos/keysvc/reqsig"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -37,23 +39,23 @@ import (
 // a body's fate is the API's alone.
 type limitFake struct{ *signFake }
 
-func (limitFake) Init(context.Context, keysvc.Init, ledger.Actor) error { return nil }
-func (limitFake) Propose(context.Context, []byte, string, []byte, ledger.Actor) (keysvc.Ceremony, error) {
-	return keysvc.Ceremony{ID: "0123456789abcdef0123456789abcdef", Status: keysvc.StatusPending}, nil
+func (limitFake) Init(context.Context, state.Init, ledger.Actor) error { return nil }
+func (limitFake) Propose(context.Context, []byte, string, []byte, ledger.Actor) (state.Ceremony, error) {
+	return state.Ceremony{ID: "0123456789abcdef0123456789abcdef", Status: state.StatusPending}, nil
 }
-func (limitFake) Approve(_ context.Context, id, _ string, _ []byte, _ ledger.Actor) (keysvc.Ceremony, error) {
-	return keysvc.Ceremony{ID: id, Status: keysvc.StatusPending}, nil
+func (limitFake) Approve(_ context.Context, id, _ string, _ []byte, _ ledger.Actor) (state.Ceremony, error) {
+	return state.Ceremony{ID: id, Status: state.StatusPending}, nil
 }
-func (limitFake) Initialized() (bool, error)             { return true, nil }
-func (limitFake) Ceremonies() ([]keysvc.Ceremony, error) { return nil, nil }
-func (limitFake) Ceremony(string) (keysvc.Ceremony, bool, error) {
-	return keysvc.Ceremony{}, false, nil
+func (limitFake) Initialized() (bool, error)            { return true, nil }
+func (limitFake) Ceremonies() ([]state.Ceremony, error) { return nil, nil }
+func (limitFake) Ceremony(string) (state.Ceremony, bool, error) {
+	return state.Ceremony{}, false, nil
 }
-func (limitFake) Officers() ([]keysvc.Officer, error)                    { return nil, nil }
-func (limitFake) KEKs() ([]keysvc.KEK, error)                            { return nil, nil }
-func (limitFake) KEK(string) (keysvc.KEK, bool, error)                   { return keysvc.KEK{}, false, nil }
-func (limitFake) HoldEscrowShare(string, string, []byte) error           { return nil }
-func (limitFake) Drills(context.Context, string) ([]keysvc.Drill, error) { return nil, nil }
+func (limitFake) Officers() ([]state.Officer, error)                    { return nil, nil }
+func (limitFake) KEKs() ([]state.KEK, error)                            { return nil, nil }
+func (limitFake) KEK(string) (state.KEK, bool, error)                   { return state.KEK{}, false, nil }
+func (limitFake) HoldEscrowShare(string, string, []byte) error          { return nil }
+func (limitFake) Drills(context.Context, string) ([]state.Drill, error) { return nil, nil }
 func (limitFake) DestructionCertificate(string, uint32) (keysvc.DestructionCertificate, error) {
 	return keysvc.DestructionCertificate{}, keysvc.ErrUnknownKEK
 }
@@ -126,17 +128,17 @@ func maxNodeInfo(t *testing.T) client.NodeInfo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := ledger.NodeKey{Name: keysvc.KeyName("test", longName), ECDSA: &ec.PublicKey, MLDSA: ml}.MarshalText()
+	keys, err := ledger.NodeKey{Name: ledger.KeyName("test", longName), ECDSA: &ec.PublicKey, MLDSA: ml}.MarshalText()
 	if err != nil {
 		t.Fatal(err)
 	}
 	comment := "#" + strings.Repeat("<", ceremony.MaxNodeKeysLen-len(keys)-2) + "\n"
 	kem := make([]byte, wrapkey.PublicKeySize)
 	rand.Read(kem)
-	api := "https://" + strings.Repeat("a", keysvc.MaxAddrLen-len("https://")-len(".eu:8200")) + ".eu:8200"
-	info := client.NodeInfo{ID: longName, Region: "DE", RaftAddr: strings.Repeat("<", keysvc.MaxAddrLen), APIAddr: api,
+	api := "https://" + strings.Repeat("a", state.MaxAddrLen-len("https://")-len(".eu:8200")) + ".eu:8200"
+	info := client.NodeInfo{ID: longName, Region: "DE", RaftAddr: strings.Repeat("<", state.MaxAddrLen), APIAddr: api,
 		Keys: comment + string(keys), KEM: base64.StdEncoding.EncodeToString(kem), Cert: "sha256:" + strings.Repeat("ab", 32)}
-	if len(info.Keys) != ceremony.MaxNodeKeysLen || len(info.APIAddr) != keysvc.MaxAddrLen {
+	if len(info.Keys) != ceremony.MaxNodeKeysLen || len(info.APIAddr) != state.MaxAddrLen {
 		t.Fatalf("keys of %d bytes, api address of %d", len(info.Keys), len(info.APIAddr))
 	}
 	return info
@@ -225,7 +227,7 @@ func TestBodyLimits(t *testing.T) {
 	share := make([]byte, threshold.ShareLen)
 	offs := officertest.New(t)
 	var bundles []string
-	for i := range keysvc.MaxInitOfficers {
+	for i := range state.MaxInitOfficers {
 		bundles = append(bundles, offs.Bundle(fmt.Sprintf("%02d", i)+longName[2:]))
 	}
 	wrapItems := make([]client.WrapItem, keysvc.MaxBatchItems)
@@ -273,7 +275,7 @@ func TestBodyLimits(t *testing.T) {
 	}{
 		{"POST /v1/sys/canary", e.operator(t), "/v1/sys/canary", struct{}{}, ""},
 		{"POST /v1/sys/join", e.as(t, identity.RoleNode, longName, "DE"), "/v1/sys/join", maxNodeInfo(t), ""},
-		{"POST /v1/sys/init", e.operator(t), "/v1/sys/init", client.InitRequest{Officers: bundles, Quorum: keysvc.MaxInitOfficers,
+		{"POST /v1/sys/init", e.operator(t), "/v1/sys/init", client.InitRequest{Officers: bundles, Quorum: state.MaxInitOfficers,
 			DefaultThreshold: 64, Regions: identity.EUEEARegions()}, ""},
 		{"POST /v1/ceremonies", e.as(t, identity.RoleOfficer, longName, "DE"), "/v1/ceremonies", client.ProposeRequest{
 			Proposal: strings.Repeat("<", ceremony.MaxProposalSize), Signature: strings.Repeat(`"`, ceremony.MaxSignatureSize), EscrowShare: share}, ""},
@@ -307,7 +309,7 @@ func TestBodyLimits(t *testing.T) {
 				t.Fatalf("at the limit: %d %.300s", resp.StatusCode, rb)
 			}
 			resp, rb = postRaw(t, tc.hc, e.srv.URL+tc.path, padded, tc.header)
-			wantError(t, resp, rb, http.StatusRequestEntityTooLarge, client.CodeTooLarge)
+			wantError(t, resp, rb, http.StatusRequestEntityTooLarge, errcode.TooLarge)
 		})
 	}
 	if len(tested) != len(httpapi.BodyLimits) {

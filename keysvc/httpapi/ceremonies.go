@@ -13,20 +13,22 @@ import (
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // CeremonyService is what the officer and ceremony routes need; a Service
 // that also implements it (*keysvc.Node does) serves them, and any other
 // answers them 501 not_supported_yet.
 type CeremonyService interface {
-	Init(ctx context.Context, in keysvc.Init, actor ledger.Actor) error
-	Propose(ctx context.Context, proposal []byte, officer string, sig []byte, actor ledger.Actor) (keysvc.Ceremony, error)
-	Approve(ctx context.Context, id, officer string, sig []byte, actor ledger.Actor) (keysvc.Ceremony, error)
+	Init(ctx context.Context, in state.Init, actor ledger.Actor) error
+	Propose(ctx context.Context, proposal []byte, officer string, sig []byte, actor ledger.Actor) (state.Ceremony, error)
+	Approve(ctx context.Context, id, officer string, sig []byte, actor ledger.Actor) (state.Ceremony, error)
 	Initialized() (bool, error)
-	Ceremonies() ([]keysvc.Ceremony, error)
-	Ceremony(id string) (keysvc.Ceremony, bool, error)
-	Officers() ([]keysvc.Officer, error)
+	Ceremonies() ([]state.Ceremony, error)
+	Ceremony(id string) (state.Ceremony, bool, error)
+	Officers() ([]state.Officer, error)
 }
 
 var _ CeremonyService = (*keysvc.Node)(nil)
@@ -34,7 +36,7 @@ var _ CeremonyService = (*keysvc.Node)(nil)
 func (a *api) ceremonies() (CeremonyService, error) {
 	cs, ok := a.svc.(CeremonyService)
 	if !ok {
-		return nil, &apiError{http.StatusNotImplemented, client.CodeNotSupportedYet, "this node does not serve ceremonies"}
+		return nil, &apiError{http.StatusNotImplemented, errcode.NotSupportedYet, "this node does not serve ceremonies"}
 	}
 	return cs, nil
 }
@@ -49,7 +51,7 @@ func (a *api) init(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, maxInitBody, &in, false); err != nil {
 		return err
 	}
-	err = cs.Init(r.Context(), keysvc.Init{Officers: in.Officers, Quorum: in.Quorum, DefaultThreshold: in.DefaultThreshold, Regions: in.Regions}, callerOf(r.Context()).actor)
+	err = cs.Init(r.Context(), state.Init{Officers: in.Officers, Quorum: in.Quorum, DefaultThreshold: in.DefaultThreshold, Regions: in.Regions}, callerOf(r.Context()).actor)
 	if err != nil {
 		return err
 	}
@@ -166,7 +168,7 @@ func (a *api) getCeremony(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !found {
-		return &apiError{http.StatusNotFound, client.CodeUnknownProposal, "no proposal with that id"}
+		return &apiError{http.StatusNotFound, errcode.UnknownProposal, "no proposal with that id"}
 	}
 	writeJSON(w, http.StatusOK, a.wireCeremony(c))
 	return nil
@@ -185,7 +187,7 @@ func (a *api) initialized() (CeremonyService, error) {
 	return cs, nil
 }
 
-func (a *api) wireCeremony(c keysvc.Ceremony) client.Ceremony {
+func (a *api) wireCeremony(c state.Ceremony) client.Ceremony {
 	out := client.Ceremony{ID: c.ID, Proposal: c.Proposal, Status: c.Status, Code: c.Code, Reason: c.Reason,
 		Approvals: make([]client.Approval, 0, len(c.Approvals)), Proposed: c.Proposed, Closed: c.Closed}
 	for _, ap := range c.Approvals {
@@ -205,15 +207,13 @@ func (a *api) wireCeremony(c keysvc.Ceremony) client.Ceremony {
 // refusalStatus is the HTTP status of a ceremony refusal code.
 func refusalStatus(code string) int {
 	switch code {
-	case client.CodeUnknownProposal:
+	case errcode.UnknownProposal:
 		return http.StatusNotFound
-	case client.CodeNotProposer, string(ceremony.CodeUnknownOfficer), string(ceremony.CodeBadSignature):
+	case errcode.NotProposer, string(ceremony.CodeUnknownOfficer), string(ceremony.CodeBadSignature):
 		return http.StatusForbidden
 	case string(ceremony.CodeExpired), string(ceremony.CodeSuperseded), string(ceremony.CodeClosed),
-		string(ceremony.CodeDuplicateApprover), client.CodeProposalExists:
+		string(ceremony.CodeDuplicateApprover), errcode.ProposalExists:
 		return http.StatusConflict
-	case client.CodeNotSupportedYet:
-		return http.StatusUnprocessableEntity
 	}
 	return http.StatusBadRequest
 }
@@ -221,17 +221,17 @@ func refusalStatus(code string) int {
 // classifyCeremony maps the errors of init and ceremonies; ok is false for
 // any other error.
 func classifyCeremony(err error) (mapping, bool) {
-	var cr *keysvc.CeremonyRefusal
+	var cr *state.CeremonyRefusal
 	switch {
 	case errors.As(err, &cr):
 		return mapping{status: refusalStatus(cr.Code), code: cr.Code, message: cr.Reason, level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrNotInitialized):
-		return mapping{status: http.StatusConflict, code: client.CodeNotInitialized,
+		return mapping{status: http.StatusConflict, code: errcode.NotInitialized,
 			message: "the cluster has no officers yet: an operator must run custos operator init", level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrAlreadyInitialized):
-		return mapping{status: http.StatusConflict, code: client.CodeConflict, message: "the cluster is already initialized", level: slog.LevelInfo}, true
+		return mapping{status: http.StatusConflict, code: errcode.Conflict, message: "the cluster is already initialized", level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrInvalidInit):
-		return mapping{status: http.StatusBadRequest, code: client.CodeBadRequest, message: sentinelText(err), level: slog.LevelInfo}, true
+		return mapping{status: http.StatusBadRequest, code: errcode.BadRequest, message: sentinelText(err), level: slog.LevelInfo}, true
 	}
 	return mapping{}, false
 }

@@ -6,12 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/keysvc/officer/officertest"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 func wantCode(t *testing.T, what string, err error, status int, code string) {
@@ -39,14 +40,14 @@ func TestCeremonyRoutes(t *testing.T) {
 	alice, bob := sdks["alice"], sdks["bob"]
 
 	_, err := alice.Ceremonies(ctx)
-	wantCode(t, "list before init", err, 409, client.CodeNotInitialized)
+	wantCode(t, "list before init", err, 409, errcode.NotInitialized)
 	in := client.InitRequest{Officers: bundles, Quorum: 2, DefaultThreshold: 2}
-	wantCode(t, "init by an officer", alice.Init(ctx, in), 403, client.CodeForbidden)
-	wantCode(t, "init with quorum 1", ops.Init(ctx, client.InitRequest{Officers: bundles, Quorum: 1, DefaultThreshold: 2}), 400, client.CodeBadRequest)
+	wantCode(t, "init by an officer", alice.Init(ctx, in), 403, errcode.Forbidden)
+	wantCode(t, "init with quorum 1", ops.Init(ctx, client.InitRequest{Officers: bundles, Quorum: 1, DefaultThreshold: 2}), 400, errcode.BadRequest)
 	if err := ops.Init(ctx, in); err != nil {
 		t.Fatalf("init: %v", err)
 	}
-	wantCode(t, "second init", ops.Init(ctx, in), 409, client.CodeConflict)
+	wantCode(t, "second init", ops.Init(ctx, in), 409, errcode.Conflict)
 	c.WaitConverged() // the follower reads its own state
 
 	st, err := alice.Cluster(ctx)
@@ -68,7 +69,7 @@ func TestCeremonyRoutes(t *testing.T) {
 	}
 
 	p, cer, err := propose("alice", ceremony.QuorumSet{M: 3}, true)
-	if err != nil || cer.Status != keysvc.StatusPending || len(cer.Approvals) != 1 || cer.Description == "" || cer.Operation != "quorum.set" {
+	if err != nil || cer.Status != state.StatusPending || len(cer.Approvals) != 1 || cer.Description == "" || cer.Operation != "quorum.set" {
 		t.Fatalf("propose: %+v, %v", cer, err)
 	}
 	b, _ := p.Marshal()
@@ -83,20 +84,20 @@ func TestCeremonyRoutes(t *testing.T) {
 	_, err = bob.Approve(ctx, "ffffffffffffffffffffffffffffffff", client.ApproveRequest{Officer: "bob", Signature: string(offs.Sign("bob", p))})
 	wantCode(t, "approval of an unknown proposal", err, 404, client.CodeUnknownProposal)
 	_, err = bob.Approve(ctx, "not-an-id", client.ApproveRequest{Officer: "bob", Signature: "x"})
-	wantCode(t, "approval of a malformed id", err, 404, client.CodeUnknownProposal)
+	wantCode(t, "approval of a malformed id", err, 404, errcode.UnknownProposal)
 	_, err = bob.Propose(ctx, client.ProposeRequest{Proposal: `{"cluster":"test"}`})
 	wantCode(t, "malformed proposal", err, 400, string(ceremony.CodeInvalidProposal))
 	_, err = e.sdk(t, identity.RoleAgent, "agent", "DE", fURL).Ceremonies(ctx)
-	wantCode(t, "agent lists ceremonies", err, 403, client.CodeForbidden)
+	wantCode(t, "agent lists ceremonies", err, 403, errcode.Forbidden)
 
 	cer, err = bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(offs.Sign("bob", p))})
-	if err != nil || cer.Status != keysvc.StatusExecuted || len(cer.Approvals) != 2 || cer.Closed == 0 {
+	if err != nil || cer.Status != state.StatusExecuted || len(cer.Approvals) != 2 || cer.Closed == 0 {
 		t.Fatalf("approve: %+v, %v", cer, err)
 	}
 	c.WaitConverged()
 	aud := e.sdk(t, identity.RoleAuditor, "audit", "NL", fURL)
 	got, err := aud.Ceremony(ctx, p.ID)
-	if err != nil || got.Status != keysvc.StatusExecuted || got.Proposal != string(b) {
+	if err != nil || got.Status != state.StatusExecuted || got.Proposal != string(b) {
 		t.Fatalf("show: %+v, %v", got, err)
 	}
 	list, err := aud.Ceremonies(ctx)
@@ -107,7 +108,7 @@ func TestCeremonyRoutes(t *testing.T) {
 		t.Fatalf("status after quorum.set: %+v, %v", st, err)
 	}
 	_, err = aud.Ceremony(ctx, "ffffffffffffffffffffffffffffffff")
-	wantCode(t, "show unknown", err, 404, client.CodeUnknownProposal)
+	wantCode(t, "show unknown", err, 404, errcode.UnknownProposal)
 }
 
 // A Service without ceremonies answers their routes 501 not_supported_yet,
@@ -117,10 +118,10 @@ func TestCeremonyRoutesWithoutCeremonyService(t *testing.T) {
 	ctx := context.Background()
 	off := e.sdk(t, identity.RoleOfficer, "alice", "DE")
 	_, err := off.Ceremonies(ctx)
-	wantCode(t, "list", err, 501, client.CodeNotSupportedYet)
+	wantCode(t, "list", err, 501, errcode.NotSupportedYet)
 	_, err = off.Propose(ctx, client.ProposeRequest{Proposal: "{}"})
-	wantCode(t, "propose", err, 501, client.CodeNotSupportedYet)
+	wantCode(t, "propose", err, 501, errcode.NotSupportedYet)
 	_, err = e.sdk(t, identity.RoleAgent, "agent", "DE").Propose(ctx, client.ProposeRequest{Proposal: "{}"})
-	wantCode(t, "propose as agent", err, 403, client.CodeForbidden)
-	wantCode(t, "init", e.sdk(t, identity.RoleOperator, "ops", "DE").Init(ctx, client.InitRequest{}), 501, client.CodeNotSupportedYet)
+	wantCode(t, "propose as agent", err, 403, errcode.Forbidden)
+	wantCode(t, "init", e.sdk(t, identity.RoleOperator, "ops", "DE").Init(ctx, client.InitRequest{}), 501, errcode.NotSupportedYet)
 }

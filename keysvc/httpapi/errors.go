@@ -13,7 +13,9 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -28,25 +30,25 @@ type apiError struct {
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 func badRequest(msg string) error {
-	return &apiError{http.StatusBadRequest, client.CodeBadRequest, msg}
+	return &apiError{http.StatusBadRequest, errcode.BadRequest, msg}
 }
 
 // malformedRequest is a body that is not well-formed JSON; badRequest is
 // for well-formed input with invalid values.
 func malformedRequest(msg string) error {
-	return &apiError{http.StatusBadRequest, client.CodeMalformedRequest, msg}
+	return &apiError{http.StatusBadRequest, errcode.MalformedRequest, msg}
 }
 
 func forbidden(msg string) error {
-	return &apiError{http.StatusForbidden, client.CodeForbidden, msg}
+	return &apiError{http.StatusForbidden, errcode.Forbidden, msg}
 }
 
 func notFound(msg string) error {
-	return &apiError{http.StatusNotFound, client.CodeNotFound, msg}
+	return &apiError{http.StatusNotFound, errcode.NotFound, msg}
 }
 
 func tooLarge(msg string) error {
-	return &apiError{http.StatusRequestEntityTooLarge, client.CodeTooLarge, msg}
+	return &apiError{http.StatusRequestEntityTooLarge, errcode.TooLarge, msg}
 }
 
 // mapping is how one error is answered.
@@ -87,54 +89,54 @@ func classify(err error) mapping {
 			if nl.LeaderID != "" {
 				msg = "this node is not the leader; the leader is " + nl.LeaderID + " but its API address is not known yet, retry shortly"
 			}
-			return mapping{status: http.StatusServiceUnavailable, code: client.CodeNoLeader, message: msg, level: slog.LevelInfo}
+			return mapping{status: http.StatusServiceUnavailable, code: errcode.NoLeader, message: msg, level: slog.LevelInfo}
 		}
-		return mapping{status: http.StatusTemporaryRedirect, code: client.CodeNotLeader,
+		return mapping{status: http.StatusTemporaryRedirect, code: errcode.NotLeader,
 			message: "this node is not the leader; the leader is " + nl.LeaderID + " at " + nl.LeaderAPI,
 			leader:  nl, level: slog.LevelDebug}
 	}
-	var ce *keysvc.CommandError
+	var ce *state.CommandError
 	switch {
 	case errors.Is(err, keysvc.ErrNotLeader), errors.Is(err, raft.ErrNotLeader):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNoLeader, message: "no leader is known; retry shortly", level: slog.LevelInfo}
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.NoLeader, message: "no leader is known; retry shortly", level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrNotCaughtUp):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNotCaughtUp,
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.NotCaughtUp,
 			message: "this node is behind the leader and could not catch up in time, so it cannot say this does not exist; retry", level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrNoQuorum):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNoQuorum,
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.NoQuorum,
 			message: "not confirmed committed by a quorum in time; the outcome is unknown, treat it as failed", level: slog.LevelWarn}
 	case errors.Is(err, keysvc.ErrRegionNotAllowed):
-		return mapping{status: http.StatusForbidden, code: client.CodeRegionNotAllowed, message: sentinelText(err), level: slog.LevelInfo}
+		return mapping{status: http.StatusForbidden, code: errcode.RegionNotAllowed, message: sentinelText(err), level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrCeremonyRequired):
-		return mapping{status: http.StatusForbidden, code: client.CodeCeremonyRequired, message: sentinelText(err), level: slog.LevelInfo}
+		return mapping{status: http.StatusForbidden, code: errcode.CeremonyRequired, message: sentinelText(err), level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrUnknownNode):
-		return mapping{status: http.StatusNotFound, code: client.CodeNotFound, message: sentinelText(err), level: slog.LevelInfo}
+		return mapping{status: http.StatusNotFound, code: errcode.NotFound, message: sentinelText(err), level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrNodeConflict), errors.Is(err, keysvc.ErrLastNode), errors.Is(err, keysvc.ErrAlreadyBootstrapped):
-		return mapping{status: http.StatusConflict, code: client.CodeConflict, message: sentinelText(err), level: slog.LevelInfo}
+		return mapping{status: http.StatusConflict, code: errcode.Conflict, message: sentinelText(err), level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrInvalidNode):
-		return mapping{status: http.StatusBadRequest, code: client.CodeBadRequest, message: sentinelText(err), level: slog.LevelInfo}
+		return mapping{status: http.StatusBadRequest, code: errcode.BadRequest, message: sentinelText(err), level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrBatchTooLarge):
-		return mapping{status: http.StatusRequestEntityTooLarge, code: client.CodeTooLarge, message: "append batch over its limit", level: slog.LevelInfo}
+		return mapping{status: http.StatusRequestEntityTooLarge, code: errcode.TooLarge, message: "append batch over its limit", level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrNotBootstrapped):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNotBootstrapped, message: "the cluster is not bootstrapped (no genesis yet)", level: slog.LevelInfo}
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.NotBootstrapped, message: "the cluster is not bootstrapped (no genesis yet)", level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrNotReady):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNotReady, message: "node not ready", level: slog.LevelInfo}
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.NotReady, message: "node not ready", level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrClosed):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeUnavailable, message: "node is shutting down; try another node", level: slog.LevelInfo}
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.Unavailable, message: "node is shutting down; try another node", level: slog.LevelInfo}
 	case errors.Is(err, keysvc.ErrStateBroken), errors.Is(err, keysvc.ErrKeysMismatch):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeUnavailable, message: "node cannot serve; try another node", level: slog.LevelError}
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.Unavailable, message: "node cannot serve; try another node", level: slog.LevelError}
 	case errors.Is(err, ledger.ErrIndexOutOfRange):
-		return mapping{status: http.StatusNotFound, code: client.CodeNotFound, message: "index or tree size beyond this node's log", level: slog.LevelDebug}
+		return mapping{status: http.StatusNotFound, code: errcode.NotFound, message: "index or tree size beyond this node's log", level: slog.LevelDebug}
 	case errors.As(err, &ce):
-		return mapping{status: http.StatusUnprocessableEntity, code: client.CodeRejected, message: "the cluster rejected the command", level: slog.LevelWarn}
+		return mapping{status: http.StatusUnprocessableEntity, code: errcode.Rejected, message: "the cluster rejected the command", level: slog.LevelWarn}
 	case errors.Is(err, context.Canceled):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeRequestCanceled, message: "request canceled", level: slog.LevelDebug}
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.RequestCanceled, message: "request canceled", level: slog.LevelDebug}
 	case errors.Is(err, context.DeadlineExceeded):
-		return mapping{status: http.StatusServiceUnavailable, code: client.CodeNoQuorum, message: "not done in time; the outcome is unknown, treat it as failed", level: slog.LevelWarn}
+		return mapping{status: http.StatusServiceUnavailable, code: errcode.NoQuorum, message: "not done in time; the outcome is unknown, treat it as failed", level: slog.LevelWarn}
 	}
 	// Anything else, a ledger.ParseError from below the handlers included
 	// (handlers parse client input themselves), is the node's fault.
-	return mapping{status: http.StatusInternalServerError, code: client.CodeInternal, message: "internal error", level: slog.LevelError}
+	return mapping{status: http.StatusInternalServerError, code: errcode.Internal, message: "internal error", level: slog.LevelError}
 }
 
 // sentinelText is the message of a keysvc refusal for a client: the error's
@@ -151,7 +153,7 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	rid := requestID(r.Context())
 	var (
 		ke *keysvc.KeyOpError
-		cr *keysvc.CeremonyRefusal
+		cr *state.CeremonyRefusal
 	)
 	switch {
 	case errors.As(err, &ke) && ke.Entry != 0:

@@ -10,8 +10,9 @@ import (
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
-	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -24,36 +25,36 @@ func TestClassify(t *testing.T) {
 		status int
 		code   string
 	}{
-		{badRequest("x"), 400, client.CodeBadRequest},
-		{malformedRequest("x"), 400, client.CodeMalformedRequest},
-		{forbidden("x"), 403, client.CodeForbidden},
-		{notFound("x"), 404, client.CodeNotFound},
-		{tooLarge("x"), 413, client.CodeTooLarge},
-		{wrap(&keysvc.NotLeaderError{LeaderID: "n2", LeaderAPI: "https://n2:1"}), 307, client.CodeNotLeader},
-		{wrap(&keysvc.NotLeaderError{LeaderID: "n2"}), 503, client.CodeNoLeader},
-		{&keysvc.NotLeaderError{}, 503, client.CodeNoLeader},
-		{wrap(raft.ErrNotLeader), 503, client.CodeNoLeader},
-		{fmt.Errorf("%w: append: %w", keysvc.ErrNoQuorum, raft.ErrLeadershipLost), 503, client.CodeNoQuorum},
-		{wrap(keysvc.ErrRegionNotAllowed), 403, client.CodeRegionNotAllowed},
-		{wrap(keysvc.ErrCeremonyRequired), 403, client.CodeCeremonyRequired},
-		{wrap(keysvc.ErrUnknownNode), 404, client.CodeNotFound},
-		{wrap(keysvc.ErrNodeConflict), 409, client.CodeConflict},
-		{wrap(keysvc.ErrLastNode), 409, client.CodeConflict},
-		{keysvc.ErrAlreadyBootstrapped, 409, client.CodeConflict},
-		{wrap(keysvc.ErrInvalidNode), 400, client.CodeBadRequest},
-		{fmt.Errorf("%w: 5000 entries", keysvc.ErrBatchTooLarge), 413, client.CodeTooLarge},
-		{keysvc.ErrNotBootstrapped, 503, client.CodeNotBootstrapped},
-		{fmt.Errorf("%w: catching up", keysvc.ErrNotReady), 503, client.CodeNotReady},
-		{fmt.Errorf("%w: apply: %w", keysvc.ErrClosed, raft.ErrShutdown), 503, client.CodeUnavailable},
-		{keysvc.ErrStateBroken, 503, client.CodeUnavailable},
-		{wrap(fmt.Errorf("%w: node n1", keysvc.ErrKeysMismatch)), 503, client.CodeUnavailable},
-		{fmt.Errorf("ledger: entry 9 of 3: %w", ledger.ErrIndexOutOfRange), 404, client.CodeNotFound},
-		{fmt.Errorf("raft: %w", &keysvc.CommandError{Type: "ledger.append", Err: errors.New("bad")}), 422, client.CodeRejected},
-		{context.Canceled, 503, client.CodeRequestCanceled},
-		{context.DeadlineExceeded, 503, client.CodeNoQuorum},
-		{&hsm.Error{Op: "sign", Label: "custos:node:identity", Err: hsm.ErrDevice}, 500, client.CodeInternal},
-		{&ledger.ParseError{What: "entry", Msg: "bad"}, 500, client.CodeInternal},
-		{errors.New("bbolt: database not open"), 500, client.CodeInternal},
+		{badRequest("x"), 400, errcode.BadRequest},
+		{malformedRequest("x"), 400, errcode.MalformedRequest},
+		{forbidden("x"), 403, errcode.Forbidden},
+		{notFound("x"), 404, errcode.NotFound},
+		{tooLarge("x"), 413, errcode.TooLarge},
+		{wrap(&keysvc.NotLeaderError{LeaderID: "n2", LeaderAPI: "https://n2:1"}), 307, errcode.NotLeader},
+		{wrap(&keysvc.NotLeaderError{LeaderID: "n2"}), 503, errcode.NoLeader},
+		{&keysvc.NotLeaderError{}, 503, errcode.NoLeader},
+		{wrap(raft.ErrNotLeader), 503, errcode.NoLeader},
+		{fmt.Errorf("%w: append: %w", keysvc.ErrNoQuorum, raft.ErrLeadershipLost), 503, errcode.NoQuorum},
+		{wrap(keysvc.ErrRegionNotAllowed), 403, errcode.RegionNotAllowed},
+		{wrap(keysvc.ErrCeremonyRequired), 403, errcode.CeremonyRequired},
+		{wrap(keysvc.ErrUnknownNode), 404, errcode.NotFound},
+		{wrap(keysvc.ErrNodeConflict), 409, errcode.Conflict},
+		{wrap(keysvc.ErrLastNode), 409, errcode.Conflict},
+		{keysvc.ErrAlreadyBootstrapped, 409, errcode.Conflict},
+		{wrap(keysvc.ErrInvalidNode), 400, errcode.BadRequest},
+		{fmt.Errorf("%w: 5000 entries", keysvc.ErrBatchTooLarge), 413, errcode.TooLarge},
+		{keysvc.ErrNotBootstrapped, 503, errcode.NotBootstrapped},
+		{fmt.Errorf("%w: catching up", keysvc.ErrNotReady), 503, errcode.NotReady},
+		{fmt.Errorf("%w: apply: %w", keysvc.ErrClosed, raft.ErrShutdown), 503, errcode.Unavailable},
+		{keysvc.ErrStateBroken, 503, errcode.Unavailable},
+		{wrap(fmt.Errorf("%w: node n1", keysvc.ErrKeysMismatch)), 503, errcode.Unavailable},
+		{fmt.Errorf("ledger: entry 9 of 3: %w", ledger.ErrIndexOutOfRange), 404, errcode.NotFound},
+		{fmt.Errorf("raft: %w", &state.CommandError{Type: "ledger.append", Err: errors.New("bad")}), 422, errcode.Rejected},
+		{context.Canceled, 503, errcode.RequestCanceled},
+		{context.DeadlineExceeded, 503, errcode.NoQuorum},
+		{&hsm.Error{Op: "sign", Label: "custos:node:identity", Err: hsm.ErrDevice}, 500, errcode.Internal},
+		{&ledger.ParseError{What: "entry", Msg: "bad"}, 500, errcode.Internal},
+		{errors.New("bbolt: database not open"), 500, errcode.Internal},
 	} {
 		m := classify(tc.err)
 		if m.status != tc.status || m.code != tc.code {

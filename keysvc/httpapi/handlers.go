@@ -15,21 +15,17 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
-)
-
-// Entry types the API itself logs.
-const (
-	TypeCanary = "sys.canary" // POST /v1/sys/canary
-	TypeJoin   = "node.join"  // a refused POST /v1/sys/join (accepted ones are logged by AddNode)
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // GET /v1/sys/health: 200 when the node is ready, else 503 not_ready.
 func (a *api) health(w http.ResponseWriter, r *http.Request) error {
 	if err := a.svc.Ready(); err != nil {
 		if errors.Is(err, keysvc.ErrNotReady) {
-			return &apiError{http.StatusServiceUnavailable, client.CodeNotReady, sentinelText(err)}
+			return &apiError{http.StatusServiceUnavailable, errcode.NotReady, sentinelText(err)}
 		}
 		return err
 	}
@@ -198,7 +194,7 @@ func (a *api) canary(w http.ResponseWriter, r *http.Request) error {
 	}
 	c := callerOf(r.Context())
 	i, err := a.svc.Append(r.Context(), ledger.Entry{
-		Type: TypeCanary, Actor: c.actor, Node: a.nodeID,
+		Type: ledger.TypeCanary, Actor: c.actor, Node: a.nodeID,
 		RequestID: requestID(r.Context()), Outcome: ledger.OutcomeOK,
 	})
 	if err != nil {
@@ -214,7 +210,7 @@ func (a *api) canary(w http.ResponseWriter, r *http.Request) error {
 func (a *api) join(w http.ResponseWriter, r *http.Request) error {
 	c := callerOf(r.Context())
 	if err := checkRole(c, []identity.Role{identity.RoleNode}); err != nil {
-		a.logDenied(r, TypeJoin, "role "+string(c.id.Role)+" may not join nodes", nil)
+		a.logDenied(r, ledger.TypeJoin, "role "+string(c.id.Role)+" may not join nodes", nil)
 		return err
 	}
 	var info client.NodeInfo
@@ -223,10 +219,10 @@ func (a *api) join(w http.ResponseWriter, r *http.Request) error {
 	}
 	if info.ID != c.id.Name || info.Region != c.id.Region {
 		reason := fmt.Sprintf("certificate names node %q in %s, the request node %q in %s", c.id.Name, c.id.Region, info.ID, info.Region)
-		a.logDenied(r, TypeJoin, reason, map[string]string{"node.id": info.ID, "node.region": info.Region})
+		a.logDenied(r, ledger.TypeJoin, reason, map[string]string{"node.id": info.ID, "node.region": info.Region})
 		return forbidden(reason)
 	}
-	if err := a.svc.AddNode(r.Context(), keysvc.NodeInfo(info), c.actor); err != nil {
+	if err := a.svc.AddNode(r.Context(), state.NodeInfo(info), c.actor); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, client.JoinResult{Node: info.ID, Leader: a.nodeID})

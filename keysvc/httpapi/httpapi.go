@@ -27,14 +27,16 @@ import (
 	"github.com/custos-eu/custos/internal/strictjson"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // Service is what the handlers need from a node; *keysvc.Node implements
 // it. Its methods must be safe for concurrent use.
 type Service interface {
-	Info() keysvc.NodeInfo
+	Info() state.NodeInfo
 	Leader() keysvc.Leader
 	Status() keysvc.Status
 	Ready() error
@@ -45,12 +47,12 @@ type Service interface {
 	NodeKeys() ([]ledger.NodeKey, error)
 	Append(ctx context.Context, e ledger.Entry) (uint64, error)
 	AppendBatch(ctx context.Context, entries []ledger.Entry) (uint64, error)
-	AddNode(ctx context.Context, info keysvc.NodeInfo, actor ledger.Actor) error
+	AddNode(ctx context.Context, info state.NodeInfo, actor ledger.Actor) error
 	Metrics() keysvc.Metrics
 	// Revoked reports whether the certificate with fingerprint held by id
 	// is revoked (by fingerprint, or by id's role and name). It is called
 	// on every request, so it must be cheap.
-	Revoked(id identity.Identity, fingerprint string) (keysvc.Revocation, bool)
+	Revoked(id identity.Identity, fingerprint string) (state.Revocation, bool)
 }
 
 var _ Service = (*keysvc.Node)(nil)
@@ -132,7 +134,7 @@ func New(svc Service, opts Options) http.Handler {
 	r.Use(a.begin, a.authenticate, a.limit)
 	r.NotFound(a.handle(func(http.ResponseWriter, *http.Request) error { return notFound("no such route") }))
 	r.MethodNotAllowed(a.handle(func(http.ResponseWriter, *http.Request) error {
-		return &apiError{http.StatusMethodNotAllowed, client.CodeMethodNotAllowed, "method not allowed on this route"}
+		return &apiError{http.StatusMethodNotAllowed, errcode.MethodNotAllowed, "method not allowed on this route"}
 	}))
 
 	r.With(a.allow(anyRole...)).Get("/v1/sys/health", a.handle(a.health))
@@ -241,18 +243,18 @@ func (a *api) begin(next http.Handler) http.Handler {
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
-			a.writeError(w, r, &apiError{http.StatusUnauthorized, client.CodeUnauthenticated, "mutual TLS with a cluster client certificate is required"})
+			a.writeError(w, r, &apiError{http.StatusUnauthorized, errcode.Unauthenticated, "mutual TLS with a cluster client certificate is required"})
 			return
 		}
 		id, err := identity.PeerIdentity(*r.TLS)
 		if err != nil {
-			a.writeError(w, r, &apiError{http.StatusUnauthorized, client.CodeUnauthenticated, "no verified custos client certificate"})
+			a.writeError(w, r, &apiError{http.StatusUnauthorized, errcode.Unauthenticated, "no verified custos client certificate"})
 			return
 		}
 		c := caller{id: id, actor: keysvc.Actor(id, r.TLS.VerifiedChains[0][0])}
 		if rv, revoked := a.svc.Revoked(id, c.actor.CertFingerprint); revoked {
 			err := &keysvc.RevokedError{Identity: id, Fingerprint: c.actor.CertFingerprint, Revocation: rv}
-			a.writeError(w, r, &apiError{http.StatusForbidden, client.CodeCertRevoked, err.Error()})
+			a.writeError(w, r, &apiError{http.StatusForbidden, errcode.CertRevoked, err.Error()})
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))

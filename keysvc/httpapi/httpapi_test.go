@@ -14,9 +14,11 @@ import (
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -52,7 +54,7 @@ func TestHealth(t *testing.T) {
 
 	e.fake.SetNotReady(fmt.Errorf("%w: no leader known (raft state Candidate)", keysvc.ErrNotReady))
 	resp, body = call(t, e.agent(t), "GET", e.srv.URL+"/v1/sys/health", nil)
-	d := wantError(t, resp, body, 503, client.CodeNotReady)
+	d := wantError(t, resp, body, 503, errcode.NotReady)
 	if !strings.Contains(d.Message, "no leader known") || strings.Contains(d.Message, "keysvc:") {
 		t.Errorf("not-ready message %q: want the reason, without package prefixes", d.Message)
 	}
@@ -92,11 +94,11 @@ func TestCheckpointVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), keys...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cp.Size != 5 || signer != keysvc.KeyName("test", "n1") {
+	if cp.Size != 5 || signer != ledger.KeyName("test", "n1") {
 		t.Errorf("checkpoint size %d by %q", cp.Size, signer)
 	}
 	resp, _ := call(t, e.agent(t), "GET", e.srv.URL+"/v1/ledger/checkpoint", nil)
@@ -119,7 +121,7 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 	appendN(t, leader.fake, 2)
 
 	resp, body := call(t, follower.agent(t), "GET", follower.srv.URL+"/v1/ledger/checkpoint", nil)
-	d := wantError(t, resp, body, http.StatusTemporaryRedirect, client.CodeNotLeader)
+	d := wantError(t, resp, body, http.StatusTemporaryRedirect, errcode.NotLeader)
 	if got := resp.Header.Get("Location"); got != leader.srv.URL+"/v1/ledger/checkpoint" {
 		t.Errorf("Location %q", got)
 	}
@@ -135,7 +137,7 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), leader.fake.Key()); err != nil {
+	if _, _, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), leader.fake.Key()); err != nil {
 		t.Errorf("checkpoint via redirect: %v", err)
 	}
 
@@ -154,7 +156,7 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 	leader.fake.SetLeader("n2", follower.srv.URL)
 	_, err = c.Checkpoint(context.Background())
 	var ae *client.APIError
-	if !errors.As(err, &ae) || ae.Code != client.CodeNotLeader || ae.Status != 307 {
+	if !errors.As(err, &ae) || ae.Code != errcode.NotLeader || ae.Status != 307 {
 		t.Errorf("redirect loop: got %v, want one not_leader APIError", err)
 	}
 }
@@ -163,7 +165,7 @@ func TestNoLeader(t *testing.T) {
 	e := newEnv(t)
 	e.fake.SetLeader("", "")
 	resp, body := call(t, e.agent(t), "GET", e.srv.URL+"/v1/ledger/checkpoint", nil)
-	wantError(t, resp, body, 503, client.CodeNoLeader)
+	wantError(t, resp, body, 503, errcode.NoLeader)
 	if resp.Header.Get("Location") != "" || resp.Header.Get(client.HeaderLeader) != "" {
 		t.Errorf("no-leader answer has leader headers %v", resp.Header)
 	}
@@ -209,7 +211,7 @@ func TestEntries(t *testing.T) {
 		t.Errorf("page at the end: %d entries, %v", len(none), err)
 	}
 	_, err = c.Entries(context.Background(), 6, 10)
-	if !client.IsCode(err, client.CodeNotFound) {
+	if !client.IsCode(err, errcode.NotFound) {
 		t.Errorf("start beyond the log: %v, want not_found", err)
 	}
 
@@ -222,7 +224,7 @@ func TestEntries(t *testing.T) {
 
 	for _, q := range []string{"start=-1", "start=x", "limit=0", "limit=1e3", "start=01", "start=99999999999999999999"} {
 		resp, body := call(t, hc, "GET", e.srv.URL+"/v1/ledger/entries?"+q, nil)
-		wantError(t, resp, body, 400, client.CodeBadRequest)
+		wantError(t, resp, body, 400, errcode.BadRequest)
 	}
 }
 
@@ -240,11 +242,11 @@ func TestProofsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldCP, _, err := ledger.VerifyCheckpoint(old, keysvc.Origin("test"), e.fake.Key())
+	oldCP, _, err := ledger.VerifyCheckpoint(old, ledger.Origin("test"), e.fake.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	curCP, _, err := ledger.VerifyCheckpoint(cur, keysvc.Origin("test"), e.fake.Key())
+	curCP, _, err := ledger.VerifyCheckpoint(cur, ledger.Origin("test"), e.fake.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,12 +277,12 @@ func TestProofsVerify(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"inclusion?index=3&size=3", 400, client.CodeBadRequest},
-		{"inclusion?index=3", 400, client.CodeBadRequest},
-		{"inclusion?index=3&size=99", 404, client.CodeNotFound},
-		{"consistency?old=5&new=4", 400, client.CodeBadRequest},
-		{"consistency?new=4", 400, client.CodeBadRequest},
-		{"consistency?old=1&new=99", 404, client.CodeNotFound},
+		{"inclusion?index=3&size=3", 400, errcode.BadRequest},
+		{"inclusion?index=3", 400, errcode.BadRequest},
+		{"inclusion?index=3&size=99", 404, errcode.NotFound},
+		{"consistency?old=5&new=4", 400, errcode.BadRequest},
+		{"consistency?new=4", 400, errcode.BadRequest},
+		{"consistency?old=1&new=99", 404, errcode.NotFound},
 	} {
 		resp, body := call(t, hc, "GET", e.srv.URL+"/v1/ledger/proof/"+tc.q, nil)
 		wantError(t, resp, body, tc.status, tc.code)
@@ -328,14 +330,14 @@ func TestCanary(t *testing.T) {
 
 	// Body limits and strictness.
 	resp, body = call(t, e.operator(t), "POST", e.srv.URL+"/v1/sys/canary", []byte(`{"x":1}`))
-	wantError(t, resp, body, 400, client.CodeBadRequest)
+	wantError(t, resp, body, 400, errcode.BadRequest)
 	resp, body = call(t, e.operator(t), "POST", e.srv.URL+"/v1/sys/canary", []byte(`{"x":"`+strings.Repeat("a", 70<<10)+`"}`))
-	wantError(t, resp, body, 413, client.CodeTooLarge)
+	wantError(t, resp, body, 413, errcode.TooLarge)
 
 	// No quorum: the outcome is unknown, said so.
 	e.fake.SetError("Append", fmt.Errorf("%w: append: %w", keysvc.ErrNoQuorum, context.DeadlineExceeded))
 	resp, body = call(t, e.operator(t), "POST", e.srv.URL+"/v1/sys/canary", nil)
-	d := wantError(t, resp, body, 503, client.CodeNoQuorum)
+	d := wantError(t, resp, body, 503, errcode.NoQuorum)
 	if !strings.Contains(d.Message, "unknown") {
 		t.Errorf("no_quorum message %q", d.Message)
 	}
@@ -361,7 +363,7 @@ func TestRoleRefusals(t *testing.T) {
 			t.Run(string(role)+tc.path, func(t *testing.T) {
 				before := len(e.fake.Calls())
 				resp, body := call(t, e.as(t, role, "x-"+string(role), "DE"), tc.method, e.srv.URL+tc.path, []byte(`{}`))
-				d := wantError(t, resp, body, 403, client.CodeForbidden)
+				d := wantError(t, resp, body, 403, errcode.Forbidden)
 				if !strings.Contains(d.Message, string(role)) {
 					t.Errorf("message %q does not name the role", d.Message)
 				}
@@ -393,7 +395,7 @@ func TestJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	added := e.fake.Added()
-	if res != (client.JoinResult{Node: "n2", Leader: "n1"}) || len(added) != 1 || added[0].Info != keysvc.NodeInfo(info) ||
+	if res != (client.JoinResult{Node: "n2", Leader: "n1"}) || len(added) != 1 || added[0].Info != state.NodeInfo(info) ||
 		added[0].Actor.Identity != "custos://test/node/n2?region=FR" || added[0].Actor.Role != "node" {
 		t.Errorf("join %+v, added %+v", res, added)
 	}
@@ -405,7 +407,7 @@ func TestJoin(t *testing.T) {
 		body, _ := json.Marshal(info)
 		size := e.fake.Status().LogSize
 		resp, rb := call(t, hc, "POST", e.srv.URL+"/v1/sys/join", body)
-		wantError(t, resp, rb, 403, client.CodeForbidden)
+		wantError(t, resp, rb, 403, errcode.Forbidden)
 		en, err := e.fake.Entry(size)
 		if err != nil || en.Type != "node.join" || en.Outcome != ledger.OutcomeDenied || en.Details["node.id"] != "n2" || en.Reason == "" {
 			t.Errorf("denied join entry %+v, %v", en, err)
@@ -414,7 +416,7 @@ func TestJoin(t *testing.T) {
 	// A refused role is logged too.
 	size := e.fake.Status().LogSize
 	resp, rb := call(t, e.agent(t), "POST", e.srv.URL+"/v1/sys/join", []byte(`{}`))
-	wantError(t, resp, rb, 403, client.CodeForbidden)
+	wantError(t, resp, rb, 403, errcode.Forbidden)
 	if en, err := e.fake.Entry(size); err != nil || en.Type != "node.join" || en.Outcome != ledger.OutcomeDenied || en.Actor.Role != "agent" {
 		t.Errorf("denied join entry %+v, %v", en, err)
 	}
@@ -425,9 +427,9 @@ func TestJoin(t *testing.T) {
 		status int
 		code   string
 	}{
-		{fmt.Errorf("keysvc: add node %q: %w: region FR is not among the allowed regions DE (logged as entry 9)", "n2", keysvc.ErrRegionNotAllowed), 403, client.CodeRegionNotAllowed},
-		{fmt.Errorf("keysvc: add node %q: %w: other keys", "n2", keysvc.ErrNodeConflict), 409, client.CodeConflict},
-		{fmt.Errorf("keysvc: add node %q: %w: bad keys", "n2", keysvc.ErrInvalidNode), 400, client.CodeBadRequest},
+		{fmt.Errorf("keysvc: add node %q: %w: region FR is not among the allowed regions DE (logged as entry 9)", "n2", keysvc.ErrRegionNotAllowed), 403, errcode.RegionNotAllowed},
+		{fmt.Errorf("keysvc: add node %q: %w: other keys", "n2", keysvc.ErrNodeConflict), 409, errcode.Conflict},
+		{fmt.Errorf("keysvc: add node %q: %w: bad keys", "n2", keysvc.ErrInvalidNode), 400, errcode.BadRequest},
 	} {
 		e.fake.SetError("AddNode", tc.err)
 		_, err := c.Join(context.Background(), info)
@@ -438,11 +440,11 @@ func TestJoin(t *testing.T) {
 	}
 	e.fake.SetError("AddNode", nil)
 
-	for b, code := range map[string]string{``: client.CodeMalformedRequest, `{`: client.CodeMalformedRequest,
-		`{"id":"n2","bogus":1}`: client.CodeBadRequest, `{"id":"n2"} {}`: client.CodeMalformedRequest,
+	for b, code := range map[string]string{``: errcode.MalformedRequest, `{`: errcode.MalformedRequest,
+		`{"id":"n2","bogus":1}`: errcode.BadRequest, `{"id":"n2"} {}`: errcode.MalformedRequest,
 		// Never read as "n2\ufffd": invalid UTF-8 and lone surrogates are refused.
-		"{\"id\":\"n2\xff\"}": client.CodeMalformedRequest, `{"id":"n2\udc00"}`: client.CodeMalformedRequest,
-		`{"id":2}`: client.CodeBadRequest, `null`: client.CodeBadRequest} {
+		"{\"id\":\"n2\xff\"}": errcode.MalformedRequest, `{"id":"n2\udc00"}`: errcode.MalformedRequest,
+		`{"id":2}`: errcode.BadRequest, `null`: errcode.BadRequest} {
 		resp, rb := call(t, e.as(t, identity.RoleNode, "n2", "FR"), "POST", e.srv.URL+"/v1/sys/join", []byte(b))
 		wantError(t, resp, rb, 400, code)
 	}
@@ -453,7 +455,7 @@ func TestErrorsNeverLeakCauses(t *testing.T) {
 	cause := &hsm.Error{Op: "sign", Label: "custos:node:identity", Err: hsm.ErrDevice}
 	e.fake.SetError("Checkpoint", fmt.Errorf("keysvc: checkpoint: %w (CKR_DEVICE_ERROR)", cause))
 	resp, body := call(t, e.agent(t), "GET", e.srv.URL+"/v1/ledger/checkpoint", nil)
-	d := wantError(t, resp, body, 500, client.CodeInternal)
+	d := wantError(t, resp, body, 500, errcode.Internal)
 	if d.Message != "internal error" || strings.Contains(string(body), "CKR") || strings.Contains(string(body), "custos:node") {
 		t.Errorf("internal error body leaks the cause: %s", body)
 	}
@@ -464,7 +466,7 @@ func TestErrorsNeverLeakCauses(t *testing.T) {
 
 	e.fake.SetPanic("NodeKeys")
 	resp, body = call(t, e.agent(t), "GET", e.srv.URL+"/v1/ledger/keys", nil)
-	d = wantError(t, resp, body, 500, client.CodeInternal)
+	d = wantError(t, resp, body, 500, errcode.Internal)
 	if strings.Contains(string(body), "panic") || !strings.Contains(e.logs.Line(d.RequestID), "injected panic") {
 		t.Errorf("panic: body %s, log %q", body, e.logs.Line(d.RequestID))
 	}
@@ -473,9 +475,9 @@ func TestErrorsNeverLeakCauses(t *testing.T) {
 func TestUnknownRouteAndMethod(t *testing.T) {
 	e := newEnv(t)
 	resp, body := call(t, e.agent(t), "GET", e.srv.URL+"/v1/nope", nil)
-	wantError(t, resp, body, 404, client.CodeNotFound)
+	wantError(t, resp, body, 404, errcode.NotFound)
 	resp, body = call(t, e.agent(t), "DELETE", e.srv.URL+"/v1/sys/health", nil)
-	wantError(t, resp, body, 405, client.CodeMethodNotAllowed)
+	wantError(t, resp, body, 405, errcode.MethodNotAllowed)
 }
 
 func TestRequestIDsDiffer(t *testing.T) {
@@ -579,7 +581,7 @@ func TestPlainHTTPIsUnauthenticated(t *testing.T) {
 	for _, p := range []string{"/v1/sys/health", "/v1/sys/canary", "/nope"} {
 		rec := serve(h, "GET", p)
 		resp := rec.Result()
-		wantError(t, resp, rec.Body.Bytes(), 401, client.CodeUnauthenticated)
+		wantError(t, resp, rec.Body.Bytes(), 401, errcode.Unauthenticated)
 	}
 	if calls := f.Calls(); len(calls) != 0 {
 		t.Errorf("the node was called: %v", calls)

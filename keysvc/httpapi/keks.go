@@ -15,12 +15,14 @@ import (
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // KEKService is what the KEK routes need; *keysvc.Node implements it.
 type KEKService interface {
-	KEKs() ([]keysvc.KEK, error)
-	KEK(id string) (keysvc.KEK, bool, error)
+	KEKs() ([]state.KEK, error)
+	KEK(id string) (state.KEK, bool, error)
 	DestructionCertificate(id string, version uint32) (keysvc.DestructionCertificate, error)
 	HoldEscrowShare(pid, officer string, share []byte) error
 }
@@ -30,7 +32,7 @@ var _ KEKService = (*keysvc.Node)(nil)
 func (a *api) kekService() (KEKService, error) {
 	ks, ok := a.svc.(KEKService)
 	if !ok {
-		return nil, &apiError{http.StatusNotImplemented, client.CodeNotSupportedYet, "this node does not serve keks"}
+		return nil, &apiError{http.StatusNotImplemented, errcode.NotSupportedYet, "this node does not serve keks"}
 	}
 	return ks, nil
 }
@@ -52,7 +54,7 @@ func (a *api) catchUp(r *http.Request) error {
 	return nil
 }
 
-func wireKEK(k keysvc.KEK) client.KEK {
+func wireKEK(k state.KEK) client.KEK {
 	pol, _ := k.Policy.MarshalJSON() // strings and integers: cannot fail
 	out := client.KEK{ID: k.ID, Policy: pol, Created: k.Created, Versions: make([]client.KEKVersion, 0, len(k.Versions))}
 	if h := k.LegalHold; h != nil {
@@ -112,7 +114,7 @@ func (a *api) getKEK(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !found {
-		return &apiError{http.StatusNotFound, client.CodeUnknownKEK, fmt.Sprintf("no kek %q", id)}
+		return &apiError{http.StatusNotFound, errcode.UnknownKEK, fmt.Sprintf("no kek %q", id)}
 	}
 	writeJSON(w, http.StatusOK, wireKEK(k))
 	return nil
@@ -160,19 +162,19 @@ func (a *api) holdEscrowShare(pid, officer string, share []byte) error {
 func classifyKEK(err error) (mapping, bool) {
 	switch {
 	case errors.Is(err, keysvc.ErrUnknownKEK):
-		return mapping{status: http.StatusNotFound, code: client.CodeUnknownKEK, message: sentinelText(err), level: slog.LevelDebug}, true
+		return mapping{status: http.StatusNotFound, code: errcode.UnknownKEK, message: sentinelText(err), level: slog.LevelDebug}, true
 	case errors.Is(err, keysvc.ErrNotDestroyed):
-		return mapping{status: http.StatusConflict, code: client.CodeNotDestroyed, message: sentinelText(err), level: slog.LevelDebug}, true
+		return mapping{status: http.StatusConflict, code: errcode.NotDestroyed, message: sentinelText(err), level: slog.LevelDebug}, true
 	case errors.Is(err, keysvc.ErrBadEscrowShare):
-		return mapping{status: http.StatusBadRequest, code: client.CodeBadEscrowShare, message: sentinelText(err), level: slog.LevelInfo}, true
+		return mapping{status: http.StatusBadRequest, code: errcode.BadEscrowShare, message: sentinelText(err), level: slog.LevelInfo}, true
 	case errors.Is(err, keysvc.ErrSealRefused):
-		return mapping{status: http.StatusForbidden, code: client.CodeSealRefused, message: sentinelText(err), level: slog.LevelWarn}, true
+		return mapping{status: http.StatusForbidden, code: errcode.SealRefused, message: sentinelText(err), level: slog.LevelWarn}, true
 	case errors.Is(err, keysvc.ErrReleaseRefused):
-		return mapping{status: http.StatusForbidden, code: client.CodeReleaseRefused, message: sentinelText(err), level: slog.LevelWarn}, true
+		return mapping{status: http.StatusForbidden, code: errcode.ReleaseRefused, message: sentinelText(err), level: slog.LevelWarn}, true
 	case errors.Is(err, keysvc.ErrDiscardRefused):
-		return mapping{status: http.StatusForbidden, code: client.CodeDiscardRefused, message: sentinelText(err), level: slog.LevelWarn}, true
+		return mapping{status: http.StatusForbidden, code: errcode.DiscardRefused, message: sentinelText(err), level: slog.LevelWarn}, true
 	case errors.Is(err, keysvc.ErrLiveShare):
-		return mapping{status: http.StatusConflict, code: client.CodeLiveShare, message: sentinelText(err), level: slog.LevelWarn}, true
+		return mapping{status: http.StatusConflict, code: errcode.LiveShare, message: sentinelText(err), level: slog.LevelWarn}, true
 	}
 	return mapping{}, false
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -47,11 +49,11 @@ func TestKEKRoutes(t *testing.T) {
 		t.Errorf("policy %s: %v", k.Policy, err)
 	}
 	_, err = agent.KEK(ctx, "nope")
-	wantCode(t, "unknown kek", err, 404, client.CodeUnknownKEK)
+	wantCode(t, "unknown kek", err, 404, errcode.UnknownKEK)
 	_, err = agent.DestructionCertificate(ctx, "payroll", 1)
-	wantCode(t, "certificate of an active version", err, 409, client.CodeNotDestroyed)
+	wantCode(t, "certificate of an active version", err, 409, errcode.NotDestroyed)
 	_, err = agent.DestructionCertificate(ctx, "payroll", 9)
-	wantCode(t, "certificate of an unknown version", err, 404, client.CodeUnknownKEK)
+	wantCode(t, "certificate of an unknown version", err, 404, errcode.UnknownKEK)
 	resp, _ := call(t, e.as(t, identity.RoleAgent, "agent-1", "DE"), http.MethodGet, leaderURL+"/v1/keks/payroll/versions/x/destruction-certificate", nil)
 	if resp.StatusCode != 400 {
 		t.Errorf("version x: %d", resp.StatusCode)

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/go-chi/chi/v5"
 
 	"github.com/custos-eu/custos/keysvc"
@@ -59,7 +61,7 @@ const (
 func (a *api) keyOps() (KeyOpService, error) {
 	ks, ok := a.svc.(KeyOpService)
 	if !ok {
-		return nil, &apiError{http.StatusNotImplemented, client.CodeNotSupportedYet, "this node does not serve key operations"}
+		return nil, &apiError{http.StatusNotImplemented, errcode.NotSupportedYet, "this node does not serve key operations"}
 	}
 	return ks, nil
 }
@@ -95,7 +97,7 @@ func (a *api) signedCaller(r *http.Request, op string, version uint32, body [32]
 	}
 	ch, err := reqsig.ContextHash(wrapkey.Context(c))
 	if err != nil {
-		return keysvc.Caller{}, &apiError{http.StatusBadRequest, client.CodeInvalidContext, "context: " + contextReason(err)}
+		return keysvc.Caller{}, &apiError{http.StatusBadRequest, errcode.InvalidContext, "context: " + contextReason(err)}
 	}
 	return a.verifySignature(r, reqsig.Request{Op: op, Version: version, Body: body, Context: ch})
 }
@@ -111,7 +113,7 @@ func (a *api) signedBatchCaller(r *http.Request, op string, n int, item func(i i
 		body, c := item(i)
 		ch, err := reqsig.ContextHash(wrapkey.Context(c))
 		if err != nil {
-			return keysvc.Caller{}, &apiError{http.StatusBadRequest, client.CodeInvalidContext,
+			return keysvc.Caller{}, &apiError{http.StatusBadRequest, errcode.InvalidContext,
 				"item " + strconv.Itoa(i) + ": context: " + contextReason(err)}
 		}
 		items[i] = reqsig.Item{Body: reqsig.BodyHash(body), Context: ch}
@@ -486,7 +488,7 @@ func (f *batchFailures) item(ir keysvc.ItemResult) *client.ItemError {
 	code := m.code
 	if m.leader != nil {
 		// A redirect means nothing inside a batch's answer.
-		code = client.CodeNoLeader
+		code = errcode.NoLeader
 	}
 	return &client.ItemError{Code: code, Message: m.message, LogIndex: ir.LogIndex}
 }
@@ -509,7 +511,7 @@ func classifyKeyOp(err error) (mapping, bool) {
 		return mapping{}, false
 	}
 	level := slog.LevelInfo
-	if ke.Code == keysvc.CodeSharesUnavailable {
+	if ke.Code == errcode.SharesUnavailable {
 		level = slog.LevelWarn
 	}
 	return mapping{status: keyOpStatus(ke.Code), code: ke.Code, message: ke.Reason, level: level}, true
@@ -517,18 +519,18 @@ func classifyKeyOp(err error) (mapping, bool) {
 
 func keyOpStatus(code string) int {
 	switch code {
-	case keysvc.CodeAccessDenied, keysvc.CodeRegionDenied:
+	case errcode.AccessDenied, errcode.RegionDenied:
 		return http.StatusForbidden
-	case keysvc.CodeContextMissing, keysvc.CodeInvalidContext, keysvc.CodeInvalidPlaintext,
-		keysvc.CodeMalformedBlob, keysvc.CodeWrongKEK, keysvc.CodeUnwrapFailed:
+	case errcode.ContextMissing, errcode.InvalidContext, errcode.InvalidPlaintext,
+		errcode.MalformedBlob, errcode.WrongKEK, errcode.UnwrapFailed:
 		return http.StatusBadRequest
-	case keysvc.CodeUnknownKEK, keysvc.CodeUnknownVersion:
+	case errcode.UnknownKEK, errcode.UnknownVersion:
 		return http.StatusNotFound
-	case keysvc.CodeKEKDisabled, keysvc.CodeNoActiveVersion:
+	case errcode.KEKDisabled, errcode.NoActiveVersion:
 		return http.StatusConflict
-	case keysvc.CodeKEKDestroyed:
+	case errcode.KEKDestroyed:
 		return http.StatusGone
-	case keysvc.CodeSharesUnavailable, keysvc.CodeNotCaughtUp:
+	case errcode.SharesUnavailable, errcode.NotCaughtUp:
 		return http.StatusServiceUnavailable
 	}
 	if st, ok := reqsigStatus(code); ok {

@@ -17,7 +17,8 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/internal/testlog"
-	"github.com/custos-eu/custos/keysvc"
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
@@ -207,14 +208,14 @@ func TestKeyOpRoutes(t *testing.T) {
 	if wb.Results[0].Err() != nil || wb.Results[2].Err() != nil || batchIdx == 0 || wb.Results[2].LogIndex != batchIdx || wb.Results[0].KEKVersion != 1 {
 		t.Fatalf("wrap batch results: %+v", wb.Results)
 	}
-	if ie := wb.Results[1].Error; ie == nil || ie.Code != client.CodeContextMissing || ie.LogIndex != batchIdx || ie.Message == "" || wb.Results[1].Wrapped != nil {
+	if ie := wb.Results[1].Error; ie == nil || ie.Code != errcode.ContextMissing || ie.LogIndex != batchIdx || ie.Message == "" || wb.Results[1].Wrapped != nil {
 		t.Errorf("wrap batch item 1: %+v", wb.Results[1])
 	}
 	aud := e.sdk(t, identity.RoleAuditor, "audit", "NL", kc.followerURL)
 	kc.c.WaitConverged()
 	if raw, err := aud.Entries(ctx, batchIdx, 1); err != nil || len(raw) != 1 {
 		t.Fatalf("batch entry: %v", err)
-	} else if en, err := ledger.ParseEntry(raw[0]); err != nil || en.Type != keysvc.TypeWrap || en.Details["items"] != "3" {
+	} else if en, err := ledger.ParseEntry(raw[0]); err != nil || en.Type != ledger.TypeWrap || en.Details["items"] != "3" {
 		t.Errorf("batch entry %+v, %v", en, err)
 	}
 	tampered := slices.Clone(w.Wrapped)
@@ -228,7 +229,7 @@ func TestKeyOpRoutes(t *testing.T) {
 	if !bytes.Equal(ub.Results[0].Plaintext, dek) || !bytes.Equal(ub.Results[2].Plaintext, dk.Plaintext) || ub.Results[0].LogIndex == 0 {
 		t.Errorf("unwrap batch results: %+v", ub.Results)
 	}
-	if ie := ub.Results[1].Error; ie == nil || ie.Code != client.CodeUnwrapFailed || ie.LogIndex == 0 || ie.LogIndex != ub.Results[0].LogIndex {
+	if ie := ub.Results[1].Error; ie == nil || ie.Code != errcode.UnwrapFailed || ie.LogIndex == 0 || ie.LogIndex != ub.Results[0].LogIndex {
 		t.Errorf("unwrap batch item 1: %+v", ub.Results[1])
 	}
 	var ie *client.ItemError
@@ -247,7 +248,7 @@ func TestKeyOpRoutes(t *testing.T) {
 	wantShape(t, "wrap batch result 1", batch.Results[1], "error")
 	em, _ := batch.Results[1]["error"].(map[string]any)
 	wantShape(t, "wrap batch error", em, "code", "message", "log_index")
-	if em["code"] != client.CodeInvalidPlaintext {
+	if em["code"] != errcode.InvalidPlaintext {
 		t.Errorf("wrap batch error %v", em)
 	}
 	resp, body = post(t, raw, kc.followerURL, "/v1/keks/payroll/unwrap/batch", client.UnwrapBatchRequest{Items: []client.UnwrapItem{{Wrapped: w.Wrapped, Context: hr}, {Wrapped: []byte("junk"), Context: hr}}})
@@ -264,7 +265,7 @@ func TestKeyOpRoutes(t *testing.T) {
 	wantShape(t, "unwrap batch result 1", batch.Results[1], "error")
 	em, _ = batch.Results[1]["error"].(map[string]any)
 	wantShape(t, "unwrap batch error", em, "code", "message", "log_index")
-	if em["code"] != client.CodeMalformedBlob {
+	if em["code"] != errcode.MalformedBlob {
 		t.Errorf("unwrap batch error %v", em)
 	}
 
@@ -274,12 +275,12 @@ func TestKeyOpRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	pk, err := aud.PublicKey(ctx, "payroll", 1)
-	if err != nil || pk.KEKID != "payroll" || pk.KEKVersion != 1 || pk.State != keysvc.KEKActive || pk.LogIndex == 0 ||
+	if err != nil || pk.KEKID != "payroll" || pk.KEKVersion != 1 || pk.State != ledger.KEKActive || pk.LogIndex == 0 ||
 		pk.LogIndex != k.Versions[0].Created || !bytes.Equal(pk.PublicKey, k.Versions[0].PublicKey) {
 		t.Fatalf("public key: %+v, %v (kek %+v)", pk, err, k.Versions[0])
 	}
 	// With the entry that dealt it, which names the key's hash.
-	if pe, err := ledger.ParseEntry(pk.Entry); err != nil || pe.Index != pk.LogIndex || pe.Type != keysvc.TypeExecute ||
+	if pe, err := ledger.ParseEntry(pk.Entry); err != nil || pe.Index != pk.LogIndex || pe.Type != ledger.TypeExecute ||
 		pe.Details["kek.id"] != "payroll" || pe.Details["kek.version"] != "1" || pe.Details["kek.public_key"] != fmt.Sprintf("sha256:%x", sha256.Sum256(pk.PublicKey)) {
 		t.Fatalf("public key entry: %+v, %v", pe, err)
 	}
@@ -289,11 +290,11 @@ func TestKeyOpRoutes(t *testing.T) {
 	}
 	shape(t, "public key", body, "kek_id", "kek_version", "public_key", "state", "log_index", "entry")
 	_, err = aud.PublicKey(ctx, "payroll", 7)
-	wantCode(t, "public key of an unknown version", err, 404, client.CodeUnknownKEK)
+	wantCode(t, "public key of an unknown version", err, 404, errcode.UnknownKEK)
 	_, err = aud.PublicKey(ctx, "nope", 1)
-	wantCode(t, "public key of an unknown kek", err, 404, client.CodeUnknownKEK)
+	wantCode(t, "public key of an unknown kek", err, 404, errcode.UnknownKEK)
 	resp, body = call(t, raw, http.MethodGet, kc.leaderURL+"/v1/keks/payroll/versions/x/public", nil)
-	wantError(t, resp, body, 400, client.CodeBadRequest)
+	wantError(t, resp, body, 400, errcode.BadRequest)
 
 	// Refusals: each with its status and code, in the error body's shape.
 	fr := e.signed(t, identity.RoleAgent, "agent-1", "FR")
@@ -307,33 +308,33 @@ func TestKeyOpRoutes(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"wrap from FR", fr, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 403, client.CodeRegionDenied},
-		{"unwrap from FR", fr, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: hr}, 403, client.CodeRegionDenied},
-		{"unwrap by an auditor", auditor, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: hr}, 403, client.CodeAccessDenied},
-		{"datakey by an auditor", auditor, kc.leaderURL, "datakey", client.DataKeyRequest{Context: hr}, 403, client.CodeAccessDenied},
-		{"wrap without dataset", raw, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: map[string]string{"purpose": "x"}}, 400, client.CodeContextMissing},
-		{"unwrap without context", raw, kc.leaderURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped}, 400, client.CodeContextMissing},
-		{"malformed blob", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: []byte("not a blob"), Context: hr}, 400, client.CodeMalformedBlob},
-		{"blob of another kek", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: hr}, 400, client.CodeWrongKEK},
-		{"tampered blob", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: tampered, Context: hr}, 400, client.CodeUnwrapFailed},
-		{"wrong context", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: map[string]string{"dataset": "finance"}}, 400, client.CodeUnwrapFailed},
-		{"rewrap of a tampered blob", raw, kc.leaderURL, "rewrap", client.RewrapRequest{Wrapped: tampered, Context: hr}, 400, client.CodeUnwrapFailed},
-		{"unknown kek", raw, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 404, client.CodeUnknownKEK},
-		{"empty plaintext", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"","context":{"dataset":"hr"}}`), 400, client.CodeInvalidPlaintext},
-		{"no plaintext", raw, kc.leaderURL, "wrap", []byte(`{"context":{"dataset":"hr"}}`), 400, client.CodeInvalidPlaintext},
-		{"plaintext over 4096 bytes", raw, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: make([]byte, 4097), Context: hr}, 400, client.CodeInvalidPlaintext},
-		{"malformed JSON", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":`), 400, client.CodeMalformedRequest},
-		{"not base64", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"!!","context":{}}`), 400, client.CodeBadRequest},
-		{"unknown field", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"AA==","context":{},"extra":1}`), 400, client.CodeBadRequest},
-		{"trailing data", raw, kc.leaderURL, "unwrap", []byte(`{"wrapped":"AA=="} {}`), 400, client.CodeMalformedRequest},
-		{"no body", raw, kc.leaderURL, "datakey", []byte{}, 400, client.CodeMalformedRequest},
-		{"oversized body", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"` + strings.Repeat("A", 70<<10) + `"}`), 413, client.CodeTooLarge},
-		{"empty batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[]}`), 400, client.CodeBadRequest},
-		{"batch of 1001", raw, kc.leaderURL, "unwrap/batch", client.UnwrapBatchRequest{Items: make([]client.UnwrapItem, 1001)}, 413, client.CodeTooLarge},
+		{"wrap from FR", fr, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 403, errcode.RegionDenied},
+		{"unwrap from FR", fr, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: hr}, 403, errcode.RegionDenied},
+		{"unwrap by an auditor", auditor, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: hr}, 403, errcode.AccessDenied},
+		{"datakey by an auditor", auditor, kc.leaderURL, "datakey", client.DataKeyRequest{Context: hr}, 403, errcode.AccessDenied},
+		{"wrap without dataset", raw, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: map[string]string{"purpose": "x"}}, 400, errcode.ContextMissing},
+		{"unwrap without context", raw, kc.leaderURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped}, 400, errcode.ContextMissing},
+		{"malformed blob", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: []byte("not a blob"), Context: hr}, 400, errcode.MalformedBlob},
+		{"blob of another kek", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: hr}, 400, errcode.WrongKEK},
+		{"tampered blob", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: tampered, Context: hr}, 400, errcode.UnwrapFailed},
+		{"wrong context", raw, kc.followerURL, "unwrap", client.UnwrapRequest{Wrapped: w.Wrapped, Context: map[string]string{"dataset": "finance"}}, 400, errcode.UnwrapFailed},
+		{"rewrap of a tampered blob", raw, kc.leaderURL, "rewrap", client.RewrapRequest{Wrapped: tampered, Context: hr}, 400, errcode.UnwrapFailed},
+		{"unknown kek", raw, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 404, errcode.UnknownKEK},
+		{"empty plaintext", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"","context":{"dataset":"hr"}}`), 400, errcode.InvalidPlaintext},
+		{"no plaintext", raw, kc.leaderURL, "wrap", []byte(`{"context":{"dataset":"hr"}}`), 400, errcode.InvalidPlaintext},
+		{"plaintext over 4096 bytes", raw, kc.leaderURL, "wrap", client.WrapRequest{Plaintext: make([]byte, 4097), Context: hr}, 400, errcode.InvalidPlaintext},
+		{"malformed JSON", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":`), 400, errcode.MalformedRequest},
+		{"not base64", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"!!","context":{}}`), 400, errcode.BadRequest},
+		{"unknown field", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"AA==","context":{},"extra":1}`), 400, errcode.BadRequest},
+		{"trailing data", raw, kc.leaderURL, "unwrap", []byte(`{"wrapped":"AA=="} {}`), 400, errcode.MalformedRequest},
+		{"no body", raw, kc.leaderURL, "datakey", []byte{}, 400, errcode.MalformedRequest},
+		{"oversized body", raw, kc.leaderURL, "wrap", []byte(`{"plaintext":"` + strings.Repeat("A", 70<<10) + `"}`), 413, errcode.TooLarge},
+		{"empty batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[]}`), 400, errcode.BadRequest},
+		{"batch of 1001", raw, kc.leaderURL, "unwrap/batch", client.UnwrapBatchRequest{Items: make([]client.UnwrapItem, 1001)}, 413, errcode.TooLarge},
 		{"oversized batch", raw, kc.leaderURL, "wrap/batch", []byte(`{"items":[{"plaintext":"` +
-			strings.Repeat("A", int(httpapi.BodyLimits["POST /v1/keks/{id}/wrap/batch"])) + `"}]}`), 413, client.CodeTooLarge},
-		{"a node", e.as(t, identity.RoleNode, "n1", "DE"), kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 403, client.CodeForbidden},
-		{"a node's batch", e.as(t, identity.RoleNode, "n2", "FR"), kc.followerURL, "unwrap/batch", client.UnwrapBatchRequest{Items: []client.UnwrapItem{{Wrapped: w.Wrapped, Context: hr}}}, 403, client.CodeForbidden},
+			strings.Repeat("A", int(httpapi.BodyLimits["POST /v1/keks/{id}/wrap/batch"])) + `"}]}`), 413, errcode.TooLarge},
+		{"a node", e.as(t, identity.RoleNode, "n1", "DE"), kc.leaderURL, "wrap", client.WrapRequest{Plaintext: dek, Context: hr}, 403, errcode.Forbidden},
+		{"a node's batch", e.as(t, identity.RoleNode, "n2", "FR"), kc.followerURL, "unwrap/batch", client.UnwrapBatchRequest{Items: []client.UnwrapItem{{Wrapped: w.Wrapped, Context: hr}}}, 403, errcode.Forbidden},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			kek := "payroll"
@@ -348,16 +349,16 @@ func TestKeyOpRoutes(t *testing.T) {
 		})
 	}
 	_, err = agent.Wrap(ctx, "payroll", nil, hr)
-	wantCode(t, "SDK wrap of nothing", err, 400, client.CodeInvalidPlaintext)
+	wantCode(t, "SDK wrap of nothing", err, 400, errcode.InvalidPlaintext)
 	_, err = agentF.Unwrap(ctx, "other", w.Wrapped, hr)
-	wantCode(t, "SDK unwrap with another kek", err, 400, client.CodeWrongKEK)
+	wantCode(t, "SDK unwrap with another kek", err, 400, errcode.WrongKEK)
 	_, err = e.sdk(t, identity.RoleAgent, "agent-1", "FR", kc.followerURL).DataKey(ctx, "payroll", hr, false)
-	wantCode(t, "SDK datakey from FR", err, 403, client.CodeRegionDenied)
+	wantCode(t, "SDK datakey from FR", err, 403, errcode.RegionDenied)
 	if ae := (*client.APIError)(nil); !errors.As(err, &ae) || ae.LogIndex == 0 {
 		t.Errorf("a refusal carries the index of its denied entry: %v", err)
 	}
 	resp, body = call(t, raw, http.MethodGet, kc.leaderURL+"/v1/keks/payroll/wrap", nil)
-	wantError(t, resp, body, 405, client.CodeMethodNotAllowed)
+	wantError(t, resp, body, 405, errcode.MethodNotAllowed)
 
 	// Rotation, then rewrap of a v1 blob to v2, through the follower.
 	kc.execute(t, ceremony.KEKRotate{KEKID: "payroll"})
@@ -382,16 +383,16 @@ func TestKeyOpRoutes(t *testing.T) {
 	// A disabled version: 409; a destroyed one: 410.
 	kc.execute(t, ceremony.KEKDisable{KEKID: "payroll", Version: 1})
 	_, err = agentF.Unwrap(ctx, "payroll", w.Wrapped, hr)
-	wantCode(t, "unwrap with a disabled version", err, 409, client.CodeKEKDisabled)
+	wantCode(t, "unwrap with a disabled version", err, 409, errcode.KEKDisabled)
 	kc.execute(t, ceremony.KEKDestroy{KEKID: "payroll", Version: 1})
 	_, err = agent.Unwrap(ctx, "payroll", w.Wrapped, hr)
-	wantCode(t, "unwrap with a destroyed version", err, 410, client.CodeKEKDestroyed)
-	if pk, err := aud.PublicKey(ctx, "payroll", 1); err != nil || pk.State != keysvc.KEKDestroyed {
+	wantCode(t, "unwrap with a destroyed version", err, 410, errcode.KEKDestroyed)
+	if pk, err := aud.PublicKey(ctx, "payroll", 1); err != nil || pk.State != ledger.KEKDestroyed {
 		t.Errorf("public key of a destroyed version: %+v, %v", pk, err)
 	}
 	kc.execute(t, ceremony.KEKDisable{KEKID: "other", All: true})
 	_, err = agent.Wrap(ctx, "other", dek, hr)
-	wantCode(t, "wrap with no active version", err, 409, client.CodeNoActiveVersion)
+	wantCode(t, "wrap with no active version", err, 409, errcode.NoActiveVersion)
 
 	// Metrics: the node's key-op counters.
 	resp, body = call(t, e.as(t, identity.RoleOperator, "ops", "DE"), http.MethodGet, kc.followerURL+"/metrics", nil)
@@ -482,10 +483,10 @@ func TestOpenAPI(t *testing.T) {
 	if !strings.Contains(doc, "      name: Custos-Request-Signature\n      in: header\n      required: true\n") {
 		t.Error("no required Custos-Request-Signature header parameter")
 	}
-	for _, code := range []string{client.CodeAccessDenied, client.CodeRegionDenied, client.CodeContextMissing, client.CodeInvalidContext,
-		client.CodeInvalidPlaintext, client.CodeMalformedBlob, client.CodeWrongKEK, client.CodeUnwrapFailed, client.CodeUnknownKEK,
-		client.CodeUnknownVersion, client.CodeKEKDisabled, client.CodeNoActiveVersion, client.CodeKEKDestroyed,
-		client.CodeSharesUnavailable, client.CodeTooLarge, client.CodeForbidden, client.CodeBadRequest, client.CodeMalformedRequest,
+	for _, code := range []string{errcode.AccessDenied, errcode.RegionDenied, errcode.ContextMissing, errcode.InvalidContext,
+		errcode.InvalidPlaintext, errcode.MalformedBlob, errcode.WrongKEK, errcode.UnwrapFailed, errcode.UnknownKEK,
+		errcode.UnknownVersion, errcode.KEKDisabled, errcode.NoActiveVersion, errcode.KEKDestroyed,
+		errcode.SharesUnavailable, errcode.TooLarge, errcode.Forbidden, errcode.BadRequest, errcode.MalformedRequest,
 		client.CodeSignatureMissing, client.CodeSignatureMalformed, client.CodeSignatureInvalid, client.CodeSignatureStale,
 		client.CodeSignatureMismatch, client.CodeCertUntrusted, client.CodeRequestReplayed} {
 		if !strings.Contains(doc, "        - "+code+"\n") {
@@ -499,9 +500,9 @@ func TestOpenAPI(t *testing.T) {
 func TestKeyOpRoutesWithoutKeyOpService(t *testing.T) {
 	e := newEnv(t)
 	resp, body := post(t, e.agent(t), e.srv.URL, "/v1/keks/payroll/wrap", client.WrapRequest{Plaintext: []byte{1}})
-	wantError(t, resp, body, 501, client.CodeNotSupportedYet)
+	wantError(t, resp, body, 501, errcode.NotSupportedYet)
 	resp, body = call(t, e.auditor(t), http.MethodGet, e.srv.URL+"/v1/keks/payroll/versions/1/public", nil)
-	wantError(t, resp, body, 501, client.CodeNotSupportedYet)
+	wantError(t, resp, body, 501, errcode.NotSupportedYet)
 	resp, body = post(t, e.as(t, identity.RoleNode, "n2", "FR"), e.srv.URL, "/v1/keks/payroll/unwrap", client.UnwrapRequest{})
-	wantError(t, resp, body, 403, client.CodeForbidden)
+	wantError(t, resp, body, 403, errcode.Forbidden)
 }

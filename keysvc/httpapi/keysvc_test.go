@@ -5,9 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
-	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
@@ -52,8 +50,8 @@ func TestWithKeysvcNodes(t *testing.T) {
 	if err != nil || len(keys) != 3 {
 		t.Fatalf("keys: %d, %v", len(keys), err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, keysvc.Origin("test"), keys...)
-	if err != nil || signer != keysvc.KeyName("test", leader.Info().ID) || cp.Size <= idx {
+	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin("test"), keys...)
+	if err != nil || signer != ledger.KeyName("test", leader.Info().ID) || cp.Size <= idx {
 		t.Fatalf("checkpoint %+v by %q: %v", cp, signer, err)
 	}
 
@@ -66,7 +64,7 @@ func TestWithKeysvcNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if en.Type != httpapi.TypeCanary || en.Node != follower.Info().ID || en.Actor.Identity != "custos://test/operator/ops?region=FR" {
+	if en.Type != ledger.TypeCanary || en.Node != follower.Info().ID || en.Actor.Identity != "custos://test/operator/ops?region=FR" {
 		t.Errorf("canary entry %+v", en)
 	}
 	p, err := aud.InclusionProof(ctx, idx, cp.Size)

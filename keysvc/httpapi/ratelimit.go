@@ -13,9 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/custos-eu/custos/keysvc/errcode"
 
-	"github.com/custos-eu/custos/keysvc/client"
+	"golang.org/x/time/rate"
 )
 
 // RateLimit is one token bucket: Rate requests per second on average, Burst
@@ -206,7 +206,7 @@ func (a *api) limit(next http.Handler) http.Handler {
 		if wait, why := a.limits.admit(id, classOf(r)); wait > 0 {
 			secs := max(1, int(math.Ceil(wait.Seconds())))
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			a.writeError(w, r, &apiError{http.StatusTooManyRequests, client.CodeRateLimited,
+			a.writeError(w, r, &apiError{http.StatusTooManyRequests, errcode.RateLimited,
 				fmt.Sprintf("%s for this identity; retry after %d s", why, secs)})
 			return
 		}

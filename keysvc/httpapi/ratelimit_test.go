@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/internal/testlog"
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
@@ -36,7 +38,7 @@ func TestRateLimitPerIdentity(t *testing.T) {
 	for range 10 {
 		resp, body := call(t, flood, http.MethodGet, e.srv.URL+"/v1/sys/cluster", nil)
 		if resp.StatusCode == http.StatusTooManyRequests {
-			wantError(t, resp, body, http.StatusTooManyRequests, client.CodeRateLimited)
+			wantError(t, resp, body, http.StatusTooManyRequests, errcode.RateLimited)
 			secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
 			if err != nil || secs < 1 {
 				t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
@@ -65,11 +67,11 @@ func TestRateLimitRefusals(t *testing.T) {
 	agent := e.agent(t)
 	for range 3 { // the agent role may not read metrics: 403 each
 		resp, body := call(t, agent, http.MethodGet, e.srv.URL+"/metrics", nil)
-		wantError(t, resp, body, http.StatusForbidden, client.CodeForbidden)
+		wantError(t, resp, body, http.StatusForbidden, errcode.Forbidden)
 	}
 	for _, path := range []string{"/metrics", "/v1/sys/cluster"} {
 		resp, body := call(t, agent, http.MethodGet, e.srv.URL+path, nil)
-		wantError(t, resp, body, http.StatusTooManyRequests, client.CodeRateLimited)
+		wantError(t, resp, body, http.StatusTooManyRequests, errcode.RateLimited)
 	}
 	if resp, body := call(t, e.auditor(t), http.MethodGet, e.srv.URL+"/v1/sys/cluster", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("another identity: %d %s", resp.StatusCode, body)
@@ -94,7 +96,7 @@ func TestClientWaitsOutShortLimits(t *testing.T) {
 	}
 	_, err := c.Cluster(context.Background())
 	var ae *client.APIError
-	if !errors.As(err, &ae) || ae.Code != client.CodeRateLimited || ae.RetryAfter < 10*time.Second {
+	if !errors.As(err, &ae) || ae.Code != errcode.RateLimited || ae.RetryAfter < 10*time.Second {
 		t.Fatalf("got %v, want rate_limited with a long RetryAfter", err)
 	}
 }

@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 )
@@ -37,7 +38,7 @@ func TestReadYourWrites(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err = reader.Cluster(short)
 	cancel()
-	wantCode(t, "a read on a node that has not applied the client's write", err, 503, client.CodeNotCaughtUp)
+	wantCode(t, "a read on a node that has not applied the client's write", err, 503, errcode.NotCaughtUp)
 	c.Heal()
 	c.WaitConverged()
 	if _, err := reader.Cluster(ctx); err != nil {

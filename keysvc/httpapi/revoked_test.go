@@ -9,13 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/client"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/keysvctest/agentcluster"
 	"github.com/custos-eu/custos/keysvc/officer/officertest"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 // certFingerprint is identity.Fingerprint of the certificate in files.
@@ -46,7 +47,7 @@ func httpClient(t *testing.T, e *env, files identity.TLSFiles) *http.Client {
 func wantRevoked(t *testing.T, hc *http.Client, url, fp, id string, entry, reason string) {
 	t.Helper()
 	resp, body := call(t, hc, http.MethodGet, url, nil)
-	d := wantError(t, resp, body, http.StatusForbidden, client.CodeCertRevoked)
+	d := wantError(t, resp, body, http.StatusForbidden, errcode.CertRevoked)
 	for _, s := range []string{"certificate " + fp, "of " + id, "revoked by entry " + entry, reason} {
 		if !strings.Contains(d.Message, s) {
 			t.Errorf("message %q does not say %q", d.Message, s)
@@ -74,7 +75,7 @@ func TestRevokedCertificateRefused(t *testing.T) {
 	}
 
 	fp := certFingerprint(t, a1)
-	e.fake.Revoke(keysvc.Revocation{Fingerprint: fp, Entry: 7, Reason: "laptop stolen"})
+	e.fake.Revoke(state.Revocation{Fingerprint: fp, Entry: 7, Reason: "laptop stolen"})
 	id1 := "custos://test/agent/agent-1?region=FR"
 	for _, path := range []string{"/v1/sys/health", "/v1/ledger/checkpoint", "/v1/keks", "/v1/openapi.yaml", "/no/such/route"} {
 		wantRevoked(t, c1, e.srv.URL+path, fp, id1, "7", "laptop stolen")
@@ -82,7 +83,7 @@ func TestRevokedCertificateRefused(t *testing.T) {
 	wantOK(t, c1b, health) // another certificate of the same identity
 	wantOK(t, c2, health)
 
-	e.fake.Revoke(keysvc.Revocation{Identity: "agent/agent-1", Entry: 9, Reason: "host decommissioned"})
+	e.fake.Revoke(state.Revocation{Identity: "agent/agent-1", Entry: 9, Reason: "host decommissioned"})
 	wantRevoked(t, c1b, health, certFingerprint(t, a1b), "custos://test/agent/agent-1?region=DE", "9", "host decommissioned")
 	wantOK(t, c2, health)
 	// The refusal is in the node's log with the request id.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/internal/testlog"
+	"github.com/custos-eu/custos/keysvc/errcode"
+
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
@@ -212,7 +214,7 @@ func TestRequestSignatures(t *testing.T) {
 		{"unwrap batch missing", se.srv.URL + "/v1/keks/payroll/unwrap/batch", client.UnwrapBatchRequest{Items: []client.UnwrapItem{{Wrapped: blob, Context: hr}}}, "", 401, reqsig.CodeMissing},
 		{"unwrap batch signed for one item", se.srv.URL + "/v1/keks/payroll/unwrap/batch", client.UnwrapBatchRequest{Items: []client.UnwrapItem{{Wrapped: blob, Context: hr}}}, good, 400, reqsig.CodeMismatch},
 		{"wrap with a bad signature", se.srv.URL + "/v1/keks/payroll/wrap", client.WrapRequest{Plaintext: []byte{1}, Context: hr}, good, 400, reqsig.CodeMismatch},
-		{"unwrap with an unencodable context", url, client.UnwrapRequest{Wrapped: blob, Context: map[string]string{"": "x"}}, good, 400, client.CodeInvalidContext},
+		{"unwrap with an unencodable context", url, client.UnwrapRequest{Wrapped: blob, Context: map[string]string{"": "x"}}, good, 400, errcode.InvalidContext},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			_, before := se.f.last()

@@ -19,6 +19,7 @@ import (
 	"github.com/custos-eu/custos/internal/testwait"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/peer"
 	"github.com/custos-eu/custos/raft"
 	"github.com/custos-eu/custos/raft/rafttest"
 )
@@ -413,10 +414,10 @@ func (f *forwarder) DiscardShare(ctx context.Context, api string, req keysvc.Dis
 	return n.DiscardShare(ctx, f.from, req)
 }
 
-func (f *forwarder) ReleaseShare(ctx context.Context, api string, req keysvc.ReleaseRequest) (keysvc.ReleaseResponse, error) {
+func (f *forwarder) ReleaseShare(ctx context.Context, api string, req peer.ReleaseRequest) (peer.ReleaseResponse, error) {
 	n, err := f.peer(api)
 	if err != nil {
-		return keysvc.ReleaseResponse{}, err
+		return peer.ReleaseResponse{}, err
 	}
 	return n.ReleaseShare(ctx, f.from, req)
 }

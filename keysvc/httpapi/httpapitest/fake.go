@@ -20,6 +20,7 @@ import (
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/ledger"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/raft"
 )
 
@@ -28,7 +29,7 @@ import (
 // return that error instead. Safe for concurrent use.
 type Fake struct {
 	mu       sync.Mutex
-	info     keysvc.NodeInfo
+	info     state.NodeInfo
 	cluster  string
 	leader   keysvc.Leader
 	members  []keysvc.Member
@@ -45,12 +46,12 @@ type Fake struct {
 	key      ledger.NodeKey
 	metrics  keysvc.Metrics
 	raft     raft.Stats
-	revoked  map[string]keysvc.Revocation // by fingerprint or "<role>/<name>"
+	revoked  map[string]state.Revocation // by fingerprint or "<role>/<name>"
 }
 
 // Added records one AddNode call.
 type Added struct {
-	Info  keysvc.NodeInfo
+	Info  state.NodeInfo
 	Actor ledger.Actor
 }
 
@@ -68,7 +69,7 @@ func NewFake(cluster, id, region, apiAddr string) *Fake {
 	f := &Fake{
 		cluster: cluster,
 		ec:      ec, ml: ml,
-		key:     ledger.NodeKey{Name: keysvc.KeyName(cluster, id), ECDSA: &ec.PublicKey, MLDSA: mlPub},
+		key:     ledger.NodeKey{Name: ledger.KeyName(cluster, id), ECDSA: &ec.PublicKey, MLDSA: mlPub},
 		regions: []string{region},
 		errs:    map[string]error{},
 		panics:  map[string]bool{},
@@ -77,7 +78,7 @@ func NewFake(cluster, id, region, apiAddr string) *Fake {
 	if err != nil {
 		panic(err)
 	}
-	f.info = keysvc.NodeInfo{ID: id, Region: region, RaftAddr: "127.0.0.1:1", APIAddr: apiAddr, Keys: string(keys)}
+	f.info = state.NodeInfo{ID: id, Region: region, RaftAddr: "127.0.0.1:1", APIAddr: apiAddr, Keys: string(keys)}
 	f.leader = keysvc.Leader{ID: id, APIAddr: apiAddr}
 	f.members = []keysvc.Member{{ID: id, Region: region, RaftAddr: f.info.RaftAddr, APIAddr: apiAddr, Voter: true, Registered: true, Leader: true}}
 	return f
@@ -85,11 +86,11 @@ func NewFake(cluster, id, region, apiAddr string) *Fake {
 
 // Revoke records r: the certificate r.Fingerprint, or every certificate of
 // r.Identity ("<role>/<name>"), is revoked from now on.
-func (f *Fake) Revoke(r keysvc.Revocation) {
+func (f *Fake) Revoke(r state.Revocation) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.revoked == nil {
-		f.revoked = map[string]keysvc.Revocation{}
+		f.revoked = map[string]state.Revocation{}
 	}
 	if r.Fingerprint != "" {
 		f.revoked[r.Fingerprint] = r
@@ -99,7 +100,7 @@ func (f *Fake) Revoke(r keysvc.Revocation) {
 }
 
 // Revoked implements httpapi.Service.
-func (f *Fake) Revoked(id identity.Identity, fingerprint string) (keysvc.Revocation, bool) {
+func (f *Fake) Revoked(id identity.Identity, fingerprint string) (state.Revocation, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r, ok := f.revoked[fingerprint]; ok && fingerprint != "" {
@@ -236,7 +237,7 @@ func (f *Fake) notLeader() error {
 }
 
 // Info implements httpapi.Service.
-func (f *Fake) Info() keysvc.NodeInfo {
+func (f *Fake) Info() state.NodeInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.info
@@ -294,7 +295,7 @@ func (f *Fake) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := ledger.Checkpoint{Origin: keysvc.Origin(f.cluster), Size: uint64(len(f.raws)), Hash: root}
+	cp := ledger.Checkpoint{Origin: ledger.Origin(f.cluster), Size: uint64(len(f.raws)), Hash: root}
 	return ledger.SignCheckpoint(cp, f.key.Name, f.ec, f.ml)
 }
 
@@ -392,7 +393,7 @@ func (f *Fake) AppendBatch(ctx context.Context, entries []ledger.Entry) (uint64,
 }
 
 // AddNode implements httpapi.Service; leader only.
-func (f *Fake) AddNode(ctx context.Context, info keysvc.NodeInfo, actor ledger.Actor) error {
+func (f *Fake) AddNode(ctx context.Context, info state.NodeInfo, actor ledger.Actor) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.begin("AddNode"); err != nil {

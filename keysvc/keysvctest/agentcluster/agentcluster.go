@@ -22,6 +22,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/officer/officertest"
+	"github.com/custos-eu/custos/keysvc/state"
 )
 
 type swapHandler struct{ h atomic.Pointer[http.Handler] }
@@ -157,7 +158,7 @@ func (o *Officers) Execute(tb testing.TB, params ceremony.Params) string {
 		tb.Fatal(err)
 	}
 	cer, err := o.bob.Approve(ctx, p.ID, client.ApproveRequest{Officer: "bob", Signature: string(o.Keys.Sign("bob", p))})
-	if err != nil || cer.Status != keysvc.StatusExecuted {
+	if err != nil || cer.Status != state.StatusExecuted {
 		tb.Fatalf("%s: %+v, %v", params.Operation(), cer, err)
 	}
 	o.converged()

@@ -5,11 +5,12 @@
 //
 // Apply never touches an HSM: key material is dealt and sealed by the
 // leader and the nodes before the approval that executes a create, rotate
-// or recovery is proposed (kekprep.go), and reaches Apply as a kekMaterial
-// whose every part Apply checks. A destroyed version's HSM keys are
-// destroyed by each node after it applies the destroy (kekreconcile.go).
+// or recovery is proposed (keysvc's kekprep.go), and reaches Apply as a
+// KEKMaterial whose every part Apply checks. A destroyed version's HSM
+// keys are destroyed by each node after it applies the destroy (keysvc's
+// kekreconcile.go).
 
-package keysvc
+package state
 
 import (
 	"bytes"
@@ -25,38 +26,12 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
-)
-
-// TypeKEKDestroyed is the entry of one node's attestation that it destroyed
-// its HSM sealing key of a destroyed KEK version.
-const TypeKEKDestroyed = "kek.destroyed"
-
-// States of a KEK version.
-const (
-	KEKActive    = "active"
-	KEKDisabled  = "disabled"
-	KEKDestroyed = "destroyed"
-)
-
-// Refusal codes of KEK ceremonies (ceremony.refuse entries).
-const (
-	CodeKEKExists          = "kek_exists"
-	CodeUnknownKEK         = "unknown_kek"
-	CodeUnknownVersion     = "unknown_version"
-	CodeKEKDestroyed       = "kek_destroyed"
-	CodeLegalHold          = "legal_hold"
-	CodeNotHeld            = "not_held"
-	CodeAlreadyHeld        = "already_held"
-	CodeNothingToChange    = "nothing_to_change"
-	CodeInvalidPolicy      = "invalid_policy"
-	CodeNoEscrow           = "no_escrow"
-	CodeKEKCreationFailed  = "kek_creation_failed"
-	CodeInvalidKEKMaterial = "invalid_kek_material"
 )
 
 var bucketKEKs = []byte("keks")
@@ -138,7 +113,8 @@ func (e *KEKEscrow) Record() (*kek.EscrowRecord, error) {
 		Commitments: c, Link: link, Sealed: slices.Clone(e.Sealed)}, nil
 }
 
-func escrowOf(rec *kek.EscrowRecord) (*KEKEscrow, error) {
+// EscrowOf is the record of an escrow as a KEK version keeps it.
+func EscrowOf(rec *kek.EscrowRecord) (*KEKEscrow, error) {
 	if rec == nil {
 		return nil, nil
 	}
@@ -202,9 +178,9 @@ func hashHex(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// kekMaterial is a dealt KEK version, as the leader proposes it with the
+// KEKMaterial is a dealt KEK version, as the leader proposes it with the
 // approval that executes kek.create, kek.rotate or escrow.recover.
-type kekMaterial struct {
+type KEKMaterial struct {
 	KEKID       string      `json:"kek_id"`
 	Version     uint32      `json:"version"`
 	Threshold   int         `json:"threshold"`
@@ -214,25 +190,27 @@ type kekMaterial struct {
 	Escrow      *KEKEscrow  `json:"escrow,omitempty"`
 }
 
-// attestJSON is a node's destruction attestation (command kek.attest).
-type attestJSON struct {
+// Attestation is a node's destruction attestation (command kek.attest).
+type Attestation struct {
 	KEKID     string `json:"kek_id"`
 	Version   uint32 `json:"version"`
 	Statement []byte `json:"statement"`
 }
 
-func getKEK(tx *bbolt.Tx, id string) (KEK, bool, error) {
+// GetKEK reads KEK id's record; found is false when there is none.
+func GetKEK(tx *bbolt.Tx, id string) (KEK, bool, error) {
 	return getRecord[KEK](tx, bucketKEKs, id, "kek")
 }
 
 func putKEK(tx *bbolt.Tx, k KEK) error { return putJSON(tx.Bucket(bucketKEKs), k.ID, k) }
 
-func forKEKs(tx *bbolt.Tx, fn func(KEK) error) error { return forRecords(tx, bucketKEKs, "kek", fn) }
+// ForKEKs calls fn for every KEK record, in id order.
+func ForKEKs(tx *bbolt.Tx, fn func(KEK) error) error { return forRecords(tx, bucketKEKs, "kek", fn) }
 
-// activeNodes returns the registered nodes, in id order.
-func activeNodes(tx *bbolt.Tx) ([]nodeRecord, error) {
-	var out []nodeRecord
-	err := forNodes(tx, func(r nodeRecord) error {
+// ActiveNodes returns the registered nodes, in id order.
+func ActiveNodes(tx *bbolt.Tx) ([]NodeRecord, error) {
+	var out []NodeRecord
+	err := ForNodes(tx, func(r NodeRecord) error {
 		if !r.Removed {
 			out = append(out, r)
 		}
@@ -244,7 +222,7 @@ func activeNodes(tx *bbolt.Tx) ([]nodeRecord, error) {
 // activeOfficerRecords returns the active officers, in id order.
 func activeOfficerRecords(tx *bbolt.Tx) ([]Officer, error) {
 	var out []Officer
-	err := forOfficers(tx, func(o Officer) error {
+	err := ForOfficers(tx, func(o Officer) error {
 		if o.Active {
 			out = append(out, o)
 		}
@@ -255,7 +233,7 @@ func activeOfficerRecords(tx *bbolt.Tx) ([]Officer, error) {
 
 // nodeKey returns the recorded checkpoint keys of node id.
 func nodeKey(tx *bbolt.Tx, id string) (ledger.NodeKey, error) {
-	r, found, err := getNode(tx, id)
+	r, found, err := GetNode(tx, id)
 	if err != nil {
 		return ledger.NodeKey{}, err
 	}
@@ -273,7 +251,7 @@ func nodeKey(tx *bbolt.Tx, id string) (ledger.NodeKey, error) {
 // a threshold the nodes can meet, regions the cluster allows, an escrow
 // quorum the officers can meet.
 func checkPolicy(tx *bbolt.Tx, p ceremony.Policy) (string, error) {
-	nodes, err := activeNodes(tx)
+	nodes, err := ActiveNodes(tx)
 	if err != nil {
 		return "", err
 	}
@@ -312,7 +290,7 @@ type escrowWant struct {
 // share, with a statement it signed over exactly these facts; pub, when
 // set, is the public key the material must have (a recovery); esc, when
 // set, the escrow it must carry. It returns a reason for a refusal.
-func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *kekMaterial, pub []byte, esc *escrowWant) (string, error) {
+func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *KEKMaterial, pub []byte, esc *escrowWant) (string, error) {
 	if m.KEKID != id || m.Version != ver || m.Threshold != t {
 		return fmt.Sprintf("material is for kek %q v%d t=%d, want %q v%d t=%d", m.KEKID, m.Version, m.Threshold, id, ver, t), nil
 	}
@@ -326,7 +304,7 @@ func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *kekMateri
 	if err != nil || len(c) != t {
 		return fmt.Sprintf("commitments do not parse as %d commitments", t), nil
 	}
-	nodes, err := activeNodes(tx)
+	nodes, err := ActiveNodes(tx)
 	if err != nil {
 		return "", err
 	}
@@ -379,7 +357,7 @@ func checkMaterial(tx *bbolt.Tx, pid, id string, ver uint32, t int, m *kekMateri
 		return "escrow: " + err.Error(), nil
 	}
 	for i, o := range esc.officers {
-		rec, found, err := getOfficer(tx, o)
+		rec, found, err := GetOfficer(tx, o)
 		if err != nil {
 			return "", err
 		}
@@ -418,8 +396,8 @@ func escrowFor(tx *bbolt.Tx, p ceremony.Policy) (*escrowWant, error) {
 }
 
 // newVersion builds the record of a dealt version.
-func newVersion(m *kekMaterial, created uint64, pid string) KEKVersion {
-	return KEKVersion{Version: m.Version, State: KEKActive, Threshold: m.Threshold, PublicKey: m.PublicKey,
+func newVersion(m *KEKMaterial, created uint64, pid string) KEKVersion {
+	return KEKVersion{Version: m.Version, State: ledger.KEKActive, Threshold: m.Threshold, PublicKey: m.PublicKey,
 		Commitments: m.Commitments, Shares: m.Shares, Escrow: m.Escrow, Created: created, Ceremony: pid}
 }
 
@@ -432,34 +410,31 @@ func refuse(code, format string, a ...any) *refusal {
 
 // executeKEK carries out a ready KEK, legal hold or escrow proposal. The
 // details go into the ceremony.execute entry; created is that entry's index.
-func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64) (*refusal, map[string]string, error) {
-	id := kekIDOf(p)
-	if id == "" {
-		return refuse(CodeNotSupportedYet, "operation %s is not supported", p.Operation()), nil, nil
-	}
-	k, found, err := getKEK(tx, id)
+func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *Command, created uint64) (*refusal, map[string]string, error) {
+	id := p.KEKID() // never empty: ParseProposal checked it
+	k, found, err := GetKEK(tx, id)
 	if err != nil {
 		return nil, nil, err
 	}
 	details := map[string]string{"kek.id": id}
 	if _, ok := p.Params.(ceremony.KEKCreate); ok {
 		if found {
-			return refuse(CodeKEKExists, "kek %q already exists", id), nil, nil
+			return refuse(errcode.KEKExists, "kek %q already exists", id), nil, nil
 		}
 	} else if !found {
-		return refuse(CodeUnknownKEK, "no kek %q", id), nil, nil
+		return refuse(errcode.UnknownKEK, "no kek %q", id), nil, nil
 	}
 	// material checks a create, rotate or recovery's dealt version.
 	material := func(ver uint32, t int, pub []byte, esc *escrowWant) (*refusal, error) {
 		if cmd.PrepError != "" {
-			return refuse(CodeKEKCreationFailed, "%s; nothing was created", cmd.PrepError), nil
+			return refuse(errcode.KEKCreationFailed, "%s; nothing was created", cmd.PrepError), nil
 		}
 		if cmd.KEK == nil {
-			return refuse(CodeKEKCreationFailed, "the leader dealt no key material; nothing was created"), nil
+			return refuse(errcode.KEKCreationFailed, "the leader dealt no key material; nothing was created"), nil
 		}
 		reason, err := checkMaterial(tx, p.ID, id, ver, t, cmd.KEK, pub, esc)
 		if err != nil || reason != "" {
-			return refuse(CodeInvalidKEKMaterial, "%s", reason), err
+			return refuse(errcode.InvalidKEKMaterial, "%s", reason), err
 		}
 		details["kek.version"] = strconv.FormatUint(uint64(ver), 10)
 		details["kek.threshold"] = strconv.Itoa(t)
@@ -479,17 +454,17 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 	version := func(ver uint32) (*KEKVersion, *refusal) {
 		v, ok := k.Version(ver)
 		if !ok {
-			return nil, refuse(CodeUnknownVersion, "kek %q has no version %d", id, ver)
+			return nil, refuse(errcode.UnknownVersion, "kek %q has no version %d", id, ver)
 		}
-		if v.State == KEKDestroyed {
-			return nil, refuse(CodeKEKDestroyed, "kek %q v%d is destroyed", id, ver)
+		if v.State == ledger.KEKDestroyed {
+			return nil, refuse(errcode.KEKDestroyed, "kek %q v%d is destroyed", id, ver)
 		}
 		details["kek.version"] = strconv.FormatUint(uint64(ver), 10)
 		return v, nil
 	}
 	held := func(what string) *refusal {
 		if k.LegalHold != nil {
-			return refuse(CodeLegalHold, "kek %q is under legal hold (%s): it cannot be %s until the hold is released", id, k.LegalHold.Reason, what)
+			return refuse(errcode.LegalHold, "kek %q is under legal hold (%s): it cannot be %s until the hold is released", id, k.LegalHold.Reason, what)
 		}
 		return nil
 	}
@@ -501,7 +476,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 				return r
 			}
 			if v.State != from {
-				return refuse(CodeNothingToChange, "kek %q v%d is already %s", id, ver, v.State)
+				return refuse(errcode.NothingToChange, "kek %q v%d is already %s", id, ver, v.State)
 			}
 			v.State = to
 			return nil
@@ -514,7 +489,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 			}
 		}
 		if len(changed) == 0 {
-			return refuse(CodeNothingToChange, "kek %q has no %s version", id, from)
+			return refuse(errcode.NothingToChange, "kek %q has no %s version", id, from)
 		}
 		details["kek.versions"] = strings.Join(changed, ",")
 		return nil
@@ -524,7 +499,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 	switch ps := p.Params.(type) {
 	case ceremony.KEKCreate:
 		if reason, err := checkPolicy(tx, ps.Policy); err != nil || reason != "" {
-			return refuse(CodeInvalidPolicy, "%s", reason), nil, err
+			return refuse(errcode.InvalidPolicy, "%s", reason), nil, err
 		}
 		esc, err := escrowFor(tx, ps.Policy)
 		if err != nil {
@@ -536,7 +511,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		k = KEK{ID: id, Policy: ps.Policy, Created: created, Versions: []KEKVersion{newVersion(cmd.KEK, created, p.ID)}}
 	case ceremony.KEKRotate:
 		if reason, err := checkPolicy(tx, k.Policy); err != nil || reason != "" {
-			return refuse(CodeInvalidPolicy, "the kek's policy no longer fits the cluster: %s (change it by kek.policy first)", reason), nil, err
+			return refuse(errcode.InvalidPolicy, "the kek's policy no longer fits the cluster: %s (change it by kek.policy first)", reason), nil, err
 		}
 		esc, err := escrowFor(tx, k.Policy)
 		if err != nil {
@@ -548,10 +523,10 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		k.Versions = append(k.Versions, newVersion(cmd.KEK, created, p.ID))
 	case ceremony.KEKDisable:
 		if r = held("disabled"); r == nil {
-			r = setState(ps.Version, ps.All, KEKActive, KEKDisabled)
+			r = setState(ps.Version, ps.All, ledger.KEKActive, ledger.KEKDisabled)
 		}
 	case ceremony.KEKEnable:
-		r = setState(ps.Version, ps.All, KEKDisabled, KEKActive)
+		r = setState(ps.Version, ps.All, ledger.KEKDisabled, ledger.KEKActive)
 	case ceremony.KEKDestroy:
 		if r = held("destroyed"); r != nil {
 			break
@@ -560,7 +535,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		if vr != nil {
 			return vr, nil, nil
 		}
-		v.State, v.Destroyed, v.DestroyCeremony = KEKDestroyed, created, p.ID
+		v.State, v.Destroyed, v.DestroyCeremony = ledger.KEKDestroyed, created, p.ID
 		for i := range v.Shares {
 			v.Shares[i].Sealed = nil
 		}
@@ -571,7 +546,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		details["kek.holders"] = strings.Join(holders, ",")
 	case ceremony.KEKPolicy:
 		if reason, err := checkPolicy(tx, ps.Policy); err != nil || reason != "" {
-			return refuse(CodeInvalidPolicy, "%s", reason), nil, err
+			return refuse(errcode.InvalidPolicy, "%s", reason), nil, err
 		}
 		k.Policy = ps.Policy
 		pj, err := ps.Policy.MarshalJSON()
@@ -581,13 +556,13 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 		details["kek.policy"] = hashHex(pj)
 	case ceremony.LegalHoldSet:
 		if k.LegalHold != nil {
-			return refuse(CodeAlreadyHeld, "kek %q is already under legal hold (%s)", id, k.LegalHold.Reason), nil, nil
+			return refuse(errcode.AlreadyHeld, "kek %q is already under legal hold (%s)", id, k.LegalHold.Reason), nil, nil
 		}
 		k.LegalHold = &LegalHold{Reason: ps.Reason, Ceremony: p.ID, Entry: created}
 		details["legal_hold.reason"] = ps.Reason
 	case ceremony.LegalHoldRelease:
 		if k.LegalHold == nil {
-			return refuse(CodeNotHeld, "kek %q is not under legal hold", id), nil, nil
+			return refuse(errcode.NotHeld, "kek %q is not under legal hold", id), nil, nil
 		}
 		k.LegalHold = nil
 		details["legal_hold.reason"] = ps.Reason
@@ -597,7 +572,7 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 			return vr, nil, nil
 		}
 		if v.Escrow == nil {
-			return refuse(CodeNoEscrow, "kek %q v%d has no officer escrow", id, ps.Version), nil, nil
+			return refuse(errcode.NoEscrow, "kek %q v%d has no officer escrow", id, ps.Version), nil, nil
 		}
 		esc := &escrowWant{m: v.Escrow.M, officers: v.Escrow.Officers}
 		var err error
@@ -617,71 +592,56 @@ func executeKEK(tx *bbolt.Tx, p ceremony.Proposal, cmd *command, created uint64)
 
 // applyAttest records a node's statement that it destroyed its sealing key
 // of a destroyed version. A repeated attestation changes nothing.
-func applyAttest(tx *bbolt.Tx, cmd *command) (result, error) {
+func applyAttest(tx *bbolt.Tx, cmd *Command) (Result, error) {
 	typ := cmd.Type
 	t, actor, err := opContext(cmd)
 	if err != nil {
-		return result{}, err
+		return Result{}, err
 	}
 	a := cmd.Attest
 	if a == nil || cmd.NodeID == "" {
-		return result{}, cmdErr(typ, "attest and node_id are required")
+		return Result{}, cmdErr(typ, "attest and node_id are required")
 	}
-	k, found, err := getKEK(tx, a.KEKID)
+	k, found, err := GetKEK(tx, a.KEKID)
 	if err != nil {
-		return result{}, err
+		return Result{}, err
 	}
 	if !found {
-		return result{}, cmdErr(typ, "no kek %q", a.KEKID)
+		return Result{}, cmdErr(typ, "no kek %q", a.KEKID)
 	}
 	v, ok := k.Version(a.Version)
-	if !ok || v.State != KEKDestroyed {
-		return result{}, cmdErr(typ, "kek %q v%d is not destroyed", a.KEKID, a.Version)
+	if !ok || v.State != ledger.KEKDestroyed {
+		return Result{}, cmdErr(typ, "kek %q v%d is not destroyed", a.KEKID, a.Version)
 	}
 	if _, holds := v.Share(cmd.NodeID); !holds {
-		return result{}, cmdErr(typ, "node %q holds no share of kek %q v%d", cmd.NodeID, a.KEKID, a.Version)
+		return Result{}, cmdErr(typ, "node %q holds no share of kek %q v%d", cmd.NodeID, a.KEKID, a.Version)
 	}
 	for _, d := range v.Destructions {
 		if d.Node == cmd.NodeID {
-			return result{First: d.Entry, Outcome: string(ledger.OutcomeOK)}, nil
+			return Result{First: d.Entry, Outcome: string(ledger.OutcomeOK)}, nil
 		}
 	}
 	key, err := nodeKey(tx, cmd.NodeID)
 	if err != nil {
-		return result{}, cmdErr(typ, "%v", err)
+		return Result{}, cmdErr(typ, "%v", err)
 	}
 	text, err := ledger.VerifyStatement(a.Statement, key)
 	if err != nil {
-		return result{}, cmdErr(typ, "%v", err)
+		return Result{}, cmdErr(typ, "%v", err)
 	}
 	cluster := string(tx.Bucket(bucketMeta).Get(keyCluster))
 	if text != ledger.ShareDestroyedStatement(cluster, cmd.NodeID, a.KEKID, a.Version, v.DestroyCeremony) {
-		return result{}, cmdErr(typ, "statement does not attest the destruction of kek %q v%d by node %q", a.KEKID, a.Version, cmd.NodeID)
+		return Result{}, cmdErr(typ, "statement does not attest the destruction of kek %q v%d by node %q", a.KEKID, a.Version, cmd.NodeID)
 	}
 	details := map[string]string{"node.id": cmd.NodeID, "statement": hashHex(a.Statement), "ceremony": v.DestroyCeremony,
 		"label": kek.Label(a.KEKID, a.Version)}
-	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: TypeKEKDestroyed, KEKID: a.KEKID, KEKVersion: a.Version,
+	first, err := logEntries(tx, cmd, t, actor, ledger.Entry{Type: ledger.TypeDestroyed, KEKID: a.KEKID, KEKVersion: a.Version,
 		Outcome: ledger.OutcomeOK, Details: details})
 	if err != nil {
-		return result{}, err
+		return Result{}, err
 	}
 	v.Destructions = append(v.Destructions, Destruction{Node: cmd.NodeID, Statement: a.Statement, Entry: first})
-	return result{First: first, Count: 1, Outcome: string(ledger.OutcomeOK)}, putKEK(tx, k)
-}
-
-// isKEKOp reports whether op is executed by executeKEK.
-func isKEKOp(op ceremony.Operation) bool {
-	switch op {
-	case ceremony.OpKEKCreate, ceremony.OpKEKRotate, ceremony.OpKEKDisable, ceremony.OpKEKEnable, ceremony.OpKEKDestroy,
-		ceremony.OpKEKPolicy, ceremony.OpLegalHoldSet, ceremony.OpLegalHoldRelease, ceremony.OpEscrowRecover:
-		return true
-	}
-	return false
-}
-
-// dealsKEK reports whether op needs key material dealt before it executes.
-func dealsKEK(op ceremony.Operation) bool {
-	return op == ceremony.OpKEKCreate || op == ceremony.OpKEKRotate || op == ceremony.OpEscrowRecover
+	return Result{First: first, Count: 1, Outcome: string(ledger.OutcomeOK)}, putKEK(tx, k)
 }
 
 // ErrUnknownKEK: no KEK (or no version) by that id.

@@ -1,7 +1,7 @@
 // Raft commands: a versioned JSON envelope, proposed by the leader and
 // applied by every node's state machine, and the result Apply returns.
 
-package keysvc
+package state
 
 import (
 	"bytes"
@@ -9,74 +9,89 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/errcode"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 // commandVersion is the envelope version this code writes and accepts.
 const commandVersion = 1
 
-// Command types. Unknown types are rejected (deterministically).
-const (
-	cmdLedgerAppend = "ledger.append"   // entries: canonical entries with index 0; Apply numbers them
-	cmdGenesis      = "cluster.genesis" // cluster, allowed_regions, node, actor, time
-	cmdNodeAdd      = "node.add"        // node, actor, time
-	cmdNodeRemove   = "node.remove"     // node_id, actor, time
-	cmdInit         = TypeInit          // init, actor, time
-	cmdPropose      = TypePropose       // proposal, officer, signature (optional), actor, time
-	cmdApprove      = TypeApprove       // proposal_id, officer, signature, kek or prep_error (dealt ceremonies), actor, time
-	cmdAttest       = "kek.attest"      // node_id, attest, actor, time: a node destroyed its sealing key
-)
+// Command types. Unknown types are rejected (deterministically). Besides
+// CmdLedgerAppend (entries: canonical entries with index 0; Apply numbers
+// them), a command is named after the entry it logs:
+//
+//	ledger.TypeGenesis     cluster, allowed_regions, node, actor, time
+//	ledger.TypeNodeAdd     node, actor, time
+//	ledger.TypeNodeRemove  node_id, actor, time
+//	ledger.TypeInit        init, actor, time
+//	ledger.TypePropose     proposal, officer, signature (optional), actor, time
+//	ledger.TypeApprove     proposal_id, officer, signature, kek or prep_error (dealt ceremonies), actor, time
+//	ledger.TypeAttest      node_id, attest, actor, time: a node destroyed its sealing key
+const CmdLedgerAppend = "ledger.append"
 
-// timeFormat is how commands carry the leader's time: the entry time format.
-const timeFormat = "2006-01-02T15:04:05.000000000Z"
+// MaxAppendBatch is the most entries one ledger.append command carries.
+const MaxAppendBatch = 4096
 
-// command is the envelope of every raft command. Encoding: one compact JSON
+// reservedTypes are the entry types only the state machine writes.
+var reservedTypes = []string{ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.TypeNodeRemove, ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove, ledger.TypeExecute, ledger.TypeRefuse, ledger.TypeDestroyed}
+
+// Reserved reports whether entries of type typ are the state machine's
+// own: no append (not even a leader's) may carry one.
+func Reserved(typ string) bool { return slices.Contains(reservedTypes, typ) }
+
+// TimeFormat is how commands carry the leader's time: the entry time format.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z"
+
+// Command is the envelope of every raft command. Encoding: one compact JSON
 // object, fields in this order, empty ones omitted, nothing HTML-escaped;
 // entries come last, embedded as their exact canonical bytes. Decoding is
 // strict: unknown fields, trailing data and other versions are rejected.
-type command struct {
+type Command struct {
 	V              int               `json:"v"`
 	Type           string            `json:"type"`
 	Time           string            `json:"time,omitempty"`      // leader's clock, timeFormat
 	ServedBy       string            `json:"served_by,omitempty"` // node that proposed it: the entries' "node"
-	Actor          *actorJSON        `json:"actor,omitempty"`
+	Actor          *ActorJSON        `json:"actor,omitempty"`
 	Cluster        string            `json:"cluster,omitempty"`
 	AllowedRegions []string          `json:"allowed_regions,omitempty"`
 	Node           *NodeInfo         `json:"node,omitempty"`
 	NodeID         string            `json:"node_id,omitempty"`
-	Init           *initJSON         `json:"init,omitempty"`
+	Init           *InitJSON         `json:"init,omitempty"`
 	Proposal       string            `json:"proposal,omitempty"` // canonical proposal bytes
 	ProposalID     string            `json:"proposal_id,omitempty"`
 	Officer        string            `json:"officer,omitempty"`    // the submitting officer (certificate name)
 	Signature      []byte            `json:"signature,omitempty"`  // officer.Signature canonical JSON
-	KEK            *kekMaterial      `json:"kek,omitempty"`        // a dealt version, with the approval that executes it
+	KEK            *KEKMaterial      `json:"kek,omitempty"`        // a dealt version, with the approval that executes it
 	PrepError      string            `json:"prep_error,omitempty"` // why the leader could not deal it
-	Attest         *attestJSON       `json:"attest,omitempty"`
-	Entries        []json.RawMessage `json:"entries,omitempty"` // last: encodeCommand writes it by hand
+	Attest         *Attestation      `json:"attest,omitempty"`
+	Entries        []json.RawMessage `json:"entries,omitempty"` // last: Encode writes it by hand
 }
 
-type actorJSON struct {
+// ActorJSON is a command's actor: the entries' ledger.Actor.
+type ActorJSON struct {
 	Identity        string `json:"identity"`
 	Role            string `json:"role,omitempty"`
 	Region          string `json:"region,omitempty"`
 	CertFingerprint string `json:"cert_fingerprint,omitempty"`
 }
 
-func toActorJSON(a ledger.Actor) *actorJSON {
-	return &actorJSON{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
+// ToActorJSON is a's form in a command.
+func ToActorJSON(a ledger.Actor) *ActorJSON {
+	return &ActorJSON{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
 }
 
-func (a *actorJSON) actor() ledger.Actor {
+func (a *ActorJSON) actor() ledger.Actor {
 	if a == nil {
 		return ledger.Actor{}
 	}
 	return ledger.Actor{Identity: a.Identity, Role: a.Role, Region: a.Region, CertFingerprint: a.CertFingerprint}
 }
 
-// encodeCommand returns c's envelope with c.V set to commandVersion.
-func encodeCommand(c *command) ([]byte, error) {
+// Encode returns c's envelope with c.V set to commandVersion.
+func Encode(c *Command) ([]byte, error) {
 	c.V = commandVersion
 	head := *c
 	head.Entries = nil
@@ -107,11 +122,11 @@ func encodeCommand(c *command) ([]byte, error) {
 	return append(out, "]}"...), nil
 }
 
-// decodeCommand parses an envelope. Its errors are *CommandError.
-func decodeCommand(data []byte) (*command, error) {
+// Decode parses an envelope. Its errors are *CommandError.
+func Decode(data []byte) (*Command, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var c command
+	var c Command
 	if err := dec.Decode(&c); err != nil {
 		return nil, cmdErr("", "malformed command: %v", err)
 	}
@@ -122,27 +137,29 @@ func decodeCommand(data []byte) (*command, error) {
 		return nil, cmdErr(c.Type, "command version %d, want %d", c.V, commandVersion)
 	}
 	switch c.Type {
-	case cmdLedgerAppend, cmdGenesis, cmdNodeAdd, cmdNodeRemove, cmdInit, cmdPropose, cmdApprove, cmdAttest:
+	case CmdLedgerAppend, ledger.TypeGenesis, ledger.TypeNodeAdd, ledger.TypeNodeRemove, ledger.TypeInit, ledger.TypePropose, ledger.TypeApprove, ledger.TypeAttest:
 	default:
 		return nil, cmdErr(c.Type, "unknown command type")
 	}
 	return &c, nil
 }
 
-func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+// FormatTime is t as commands carry it (TimeFormat, UTC).
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
-func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(timeFormat, s)
-	if err != nil || formatTime(t) != s {
-		return time.Time{}, fmt.Errorf("time %q is not %s", s, timeFormat)
+// ParseTime parses a command's time, which must be in TimeFormat exactly.
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(TimeFormat, s)
+	if err != nil || FormatTime(t) != s {
+		return time.Time{}, fmt.Errorf("time %q is not %s", s, TimeFormat)
 	}
 	return t, nil
 }
 
-// result is what Apply returns to the proposer: where the command's log
+// Result is what Apply returns to the proposer: where the command's log
 // entries went, and whether the request was carried out or denied (a denied
 // request is logged and committed like any other; it is not a CommandError).
-type result struct {
+type Result struct {
 	First   uint64 `json:"first"` // index of the first entry appended
 	Count   uint64 `json:"count"` // entries appended
 	Outcome string `json:"outcome"`
@@ -153,28 +170,29 @@ type result struct {
 
 // Denial codes and the errors they stand for.
 var denials = map[string]error{
-	"region_not_allowed":   ErrRegionNotAllowed,
-	"node_conflict":        ErrNodeConflict,
-	"unknown_node":         ErrUnknownNode,
-	"last_node":            ErrLastNode,
-	"invalid_node":         ErrInvalidNode,
-	"ceremony_required":    ErrCeremonyRequired,
-	CodeIdentityRevoked:    ErrIdentityRevoked,
-	CodeAlreadyInitialized: ErrAlreadyInitialized,
-	CodeInvalidInit:        ErrInvalidInit,
+	errcode.RegionNotAllowed:   ErrRegionNotAllowed,
+	errcode.NodeConflict:       ErrNodeConflict,
+	errcode.UnknownNode:        ErrUnknownNode,
+	errcode.LastNode:           ErrLastNode,
+	errcode.InvalidNode:        ErrInvalidNode,
+	errcode.CeremonyRequired:   ErrCeremonyRequired,
+	errcode.IdentityRevoked:    ErrIdentityRevoked,
+	errcode.AlreadyInitialized: ErrAlreadyInitialized,
+	errcode.InvalidInit:        ErrInvalidInit,
 }
 
-func decodeResult(data []byte) (result, error) {
-	var r result
+// DecodeResult parses what Apply returned for a command.
+func DecodeResult(data []byte) (Result, error) {
+	var r Result
 	if err := json.Unmarshal(data, &r); err != nil {
 		return r, fmt.Errorf("keysvc: unexpected state machine result: %w", err)
 	}
 	return r, nil
 }
 
-// err returns nil for an ok result, the denial's sentinel wrapped with the
+// Err returns nil for an ok result, the denial's sentinel wrapped with the
 // reason otherwise.
-func (r result) err() error {
+func (r Result) Err() error {
 	if r.Outcome == string(ledger.OutcomeOK) {
 		return nil
 	}

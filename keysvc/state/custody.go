@@ -4,7 +4,7 @@
 // before releasing (no replayed request, one release per peer per
 // activation).
 
-package keysvc
+package state
 
 import (
 	"bytes"
@@ -25,8 +25,8 @@ var (
 )
 
 var (
-	activatePrefix = []byte(`","type":"` + TypeActivate + `"`)
-	releasePrefix  = []byte(`","type":"` + TypeRelease + `"`)
+	activatePrefix = []byte(`","type":"` + ledger.TypeActivate + `"`)
+	releasePrefix  = []byte(`","type":"` + ledger.TypeRelease + `"`)
 )
 
 // hasType reports whether raw, a canonical entry, has the type whose
@@ -42,7 +42,7 @@ func hasType(raw, prefix []byte) bool {
 		i++
 	}
 	rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"time":"`))
-	return ok && len(rest) > len(timeFormat) && bytes.HasPrefix(rest[len(timeFormat):], prefix)
+	return ok && len(rest) > len(TimeFormat) && bytes.HasPrefix(rest[len(TimeFormat):], prefix)
 }
 
 // recordCustody indexes raw, log entry index, if it is an ok activation or
@@ -95,14 +95,14 @@ func lookupIndex(tx *bbolt.Tx, bucket, key []byte) (uint64, bool) {
 	return getU64(b, key), true
 }
 
-// activationOf returns the first activation of request id by the
+// ActivationOf returns the first activation of request id by the
 // certificate with fingerprint fp.
-func activationOf(tx *bbolt.Tx, fp, requestID string) (uint64, bool) {
+func ActivationOf(tx *bbolt.Tx, fp, requestID string) (uint64, bool) {
 	return lookupIndex(tx, bucketActivations, activationKey(fp, requestID))
 }
 
-// releaseOf returns node's first release for the activation at index a.
-func releaseOf(tx *bbolt.Tx, a uint64, node string) (uint64, bool) {
+// ReleaseOf returns node's first release for the activation at index a.
+func ReleaseOf(tx *bbolt.Tx, a uint64, node string) (uint64, bool) {
 	return lookupIndex(tx, bucketReleases, releaseKey(a, node))
 }
 

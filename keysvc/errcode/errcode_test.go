@@ -1,0 +1,94 @@
+package errcode_test
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// consts returns the string-valued (or selector-valued) constants of the
+// non-test files of the package in dir, by name.
+func consts(t *testing.T, dir string) map[string]ast.Expr {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]ast.Expr{}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, s := range g.Specs {
+				vs := s.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if i < len(vs.Values) {
+						out[n.Name] = vs.Values[i]
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// The client SDK spells no code itself: each of its Code… constants is
+// errcode's code of the same name (or a reqsig code), so server and client
+// cannot diverge. And no two codes here share a string.
+func TestCodesMatchTheClient(t *testing.T) {
+	ours := consts(t, ".")
+	seen := map[string]string{}
+	for name, v := range ours {
+		lit, ok := v.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			t.Errorf("errcode.%s is not a string literal", name)
+			continue
+		}
+		s, _ := strconv.Unquote(lit.Value)
+		if other, dup := seen[s]; dup {
+			t.Errorf("errcode.%s and errcode.%s are both %q", name, other, s)
+		}
+		seen[s] = name
+	}
+	n := 0
+	for name, v := range consts(t, "../client") {
+		if !strings.HasPrefix(name, "Code") {
+			continue
+		}
+		n++
+		sel, ok := v.(*ast.SelectorExpr)
+		if !ok {
+			t.Errorf("client.%s is not errcode.%s", name, strings.TrimPrefix(name, "Code"))
+			continue
+		}
+		switch pkg := sel.X.(*ast.Ident).Name; pkg {
+		case "reqsig":
+		case "errcode":
+			if want := strings.TrimPrefix(name, "Code"); sel.Sel.Name != want {
+				t.Errorf("client.%s = errcode.%s, want errcode.%s", name, sel.Sel.Name, want)
+			}
+			if _, ok := ours[sel.Sel.Name]; !ok {
+				t.Errorf("client.%s: no errcode.%s", name, sel.Sel.Name)
+			}
+		default:
+			t.Errorf("client.%s = %s.%s, want errcode.%s", name, pkg, sel.Sel.Name, strings.TrimPrefix(name, "Code"))
+		}
+	}
+	if n < 40 {
+		t.Errorf("found %d client codes: is ../client still the SDK?", n)
+	}
+}
