@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -241,7 +243,7 @@ func (n *Node) activate(ctx context.Context, caller Caller, k *state.KEK, v *sta
 	var peers []state.HeldShare
 	for _, hs := range v.Shares {
 		if hs.Node == n.cfg.NodeID {
-			sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
+			sh, err := kekhsm.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
 			results <- got{hs.Node, sh, err}
 			continue
 		}
@@ -558,7 +560,7 @@ func (n *Node) ReleaseShare(ctx context.Context, from string, req peer.ReleaseRe
 		return peer.ReleaseResponse{}, err
 	}
 	n.released.record(req.Activation)
-	sh, err := kek.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
+	sh, err := kekhsm.OpenShare(n.cfg.Token, pub, hs.Index, hs.Sealed)
 	if err != nil {
 		return peer.ReleaseResponse{}, err
 	}

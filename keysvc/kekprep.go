@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/hsm"
@@ -539,7 +541,7 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 		// cannot be combined with the new ones, so its key is replaced.
 		n.log.Warn("keysvc: escrow recovery replaces this node's live share", "kek", req.KEKID, "version", req.Version, "proposal", req.Proposal)
 	}
-	if err := kek.Destroy(n.cfg.Token, req.KEKID, req.Version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+	if err := kekhsm.Destroy(n.cfg.Token, req.KEKID, req.Version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		return SealResponse{}, err
 	}
 	sh := new(threshold.Share)
@@ -548,15 +550,15 @@ func (n *Node) SealShare(ctx context.Context, from string, req SealRequest) (Sea
 	}
 	defer sh.Zeroize()
 	v := &kek.Version{ID: req.KEKID, Version: req.Version, Threshold: req.Threshold, PublicKey: req.PublicKey, Commitments: c}
-	sealed, err := kek.SealShare(n.cfg.Token, v, sh)
+	sealed, err := kekhsm.SealShare(n.cfg.Token, v, sh)
 	if err != nil {
-		_ = kek.Destroy(n.cfg.Token, req.KEKID, req.Version)
+		_ = kekhsm.Destroy(n.cfg.Token, req.KEKID, req.Version)
 		return SealResponse{}, err
 	}
 	text := ledger.ShareSealedStatement(n.cfg.Cluster, n.cfg.NodeID, req.KEKID, req.Version, sh.Index, req.PublicKey, req.Commitments, sealed, req.Proposal)
 	stmt, err := n.keys.signStatement(text)
 	if err != nil {
-		_ = kek.Destroy(n.cfg.Token, req.KEKID, req.Version)
+		_ = kekhsm.Destroy(n.cfg.Token, req.KEKID, req.Version)
 		return SealResponse{}, err
 	}
 	n.dealings.Store(kek.Label(req.KEKID, req.Version), req.Dealing)
@@ -651,7 +653,7 @@ func (n *Node) liveShare(id string, ver uint32) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
-	sh, err := kek.OpenShare(n.cfg.Token, v, hs.Index, hs.Sealed)
+	sh, err := kekhsm.OpenShare(n.cfg.Token, v, hs.Index, hs.Sealed)
 	switch {
 	case err == nil:
 		sh.Zeroize()
@@ -686,7 +688,7 @@ func (n *Node) DiscardShare(ctx context.Context, from string, req DiscardRequest
 	if live {
 		return fmt.Errorf("%w: kek %q v%d", ErrLiveShare, req.KEKID, req.Version)
 	}
-	if err := kek.Destroy(n.cfg.Token, req.KEKID, req.Version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+	if err := kekhsm.Destroy(n.cfg.Token, req.KEKID, req.Version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		return err
 	}
 	n.dealings.CompareAndDelete(label, req.Dealing)

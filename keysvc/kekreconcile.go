@@ -11,10 +11,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/hsm"
-	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/state"
 )
@@ -78,7 +79,7 @@ func (n *Node) destroyPending() error {
 	}
 	var errs []error
 	for _, p := range todo {
-		if err := kek.Destroy(n.cfg.Token, p.id, p.version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+		if err := kekhsm.Destroy(n.cfg.Token, p.id, p.version); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 			errs = append(errs, err)
 			continue
 		}

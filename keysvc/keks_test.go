@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -92,7 +94,7 @@ func (f *officers) reconstitute(id string, ver uint32, nodes ...string) (*wrapke
 		if !ok {
 			f.t.Fatalf("node %s holds no share", node)
 		}
-		sh, err := kek.OpenShare(f.c.Token(node), v, hs.Index, hs.Sealed)
+		sh, err := kekhsm.OpenShare(f.c.Token(node), v, hs.Index, hs.Sealed)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +202,7 @@ func TestKEKLifecycle(t *testing.T) {
 			t.Errorf("node %s still holds the v1 sealing key", node)
 		}
 		hs, _ := sealed.Share(node)
-		if _, err := kek.OpenShare(f.c.Token(node), v, hs.Index, hs.Sealed); !errors.Is(err, kek.ErrShareUnavailable) {
+		if _, err := kekhsm.OpenShare(f.c.Token(node), v, hs.Index, hs.Sealed); !errors.Is(err, kek.ErrShareUnavailable) {
 			t.Errorf("node %s: old sealed share opens: %v", node, err)
 		}
 	}
@@ -346,7 +348,7 @@ func TestKEKEscrowRecovery(t *testing.T) {
 	}
 	// Every node HSM loses its sealing key.
 	for _, id := range nodes3 {
-		if err := kek.Destroy(f.c.Token(id), "vault", 1); err != nil {
+		if err := kekhsm.Destroy(f.c.Token(id), "vault", 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -512,7 +514,7 @@ func TestKEKEscrowRecoveryPartialLoss(t *testing.T) {
 	kv := f.kek("vault").Versions[0]
 	v, _ := kv.Public("vault")
 	rec, _ := kv.Escrow.Record()
-	if err := kek.Destroy(f.c.Token("n3"), "vault", 1); err != nil {
+	if err := kekhsm.Destroy(f.c.Token("n3"), "vault", 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.reconstitute("vault", 1, "n1", "n2", "n3"); !errors.Is(err, kek.ErrShareUnavailable) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/hsm/pkcs11"
@@ -46,7 +48,7 @@ func deal(t testing.TB, toks []hsm.Token, id string, th int) (*kek.Version, [][]
 	}
 	sealed := make([][]byte, len(toks))
 	for i, tok := range toks {
-		if sealed[i], err = kek.SealShare(tok, v, &shares[i]); err != nil {
+		if sealed[i], err = kekhsm.SealShare(tok, v, &shares[i]); err != nil {
 			t.Fatal(err)
 		}
 		shares[i].Zeroize()
@@ -58,7 +60,7 @@ func deal(t testing.TB, toks []hsm.Token, id string, th int) (*kek.Version, [][]
 func unwrap(toks []hsm.Token, v *kek.Version, sealed [][]byte, blob []byte, who ...int) ([]byte, error) {
 	var shares []threshold.Share
 	for _, i := range who {
-		sh, err := kek.OpenShare(toks[i], v, uint16(i+1), sealed[i])
+		sh, err := kekhsm.OpenShare(toks[i], v, uint16(i+1), sealed[i])
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +102,7 @@ func TestDestroyedSealingKeyShredsThatShare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kek.Destroy(toks[2], v.ID, v.Version); err != nil {
+	if err := kekhsm.Destroy(toks[2], v.ID, v.Version); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := unwrap(toks, v, sealed, blob, 0, 2); !errors.Is(err, kek.ErrShareUnavailable) {
@@ -108,7 +110,7 @@ func TestDestroyedSealingKeyShredsThatShare(t *testing.T) {
 	}
 	// The other nodes' HSMs cannot open node 3's sealed share either.
 	for i := range 2 {
-		if _, err := kek.OpenShare(toks[i], v, 3, sealed[2]); !errors.Is(err, kek.ErrShareCorrupt) {
+		if _, err := kekhsm.OpenShare(toks[i], v, 3, sealed[2]); !errors.Is(err, kek.ErrShareCorrupt) {
 			t.Fatalf("node %d opening node 3's share: got %v", i+1, err)
 		}
 	}
@@ -116,7 +118,7 @@ func TestDestroyedSealingKeyShredsThatShare(t *testing.T) {
 		t.Fatalf("nodes 1 and 2 after node 3 destroyed: %v", err)
 	}
 	for _, tok := range toks[:2] {
-		if err := kek.Destroy(tok, v.ID, v.Version); err != nil {
+		if err := kekhsm.Destroy(tok, v.ID, v.Version); err != nil {
 			t.Fatal(err)
 		}
 	}

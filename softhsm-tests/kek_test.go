@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/keysvc/ceremony"
@@ -147,7 +149,7 @@ func openShares(t *testing.T, c *devcluster.Cluster, v *kek.Version, rec client.
 	)
 	for _, s := range rec.Shares {
 		withToken(t, c, s.Node, func(tok hsm.Token) {
-			sh, err := kek.OpenShare(tok, v, s.Index, sealed[s.Node])
+			sh, err := kekhsm.OpenShare(tok, v, s.Index, sealed[s.Node])
 			if err != nil {
 				errs = append(errs, err)
 				return
@@ -289,7 +291,7 @@ func TestKEKLifecycleOnCluster(t *testing.T) {
 				}
 			}
 			// Every node HSM loses the vault key: only escrow can bring it back.
-			if err := kek.Destroy(tok, "vault", 1); err != nil {
+			if err := kekhsm.Destroy(tok, "vault", 1); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -13,6 +13,8 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/pkcs11"
 	"github.com/custos-eu/custos/hsm/softhsm"
@@ -97,7 +99,7 @@ func runDemo(w io.Writer, dir string) (err error) {
 	say("Public key (X-Wing, %d bytes), SHA-256 %x…", len(v.PublicKey), sha256.Sum256(v.PublicKey))
 	say("%d Pedersen commitments published so each node can check its share.", v.Commitments.Threshold())
 	for _, n := range nodes {
-		n.sealed, err = kek.SealShare(n.tok, v, &shares[n.index-1])
+		n.sealed, err = kekhsm.SealShare(n.tok, v, &shares[n.index-1])
 		shares[n.index-1].Zeroize()
 		if err != nil {
 			return err
@@ -141,11 +143,11 @@ func runDemo(w io.Writer, dir string) (err error) {
 	}
 
 	title("Destroy node-3's sealing key for demo v1")
-	if err := kek.Destroy(nodes[2].tok, v.ID, v.Version); err != nil {
+	if err := kekhsm.Destroy(nodes[2].tok, v.ID, v.Version); err != nil {
 		return err
 	}
 	say("node-3's HSM no longer holds %q; its sealed share is now ciphertext nobody can open.", kek.Label(v.ID, v.Version))
-	if _, err := kek.OpenShare(nodes[2].tok, v, 3, nodes[2].sealed); errors.Is(err, kek.ErrShareUnavailable) {
+	if _, err := kekhsm.OpenShare(nodes[2].tok, v, 3, nodes[2].sealed); errors.Is(err, kek.ErrShareUnavailable) {
 		say("node-3 opening its share: refused (%v)", err)
 	} else {
 		return fmt.Errorf("node-3 opened a share whose key is destroyed: %v", err)
@@ -162,7 +164,7 @@ func runDemo(w io.Writer, dir string) (err error) {
 
 	title("Crypto-shred demo v1: destroy its sealing key on the other nodes too")
 	for _, n := range nodes[:2] {
-		if err := kek.Destroy(n.tok, v.ID, v.Version); err != nil {
+		if err := kekhsm.Destroy(n.tok, v.ID, v.Version); err != nil {
 			return err
 		}
 		say("%s destroyed %q", n.name, kek.Label(v.ID, v.Version))
@@ -186,7 +188,7 @@ func demoUnwrap(v *kek.Version, blob []byte, ctx wrapkey.Context, nodes ...*demo
 		}
 	}()
 	for _, n := range nodes {
-		sh, err := kek.OpenShare(n.tok, v, n.index, n.sealed)
+		sh, err := kekhsm.OpenShare(n.tok, v, n.index, n.sealed)
 		if errors.Is(err, kek.ErrShareUnavailable) {
 			continue
 		}

@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
-	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
@@ -339,7 +340,7 @@ func TestKEKCeremoniesCLI(t *testing.T) {
 	// Escrow recovery, after every node's HSM lost its key for the version:
 	// proposer and approver each send their share.
 	for _, id := range h.c.IDs() {
-		if err := kek.Destroy(h.c.Token(id), "vault", 1); err != nil {
+		if err := kekhsm.Destroy(h.c.Token(id), "vault", 1); err != nil {
 			t.Fatal(err)
 		}
 	}

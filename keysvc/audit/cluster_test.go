@@ -18,6 +18,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer/officertest"
+	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
 
@@ -55,14 +56,14 @@ func newLiveCluster(t *testing.T, nodes int) *liveCluster {
 }
 
 func (l *liveCluster) init(quorum int, names ...string) {
-	in := keysvc.Init{Quorum: quorum, DefaultThreshold: 2, Officers: l.offs.Bundles(names...)}
+	in := state.Init{Quorum: quorum, DefaultThreshold: 2, Officers: l.offs.Bundles(names...)}
 	if err := l.c.Leader().Init(ctxT(l.t), in, operator); err != nil {
 		l.t.Fatal(err)
 	}
 }
 
 // run has proposer propose ps (signed) and the others approve until it closes.
-func (l *liveCluster) run(ps ceremony.Params, proposer string, others ...string) keysvc.Ceremony {
+func (l *liveCluster) run(ps ceremony.Params, proposer string, others ...string) state.Ceremony {
 	l.t.Helper()
 	n := l.c.Leader()
 	p := officertest.Proposal(l.t, "test", proposer, ps, l.clk.Now(), n.Status().StateVersion)
@@ -76,14 +77,14 @@ func (l *liveCluster) run(ps ceremony.Params, proposer string, others ...string)
 		l.t.Fatalf("propose %s: %v", p.Operation(), err)
 	}
 	for _, o := range others {
-		if c.Status != keysvc.StatusPending {
+		if c.Status != state.StatusPending {
 			break
 		}
 		if c, err = n.Approve(ctxT(l.t), p.ID, o, sign(o), officerActor(o)); err != nil {
 			l.t.Fatalf("approve %s by %s: %v", p.Operation(), o, err)
 		}
 	}
-	if c.Status != keysvc.StatusExecuted {
+	if c.Status != state.StatusExecuted {
 		l.t.Fatalf("%s: %s (%s: %s)", p.Operation(), c.Status, c.Code, c.Reason)
 	}
 	return c

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"github.com/cloudflare/circl/group"
 
 	"github.com/custos-eu/custos/hsm"
@@ -71,7 +73,7 @@ func sealOnto(tb testing.TB, v *kek.Version, shares []threshold.Share) ([]hsm.To
 	for i := range shares {
 		toks[i] = hsmtest.NewFake()
 		var err error
-		if sealed[i], err = kek.SealShare(toks[i], v, &shares[i]); err != nil {
+		if sealed[i], err = kekhsm.SealShare(toks[i], v, &shares[i]); err != nil {
 			tb.Fatal(err)
 		}
 		shares[i].Zeroize()
@@ -135,12 +137,12 @@ func TestEscrowRestoresKEKAfterEveryNodeHSMIsGone(t *testing.T) {
 	}
 
 	for _, tok := range toks {
-		if err := kek.Destroy(tok, v.ID, v.Version); err != nil {
+		if err := kekhsm.Destroy(tok, v.ID, v.Version); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range toks {
-		if _, err := kek.OpenShare(toks[i], v, uint16(i+1), sealed[i]); !errors.Is(err, kek.ErrShareUnavailable) {
+		if _, err := kekhsm.OpenShare(toks[i], v, uint16(i+1), sealed[i]); !errors.Is(err, kek.ErrShareUnavailable) {
 			t.Fatalf("node %d after destroy: got %v, want ErrShareUnavailable", i+1, err)
 		}
 	}

@@ -4,12 +4,12 @@
 // fresh secret, splits it t-of-n with Pedersen VSS (package threshold), derives the
 // seed from it and returns only the public record ([Version]: X-Wing public key and
 // share commitments) and the n shares; the secret and seed are zeroised before it
-// returns. Each node seals its share with [SealShare] under an AES-256 key generated
+// returns. Each node seals its share (package kekhsm) under an AES-256 key generated
 // inside its own HSM, labelled by [Label] ("custos:kek:<id>:<version>"). To unwrap,
-// t nodes open their shares with [OpenShare] and [Reconstitute] rebuilds the key,
+// t nodes open their shares (kekhsm) and [Reconstitute] rebuilds the key,
 // checking every share against the commitments and the result against the public key.
 //
-// Destroying the sealing key on a node ([Destroy]) makes every copy of that node's
+// Destroying the sealing key on a node (kekhsm.Destroy) makes every copy of that node's
 // sealed share useless; destroying it on every node crypto-shreds the version.
 //
 // # Officer escrow
@@ -57,20 +57,18 @@
 // built by the opener from the record it expects, not from the blob.
 // [ParseEscrowShare] is the one parser; its errors are [*EscrowParseError].
 //
-// Functions here are safe for concurrent use when the hsm.Token given is.
+// This package touches no HSM: it deals, verifies and rebuilds; kekhsm seals,
+// opens and destroys shares in a node's token.
 package kek
 
 import (
-	"bytes"
 	"crypto/subtle"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/cloudflare/circl/group"
 
-	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
 )
@@ -128,71 +126,6 @@ func Deal(rnd io.Reader, id string, version uint32, t, n int) (*Version, []thres
 	}
 	v := &Version{ID: id, Version: version, Threshold: t, Shares: n, PublicKey: pub, Commitments: d.Commitments}
 	return v, d.Shares, nil
-}
-
-// shareAAD binds a sealed share to its KEK version and share index.
-func shareAAD(v *Version, index uint16) []byte {
-	var b bytes.Buffer
-	b.WriteString("custos/v1/sealed-share\x00")
-	b.WriteString(Label(v.ID, v.Version))
-	b.WriteByte(0)
-	_ = binary.Write(&b, binary.BigEndian, index)
-	return b.Bytes()
-}
-
-// SealShare generates this version's sealing key inside tok and seals sh under it.
-// The share is checked against the commitments first, so a node never seals a
-// share it could not later use. hsm.ErrKeyExists if the node already holds a
-// sealing key for this version.
-func SealShare(tok hsm.Token, v *Version, sh *threshold.Share) ([]byte, error) {
-	if err := threshold.Verify(v.Commitments, sh); err != nil {
-		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
-	}
-	plain, err := sh.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
-	}
-	defer clear(plain)
-	label := Label(v.ID, v.Version)
-	if err := tok.GenerateAESKey(label); err != nil {
-		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
-	}
-	sealed, err := tok.Seal(label, plain, shareAAD(v, sh.Index))
-	if err != nil {
-		return nil, fmt.Errorf("seal share %d of kek %q v%d: %w", sh.Index, v.ID, v.Version, err)
-	}
-	return sealed, nil
-}
-
-// OpenShare opens the sealed share with the given index inside tok and verifies it
-// against the commitments. ErrShareUnavailable when the sealing key is gone,
-// ErrShareCorrupt when the sealed bytes do not open or verify.
-func OpenShare(tok hsm.Token, v *Version, index uint16, sealed []byte) (*threshold.Share, error) {
-	plain, err := tok.Open(Label(v.ID, v.Version), sealed, shareAAD(v, index))
-	switch {
-	case errors.Is(err, hsm.ErrKeyNotFound):
-		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, ErrShareUnavailable)
-	case errors.Is(err, hsm.ErrOpen):
-		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, ErrShareCorrupt)
-	case err != nil:
-		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, err)
-	}
-	defer clear(plain)
-	sh := new(threshold.Share)
-	if err := sh.UnmarshalBinary(plain); err != nil || sh.Index != index || threshold.Verify(v.Commitments, sh) != nil {
-		sh.Zeroize()
-		return nil, fmt.Errorf("open share %d of kek %q v%d: %w", index, v.ID, v.Version, ErrShareCorrupt)
-	}
-	return sh, nil
-}
-
-// Destroy removes this version's sealing key from tok: the node's sealed share of
-// the version can never be opened again.
-func Destroy(tok hsm.Token, id string, version uint32) error {
-	if err := tok.Destroy(Label(id, version)); err != nil {
-		return fmt.Errorf("destroy kek %q v%d: %w", id, version, err)
-	}
-	return nil
 }
 
 // Reconstitute rebuilds the KEK version from at least t shares and returns it as a

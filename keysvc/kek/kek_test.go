@@ -3,11 +3,14 @@ package kek_test
 import (
 	"strings"
 
+	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"github.com/custos-eu/custos/keysvc/ledger"
 	"testing"
+
+	"github.com/custos-eu/custos/keysvc/ledger"
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/hsmtest"
@@ -29,7 +32,7 @@ func cluster(t *testing.T, t_, n int) (*kek.Version, []hsm.Token, [][]byte) {
 	sealed := make([][]byte, n)
 	for i := range shares {
 		toks[i] = hsmtest.NewFake()
-		sealed[i], err = kek.SealShare(toks[i], v, &shares[i])
+		sealed[i], err = kekhsm.SealShare(toks[i], v, &shares[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +45,7 @@ func open(t *testing.T, v *kek.Version, toks []hsm.Token, sealed [][]byte, nodes
 	t.Helper()
 	var out []threshold.Share
 	for _, i := range nodes {
-		sh, err := kek.OpenShare(toks[i], v, uint16(i+1), sealed[i])
+		sh, err := kekhsm.OpenShare(toks[i], v, uint16(i+1), sealed[i])
 		if err != nil {
 			t.Fatalf("node %d: %v", i+1, err)
 		}
@@ -84,17 +87,17 @@ func TestOneShareIsNotEnough(t *testing.T) {
 
 func TestDestroyedSealingKeyMakesShareUseless(t *testing.T) {
 	v, toks, sealed := cluster(t, 2, 3)
-	if err := kek.Destroy(toks[2], v.ID, v.Version); err != nil {
+	if err := kekhsm.Destroy(toks[2], v.ID, v.Version); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kek.OpenShare(toks[2], v, 3, sealed[2]); !errors.Is(err, kek.ErrShareUnavailable) {
+	if _, err := kekhsm.OpenShare(toks[2], v, 3, sealed[2]); !errors.Is(err, kek.ErrShareUnavailable) {
 		t.Fatalf("got %v, want ErrShareUnavailable", err)
 	}
 	// Another node's HSM cannot open it either: each node's key is its own.
-	if _, err := kek.OpenShare(toks[0], v, 3, sealed[2]); !errors.Is(err, kek.ErrShareCorrupt) {
+	if _, err := kekhsm.OpenShare(toks[0], v, 3, sealed[2]); !errors.Is(err, kek.ErrShareCorrupt) {
 		t.Fatalf("node 1 opening node 3's share: got %v, want ErrShareCorrupt", err)
 	}
-	if err := kek.Destroy(toks[2], v.ID, v.Version); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if err := kekhsm.Destroy(toks[2], v.ID, v.Version); !errors.Is(err, hsm.ErrKeyNotFound) {
 		t.Fatalf("second destroy: got %v, want ErrKeyNotFound", err)
 	}
 }
@@ -103,17 +106,17 @@ func TestTamperedOrMisplacedShareIsRefused(t *testing.T) {
 	v, toks, sealed := cluster(t, 2, 3)
 	bad := bytes.Clone(sealed[0])
 	bad[len(bad)-1] ^= 1
-	if _, err := kek.OpenShare(toks[0], v, 1, bad); !errors.Is(err, kek.ErrShareCorrupt) {
+	if _, err := kekhsm.OpenShare(toks[0], v, 1, bad); !errors.Is(err, kek.ErrShareCorrupt) {
 		t.Fatalf("tampered: got %v", err)
 	}
 	// The sealed share is bound to its index.
-	if _, err := kek.OpenShare(toks[0], v, 2, sealed[0]); !errors.Is(err, kek.ErrShareCorrupt) {
+	if _, err := kekhsm.OpenShare(toks[0], v, 2, sealed[0]); !errors.Is(err, kek.ErrShareCorrupt) {
 		t.Fatalf("wrong index: got %v", err)
 	}
 	// And to its KEK version: a record with another version cannot open it.
 	other := *v
 	other.Version = 2
-	if _, err := kek.OpenShare(toks[0], &other, 1, sealed[0]); !errors.Is(err, kek.ErrShareUnavailable) {
+	if _, err := kekhsm.OpenShare(toks[0], &other, 1, sealed[0]); !errors.Is(err, kek.ErrShareUnavailable) {
 		t.Fatalf("other version: got %v", err)
 	}
 }
@@ -140,13 +143,13 @@ func TestSealRefusesShareNotMatchingCommitments(t *testing.T) {
 	}
 	tok := hsmtest.NewFake()
 	var bad *threshold.BadShareError
-	if _, err := kek.SealShare(tok, v2, &shares1[0]); !errors.As(err, &bad) {
+	if _, err := kekhsm.SealShare(tok, v2, &shares1[0]); !errors.As(err, &bad) {
 		t.Fatalf("got %v, want BadShareError", err)
 	}
-	if _, err := kek.SealShare(tok, v1, &shares1[0]); err != nil {
+	if _, err := kekhsm.SealShare(tok, v1, &shares1[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kek.SealShare(tok, v1, &shares1[0]); !errors.Is(err, hsm.ErrKeyExists) {
+	if _, err := kekhsm.SealShare(tok, v1, &shares1[0]); !errors.Is(err, hsm.ErrKeyExists) {
 		t.Fatalf("second seal: got %v, want ErrKeyExists", err)
 	}
 }
@@ -179,14 +182,14 @@ func BenchmarkUnwrap2of3Fake(b *testing.B) {
 	toks := []hsm.Token{hsmtest.NewFake(), hsmtest.NewFake()}
 	sealed := make([][]byte, 2)
 	for i := range toks {
-		sealed[i], _ = kek.SealShare(toks[i], v, &shares[i])
+		sealed[i], _ = kekhsm.SealShare(toks[i], v, &shares[i])
 	}
 	blob, _ := v.Wrap(rand.Reader, ctx, make([]byte, 32))
 	b.ResetTimer()
 	for b.Loop() {
 		var got []threshold.Share
 		for i := range toks {
-			sh, err := kek.OpenShare(toks[i], v, uint16(i+1), sealed[i])
+			sh, err := kekhsm.OpenShare(toks[i], v, uint16(i+1), sealed[i])
 			if err != nil {
 				b.Fatal(err)
 			}

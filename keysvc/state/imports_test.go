@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 
 const module = "github.com/custos-eu/custos/"
 
-// nondeterministic are the packages that bring a clock-free state machine
+// nondeterministic are the packages that would bring the state machine
 // I/O, randomness or an HSM.
 var nondeterministic = []string{
 	"net", "net/http", "crypto/rand", "math/rand", "math/rand/v2", "os/exec",
@@ -22,27 +21,9 @@ var nondeterministic = []string{
 	"github.com/hashicorp/raft", module + "raft", module + "keysvc/peer", module + "keysvc",
 }
 
-// neverLinked may not be among this package's dependencies at all.
-var neverLinked = []string{
-	"net/http", "os/exec", "github.com/hashicorp/raft", module + "raft", module + "keysvc/peer", module + "keysvc",
-}
-
-// leaves are the dependencies allowed to import some nondeterministic
-// package, and which: leaf packages whose pure halves the state machine
-// uses beside halves that sign, generate keys or talk to an HSM. Other
-// modules' packages may use crypto/rand (key generation they offer) and
-// nothing else of the list. The list may shrink, never grow.
-var leaves = map[string][]string{
-	module + "keysvc/identity":        {"crypto/rand", "net"},
-	module + "keysvc/ledger":          {"crypto/rand"},
-	module + "keysvc/kek":             {module + "hsm"},
-	module + "keysvc/officer":         {"crypto/rand", module + "hsm"},
-	module + "hsm":                    {"crypto/rand", "github.com/ThalesGroup/crypto11", "github.com/miekg/pkcs11"},
-	"github.com/ThalesGroup/crypto11": {"github.com/miekg/pkcs11"},
-}
-
-// The state machine's files import nothing that does I/O, keeps time or
-// draws randomness, and call no clock: Apply stays deterministic.
+// State's own files import nothing nondeterministic and call no clock or
+// random source: times come in the command. What state links through other
+// packages is checked by internal/archtest.
 func TestImports(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	if err != nil {
@@ -89,34 +70,5 @@ func TestImports(t *testing.T) {
 			}
 			return true
 		})
-	}
-}
-
-// Among this package's dependencies, only the leaves above reach a
-// nondeterministic package, and none links the node runtime, raft or
-// net/http.
-func TestDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}|{{.Standard}}|{{join .Imports \",\"}}", ".").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		parts := strings.SplitN(line, "|", 3)
-		path, std, imports := parts[0], parts[1] == "true", strings.Split(parts[2], ",")
-		if slices.Contains(neverLinked, path) {
-			t.Errorf("%s is linked", path)
-		}
-		if std || path == module+"keysvc/state" {
-			continue
-		}
-		allowed, ok := leaves[path]
-		if !ok && !strings.HasPrefix(path, module) {
-			allowed = []string{"crypto/rand"}
-		}
-		for _, imp := range imports {
-			if slices.Contains(nondeterministic, imp) && !slices.Contains(allowed, imp) {
-				t.Errorf("%s imports %s", path, imp)
-			}
-		}
 	}
 }
