@@ -2,7 +2,6 @@ package keysvc_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 	"github.com/custos-eu/custos/keysvc/state"
 )
 
@@ -38,18 +38,17 @@ func (c *clock) Add(d time.Duration) {
 
 // officers is a ceremony test fixture: one node, officers generated in memory.
 type officers struct {
-	t       *testing.T
-	c       *keysvctest.Cluster
-	n       *keysvc.Node
-	clk     *clock
-	signers map[string]*officer.Signer
+	t    *testing.T
+	c    *keysvctest.Cluster
+	n    *keysvc.Node
+	clk  *clock
+	offs *officertest.Set
 }
 
-var operatorActor = ledger.Actor{Identity: "custos://test/operator/ops?region=DE", Role: "operator", Region: "DE"}
-
-func officerActor(name string) ledger.Actor {
-	return ledger.Actor{Identity: "custos://test/officer/" + name + "?region=DE", Role: "officer", Region: "DE"}
-}
+var (
+	operatorActor = keysvctest.Operator
+	officerActor  = officertest.Actor
+)
 
 func newOfficers(t *testing.T, names ...string) *officers {
 	return newOfficersOn(t, 1, names...)
@@ -60,27 +59,12 @@ func newOfficersOn(t *testing.T, nodes int, names ...string) *officers {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
 	c := keysvctest.NewCluster(t, nodes, keysvctest.Options{Configure: func(cfg *keysvc.Config) { cfg.Now = clk.Now }})
-	f := &officers{t: t, c: c, n: c.Leader(), clk: clk, signers: map[string]*officer.Signer{}}
-	for _, name := range names {
-		f.signer(name)
-	}
-	return f
+	return &officers{t: t, c: c, n: c.Leader(), clk: clk, offs: officertest.New(t, names...)}
 }
 
-func (f *officers) signer(name string) *officer.Signer {
-	if s := f.signers[name]; s != nil {
-		return s
-	}
-	s, err := officer.Generate(officer.Config{Name: name})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(func() { s.Close() })
-	f.signers[name] = s
-	return s
-}
+func (f *officers) signer(name string) *officer.Signer { return f.offs.Signer(name) }
 
-func (f *officers) bundle(name string) string { return string(f.signer(name).Public().Marshal()) }
+func (f *officers) bundle(name string) string { return f.offs.Bundle(name) }
 
 func (f *officers) init(quorum int, names ...string) {
 	f.t.Helper()
@@ -95,22 +79,10 @@ func (f *officers) init(quorum int, names ...string) {
 
 // proposal makes a proposal by proposer against the current state version.
 func (f *officers) proposal(proposer string, ps ceremony.Params) ceremony.Proposal {
-	id, err := ceremony.NewID(rand.Reader)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	now := f.clk.Now()
-	return ceremony.Proposal{Cluster: "test", ID: id, Params: ps, Proposer: proposer, Created: now, Expires: now.Add(time.Hour),
-		StateVersion: f.n.Status().StateVersion}
+	return officertest.Proposal(f.t, "test", proposer, ps, f.clk.Now(), f.n.Status().StateVersion)
 }
 
-func (f *officers) sign(name string, p ceremony.Proposal) []byte {
-	sig, err := f.signer(name).Sign(p.Digest())
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return sig.Marshal()
-}
+func (f *officers) sign(name string, p ceremony.Proposal) []byte { return f.offs.Sign(name, p) }
 
 func (f *officers) propose(p ceremony.Proposal, signed bool) (state.Ceremony, error) {
 	b, err := p.Marshal()

@@ -3,7 +3,6 @@ package keysvc_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/kek/kekhsm"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/keysvc"
@@ -20,7 +20,6 @@ import (
 	"github.com/custos-eu/custos/keysvc/kek"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
-	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 	"github.com/custos-eu/custos/threshold"
@@ -429,39 +428,20 @@ func TestKEKEscrowRecoveryNeedsShares(t *testing.T) {
 func BenchmarkKEKCreateCeremony(b *testing.B) {
 	c := keysvctest.NewCluster(b, 3, keysvctest.Options{})
 	n := c.Leader()
-	signers := map[string]*officer.Signer{}
-	var bundles []string
-	for _, name := range []string{"alice", "bob"} {
-		s, err := officer.Generate(officer.Config{Name: name})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		signers[name] = s
-		bundles = append(bundles, string(s.Public().Marshal()))
-	}
+	offs := officertest.New(b, "alice", "bob")
 	ctx := context.Background()
-	if err := n.Init(ctx, state.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+	if err := n.Init(ctx, state.Init{Officers: offs.Bundles("alice", "bob"), Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
 		b.Fatal(err)
-	}
-	sign := func(name string, p ceremony.Proposal) []byte {
-		sig, err := signers[name].Sign(p.Digest())
-		if err != nil {
-			b.Fatal(err)
-		}
-		return sig.Marshal()
 	}
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		id, _ := ceremony.NewID(rand.Reader)
-		now := time.Now()
-		p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: fmt.Sprintf("k%d", i), Policy: testPolicy(2, 0)},
-			Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: n.Status().StateVersion}
+		p := officertest.Proposal(b, "test", "alice", ceremony.KEKCreate{KEKID: fmt.Sprintf("k%d", i), Policy: testPolicy(2, 0)},
+			time.Now(), n.Status().StateVersion)
 		raw, _ := p.Marshal()
-		if _, err := n.Propose(ctx, raw, "alice", sign("alice", p), officerActor("alice")); err != nil {
+		if _, err := n.Propose(ctx, raw, "alice", offs.Sign("alice", p), officerActor("alice")); err != nil {
 			b.Fatal(err)
 		}
-		c, err := n.Approve(ctx, id, "bob", sign("bob", p), officerActor("bob"))
+		c, err := n.Approve(ctx, p.ID, "bob", offs.Sign("bob", p), officerActor("bob"))
 		if err != nil || c.Status != state.StatusExecuted {
 			b.Fatalf("%v %s %s", err, c.Code, c.Reason)
 		}

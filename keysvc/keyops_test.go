@@ -2,7 +2,6 @@ package keysvc_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
@@ -14,7 +13,7 @@ import (
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
-	"github.com/custos-eu/custos/keysvc/officer"
+	"github.com/custos-eu/custos/keysvc/officer/officertest"
 	"github.com/custos-eu/custos/keysvc/state"
 	"github.com/custos-eu/custos/keysvc/wrapkey"
 )
@@ -244,37 +243,17 @@ func benchKEK(b *testing.B) *keysvc.Node { return benchKEKTTL(b, time.Minute) }
 func benchKEKTTL(b *testing.B, ttl time.Duration) *keysvc.Node {
 	c := keysvctest.NewCluster(b, 3, keysvctest.Options{})
 	n := c.Leader()
-	signers := map[string]*officer.Signer{}
-	var bundles []string
-	for _, name := range []string{"alice", "bob"} {
-		s, err := officer.Generate(officer.Config{Name: name})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		signers[name] = s
-		bundles = append(bundles, string(s.Public().Marshal()))
-	}
+	offs := officertest.New(b, "alice", "bob")
 	ctx := context.Background()
-	if err := n.Init(ctx, state.Init{Officers: bundles, Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
+	if err := n.Init(ctx, state.Init{Officers: offs.Bundles("alice", "bob"), Quorum: 2, DefaultThreshold: 2}, operatorActor); err != nil {
 		b.Fatal(err)
 	}
-	id, _ := ceremony.NewID(rand.Reader)
-	now := time.Now()
-	p := ceremony.Proposal{Cluster: "test", ID: id, Params: ceremony.KEKCreate{KEKID: "k", Policy: keyOpPolicy(ttl)},
-		Proposer: "alice", Created: now, Expires: now.Add(time.Hour), StateVersion: n.Status().StateVersion}
+	p := officertest.Proposal(b, "test", "alice", ceremony.KEKCreate{KEKID: "k", Policy: keyOpPolicy(ttl)}, time.Now(), n.Status().StateVersion)
 	raw, _ := p.Marshal()
-	sign := func(name string) []byte {
-		sig, err := signers[name].Sign(p.Digest())
-		if err != nil {
-			b.Fatal(err)
-		}
-		return sig.Marshal()
-	}
-	if _, err := n.Propose(ctx, raw, "alice", sign("alice"), officerActor("alice")); err != nil {
+	if _, err := n.Propose(ctx, raw, "alice", offs.Sign("alice", p), officerActor("alice")); err != nil {
 		b.Fatal(err)
 	}
-	if c, err := n.Approve(ctx, id, "bob", sign("bob"), officerActor("bob")); err != nil || c.Status != state.StatusExecuted {
+	if c, err := n.Approve(ctx, p.ID, "bob", offs.Sign("bob", p), officerActor("bob")); err != nil || c.Status != state.StatusExecuted {
 		b.Fatalf("%v %s", err, c.Reason)
 	}
 	return n

@@ -1,7 +1,6 @@
 package keysvc_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -9,41 +8,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-eu/custos/internal/testlog"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/keysvctest"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
-// lockedBuffer is a log destination safe for a node's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestPeerChannelRefusesBadInput: whatever bytes a member sends as a call,
 // the receiving node answers with a refusal and a stable code (never
 // internal, never without a code), logs no secret the body carried, and
 // keeps serving.
 func TestPeerChannelRefusesBadInput(t *testing.T) {
-	logs := map[string]*lockedBuffer{}
+	logs := map[string]*testlog.Buffer{}
 	var mu sync.Mutex
 	c := keysvctest.NewCluster(t, 3, keysvctest.Options{PeerChannel: true, Configure: func(cfg *keysvc.Config) {
 		mu.Lock()
 		defer mu.Unlock()
-		logs[cfg.NodeID] = &lockedBuffer{}
+		logs[cfg.NodeID] = &testlog.Buffer{}
 		cfg.Logger = slog.New(slog.NewJSONHandler(logs[cfg.NodeID], &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}})
 	ctx := ctxT(t, 60*time.Second)

@@ -123,11 +123,6 @@ func addKEKFlags(fs *flag.FlagSet, regions *string) *kekFlags {
 	return kf
 }
 
-// isKEKOp reports whether op is a KEK, legal hold or escrow operation.
-func isKEKOp(op ceremony.Operation) bool {
-	return slices.Contains(opFlags[op], "kek")
-}
-
 // setFlags returns the flags given on the command line.
 func setFlags(fs *flag.FlagSet) map[string]bool {
 	set := map[string]bool{}

@@ -148,7 +148,7 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 		return err
 	}
 	var ps ceremony.Params
-	kekOp := isKEKOp(ceremony.Operation(op))
+	kekOp := ceremony.Operation(op).IsKEK()
 	switch {
 	case kekOp:
 		err = kf.check(ceremony.Operation(op))

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/audit"
-	"github.com/custos-eu/custos/keysvc/ceremony"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -238,15 +237,4 @@ func rootWords(h [32]byte) string { return base64.StdEncoding.EncodeToString(h[:
 func digest(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// kekOp reports whether op is a KEK, legal hold or escrow operation: one
-// whose closing the KEK's history shows.
-func kekOp(op ceremony.Operation) bool {
-	switch op {
-	case ceremony.OpKEKCreate, ceremony.OpKEKRotate, ceremony.OpKEKDisable, ceremony.OpKEKEnable, ceremony.OpKEKDestroy,
-		ceremony.OpKEKPolicy, ceremony.OpLegalHoldSet, ceremony.OpLegalHoldRelease, ceremony.OpEscrowRecover:
-		return true
-	}
-	return false
 }

@@ -751,7 +751,7 @@ func (b *reportBuilder) ceremonyEntry(e ledger.Entry) {
 // the versions' states.
 func (b *reportBuilder) lifecycle(e ledger.Entry, c *ceremonyRow) {
 	op := c.Operation
-	if !kekOp(ceremony.Operation(op)) {
+	if !ceremony.Operation(op).IsKEK() {
 		return
 	}
 	id, ver := b.kekOf(e)
