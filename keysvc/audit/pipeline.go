@@ -64,24 +64,31 @@ type pipeline struct {
 	ordered chan *batch
 	work    chan *batch
 	quit    chan struct{}
+	read    chan struct{} // closed when the reader goroutine has returned
 	once    sync.Once
 }
 
 func startPipeline(r io.Reader) *pipeline {
 	workers := runtime.GOMAXPROCS(0)
-	p := &pipeline{ordered: make(chan *batch, inFlight), work: make(chan *batch, inFlight), quit: make(chan struct{})}
+	p := &pipeline{ordered: make(chan *batch, inFlight), work: make(chan *batch, inFlight), quit: make(chan struct{}), read: make(chan struct{})}
 	for range workers {
 		go p.parse()
 	}
-	go p.read(NewReader(r))
+	go p.readAll(NewReader(r))
 	return p
 }
 
 // stop ends the pipeline early; the reading goroutine ends at its next
 // record (or when its Read returns).
-func (p *pipeline) stop() { p.once.Do(func() { close(p.quit) }) }
+// stop ends the pipeline and returns once its reader has stopped reading
+// r, so the caller may use r again (seek it, read the rest).
+func (p *pipeline) stop() {
+	p.once.Do(func() { close(p.quit) })
+	<-p.read
+}
 
-func (p *pipeline) read(rd *Reader) {
+func (p *pipeline) readAll(rd *Reader) {
+	defer close(p.read)
 	defer close(p.work)
 	defer close(p.ordered)
 	b := newBatch()

@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -725,5 +728,39 @@ func TestTrustFile(t *testing.T) {
 	}
 	if _, err := audit.NewTrust("test", s.entries[0], proof, s.nodeKeysText("n2"), s.checkpoint(n, "n1")); err == nil {
 		t.Error("NewTrust accepted a checkpoint signed by an untrusted node")
+	}
+}
+
+// countingReader counts the reads made of it.
+type countingReader struct {
+	r     io.Reader
+	reads atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.r.Read(p[:min(len(p), 512)])
+}
+
+// Verify reads nothing of r after it returns, even when it stops early, so
+// a caller may seek r and read it again (the report does, for --unverified).
+func TestVerifyStopsReadingBeforeReturning(t *testing.T) {
+	s := std(t)
+	s.keyOps(20000) // more than the pipeline holds in flight
+	n := s.size()
+	pack := s.pack(0, n, packOpts{})
+	stop := errors.New("stop at the first entry")
+	for range 20 {
+		cr := &countingReader{r: bytes.NewReader(pack)}
+		_, err := audit.Verify(cr, s.trust(n), audit.Options{OnEntry: func(ledger.Entry) error { return stop }})
+		if !errors.Is(err, stop) {
+			t.Fatalf("verify: %v, want OnEntry's error", err)
+		}
+		before := cr.reads.Load()
+		runtime.Gosched()
+		time.Sleep(time.Millisecond) // a chance for a straggling reader, not a timing check
+		if after := cr.reads.Load(); after != before {
+			t.Fatalf("%d reads of the pack after Verify returned", after-before)
+		}
 	}
 }
