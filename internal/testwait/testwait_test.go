@@ -15,7 +15,9 @@ type node struct {
 	leads     atomic.Bool
 }
 
-func view(n *node) testwait.View { return testwait.View{ID: n.id, IsLeader: n.leads.Load(), Leader: n.knows} }
+func view(n *node) testwait.View {
+	return testwait.View{ID: n.id, IsLeader: n.leads.Load(), Leader: n.knows}
+}
 
 // Leader waits out a moment with two nodes claiming to lead, and a node
 // still naming the old leader, then returns the one every node names.
