@@ -62,6 +62,19 @@ browser:
 	@command -v chromium >/dev/null || { echo "chromium still missing"; exit 1; }
 	@command -v pdftotext >/dev/null || { echo "pdftotext still missing"; exit 1; }
 
+# Debian's systemd package, only if systemd-analyze is missing: deploy's tests verify the custosd
+# unit with systemd-analyze (offline: no systemd as PID 1 needed) and its sysusers and tmpfiles
+# files with systemd-sysusers and systemd-tmpfiles. Idempotent; make test gets it through deps.
+.PHONY: systemd-analyze
+deps: systemd-analyze
+systemd-analyze:
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+		echo "installing systemd (systemd-analyze) with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
+	fi
+	@command -v systemd-analyze >/dev/null || { echo "systemd-analyze still missing"; exit 1; }
+
 # Tools the integration tests run (S3 server for backup/s3). Idempotent.
 tools: versitygw
 

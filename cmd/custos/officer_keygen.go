@@ -64,7 +64,7 @@ var keygenWorkFactor = 0
 
 func runOfficerKeygen(_ context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("officer keygen", flag.ContinueOnError)
-	out := fs.String("out", "", "existing directory to write NAME.key and NAME.pub into (required)")
+	out := fs.String("out", "", "directory to write NAME.key and NAME.pub into, created (0700) if missing (required)")
 	name := fs.String("name", "", "your officer id: 1-63 characters of a-z, 0-9, '.', '_', '-' (required)")
 	classical := fs.String("classical", string(officer.ECDSAP256), "classical signing algorithm: ecdsa-p256 or ed25519 (ecdsa-p256 with --pkcs11-uri)")
 	uri := fs.String("pkcs11-uri", "", "keep the classical key on this PKCS#11 token, e.g. 'pkcs11:token=officer-alice;object=custos-officer?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/path/pin'")
@@ -101,8 +101,15 @@ func runOfficerKeygen(_ context.Context, stdout io.Writer, args []string) error 
 		return err
 	}
 	defer clear(passphrase)
+	created, err := makeKeyDir(*out)
+	if err != nil {
+		return err
+	}
 	pub, err := officerhsm.Keygen(*out, c, passphrase)
 	if err != nil {
+		if created {
+			_ = os.Remove(*out) // only if still empty
+		}
 		return err
 	}
 	where := "classical key in the key file"
@@ -122,6 +129,21 @@ func runOfficerKeygen(_ context.Context, stdout io.Writer, args []string) error 
 	fmt.Fprintf(stdout, "officer-add ceremony). Confirm the fingerprint above with them over another channel — read it\n")
 	fmt.Fprintf(stdout, "aloud, in person or by phone — and check it is the one the ceremony shows before anyone approves.\n")
 	return nil
+}
+
+// makeKeyDir creates the --out directory (and its parents), mode 0700, when it
+// does not exist, and reports whether it did. An existing directory is used as
+// it is.
+func makeKeyDir(dir string) (created bool, err error) {
+	if _, err := os.Stat(dir); err == nil {
+		return false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("--out %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("--out %s: %w", dir, err)
+	}
+	return true, nil
 }
 
 func runOfficerPubkey(_ context.Context, stdout io.Writer, args []string) error {

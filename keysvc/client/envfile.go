@@ -1,5 +1,6 @@
 // Env files: the shell exports `custos dev up` writes (CUSTOS_ADDR,
-// CUSTOS_CA, CUSTOS_CLIENT_CERT, …), read without a shell.
+// CUSTOS_CA, CUSTOS_CLIENT_CERT, …), read without a shell. Nothing in them is
+// exported to the process, except SOFTHSM2_CONF (ProcessEnvVars).
 
 package client
 
@@ -68,8 +69,37 @@ type Settings struct {
 	identity.TLSFiles
 }
 
+// ProcessEnvVars are the env-file variables that configure a library this
+// process loads rather than the client: SOFTHSM2_CONF, which SoftHSM reads
+// once, when its PKCS#11 module is first loaded (an officer key on a SoftHSM
+// token). ApplyProcessEnv sets them; every other variable of an env file stays
+// out of the process's environment.
+var ProcessEnvVars = []string{"SOFTHSM2_CONF"}
+
+// ApplyProcessEnv sets, in this process's environment, each of ProcessEnvVars
+// that vars (an env file's) sets and the environment does not (unset or
+// empty), and returns the names it set. A variable already in the environment
+// wins: the module may already have been loaded with it. Call it before any
+// PKCS#11 token opens; later, a changed value has no effect on a loaded module.
+func ApplyProcessEnv(vars map[string]string) ([]string, error) {
+	var set []string
+	for _, k := range ProcessEnvVars {
+		v, ok := vars[k]
+		if !ok || v == "" || os.Getenv(k) != "" {
+			continue
+		}
+		if err := os.Setenv(k, v); err != nil {
+			return set, fmt.Errorf("set %s from the env file: %w", k, err)
+		}
+		set = append(set, k)
+	}
+	return set, nil
+}
+
 // ResolveSettings fills s's unset fields from the env file at envFile (if
-// not ""), then from the environment.
+// not ""), then from the environment. It also applies the env file's
+// ProcessEnvVars to this process (see ApplyProcessEnv), so that a command
+// that resolves its settings first opens its token with them.
 func ResolveSettings(s Settings, envFile string) (Settings, error) {
 	vars := map[string]string{}
 	for _, k := range []string{EnvAddr, EnvCert, EnvKey, EnvCA} {
@@ -78,6 +108,9 @@ func ResolveSettings(s Settings, envFile string) (Settings, error) {
 	if envFile != "" {
 		fv, err := ReadEnvFile(envFile)
 		if err != nil {
+			return s, err
+		}
+		if _, err := ApplyProcessEnv(fv); err != nil {
 			return s, err
 		}
 		for k := range vars {
