@@ -136,7 +136,7 @@ $(VULNDB_DIR)/index/db.json:
 	echo "vulncheck: $$n reports indexed into $(VULNDB_DIR)"
 
 # The node API's OpenAPI document (keysvc/httpapi/openapi.yaml) linted by Redocly CLI with its
-# recommended rules (redocly.yaml). @redocly/cli at REDOCLY_VERSION (no dependencies of its own;
+# recommended rules, strict (redocly.yaml). @redocly/cli at REDOCLY_VERSION (no dependencies of its own;
 # Node.js >= 20.19 and npm) comes from the npm registry, installed once into
 # .cache/redocly/REDOCLY_VERSION through a temporary directory, so an interrupted install leaves
 # nothing that looks complete. Telemetry and update checks are off; stdin is closed.
