@@ -148,10 +148,39 @@ $(VULNDB_DIR)/index/db.json:
 	mv "$$tmp/db" "$(VULNDB_DIR)"; \
 	echo "vulncheck: $$n reports indexed into $(VULNDB_DIR)"
 
+# The node API's OpenAPI document (keysvc/httpapi/openapi.yaml) linted by Redocly CLI with its
+# recommended rules, strict (redocly.yaml). @redocly/cli at REDOCLY_VERSION (no dependencies of its own;
+# Node.js >= 20.19 and npm) comes from the npm registry, installed once into
+# .cache/redocly/REDOCLY_VERSION through a temporary directory, so an interrupted install leaves
+# nothing that looks complete. Telemetry and update checks are off; stdin is closed.
+REDOCLY_VERSION := 2.77.0
+REDOCLY_DIR     := $(CACHE_DIR)/redocly/$(REDOCLY_VERSION)
+REDOCLY         := $(REDOCLY_DIR)/node_modules/.bin/redocly
+
+.PHONY: lint-openapi
+lint-openapi: $(REDOCLY)
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(REDOCLY) lint --config redocly.yaml keysvc/httpapi/openapi.yaml </dev/null
+
+$(REDOCLY):
+	@if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
+		echo "installing nodejs and npm with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	@set -e; mkdir -p "$(CACHE_DIR)/redocly"; \
+	tmp=$$(mktemp -d "$(CACHE_DIR)/redocly/.install.XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "lint-openapi: installing @redocly/cli@$(REDOCLY_VERSION) from npm into $(REDOCLY_DIR)"; \
+	npm install --prefix "$$tmp" --no-audit --no-fund --no-update-notifier --loglevel=error \
+		"@redocly/cli@$(REDOCLY_VERSION)" </dev/null; \
+	"$$tmp/node_modules/.bin/redocly" --version </dev/null | grep -qx '$(REDOCLY_VERSION)' || \
+		{ echo "lint-openapi: the installed redocly is not $(REDOCLY_VERSION)"; exit 1; }; \
+	rm -rf "$(REDOCLY_DIR)"; mv "$$tmp" "$(REDOCLY_DIR)"
+
 # Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
 # must run: CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM or versitygw into a failure
 # instead of a skip.
-test: deps vulncheck tools vet
+test: deps vulncheck tools vet lint-openapi
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Slow runs: every fuzzer for FUZZTIME.

@@ -6,6 +6,8 @@ require golang.org/x/time v0.16.0
 
 require github.com/DataDog/zstd v1.5.7
 
+require go.yaml.in/yaml/v3 v3.0.5
+
 require (
 	filippo.io/age v1.3.2
 	github.com/BurntSushi/toml v1.6.0

@@ -1,4 +1,4 @@
-// The API's OpenAPI 3.0 description, served at GET /v1/openapi.yaml.
+// The API's OpenAPI 3.1 description, served at GET /v1/openapi.yaml.
 
 package httpapi
 
@@ -7,13 +7,16 @@ import (
 	"net/http"
 )
 
-// openAPIDoc describes the key-operation and KEK read routes and the error
-// body with its codes.
+// openAPIDoc describes every route New registers: parameters, bodies and
+// their limits, answers, error codes, roles (x-custos-roles) and the
+// signed-request header. openapi_test.go holds it to the router, the
+// body limits, the roles the routes enforce and the codes of package
+// errcode; `make lint-openapi` lints it with Redocly's recommended rules.
 //
 //go:embed openapi.yaml
 var openAPIDoc []byte
 
-// OpenAPI returns the API's OpenAPI 3.0 document (YAML).
+// OpenAPI returns the API's OpenAPI 3.1 document (YAML).
 func OpenAPI() []byte { return append([]byte(nil), openAPIDoc...) }
 
 // GET /v1/openapi.yaml (any role).
