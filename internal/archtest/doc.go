@@ -1,3 +1,3 @@
 // Package archtest holds no code: its test, imports_test.go, checks the import graph
-// against the arrows of DESIGN.md's "Packages" section (go test ./internal/archtest).
+// against the arrows of the "Packages" section of docs/design.md (go test ./internal/archtest).
 package archtest

@@ -1,4 +1,4 @@
-// The import rules: DESIGN.md's arrows, checked on `go list -deps` of the whole module.
+// The import rules: the arrows of docs/design.md's "Packages" section, checked on `go list -deps` of the whole module.
 
 package archtest
 

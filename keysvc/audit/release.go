@@ -1,6 +1,6 @@
 // Share releases: every kek.release must answer a kek.activate logged
 // before it, and that activation must carry the client's own signed request
-// (DESIGN.md, "Share release"). Verify, the custody report and watch all
+// (docs/design.md, "Share release"). Verify, the custody report and watch all
 // follow the log's releases with one ShareReleases.
 
 package audit

@@ -4,7 +4,7 @@
 //
 // The serving node checks a request before it serves it; a peer checks it
 // again, on its own, before it releases a share for the activation the
-// request caused (DESIGN.md, "Share release"). Neither trusts the other's
+// request caused (docs/design.md, "Share release"). Neither trusts the other's
 // word: the signature is the client's.
 //
 // The message is text, one field per line, in this exact order, each line
