@@ -204,7 +204,7 @@ type fakeShares struct {
 }
 
 func (f *fakeShares) KEKs() ([]state.KEK, error) { return f.keks, f.err }
-func (f *fakeShares) Status() keysvc.Status       { return f.st }
+func (f *fakeShares) Status() keysvc.Status      { return f.st }
 
 func version(v uint32, st string, threshold int, holders ...string) state.KEKVersion {
 	kv := state.KEKVersion{Version: v, State: st, Threshold: threshold}
