@@ -135,10 +135,25 @@ $(VULNDB_DIR)/index/db.json:
 	mv "$$tmp/db" "$(VULNDB_DIR)"; \
 	echo "vulncheck: $$n reports indexed into $(VULNDB_DIR)"
 
+# Prometheus alert rules (deploy/prometheus): promtool, from Debian's prometheus package, checks
+# the example rules and runs their unit tests (which alerts fire on which series).
+.PHONY: promtool check-alerts
+promtool:
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "installing prometheus (for promtool) with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@command -v promtool >/dev/null || { echo "promtool still missing"; exit 1; }
+
+check-alerts: promtool
+	promtool check rules deploy/prometheus/custos-alerts.yml
+	cd deploy/prometheus && promtool test rules custos-alerts.test.yml
+
 # Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
 # must run: CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM or versitygw into a failure
 # instead of a skip.
-test: deps vulncheck tools vet
+test: deps vulncheck tools vet check-alerts
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Slow runs: every fuzzer for FUZZTIME.
