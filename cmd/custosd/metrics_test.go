@@ -268,3 +268,44 @@ func TestShareHealthMetric(t *testing.T) {
 		t.Errorf("token unreadable: %v", mfs)
 	}
 }
+
+// The measured token is used by every request goroutine at once: its
+// counts add up under concurrent use (run with -race).
+func TestHSMMetricsConcurrent(t *testing.T) {
+	hm := newHSMMetrics()
+	tok := hm.wrap(hsmtest.NewFake(), "node-1")
+	if err := tok.GenerateAESKey("k"); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 50
+	done := make(chan error, workers)
+	for range workers {
+		go func() {
+			for range each {
+				s, err := tok.Seal("k", []byte("x"), nil)
+				if err == nil {
+					_, err = tok.Open("k", s, []byte("wrong"))
+					if errors.Is(err, hsm.ErrOpen) {
+						err = nil
+					}
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range workers {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := gather(t, hm)
+	if got["custos_hsm_op_seconds{op=seal,token=node-1}"] != workers*each || got["custos_hsm_errors_total{op=open,token=node-1}"] != workers*each ||
+		got["custos_hsm_errors_total{op=seal,token=node-1}"] != 0 {
+		t.Errorf("seals %v, open errors %v, seal errors %v; want %d, %d, 0", got["custos_hsm_op_seconds{op=seal,token=node-1}"],
+			got["custos_hsm_errors_total{op=open,token=node-1}"], got["custos_hsm_errors_total{op=seal,token=node-1}"], workers*each, workers*each)
+	}
+}
