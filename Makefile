@@ -177,10 +177,30 @@ $(REDOCLY):
 		{ echo "lint-openapi: the installed redocly is not $(REDOCLY_VERSION)"; exit 1; }; \
 	rm -rf "$(REDOCLY_DIR)"; mv "$$tmp" "$(REDOCLY_DIR)"
 
+# Prometheus alert rules (deploy/prometheus): promtool checks the example rules and runs their
+# unit tests (which alerts fire on which series). promtool is taken out of Debian's prometheus
+# package without installing it (installing it would also start a Prometheus server where systemd
+# runs): the .deb is downloaded and unpacked into .cache/promtool; promtool is one static binary.
+PROMTOOL := $(CACHE_DIR)/promtool/usr/bin/promtool
+.PHONY: check-alerts
+check-alerts: $(PROMTOOL)
+	$(PROMTOOL) check rules deploy/prometheus/custos-alerts.yml
+	cd deploy/prometheus && $(abspath $(PROMTOOL)) test rules custos-alerts.test.yml
+
+$(PROMTOOL):
+	@set -e; mkdir -p "$(CACHE_DIR)"; tmp=$$(mktemp -d "$(CACHE_DIR)/.promtool.XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "check-alerts: unpacking promtool from Debian's prometheus package into $(CACHE_DIR)/promtool"; \
+	( cd "$$tmp" && apt-get download prometheus >/dev/null 2>&1 ) || { \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+		( cd "$$tmp" && apt-get download prometheus >/dev/null ); }; \
+	dpkg-deb -x "$$tmp"/prometheus_*.deb "$$tmp/root"; \
+	"$$tmp/root/usr/bin/promtool" --version >/dev/null; \
+	rm -rf "$(CACHE_DIR)/promtool"; mv "$$tmp/root" "$(CACHE_DIR)/promtool"
+
 # Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
 # must run: CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM or versitygw into a failure
 # instead of a skip.
-test: deps vulncheck tools vet lint-openapi
+test: deps vulncheck tools vet lint-openapi check-alerts
 	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Slow runs: every fuzzer for FUZZTIME.

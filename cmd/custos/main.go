@@ -32,6 +32,7 @@ var commands = []command{
 	{"operator", "cluster operator commands: operator init (name the officers, once)", runOperatorCmd},
 	{"audit", "auditor: checkpoint, export, verify, report, watch (see custos audit help)", nil},
 	{"backup", "agent: run, list, restore, verify, drill, prune, status (see custos backup help)", nil},
+	{"version", "print this build: module version, VCS revision and time, Go version [--format json]", runVersionCmd},
 }
 
 // stdio are a command's standard streams.

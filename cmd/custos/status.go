@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -39,6 +40,9 @@ const (
 type apiFlags struct {
 	env, addr, cert, key, ca string
 	timeout                  time.Duration
+
+	// files are the TLS files client resolved.
+	files identity.TLSFiles
 }
 
 func addAPIFlags(fs *flag.FlagSet) *apiFlags {
@@ -76,6 +80,7 @@ func (f *apiFlags) client() (*client.Client, error) {
 	}
 	cfg := st.Config(f.timeout)
 	cfg.SeenFile = seenFile(st.CA)
+	f.files = cfg.TLSFiles
 	return client.New(cfg)
 }
 
@@ -106,23 +111,33 @@ func runStatusCmd(ctx context.Context, stdout io.Writer, args []string) error {
 		return err
 	}
 	defer c.Close()
-	return status(ctx, stdout, c)
+	return status(ctx, stdout, c, af.files)
 }
 
-// memberHealth is one member's answer to a health check.
+// memberHealth is one member's answer to a health check, and the
+// certificates it presented.
 type memberHealth struct {
-	ok  bool
-	err error
+	ok    bool
+	err   error
+	certs servedCerts
 }
 
 // status prints the cluster's state and returns an error, after printing,
 // if the cluster cannot serve: no leader, or no verifiable checkpoint.
-func status(ctx context.Context, w io.Writer, c *client.Client) error {
+// Certificates with less than certWarning left (the members', their CA,
+// and those of files, the CLI's own) are warned of, without failing.
+func status(ctx context.Context, w io.Writer, c *client.Client, files identity.TLSFiles) error {
 	st, err := c.Cluster(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot reach the cluster: %w", err)
 	}
-	health := checkMembers(ctx, c, st.Members)
+	var tc *tls.Config
+	if files.Cert != "" {
+		if tc, err = identity.ClientConfig(files); err != nil {
+			return err
+		}
+	}
+	health := checkMembers(ctx, c, tc, st.Members)
 
 	var problems []string
 	leader := "none known (an election may be under way)"
@@ -166,6 +181,7 @@ func status(ctx context.Context, w io.Writer, c *client.Client) error {
 		fmt.Fprintf(w, "Latest checkpoint: unavailable: %v\n", err)
 		problems = append(problems, "no verifiable checkpoint")
 	}
+	printCertificates(w, certificates(st.Members, health, files), now())
 	if len(problems) > 0 {
 		return fmt.Errorf("cluster %q is not serving: %s", st.Cluster, strings.Join(problems, ", "))
 	}
@@ -195,8 +211,9 @@ func printCheckpoint(ctx context.Context, w io.Writer, c *client.Client, st clie
 }
 
 // checkMembers asks every member with an API address for its health, in
-// parallel, each bounded.
-func checkMembers(ctx context.Context, c *client.Client, members []client.Member) map[string]memberHealth {
+// parallel, each bounded, and with tc (when not nil) notes the
+// certificates it presents.
+func checkMembers(ctx context.Context, c *client.Client, tc *tls.Config, members []client.Member) map[string]memberHealth {
 	out := make(map[string]memberHealth, len(members))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -208,8 +225,12 @@ func checkMembers(ctx context.Context, c *client.Client, members []client.Member
 			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
 			_, err := c.NodeHealth(hctx, m.APIAddr)
+			h := memberHealth{ok: err == nil, err: err}
+			if tc != nil {
+				h.certs = probeCerts(hctx, tc, m.APIAddr)
+			}
 			mu.Lock()
-			out[m.ID] = memberHealth{ok: err == nil, err: err}
+			out[m.ID] = h
 			mu.Unlock()
 		})
 	}

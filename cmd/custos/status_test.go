@@ -1,13 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
+	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
@@ -71,5 +81,108 @@ func TestReadEnvFile(t *testing.T) {
 	}
 	if vars["A"] != `x y"z` || vars["B"] != "s p" || vars["C"] != "bare" || len(vars) != 3 {
 		t.Errorf("vars %q", vars)
+	}
+}
+
+// expiringCluster serves a fake leader node-1 whose CA is valid for caDays
+// and whose node certificate is valid for nodeDays, both made by identity
+// as the cluster CA makes them, and returns the env file of an agent whose
+// certificate is valid for clientDays (each cut to the CA's).
+func expiringCluster(t *testing.T, caDays, nodeDays, clientDays int) string {
+	t.Helper()
+	day := 24 * time.Hour
+	dir := t.TempDir()
+	ca, err := identity.NewCA("dev", time.Duration(caDays)*day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := identity.NewCSR(key, identity.Identity{Cluster: "dev", Name: "node-1", Role: identity.RoleNode, Region: "FR"},
+		[]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePEM, err := ca.IssueCSR(csr, identity.IssueOptions{Validity: time.Duration(nodeDays) * day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeFile := filepath.Join(dir, "node.pem")
+	os.WriteFile(nodeFile, nodePEM, 0o644)
+	srvTLS, err := identity.ServerConfig(identity.TLSFiles{Cert: nodeFile, CA: caFile, Signer: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := httpapitest.NewFake("dev", "node-1", "FR", "")
+	srv := httptest.NewUnstartedServer(httpapi.New(fake, httpapi.Options{Logger: slog.New(slog.DiscardHandler)}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.TLS = srvTLS
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	fake.SetAPIAddr(srv.URL)
+	if _, err := fake.Append(context.Background(), ledger.Entry{Type: "test", Actor: ledger.Actor{Identity: "x"}, Outcome: ledger.OutcomeOK}); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue(identity.Identity{Cluster: "dev", Name: "ops", Role: identity.RoleOperator, Region: "FR"},
+		identity.IssueOptions{Validity: time.Duration(clientDays) * day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, ckey := filepath.Join(dir, "ops.pem"), filepath.Join(dir, "ops.key")
+	if err := identity.WriteKeyPair(cert, ckey, certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	return writeEnvFile(t, filepath.Join(dir, "env"), map[string]string{envAddr: srv.URL, envCA: caFile, envCert: cert, envKey: ckey})
+}
+
+// custos status warns of each certificate with under 30 days left: the
+// node's as it presents it, the CA it chains to, and the CLI's own; the
+// cluster still serves, so it exits 0. Once past expiry it says EXPIRED.
+func TestStatusWarnsOfExpiringCertificates(t *testing.T) {
+	clearEnv(t)
+	env := expiringCluster(t, 20, 10, 15)
+	var out bytes.Buffer
+	if err := runStatusCmd(context.Background(), &out, []string{"--env", env}); err != nil {
+		t.Fatalf("status: %v\n%s", err, out.String())
+	}
+	for _, re := range []string{
+		`(?m)^WARNING: node-1's certificate expires in 9 days \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\): renew it$`,
+		`(?m)^WARNING: the cluster CA \(as the members' certificates chain to it\) expires in 19 days `,
+		`(?m)^WARNING: your client certificate \(.*ops\.pem\) expires in 14 days `,
+	} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("status output lacks %s:\n%s", re, out.String())
+		}
+	}
+	if strings.Count(out.String(), "WARNING") != 3 || strings.Contains(out.String(), "Certificates: none") {
+		t.Errorf("want exactly three warnings (the CA file is the CA the node chains to: not twice):\n%s", out.String())
+	}
+
+	// 11 days on: the node's certificate has expired, the others are close.
+	defer func(f func() time.Time) { now = f }(now)
+	now = func() time.Time { return time.Now().Add(11 * 24 * time.Hour) }
+	out.Reset()
+	if err := runStatusCmd(context.Background(), &out, []string{"--env", env}); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	first := strings.SplitN(out.String()[strings.Index(out.String(), "WARNING"):], "\n", 2)[0]
+	if !regexp.MustCompile(`^WARNING: node-1's certificate has EXPIRED \(on .* UTC\): renew it now$`).MatchString(first) {
+		t.Errorf("first warning %q, want node-1's expiry first:\n%s", first, out.String())
+	}
+
+	// A long-lived cluster: one line, no warning.
+	out.Reset()
+	now = time.Now
+	if err := runStatusCmd(context.Background(), &out, []string{"--env", expiringCluster(t, 3650, 365, 365)}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "WARNING") || !regexp.MustCompile(`(?m)^Certificates: none expires within 30 days \(the soonest: .*, in 36[45] days\)$`).MatchString(out.String()) {
+		t.Errorf("long-lived certificates:\n%s", out.String())
 	}
 }

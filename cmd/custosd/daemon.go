@@ -14,13 +14,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/custos-eu/custos/hsm"
 	"github.com/custos-eu/custos/hsm/pkcs11"
+	"github.com/custos-eu/custos/internal/buildinfo"
 	"github.com/custos-eu/custos/keysvc"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/errcode"
@@ -47,22 +47,23 @@ func loadConfig(path string) (*nodecfg.Config, error) {
 // With describe set, it prints the node's description there and returns
 // once the node's keys exist, without serving or joining.
 func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe io.Writer) (err error) {
-	attrs := []any{slog.Any("config", cfg)}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		attrs = append(attrs, slog.String("go", bi.GoVersion), slog.String("version", bi.Main.Version))
-	}
-	log.Info("custosd: starting", attrs...)
+	build := buildinfo.Read()
+	log.Info("custosd: starting", slog.Any("config", cfg), slog.String("go", build.GoVersion), slog.String("version", build.Version),
+		slog.String("revision", build.Revision), slog.Bool("modified", build.Modified))
 
-	// The token first: the node's TLS key lives there.
-	tok, err := openToken(cfg)
+	// The token first: the node's TLS key lives there. Every use of it,
+	// TLS handshakes included, is measured (custos_hsm_*).
+	rawTok, err := openToken(cfg)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := tok.Close(); cerr != nil {
+		if cerr := rawTok.Close(); cerr != nil {
 			log.Warn("custosd: closing the HSM token", slog.Any("err", cerr))
 		}
 	}()
+	hsmM := newHSMMetrics()
+	tok := hsmM.wrap(rawTok, cfg.HSM.TokenLabel)
 	signer, err := tok.Signer(nodetls.LabelTLS)
 	if errors.Is(err, hsm.ErrKeyNotFound) {
 		return &configError{fmt.Errorf("tls: the HSM token %q holds no node TLS key (%s): run `custosd -config FILE -csr` "+
@@ -135,9 +136,19 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 	// No Options.ClientCAs: request signatures are checked against the root
 	// that verified the connection (serverTLS.ClientCAs), so the handshake's
 	// chain check serves them and is not done twice.
-	handler := httpapi.New(node, httpapi.Options{Logger: log, Registry: apiRegistry(ln), RateLimits: rateLimits(cfg.RateLimits)})
+	leaf, err := leafOf(serverTLS.Certificates[0])
+	if err != nil {
+		return &configError{fmt.Errorf("tls.cert: %w", err)}
+	}
+	certs, err := newCertExpiry(leaf, cfg.TLS.CA, time.Now)
+	if err != nil {
+		return &configError{err}
+	}
+	reg := apiRegistry(ln)
+	reg.MustRegister(hsmM, buildInfoMetric(build), certs, newShareHealth(node, tok))
+	handler := httpapi.New(node, httpapi.Options{Logger: log, Registry: reg, RateLimits: rateLimits(cfg.RateLimits)})
 	srv := apiServer(cfg.API, handler, serverTLS, log)
-	fatal := make(chan error, 2)
+	fatal := make(chan error, 3)
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			fatal <- fmt.Errorf("api server: %w", err)
@@ -145,6 +156,11 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 	}()
 	log.Info("custosd: serving the API", slog.String("listen", ln.Addr().String()), slog.String("advertise", kcfg.APIAdvertise))
 	servePprof(log)
+	healthSrv, _, err := serveHealth(cfg.Health.Addr, node, defaultHealthLimits, log, fatal)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
 
 	// Shutdown runs on every return from here: API first, then (deferred
 	// above) forwarder, node and token.
@@ -152,6 +168,9 @@ func daemon(ctx context.Context, cfg *nodecfg.Config, log *slog.Logger, describe
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		log.Info("custosd: shutting down")
+		if healthSrv != nil { // load balancers see the node gone first
+			_ = healthSrv.Close()
+		}
 		if err := srv.Shutdown(sctx); err != nil {
 			log.Warn("custosd: API requests still in flight at shutdown", slog.Any("err", err))
 			_ = srv.Close()

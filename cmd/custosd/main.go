@@ -4,6 +4,7 @@
 //	custosd -config /etc/custos/node.toml
 //	custosd -config /etc/custos/node.toml -describe > node.json   # for a node.add ceremony
 //	custosd -config /etc/custos/node.toml -csr > node.csr         # for the cluster CA
+//	custosd -version                                              # module version, commit, Go
 //
 // The node's TLS key (API, raft, and as a client of other nodes) is an
 // ECDSA P-256 key inside its HSM token, never a file: -csr makes it on
@@ -19,7 +20,11 @@
 // finishes the ones in flight (bounded), then raft and the state database
 // close, then the token.
 //
-// Exit status: 0 after a graceful shutdown, 2 for a usage or configuration
+// With [health] addr set, it also serves GET /livez and GET /readyz on that
+// address, plain HTTP without authentication, for load balancers (see
+// docs/monitoring.md).
+//
+// Exit status: 0 after a graceful shutdown (and for -version and -help), 2 for a usage or configuration
 // error (the message says which setting or file), 1 for any other failure,
 // including a join the cluster refused for good.
 package main
@@ -34,6 +39,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/custos-eu/custos/internal/buildinfo"
 )
 
 func main() {
@@ -57,11 +64,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "", "the node's configuration file (TOML)")
 	describe := fs.Bool("describe", false, "print the node's description (id, region, addresses, public keys) as JSON and exit: the node.json officers need for a node.add ceremony. Creates the node's HSM keys on first use")
 	csr := fs.Bool("csr", false, "print a PEM certificate request for the node's TLS key and exit, for the cluster CA to sign into tls.cert. Creates the key in the node's HSM on first use and reuses it afterwards; starts no listener")
+	version := fs.Bool("version", false, "print the build's module version, VCS revision, its time, whether it was modified, and the Go version, and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
+	if *version {
+		if fs.NArg() > 0 || *describe || *csr {
+			fmt.Fprintln(stderr, "usage: custosd -version")
+			return 2
+		}
+		if err := buildinfo.Read().WriteText(stdout, "custosd"); err != nil {
+			return 1
+		}
+		return 0
+	}
 	if *path == "" || fs.NArg() > 0 || *describe && *csr {
-		fmt.Fprintln(stderr, "usage: custosd -config FILE [-describe | -csr]")
+		fmt.Fprintln(stderr, "usage: custosd -config FILE [-describe | -csr]\n       custosd -version")
 		return 2
 	}
 	cfg, err := loadConfig(*path)

@@ -5,7 +5,8 @@
 //
 // Everything lives under one directory:
 //
-//	DIR/cluster.json            what was created: nodes, ports, pids
+//	DIR/cluster.json            what was created: nodes, ports, health_addr
+//	                            (plain-HTTP /livez, /readyz), pids
 //	DIR/ca/ca.pem, ca.key       the dev cluster CA (key 0600)
 //	DIR/node-N/node.toml        node config; cert.pem (its key is in the node's
 //	                            token: custosd -csr, signed by the CA); data/;
@@ -57,7 +58,10 @@ type Node struct {
 	Region   string `json:"region"`
 	APIPort  int    `json:"api_port"`
 	RaftPort int    `json:"raft_port"`
-	PID      int    `json:"pid,omitempty"`
+	// HealthAddr is the node's health listener for load balancers
+	// ([health] addr): plain HTTP GET /livez and /readyz.
+	HealthAddr string `json:"health_addr,omitempty"`
+	PID        int    `json:"pid,omitempty"`
 }
 
 // APIURL is the node's API base URL.
@@ -214,11 +218,12 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 	if len(c.Nodes) >= len(Regions) {
 		return nil, fmt.Errorf("devcluster: at most %d nodes", len(Regions))
 	}
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{ID: fmt.Sprintf("node-%d", len(c.Nodes)+1), Region: Regions[len(c.Nodes)], APIPort: ports[0], RaftPort: ports[1]}
+	n := &Node{ID: fmt.Sprintf("node-%d", len(c.Nodes)+1), Region: Regions[len(c.Nodes)], APIPort: ports[0], RaftPort: ports[1],
+		HealthAddr: fmt.Sprintf("127.0.0.1:%d", ports[2])}
 	dir := c.NodeDir(n.ID)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err
@@ -243,6 +248,7 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 		TLS:        nodecfg.TLS{Cert: filepath.Join(dir, "cert.pem"), CA: c.caFile()},
 		Log:        nodecfg.Log{Level: "info", Format: "json"},
 		RaftTuning: c.RaftTuning,
+		Health:     nodecfg.Health{Addr: n.HealthAddr},
 	}
 	if len(c.Nodes) == 0 {
 		cfg.Bootstrap = true

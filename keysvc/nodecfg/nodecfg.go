@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -41,6 +44,19 @@ type Config struct {
 	GroupCommit GroupCommit  `toml:"group_commit"`
 	RaftTuning  RaftTuning   `toml:"raft_tuning"`
 	RateLimits  RateLimits   `toml:"rate_limits,omitempty"`
+	Health      Health       `toml:"health,omitempty"`
+}
+
+// Health is the node's health listener for load balancers and probes:
+// unauthenticated plain HTTP serving only GET /livez and GET /readyz, with
+// no cluster details. Off when Addr is empty. Bind it to an address only
+// the load balancer or monitoring reaches; the mTLS GET /v1/sys/health on
+// the API stays for detail.
+type Health struct {
+	// Addr is the host:port to bind, e.g. "127.0.0.1:8300". The host is an
+	// IP address or a name; the port is a number (0 picks a free one, for
+	// tests). It must differ from api.listen and raft.listen.
+	Addr string `toml:"addr,omitempty"`
 }
 
 // RateLimits are the API's per-identity rate limits by route class (zero
@@ -290,7 +306,34 @@ func (c *Config) Validate() error {
 	if c.Raft.FirstBytesTimeout.Duration < 0 || c.Raft.MaxHandshakesPerIP < 0 {
 		errs = append(errs, errors.New("raft.first_bytes_timeout and raft.max_handshakes_per_ip must not be negative (0 takes the default)"))
 	}
+	if err := c.Health.validate(c.API.Listen, c.Raft.Listen); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// validate checks Addr: empty (off), or host:port with a numeric port,
+// not the API's or raft's listen address.
+func (h Health) validate(api, raft string) error {
+	if h.Addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(h.Addr)
+	if err != nil {
+		return fmt.Errorf("health.addr %q: want host:port, e.g. \"127.0.0.1:8300\" (leave it unset to serve no health listener)", h.Addr)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("health.addr %q: host %q is not an IP address or host name", h.Addr, host)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port != strconv.FormatUint(n, 10) {
+		return fmt.Errorf("health.addr %q: port %q is not a number from 0 to 65535", h.Addr, port)
+	}
+	for _, o := range []struct{ name, addr string }{{"api.listen", api}, {"raft.listen", raft}} {
+		if o.addr != "" && o.addr == h.Addr && !strings.HasSuffix(h.Addr, ":0") {
+			return fmt.Errorf("health.addr %q is also %s: the health listener needs its own port", h.Addr, o.name)
+		}
+	}
+	return nil
 }
 
 // LogValue is safe to log: the config holds no secrets, only where they are.
@@ -298,5 +341,6 @@ func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("node_id", c.NodeID), slog.String("region", c.Region), slog.String("cluster", c.Cluster),
 		slog.String("data_dir", c.DataDir), slog.String("api", c.API.Advertise), slog.String("raft", c.Raft.Advertise),
-		slog.String("hsm_token", c.HSM.TokenLabel), slog.Bool("bootstrap", c.Bootstrap))
+		slog.String("hsm_token", c.HSM.TokenLabel), slog.Bool("bootstrap", c.Bootstrap),
+		slog.String("health", c.Health.Addr))
 }

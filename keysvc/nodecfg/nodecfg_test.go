@@ -149,3 +149,58 @@ func TestRateLimitsValidated(t *testing.T) {
 		t.Errorf("no limit and no folding refused: %v", err)
 	}
 }
+
+func TestHealthAddr(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"", ""},
+		{"127.0.0.1:8300", ""},
+		{"[::1]:8300", ""},
+		{"localhost:0", ""},
+		{"127.0.0.1", "want host:port"},
+		{"127.0.0.1:http", `port "http" is not a number`},
+		{"127.0.0.1:70000", `port "70000" is not a number`},
+		{"127.0.0.1:+80", `port "+80" is not a number`},
+		{"a b:80", "is not an IP address or host name"},
+		{"127.0.0.1:8201", "is also api.listen"},
+		{"127.0.0.1:8301", "is also raft.listen"},
+	} {
+		c := valid()
+		c.setDefaults()
+		c.Health.Addr = tc.addr
+		err := c.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), "health.addr") || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("health.addr %q: error %v, want %q", tc.addr, err, tc.want)
+		}
+	}
+}
+
+func TestHealthAddrRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	off := valid()
+	p := filepath.Join(dir, "off.toml")
+	if err := off.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(p)
+	if err != nil || got.Health.Addr != "" {
+		t.Fatalf("unset health: %+v, %v", got, err)
+	}
+	on := valid()
+	on.Health.Addr = "127.0.0.1:8300"
+	p = filepath.Join(dir, "on.toml")
+	if err := on.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if !strings.Contains(string(b), "[health]\n  addr = \"127.0.0.1:8300\"") && !strings.Contains(string(b), "[health]\naddr = \"127.0.0.1:8300\"") {
+		t.Errorf("written config lacks the [health] table:\n%s", b)
+	}
+	got, err = Load(p)
+	if err != nil || got.Health.Addr != "127.0.0.1:8300" {
+		t.Fatalf("health: %+v, %v", got.Health, err)
+	}
+	os.WriteFile(p, append(b, []byte("\n[health]\nadr = \"x\"\n")...), 0o600)
+	if _, err := Load(p); err == nil {
+		t.Error("a duplicate/misspelled [health] table was accepted")
+	}
+}
