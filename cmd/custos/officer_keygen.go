@@ -23,7 +23,7 @@ import (
 
 // officerCommands are the subcommands of `custos officer`, in the order usage lists them.
 var officerCommands = []command{
-	{"keygen", "create your officer key: keygen --out DIR --name NAME [--classical ecdsa-p256|ed25519] [--pkcs11-uri URI]", runOfficerKeygen},
+	{"keygen", "create your officer key (DIR is created if missing): keygen --out DIR --name NAME [--classical ecdsa-p256|ed25519] [--pkcs11-uri URI]", runOfficerKeygen},
 	{"pubkey", "print the public key bundle of a key file: pubkey --key FILE", runOfficerPubkey},
 	{"propose", "propose a ceremony: propose OPERATION [flags] [--expires 24h]; operations: officer.add, officer.remove, quorum.set, regions.set, node.add, node.remove, kek.create, kek.policy, kek.rotate, kek.disable, kek.enable, kek.destroy, legal_hold.set, legal_hold.release, escrow.recover, identity.revoke (propose -h lists their flags)", runOfficerPropose},
 	{"approve", "review and approve a proposal: approve ID (escrow.recover: sends your opened escrow share)", runOfficerApprove},
@@ -53,7 +53,7 @@ var keygenWorkFactor = 0
 
 func runOfficerKeygen(_ context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("officer keygen", flag.ContinueOnError)
-	out := fs.String("out", "", "existing directory to write NAME.key and NAME.pub into (required)")
+	out := fs.String("out", "", "directory to write NAME.key and NAME.pub into, created 0700 if missing (required)")
 	name := fs.String("name", "", "your officer id: 1-63 characters of a-z, 0-9, '.', '_', '-' (required)")
 	classical := fs.String("classical", string(officer.ECDSAP256), "classical signing algorithm: ecdsa-p256 or ed25519 (ecdsa-p256 with --pkcs11-uri)")
 	uri := fs.String("pkcs11-uri", "", "keep the classical key on this PKCS#11 token, e.g. 'pkcs11:token=officer-alice;object=custos-officer?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/path/pin'")
@@ -90,6 +90,9 @@ func runOfficerKeygen(_ context.Context, stdout io.Writer, args []string) error 
 		return err
 	}
 	defer clear(passphrase)
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
 	pub, err := officerhsm.Keygen(*out, c, passphrase)
 	if err != nil {
 		return err
