@@ -118,6 +118,10 @@ func TestMissingArgumentIsUsageError(t *testing.T) {
 	}{
 		{[]string{"wrap"}, 2, "--kek ID is required"},
 		{[]string{"wrap", "--kek", "k", "extra"}, 2, "unexpected arguments"},
+		{[]string{"wrap", "--kek", "k", "--batch", "b.json", "--in", "dek"}, 2, "drop --in"},
+		{[]string{"unwrap", "--batch", "b.json", "--in", "x", "--out", dir + "/k"}, 2, "drop --in"},
+		{[]string{"unwrap", "--in", "x", "--format", "json"}, 2, "give --out FILE"},
+		{[]string{"rewrap", "--format", "xml"}, 2, `invalid value "xml" for flag -format: "xml": want text or json`},
 		{[]string{"kek", "show"}, 2, "want ID"},
 		{[]string{"audit", "verify", "--trust", "x"}, 2, "want PACK"},
 		{[]string{"officer", "approve"}, 2, "is required"},

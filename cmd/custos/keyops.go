@@ -210,6 +210,9 @@ func runWrap(ctx context.Context, s stdio, args []string) error {
 		return usagef("--kek ID is required")
 	}
 	if *batchFile != "" {
+		if *in != "" {
+			return usagef("--batch FILE holds the data keys: drop --in")
+		}
 		return wrapBatch(ctx, s, kf, *batchFile, *out)
 	}
 	key, err := readInput(s, *in, "data key", true)
@@ -254,6 +257,9 @@ func runUnwrap(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	if *batchFile != "" {
+		if *in != "" {
+			return usagef("--batch FILE holds the wrapped keys: drop --in")
+		}
 		return unwrapBatch(ctx, s, kf, *batchFile, *out)
 	}
 	if format.json && (*out == "" || *out == "-") {

@@ -127,7 +127,7 @@ func readBatch(s stdio, path, field string) ([]batchItem, error) {
 	return parseBatch(b, field)
 }
 
-// withContext returns it's context, or def when it has none.
+// withContext returns an item's context c, or def when it has none.
 func withContext(c, def map[string]string) map[string]string {
 	if c == nil {
 		return maps.Clone(def)
