@@ -9,8 +9,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -26,11 +24,14 @@ const (
 	envAuditorKey  = "CUSTOS_AUDITOR_KEY"
 )
 
-// auditCommands are the subcommands of `custos audit`.
-var auditCommands = []struct {
+// auditCommand is one subcommand of `custos audit`.
+type auditCommand struct {
 	name, summary string
 	run           func(ctx context.Context, s stdio, args []string) error
-}{
+}
+
+// auditCommands are the subcommands of `custos audit`.
+var auditCommands = []auditCommand{
 	{"checkpoint", "fetch, verify and pin the latest checkpoint with the genesis trust anchor: checkpoint --out FILE [--force]", runAuditCheckpoint},
 	{"export", "write an evidence pack: export --out PACK [--from I] [--to J] [--since TRUSTFILE]", runAuditExport},
 	{"verify", "verify a pack offline: verify PACK --trust FILE [--json] [--partial] [--advance]", runAuditVerify},
@@ -51,19 +52,8 @@ func auditUsage() string {
 }
 
 func runAuditCmd(ctx context.Context, s stdio, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		return errors.New(auditUsage())
-	}
-	for _, c := range auditCommands {
-		if c.name == args[0] {
-			err := c.run(ctx, s, args[1:])
-			if err != nil && err != flag.ErrHelp {
-				err = fmt.Errorf("%s: %w", c.name, err)
-			}
-			return err
-		}
-	}
-	return fmt.Errorf("unknown audit command %q\n%s", args[0], auditUsage())
+	return dispatch("audit", auditCommands, func(c auditCommand) string { return c.name },
+		func(c auditCommand) error { return c.run(ctx, s, args[1:]) }, args, auditUsage())
 }
 
 // auditorClient builds an API client from the flags, with the auditor's

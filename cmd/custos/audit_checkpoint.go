@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/ledger"
@@ -21,12 +22,13 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 	fs.SetOutput(s.err)
 	af := addAPIFlags(fs)
 	out := fs.String("out", "", "the trust file to write (required)")
+	format := addFormatFlag(fs)
 	force := fs.Bool("force", false, "replace an existing trust file (its pin is lost: a rollback to before the new pin goes unnoticed)")
 	if _, err := parsePositional(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
-		return errors.New("--out FILE is required")
+		return usagef("--out FILE is required")
 	}
 	if _, err := os.Stat(*out); err == nil && !*force {
 		return fmt.Errorf("%s exists: it may hold a pin you rely on; move the pin forward with custos audit watch --once --trust %s, or give --force to replace it", *out, *out)
@@ -78,6 +80,10 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 	for i, k := range keys {
 		names[i] = k.Name
 	}
+	if format.json {
+		return printJSON(s.out, checkpointPinJSON{Cluster: st.Cluster, TrustFile: *out, Size: cp.Size, Root: rootWords(cp.Hash),
+			Signer: signer, GenesisFingerprint: fingerprint(genesis), GenesisTime: g.Time.UTC(), GenesisActor: g.Actor.Identity, NodeKeys: names})
+	}
 	fmt.Fprintf(s.out, "Pinned the key-op log of cluster %s in %s:\n", st.Cluster, *out)
 	fmt.Fprintf(s.out, "  checkpoint  size %d, root %s\n", cp.Size, rootWords(cp.Hash))
 	fmt.Fprintf(s.out, "  signed by   %s (ECDSA P-256 and ML-DSA-65 signatures verified)\n", signer)
@@ -87,4 +93,17 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 	fmt.Fprintf(s.out, "Next: custos audit export --out PACK, then custos audit verify PACK --trust %s --advance (which pins the pack's end with the state it verified);\n", *out)
 	fmt.Fprintf(s.out, "later packs: custos audit export --since %s --out PACK2. To follow the log between packs: custos audit watch --trust %s.\n", *out, *out)
 	return nil
+}
+
+// checkpointPinJSON is what audit checkpoint --format json prints.
+type checkpointPinJSON struct {
+	Cluster            string    `json:"cluster"`
+	TrustFile          string    `json:"trust_file"`
+	Size               uint64    `json:"size"`
+	Root               string    `json:"root"`
+	Signer             string    `json:"signer"`
+	GenesisFingerprint string    `json:"genesis_fingerprint"`
+	GenesisTime        time.Time `json:"genesis_time"`
+	GenesisActor       string    `json:"genesis_actor"`
+	NodeKeys           []string  `json:"node_keys"`
 }

@@ -139,16 +139,17 @@ func runAuditExport(ctx context.Context, s stdio, args []string) error {
 	out := fs.String("out", "", "the pack file to write (required)")
 	from := fs.Uint64("from", 0, "first entry in the pack; the entries before it are summed up by the tree's frontier")
 	to := fs.Uint64("to", 0, "end of the pack, exclusive (default, and the only value the API can serve a signed checkpoint for: the latest checkpoint's size)")
+	format := addFormatFlag(fs)
 	since := fs.String("since", "", "a trust file (custos audit checkpoint, verify --advance, watch): start at its verified state, or else its pinned checkpoint, and add the consistency proof from the pin")
 	if _, err := parsePositional(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
-		return errors.New("--out PACK is required")
+		return usagef("--out PACK is required")
 	}
 	set := setFlags(fs)
 	if *since != "" && set["from"] {
-		return errors.New("give --from or --since, not both (--since starts at the pinned checkpoint's size)")
+		return usagef("give --from or --since, not both (--since starts at the pinned checkpoint's size)")
 	}
 	var pinned *pinnedTrust
 	var pin ledger.Checkpoint
@@ -318,6 +319,15 @@ func runAuditExport(ctx context.Context, s stdio, args []string) error {
 	}
 	ok = true
 	el := time.Since(start)
+	if format.json {
+		ej := exportJSON{Pack: *out, Cluster: st.Cluster, From: *from, To: *to, Entries: *to - *from, CheckpointSize: cp.Size,
+			Root: rootWords(cp.Hash), Signer: signer, Officers: len(officers), Ceremonies: nCeremonies, DestructionCertificates: len(certs),
+			Seconds: el.Seconds()}
+		if pinned != nil {
+			ej.ConsistencyFrom = pin.Size
+		}
+		return printJSON(s.out, ej)
+	}
 	fmt.Fprintf(s.out, "Wrote %s: entries %d to %d of cluster %s (%d entries), checkpoint size %d root %s signed by %s.\n",
 		*out, *from, *to, st.Cluster, *to-*from, cp.Size, rootWords(cp.Hash), signer)
 	fmt.Fprintf(s.out, "With %d officers, %d ceremonies, %d destruction certificates", len(officers), nCeremonies, len(certs))
@@ -431,4 +441,22 @@ func destructionCertificates(ctx context.Context, cl *client.Client, from, to ui
 		return int(a.Version) - int(b.Version)
 	})
 	return out, nil
+}
+
+// exportJSON is what audit export --format json prints. consistency_from
+// is the pinned checkpoint's size when the pack proves consistency from it.
+type exportJSON struct {
+	Pack                    string  `json:"pack"`
+	Cluster                 string  `json:"cluster"`
+	From                    uint64  `json:"from"`
+	To                      uint64  `json:"to"`
+	Entries                 uint64  `json:"entries"`
+	CheckpointSize          uint64  `json:"checkpoint_size"`
+	Root                    string  `json:"root"`
+	Signer                  string  `json:"signer"`
+	Officers                int     `json:"officers"`
+	Ceremonies              int     `json:"ceremonies"`
+	DestructionCertificates int     `json:"destruction_certificates"`
+	ConsistencyFrom         uint64  `json:"consistency_from,omitempty"`
+	Seconds                 float64 `json:"seconds"`
 }

@@ -35,7 +35,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 	}
 	pack := pos[0]
 	if *out == "" {
-		return errors.New("--out FILE is required (report.html, report.md, or - for stdout)")
+		return usagef("--out FILE is required (report.html, report.md, or - for stdout)")
 	}
 	switch *format {
 	case "":
@@ -51,7 +51,7 @@ func runAuditReport(ctx context.Context, s stdio, args []string) error {
 		return fmt.Errorf("--format %q: html or markdown", *format)
 	}
 	if *trustFile == "" && !*noVerify {
-		return errors.New("--trust FILE is required to verify the pack first (or --no-verify, and the report says it is not verified)")
+		return usagef("--trust FILE is required to verify the pack first (or --no-verify, and the report says it is not verified)")
 	}
 	if err := statFile(pack, "pack"); err != nil {
 		return err

@@ -84,7 +84,7 @@ func runAuditVerify(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	if *trustFile == "" {
-		return errors.New("--trust FILE is required: the trust file saved by custos audit checkpoint")
+		return usagef("--trust FILE is required: the trust file saved by custos audit checkpoint")
 	}
 	t, err := readTrust(*trustFile)
 	if err != nil {

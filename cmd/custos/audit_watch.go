@@ -241,7 +241,7 @@ func runAuditWatch(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	if *trustFile == "" {
-		return errors.New("--trust FILE is required (save one with custos audit checkpoint --out FILE)")
+		return usagef("--trust FILE is required (save one with custos audit checkpoint --out FILE)")
 	}
 	if *interval <= 0 {
 		return fmt.Errorf("--interval %v: must be positive", *interval)

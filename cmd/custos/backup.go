@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -81,30 +82,36 @@ func wrapReceipt(k archive.KEKRef) string {
 	return fmt.Sprintf("wrap receipt: log entry %d", k.WrapLogIndex)
 }
 
+// backupCommands are the subcommands of `custos backup`; backupUsage
+// describes them.
+var backupCommands = []struct {
+	name string
+	run  func(ctx context.Context, s stdio, args []string) error
+}{
+	{"run", runBackupRun},
+	{"list", runBackupList},
+	{"restore", runBackupRestore},
+	{"verify", runBackupVerify},
+	{"drill", runBackupDrill},
+	{"prune", runBackupPrune},
+	{"status", runBackupStatus},
+}
+
 func runBackupCmd(ctx context.Context, s stdio, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		backupUsage(s.err)
-		return flag.ErrHelp
+	var b strings.Builder
+	backupUsage(&b)
+	for _, c := range backupCommands {
+		if len(args) > 0 && c.name == args[0] {
+			return c.run(ctx, s, args[1:])
+		}
 	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "run":
-		return runBackupRun(ctx, s, rest)
-	case "list":
-		return runBackupList(ctx, s, rest)
-	case "restore":
-		return runBackupRestore(ctx, s, rest)
-	case "verify":
-		return runBackupVerify(ctx, s, rest)
-	case "drill":
-		return runBackupDrill(ctx, s, rest)
-	case "prune":
-		return runBackupPrune(ctx, s, rest)
-	case "status":
-		return runBackupStatus(ctx, s, rest)
+	if len(args) == 0 {
+		return &usageError{err: errors.New("backup needs a command"), usage: b.String()}
 	}
-	backupUsage(s.err)
-	return fmt.Errorf("unknown backup command %q", sub)
+	if isHelpArg(args[0]) {
+		return &helpError{usage: b.String()}
+	}
+	return &usageError{err: fmt.Errorf("unknown backup command %q", args[0]), usage: b.String()}
 }
 
 // backupFlags are the flags shared by the backup commands.
@@ -137,7 +144,7 @@ func addBackupFlags(fs *flag.FlagSet, s stdio, withAPI bool) *backupFlags {
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -152,7 +159,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // reported on stderr.
 func (bf *backupFlags) loadAgent(s stdio) (*agent.Agent, error) {
 	if bf.policy == "" {
-		return nil, errors.New("--policy FILE is required")
+		return nil, usagef("--policy FILE is required")
 	}
 	p, err := policy.Load(bf.policy)
 	if err != nil {
@@ -264,7 +271,7 @@ func runBackupRun(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	if bf.dataset == "" {
-		return errors.New("--dataset NAME is required")
+		return usagef("--dataset NAME is required")
 	}
 	// Before any byte leaves: may this dataset go there?
 	plan, err := ag.Plan(bf.dataset, bf.target)
@@ -322,9 +329,26 @@ func runBackupList(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("backup list", flag.ContinueOnError)
 	bf := addBackupFlags(fs, s, false)
 	fs.StringVar(&bf.dataset, "dataset", "", "only this dataset")
+	format := addFormatFlag(fs)
 	_, _, all, err := bf.parseListing(ctx, s, fs, args, false)
 	if err != nil {
 		return err
+	}
+	if format.json {
+		out := struct {
+			Archives []archiveJSON `json:"archives"`
+		}{Archives: []archiveJSON{}}
+		for _, a := range all {
+			m := a.Manifest
+			aj := archiveJSON{ArchiveID: m.ArchiveID, Dataset: m.Dataset, Target: a.Target, Created: m.Created.UTC(),
+				ContentBytes: m.Stats.FileBytes, StoredBytes: m.Archive.Size + m.Index.Size,
+				WrapLogIndex: m.KEK.WrapLogIndex, KeyLogIndex: m.KEK.KeyLogIndex}
+			if m.Receipt != nil {
+				aj.TransferLogIndex = m.Receipt.LogIndex
+			}
+			out.Archives = append(out.Archives, aj)
+		}
+		return printJSON(s.out, out)
 	}
 	if len(all) == 0 {
 		fmt.Fprintln(s.out, "no archives")
@@ -344,6 +368,21 @@ func runBackupList(ctx context.Context, s stdio, args []string) error {
 			m.Created.UTC().Format("2006-01-02T15:04:05Z"), bkMiB(m.Stats.FileBytes), bkMiB(m.Archive.Size+m.Index.Size), rc)
 	}
 	return nil
+}
+
+// archiveJSON is an archive as backup list --format json prints it. The
+// wrap receipt is wrap_log_index, or, for a key wrapped offline,
+// key_log_index (the entry of the KEK version's public key).
+type archiveJSON struct {
+	ArchiveID        string    `json:"archive_id"`
+	Dataset          string    `json:"dataset"`
+	Target           string    `json:"target"`
+	Created          time.Time `json:"created"`
+	ContentBytes     int64     `json:"content_bytes"`
+	StoredBytes      int64     `json:"stored_bytes"`
+	WrapLogIndex     uint64    `json:"wrap_log_index,omitempty"`
+	KeyLogIndex      uint64    `json:"key_log_index,omitempty"`
+	TransferLogIndex uint64    `json:"transfer_log_index,omitempty"`
 }
 
 // ---- restore, verify, drill ----
@@ -424,7 +463,7 @@ func runBackupRestore(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	if to == "" {
-		return errors.New("--to DIR is required")
+		return usagef("--to DIR is required")
 	}
 	setMemoryLimit(archive.RestoreBufferBytes(runtime.GOMAXPROCS(0)))
 	if os.Geteuid() == 0 && (!opts.KeepOwners || !opts.KeepSetID) {

@@ -254,6 +254,14 @@ func TestBackupCLI(t *testing.T) {
 
 	out := h.ok("backup", "list", "--policy", pol)
 	wantAll(t, "list", out, id, "hr", "paris", fmt.Sprintf("transfer %d", tr[0].Index))
+	var list struct {
+		Archives []archiveJSON `json:"archives"`
+	}
+	decodeJSON(t, h.ok("backup", "list", "--policy", pol, "--format", "json"), &list)
+	if len(list.Archives) != 1 || list.Archives[0].ArchiveID != id || list.Archives[0].Dataset != "hr" || list.Archives[0].Target != "paris" ||
+		list.Archives[0].TransferLogIndex != tr[0].Index || list.Archives[0].WrapLogIndex == 0 || list.Archives[0].StoredBytes == 0 {
+		t.Errorf("list --format json: %+v", list)
+	}
 
 	out = h.ok("backup", "verify", id, "--policy", pol, "--env", h.agentEnv)
 	wantAll(t, "verify", out, "ok", "not decrypted", "matches the manifest", "the node keys the cluster serves")
@@ -278,6 +286,16 @@ func TestBackupCLI(t *testing.T) {
 		t.Error("status without a drill exited 0")
 	}
 	wantAll(t, "status before drill", out+errOut, "backup   ok: newest "+id, "drill    MISSED: no drill", "1 target(s) missed")
+	var st struct {
+		Datasets []datasetStatusJSON `json:"datasets"`
+		Missed   int                 `json:"missed"`
+	}
+	code, out, errOut = h.cli("backup", "status", "--policy", pol, "--env", h.agentEnv, "-o", "json")
+	decodeJSON(t, out, &st)
+	if code != 1 || !strings.Contains(errOut, "1 target(s) missed") || st.Missed != 1 || len(st.Datasets) != 1 ||
+		!st.Datasets[0].BackupOK || st.Datasets[0].NewestArchive != id || st.Datasets[0].DrillOK || st.Datasets[0].Drill != nil || st.Datasets[0].RTOSeconds != 14400 {
+		t.Errorf("status --format json before drill: exit %d, %+v, stderr %s", code, st, errOut)
+	}
 
 	out = h.ok("backup", "drill", id, "--policy", pol, "--env", h.agentEnv)
 	wantAll(t, "drill", out, "ok", "RTO 4h0m0s", "recorded   log entry")
@@ -289,6 +307,12 @@ func TestBackupCLI(t *testing.T) {
 
 	out = h.ok("backup", "status", "--policy", pol, "--env", h.agentEnv)
 	wantAll(t, "status after drill", out, "drill    ok: last drill", "of "+id, "(RTO 4h0m0s)", fmt.Sprintf("log entry %d", dr[0].Index))
+	st.Datasets = nil
+	decodeJSON(t, h.ok("backup", "status", "--policy", pol, "--env", h.agentEnv, "--format", "json"), &st)
+	if st.Missed != 0 || len(st.Datasets) != 1 || !st.Datasets[0].DrillOK || st.Datasets[0].Drill == nil ||
+		st.Datasets[0].Drill.LogIndex != dr[0].Index || st.Datasets[0].Drill.Archive != id || st.Datasets[0].Drill.Result != "ok" {
+		t.Errorf("status --format json after drill: %+v", st)
+	}
 	out = h.ok("backup", "status", "--policy", pol, "--dataset", "hr", "--env", h.writeEnv("audit-1", identity.RoleAuditor))
 	wantAll(t, "status as auditor", out, "drill    ok: last drill", "of "+id)
 	// The newest drill counts, whatever its result: a failed one is a miss.

@@ -93,7 +93,7 @@ func devBench(ctx context.Context, stdout io.Writer, args []string) error {
 	fset.IntVar(&o.keyOps.batchSize, "batch-size", defaultBatchSize, "data keys per batch unwrap request (1 to 1000; 0 skips the batch point)")
 	fset.IntVar(&o.keyOps.batchConc, "batch-concurrency", defaultBatchConc, "concurrent workers of the batch unwrap point")
 	fset.StringVar(&o.keyOps.results, "results", defaultResults, "write the key-op results to this JSON file (directories created; \"\": none)")
-	if err := fset.Parse(args); err != nil {
+	if err := parseFlags(fset, args); err != nil {
 		return err
 	}
 	set := setFlags(fset)
@@ -107,7 +107,7 @@ func devBench(ctx context.Context, stdout io.Writer, args []string) error {
 	}
 	o.keyOps.levels = keyLevels
 	if fset.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fset.Args())
+		return usagef("unexpected arguments %q", fset.Args())
 	}
 	levels, err := parseConcurrency(*conc)
 	if err != nil {
@@ -174,7 +174,7 @@ func parseConcurrency(s string) ([]int, error) {
 			return nil, fmt.Errorf("%q is not a number of appenders", strings.TrimSpace(f))
 		}
 		if n < 1 || n > benchMaxConc {
-			return nil, fmt.Errorf("%d appenders: want 1 to %d", n, benchMaxConc)
+			return nil, usagef("%d appenders: want 1 to %d", n, benchMaxConc)
 		}
 		out = append(out, n)
 	}

@@ -447,14 +447,14 @@ func devBenchBackup(ctx context.Context, w io.Writer, args []string) error {
 	results := fs.String("results", "bench-results/backup.json", "write the results to this JSON file (\"\": none)")
 	work := fs.String("work", "", "working directory for corpus, targets and restores (default: a temporary directory, removed)")
 	custosBin := fs.String("custos", "", "custos binary to run (default: this one)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if *rounds < 1 {
-		return fmt.Errorf("--rounds %d: want at least 1", *rounds)
+		return usagef("--rounds %d: want at least 1", *rounds)
 	}
 	env, err := filepath.Abs(filepath.Join(*dir, "env"))
 	if err != nil {

@@ -29,7 +29,7 @@ func runDemoCmd(ctx context.Context, stdout io.Writer, args []string) error {
 	part := fs.String("part", "all", "custody (threshold custody on three tokens), cluster (a 3-node cluster and its log), or all")
 	custosd := fs.String("custosd", "", "custosd binary for the cluster part (default: next to custos, then $PATH)")
 	keep := fs.Bool("keep", false, "leave the demo cluster running (stop it with `custos dev down --dir DIR/cluster`)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	abs, err := filepath.Abs(*dir)
@@ -39,7 +39,7 @@ func runDemoCmd(ctx context.Context, stdout io.Writer, args []string) error {
 	switch *part {
 	case "custody", "cluster", "all":
 	default:
-		return fmt.Errorf("--part %q: want custody, cluster or all", *part)
+		return usagef("--part %q: want custody, cluster or all", *part)
 	}
 	if *part != "cluster" {
 		if err := runDemo(stdout, filepath.Join(abs, "custody")); err != nil {

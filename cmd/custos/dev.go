@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,23 +15,27 @@ import (
 	"github.com/custos-eu/custos/keysvc/devcluster"
 )
 
+// devCommands are the subcommands of `custos dev`.
+var devCommands = []command{
+	{"up", "start a local cluster: up [--dir DIR] [--nodes 3] [--custosd BIN] [--timeout 90s]", devUp},
+	{"down", "stop it: down [--dir DIR]", func(_ context.Context, w io.Writer, args []string) error { return devDown(w, args) }},
+	{"bench", "measure key operations on a local cluster", devBench},
+	{"bench-backup", "measure backup and restore on a local cluster", devBenchBackup},
+	{"grab-shares", "play a compromised node: ask every peer for KEK shares no request backs; fails if any leaks", devGrabShares},
+}
+
+func devUsage() string {
+	var b strings.Builder
+	b.WriteString("usage: custos dev <command> [flags]\n\ncommands:\n")
+	for _, c := range devCommands {
+		fmt.Fprintf(&b, "  %-13s %s\n", c.name, c.summary)
+	}
+	return b.String()
+}
+
 func runDevCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: custos dev up|down --dir DIR")
-	}
-	switch args[0] {
-	case "up":
-		return devUp(ctx, stdout, args[1:])
-	case "down":
-		return devDown(stdout, args[1:])
-	case "bench":
-		return devBench(ctx, stdout, args[1:])
-	case "bench-backup":
-		return devBenchBackup(ctx, stdout, args[1:])
-	case "grab-shares":
-		return devGrabShares(ctx, stdout, args[1:])
-	}
-	return fmt.Errorf("unknown dev command %q (want up or down)", args[0])
+	return dispatch("dev", devCommands, func(c command) string { return c.name },
+		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, devUsage())
 }
 
 func devUp(ctx context.Context, w io.Writer, args []string) error {
@@ -41,7 +44,7 @@ func devUp(ctx context.Context, w io.Writer, args []string) error {
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	custosd := fs.String("custosd", "", "custosd binary (default: next to custos, then $PATH)")
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the cluster to form")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	c, err := devcluster.Create(devcluster.Options{Dir: *dir, Nodes: *nodes, Custosd: *custosd})
@@ -92,7 +95,7 @@ func demoKEKLine(cer client.Ceremony) string {
 func devDown(w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("dev down", flag.ContinueOnError)
 	dir := fs.String("dir", ".custos-dev", "the directory `custos dev up` used")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	c, err := devcluster.Load(*dir)

@@ -36,7 +36,7 @@ func devGrabShares(ctx context.Context, w io.Writer, args []string) error {
 	kekID := fs.String("kek", devcluster.DemoKEK, "KEK id")
 	version := fs.Uint("version", 1, "KEK version")
 	activation := fs.Uint64("activation", 1, "log index to present as the activation")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	c, err := devcluster.Load(*dir)

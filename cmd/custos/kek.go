@@ -152,14 +152,14 @@ func checkOpFlags(op ceremony.Operation, set map[string]bool) error {
 	if len(own) > 0 {
 		takes = "--" + strings.Join(own, ", --")
 	}
-	return fmt.Errorf("%s does not take --%s (it takes %s)", op, strings.Join(others, ", --"), takes)
+	return usagef("%s does not take --%s (it takes %s)", op, strings.Join(others, ", --"), takes)
 }
 
 // check checks the flags of KEK operation op, before anything is fetched.
 func (kf *kekFlags) check(op ceremony.Operation) error {
 	need := func(ok bool, what string) error {
 		if !ok {
-			return fmt.Errorf("%s needs %s", op, what)
+			return usagef("%s needs %s", op, what)
 		}
 		return nil
 	}
@@ -167,12 +167,12 @@ func (kf *kekFlags) check(op ceremony.Operation) error {
 		return err
 	}
 	if kf.set["version"] && (kf.version == 0 || kf.version > math.MaxUint32) {
-		return fmt.Errorf("--version %d: versions are numbered from 1", kf.version)
+		return usagef("--version %d: versions are numbered from 1", kf.version)
 	}
 	switch op {
 	case ceremony.OpKEKDisable, ceremony.OpKEKEnable:
 		if kf.all && kf.set["version"] {
-			return fmt.Errorf("%s: give --version N or --all, not both", op)
+			return usagef("%s: give --version N or --all, not both", op)
 		}
 		return need(kf.all || kf.set["version"], "--version N or --all")
 	case ceremony.OpKEKDestroy:
@@ -192,10 +192,10 @@ func (kf *kekFlags) check(op ceremony.Operation) error {
 			}
 		}
 		if kf.policy != "" && len(given) > 0 {
-			return fmt.Errorf("%s: give the policy either as --policy FILE or as flags, not both (%s given with --policy)", op, strings.Join(given, ", "))
+			return usagef("%s: give the policy either as --policy FILE or as flags, not both (%s given with --policy)", op, strings.Join(given, ", "))
 		}
 		if op == ceremony.OpKEKPolicy && kf.policy == "" && len(given) == 0 {
-			return fmt.Errorf("kek.policy needs --policy FILE or the policy flags to change (--%s)", strings.Join(policyFlags, ", --"))
+			return usagef("kek.policy needs --policy FILE or the policy flags to change (--%s)", strings.Join(policyFlags, ", --"))
 		}
 	}
 	return nil
@@ -467,7 +467,7 @@ func runOfficerVerifyShare(ctx context.Context, stdout io.Writer, args []string)
 		return err
 	}
 	if *id == "" {
-		return errors.New("--kek ID is required")
+		return usagef("--kek ID is required")
 	}
 	if *ver > math.MaxUint32 {
 		return fmt.Errorf("--version %d: out of range", *ver)
@@ -513,7 +513,7 @@ func runOfficerVerifyShare(ctx context.Context, stdout io.Writer, args []string)
 // kekCommands are the subcommands of `custos kek`.
 var kekCommands = []command{
 	{"list", "list the KEKs: versions with their states, legal hold", runKEKList},
-	{"show", "show a KEK: policy, legal hold, and each version, its nodes' sealing statements checked: show ID [--keys FILE] [--json]", runKEKShow},
+	{"show", "show a KEK: policy, legal hold, and each version, its nodes' sealing statements checked: show ID [--keys FILE] [--format json]", runKEKShow},
 	{"destruction-certificate", "verify and print a destroyed version's certificate: destruction-certificate ID VERSION [--keys FILE] [--json]", runKEKCertificate},
 }
 
@@ -528,19 +528,8 @@ func kekUsage() string {
 }
 
 func runKEKCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		return errors.New(kekUsage())
-	}
-	for _, c := range kekCommands {
-		if c.name == args[0] {
-			err := c.run(ctx, stdout, args[1:])
-			if err != nil && err != flag.ErrHelp {
-				err = fmt.Errorf("%s: %w", c.name, err)
-			}
-			return err
-		}
-	}
-	return fmt.Errorf("unknown kek command %q\n%s", args[0], kekUsage())
+	return dispatch("kek", kekCommands, func(c command) string { return c.name },
+		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, kekUsage())
 }
 
 // parsePositional parses args holding len(names) positional arguments
@@ -548,7 +537,7 @@ func runKEKCmd(ctx context.Context, stdout io.Writer, args []string) error {
 func parsePositional(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -558,7 +547,7 @@ func parsePositional(fs *flag.FlagSet, args []string, names ...string) ([]string
 		args = fs.Args()[1:]
 	}
 	if len(pos) != len(names) {
-		return nil, fmt.Errorf("want %s, got %d argument(s) %q", strings.Join(names, " "), len(pos), pos)
+		return nil, usagef("want %s, got %d argument(s) %q", strings.Join(names, " "), len(pos), pos)
 	}
 	return pos, nil
 }
@@ -574,6 +563,7 @@ func parseVersion(s string) (uint32, error) {
 func runKEKList(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("kek list", flag.ContinueOnError)
 	af := addAPIFlags(fs)
+	format := addFormatFlag(fs)
 	if _, err := parsePositional(fs, args); err != nil {
 		return err
 	}
@@ -585,6 +575,12 @@ func runKEKList(ctx context.Context, stdout io.Writer, args []string) error {
 	ks, err := cl.KEKs(ctx)
 	if err != nil {
 		return err
+	}
+	if format.json {
+		if ks.KEKs == nil {
+			ks.KEKs = []client.KEK{}
+		}
+		return printJSON(stdout, ks)
 	}
 	if len(ks.KEKs) == 0 {
 		fmt.Fprintln(stdout, "no KEKs")
@@ -609,7 +605,8 @@ func runKEKList(ctx context.Context, stdout io.Writer, args []string) error {
 func runKEKShow(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("kek show", flag.ContinueOnError)
 	af := addAPIFlags(fs)
-	asJSON := fs.Bool("json", false, "print the KEK record as JSON (the nodes' statements are not checked)")
+	format := addFormatFlag(fs)
+	fs.BoolVar(&format.json, "json", false, "same as --format json")
 	keysFile := fs.String("keys", "", "trusted node keys file (ledger key lines, as auditors keep them) to check the nodes' statements with; default: the cluster's /v1/ledger/keys")
 	pos, err := parsePositional(fs, args, "ID")
 	if err != nil {
@@ -634,8 +631,8 @@ func runKEKShow(ctx context.Context, stdout io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(stdout, k)
+	if format.json {
+		return printJSON(stdout, kekJSON{KEK: k, Sealed: sealedChecks(ctx, cl, k, keys, *keysFile)})
 	}
 	printKEK(stdout, k, sealedChecks(ctx, cl, k, keys, *keysFile))
 	return nil
@@ -711,6 +708,15 @@ func verifyStatement(cluster, node, statement string, keys []ledger.NodeKey) (st
 	return ledger.VerifyStatement([]byte(statement), keys[i])
 }
 
+// kekJSON is what kek show --format json prints: the KEK record as the
+// API serves it, and per version what came of checking its nodes'
+// sealing statements.
+type kekJSON struct {
+	client.KEK
+	Sealed map[uint32]string `json:"sealed_checks"`
+}
+
+// printJSON writes v as one indented JSON document.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

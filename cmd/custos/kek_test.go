@@ -210,7 +210,15 @@ func TestKEKCeremoniesCLI(t *testing.T) {
 		{[]string{"kek.create", "--kek", "Not An ID"}, "kek.create:"},
 		{[]string{"bogus.op"}, "unknown operation \"bogus.op\""},
 	} {
-		out := h.cli(1, append(append([]string{"officer", "propose"}, tc.args...), "--env", alice)...)
+		// Flags that cannot make the operation are a usage error (exit
+		// 2), found before anything is sent; a policy the ceremony rules
+		// refuse is a refusal (exit 1).
+		code := 1
+		if strings.Contains(tc.want, " needs ") || strings.Contains(tc.want, "does not take") || strings.Contains(tc.want, "not both") ||
+			strings.Contains(tc.want, "numbered from 1") || strings.Contains(tc.want, "unknown operation") {
+			code = 2
+		}
+		out := h.cli(code, append(append([]string{"officer", "propose"}, tc.args...), "--env", alice)...)
 		if !strings.Contains(out, tc.want) {
 			t.Errorf("propose %s: want %q in:\n%s", strings.Join(tc.args, " "), tc.want, out)
 		}
@@ -335,7 +343,7 @@ func TestKEKCeremoniesCLI(t *testing.T) {
 	wantAll(t, "verify-share of a non-holder", out, "FAILED: dave holds no escrow share")
 	wantAll(t, "verify-share without escrow", h.cli(1, "officer", "verify-share", "--kek", "payroll", "--version", "1", "--env", alice), "no officer escrow")
 	wantAll(t, "verify-share bad version", h.cli(1, "officer", "verify-share", "--kek", "vault", "--version", "7", "--env", alice), `kek "vault" has no version 7`)
-	wantAll(t, "verify-share without --kek", h.cli(1, "officer", "verify-share", "--env", alice), "--kek ID is required")
+	wantAll(t, "verify-share without --kek", h.cli(2, "officer", "verify-share", "--env", alice), "--kek ID is required")
 
 	// Escrow recovery, after every node's HSM lost its key for the version:
 	// proposer and approver each send their share.

@@ -187,11 +187,11 @@ func parseWrapped(in []byte) ([]byte, error) {
 }
 
 func noArgs(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usagef("unexpected arguments %q", fs.Args())
 	}
 	return nil
 }
@@ -200,12 +200,20 @@ func runWrap(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("wrap", flag.ContinueOnError)
 	kf := addKeyOpFlags(fs, s, "the KEK to wrap with (required); its latest active version wraps")
 	in := fs.String("in", "", "the data key, raw bytes (default: stdin, unless a terminal; - : stdin all the same)")
-	out := fs.String("out", "", "write the wrapped key, the raw blob, to this file (default, or -: base64 and a newline on stdout)")
+	out := fs.String("out", "", "write the wrapped key, the raw blob, to this file (default, or -: base64 and a newline on stdout); with --batch, the results")
+	batchFile := fs.String("batch", "", "wrap a batch: items {\"plaintext\": BASE64, \"context\": {…}} from this file (- : stdin), one JSON array or one object a line; results as JSON (docs/cli.md)")
+	format := addFormatFlag(fs)
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
 	if kf.kek == "" {
-		return errors.New("--kek ID is required")
+		return usagef("--kek ID is required")
+	}
+	if *batchFile != "" {
+		if *in != "" {
+			return usagef("--batch FILE holds the data keys: drop --in")
+		}
+		return wrapBatch(ctx, s, kf, *batchFile, *out)
 	}
 	key, err := readInput(s, *in, "data key", true)
 	if err != nil {
@@ -221,6 +229,13 @@ func runWrap(ctx context.Context, s stdio, args []string) error {
 	if err != nil {
 		return err
 	}
+	if format.json {
+		r := keyOpJSON{KEK: kf.kek, KEKVersion: res.KEKVersion, LogIndex: res.LogIndex, Bytes: len(key)}
+		if err := r.wrappedTo(s, *out, res.Wrapped); err != nil {
+			return err
+		}
+		return printJSON(s.out, r)
+	}
 	if err := writeWrapped(s, *out, res.Wrapped); err != nil {
 		return err
 	}
@@ -232,12 +247,23 @@ func runUnwrap(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("unwrap", flag.ContinueOnError)
 	kf := addKeyOpFlags(fs, s, "the KEK to unwrap with (default: the one the wrapped key names)")
 	in := fs.String("in", "", "the wrapped key, raw or base64 as custos wrap writes it (default, or -: stdin)")
-	out := fs.String("out", "", "write the data key, raw bytes, to this file, created 0600 (default: stdout unless a terminal; -: stdout all the same)")
+	out := fs.String("out", "", "write the data key, raw bytes, to this file, created 0600 (default: stdout unless a terminal; -: stdout all the same); with --batch, the results")
+	batchFile := fs.String("batch", "", "unwrap a batch: items {\"wrapped\": BASE64, \"context\": {…}} from this file (- : stdin), one JSON array or one object a line; results, with the data keys, as JSON (docs/cli.md)")
+	format := addFormatFlag(fs)
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
 	if err := plaintextDest(s, *out, "--out"); err != nil {
 		return err
+	}
+	if *batchFile != "" {
+		if *in != "" {
+			return usagef("--batch FILE holds the wrapped keys: drop --in")
+		}
+		return unwrapBatch(ctx, s, kf, *batchFile, *out)
+	}
+	if format.json && (*out == "" || *out == "-") {
+		return usagef("--format json prints the receipt on stdout: give --out FILE for the data key")
 	}
 	raw, err := readInput(s, *in, "wrapped key", false)
 	if err != nil {
@@ -247,14 +273,13 @@ func runUnwrap(ctx context.Context, s stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	kekID, version := kf.kek, ""
-	if b, perr := wrapkey.Parse(blob); perr == nil {
-		if kekID == "" {
-			kekID = b.KEKID
-		}
-		version = fmt.Sprintf(" version %d", b.KEKVersion)
-	} else if kekID == "" {
-		return fmt.Errorf("the wrapped key does not parse (%v); give --kek ID to have the cluster judge it", perr)
+	kekID, v, err := blobKEK(kf.kek, blob)
+	if err != nil {
+		return err
+	}
+	version := ""
+	if v != 0 {
+		version = fmt.Sprintf(" version %d", v)
 	}
 	cl, err := kf.api.client()
 	if err != nil {
@@ -269,6 +294,9 @@ func runUnwrap(ctx context.Context, s stdio, args []string) error {
 	if err := writePlaintext(s, *out, res.Plaintext); err != nil {
 		return err
 	}
+	if format.json {
+		return printJSON(s.out, keyOpJSON{KEK: kekID, KEKVersion: v, LogIndex: res.LogIndex, Bytes: len(res.Plaintext), Out: *out})
+	}
 	fmt.Fprintf(s.err, "unwrapped %d-byte data key with KEK %q%s; receipt: log entry %d\n", len(res.Plaintext), kekID, version, res.LogIndex)
 	return nil
 }
@@ -279,20 +307,23 @@ func runDataKey(ctx context.Context, s stdio, args []string) error {
 	wrappedOnly := fs.Bool("wrapped-only", false, "ask only for the wrapped form: the data key never leaves the cluster now (unwrap it when needed)")
 	outWrapped := fs.String("out-wrapped", "", "write the wrapped key, the raw blob, to this file (default, or -: base64 and a newline on stdout)")
 	outPlain := fs.String("out-plaintext", "", "write the data key, 32 raw bytes, to this file, created 0600, or - for stdout (required unless --wrapped-only)")
+	format := addFormatFlag(fs)
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
 	switch {
+	case format.json && *outPlain == "-":
+		return usagef("--format json prints the receipt on stdout: give --out-plaintext FILE for the data key")
 	case kf.kek == "":
-		return errors.New("--kek ID is required")
+		return usagef("--kek ID is required")
 	case *wrappedOnly && *outPlain != "":
-		return errors.New("--wrapped-only asks for no data key: drop --out-plaintext")
+		return usagef("--wrapped-only asks for no data key: drop --out-plaintext")
 	case !*wrappedOnly && *outPlain == "":
-		return errors.New("where should the data key go? give --out-plaintext FILE (or - for stdout), or --wrapped-only")
+		return usagef("where should the data key go? give --out-plaintext FILE (or - for stdout), or --wrapped-only")
 	case *outPlain == "-" && (*outWrapped == "" || *outWrapped == "-"):
-		return errors.New("--out-plaintext - takes stdout: give --out-wrapped FILE for the wrapped key")
+		return usagef("--out-plaintext - takes stdout: give --out-wrapped FILE for the wrapped key")
 	case *outPlain != "" && *outPlain != "-" && *outPlain == *outWrapped:
-		return errors.New("--out-plaintext and --out-wrapped name the same file")
+		return usagef("--out-plaintext and --out-wrapped name the same file")
 	}
 	cl, err := kf.api.client()
 	if err != nil {
@@ -304,7 +335,13 @@ func runDataKey(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	defer clear(res.Plaintext)
-	if err := writeWrapped(s, *outWrapped, res.Wrapped); err != nil {
+	r := keyOpJSON{KEK: kf.kek, KEKVersion: res.KEKVersion, LogIndex: res.LogIndex, Out: *outPlain}
+	if format.json {
+		err = r.wrappedTo(s, *outWrapped, res.Wrapped)
+	} else {
+		err = writeWrapped(s, *outWrapped, res.Wrapped)
+	}
+	if err != nil {
 		return err
 	}
 	what := "wrapped-only data key"
@@ -316,7 +353,100 @@ func runDataKey(ctx context.Context, s stdio, args []string) error {
 			return err
 		}
 		what = fmt.Sprintf("%d-byte data key", len(res.Plaintext))
+		r.Bytes = len(res.Plaintext)
+	}
+	if format.json {
+		return printJSON(s.out, r)
 	}
 	fmt.Fprintf(s.err, "new %s wrapped with KEK %q version %d; receipt: log entry %d\n", what, kf.kek, res.KEKVersion, res.LogIndex)
 	return nil
+}
+
+func runRewrap(ctx context.Context, s stdio, args []string) error {
+	fs := flag.NewFlagSet("rewrap", flag.ContinueOnError)
+	kf := addKeyOpFlags(fs, s, "the KEK of the wrapped key (default: the one it names); it is rewrapped to that KEK's latest active version")
+	in := fs.String("in", "", "the wrapped key, raw or base64 as custos wrap writes it (default, or -: stdin)")
+	out := fs.String("out", "", "write the rewrapped key, the raw blob, to this file (default, or -: base64 and a newline on stdout)")
+	format := addFormatFlag(fs)
+	if err := noArgs(fs, args); err != nil {
+		return err
+	}
+	raw, err := readInput(s, *in, "wrapped key", false)
+	if err != nil {
+		return err
+	}
+	blob, err := parseWrapped(raw)
+	if err != nil {
+		return err
+	}
+	kekID, from, err := blobKEK(kf.kek, blob)
+	if err != nil {
+		return err
+	}
+	cl, err := kf.api.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := cl.Rewrap(ctx, kekID, blob, kf.context)
+	if err != nil {
+		return err
+	}
+	if format.json {
+		r := keyOpJSON{KEK: kekID, FromVersion: from, KEKVersion: res.KEKVersion, LogIndex: res.LogIndex}
+		if err := r.wrappedTo(s, *out, res.Wrapped); err != nil {
+			return err
+		}
+		return printJSON(s.out, r)
+	}
+	if err := writeWrapped(s, *out, res.Wrapped); err != nil {
+		return err
+	}
+	fromText := ""
+	if from != 0 {
+		fromText = fmt.Sprintf(" from version %d", from)
+	}
+	fmt.Fprintf(s.err, "rewrapped a data key of KEK %q%s to version %d; receipt: log entry %d\n", kekID, fromText, res.KEKVersion, res.LogIndex)
+	return nil
+}
+
+// blobKEK returns the KEK to send a wrapped key to, kek or else the one
+// the blob names, and the version the blob names (0 if it does not parse).
+func blobKEK(kek string, blob []byte) (string, uint32, error) {
+	b, err := wrapkey.Parse(blob)
+	if err != nil {
+		if kek == "" {
+			return "", 0, fmt.Errorf("the wrapped key does not parse (%v); give --kek ID to have the cluster judge it", err)
+		}
+		return kek, 0, nil
+	}
+	if kek == "" {
+		kek = b.KEKID
+	}
+	return kek, b.KEKVersion, nil
+}
+
+// keyOpJSON is the receipt of wrap, unwrap, datakey and rewrap with
+// --format json: the KEK and version, the log entry that records the
+// operation, the data key's size and where the outputs went. Wrapped is
+// the wrapped key (base64 in JSON) when it was not written to a file.
+type keyOpJSON struct {
+	KEK         string `json:"kek"`
+	FromVersion uint32 `json:"from_version,omitempty"`
+	KEKVersion  uint32 `json:"kek_version,omitempty"`
+	LogIndex    uint64 `json:"log_index"`
+	Bytes       int    `json:"bytes,omitempty"`
+	Wrapped     []byte `json:"wrapped,omitempty"`
+	WrappedOut  string `json:"wrapped_out,omitempty"`
+	Out         string `json:"out,omitempty"`
+}
+
+// wrappedTo writes blob to path, or keeps it for the JSON for "" or "-".
+func (r *keyOpJSON) wrappedTo(s stdio, path string, blob []byte) error {
+	if path == "" || path == "-" {
+		r.Wrapped = blob
+		return nil
+	}
+	r.WrappedOut = path
+	return writeFile(path, blob, false)
 }

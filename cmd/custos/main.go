@@ -5,12 +5,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 )
 
@@ -26,8 +28,9 @@ var commands = []command{
 	{"status", "show the cluster: leader, members, log size, latest checkpoint", runStatusCmd},
 	{"officer", "officer keys and ceremonies: keygen, pubkey, propose, approve, list, show, verify-share", runOfficerCmd},
 	{"kek", "KEKs: list, show ID, destruction-certificate ID VERSION", runKEKCmd},
-	{"wrap", "agent: wrap a data key with a KEK: wrap --kek ID [--context k=v,…] [--in FILE] [--out FILE]", nil},
-	{"unwrap", "agent: unwrap a wrapped data key: unwrap [--kek ID] [--context k=v,…] [--in FILE] [--out FILE]", nil},
+	{"wrap", "agent: wrap a data key with a KEK: wrap --kek ID [--context k=v,…] [--in FILE] [--out FILE] [--batch FILE]", nil},
+	{"unwrap", "agent: unwrap a wrapped data key: unwrap [--kek ID] [--context k=v,…] [--in FILE] [--out FILE] [--batch FILE]", nil},
+	{"rewrap", "agent: rewrap a wrapped key to its KEK's active version: rewrap [--kek ID] [--context k=v,…] [--in FILE] [--out FILE]", nil},
 	{"datakey", "agent: a fresh data key and its wrapped form: datakey --kek ID [--context k=v,…] [--wrapped-only] [--out-wrapped FILE] [--out-plaintext FILE]", nil},
 	{"operator", "cluster operator commands: operator init (name the officers, once)", runOperatorCmd},
 	{"audit", "auditor: checkpoint, export, verify, report, watch (see custos audit help)", nil},
@@ -47,6 +50,7 @@ var ioCommands = map[string]func(ctx context.Context, s stdio, args []string) er
 	"wrap":    runWrap,
 	"unwrap":  runUnwrap,
 	"datakey": runDataKey,
+	"rewrap":  runRewrap,
 	"audit":   runAuditCmd,
 	"backup":  runBackupCmd,
 }
@@ -92,12 +96,18 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	return runStdio(ctx, stdio{in: os.Stdin, out: stdout, err: stderr}, args)
 }
 
-// runStdio is run with the given standard streams.
+// runStdio is run with the given standard streams. Exit codes, the same
+// for every command (docs/cli.md): 0 success, and help asked for (usage on
+// stdout); 2 a usage error (usage on stderr); 1 a refusal or a failure.
 func runStdio(ctx context.Context, s stdio, args []string) int {
 	stdout, stderr := s.out, s.err
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		usage(stderr)
 		return 2
+	}
+	if isHelpArg(args[0]) {
+		usage(stdout)
+		return 0
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
@@ -107,17 +117,131 @@ func runStdio(ctx context.Context, s stdio, args []string) int {
 			} else {
 				err = ioCommands[c.name](ctx, s, args[1:])
 			}
-			if err != nil {
-				if err == flag.ErrHelp {
-					return 2
-				}
-				fmt.Fprintf(stderr, "custos %s: %v\n", c.name, err)
-				return 1
-			}
-			return 0
+			return exitCode(s, c.name, err)
 		}
 	}
 	fmt.Fprintf(stderr, "custos: unknown command %q\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// exitCode reports err of command name and returns the exit code for it.
+func exitCode(s stdio, name string, err error) int {
+	var he *helpError
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &he):
+		fmt.Fprint(s.out, strings.TrimRight(he.usage, "\n")+"\n")
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		// A flag set parsed without parseFlags printed its usage itself.
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(s.err, "custos %s: %v\n", name, err)
+		if ue.usage != "" {
+			fmt.Fprint(s.err, strings.TrimRight(ue.usage, "\n")+"\n")
+		}
+		return 2
+	}
+	fmt.Fprintf(s.err, "custos %s: %v\n", name, err)
+	return 1
+}
+
+// isHelpArg reports whether a is a request for help in place of a command.
+func isHelpArg(a string) bool { return a == "help" || a == "-h" || a == "-help" || a == "--help" }
+
+// helpError is help asked for: usage goes to stdout and custos exits 0.
+type helpError struct{ usage string }
+
+func (e *helpError) Error() string { return "help requested" }
+
+// usageError is a command line custos cannot run: an unknown flag or
+// command, a missing or extra argument, a bad flag value. custos prints
+// it, and usage (when set) on stderr, and exits 2.
+type usageError struct {
+	err   error
+	usage string
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef is a usageError with a message and no usage text.
+func usagef(format string, a ...any) error {
+	return &usageError{err: fmt.Errorf(format, a...)}
+}
+
+// parseFlags parses args with fs. -h, -help or --help returns a helpError
+// with fs's usage (exit 0, usage on stdout); a bad flag or flag value a
+// usageError with it (exit 2, usage on stderr). Every command parses its
+// flags with it, so that help and usage errors are the same everywhere.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if err == nil {
+		return nil
+	}
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.Usage()
+	fs.SetOutput(io.Discard)
+	if errors.Is(err, flag.ErrHelp) {
+		return &helpError{usage: b.String()}
+	}
+	return &usageError{err: err, usage: b.String()}
+}
+
+// dispatch runs the subcommand of group (e.g. "officer") that args[0]
+// names, from cmds; no argument, help, -h or --help is help, an unknown
+// subcommand a usage error, both with usage.
+func dispatch[C any](group string, cmds []C, name func(C) string, run func(C) error, args []string, usage string) error {
+	if len(args) == 0 {
+		return &usageError{err: fmt.Errorf("%s needs a command", group), usage: usage}
+	}
+	if isHelpArg(args[0]) {
+		return &helpError{usage: usage}
+	}
+	for _, c := range cmds {
+		if name(c) == args[0] {
+			if err := run(c); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			return nil
+		}
+	}
+	return &usageError{err: fmt.Errorf("unknown %s command %q", group, args[0]), usage: usage}
+}
+
+// outputFormat is --format text|json (also -o): how a command prints its
+// result. JSON is one document on stdout with snake_case fields
+// (docs/cli.md); messages for people go to stderr then.
+type outputFormat struct{ json bool }
+
+func (f *outputFormat) String() string {
+	if f != nil && f.json {
+		return "json"
+	}
+	return "text"
+}
+
+func (f *outputFormat) Set(s string) error {
+	switch s {
+	case "text":
+		f.json = false
+	case "json":
+		f.json = true
+	default:
+		return fmt.Errorf("%q: want text or json", s)
+	}
+	return nil
+}
+
+// addFormatFlag adds --format and its short form -o.
+func addFormatFlag(fs *flag.FlagSet) *outputFormat {
+	f := &outputFormat{}
+	fs.Var(f, "format", "output: text, or json (one JSON document on stdout; see docs/cli.md)")
+	fs.Var(f, "o", "short for --format")
+	return f
 }

@@ -76,7 +76,7 @@ func (of *officerFlags) signer() (*officer.Signer, error) {
 		key = v
 	}
 	if key == "" {
-		return nil, errors.New("--officer-key FILE (or $" + envOfficerKey + ") is required to sign")
+		return nil, usagef("--officer-key FILE (or $" + envOfficerKey + ") is required to sign")
 	}
 	if of.pf.file == "" && of.pf.env == "" {
 		v, err := of.api.lookup(envOfficerPassphrase)
@@ -97,27 +97,27 @@ func parseWithArg(fs *flag.FlagSet, args []string, what string) (string, error) 
 		}
 		if n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); strings.HasPrefix(a, "-") && (n == "passphrase" || n == "password" || n == "pass") {
 			// Name the flag only: its value may be the passphrase.
-			return "", fmt.Errorf("--%s: a passphrase is never taken as a flag value; use --passphrase-file FILE, --passphrase-env NAME, or type it when asked", n)
+			return "", usagef("--%s: a passphrase is never taken as a flag value; use --passphrase-file FILE, --passphrase-env NAME, or type it when asked", n)
 		}
 	}
 	var pos string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		pos, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return "", err
 	}
 	if pos == "" && fs.NArg() > 0 {
 		pos = fs.Arg(0)
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
+		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
 			return "", err
 		}
 	}
 	if fs.NArg() > 0 {
-		return "", fmt.Errorf("unexpected arguments %q", fs.Args())
+		return "", usagef("unexpected arguments %q", fs.Args())
 	}
 	if pos == "" {
-		return "", fmt.Errorf("%s is required", what)
+		return "", usagef("%s is required", what)
 	}
 	return pos, nil
 }
@@ -135,6 +135,7 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	fs.StringVar(&rf.fingerprint, "fingerprint", "", "identity.revoke: the certificate to revoke, sha256:HEX (as the log's cert_fingerprint shows it)")
 	fs.StringVar(&rf.identity, "identity", "", "identity.revoke: revoke every certificate of ROLE/NAME (or an identity URI custos://CLUSTER/ROLE/NAME?region=XX), whatever its region")
 	kf := addKEKFlags(fs, regions)
+	format := addFormatFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), opUsage)
 		fs.PrintDefaults()
@@ -194,7 +195,7 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 			return err
 		}
 		defer clear(share)
-		fmt.Fprintf(stdout, "%s\n\n", note)
+		fmt.Fprintf(people(stdout, format), "%s\n\n", note)
 	}
 	pid, err := ceremony.NewID(rand.Reader)
 	if err != nil {
@@ -219,6 +220,9 @@ func runOfficerPropose(ctx context.Context, stdout io.Writer, args []string) err
 	}
 	if err != nil {
 		return err
+	}
+	if format.json {
+		return printJSON(stdout, newCeremonyJSON(c, st))
 	}
 	fmt.Fprintf(stdout, "Proposed %s (your signature counts as your approval).\n\n", c.ID)
 	printCeremony(stdout, c, st.Quorum, st.StateVersion)
@@ -248,23 +252,23 @@ func (rf *revokeFlags) params() (ceremony.Params, error) {
 	const op = ceremony.OpIdentityRevoke
 	switch {
 	case rf.fingerprint == "" && rf.identity == "":
-		return nil, fmt.Errorf("%s needs --fingerprint sha256:HEX or --identity ROLE/NAME", op)
+		return nil, usagef("%s needs --fingerprint sha256:HEX or --identity ROLE/NAME", op)
 	case rf.fingerprint != "" && rf.identity != "":
-		return nil, fmt.Errorf("%s: give --fingerprint or --identity, not both", op)
+		return nil, usagef("%s: give --fingerprint or --identity, not both", op)
 	case rf.reason == "":
-		return nil, fmt.Errorf("%s needs --reason TEXT", op)
+		return nil, usagef("%s needs --reason TEXT", op)
 	}
 	who := rf.identity
 	if strings.HasPrefix(who, identity.Scheme+"://") {
 		id, err := identity.ParseURI(who)
 		if err != nil {
-			return nil, fmt.Errorf("--identity: %w", err)
+			return nil, usagef("--identity: %w", err)
 		}
 		who, rf.cluster = string(id.Role)+"/"+id.Name, id.Cluster
 	}
 	ps := ceremony.IdentityRevoke{Fingerprint: strings.ToLower(rf.fingerprint), Identity: who, Reason: rf.reason}
 	if err := ps.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, usagef("%s: %w", op, err)
 	}
 	return ps, nil
 }
@@ -274,7 +278,7 @@ func (rf *revokeFlags) params() (ceremony.Params, error) {
 func proposeParams(op ceremony.Operation, m int, id, bundle, regions, node string) (ceremony.Params, error) {
 	need := func(ok bool, flag string) error {
 		if !ok {
-			return fmt.Errorf("%s needs %s", op, flag)
+			return usagef("%s needs %s", op, flag)
 		}
 		return nil
 	}
@@ -332,7 +336,7 @@ func proposeParams(op ceremony.Operation, m int, id, bundle, regions, node strin
 		}
 		ps = ceremony.NodeAdd{ID: info.ID, Region: info.Region, RaftAddr: info.RaftAddr, APIAddr: info.APIAddr, Keys: info.Keys, KEM: info.KEM, Cert: info.Cert}
 	default:
-		return nil, fmt.Errorf("unknown operation %q: the operations are %s (custos officer propose -h lists their flags)", op, strings.Join(operationNames(), ", "))
+		return nil, usagef("unknown operation %q: the operations are %s (custos officer propose -h lists their flags)", op, strings.Join(operationNames(), ", "))
 	}
 	if err := ps.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -343,6 +347,7 @@ func proposeParams(op ceremony.Operation, m int, id, bundle, regions, node strin
 func runOfficerApprove(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("officer approve", flag.ContinueOnError)
 	of := addOfficerFlags(fs, true)
+	format := addFormatFlag(fs)
 	id, err := parseWithArg(fs, args, "the proposal id")
 	if err != nil {
 		return err
@@ -369,8 +374,9 @@ func runOfficerApprove(ctx context.Context, stdout io.Writer, args []string) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "You are approving:\n\n%s\n\n", ceremony.Describe(p, st.Quorum))
-	fmt.Fprintf(stdout, "Check that this is what you were asked to approve; your passphrase signs it.\n")
+	review := people(stdout, format)
+	fmt.Fprintf(review, "You are approving:\n\n%s\n\n", ceremony.Describe(p, st.Quorum))
+	fmt.Fprintf(review, "Check that this is what you were asked to approve; your passphrase signs it.\n")
 	if c.Status != "pending" {
 		return fmt.Errorf("proposal %s is %s; there is nothing to approve", id, c.Status)
 	}
@@ -391,7 +397,7 @@ func runOfficerApprove(ctx context.Context, stdout io.Writer, args []string) err
 			return err
 		}
 		defer clear(share)
-		fmt.Fprintf(stdout, "%s\n", note)
+		fmt.Fprintf(review, "%s\n", note)
 	}
 	c, err = cl.Approve(ctx, id, client.ApproveRequest{Officer: s.Public().Name(), Signature: string(sig.Marshal()), EscrowShare: share})
 	clear(share)
@@ -402,11 +408,14 @@ func runOfficerApprove(ctx context.Context, stdout io.Writer, args []string) err
 		if !found {
 			return fmt.Errorf("%w\nthe approval is not recorded in ceremony %s (checked after the error): approve again", err, id)
 		}
-		fmt.Fprintf(stdout, "The answer was lost (%v), but the ceremony records the approval by %s.\n\n", err, s.Public().Name())
+		fmt.Fprintf(review, "The answer was lost (%v), but the ceremony records the approval by %s.\n\n", err, s.Public().Name())
 		c, err = rc, nil
 	}
 	if err != nil {
 		return err
+	}
+	if format.json {
+		return printJSON(stdout, newCeremonyJSON(c, st))
 	}
 	fmt.Fprintf(stdout, "Approved by %s.\n\n", s.Public().Name())
 	printCeremony(stdout, c, st.Quorum, st.StateVersion)
@@ -449,11 +458,12 @@ func approvalRecorded(ctx context.Context, cl *client.Client, id, officer string
 func runOfficerList(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("officer list", flag.ContinueOnError)
 	of := addOfficerFlags(fs, false)
-	if err := fs.Parse(args); err != nil {
+	format := addFormatFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usagef("unexpected arguments %q", fs.Args())
 	}
 	cl, err := of.api.client()
 	if err != nil {
@@ -463,6 +473,19 @@ func runOfficerList(ctx context.Context, stdout io.Writer, args []string) error 
 	list, err := cl.Ceremonies(ctx)
 	if err != nil {
 		return err
+	}
+	if format.json {
+		st, err := cl.Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		out := struct {
+			Proposals []ceremonyJSON `json:"proposals"`
+		}{Proposals: []ceremonyJSON{}}
+		for _, c := range list {
+			out.Proposals = append(out.Proposals, newCeremonyJSON(c, st))
+		}
+		return printJSON(stdout, out)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no proposals")
@@ -490,6 +513,7 @@ func runOfficerList(ctx context.Context, stdout io.Writer, args []string) error 
 func runOfficerShow(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("officer show", flag.ContinueOnError)
 	of := addOfficerFlags(fs, false)
+	format := addFormatFlag(fs)
 	id, err := parseWithArg(fs, args, "the proposal id")
 	if err != nil {
 		return err
@@ -507,8 +531,36 @@ func runOfficerShow(ctx context.Context, stdout io.Writer, args []string) error 
 	if err != nil {
 		return err
 	}
+	if format.json {
+		return printJSON(stdout, newCeremonyJSON(c, st))
+	}
 	printCeremony(stdout, c, st.Quorum, st.StateVersion)
 	return nil
+}
+
+// ceremonyJSON is a proposal as officer propose, approve, list and show
+// print it with --format json: the API's record, the quorum it needs and,
+// for a pending one that can no longer execute, why (superseded, expired).
+type ceremonyJSON struct {
+	client.Ceremony
+	Quorum int    `json:"quorum"`
+	Stale  string `json:"stale,omitempty"`
+}
+
+func newCeremonyJSON(c client.Ceremony, st client.Status) ceremonyJSON {
+	if c.Approvals == nil {
+		c.Approvals = []client.Approval{}
+	}
+	return ceremonyJSON{Ceremony: c, Quorum: st.Quorum, Stale: stale(c, st.StateVersion, time.Now())}
+}
+
+// people is where a command writes text for people: stdout, or stderr
+// when stdout carries JSON.
+func people(stdout io.Writer, f *outputFormat) io.Writer {
+	if f.json {
+		return os.Stderr
+	}
+	return stdout
 }
 
 // stale says why a pending proposal can no longer execute (the cluster
@@ -559,20 +611,18 @@ var operatorCommands = []command{
 	{"init", "name the officers, once: init --officers a.pub,b.pub,c.pub --quorum 2 [--default-threshold 2] [--regions FR,DE]", runOperatorInit},
 }
 
-func runOperatorCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		return errors.New("usage: custos operator init [flags]")
-	}
+func operatorUsage() string {
+	var b strings.Builder
+	b.WriteString("usage: custos operator <command> [flags]\n\ncommands:\n")
 	for _, c := range operatorCommands {
-		if c.name == args[0] {
-			err := c.run(ctx, stdout, args[1:])
-			if err != nil && err != flag.ErrHelp {
-				err = fmt.Errorf("%s: %w", c.name, err)
-			}
-			return err
-		}
+		fmt.Fprintf(&b, "  %-5s %s\n", c.name, c.summary)
 	}
-	return fmt.Errorf("unknown operator command %q", args[0])
+	return b.String()
+}
+
+func runOperatorCmd(ctx context.Context, stdout io.Writer, args []string) error {
+	return dispatch("operator", operatorCommands, func(c command) string { return c.name },
+		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, operatorUsage())
 }
 
 func runOperatorInit(ctx context.Context, stdout io.Writer, args []string) error {
@@ -582,14 +632,14 @@ func runOperatorInit(ctx context.Context, stdout io.Writer, args []string) error
 	quorum := fs.Int("quorum", 0, "M: how many distinct officers must approve a ceremony (required; 2 ≤ M ≤ officers)")
 	threshold := fs.Int("default-threshold", 2, "default KEK threshold t (how many node HSMs a KEK needs)")
 	regions := fs.String("regions", "", "allowed regions, comma-separated EU/EEA codes (default: those fixed at bootstrap)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usagef("unexpected arguments %q", fs.Args())
 	}
 	if *officers == "" || *quorum == 0 {
-		return errors.New("--officers and --quorum are required")
+		return usagef("--officers and --quorum are required")
 	}
 	// An operator's certificate: prefer CUSTOS_OPERATOR_CERT/KEY (DIR/env
 	// of custos dev up) over the default client certificate.

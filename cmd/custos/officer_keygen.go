@@ -23,7 +23,7 @@ import (
 
 // officerCommands are the subcommands of `custos officer`, in the order usage lists them.
 var officerCommands = []command{
-	{"keygen", "create your officer key: keygen --out DIR --name NAME [--classical ecdsa-p256|ed25519] [--pkcs11-uri URI]", runOfficerKeygen},
+	{"keygen", "create your officer key (DIR is created if missing): keygen --out DIR --name NAME [--classical ecdsa-p256|ed25519] [--pkcs11-uri URI]", runOfficerKeygen},
 	{"pubkey", "print the public key bundle of a key file: pubkey --key FILE", runOfficerPubkey},
 	{"propose", "propose a ceremony: propose OPERATION [flags] [--expires 24h]; operations: officer.add, officer.remove, quorum.set, regions.set, node.add, node.remove, kek.create, kek.policy, kek.rotate, kek.disable, kek.enable, kek.destroy, legal_hold.set, legal_hold.release, escrow.recover, identity.revoke (propose -h lists their flags)", runOfficerPropose},
 	{"approve", "review and approve a proposal: approve ID (escrow.recover: sends your opened escrow share)", runOfficerApprove},
@@ -43,19 +43,8 @@ func officerUsage() string {
 }
 
 func runOfficerCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		return errors.New(officerUsage())
-	}
-	for _, c := range officerCommands {
-		if c.name == args[0] {
-			err := c.run(ctx, stdout, args[1:])
-			if err != nil && err != flag.ErrHelp {
-				err = fmt.Errorf("%s: %w", c.name, err)
-			}
-			return err
-		}
-	}
-	return fmt.Errorf("unknown officer command %q\n%s", args[0], officerUsage())
+	return dispatch("officer", officerCommands, func(c command) string { return c.name },
+		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, officerUsage())
 }
 
 // keygenWorkFactor is the scrypt work factor of new key files; 0 is the officer
@@ -73,21 +62,21 @@ func runOfficerKeygen(_ context.Context, stdout io.Writer, args []string) error 
 		return err
 	}
 	if *out == "" || *name == "" {
-		return errors.New("--out DIR and --name NAME are required")
+		return usagef("--out DIR and --name NAME are required")
 	}
 	c := officer.Config{Name: *name, Classical: officer.Alg(*classical), PKCS11URI: *uri, WorkFactor: keygenWorkFactor}
 	// Refuse what Keygen would refuse before asking for a passphrase.
 	if err := officer.ValidateName(c.Name); err != nil {
-		return err
+		return usagef("--name: %w", err)
 	}
 	if c.Classical != officer.ECDSAP256 && c.Classical != officer.Ed25519 {
-		return fmt.Errorf("--classical %q: want ecdsa-p256 or ed25519", *classical)
+		return usagef("--classical %q: want ecdsa-p256 or ed25519", *classical)
 	}
 	var u *officer.PKCS11URI
 	if c.PKCS11URI != "" {
 		var err error
 		if u, err = officer.ParsePKCS11URI(c.PKCS11URI); err != nil {
-			return err
+			return usagef("--pkcs11-uri: %w", err)
 		}
 	}
 	keyPath, pubPath := officer.KeyFiles(*out, c.Name)
@@ -154,7 +143,7 @@ func runOfficerPubkey(_ context.Context, stdout io.Writer, args []string) error 
 		return err
 	}
 	if *key == "" {
-		return errors.New("--key FILE is required")
+		return usagef("--key FILE is required")
 	}
 	s, err := loadOfficerKey(*key, pf)
 	if err != nil {
@@ -189,14 +178,14 @@ func parseOfficerFlags(fs *flag.FlagSet, args []string) error {
 		flagName, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if strings.HasPrefix(a, "-") && (flagName == "passphrase" || flagName == "password" || flagName == "pass") {
 			// Name the flag only: its value may be the passphrase.
-			return fmt.Errorf("--%s: a passphrase is never taken as a flag value; use --passphrase-file FILE, --passphrase-env NAME, or type it when asked", flagName)
+			return usagef("--%s: a passphrase is never taken as a flag value; use --passphrase-file FILE, --passphrase-env NAME, or type it when asked", flagName)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usagef("unexpected arguments %q", fs.Args())
 	}
 	return nil
 }
@@ -240,7 +229,7 @@ var readTTYPassphrase = func(prompt string) ([]byte, error) {
 func (p *passphraseFlags) read(prompt string, confirm bool) ([]byte, error) {
 	switch {
 	case p.file != "" && p.env != "":
-		return nil, errors.New("give only one of --passphrase-file and --passphrase-env")
+		return nil, usagef("give only one of --passphrase-file and --passphrase-env")
 	case p.file != "":
 		b, err := os.ReadFile(p.file)
 		if err != nil {

@@ -45,7 +45,7 @@ func progressModeOf(mode string, w io.Writer) (string, error) {
 	case progressBar, progressLog, progressNone:
 		return mode, nil
 	}
-	return "", fmt.Errorf("--progress %q: want auto, bar, log or none", mode)
+	return "", usagef("--progress %q: want auto, bar, log or none", mode)
 }
 
 // progress reports the bytes a job has done (Done, which the job adds to)

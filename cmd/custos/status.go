@@ -100,7 +100,7 @@ func seenFile(ca string) string {
 func runStatusCmd(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	af := addAPIFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
