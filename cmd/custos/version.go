@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
 
 	"github.com/custos-eu/custos/internal/buildinfo"
@@ -16,21 +15,18 @@ import (
 
 func runVersionCmd(_ context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	format := fs.String("format", "text", "output format: text, or json ({\"version\",\"revision\",\"time\",\"modified\",\"go_version\"})")
-	if err := fs.Parse(args); err != nil {
+	format := addFormatFlag(fs) // json: {"version","revision","time","modified","go_version"}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usagef("unexpected arguments %q", fs.Args())
 	}
 	in := buildinfo.Read()
-	switch *format {
-	case "text":
-		return in.WriteText(stdout, "custos")
-	case "json":
+	if format.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(in)
 	}
-	return fmt.Errorf("--format %q: want text or json", *format)
+	return in.WriteText(stdout, "custos")
 }
