@@ -41,7 +41,7 @@ const (
 // Default lifetimes in days.
 const (
 	pkiCADays     = 5 * 365
-	pkiNodeDays   = 90
+	pkiNodeDays   = 365
 	pkiClientDays = 30
 )
 
@@ -65,7 +65,7 @@ commands:
   ca init      --cluster NAME --out DIR [--days 1825] [--pkcs11-uri URI]
                make the cluster CA: DIR/ca.pem, and its key in DIR/ca.key (encrypted under a
                passphrase) or on a PKCS#11 token (DIR/ca.pkcs11-uri says where)
-  issue node   --csr FILE --ca DIR [--days 90] [--out FILE]
+  issue node   --csr FILE --ca DIR [--days 365] [--out FILE]
                sign a node's request (custosd -config FILE -csr) into its tls.cert
   issue client --role agent|auditor|operator|officer --name NAME --region XX --ca DIR
                (--out DIR | --csr FILE) [--days 30]

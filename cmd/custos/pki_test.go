@@ -196,7 +196,7 @@ func TestPKINodeCertificateWorksInTLS(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.Kind != "node" || info.Identity != "custos://prod/node/node-1?region=FR" || info.DaysLeft != 89 ||
+	if info.Kind != "node" || info.Identity != "custos://prod/node/node-1?region=FR" || info.DaysLeft != 364 ||
 		info.Verified == nil || !*info.Verified || strings.Join(info.DNSNames, ",") != "localhost" {
 		t.Fatalf("node inspect: %+v", info)
 	}
