@@ -25,12 +25,10 @@ set -eu
 : "${ETC:=/etc/custos}" "${DATA:=/var/lib/custos}" "${REGIONS:=\"FR\", \"DE\", \"NL\"}"
 : "${HSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}" "${ADMIN:=$HOME/custos}" "${OFFICER:=alice}"
 : "${ADDRS:=https://$NODE_HOST:$API_PORT}"
-capass() { if [ -n "${CA_PASSPHRASE_FILE:-}" ]; then echo "--passphrase-file $CA_PASSPHRASE_FILE"; fi; }
-offpass() { if [ -n "${OFFICER_PASSPHRASE_FILE:-}" ]; then echo "--passphrase-file $OFFICER_PASSPHRASE_FILE"; fi; }
 
 # Step 1 (CA machine, offline): the cluster CA.
 step_1_ca() {
-	$CUSTOS pki ca init --cluster "$CLUSTER" --out "$CA_DIR" $(capass)
+	$CUSTOS pki ca init --cluster "$CLUSTER" --out "$CA_DIR" ${CA_PASSPHRASE_FILE:+--passphrase-file "$CA_PASSPHRASE_FILE"}
 }
 
 # Step 2 (each node): the node's HSM token and its PIN file.
@@ -76,7 +74,7 @@ step_4_csr() {
 # Step 5 (CA machine): sign the request; copy node.pem and ca.pem to the node's $ETC.
 step_5_sign() {
 	$CUSTOS pki inspect "$CA_DIR/ca.pem"
-	$CUSTOS pki issue node --csr "$ETC/$NODE_ID.csr" --ca "$CA_DIR" --out "$ETC/node.pem" $(capass)
+	$CUSTOS pki issue node --csr "$ETC/$NODE_ID.csr" --ca "$CA_DIR" --out "$ETC/node.pem" ${CA_PASSPHRASE_FILE:+--passphrase-file "$CA_PASSPHRASE_FILE"}
 	cp "$CA_DIR/ca.pem" "$ETC/ca.pem"
 	$CUSTOS pki inspect "$ETC/node.pem" --ca "$ETC/ca.pem"
 }
@@ -88,11 +86,11 @@ step_6_start() {
 
 # Step 7 (CA machine): client certificates: the operator, each officer, an agent.
 step_7_clients() {
-	$CUSTOS pki issue client --role operator --name ops --region FR --ca "$CA_DIR" --out "$ADMIN" $(capass)
+	$CUSTOS pki issue client --role operator --name ops --region FR --ca "$CA_DIR" --out "$ADMIN" ${CA_PASSPHRASE_FILE:+--passphrase-file "$CA_PASSPHRASE_FILE"}
 	for o in alice bob carol; do
-		$CUSTOS pki issue client --role officer --name "$o" --region FR --ca "$CA_DIR" --out "$ADMIN" $(capass)
+		$CUSTOS pki issue client --role officer --name "$o" --region FR --ca "$CA_DIR" --out "$ADMIN" ${CA_PASSPHRASE_FILE:+--passphrase-file "$CA_PASSPHRASE_FILE"}
 	done
-	$CUSTOS pki issue client --role agent --name payroll --region FR --ca "$CA_DIR" --out "$ADMIN" $(capass)
+	$CUSTOS pki issue client --role agent --name payroll --region FR --ca "$CA_DIR" --out "$ADMIN" ${CA_PASSPHRASE_FILE:+--passphrase-file "$CA_PASSPHRASE_FILE"}
 	cp "$CA_DIR/ca.pem" "$ADMIN/ca.pem"
 }
 
@@ -112,7 +110,7 @@ ENV
 # Step 9 (each officer's own machine): the officer's key.
 step_9_officer_keygen() {
 	mkdir -p "$ADMIN/officers"
-	$CUSTOS officer keygen --out "$ADMIN/officers" --name "$OFFICER" $(offpass)
+	$CUSTOS officer keygen --out "$ADMIN/officers" --name "$OFFICER" ${OFFICER_PASSPHRASE_FILE:+--passphrase-file "$OFFICER_PASSPHRASE_FILE"}
 	echo "export CUSTOS_OFFICER_KEY=\"$ADMIN/officers/$OFFICER.key\"" >> "$ADMIN/officer-$OFFICER.env"
 }
 
@@ -125,14 +123,14 @@ step_10_init() {
 
 # Step 11 (alice): propose the first KEK.
 step_11_propose() {
-	$CUSTOS officer propose kek.create --kek first --context app --env "$ADMIN/officer-alice.env" $(offpass) | tee "$ADMIN/proposal.txt"
+	$CUSTOS officer propose kek.create --kek first --context app --env "$ADMIN/officer-alice.env" ${OFFICER_PASSPHRASE_FILE:+--passphrase-file "$OFFICER_PASSPHRASE_FILE"} | tee "$ADMIN/proposal.txt"
 }
 
 # Step 12 (bob): review and approve it; the KEK is created.
 step_12_approve() {
 	id=$(sed -n 's/^Other officers approve it with: custos officer approve //p' "$ADMIN/proposal.txt")
 	$CUSTOS officer show "$id" --env "$ADMIN/officer-bob.env"
-	$CUSTOS officer approve "$id" --env "$ADMIN/officer-bob.env" $(offpass)
+	$CUSTOS officer approve "$id" --env "$ADMIN/officer-bob.env" ${OFFICER_PASSPHRASE_FILE:+--passphrase-file "$OFFICER_PASSPHRASE_FILE"}
 	$CUSTOS kek show first --env "$ADMIN/officer-bob.env"
 }
 
