@@ -98,9 +98,10 @@ func TestRunbook(t *testing.T) {
 		"CA_PASSPHRASE_FILE=" + secret("ca.pass", "runbook CA passphrase"),
 		"OFFICER_PASSPHRASE_FILE=" + secret("officer.pass", "runbook officer passphrase"),
 		"ADMIN=" + filepath.Join(root, "admin"), "ADDRS=" + strings.Join(addrs, ","),
-		`REGIONS="FR", "DE", "NL"`, "NODE_HOST=127.0.0.1", "HSM_MODULE=/usr/lib/softhsm/libsofthsm2.so",
+		`REGIONS="FR", "DE", "NL"`, "NODE_HOST=127.0.0.1",
 	}
 	var nodes []runbookNode
+	var module string
 	for i, region := range []string{"FR", "DE", "NL"} {
 		id := fmt.Sprintf("node-%d", i+1)
 		dir := filepath.Join(root, id)
@@ -109,7 +110,8 @@ func TestRunbook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env := append(append([]string{}, common...), "NODE_ID="+id, "REGION="+region,
+		module = sh.Module
+		env := append(append([]string{}, common...), "HSM_MODULE="+module, "NODE_ID="+id, "REGION="+region,
 			"API_PORT="+strconv.Itoa(ports[2*i]), "RAFT_PORT="+strconv.Itoa(ports[2*i+1]),
 			"ETC="+filepath.Join(dir, "etc"), "DATA="+filepath.Join(dir, "data"), sh.Var())
 		if i > 0 {

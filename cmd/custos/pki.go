@@ -55,6 +55,9 @@ type pkiUsageError struct{ msg string }
 
 func (e *pkiUsageError) Error() string { return e.msg }
 
+// errPKIHelp: help was asked for and printed; the command exits 0.
+var errPKIHelp = errors.New("help printed")
+
 func pkiUsagef(format string, a ...any) error {
 	return &pkiUsageError{msg: fmt.Sprintf(format, a...)}
 }
@@ -77,6 +80,13 @@ The CA key's passphrase comes from the terminal, or from --passphrase-file FILE 
 --passphrase-env NAME; never from a flag value. Exit status: 0 done, 2 usage error, 1 refused.`
 
 func runPKICmd(ctx context.Context, stdout io.Writer, args []string) error {
+	if err := runPKI(stdout, args); err != errPKIHelp {
+		return err
+	}
+	return nil
+}
+
+func runPKI(stdout io.Writer, args []string) error {
 	if len(args) == 0 {
 		return pkiUsagef("a command is needed\n%s", pkiUsage)
 	}
@@ -108,16 +118,17 @@ func runPKICmd(ctx context.Context, stdout io.Writer, args []string) error {
 
 // parsePKIFlags parses args, allowing flags after positional arguments, and
 // turns flag errors into usage errors.
-func parsePKIFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+// With -h it prints the flags to stdout and returns errPKIHelp.
+func parsePKIFlags(stdout io.Writer, fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				var b strings.Builder
-				fs.SetOutput(&b)
+				fmt.Fprintf(stdout, "usage of custos %s:\n", fs.Name())
+				fs.SetOutput(stdout)
 				fs.PrintDefaults()
-				return nil, pkiUsagef("flags of %s:\n%s", fs.Name(), b.String())
+				return nil, errPKIHelp
 			}
 			return nil, pkiUsagef("%v", err)
 		}
@@ -150,7 +161,7 @@ func runPKICAInit(stdout io.Writer, args []string) error {
 	days := daysFlag(fs, pkiCADays, "CA")
 	uri := fs.String("pkcs11-uri", "", "make the CA key on this PKCS#11 token, e.g. 'pkcs11:token=custos-ca;object=custos-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/path/pin'")
 	pf := addPassphraseFlags(fs)
-	pos, err := parsePKIFlags(fs, args)
+	pos, err := parsePKIFlags(stdout, fs, args)
 	if err != nil {
 		return err
 	}
@@ -391,7 +402,7 @@ func runPKIIssueNode(stdout io.Writer, args []string) error {
 	days := daysFlag(fs, pkiNodeDays, "node certificate")
 	out := fs.String("out", "", "write the certificate to this new file (default: stdout)")
 	pf := addPassphraseFlags(fs)
-	pos, err := parsePKIFlags(fs, args)
+	pos, err := parsePKIFlags(stdout, fs, args)
 	if err != nil {
 		return err
 	}
@@ -477,7 +488,7 @@ func runPKIIssueClient(stdout io.Writer, args []string) error {
 	csrFile := fs.String("csr", "", "issue for the key of this request instead (made with identity.NewCSR for the same identity); the certificate goes to stdout")
 	days := daysFlag(fs, pkiClientDays, "client certificate")
 	pf := addPassphraseFlags(fs)
-	pos, err := parsePKIFlags(fs, args)
+	pos, err := parsePKIFlags(stdout, fs, args)
 	if err != nil {
 		return err
 	}
@@ -592,7 +603,7 @@ func runPKIInspect(stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("pki inspect", flag.ContinueOnError)
 	format := fs.String("format", "text", "text or json")
 	caFile := fs.String("ca", "", "also check that this CA file (ca.pem) issued the certificate")
-	pos, err := parsePKIFlags(fs, args)
+	pos, err := parsePKIFlags(stdout, fs, args)
 	if err != nil {
 		return err
 	}

@@ -386,3 +386,12 @@ func TestPKICAOnToken(t *testing.T) {
 	wantExit(t, 0, "", "pki", "issue", "node", "--csr", csr, "--ca", ca, "--out", cert, "--passphrase-file", pass)
 	wantExit(t, 0, "", "pki", "inspect", cert, "--ca", filepath.Join(ca, "ca.pem"))
 }
+
+func TestPKIHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"pki", "--help"}, {"pki", "help"}, {"pki", "issue", "node", "-h"}, {"pki", "ca", "init", "--help"}, {"pki", "inspect", "-h"}} {
+		code, out, errOut := runCLI(args...)
+		if code != 0 || !strings.Contains(out, "usage") || errOut != "" {
+			t.Errorf("custos %s: exit %d, stdout %q, stderr %q; want usage on stdout, exit 0", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
