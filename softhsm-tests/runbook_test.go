@@ -204,7 +204,7 @@ func startRunbookNode(t *testing.T, n runbookNode) {
 }
 
 // waitRunbook runs `custos status` as the operator until its output has
-// want, for at most a minute.
+// want, for at most three minutes (a loaded CI machine forms a cluster slowly).
 func waitRunbook(t *testing.T, n runbookNode, want string) {
 	t.Helper()
 	var env, custos string
@@ -231,7 +231,7 @@ func waitRunbook(t *testing.T, n runbookNode, want string) {
 		os.WriteFile(env, fmt.Appendf(nil, "export CUSTOS_ADDR=%q\nexport CUSTOS_CA=%q\nexport CUSTOS_CLIENT_CERT=%q\nexport CUSTOS_CLIENT_KEY=%q\n",
 			addrs, filepath.Join(admin, "ca.pem"), filepath.Join(admin, "operator-ops.pem"), filepath.Join(admin, "operator-ops.key")), 0o600)
 	}
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	var last []byte
 	for time.Now().Before(deadline) {
 		last, _ = exec.Command(custos, "status", "--env", env).CombinedOutput()
