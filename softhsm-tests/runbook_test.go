@@ -101,19 +101,17 @@ func TestRunbook(t *testing.T) {
 		`REGIONS="FR", "DE", "NL"`, "NODE_HOST=127.0.0.1",
 	}
 	var nodes []runbookNode
-	var module string
+	// Each machine has its own SoftHSM, its token directory under DATA (step 2).
+	module, err := softhsm.FindModule()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, region := range []string{"FR", "DE", "NL"} {
 		id := fmt.Sprintf("node-%d", i+1)
 		dir := filepath.Join(root, id)
-		// Each machine has its own SoftHSM: a configuration with its own token directory.
-		sh, err := softhsm.Setup(filepath.Join(dir, "softhsm"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		module = sh.Module
-		env := append(append([]string{}, common...), "HSM_MODULE="+module, "NODE_ID="+id, "REGION="+region,
+		env := append(append([]string{}, common...), "HSM_MODULE="+module, "RUN_AS=", "NODE_ID="+id, "REGION="+region,
 			"API_PORT="+strconv.Itoa(ports[2*i]), "RAFT_PORT="+strconv.Itoa(ports[2*i+1]),
-			"ETC="+filepath.Join(dir, "etc"), "DATA="+filepath.Join(dir, "data"), sh.Var())
+			"ETC="+filepath.Join(dir, "etc"), "DATA="+filepath.Join(dir, "data"))
 		if i > 0 {
 			env = append(env, "JOIN="+addrs[0])
 		}

@@ -14,6 +14,7 @@
 #   JOIN           API URL of the first node, for the others; unset on the first
 #   REGIONS        the cluster's regions, TOML list      ("FR", "DE", "NL")
 #   HSM_MODULE     PKCS#11 library                       (/usr/lib/softhsm/libsofthsm2.so)
+#   RUN_AS         the user custosd runs as (custos, as deploy/systemd makes it); empty: this user
 #   ADMIN          the operator's and officers' workstation directory (~/custos)
 #   ADDRS          every node's API URL, comma-separated, for the clients
 #   OFFICER        alice | bob | carol, in steps 9 and 12
@@ -23,26 +24,31 @@ set -eu
 : "${CLUSTER:=prod}" "${CUSTOS:=custos}" "${CUSTOSD:=custosd}" "${CA_DIR:=/root/custos-ca}"
 : "${NODE_ID:=node-1}" "${REGION:=FR}" "${NODE_HOST:=127.0.0.1}" "${API_PORT:=8201}" "${RAFT_PORT:=8301}"
 : "${ETC:=/etc/custos}" "${DATA:=/var/lib/custos}" "${REGIONS:=\"FR\", \"DE\", \"NL\"}"
-: "${HSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}" "${ADMIN:=$HOME/custos}" "${OFFICER:=alice}"
+: "${RUN_AS=custos}" "${HSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}" "${ADMIN:=$HOME/custos}" "${OFFICER:=alice}"
 : "${ADDRS:=https://$NODE_HOST:$API_PORT}"
+# as_node runs a command as the user custosd runs as, so that what it makes on the token is theirs.
+as_node() { if [ -n "$RUN_AS" ]; then runuser -u "$RUN_AS" -- "$@"; else "$@"; fi; }
 
 # Step 1 (CA machine, offline): the cluster CA.
 step_1_ca() {
 	$CUSTOS pki ca init --cluster "$CLUSTER" --out "$CA_DIR" ${CA_PASSPHRASE_FILE:+--passphrase-file "$CA_PASSPHRASE_FILE"}
 }
 
-# Step 2 (each node): the node's HSM token and its PIN file.
+# Step 2 (each node): the node's HSM token (SoftHSM here), and its PIN file.
 step_2_token() {
-	mkdir -p "$ETC" "$DATA" && chmod 0700 "$DATA"
+	mkdir -p "$ETC" "$DATA/softhsm" && chmod 0700 "$DATA" "$DATA/softhsm"
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$DATA/softhsm" > "$ETC/softhsm2.conf"
 	(umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$ETC/hsm.pin")
-	softhsm2-util --init-token --free --label "$NODE_ID" \
+	SOFTHSM2_CONF="$ETC/softhsm2.conf" softhsm2-util --init-token --free --label "$NODE_ID" \
 		--so-pin "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" --pin "$(cat "$ETC/hsm.pin")"
+	if [ -n "$RUN_AS" ]; then chown -R "$RUN_AS:" "$DATA" "$ETC/hsm.pin"; fi
+	chmod 0400 "$ETC/hsm.pin"
 }
 
 # Step 3 (each node): the node's configuration.
 step_3_config() {
 	if [ -z "${JOIN:-}" ]; then first="bootstrap = true"; else first="join = [\"$JOIN\"]"; fi
-	cat > "$ETC/node.toml" <<TOML
+	cat > "$ETC/custosd.toml" <<TOML
 node_id = "$NODE_ID"
 region = "$REGION"
 cluster = "$CLUSTER"
@@ -58,6 +64,7 @@ listen = "$NODE_HOST:$RAFT_PORT"
 module = "$HSM_MODULE"
 token_label = "$NODE_ID"
 pin_file = "$ETC/hsm.pin"
+softhsm_conf = "$ETC/softhsm2.conf"
 [tls]
 cert = "$ETC/node.pem"
 ca = "$ETC/ca.pem"
@@ -68,7 +75,7 @@ TOML
 
 # Step 4 (each node): the node's TLS key, made in its HSM, and its request.
 step_4_csr() {
-	$CUSTOSD -config "$ETC/node.toml" -csr > "$ETC/$NODE_ID.csr"
+	as_node $CUSTOSD -config "$ETC/custosd.toml" -csr > "$ETC/$NODE_ID.csr"
 }
 
 # Step 5 (CA machine): sign the request; copy node.pem and ca.pem to the node's $ETC.
@@ -79,9 +86,11 @@ step_5_sign() {
 	$CUSTOS pki inspect "$ETC/node.pem" --ca "$ETC/ca.pem"
 }
 
-# Step 6 (each node, the first one first): start custosd (systemd: deploy/systemd/custosd.service).
+# Step 6 (each node, the first one first): start custosd; under systemd,
+# deploy/systemd/custosd.service runs this command as $RUN_AS.
 step_6_start() {
-	exec $CUSTOSD -config "$ETC/node.toml"
+	if [ -n "$RUN_AS" ]; then exec runuser -u "$RUN_AS" -- $CUSTOSD -config "$ETC/custosd.toml"; fi
+	exec $CUSTOSD -config "$ETC/custosd.toml"
 }
 
 # Step 7 (CA machine): client certificates: the operator, each officer, an agent.
