@@ -192,6 +192,16 @@ func runPKICAInit(stdout io.Writer, args []string) error {
 			return fmt.Errorf("%s already exists; refusing to overwrite a CA (choose another --out)", filepath.Join(*out, f))
 		}
 	}
+	var pass []byte
+	if u == nil {
+		if pass, err = pf.read(fmt.Sprintf("Passphrase for the new CA key (at least %d characters): ", officer.MinPassphraseLen), true); err != nil {
+			return err
+		}
+		defer clear(pass)
+		if len(pass) < officer.MinPassphraseLen {
+			return fmt.Errorf("the passphrase is shorter than %d characters", officer.MinPassphraseLen)
+		}
+	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
 	}
@@ -219,14 +229,6 @@ func runPKICAInit(stdout io.Writer, args []string) error {
 		}
 		keyNote = fmt.Sprintf("on the PKCS#11 token, object %q (%s names it; signing needs the token and its PIN)", u.Object, pkiCAURI)
 	} else {
-		pass, err := pf.read(fmt.Sprintf("Passphrase for the new CA key (at least %d characters): ", officer.MinPassphraseLen), true)
-		if err != nil {
-			return err
-		}
-		defer clear(pass)
-		if len(pass) < officer.MinPassphraseLen {
-			return fmt.Errorf("the passphrase is shorter than %d characters", officer.MinPassphraseLen)
-		}
 		if ca, err = identity.NewCA(*cluster, validity); err != nil {
 			return err
 		}
@@ -237,7 +239,7 @@ func runPKICAInit(stdout io.Writer, args []string) error {
 		if err := writeNewFile(filepath.Join(*out, pkiCAKey), sealed, 0o600); err != nil {
 			return err
 		}
-		keyNote = pkiCAKey + " (mode 0600, encrypted under your passphrase; keep it and a backup off the nodes)"
+		keyNote = filepath.Join(*out, pkiCAKey) + " (mode 0600, encrypted under your passphrase; keep it and a backup off the nodes)"
 	}
 	if err := writeNewFile(filepath.Join(*out, pkiCACert), ca.CertPEM(), 0o644); err != nil {
 		return err

@@ -132,8 +132,8 @@ func TestPKICAInitFileKey(t *testing.T) {
 	os.WriteFile(short, []byte("short"), 0o600)
 	wantExit(t, 1, "shorter than", "pki", "ca", "init", "--cluster", "prod", "--out", filepath.Join(dir, "ca2"), "--passphrase-file", short)
 	wantExit(t, 1, "cluster", "pki", "ca", "init", "--cluster", "Prod!", "--out", filepath.Join(dir, "ca3"), "--passphrase-file", pass)
-	if _, err := os.Stat(filepath.Join(dir, "ca2", "ca.key")); err == nil {
-		t.Fatal("a refused init wrote a key")
+	if _, err := os.Stat(filepath.Join(dir, "ca2")); err == nil {
+		t.Fatal("a refused init made its directory")
 	}
 	out := wantExit(t, 0, "", "pki", "inspect", filepath.Join(ca, "ca.pem"), "--format", "json")
 	var info certInfo
