@@ -32,6 +32,7 @@ var commands = []command{
 	{"unwrap", "agent: unwrap a wrapped data key: unwrap [--kek ID] [--context k=v,…] [--in FILE] [--out FILE] [--batch FILE]", nil},
 	{"rewrap", "agent: rewrap a wrapped key to its KEK's active version: rewrap [--kek ID] [--context k=v,…] [--in FILE] [--out FILE]", nil},
 	{"datakey", "agent: a fresh data key and its wrapped form: datakey --kek ID [--context k=v,…] [--wrapped-only] [--out-wrapped FILE] [--out-plaintext FILE]", nil},
+	{"pki", "cluster CA and certificates: pki ca init, issue node, issue client, inspect (see custos pki help)", runPKICmd},
 	{"operator", "cluster operator commands: operator init (name the officers, once)", runOperatorCmd},
 	{"audit", "auditor: checkpoint, export, verify, report, watch (see custos audit help)", nil},
 	{"backup", "agent: run, list, restore, verify, drill, prune, status (see custos backup help)", nil},

@@ -57,6 +57,24 @@ func NewCA(cluster string, validity time.Duration) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: new CA: %w", err)
 	}
+	return NewCAWithKey(cluster, key, validity)
+}
+
+// NewCAWithKey is [NewCA] with a key of the caller's: an ECDSA P-256
+// signer, which may live in an HSM token.
+func NewCAWithKey(cluster string, key crypto.Signer, validity time.Duration) (*CA, error) {
+	if err := checkLabel("cluster", cluster); err != nil {
+		return nil, fmt.Errorf("identity: new CA: %w", err)
+	}
+	if validity < 0 {
+		return nil, fmt.Errorf("identity: new CA: negative validity %v", validity)
+	}
+	if validity == 0 {
+		validity = DefaultCAValidity
+	}
+	if _, err := p256(key.Public()); err != nil {
+		return nil, fmt.Errorf("identity: new CA: %w", err)
+	}
 	serial, err := newSerial()
 	if err != nil {
 		return nil, fmt.Errorf("identity: new CA: %w", err)

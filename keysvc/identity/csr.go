@@ -60,6 +60,29 @@ func NewCSR(key crypto.Signer, id Identity, dnsNames []string, ips []net.IP) ([]
 // may have any. The request's subject is not copied. Refusals of the
 // request itself match [ErrBadCSR].
 func (ca *CA) IssueCSR(csrPEM []byte, opts IssueOptions) (certPEM []byte, err error) {
+	req, err := ParseCSR(csrPEM)
+	if err != nil {
+		return nil, err
+	}
+	if len(opts.DNSNames) == 0 && len(opts.IPAddresses) == 0 {
+		opts.DNSNames, opts.IPAddresses = req.DNSNames, req.IPAddresses
+	}
+	return ca.issue(req.Identity, req.PublicKey, opts)
+}
+
+// CSR is what a certificate request asks for, once [ParseCSR] has checked it.
+type CSR struct {
+	Identity    Identity
+	PublicKey   *ecdsa.PublicKey
+	DNSNames    []string
+	IPAddresses []net.IP
+}
+
+// ParseCSR reads a PEM certificate request and checks it as [CA.IssueCSR]
+// does: its signature verifies, it carries exactly one custos URI SAN and
+// a valid identity, no other URI or e-mail SAN, and an ECDSA P-256 key.
+// Refusals match [ErrBadCSR].
+func ParseCSR(csrPEM []byte) (*CSR, error) {
 	b, _ := pem.Decode(csrPEM)
 	if b == nil || b.Type != "CERTIFICATE REQUEST" {
 		return nil, fmt.Errorf("%w: no PEM CERTIFICATE REQUEST block", ErrBadCSR)
@@ -85,10 +108,7 @@ func (ca *CA) IssueCSR(csrPEM []byte, opts IssueOptions) (certPEM []byte, err er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadCSR, id, err)
 	}
-	if len(opts.DNSNames) == 0 && len(opts.IPAddresses) == 0 {
-		opts.DNSNames, opts.IPAddresses = csr.DNSNames, csr.IPAddresses
-	}
-	return ca.issue(id, pub, opts)
+	return &CSR{Identity: id, PublicKey: pub, DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses}, nil
 }
 
 // p256 returns pub if it is an ECDSA P-256 public key.

@@ -51,9 +51,13 @@
 // [CA.Issue] issues client certificates from it, with a fresh key; nodes
 // send a certificate request made with their HSM key ([NewCSR]) and
 // [CA.IssueCSR] issues their certificates from it ([ErrBadCSR] for a
-// request it refuses). Real deployments
-// may use another CA that writes the same URI SAN; nothing here depends on
-// which CA issued a certificate beyond chain verification.
+// request it refuses; [ParseCSR] checks a request alone). `custos pki`
+// keeps a deployment's CA: [NewCAWithKey] and [OpenCA] take a key the
+// caller holds (on a PKCS#11 token, or decrypted from a file),
+// [CA.CheckUsable] refuses an expired CA, and [CA.IssueFor] issues for a
+// key a request brings. Real deployments may also use another CA that
+// writes the same URI SAN; nothing here depends on which CA issued a
+// certificate beyond chain verification.
 //
 // # Errors
 //
