@@ -30,6 +30,7 @@ func subcommandNames() map[string][]string {
 	for _, c := range backupCommands {
 		names["backup"] = append(names["backup"], c.name)
 	}
+	names["pki"] = pkiCommands
 	return names
 }
 
@@ -51,7 +52,7 @@ func TestExitCodes(t *testing.T) {
 	for _, c := range commands {
 		lines = append(lines, []string{c.name})
 		for _, sub := range groups[c.name] {
-			lines = append(lines, []string{c.name, sub})
+			lines = append(lines, append([]string{c.name}, strings.Fields(sub)...))
 		}
 	}
 	for _, line := range lines {

@@ -49,18 +49,15 @@ const (
 // default (18). Tests lower it.
 var pkiWorkFactor = 0
 
-// pkiUsageError is a command line pki cannot run (a missing or bad flag):
-// exit status 2. Refusals of what the flags name are plain errors: 1.
-type pkiUsageError struct{ msg string }
-
-func (e *pkiUsageError) Error() string { return e.msg }
-
 // errPKIHelp: help was asked for and printed; the command exits 0.
 var errPKIHelp = errors.New("help printed")
 
-func pkiUsagef(format string, a ...any) error {
-	return &pkiUsageError{msg: fmt.Sprintf(format, a...)}
-}
+// pkiUsagef is a command line pki cannot run (exit 2); refusals of what
+// the flags name are plain errors (exit 1).
+func pkiUsagef(format string, a ...any) error { return usagef(format, a...) }
+
+// pkiCommands are pki's subcommands, as its usage lists them.
+var pkiCommands = []string{"ca init", "issue node", "issue client", "inspect"}
 
 const pkiUsage = `usage: custos pki <command> [flags]
 
@@ -130,7 +127,12 @@ func parsePKIFlags(stdout io.Writer, fs *flag.FlagSet, args []string) ([]string,
 				fs.PrintDefaults()
 				return nil, errPKIHelp
 			}
-			return nil, pkiUsagef("%v", err)
+			var b strings.Builder
+			fmt.Fprintf(&b, "usage of custos %s:\n", fs.Name())
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+			return nil, &usageError{err: err, usage: b.String()}
 		}
 		args = fs.Args()
 		if len(args) == 0 {

@@ -131,7 +131,7 @@ func TestPKICAInitFileKey(t *testing.T) {
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("short"), 0o600)
 	wantExit(t, 1, "shorter than", "pki", "ca", "init", "--cluster", "prod", "--out", filepath.Join(dir, "ca2"), "--passphrase-file", short)
-	wantExit(t, 1, "cluster", "pki", "ca", "init", "--cluster", "Prod!", "--out", filepath.Join(dir, "ca3"), "--passphrase-file", pass)
+	wantExit(t, 2, "cluster", "pki", "ca", "init", "--cluster", "Prod!", "--out", filepath.Join(dir, "ca3"), "--passphrase-file", pass)
 	if _, err := os.Stat(filepath.Join(dir, "ca2")); err == nil {
 		t.Fatal("a refused init made its directory")
 	}
@@ -162,7 +162,7 @@ func TestPKIUsageErrors(t *testing.T) {
 		{"pki", "inspect", "x", "--format", "xml"},
 	} {
 		err := runPKICmd(t.Context(), new(strings.Builder), args[1:])
-		var ue *pkiUsageError
+		var ue *usageError
 		if !errors.As(err, &ue) {
 			t.Errorf("custos %s: %v; want a usage error (exit 2)", strings.Join(args, " "), err)
 		}
