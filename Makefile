@@ -22,7 +22,7 @@ FUZZERS   := ./threshold:FuzzParseShare ./threshold:FuzzParseCommitments \
              ./keysvc/audit:FuzzReader ./keysvc/audit:FuzzParseEntry \
              ./backup/custosage:FuzzDecodeContext ./backup/custosage:FuzzParseStanza \
              ./backup/policy:FuzzParse ./backup/archive:FuzzParseManifest \
-             ./keysvc/reqsig:FuzzParse ./keysvc/ledger:FuzzFoldOf ./internal/strictjson:FuzzCheck \
+             ./keysvc/reqsig:FuzzParse ./keysvc/identity:FuzzParseCSR ./keysvc/ledger:FuzzFoldOf ./internal/strictjson:FuzzCheck \
              ./keysvc/audit:FuzzStatementParse ./keysvc/audit:FuzzStatementWrite
 
 export CGO_ENABLED := 1
@@ -42,10 +42,10 @@ all: build
 deps: browser
 	@if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1 || \
 	    ! command -v age >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1 || \
-	    ! command -v restic >/dev/null 2>&1; then \
-		echo "installing softhsm2, gcc, age, zstd and restic with apt-get"; \
+	    ! command -v restic >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1; then \
+		echo "installing softhsm2, gcc, age, zstd, restic and jq with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 gcc libc6-dev age zstd restic >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 gcc libc6-dev age zstd restic jq >/dev/null; \
 	fi
 	@command -v softhsm2-util >/dev/null || { echo "softhsm2-util still missing"; exit 1; }
 	@command -v age >/dev/null || { echo "age still missing"; exit 1; }

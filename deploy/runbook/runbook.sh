@@ -132,12 +132,12 @@ step_10_init() {
 
 # Step 11 (alice): propose the first KEK.
 step_11_propose() {
-	$CUSTOS officer propose kek.create --kek first --context app --env "$ADMIN/officer-alice.env" ${OFFICER_PASSPHRASE_FILE:+--passphrase-file "$OFFICER_PASSPHRASE_FILE"} | tee "$ADMIN/proposal.txt"
+	$CUSTOS officer propose kek.create --kek first --context app --env "$ADMIN/officer-alice.env" ${OFFICER_PASSPHRASE_FILE:+--passphrase-file "$OFFICER_PASSPHRASE_FILE"} --format json > "$ADMIN/proposal.json"
 }
 
 # Step 12 (bob): review and approve it; the KEK is created.
 step_12_approve() {
-	id=$(sed -n 's/^Other officers approve it with: custos officer approve //p' "$ADMIN/proposal.txt")
+	id=$(jq -er .id "$ADMIN/proposal.json")
 	$CUSTOS officer show "$id" --env "$ADMIN/officer-bob.env"
 	$CUSTOS officer approve "$id" --env "$ADMIN/officer-bob.env" ${OFFICER_PASSPHRASE_FILE:+--passphrase-file "$OFFICER_PASSPHRASE_FILE"}
 	$CUSTOS kek show first --env "$ADMIN/officer-bob.env"
