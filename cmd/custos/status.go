@@ -100,17 +100,21 @@ func seenFile(ca string) string {
 func runStatusCmd(ctx context.Context, stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	af := addAPIFlags(fs)
+	format := addFormatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usagef("unexpected arguments %q", fs.Args())
 	}
 	c, err := af.client()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if format.json {
+		return statusJSON(ctx, stdout, c, af.files)
+	}
 	return status(ctx, stdout, c, af.files)
 }
 
@@ -188,18 +192,23 @@ func status(ctx context.Context, w io.Writer, c *client.Client, files identity.T
 	return nil
 }
 
-// printCheckpoint fetches the leader's checkpoint and says who signed it,
-// verifying it against the node keys the cluster publishes.
-func printCheckpoint(ctx context.Context, w io.Writer, c *client.Client, st client.Status) error {
+// clusterCheckpoint fetches the leader's checkpoint and verifies it against
+// the node keys the cluster publishes; it returns it and its signer's key name.
+func clusterCheckpoint(ctx context.Context, c *client.Client, st client.Status) (ledger.Checkpoint, string, error) {
 	note, err := c.Checkpoint(ctx)
 	if err != nil {
-		return err
+		return ledger.Checkpoint{}, "", err
 	}
 	keys, err := c.NodeKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("node keys: %w", err)
+		return ledger.Checkpoint{}, "", fmt.Errorf("node keys: %w", err)
 	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin(st.Cluster), keys...)
+	return ledger.VerifyCheckpoint(note, ledger.Origin(st.Cluster), keys...)
+}
+
+// printCheckpoint says who signed the latest checkpoint.
+func printCheckpoint(ctx context.Context, w io.Writer, c *client.Client, st client.Status) error {
+	cp, signer, err := clusterCheckpoint(ctx, c, st)
 	if err != nil {
 		return err
 	}
@@ -289,4 +298,79 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// statusReport is custos status --format json: the answering node's status
+// as the API gives it, each member's health, the verified latest
+// checkpoint, the certificates' validity, and what stops the cluster
+// serving (problems; serving is false, and the exit status 1, when any).
+type statusReport struct {
+	client.Status
+	Health          map[string]string `json:"health"` // member id -> ready, not ready: …, unreachable, no answer
+	Checkpoint      *checkpointJSON   `json:"checkpoint"`
+	CheckpointError string            `json:"checkpoint_error,omitempty"`
+	Certificates    []certJSON        `json:"certificates"`
+	Problems        []string          `json:"problems"`
+	Serving         bool              `json:"serving"`
+}
+
+type certJSON struct {
+	What     string     `json:"what"`
+	NotAfter *time.Time `json:"not_after,omitempty"`
+	DaysLeft *int       `json:"days_left,omitempty"` // whole days; negative once expired
+	Expired  bool       `json:"expired"`
+	Warning  bool       `json:"warning"` // expired, unreadable, or under 30 days left
+	Error    string     `json:"error,omitempty"`
+}
+
+func statusJSON(ctx context.Context, w io.Writer, c *client.Client, files identity.TLSFiles) error {
+	st, err := c.Cluster(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot reach the cluster: %w", err)
+	}
+	var tc *tls.Config
+	if files.Cert != "" {
+		if tc, err = identity.ClientConfig(files); err != nil {
+			return err
+		}
+	}
+	health := checkMembers(ctx, c, tc, st.Members)
+	r := statusReport{Status: st, Health: map[string]string{}, Certificates: []certJSON{}, Problems: []string{}}
+	for _, m := range st.Members {
+		r.Health[m.ID] = health[m.ID].String()
+	}
+	if st.Leader.ID == "" {
+		r.Problems = append(r.Problems, "no leader")
+	}
+	if cp, signer, err := clusterCheckpoint(ctx, c, st); err != nil {
+		r.CheckpointError = err.Error()
+		r.Problems = append(r.Problems, "no verifiable checkpoint")
+	} else {
+		r.Checkpoint = &checkpointJSON{Size: cp.Size, Root: rootWords(cp.Hash), KeyName: signer,
+			Signer: strings.TrimPrefix(signer, ledger.KeyName(st.Cluster, ""))}
+	}
+	t := now()
+	for _, cl := range certificates(st.Members, health, files) {
+		j := certJSON{What: cl.what, Expired: cl.expired}
+		if cl.err != nil {
+			j.Error, j.Warning = cl.err.Error(), true
+		} else if !cl.notAfter.IsZero() {
+			na, left := cl.notAfter.UTC(), cl.notAfter.Sub(t)
+			d := int(left.Hours() / 24)
+			j.NotAfter, j.DaysLeft = &na, &d
+			j.Expired = j.Expired || left <= 0
+			j.Warning = j.Expired || left < certWarning
+		} else {
+			j.Warning = j.Expired
+		}
+		r.Certificates = append(r.Certificates, j)
+	}
+	r.Serving = len(r.Problems) == 0
+	if err := printJSON(w, r); err != nil {
+		return err
+	}
+	if !r.Serving {
+		return fmt.Errorf("cluster %q is not serving: %s", st.Cluster, strings.Join(r.Problems, ", "))
+	}
+	return nil
 }
