@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/hsm/softhsm"
+	"github.com/custos-eu/custos/internal/testwait"
 )
 
 const runbookScript = "../deploy/runbook/runbook.sh"
@@ -88,7 +90,7 @@ func TestRunbook(t *testing.T) {
 		}
 		return p
 	}
-	ports := loopbackPorts(t, 6)
+	ports := loopbackPorts(t, 9)
 	var addrs []string
 	for i := range 3 {
 		addrs = append(addrs, "https://127.0.0.1:"+strconv.Itoa(ports[2*i]))
@@ -110,7 +112,7 @@ func TestRunbook(t *testing.T) {
 		id := fmt.Sprintf("node-%d", i+1)
 		dir := filepath.Join(root, id)
 		env := append(append([]string{}, common...), "HSM_MODULE="+module, "RUN_AS=", "NODE_ID="+id, "REGION="+region,
-			"API_PORT="+strconv.Itoa(ports[2*i]), "RAFT_PORT="+strconv.Itoa(ports[2*i+1]),
+			"API_PORT="+strconv.Itoa(ports[2*i]), "RAFT_PORT="+strconv.Itoa(ports[2*i+1]), "HEALTH_PORT="+strconv.Itoa(ports[6+i]),
 			"ETC="+filepath.Join(dir, "etc"), "DATA="+filepath.Join(dir, "data"))
 		if i > 0 {
 			env = append(env, "JOIN="+addrs[0])
@@ -152,6 +154,21 @@ func TestRunbook(t *testing.T) {
 		}
 	}
 	waitRunbook(t, nodes[0], "Members: 3")
+	// Each node's load-balancer health answers, without a certificate.
+	for i, n := range nodes {
+		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[6+i])
+		testwait.Until(t, time.Minute, n.id+" /readyz", func() error {
+			resp, err := http.Get(url)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s", resp.Status)
+			}
+			return nil
+		})
+	}
 	step(nodes[0], "8")
 	for _, o := range []string{"alice", "bob", "carol"} {
 		step(nodes[0], "9", "OFFICER="+o)

@@ -9,7 +9,7 @@
 #   CUSTOS CUSTOSD the binaries                          (custos, custosd)
 #   CA_DIR         the CA's directory, on the CA machine (/root/custos-ca)
 #   CA_PASSPHRASE_FILE  the CA key's passphrase file; unset: asked on the terminal
-#   NODE_ID REGION NODE_HOST API_PORT RAFT_PORT          this node (node-1 FR … 8201 8301)
+#   NODE_ID REGION NODE_HOST API_PORT RAFT_PORT HEALTH_PORT  this node (node-1 FR … 8201 8301 8401)
 #   ETC DATA       this node's config and data dirs      (/etc/custos, /var/lib/custos)
 #   JOIN           API URL of the first node, for the others; unset on the first
 #   REGIONS        the cluster's regions, TOML list      ("FR", "DE", "NL")
@@ -22,7 +22,7 @@
 set -eu
 
 : "${CLUSTER:=prod}" "${CUSTOS:=custos}" "${CUSTOSD:=custosd}" "${CA_DIR:=/root/custos-ca}"
-: "${NODE_ID:=node-1}" "${REGION:=FR}" "${NODE_HOST:=127.0.0.1}" "${API_PORT:=8201}" "${RAFT_PORT:=8301}"
+: "${NODE_ID:=node-1}" "${REGION:=FR}" "${NODE_HOST:=127.0.0.1}" "${API_PORT:=8201}" "${RAFT_PORT:=8301}" "${HEALTH_PORT:=8401}"
 : "${ETC:=/etc/custos}" "${DATA:=/var/lib/custos}" "${REGIONS:=\"FR\", \"DE\", \"NL\"}"
 : "${RUN_AS=custos}" "${HSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}" "${ADMIN:=$HOME/custos}" "${OFFICER:=alice}"
 : "${ADDRS:=https://$NODE_HOST:$API_PORT}"
@@ -60,6 +60,8 @@ $first
 listen = "$NODE_HOST:$API_PORT"
 [raft]
 listen = "$NODE_HOST:$RAFT_PORT"
+[health]
+addr = "$NODE_HOST:$HEALTH_PORT"
 [hsm]
 module = "$HSM_MODULE"
 token_label = "$NODE_ID"
