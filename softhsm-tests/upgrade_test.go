@@ -338,15 +338,15 @@ type opResult struct {
 // every node is up, odd while one is being upgraded.
 type upgradeLoad struct {
 	perNode map[string]*atomic.Int64 // operations answered by each node's pinned agent
-	stop  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
-	ok    atomic.Int64
-	epoch atomic.Int64
-	mu    sync.Mutex
-	step  step
-	res   []opResult
-	bad   []string // unwraps that answered another key
+	stop    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+	ok      atomic.Int64
+	epoch   atomic.Int64
+	mu      sync.Mutex
+	step    step
+	res     []opResult
+	bad     []string // unwraps that answered another key
 }
 
 func startUpgradeLoad(t *testing.T, c *devcluster.Cluster, workers int) *upgradeLoad {
