@@ -137,9 +137,10 @@ $(VULNDB_DIR)/index/db.json:
 
 # Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
 # must run: CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM or versitygw into a failure
-# instead of a skip.
+# instead of a skip, and CUSTOS_REQUIRE_UPGRADE=1 a missing previous release (a shallow clone)
+# for the rolling-upgrade test.
 test: deps vulncheck tools vet
-	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -race -count=1 -timeout 20m ./...
+	CUSTOS_REQUIRE_SOFTHSM=1 CUSTOS_REQUIRE_UPGRADE=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Slow runs: every fuzzer for FUZZTIME.
 test-long: deps
