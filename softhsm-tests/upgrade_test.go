@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
@@ -99,6 +102,11 @@ func TestRollingUpgrade(t *testing.T) {
 	upgradeNode(t, c, op, load, back, "rollback to the previous release")
 	c.Custosd = newBin
 	upgradeNode(t, c, op, load, back, "new release again")
+
+	// A data directory of a later release (a newer layout version) is
+	// refused at start, with both versions and what to do, and left as it
+	// was; with its version back, the node starts.
+	refuseNewerLayout(t, c, op, load, order[1])
 
 	results := load.halt()
 	load.check(t, results)
@@ -258,6 +266,13 @@ func startClusterOf(t *testing.T, bin string) *devcluster.Cluster {
 				b, _ := os.ReadFile(c.LogPath(n.ID))
 				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 				t.Logf("--- last lines of %s's log:\n%s", n.ID, strings.Join(lines[max(0, len(lines)-25):], "\n"))
+				var odd []string
+				for _, l := range lines {
+					if strings.Contains(l, "panic") || strings.Contains(l, `"msg":"http:`) || strings.Contains(l, "custosd: ") || strings.Contains(l, "WARN") || strings.Contains(l, "ERROR") {
+						odd = append(odd, l)
+					}
+				}
+				t.Logf("--- %s's warnings, errors and daemon lines:\n%s", n.ID, strings.Join(odd[max(0, len(odd)-60):], "\n"))
 			}
 		}
 	})
@@ -305,6 +320,82 @@ func upgradeNode(t *testing.T, c *devcluster.Cluster, op *client.Client, load *u
 	t.Logf("%s: %s in %v (stopped, served by the others, restarted, caught up to %d entries)", id, what, time.Since(start).Round(time.Millisecond), size)
 }
 
+// refuseNewerLayout stops node id, checks that this release stamped its
+// state.db with layout version 1, makes it version 2 (as a later release
+// would), and checks that custosd refuses to start on it; then puts 1
+// back and starts the node again.
+func refuseNewerLayout(t *testing.T, c *devcluster.Cluster, op *client.Client, load *upgradeLoad, id string) {
+	t.Helper()
+	st, err := op.Cluster(bounded(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	load.enterStep(step{node: id, addr: strings.TrimPrefix(c.Node(id).APIURL(), "https://"), leader: st.Leader.ID == id})
+	if err := c.Stop(id, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(c.NodeDir(id), "data", "state.db")
+	if v := layoutOf(t, db, nil); v != 1 {
+		t.Fatalf("%s: this release left layout version %d in state.db, want 1", id, v)
+	}
+	layoutOf(t, db, []byte{0, 0, 0, 0, 0, 0, 0, 2})
+	logBefore, _ := os.ReadFile(c.LogPath(id))
+	if err := c.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(bounded(t, 60*time.Second), id); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("%s started on a state.db of a later layout: %v", id, err)
+	}
+	logAll, _ := os.ReadFile(c.LogPath(id))
+	msg := string(logAll[len(logBefore):])
+	for _, want := range []string{"data layout version 2, written by a later release", "reads layout versions up to 1", "roll the node back to the newer binary"} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("%s's log on a newer layout lacks %q:\n%s", id, want, msg)
+		}
+	}
+	if v := layoutOf(t, db, nil); v != 2 {
+		t.Fatalf("the refusal changed the layout version to %d", v)
+	}
+	layoutOf(t, db, []byte{0, 0, 0, 0, 0, 0, 0, 1})
+	if err := c.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitMember(bounded(t, 90*time.Second), id); err != nil {
+		t.Fatal(err)
+	}
+	load.leaveStep()
+	load.waitNode(t, id, 5)
+	t.Logf("%s: refused a state.db of layout version 2; started again on version 1", id)
+}
+
+// layoutOf sets the layout version of the state database at path to set,
+// if set is not nil, and returns the version it holds.
+func layoutOf(t *testing.T, path string, set []byte) uint64 {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v []byte
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		if set != nil {
+			if err := meta.Put([]byte("layout_version"), set); err != nil {
+				return err
+			}
+		}
+		v = bytes.Clone(meta.Get([]byte("layout_version")))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 8 {
+		t.Fatalf("%s: layout version %x", path, v)
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
 type wrapped struct{ key, blob []byte }
 
 func randomKey(t *testing.T) []byte {
@@ -328,7 +419,9 @@ type opResult struct {
 	agent  string // the node the agent is pinned to, or "" (the whole cluster)
 	err    error
 	steady bool // started and ended with every node up and caught up
-	step   step // the node being upgraded when it started, if any
+	epochs [2]int64
+	times  [2]time.Time
+	step   step // the node being upgraded when it ended, else when it started, if any
 }
 
 // upgradeLoad is agents wrapping a fresh data key, then unwrapping it, in
@@ -429,18 +522,25 @@ func startUpgradeLoad(t *testing.T, c *devcluster.Cluster, workers int) *upgrade
 
 // do runs one operation and records it.
 func (l *upgradeLoad) do(kind, agent string, fn func(context.Context) error) error {
-	e0 := l.epoch.Load()
+	e0, t0 := l.epoch.Load(), time.Now()
 	l.mu.Lock()
 	step := l.step
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	err := fn(ctx)
 	cancel()
-	r := opResult{kind: kind, agent: agent, err: err, step: step, steady: e0%2 == 0 && l.epoch.Load() == e0}
+	e1 := l.epoch.Load()
+	r := opResult{kind: kind, agent: agent, err: err, step: step, steady: e0%2 == 0 && e1 == e0,
+		epochs: [2]int64{e0, e1}, times: [2]time.Time{t0, time.Now()}}
 	if err == nil {
 		l.ok.Add(1)
 	}
 	l.mu.Lock()
+	if l.step.node != "" {
+		// Started before a step or during one, ended during one: it was in
+		// flight when the node was stopped, or started while it was down.
+		r.step = l.step
+	}
 	l.res = append(l.res, r)
 	l.mu.Unlock()
 	return err
@@ -534,8 +634,9 @@ func (l *upgradeLoad) check(t *testing.T, res []opResult) {
 		if !retry {
 			t.Errorf("%s failed with an error an agent cannot retry (upgrading %q): %v", r.kind, r.step.node, r.err)
 		}
-		if r.steady || r.step.node == "" {
-			t.Errorf("%s failed while every node was up and caught up: %v", r.kind, r.err)
+		if r.steady || r.step.node == "" { // an op ending in a step has its node
+			t.Errorf("%s (agent %q) failed while every node was up and caught up (epochs %v, %s to %s): %v", r.kind, r.agent, r.epochs,
+				r.times[0].UTC().Format("15:04:05.000"), r.times[1].UTC().Format("15:04:05.000"), r.err)
 		}
 		var ae *client.APIError
 		atStepped := strings.Contains(r.err.Error(), r.step.addr)
