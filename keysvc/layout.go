@@ -1,6 +1,7 @@
-// The check that this release can serve the state on disk: a data
-// directory written by an earlier release is refused at Open, with what to
-// do, rather than run into failures later.
+// The check that this release can serve the state on disk: the data
+// layout version (below) is migrated or refused when the database opens,
+// and a state older than any version (written before nodes had KEM keys)
+// is refused at Open, with what to do, rather than run into failures later.
 
 package keysvc
 

@@ -3,7 +3,9 @@ package softhsmtests
 // A rolling upgrade from the previous release to this one: a 3-node
 // cluster of the previous release's custosd (built from git), agents
 // wrapping and unwrapping throughout, each node stopped and started again
-// on the new binary, one at a time, followers first. See docs/upgrades.md.
+// on the new binary, one at a time, followers first; then a rollback of
+// one node and back, and a state.db of a later layout refused. See
+// docs/upgrades.md.
 
 import (
 	"bytes"
@@ -94,6 +96,17 @@ func TestRollingUpgrade(t *testing.T) {
 		upgradeNode(t, c, op, load, id, "new release")
 	}
 	t.Logf("upgraded %s (%s, leader %s last) to this release", strings.Join(order, ", "), rev, leader)
+	// This release, and only it, stamped each node's state with its layout
+	// version on its first start there.
+	for _, id := range order {
+		b, err := os.ReadFile(c.LogPath(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(b), "keysvc: recorded the data layout version"); n != 1 {
+			t.Errorf("%s's log records the layout version %d times, want once (by the new binary's first start)", id, n)
+		}
+	}
 
 	// Roll one node back to the previous release and forward again: the
 	// layout is the same (version 1), so both binaries serve it.
