@@ -27,9 +27,11 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/custos-eu/custos/keysvc/audit"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/devcluster"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 func TestRollingUpgrade(t *testing.T) {
@@ -149,6 +151,19 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Fatalf("audit verify:\n%s", out)
 	}
 	t.Logf("audit verify across the upgrade:\n%s", out)
+	f, err := os.Open(pack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := audit.Scan(f, func(e ledger.Entry) error {
+		if e.Outcome != ledger.OutcomeOK {
+			t.Logf("log entry %d: %s %s by %s on %s: %s", e.Index, e.Type, e.Outcome, e.Actor.Identity, e.Node, e.Reason)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // previousRelease is the commit of the previous release: the last commit of
