@@ -199,9 +199,12 @@ $(PROMTOOL):
 
 # Unit tests with the race detector, and the SoftHSM and versitygw integration tests, which
 # must run: CUSTOS_REQUIRE_SOFTHSM=1 turns a missing SoftHSM or versitygw into a failure
-# instead of a skip.
+# instead of a skip. The rolling-upgrade test builds the previous release from this clone's git
+# history: CUSTOS_REQUIRE_UPGRADE=1 makes a missing previous release a failure, except in a shallow
+# clone, which has no history to build it from (the test then skips and says why).
+REQUIRE_UPGRADE := $(shell [ "$$(git rev-parse --is-shallow-repository 2>/dev/null)" = false ] && echo 1)
 test: deps vulncheck tools vet lint-openapi check-alerts
-	CUSTOS_REQUIRE_SOFTHSM=1 $(GO) test -race -count=1 -timeout 20m ./...
+	CUSTOS_REQUIRE_SOFTHSM=1 CUSTOS_REQUIRE_UPGRADE=$(REQUIRE_UPGRADE) $(GO) test -race -count=1 -timeout 20m ./...
 
 # Slow runs: every fuzzer for FUZZTIME.
 test-long: deps

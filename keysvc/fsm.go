@@ -103,6 +103,9 @@ func (s *stateDB) openDB(path string) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("keysvc: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
+		if err := s.openLayout(tx); err != nil { // layout.go
+			return err
+		}
 		// A database or snapshot written before the drills index (or by an
 		// older node) is indexed up to its log's size once, here.
 		n, err := state.Setup(tx)
@@ -446,6 +449,9 @@ func inspectSnapshot(path string) (*bbolt.DB, stateHead, tlog.Hash, error) {
 	err = db.View(func(tx *bbolt.Tx) error {
 		if !state.HasNodeTable(tx) {
 			return errors.New("no nodes bucket")
+		}
+		if err := state.CheckLayout(tx); err != nil { // layout.go
+			return err
 		}
 		if h, err = readHead(tx); err != nil {
 			return err

@@ -1,6 +1,7 @@
-// The check that this release can serve the state on disk: a data
-// directory written by an earlier release is refused at Open, with what to
-// do, rather than run into failures later.
+// The check that this release can serve the state on disk: the data
+// layout version (below) is migrated or refused when the database opens,
+// and a state older than any version (written before nodes had KEM keys)
+// is refused at Open, with what to do, rather than run into failures later.
 
 package keysvc
 
@@ -55,6 +56,46 @@ func checkLayout(s *stateDB, dir string) error {
 	}
 	if len(old) > 0 {
 		return &OldLayoutError{Dir: dir, Nodes: old}
+	}
+	return nil
+}
+
+// Data layout versions (package state, LayoutVersion): a node's state.db
+// records the layout it is in. It is a property of the file, not of the
+// replicated state: each node stamps its own database when it opens it
+// (at creation, which is before genesis, and on every open), in the
+// transaction that sets the database up, and never through raft, so that
+// nodes of two releases can run side by side during a rolling upgrade
+// without their replicated state differing (state.Digest leaves the
+// version out). On open:
+//
+//   - the same version: nothing to do;
+//   - no version (every release before it was recorded) is version 1, and
+//     an older version is migrated step by step (state's migrations), then
+//     stamped, all in one transaction;
+//   - a newer version (a later release wrote it; the binary was rolled
+//     back) is refused with *state.NewerLayoutError, naming both versions,
+//     and nothing is written.
+//
+// A snapshot carries its sender's file: Restore refuses one in a newer
+// layout (state.CheckLayout) and migrates an older one when it opens it.
+// A state older than version 1 (member records without KEM keys) cannot be
+// migrated: checkLayout refuses it.
+
+// ErrNewerLayout: the data directory was written by a later release.
+var ErrNewerLayout = state.ErrNewerLayout
+
+// openLayout brings the database of tx to state.LayoutVersion, and logs
+// what it did.
+func (s *stateDB) openLayout(tx *bbolt.Tx) error {
+	from, stamped, err := state.OpenLayout(tx)
+	if err != nil || !stamped {
+		return err
+	}
+	if from == state.LayoutVersion {
+		s.log.Info("keysvc: recorded the data layout version", "path", s.path, "layout_version", state.LayoutVersion)
+	} else {
+		s.log.Info("keysvc: migrated the data layout", "path", s.path, "from", from, "to", state.LayoutVersion)
 	}
 	return nil
 }

@@ -159,14 +159,14 @@ func (rs RevocationSet) Lookup(id identity.Identity, fingerprint string) (Revoca
 }
 
 // Digest hashes the node table, the revocations, meta (but the applied
-// index) and the log root: equal digests mean equal replicated state. For
-// tests and diagnostics.
+// index and the layout version) and the log root: equal digests mean equal
+// replicated state. For tests and diagnostics.
 func Digest(tx *bbolt.Tx) ([32]byte, error) {
 	h := sha256.New()
 	for _, name := range [][]byte{bucketMeta, bucketNodes, bucketRevocations} {
 		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-			if bytes.Equal(name, bucketMeta) && bytes.Equal(k, keyApplied) {
-				return nil // the content, not how far raft got
+			if bytes.Equal(name, bucketMeta) && (bytes.Equal(k, keyApplied) || bytes.Equal(k, keyLayout)) {
+				return nil // the content, not how far raft got or the file's layout
 			}
 			fmt.Fprintf(h, "%s/%x=%x\n", name, k, v)
 			return nil
