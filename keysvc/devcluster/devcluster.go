@@ -75,6 +75,9 @@ type Cluster struct {
 	Nodes   []*Node `json:"nodes"`
 	// RaftTuning goes into every node's config.
 	RaftTuning nodecfg.RaftTuning `json:"raft_tuning"`
+	// NoHealth leaves out the nodes' health listeners (for a custosd of a
+	// release before [health]).
+	NoHealth bool `json:"no_health,omitempty"`
 }
 
 // Options configure Create.
@@ -85,6 +88,9 @@ type Options struct {
 	Custosd string // custosd binary; default: next to this executable, then $PATH
 	// RaftTuning goes into every node's config (tests lower snapshot bounds).
 	RaftTuning nodecfg.RaftTuning
+	// NoHealth: no [health] listener in the nodes' configs, for a custosd
+	// of a release that does not know the table (the upgrade test's).
+	NoHealth bool
 }
 
 // Create lays out a new cluster: CA, client certificates, and Nodes nodes
@@ -110,7 +116,7 @@ func Create(o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, Name: o.Name, Custosd: bin, RaftTuning: o.RaftTuning}
+	c := &Cluster{Dir: dir, Name: o.Name, Custosd: bin, RaftTuning: o.RaftTuning, NoHealth: o.NoHealth}
 	for _, d := range []string{"ca", "clients"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, err
@@ -222,8 +228,10 @@ func (c *Cluster) addNode(ca *identity.CA) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{ID: fmt.Sprintf("node-%d", len(c.Nodes)+1), Region: Regions[len(c.Nodes)], APIPort: ports[0], RaftPort: ports[1],
-		HealthAddr: fmt.Sprintf("127.0.0.1:%d", ports[2])}
+	n := &Node{ID: fmt.Sprintf("node-%d", len(c.Nodes)+1), Region: Regions[len(c.Nodes)], APIPort: ports[0], RaftPort: ports[1]}
+	if !c.NoHealth {
+		n.HealthAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	}
 	dir := c.NodeDir(n.ID)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err
