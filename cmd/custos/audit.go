@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/keysvc/client"
-	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
 // Variables naming the auditor's certificate (DIR/env of custos dev up).
@@ -58,36 +57,6 @@ func runAuditCmd(ctx context.Context, s stdio, args []string) error {
 
 // auditorClient builds an API client from the flags, with the auditor's
 // certificate unless --cert and --key name one.
-// latestCheckpoint is the cluster's latest signed checkpoint, verified
-// with the node keys the cluster serves, and the cluster's status.
-type latestCheckpoint struct {
-	status client.Status
-	keys   []ledger.NodeKey
-	note   []byte
-	cp     ledger.Checkpoint
-	signer string
-}
-
-func fetchLatestCheckpoint(ctx context.Context, cl *client.Client) (*latestCheckpoint, error) {
-	st, err := cl.Cluster(ctx)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := cl.NodeKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("node keys: %w", err)
-	}
-	note, err := cl.Checkpoint(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	cp, signer, err := ledger.VerifyCheckpoint(note, ledger.Origin(st.Cluster), keys...)
-	if err != nil {
-		return nil, fmt.Errorf("the latest checkpoint does not verify with the cluster's node keys: %w", err)
-	}
-	return &latestCheckpoint{status: st, keys: keys, note: note, cp: cp, signer: signer}, nil
-}
-
 func auditorClient(af *apiFlags) (*client.Client, error) {
 	if af.cert == "" && af.key == "" {
 		cert, err := af.lookup(envAuditorCert)

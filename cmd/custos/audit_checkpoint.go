@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custos-eu/custos/internal/atomicfile"
+	"github.com/custos-eu/custos/keysvc/audit"
 	"github.com/custos-eu/custos/keysvc/ledger"
 )
 
@@ -38,11 +39,11 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	lc, err := fetchLatestCheckpoint(ctx, cl)
+	lc, err := audit.FetchLatest(ctx, cl)
 	if err != nil {
 		return err
 	}
-	st, keys, note, cp, signer := lc.status, lc.keys, lc.note, lc.cp, lc.signer
+	st, keys, note, cp, signer := lc.Status, lc.Keys, lc.Note, lc.CP, lc.Signer
 	if cp.Size == 0 {
 		return errors.New("the log is empty: nothing to pin yet")
 	}
@@ -62,7 +63,7 @@ func runAuditCheckpoint(ctx context.Context, s stdio, args []string) error {
 	if err != nil {
 		return fmt.Errorf("genesis entry: %w", err)
 	}
-	keyText, err := nodeKeysText(keys)
+	keyText, err := audit.NodeKeysText(keys)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ type checkpointSource interface {
 // logSource is what watch asks of the cluster to read the new entries;
 // without it (a source that serves checkpoints only) they are not checked.
 type logSource interface {
-	entrySource
+	audit.EntrySource
 	InclusionProof(ctx context.Context, index, size uint64) (ledger.InclusionProof, error)
 }
 
@@ -136,7 +136,7 @@ func (w *watcher) followEntries(ctx context.Context, old, cp ledger.Checkpoint) 
 	if w.tree == nil || w.tree.Size() != old.Size {
 		t := &audit.Tree{}
 		if old.Size > 0 {
-			frontier, err := frontierAt(ctx, src, old.Size)
+			frontier, err := audit.FrontierAt(ctx, src, old.Size)
 			if err != nil {
 				return nil, fmt.Errorf("the tree at the pin: %w", err)
 			}
@@ -159,7 +159,7 @@ func (w *watcher) followEntries(ctx context.Context, old, cp ledger.Checkpoint) 
 	}
 	var alerts []string
 	more := 0
-	err = fetchEntries(ctx, src, old.Size, cp.Size, exportWorkers, func(i uint64, raw []byte) error {
+	err = audit.FetchEntries(ctx, src, old.Size, cp.Size, audit.ExportWorkers, func(i uint64, raw []byte) error {
 		e, err := ledger.ParseEntry(raw)
 		if err != nil || e.Index != i {
 			return alertf("entry %d as the cluster serves it is not a canonical entry %d: %v", i, i, err)
