@@ -535,21 +535,30 @@ func runKEKCmd(ctx context.Context, stdout io.Writer, args []string) error {
 // parsePositional parses args holding len(names) positional arguments
 // among the flags.
 func parsePositional(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != len(names) {
+		return nil, usagef("want %s, got %d argument(s) %q", strings.Join(names, " "), len(pos), pos)
+	}
+	return pos, nil
+}
+
+// parseInterleaved parses args with parseFlags, flags before, between or
+// after the positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := parseFlags(fs, args); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
-			break
+			return pos, nil
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(pos) != len(names) {
-		return nil, usagef("want %s, got %d argument(s) %q", strings.Join(names, " "), len(pos), pos)
-	}
-	return pos, nil
 }
 
 func parseVersion(s string) (uint32, error) {

@@ -49,9 +49,6 @@ const (
 // default (18). Tests lower it.
 var pkiWorkFactor = 0
 
-// errPKIHelp: help was asked for and printed; the command exits 0.
-var errPKIHelp = errors.New("help printed")
-
 // pkiUsagef is a command line pki cannot run (exit 2); refusals of what
 // the flags name are plain errors (exit 1).
 func pkiUsagef(format string, a ...any) error { return usagef(format, a...) }
@@ -76,12 +73,7 @@ commands:
 The CA key's passphrase comes from the terminal, or from --passphrase-file FILE or
 --passphrase-env NAME; never from a flag value. Exit status: 0 done, 2 usage error, 1 refused.`
 
-func runPKICmd(ctx context.Context, stdout io.Writer, args []string) error {
-	if err := runPKI(stdout, args); err != errPKIHelp {
-		return err
-	}
-	return nil
-}
+func runPKICmd(_ context.Context, stdout io.Writer, args []string) error { return runPKI(stdout, args) }
 
 func runPKI(stdout io.Writer, args []string) error {
 	if len(args) == 0 {
@@ -113,34 +105,14 @@ func runPKI(stdout io.Writer, args []string) error {
 	return pkiUsagef("unknown pki command %q\n%s", args[0], pkiUsage)
 }
 
-// parsePKIFlags parses args, allowing flags after positional arguments, and
-// turns flag errors into usage errors.
-// With -h it prints the flags to stdout and returns errPKIHelp.
-func parsePKIFlags(stdout io.Writer, fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(stdout, "usage of custos %s:\n", fs.Name())
-				fs.SetOutput(stdout)
-				fs.PrintDefaults()
-				return nil, errPKIHelp
-			}
-			var b strings.Builder
-			fmt.Fprintf(&b, "usage of custos %s:\n", fs.Name())
-			fs.SetOutput(&b)
-			fs.PrintDefaults()
-			fs.SetOutput(io.Discard)
-			return nil, &usageError{err: err, usage: b.String()}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+// parsePKIFlags parses args as every command does (parseInterleaved), with
+// the usage naming the whole command.
+func parsePKIFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage of custos %s:\n", fs.Name())
+		fs.PrintDefaults()
 	}
+	return parseInterleaved(fs, args)
 }
 
 func daysFlag(fs *flag.FlagSet, def int, what string) *int {
@@ -163,7 +135,7 @@ func runPKICAInit(stdout io.Writer, args []string) error {
 	days := daysFlag(fs, pkiCADays, "CA")
 	uri := fs.String("pkcs11-uri", "", "make the CA key on this PKCS#11 token, e.g. 'pkcs11:token=custos-ca;object=custos-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/path/pin'")
 	pf := addPassphraseFlags(fs)
-	pos, err := parsePKIFlags(stdout, fs, args)
+	pos, err := parsePKIFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -406,7 +378,7 @@ func runPKIIssueNode(stdout io.Writer, args []string) error {
 	days := daysFlag(fs, pkiNodeDays, "node certificate")
 	out := fs.String("out", "", "write the certificate to this new file (default: stdout)")
 	pf := addPassphraseFlags(fs)
-	pos, err := parsePKIFlags(stdout, fs, args)
+	pos, err := parsePKIFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -492,7 +464,7 @@ func runPKIIssueClient(stdout io.Writer, args []string) error {
 	csrFile := fs.String("csr", "", "issue for the key of this request instead (made with identity.NewCSR for the same identity); the certificate goes to stdout")
 	days := daysFlag(fs, pkiClientDays, "client certificate")
 	pf := addPassphraseFlags(fs)
-	pos, err := parsePKIFlags(stdout, fs, args)
+	pos, err := parsePKIFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -607,7 +579,7 @@ func runPKIInspect(stdout io.Writer, args []string) error {
 	fs := flag.NewFlagSet("pki inspect", flag.ContinueOnError)
 	format := fs.String("format", "text", "text or json")
 	caFile := fs.String("ca", "", "also check that this CA file (ca.pem) issued the certificate")
-	pos, err := parsePKIFlags(stdout, fs, args)
+	pos, err := parsePKIFlags(fs, args)
 	if err != nil {
 		return err
 	}
