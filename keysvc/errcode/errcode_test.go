@@ -2,55 +2,19 @@ package errcode_test
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// consts returns the string-valued (or selector-valued) constants of the
-// non-test files of the package in dir, by name.
-func consts(t *testing.T, dir string) map[string]ast.Expr {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]ast.Expr{}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range f.Decls {
-			g, ok := d.(*ast.GenDecl)
-			if !ok || g.Tok != token.CONST {
-				continue
-			}
-			for _, s := range g.Specs {
-				vs := s.(*ast.ValueSpec)
-				for i, n := range vs.Names {
-					if i < len(vs.Values) {
-						out[n.Name] = vs.Values[i]
-					}
-				}
-			}
-		}
-	}
-	return out
-}
+	"github.com/custos-eu/custos/internal/srctest"
+)
 
 // The client SDK spells no code itself: each of its Code… constants is
 // errcode's code of the same name (or a reqsig code), so server and client
 // cannot diverge. And no two codes here share a string.
 func TestCodesMatchTheClient(t *testing.T) {
-	ours := consts(t, ".")
+	ours := srctest.Consts(t, ".")
 	seen := map[string]string{}
 	for name, v := range ours {
 		lit, ok := v.(*ast.BasicLit)
@@ -65,7 +29,7 @@ func TestCodesMatchTheClient(t *testing.T) {
 		seen[s] = name
 	}
 	n := 0
-	for name, v := range consts(t, "../client") {
+	for name, v := range srctest.Consts(t, "../client") {
 		if !strings.HasPrefix(name, "Code") {
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/custos-eu/custos/internal/srctest"
 	"github.com/custos-eu/custos/keysvc/httpapi"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
@@ -136,37 +136,11 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 // name passes keep, by value.
 func goCodes(t *testing.T, dir string, keep func(name string) bool) map[string]string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range f.Decls {
-			g, ok := d.(*ast.GenDecl)
-			if !ok || g.Tok != token.CONST {
-				continue
-			}
-			for _, s := range g.Specs {
-				vs := s.(*ast.ValueSpec)
-				for i, n := range vs.Names {
-					if i >= len(vs.Values) || !keep(n.Name) {
-						continue
-					}
-					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-						v, _ := strconv.Unquote(lit.Value)
-						out[v] = filepath.Base(dir) + "." + n.Name
-					}
-				}
-			}
+	for name, v := range srctest.Consts(t, dir) {
+		if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING && keep(name) {
+			s, _ := strconv.Unquote(lit.Value)
+			out[s] = filepath.Base(dir) + "." + name
 		}
 	}
 	return out
