@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/custos-eu/custos/internal/testwait"
 
-	"github.com/custos-eu/custos/hsm/hsmtest"
 	"github.com/custos-eu/custos/internal/connlimit"
 	"github.com/custos-eu/custos/keysvc/client"
 	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
@@ -308,26 +306,11 @@ func TestDaemonConnectionLimits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a daemon")
 	}
-	tokens := hsmtest.SoftHSM(t, "n1")
-	pki := httpapitest.NewPKI(t, "test")
-	root := t.TempDir()
-	caFile := writeFile(t, filepath.Join(root, "ca.pem"), pki.CA.CertPEM())
-	cfgPath, cfg := nodeConfig(t, filepath.Join(root, "n1"), caFile, tokens[0])
-	cfg.API.MaxConnsPerIP = 2
-	cfg.Raft.MaxHandshakesPerIP = 1
-	cfg.Raft.FirstBytesTimeout.Duration = time.Hour // idle raft connections stay for the test
-	if err := cfg.Write(cfgPath); err != nil {
-		t.Fatal(err)
-	}
-	certify(t, pki.CA, cfgPath, cfg.TLS.Cert)
-	n := &node{id: "n1", cfgPath: cfgPath, api: "https://" + cfg.API.Listen}
-	n.start(t)
-	defer func() {
-		if t.Failed() {
-			t.Logf("log:\n%s", n.log.String())
-		}
-		n.stop(t)
-	}()
+	n, cfg, pki := startOneNode(t, func(cfg *nodecfg.Config) {
+		cfg.API.MaxConnsPerIP = 2
+		cfg.Raft.MaxHandshakesPerIP = 1
+		cfg.Raft.FirstBytesTimeout.Duration = time.Hour // idle raft connections stay for the test
+	})
 	ops, err := client.New(client.Config{Endpoints: []string{n.api}, TLSFiles: pki.Issue(t, identity.RoleOperator, "ops", "DE"),
 		Timeout: 10 * time.Second, MaxIdleConnsPerHost: 1})
 	if err != nil {

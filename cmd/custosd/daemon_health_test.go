@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/custos-eu/custos/hsm/hsmtest"
-	"github.com/custos-eu/custos/keysvc/httpapi/httpapitest"
 	"github.com/custos-eu/custos/keysvc/identity"
+	"github.com/custos-eu/custos/keysvc/nodecfg"
 )
 
 // A daemon with [health] addr serves /livez and /readyz there, plain
@@ -25,24 +23,9 @@ func TestDaemonHealthAndMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a daemon")
 	}
-	tokens := hsmtest.SoftHSM(t, "n1")
-	pki := httpapitest.NewPKI(t, "test")
-	root := t.TempDir()
-	caFile := writeFile(t, filepath.Join(root, "ca.pem"), pki.CA.CertPEM())
-	cfgPath, cfg := nodeConfig(t, filepath.Join(root, "n1"), caFile, tokens[0])
-	cfg.Health.Addr = freeAddr(t)
-	if err := cfg.Write(cfgPath); err != nil {
-		t.Fatal(err)
-	}
-	certify(t, pki.CA, cfgPath, cfg.TLS.Cert)
-	n := &node{id: "n1", cfgPath: cfgPath, api: "https://" + cfg.API.Listen}
-	n.start(t)
-	defer func() {
-		if t.Failed() {
-			t.Logf("log:\n%s", n.log.String())
-		}
-		n.stop(t)
-	}()
+	n, cfg, pki := startOneNode(t, func(cfg *nodecfg.Config) {
+		cfg.Health.Addr = freeAddr(t)
+	})
 	plain := &http.Client{Timeout: 5 * time.Second}
 	health := "http://" + cfg.Health.Addr
 	fetch := func(c *http.Client, url string) (int, string, error) {

@@ -33,6 +33,32 @@ import (
 )
 
 // nodeConfig is a one-node bootstrap configuration on tok, written to dir.
+// startOneNode starts a bootstrapped single node on a SoftHSM token, with
+// configure's changes to its config; it is stopped (its log shown when the
+// test failed) at the end of the test.
+func startOneNode(t *testing.T, configure func(*nodecfg.Config)) (*node, *nodecfg.Config, *httpapitest.PKI) {
+	t.Helper()
+	tokens := hsmtest.SoftHSM(t, "n1")
+	pki := httpapitest.NewPKI(t, "test")
+	root := t.TempDir()
+	caFile := writeFile(t, filepath.Join(root, "ca.pem"), pki.CA.CertPEM())
+	cfgPath, cfg := nodeConfig(t, filepath.Join(root, "n1"), caFile, tokens[0])
+	configure(cfg)
+	if err := cfg.Write(cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	certify(t, pki.CA, cfgPath, cfg.TLS.Cert)
+	n := &node{id: "n1", cfgPath: cfgPath, api: "https://" + cfg.API.Listen}
+	n.start(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", n.log.String())
+		}
+		n.stop(t)
+	})
+	return n, cfg, pki
+}
+
 func nodeConfig(t *testing.T, dir, caFile string, tok pkcs11.Config) (string, *nodecfg.Config) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
