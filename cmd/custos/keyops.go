@@ -265,15 +265,7 @@ func runUnwrap(ctx context.Context, s stdio, args []string) error {
 	if format.json && (*out == "" || *out == "-") {
 		return usagef("--format json prints the receipt on stdout: give --out FILE for the data key")
 	}
-	raw, err := readInput(s, *in, "wrapped key", false)
-	if err != nil {
-		return err
-	}
-	blob, err := parseWrapped(raw)
-	if err != nil {
-		return err
-	}
-	kekID, v, err := blobKEK(kf.kek, blob)
+	blob, kekID, v, err := readWrapped(s, *in, kf.kek)
 	if err != nil {
 		return err
 	}
@@ -362,6 +354,20 @@ func runDataKey(ctx context.Context, s stdio, args []string) error {
 	return nil
 }
 
+// readWrapped reads a wrapped key from in (raw or base64) and returns it
+// with the KEK it is for (kek, or the one it names) and its version.
+func readWrapped(s stdio, in, kek string) (blob []byte, kekID string, version uint32, err error) {
+	raw, err := readInput(s, in, "wrapped key", false)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if blob, err = parseWrapped(raw); err != nil {
+		return nil, "", 0, err
+	}
+	kekID, version, err = blobKEK(kek, blob)
+	return blob, kekID, version, err
+}
+
 func runRewrap(ctx context.Context, s stdio, args []string) error {
 	fs := flag.NewFlagSet("rewrap", flag.ContinueOnError)
 	kf := addKeyOpFlags(fs, s, "the KEK of the wrapped key (default: the one it names); it is rewrapped to that KEK's latest active version")
@@ -371,15 +377,7 @@ func runRewrap(ctx context.Context, s stdio, args []string) error {
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
-	raw, err := readInput(s, *in, "wrapped key", false)
-	if err != nil {
-		return err
-	}
-	blob, err := parseWrapped(raw)
-	if err != nil {
-		return err
-	}
-	kekID, from, err := blobKEK(kf.kek, blob)
+	blob, kekID, from, err := readWrapped(s, *in, kf.kek)
 	if err != nil {
 		return err
 	}
