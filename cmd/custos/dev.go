@@ -25,17 +25,11 @@ var devCommands = []command{
 }
 
 func devUsage() string {
-	var b strings.Builder
-	b.WriteString("usage: custos dev <command> [flags]\n\ncommands:\n")
-	for _, c := range devCommands {
-		fmt.Fprintf(&b, "  %-13s %s\n", c.name, c.summary)
-	}
-	return b.String()
+	return groupUsage("dev", devCommands, 13, "")
 }
 
 func runDevCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	return dispatch("dev", devCommands, func(c command) string { return c.name },
-		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, devUsage())
+	return runGroup(ctx, stdout, "dev", devCommands, args, devUsage())
 }
 
 func devUp(ctx context.Context, w io.Writer, args []string) error {

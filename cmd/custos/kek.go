@@ -518,18 +518,11 @@ var kekCommands = []command{
 }
 
 func kekUsage() string {
-	var b strings.Builder
-	b.WriteString("usage: custos kek <command> [flags]\n\ncommands:\n")
-	for _, c := range kekCommands {
-		fmt.Fprintf(&b, "  %-24s %s\n", c.name, c.summary)
-	}
-	b.WriteString("\nThey take the API flags of every command (--env, --addr, --cert, --key, --ca); any role may read KEKs.")
-	return b.String()
+	return groupUsage("kek", kekCommands, 24, "\nThey take the API flags of every command (--env, --addr, --cert, --key, --ca); any role may read KEKs.")
 }
 
 func runKEKCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	return dispatch("kek", kekCommands, func(c command) string { return c.name },
-		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, kekUsage())
+	return runGroup(ctx, stdout, "kek", kekCommands, args, kekUsage())
 }
 
 // parsePositional parses args holding len(names) positional arguments

@@ -194,6 +194,24 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return &usageError{err: err, usage: b.String()}
 }
 
+// groupUsage is the usage of a command group: its subcommands, names
+// padded to width, then note (if any).
+func groupUsage(group string, cmds []command, width int, note string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: custos %s <command> [flags]\n\ncommands:\n", group)
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "  %-*s %s\n", width, c.name, c.summary)
+	}
+	b.WriteString(note)
+	return b.String()
+}
+
+// runGroup runs the subcommand of a group of commands (dispatch).
+func runGroup(ctx context.Context, stdout io.Writer, group string, cmds []command, args []string, usage string) error {
+	return dispatch(group, cmds, func(c command) string { return c.name },
+		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, usage)
+}
+
 // dispatch runs the subcommand of group (e.g. "officer") that args[0]
 // names, from cmds; no argument, help, -h or --help is help, an unknown
 // subcommand a usage error, both with usage.

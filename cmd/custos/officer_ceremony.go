@@ -612,17 +612,11 @@ var operatorCommands = []command{
 }
 
 func operatorUsage() string {
-	var b strings.Builder
-	b.WriteString("usage: custos operator <command> [flags]\n\ncommands:\n")
-	for _, c := range operatorCommands {
-		fmt.Fprintf(&b, "  %-5s %s\n", c.name, c.summary)
-	}
-	return b.String()
+	return groupUsage("operator", operatorCommands, 5, "")
 }
 
 func runOperatorCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	return dispatch("operator", operatorCommands, func(c command) string { return c.name },
-		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, operatorUsage())
+	return runGroup(ctx, stdout, "operator", operatorCommands, args, operatorUsage())
 }
 
 func runOperatorInit(ctx context.Context, stdout io.Writer, args []string) error {

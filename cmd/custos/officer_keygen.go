@@ -33,18 +33,11 @@ var officerCommands = []command{
 }
 
 func officerUsage() string {
-	var b strings.Builder
-	b.WriteString("usage: custos officer <command> [flags]\n\ncommands:\n")
-	for _, c := range officerCommands {
-		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
-	}
-	b.WriteString("\nPassphrases come from the terminal, or for automation from --passphrase-file FILE or --passphrase-env NAME; never from a flag value.")
-	return b.String()
+	return groupUsage("officer", officerCommands, 12, "\nPassphrases come from the terminal, or for automation from --passphrase-file FILE or --passphrase-env NAME; never from a flag value.")
 }
 
 func runOfficerCmd(ctx context.Context, stdout io.Writer, args []string) error {
-	return dispatch("officer", officerCommands, func(c command) string { return c.name },
-		func(c command) error { return c.run(ctx, stdout, args[1:]) }, args, officerUsage())
+	return runGroup(ctx, stdout, "officer", officerCommands, args, officerUsage())
 }
 
 // keygenWorkFactor is the scrypt work factor of new key files; 0 is the officer
