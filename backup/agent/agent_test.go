@@ -126,8 +126,14 @@ path         = %q
 	return f
 }
 
-// run backs up "hr" to paris.
+// run backs up "hr" to paris through the fixture's cluster.
 func (f *fixture) run(t *testing.T) *archive.Manifest {
+	t.Helper()
+	return f.runThrough(t, f.c)
+}
+
+// runThrough backs up "hr" to paris through c.
+func (f *fixture) runThrough(t *testing.T, c RunCluster) *archive.Manifest {
 	t.Helper()
 	ctx := context.Background()
 	pl, err := f.ag.Plan("hr", "paris")
@@ -139,7 +145,7 @@ func (f *fixture) run(t *testing.T) *archive.Manifest {
 		t.Fatal(err)
 	}
 	defer closeTarget(tg)
-	res, err := f.ag.Run(ctx, RunRequest{Plan: pl, Target: tg, Cluster: f.c})
+	res, err := f.ag.Run(ctx, RunRequest{Plan: pl, Target: tg, Cluster: c})
 	if err != nil {
 		t.Fatal(err)
 	}

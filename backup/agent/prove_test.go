@@ -26,26 +26,6 @@ func withCluster(t *testing.T) (*fixture, *agentcluster.Env, *client.Client) {
 	return f, env, c
 }
 
-// runThrough backs up "hr" to paris through c.
-func (f *fixture) runThrough(t *testing.T, c RunCluster) *archive.Manifest {
-	t.Helper()
-	ctx := context.Background()
-	pl, err := f.ag.Plan("hr", "paris")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, err := f.ag.open(ctx, pl.Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeTarget(tg)
-	res, err := f.ag.Run(ctx, RunRequest{Plan: pl, Target: tg, Cluster: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Manifest
-}
-
 // A manifest is proved only by the transfer entry that describes it, which
 // this agent logged.
 func TestProveTransfer(t *testing.T) {
