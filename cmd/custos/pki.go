@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/custos-eu/custos/hsm"
+	"github.com/custos-eu/custos/internal/atomicfile"
 	"github.com/custos-eu/custos/keysvc/identity"
 	"github.com/custos-eu/custos/keysvc/officer"
 	"github.com/custos-eu/custos/keysvc/officer/officerhsm"
@@ -255,24 +257,12 @@ func sealCAKey(ca *identity.CA, pass []byte) ([]byte, error) {
 	return sealed.Bytes(), nil
 }
 
-// writeNewFile creates name with perm and data; it never overwrites.
+// writeNewFile creates name with perm and data, whole or not at all; it
+// never overwrites.
 func writeNewFile(name string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if errors.Is(err, os.ErrExist) {
+	err := atomicfile.WriteNew(name, data, perm)
+	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s already exists; refusing to overwrite it", name)
-	}
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
 	}
 	return err
 }
